@@ -1,0 +1,1 @@
+"""Exporters: the ends of pipelines. `exporters/<type>.py` holds the type named `<type>` in YAML."""

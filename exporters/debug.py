@@ -1,0 +1,69 @@
+"""`debug`: write what arrives to the log (otelcol's debug exporter).
+
+`verbosity: basic` logs one summary line per batch; `normal` one line per span (trace id,
+span id, name, service); `detailed` adds kind, times, status and attributes.
+`sampling_initial` / `sampling_thereafter` thin the output per second, as otelcol does.
+It never refuses and never blocks: it is for looking, not for keeping.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import PositiveInt
+
+from pipeline.component import Exporter, Factory, Settings, Signal, StrictConfig, Kind
+from pipeline.traces import Traces
+
+
+class DebugConfig(StrictConfig):
+    verbosity: Literal["basic", "normal", "detailed"] = "basic"
+    sampling_initial: PositiveInt = 2
+    sampling_thereafter: PositiveInt = 1
+
+
+class DebugExporter(Exporter):
+    def __init__(self, settings: Settings, config: DebugConfig) -> None:
+        super().__init__(settings)
+        self.config = config
+        self._second = 0
+        self._seen = 0
+
+    def _sampled(self) -> bool:
+        now = int(time.monotonic())
+        if now != self._second:
+            self._second, self._seen = now, 0
+        self._seen += 1
+        excess = self._seen - self.config.sampling_initial
+        return excess <= 0 or excess % self.config.sampling_thereafter == 0
+
+    async def consume(self, batch: Any) -> None:
+        if not self._sampled():
+            return
+        if not isinstance(batch, Traces):
+            self.log.info("Events", extra={"kv": {"items": getattr(batch, "span_count", 1)}})
+            return
+        message = batch.message
+        self.log.info("Traces", extra={"kv": {"resource_spans": len(message.resource_spans),
+                                               "spans": batch.span_count}})
+        if self.config.verbosity != "basic":
+            self._log_spans(message)
+
+    def _log_spans(self, message: Any) -> None:
+        detailed = self.config.verbosity == "detailed"
+        for rs in message.resource_spans:
+            service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
+            for scope in rs.scope_spans:
+                for span in scope.spans:
+                    fields: dict[str, Any] = {"trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
+                                              "name": span.name, "service": service}
+                    if detailed:
+                        fields.update(parent_id=span.parent_span_id.hex(), kind=span.kind,
+                                      start=span.start_time_unix_nano, end=span.end_time_unix_nano,
+                                      status=span.status.code, scope=scope.scope.name,
+                                      attributes={a.key: str(a.value).strip() for a in span.attributes})
+                    self.log.info("span", extra={"kv": fields})
+
+
+factory = Factory("debug", Kind.EXPORTER, DebugConfig, DebugExporter,
+                  signals=frozenset({Signal.TRACES, Signal.EVENTS}), description="log what arrives")

@@ -1,0 +1,184 @@
+"""QueuedExporter: the base of every exporter that talks to something that can be slow or down.
+
+Guarantees (Vector-style):
+- `consume` never waits on the destination: it puts the batch on a bounded queue
+  (`sending_queue.queue_size` batches) and returns. When the queue is full it raises a
+  retryable `Refused("sending queue is full")`, counted in
+  `otelcol_exporter_enqueue_failed_spans`; the receiver tells the client to retry. With
+  `block_on_overflow` it waits for room instead. With the queue disabled, `consume` sends
+  synchronously and passes the outcome back.
+- `num_consumers` workers send batches, each attempt bounded by `timeout`.
+- A retryable failure (`RetryableError`, timeout, connection error) is retried with
+  exponential backoff and jitter, never sooner than the server's hint; when
+  `max_elapsed_time` runs out the batch is dropped, counted as `retries_exhausted` and logged.
+- A `PermanentError` is not retried: counted under its `error_type` and logged.
+- Shutdown stops taking batches and drains the queue until the deadline; whatever is still
+  queued or in flight then is counted as failed (`shutdown`) and logged, never lost silently.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from exporters.helper.backoff import Backoff
+from exporters.helper.settings import ExporterHelperConfig
+from pipeline.component import Exporter, Settings
+from pipeline.errors import PermanentError, Refused, RetryableError
+from pipeline.telemetry import metrics
+
+
+class QueuedExporter(Exporter):
+    def __init__(self, settings: Settings, config: ExporterHelperConfig) -> None:
+        super().__init__(settings)
+        self.config = config
+        data_type = (settings.signal.value if settings.signal else "traces")
+        name = str(settings.id)
+        self._sent = metrics.exporter_sent_spans.labels(name)
+        self._enqueue_failed = metrics.exporter_enqueue_failed_spans.labels(name)
+        self._retried = metrics.exporter_retried_requests.labels(name)
+        self._failed_by_type: dict[str, Any] = {}
+        self._queue_size = metrics.exporter_queue_size.labels(name, data_type)
+        self._in_flight = metrics.exporter_in_flight_requests.labels(name, data_type)
+        metrics.exporter_queue_capacity.labels(name, data_type).set(config.sending_queue.queue_size)
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(config.sending_queue.queue_size)
+        self._workers: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._in_flight_items = 0
+
+    # -- subclass hooks ----------------------------------------------------------------------
+    async def start_client(self) -> None:
+        """Open connections. Failing here must not stop the daemon: raise nothing for outages."""
+
+    async def send(self, batch: Any) -> None:
+        """Deliver one batch; raise RetryableError / PermanentError on failure."""
+        raise NotImplementedError
+
+    async def stop_client(self) -> None:
+        """Close connections after the queue has drained."""
+
+    def item_count(self, batch: Any) -> int:
+        return getattr(batch, "span_count", 1)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self, host: Any) -> None:
+        await self.start_client()
+        if self.config.sending_queue.enabled:
+            self._workers = [asyncio.create_task(self._worker(), name=f"{self.id}-sender-{i}")
+                             for i in range(self.config.sending_queue.num_consumers)]
+
+    async def consume(self, batch: Any) -> None:
+        if self._closing:
+            raise Refused(f"exporter {self.id} is shutting down", retry_after=1.0)
+        if not self.config.sending_queue.enabled:
+            await self._send_now(batch)
+            return
+        try:
+            self._queue.put_nowait(batch)
+        except asyncio.QueueFull:
+            if not self.config.sending_queue.block_on_overflow:
+                self._enqueue_failed.inc(self.item_count(batch))
+                raise Refused("sending queue is full", retry_after=self._refusal_hint()) from None
+            await self._queue.put(batch)
+        self._queue_size.set(self._queue.qsize())
+
+    async def shutdown(self, deadline: float | None = None) -> None:
+        self._closing = True
+        if self._workers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(self._queue.join(), remaining)
+            except asyncio.TimeoutError:
+                self._drop_remaining()
+            for task in self._workers:
+                task.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        await self.stop_client()
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    # -- sending -------------------------------------------------------------------------------
+    async def _worker(self) -> None:
+        while True:
+            batch = await self._queue.get()
+            self._queue_size.set(self._queue.qsize())
+            self._in_flight_items += self.item_count(batch)
+            self._in_flight.inc()
+            try:
+                await self._deliver(batch)
+            finally:
+                self._in_flight.dec()
+                self._in_flight_items -= self.item_count(batch)
+                self._queue.task_done()
+
+    async def _attempt(self, batch: Any) -> None:
+        await asyncio.wait_for(self.send(batch), self.config.timeout or None)
+
+    async def _send_now(self, batch: Any) -> None:
+        """Queue disabled: one attempt, outcome handed back to the caller."""
+        try:
+            await self._attempt(batch)
+        except PermanentError as exc:
+            self._count_failed(batch, exc.error_type, str(exc))
+            raise
+        except (RetryableError, asyncio.TimeoutError, OSError) as exc:
+            hint = getattr(exc, "retry_after", None) or 1.0
+            raise Refused(f"exporter {self.id}: {describe(exc)}", retry_after=hint) from exc
+        self._sent.inc(self.item_count(batch))
+
+    async def _deliver(self, batch: Any) -> None:
+        retry = self.config.retry_on_failure
+        backoff = Backoff(retry)
+        started = time.monotonic()
+        while True:
+            try:
+                await self._attempt(batch)
+                self._sent.inc(self.item_count(batch))
+                return
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                self._count_failed(batch, exc.error_type, str(exc))
+                return
+            except Exception as exc:  # otelcol's rule: anything not marked permanent is retryable
+                hint = getattr(exc, "retry_after", None)
+                delay = backoff.next_delay(hint)
+                elapsed = time.monotonic() - started
+                if not retry.enabled or (retry.max_elapsed_time and elapsed + delay > retry.max_elapsed_time):
+                    reason = "retries_exhausted" if retry.enabled else getattr(exc, "error_type", "send_failed")
+                    self._count_failed(batch, reason, describe(exc))
+                    return
+                self._retried.inc()
+                self.log.warning("send failed, will retry", extra={"kv": {
+                    "error": describe(exc), "retry_in_s": round(delay, 3), "spans": self.item_count(batch)}})
+                await asyncio.sleep(delay)
+
+    def _count_failed(self, batch: Any, error_type: str, message: str) -> None:
+        counter = self._failed_by_type.get(error_type)
+        if counter is None:
+            counter = metrics.exporter_send_failed_spans.labels(str(self.id), error_type)
+            self._failed_by_type[error_type] = counter
+        count = self.item_count(batch)
+        counter.inc(count)
+        self.log.error("dropping data", extra={"kv": {"reason": error_type, "error": message, "spans": count}})
+
+    def _drop_remaining(self) -> None:
+        dropped = self._in_flight_items
+        while not self._queue.empty():
+            dropped += self.item_count(self._queue.get_nowait())
+            self._queue.task_done()
+        if dropped:
+            metrics.exporter_send_failed_spans.labels(str(self.id), "shutdown").inc(dropped)
+            self.log.error("shutdown deadline passed; dropping what was not sent",
+                           extra={"kv": {"reason": "shutdown", "spans": dropped}})
+
+    def _refusal_hint(self) -> float:
+        """Suggest a retry after roughly the time one retry interval takes to free room."""
+        return max(1.0, min(self.config.retry_on_failure.initial_interval, 5.0))
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Extensions: components outside pipelines (health check, debug API)."""

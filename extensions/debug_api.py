@@ -1,0 +1,74 @@
+"""`debug_api`: the daemon's own HTTP API (default localhost:10205).
+
+`/debug/health` (status and uptime), `/debug/pipelines` (the running graph) and every
+route components add through the host (`/debug/<name>`). With `auth.token` set, every
+request must carry `Authorization: Bearer <token>`.
+"""
+from __future__ import annotations
+
+import hmac
+from aiohttp import web
+
+from extensions.health_check import health_body
+from extensions.httpserver import HttpServer
+from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
+from pipeline.host import Host
+from pipeline.netaddr import Endpoint
+
+
+class AuthConfig(StrictConfig):
+    token: str = ""
+
+
+class DebugApiConfig(StrictConfig):
+    endpoint: Endpoint = "localhost:10205"
+    auth: AuthConfig = AuthConfig()
+
+
+class DebugApi(Component):
+    def __init__(self, settings: Settings, config: DebugApiConfig) -> None:
+        super().__init__(settings)
+        self.config = config
+        self.server: HttpServer | None = None
+
+    async def start(self, host: Host) -> None:
+        app = web.Application(middlewares=[self._auth_middleware()])
+        app.router.add_get("/debug/health", lambda _: self._health(host))
+        app.router.add_get("/debug/pipelines", lambda _: self._json(host.describe_graph()))
+        app.router.add_get("/debug/{name:.+}", lambda request: self._route(host, request))
+        self.server = HttpServer(self.config.endpoint, app)
+        await self.server.start()
+
+    async def shutdown(self, deadline: float | None = None) -> None:
+        if self.server:
+            await self.server.stop()
+
+    async def _health(self, host: Host) -> web.Response:
+        return web.json_response(health_body(host), status=200 if host.ready else 503)
+
+    async def _json(self, body: dict) -> web.Response:
+        return web.json_response(body)
+
+    async def _route(self, host: Host, request: web.Request) -> web.StreamResponse:
+        handler = host.debug_routes.get(request.match_info["name"].strip("/"))
+        if handler is None:
+            raise web.HTTPNotFound(text=f"no debug route {request.path}; known: "
+                                        f"{', '.join(sorted(host.debug_routes)) or 'none'}")
+        return await handler(request)
+
+    def _auth_middleware(self):
+        expected = f"Bearer {self.config.auth.token}".encode()
+
+        @web.middleware
+        async def check(request: web.Request, handler):
+            if self.config.auth.token:
+                given = request.headers.get("Authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+            return await handler(request)
+
+        return check
+
+
+factory = Factory("debug_api", Kind.EXTENSION, DebugApiConfig, DebugApi,
+                  description="debug HTTP API: /debug/health, /debug/pipelines, component routes")

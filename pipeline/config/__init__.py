@@ -1,0 +1,1 @@
+"""Configuration: YAML loading, env expansion, merging, unit types and validation."""

@@ -1,0 +1,205 @@
+"""Decode a raw config tree into typed component configs and check the service graph.
+
+Every problem is collected, never just the first, each with its path in otelcol's style:
+`exporters::file::path: field required`,
+`service::pipelines::traces: references processor "x" which is not configured`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pipeline.component import ComponentID, Factory, Kind, Signal
+from pipeline.config.service import PipelineConfig, ServiceConfig
+from pipeline.errors import ConfigErrors
+
+SECTIONS = {"receivers": Kind.RECEIVER, "processors": Kind.PROCESSOR, "exporters": Kind.EXPORTER,
+            "extensions": Kind.EXTENSION}
+TOP_LEVEL = set(SECTIONS) | {"connectors", "service"}
+_PIPELINE_NAME = re.compile(r"^(traces|metrics|logs|events)(?:/(.+))?$")
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    id: ComponentID
+    factory: Factory
+    config: BaseModel
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    signal: Signal
+    receivers: tuple[ComponentID, ...]
+    processors: tuple[ComponentID, ...]
+    exporters: tuple[ComponentID, ...]
+
+
+@dataclass
+class ResolvedConfig:
+    components: dict[Kind, dict[ComponentID, ComponentConfig]] = field(default_factory=dict)
+    pipelines: list[Pipeline] = field(default_factory=list)
+    service: ServiceConfig = ServiceConfig()
+
+    def section(self, kind: Kind) -> dict[ComponentID, ComponentConfig]:
+        return self.components.setdefault(kind, {})
+
+
+def resolve(raw: dict[str, Any], factories: dict[Kind, dict[str, Factory]]) -> ResolvedConfig:
+    """Return the typed config or raise ConfigErrors with every problem found."""
+    errors: list[str] = []
+    resolved = ResolvedConfig()
+    for key in raw:
+        if key not in TOP_LEVEL:
+            errors.append(f"{key}: unknown top-level section (valid: {', '.join(sorted(TOP_LEVEL))})")
+    for section, kind in SECTIONS.items():
+        resolved.components[kind] = _decode_section(raw.get(section), section, factories.get(kind, {}), errors)
+    for name in (raw.get("connectors") or {}):
+        errors.append(f"connectors::{name}: unknown type; no connector types are available in this build")
+    resolved.service = _decode_model(ServiceConfig, raw.get("service"), "service", errors) or ServiceConfig()
+    if "service" not in raw or not (raw.get("service") or {}).get("pipelines"):
+        errors.append("service::pipelines: at least one pipeline must be configured")
+    _check_extensions(resolved, errors)
+    resolved.pipelines = _check_pipelines(resolved, errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return resolved
+
+
+def _decode_section(raw: Any, section: str, factories: dict[str, Factory],
+                    errors: list[str]) -> dict[ComponentID, ComponentConfig]:
+    decoded: dict[ComponentID, ComponentConfig] = {}
+    if raw is None:
+        return decoded
+    if not isinstance(raw, dict):
+        errors.append(f"{section}: must be a mapping of component ids to their configs")
+        return decoded
+    for key, body in raw.items():
+        try:
+            cid = ComponentID.parse(key)
+        except ValueError as exc:
+            errors.append(f"{section}::{key}: {exc}")
+            continue
+        factory = factories.get(cid.type)
+        if factory is None:
+            valid = ", ".join(sorted(factories)) or "none"
+            errors.append(f"{section}::{key}: unknown type {cid.type!r} (valid {section}: {valid})")
+            continue
+        config = _decode_model(factory.config_model, body, f"{section}::{key}", errors)
+        if config is not None:
+            decoded[cid] = ComponentConfig(cid, factory, config)
+    return decoded
+
+
+def _decode_model(model: type[BaseModel], body: Any, path: str, errors: list[str]) -> BaseModel | None:
+    try:
+        return model.model_validate({} if body is None else body)
+    except ValidationError as exc:
+        errors.extend(format_validation_error(exc, path, model))
+        return None
+
+
+def format_validation_error(exc: ValidationError, path: str, model: type[BaseModel]) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = "::".join(str(part) for part in (path, *err["loc"]))
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(model, err["loc"][:-1])
+            valid = f" (valid keys: {', '.join(parent.model_fields)})" if parent else ""
+            lines.append(f"{loc}: unknown key{valid}")
+        elif err["type"] == "model_type" and err["input"] is not None:
+            lines.append(f"{loc}: must be a mapping, got {type(err['input']).__name__}")
+        else:
+            shown = f" (got {err['input']!r})" if err["type"] not in ("missing",) and "input" in err else ""
+            lines.append(f"{loc}: {err['msg']}{shown}")
+    return lines
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        field_info = getattr(current, "model_fields", {}).get(part)
+        if field_info is None:
+            return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+        annotation = field_info.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if current is None:
+            return None
+    return current
+
+
+def _check_extensions(resolved: ResolvedConfig, errors: list[str]) -> None:
+    configured = resolved.section(Kind.EXTENSION)
+    for name in resolved.service.extensions:
+        try:
+            cid = ComponentID.parse(name)
+        except ValueError as exc:
+            errors.append(f"service::extensions: {exc}")
+            continue
+        if cid not in configured:
+            errors.append(f'service::extensions: references extension "{name}" which is not configured')
+
+
+def _check_pipelines(resolved: ResolvedConfig, errors: list[str]) -> list[Pipeline]:
+    pipelines = []
+    for name, body in resolved.service.pipelines.items():
+        path = f"service::pipelines::{name}"
+        match = _PIPELINE_NAME.match(name)
+        if not match:
+            errors.append(f"{path}: invalid pipeline id; it must be traces, metrics, logs or events, "
+                          "optionally followed by /name")
+            continue
+        signal = Signal(match.group(1))
+        pipeline = _check_pipeline(name, signal, body, resolved, errors)
+        if pipeline:
+            pipelines.append(pipeline)
+    return pipelines
+
+
+def _check_pipeline(name: str, signal: Signal, body: PipelineConfig, resolved: ResolvedConfig,
+                    errors: list[str]) -> Pipeline | None:
+    path = f"service::pipelines::{name}"
+    before = len(errors)
+    ids = {}
+    for kind, refs in ((Kind.RECEIVER, body.receivers), (Kind.PROCESSOR, body.processors),
+                       (Kind.EXPORTER, body.exporters)):
+        ids[kind] = tuple(_check_refs(path, kind, refs, signal, resolved, errors))
+    if not body.receivers:
+        errors.append(f"{path}: must have at least one receiver")
+    if not body.exporters:
+        errors.append(f"{path}: must have at least one exporter")
+    for kind, refs in ((Kind.PROCESSOR, body.processors), (Kind.EXPORTER, body.exporters),
+                       (Kind.RECEIVER, body.receivers)):
+        seen = set()
+        for ref in refs:
+            if ref in seen:
+                errors.append(f'{path}: references {kind.value} "{ref}" more than once')
+            seen.add(ref)
+    if len(errors) != before:
+        return None
+    return Pipeline(name, signal, ids[Kind.RECEIVER], ids[Kind.PROCESSOR], ids[Kind.EXPORTER])
+
+
+def _check_refs(path: str, kind: Kind, refs: list[str], signal: Signal, resolved: ResolvedConfig,
+                errors: list[str]) -> list[ComponentID]:
+    out = []
+    for ref in refs:
+        try:
+            cid = ComponentID.parse(ref)
+        except ValueError as exc:
+            errors.append(f"{path}: {exc}")
+            continue
+        component = resolved.section(kind).get(cid)
+        if component is None:
+            errors.append(f'{path}: references {kind.value} "{ref}" which is not configured')
+            continue
+        if signal not in component.factory.signals:
+            supported = ", ".join(sorted(s.value for s in component.factory.signals))
+            errors.append(f'{path}: {kind.value} "{ref}" does not support {signal.value} (it supports {supported})')
+            continue
+        out.append(cid)
+    return out

@@ -1,0 +1,54 @@
+"""Errors that flow back up a pipeline and say whether the sender may retry.
+
+Receivers map them to protocol answers: `Refused` → gRPC UNAVAILABLE / HTTP 503 (or
+RESOURCE_EXHAUSTED / 429 when `overload`), always with a retry hint; `PermanentError` →
+INVALID_ARGUMENT / 400 and is never retried.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class RetryableError(Exception):
+    """A failure that may succeed later; `retry_after` is the server's hint in seconds, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None, error_type: str = "unavailable") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.error_type = error_type
+
+
+class Refused(RetryableError):
+    """A stage refused the data (queue full, memory limit); nothing of the batch was kept by it.
+
+    `retry_consumer`, when set, is the part of a fan-out that refused: a caller that keeps the
+    batch (the batch processor) retries only there, so the exporters that took it see it once.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float = 1.0,
+        overload: bool = False,
+        retry_consumer: Any = None,
+        error_type: str = "refused",
+    ) -> None:
+        super().__init__(message, retry_after, error_type)
+        self.overload = overload
+        self.retry_consumer = retry_consumer
+
+
+class PermanentError(Exception):
+    """A failure that will not succeed on retry (bad data, too large, not authorised)."""
+
+    def __init__(self, message: str, error_type: str = "permanent") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class ConfigErrors(Exception):
+    """Every problem found in a configuration, each prefixed with its path."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors

@@ -1,0 +1,148 @@
+"""Build and run the component graph from a resolved config.
+
+receivers → (per pipeline) processors → fan-out → exporters. Receivers, exporters and
+extensions are one instance per id (exporters: per id and signal) shared by every pipeline
+that names them; processors are one instance per pipeline, as in otelcol.
+
+On reload a new graph is built beside the old one, reusing every receiver, exporter and
+extension whose config did not change: a reused receiver keeps its sockets and is only
+re-pointed, a reused exporter keeps its queue. Only what changed is started and stopped.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from pipeline.component import ComponentID, Component, Kind, Receiver, Settings, Signal
+from pipeline.config.resolve import Pipeline, ResolvedConfig
+from pipeline.fanout import FanOut
+from pipeline.host import Host
+
+log = logging.getLogger("agentdbg.service")
+
+ExporterKey = tuple[ComponentID, Signal]
+
+
+class Graph:
+    def __init__(self, config: ResolvedConfig, previous: "Graph | None" = None) -> None:
+        self.config = config
+        self.reused: set[int] = set()
+        self.extensions: dict[ComponentID, Component] = {}
+        self.exporters: dict[ExporterKey, Component] = {}
+        self.processors: list[Component] = []  # pipeline order, first processor first
+        self.receivers: dict[ComponentID, Receiver] = {}
+        self.entries: dict[str, Any] = {}
+        self._build(previous)
+
+    # -- building ------------------------------------------------------------------------------
+    def _reuse_or_create(self, previous_map: dict[Any, Component] | None, key: Any, kind: Kind,
+                         cid: ComponentID, signal: Signal | None) -> Component:
+        component_config = self.config.section(kind)[cid]
+        old = previous_map.get(key) if previous_map else None
+        if old is not None and getattr(old, "_config_snapshot", None) == component_config.config:
+            self.reused.add(id(old))
+            return old
+        component = component_config.factory.create(Settings.make(kind, cid, signal), component_config.config)
+        component._config_snapshot = component_config.config
+        return component
+
+    def _build(self, previous: "Graph | None") -> None:
+        for cid in self.config.service.extensions:
+            parsed = ComponentID.parse(cid)
+            self.extensions[parsed] = self._reuse_or_create(
+                previous.extensions if previous else None, parsed, Kind.EXTENSION, parsed, None)
+        for pipeline in self.config.pipelines:
+            self.entries[pipeline.name] = self._build_pipeline(pipeline, previous)
+        self._wire_receivers(previous)
+
+    def _build_pipeline(self, pipeline: Pipeline, previous: "Graph | None") -> Any:
+        exporters = []
+        for cid in pipeline.exporters:
+            key = (cid, pipeline.signal)
+            if key not in self.exporters:
+                self.exporters[key] = self._reuse_or_create(
+                    previous.exporters if previous else None, key, Kind.EXPORTER, cid, pipeline.signal)
+            exporters.append(self.exporters[key])
+        consumer: Any = FanOut(exporters)
+        built = []
+        for cid in reversed(pipeline.processors):
+            component_config = self.config.section(Kind.PROCESSOR)[cid]
+            settings = Settings.make(Kind.PROCESSOR, cid, pipeline.signal)
+            settings.logger = logging.getLogger(f"agentdbg.processor.{cid}.{pipeline.name}")
+            consumer = component_config.factory.create(settings, component_config.config, consumer)
+            built.append(consumer)
+        self.processors.extend(reversed(built))
+        return consumer
+
+    def _wire_receivers(self, previous: "Graph | None") -> None:
+        by_receiver: dict[tuple[ComponentID, Signal], list[Any]] = {}
+        for pipeline in self.config.pipelines:
+            for cid in pipeline.receivers:
+                by_receiver.setdefault((cid, pipeline.signal), []).append(self.entries[pipeline.name])
+        for (cid, signal), entries in by_receiver.items():
+            if cid not in self.receivers:
+                self.receivers[cid] = self._reuse_or_create(  # type: ignore[assignment]
+                    previous.receivers if previous else None, cid, Kind.RECEIVER, cid, None)
+        self._receiver_consumers = {key: FanOut(entries, clone=True) for key, entries in by_receiver.items()}
+
+    def connect_receivers(self) -> None:
+        for (cid, signal), consumer in self._receiver_consumers.items():
+            self.receivers[cid].set_consumer(signal, consumer)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _new(self, components: Any) -> list[Component]:
+        return [c for c in components if id(c) not in self.reused]
+
+    async def start(self, host: Host) -> None:
+        """Start everything not reused, downstream first; receivers last."""
+        for component in self._new(self.extensions.values()):
+            await component.start(host)
+        await self.start_pipelines(host)
+        self.connect_receivers()
+        for component in self._new(self.receivers.values()):
+            await component.start(host)
+
+    async def start_pipelines(self, host: Host) -> None:
+        for component in self._new(self.exporters.values()):
+            await component.start(host)
+        for component in reversed(self._new(self.processors)):
+            await component.start(host)
+
+    async def shutdown(self, deadline: float, keep: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        """Stop receivers, flush processors front to back, drain exporters, stop extensions.
+
+        Components whose id() is in `keep` (reused by a newer graph) are left running.
+        """
+        await self.stop_receivers(keep)
+        for component in self.processors:
+            await _stop(component, deadline)
+        await asyncio.gather(*(_stop(c, deadline) for c in self.exporters.values() if id(c) not in keep))
+        for component in self.extensions.values():
+            if id(component) not in keep:
+                await _stop(component, deadline)
+
+    async def stop_receivers(self, keep: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        for component in self.receivers.values():
+            if id(component) not in keep:
+                await component.shutdown(time.monotonic() + 5.0)
+
+    def all_components(self) -> list[Component]:
+        return [*self.extensions.values(), *self.receivers.values(), *self.processors, *self.exporters.values()]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "pipelines": {p.name: {"receivers": [str(c) for c in p.receivers],
+                                   "processors": [str(c) for c in p.processors],
+                                   "exporters": [str(c) for c in p.exporters]}
+                          for p in self.config.pipelines},
+        }
+
+
+async def _stop(component: Component, deadline: float) -> None:
+    try:
+        # A little past the deadline: the component itself counts what it could not finish.
+        await asyncio.wait_for(component.shutdown(deadline), max(0.1, deadline - time.monotonic()) + 2.0)
+    except Exception:
+        log.exception("component did not shut down cleanly", extra={"kv": {"component": str(component.id)}})

@@ -1,0 +1,28 @@
+"""The one place that lists the concrete component types the daemon knows."""
+from __future__ import annotations
+
+from functools import cache
+
+from pipeline.component import Factory, Kind
+
+
+@cache
+def factories() -> dict[Kind, dict[str, Factory]]:
+    from exporters.debug import factory as debug_exporter
+    from exporters.file import factory as file_exporter
+    from extensions.debug_api import factory as debug_api
+    from extensions.health_check import factory as health_check
+    from processors.batch import factory as batch
+    from processors.memory_limiter import factory as memory_limiter
+    from receivers.otlp import factory as otlp_receiver
+
+    listed = [
+        otlp_receiver,
+        batch, memory_limiter,
+        debug_exporter, file_exporter,
+        health_check, debug_api,
+    ]
+    table: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}
+    for factory in listed:
+        table[factory.kind][factory.type] = factory
+    return table

@@ -1,0 +1,124 @@
+"""The running daemon: load config, run the graph, reload on SIGHUP, drain on SIGTERM.
+
+- SIGTERM / SIGINT: receivers stop taking data, processors flush, exporter queues drain
+  until `service.shutdown_timeout`, then the process exits 0.
+- SIGHUP: the config files are read again. If they are valid, a new graph is built beside
+  the old one (unchanged receivers and exporters are kept with their sockets and queues),
+  started, and the old one drained; no accepted span is lost. If not, every error is logged
+  and the old graph keeps running (otelcol exits instead).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from pipeline.config.loader import load
+from pipeline.config.resolve import ResolvedConfig, resolve
+from pipeline.errors import ConfigErrors
+from pipeline.graph import Graph
+from pipeline.host import Host
+from pipeline.registry import factories
+from pipeline.telemetry import logs, metrics
+from pipeline.telemetry.server import MetricsServer
+
+log = logging.getLogger("agentdbg.service")
+
+
+def load_config(sources: list[str]) -> ResolvedConfig:
+    """Load, merge, expand and validate; raises ConfigErrors with every problem found."""
+    return resolve(load(sources), factories())
+
+
+class Service:
+    def __init__(self, sources: list[str], config: ResolvedConfig) -> None:
+        self.sources = sources
+        self.config = config
+        self.host = Host()
+        self.graph: Graph | None = None
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._metrics_server: MetricsServer | None = None
+
+    async def run(self) -> int:
+        telemetry = self.config.service.telemetry
+        logs.setup(telemetry.logs.level, telemetry.logs.encoding)
+        if telemetry.metrics.level != "none":
+            self._metrics_server = MetricsServer(telemetry.metrics.address)
+            await self._metrics_server.start()
+        self.graph = Graph(self.config)
+        self.host.describe_graph = lambda: self.graph.describe() if self.graph else {}
+        await self.graph.start(self.host)
+        self._install_signals()
+        self.host.set_status("Server available", ready=True)
+        log.info("everything is ready; begin running and processing data",
+                 extra={"kv": {"pipelines": ",".join(p.name for p in self.config.pipelines)}})
+        await self._stop.wait()
+        return await self._shutdown()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+
+    async def _shutdown(self) -> int:
+        self.host.set_status("Server not available", ready=False)
+        log.info("shutting down; draining queues",
+                 extra={"kv": {"timeout_s": self.config.service.shutdown_timeout}})
+        async with self._reload_lock:
+            deadline = time.monotonic() + self.config.service.shutdown_timeout
+            assert self.graph is not None
+            await self.graph.shutdown(deadline)
+        if self._metrics_server:
+            await self._metrics_server.stop()
+        log.info("shutdown complete")
+        return 0
+
+    async def reload(self) -> bool:
+        async with self._reload_lock:
+            if self._stop.is_set():
+                return False
+            log.info("SIGHUP received; reloading configuration", extra={"kv": {"config": ",".join(self.sources)}})
+            try:
+                config = load_config(self.sources)
+            except ConfigErrors as exc:
+                for error in exc.errors:
+                    log.error("invalid configuration; keeping the running pipelines", extra={"kv": {"error": error}})
+                metrics.config_reloads.labels("rejected").inc()
+                return False
+            try:
+                await self._swap(config)
+            except Exception:
+                log.exception("reload failed while starting the new pipelines")
+                metrics.config_reloads.labels("failed").inc()
+                return False
+            metrics.config_reloads.labels("applied").inc()
+            log.info("configuration reloaded")
+            return True
+
+    async def _swap(self, config: ResolvedConfig) -> None:
+        old = self.graph
+        assert old is not None
+        new = Graph(config, previous=old)
+        keep = new.reused
+        deadline = time.monotonic() + config.service.shutdown_timeout
+        # Changed extensions may hold the same ports: stop the old ones first.
+        for component in old.extensions.values():
+            if id(component) not in keep:
+                await component.shutdown(deadline)
+        for component in new.extensions.values():
+            if id(component) not in keep:
+                await component.start(self.host)
+        await new.start_pipelines(self.host)
+        await old.stop_receivers(keep)
+        new.connect_receivers()
+        for receiver in new.receivers.values():
+            if id(receiver) not in keep:
+                await receiver.start(self.host)
+        self.graph, self.config = new, config
+        logs.setup(config.service.telemetry.logs.level, config.service.telemetry.logs.encoding)
+        old.extensions = {}
+        old.receivers = {}
+        await old.shutdown(deadline, keep)

@@ -1,0 +1,1 @@
+"""The daemon's own telemetry: Prometheus metrics (otelcol names) and structured logs."""

@@ -1,0 +1,127 @@
+"""`memory_limiter`: refuse data, retryably, while the process uses too much memory.
+
+Every `check_interval` it reads the resident set size. Above the soft limit
+(`limit_mib - spike_limit_mib`) it refuses new batches with "data refused due to high
+memory usage" (RESOURCE_EXHAUSTED / 429 with a retry hint at the receiver); above the
+hard limit (`limit_mib`) it also forces a garbage collection. Limits may instead be given
+as a percentage of the machine's (or cgroup's) memory. Nothing it refuses was accepted,
+so nothing is lost: the client retries.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import NonNegativeInt, model_validator
+
+from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
+from pipeline.config.units import Duration
+from pipeline.errors import Refused
+from pipeline.telemetry import metrics
+
+MIB = 1024 * 1024
+
+
+class MemoryLimiterConfig(StrictConfig):
+    check_interval: Duration
+    limit_mib: NonNegativeInt = 0
+    spike_limit_mib: NonNegativeInt = 0
+    limit_percentage: NonNegativeInt = 0
+    spike_limit_percentage: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> "MemoryLimiterConfig":
+        if self.check_interval <= 0:
+            raise ValueError("check_interval must be greater than zero")
+        if not self.limit_mib and not self.limit_percentage:
+            raise ValueError("set limit_mib or limit_percentage")
+        if self.limit_mib and self.spike_limit_mib >= self.limit_mib:
+            raise ValueError("spike_limit_mib must be smaller than limit_mib")
+        if self.limit_percentage and not (0 < self.limit_percentage <= 100):
+            raise ValueError("limit_percentage must be between 1 and 100")
+        if self.limit_percentage and self.spike_limit_percentage >= self.limit_percentage:
+            raise ValueError("spike_limit_percentage must be smaller than limit_percentage")
+        return self
+
+    def limits(self, total_memory: int) -> tuple[int, int]:
+        """(soft, hard) in bytes."""
+        if self.limit_mib:
+            hard = self.limit_mib * MIB
+            spike = self.spike_limit_mib * MIB if self.spike_limit_mib else hard // 5
+        else:
+            hard = total_memory * self.limit_percentage // 100
+            spike = (total_memory * self.spike_limit_percentage // 100) if self.spike_limit_percentage else hard // 5
+        return hard - spike, hard
+
+
+def total_memory() -> int:
+    """The cgroup v2 limit when there is one, else physical memory."""
+    cgroup = Path("/sys/fs/cgroup/memory.max")
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        text = cgroup.read_text().strip()
+        if text != "max":
+            return min(int(text), physical)
+    except (OSError, ValueError):
+        pass
+    return physical
+
+
+class MemoryLimiter(Processor):
+    def __init__(self, settings: Settings, config: MemoryLimiterConfig, next_consumer: Consumer,
+                 read_usage: Any = metrics.rss_bytes) -> None:
+        super().__init__(settings, next_consumer)
+        self.config = config
+        self.soft, self.hard = config.limits(total_memory())
+        self.read_usage = read_usage
+        self.refusing = False
+        labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
+        self._incoming = metrics.processor_incoming_items.labels(*labels)
+        self._outgoing = metrics.processor_outgoing_items.labels(*labels)
+        self._refused = metrics.processor_refused_items.labels(*labels)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, host: Any) -> None:
+        self.check()
+        self._task = asyncio.create_task(self._loop(), name=f"{self.id}-check")
+
+    async def shutdown(self, deadline: float | None = None) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def check(self) -> None:
+        usage = self.read_usage()
+        if usage > self.hard:
+            gc.collect()
+            usage = self.read_usage()
+        refusing = usage > self.soft
+        if refusing != self.refusing:
+            level = self.log.warning if refusing else self.log.info
+            level("memory usage is above the soft limit; refusing data" if refusing
+                  else "memory usage is back below the soft limit; accepting data",
+                  extra={"kv": {"usage_mib": usage // MIB, "soft_limit_mib": self.soft // MIB,
+                                "hard_limit_mib": self.hard // MIB}})
+        self.refusing = refusing
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.check_interval)
+            self.check()
+
+    async def consume(self, batch: Any) -> None:
+        count = batch.span_count
+        self._incoming.inc(count)
+        if self.refusing:
+            self._refused.inc(count)
+            raise Refused("data refused due to high memory usage",
+                          retry_after=max(1.0, self.config.check_interval), overload=True)
+        await self.next.consume(batch)
+        self._outgoing.inc(count)
+
+
+factory = Factory("memory_limiter", Kind.PROCESSOR, MemoryLimiterConfig, MemoryLimiter,
+                  signals=frozenset({Signal.TRACES}), description="refuse data above a memory limit")

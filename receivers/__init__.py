@@ -1,0 +1,1 @@
+"""Receivers: where data enters. `receivers/<type>` holds the type named `<type>` in YAML."""

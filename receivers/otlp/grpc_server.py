@@ -1,0 +1,81 @@
+"""OTLP/gRPC transport: `<signal>Service/Export` on a grpc.aio server.
+
+Requests arrive as raw bytes (no deserialiser registered) so the batch keeps its wire bytes.
+gRPC itself decompresses gzip and enforces `max_recv_msg_size_mib` on the decompressed
+message (RESOURCE_EXHAUSTED). Refusals carry a google.rpc.Status with RetryInfo in
+`grpc-status-details-bin`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from pipeline.component import Consumer, Signal
+from pipeline.netaddr import split_host_port
+from receivers.otlp.config import GrpcConfig
+from receivers.otlp.ingest import Ingest, Outcome
+from receivers.otlp.signals import SPECS, SignalSpec
+from receivers.otlp.status import response_of, status_of
+
+GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class GrpcTransport:
+    def __init__(self, config: GrpcConfig, ingests: dict[Signal, Ingest],
+                 consumer_of: Callable[[Signal], Consumer | None]) -> None:
+        self.config = config
+        self.ingests = ingests
+        self.consumer_of = consumer_of
+        self.server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        limit = self.config.max_recv_msg_size_mib * 1024 * 1024
+        self.server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ])
+        for signal, spec in SPECS.items():
+            handler = grpc.unary_unary_rpc_method_handler(self._handler(spec))
+            self.server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(spec.service, {"Export": handler}),))
+        host, port = split_host_port(self.config.endpoint)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if self.config.tls is not None:
+            credentials = self.config.tls.grpc_credentials()
+            bound = self.server.add_secure_port(address, credentials)
+        else:
+            bound = self.server.add_insecure_port(address)
+        if not bound:
+            raise OSError(f"cannot listen on {self.config.endpoint} for OTLP/gRPC")
+        await self.server.start()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self.server is not None:
+            await self.server.stop(grace)
+            self.server = None
+
+    def _handler(self, spec: SignalSpec):
+        ingest = self.ingests[spec.signal]
+
+        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                message = spec.request_type.FromString(request)
+            except DecodeError as exc:
+                outcome = ingest.reject_request("malformed", Outcome.bad_request(f"invalid protobuf: {exc}"))
+                await _abort(context, outcome)
+            outcome = await ingest.push(self.consumer_of(spec.signal), message, request)
+            if outcome.code != 0:
+                await _abort(context, outcome)
+            return response_of(spec, outcome).SerializeToString()
+
+        return export
+
+
+async def _abort(context: grpc.aio.ServicerContext, outcome: Outcome) -> None:
+    status = status_of(outcome)
+    await context.abort(GRPC_CODES[outcome.code], outcome.message,
+                        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),))
+

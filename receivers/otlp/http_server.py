@@ -1,0 +1,111 @@
+"""OTLP/HTTP transport: `POST /v1/traces` (and the other signal paths) on aiohttp.
+
+- POST only (405 with `Allow: POST`); `application/x-protobuf` or `application/json`
+  (415 otherwise); the answer uses the request's encoding.
+- `Content-Encoding` gzip, deflate or zstd, decompressed in a stream that stops at
+  `max_request_body_size` (413, not retryable): a bomb never inflates past the cap.
+- Errors are a google.rpc.Status; retryable refusals (503, 429) carry `Retry-After`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from aiohttp import web
+from google.protobuf.message import DecodeError
+
+from pipeline import otlp_json
+from pipeline.component import Consumer, Signal
+from pipeline.netaddr import split_host_port
+from receivers.otlp.config import HttpConfig
+from receivers.otlp.decompress import CorruptBody, TooLarge, UnsupportedEncoding, decoder_for
+from receivers.otlp.ingest import Ingest, Outcome
+from receivers.otlp.signals import SPECS, SignalSpec
+from receivers.otlp.status import response_of, retry_seconds, status_of
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+CHUNK = 64 * 1024
+
+
+class HttpTransport:
+    def __init__(self, config: HttpConfig, ingests: dict[Signal, Ingest],
+                 consumer_of: Callable[[Signal], Consumer | None]) -> None:
+        self.config = config
+        self.ingests = ingests
+        self.consumer_of = consumer_of
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.config.max_request_body_size)
+        paths = {Signal.TRACES: self.config.traces_url_path}
+        for signal, path in paths.items():
+            if signal in SPECS:
+                app.router.add_route("*", path, self._handler(SPECS[signal]))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, port = split_host_port(self.config.endpoint)
+        ssl_context = self.config.tls.ssl_context() if self.config.tls else None
+        await web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_port=False).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _handler(self, spec: SignalSpec):
+        ingest = self.ingests[spec.signal]
+
+        async def export(request: web.Request) -> web.StreamResponse:
+            if request.method != "POST":
+                return web.Response(status=405, headers={"Allow": "POST"},
+                                    text=f"405 method not allowed, supported: [POST]")
+            content_type = request.content_type
+            if content_type not in (PROTOBUF, JSON):
+                ingest.reject_request("unsupported", Outcome.bad_request(f"content type {content_type!r}"))
+                return web.Response(status=415, content_type="text/plain",
+                                    text=f"415 unsupported media type {content_type!r}, "
+                                         f"supported: [{JSON}, {PROTOBUF}]")
+            outcome, message, wire = await self._decode(request, spec, ingest, content_type)
+            if outcome is None:
+                outcome = await ingest.push(self.consumer_of(spec.signal), message, wire)
+            return _answer(spec, outcome, content_type)
+
+        return export
+
+    async def _decode(self, request: web.Request, spec: SignalSpec, ingest: Ingest, content_type: str):
+        limit = self.config.max_request_body_size
+        if request.content_length is not None and request.content_length > limit:
+            return ingest.reject_request("too_large", Outcome.payload_too_large(
+                f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")), None, None
+        try:
+            decoder = decoder_for(request.headers.get("Content-Encoding", ""), limit)
+            async for chunk in request.content.iter_chunked(CHUNK):
+                decoder.feed(chunk)
+            body = decoder.finish()
+        except TooLarge as exc:
+            return ingest.reject_request("too_large", Outcome.payload_too_large(str(exc))), None, None
+        except UnsupportedEncoding as exc:
+            return ingest.reject_request("unsupported", Outcome.bad_request(str(exc))), None, None
+        except CorruptBody as exc:
+            return ingest.reject_request("malformed", Outcome.bad_request(str(exc))), None, None
+        try:
+            if content_type == PROTOBUF:
+                return None, spec.request_type.FromString(body), body
+            return None, otlp_json.decode(body, spec.request_type), None
+        except (DecodeError, otlp_json.JsonDecodeError) as exc:
+            return ingest.reject_request("malformed", Outcome.bad_request(f"cannot decode the body: {exc}")), None, None
+
+
+def _answer(spec: SignalSpec, outcome: Outcome, content_type: str) -> web.Response:
+    headers = {}
+    if outcome.code == 0:
+        message = response_of(spec, outcome)
+    else:
+        message = status_of(outcome)
+        if outcome.retry_after is not None:
+            headers["Retry-After"] = str(retry_seconds(outcome))
+    if content_type == JSON:
+        body = otlp_json.encode(message)
+    else:
+        body = message.SerializeToString()
+    return web.Response(status=outcome.http_status, body=body, content_type=content_type, headers=headers)

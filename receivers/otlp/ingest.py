@@ -1,0 +1,95 @@
+"""Push one decoded request into the pipeline and turn the outcome into an OTLP answer.
+
+Shared by the gRPC and HTTP transports so both count and answer alike:
+accepted → OK (with partial_success when some items were invalid); `Refused` →
+UNAVAILABLE / 503, or RESOURCE_EXHAUSTED / 429 for overload, both with a retry hint;
+`PermanentError` → INVALID_ARGUMENT / 400.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from google.rpc import code_pb2
+
+from pipeline.component import ComponentID, Consumer
+from pipeline.errors import PermanentError, Refused
+from pipeline.telemetry import metrics
+from receivers.otlp.signals import SignalSpec
+
+HTTP_STATUS = {
+    code_pb2.OK: 200,
+    code_pb2.INVALID_ARGUMENT: 400,
+    code_pb2.UNAUTHENTICATED: 401,
+    code_pb2.NOT_FOUND: 404,
+    code_pb2.RESOURCE_EXHAUSTED: 429,
+    code_pb2.UNIMPLEMENTED: 404,
+    code_pb2.UNAVAILABLE: 503,
+    code_pb2.INTERNAL: 500,
+}
+
+
+@dataclass
+class Outcome:
+    code: int = code_pb2.OK
+    message: str = ""
+    retry_after: float | None = None
+    rejected: int = 0
+    too_large: bool = False
+
+    @property
+    def http_status(self) -> int:
+        return 413 if self.too_large else HTTP_STATUS.get(self.code, 500)
+
+    @classmethod
+    def bad_request(cls, message: str) -> "Outcome":
+        return cls(code_pb2.INVALID_ARGUMENT, message)
+
+    @classmethod
+    def payload_too_large(cls, message: str) -> "Outcome":
+        return cls(code_pb2.RESOURCE_EXHAUSTED, message, too_large=True)
+
+
+class Ingest:
+    def __init__(self, receiver: ComponentID, transport: str, spec: SignalSpec) -> None:
+        self.spec = spec
+        self.log = logging.getLogger(f"agentdbg.receiver.{receiver}")
+        labels = (str(receiver), transport)
+        self.accepted = metrics.receiver_accepted_spans.labels(*labels)
+        self.refused = metrics.receiver_refused_spans.labels(*labels)
+        self.failed = metrics.receiver_failed_spans.labels(*labels)
+        self._rejected_requests = {reason: metrics.receiver_rejected_requests.labels(*labels, reason)
+                                   for reason in ("malformed", "too_large", "unsupported", "no_pipeline")}
+
+    def reject_request(self, reason: str, outcome: Outcome) -> Outcome:
+        self._rejected_requests[reason].inc()
+        self.log.warning("request rejected", extra={"kv": {"reason": reason, "error": outcome.message}})
+        return outcome
+
+    async def push(self, consumer: Consumer | None, message: Any, wire: bytes | None) -> Outcome:
+        received_at = time.time()
+        if consumer is None:
+            return self.reject_request("no_pipeline", Outcome(
+                code_pb2.UNIMPLEMENTED, f"no pipeline takes {self.spec.signal.value} from this receiver"))
+        rejected, reason = self.spec.drop_invalid(message)
+        if rejected:
+            wire = None
+            self.failed.inc(rejected)
+        batch = self.spec.make_batch(message, wire, received_at)
+        count = batch.span_count
+        if count:
+            try:
+                await consumer.consume(batch)
+            except Refused as exc:
+                self.refused.inc(count)
+                code = code_pb2.RESOURCE_EXHAUSTED if exc.overload else code_pb2.UNAVAILABLE
+                return Outcome(code, str(exc), retry_after=exc.retry_after)
+            except PermanentError as exc:
+                self.failed.inc(count)
+                return Outcome.bad_request(str(exc))
+            self.accepted.inc(count)
+        if rejected:
+            return Outcome(rejected=rejected, message=reason)
+        return Outcome()

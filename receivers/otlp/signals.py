@@ -1,0 +1,58 @@
+"""What differs per OTLP signal: the request and response messages, the batch wrapper,
+how items are counted, and the per-item checks that can reject part of a request."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from pipeline.component import Signal
+from pipeline.traces import Traces
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    signal: Signal
+    service: str                   # gRPC service name
+    request_type: type
+    response_type: type
+    partial_field: str             # rejected_<items> in partial_success
+    make_batch: Callable[[Any, bytes | None, float], Any]
+    drop_invalid: Callable[[Any], tuple[int, str]]
+
+
+def drop_invalid_spans(request: trace_service_pb2.ExportTraceServiceRequest) -> tuple[int, str]:
+    """Remove spans whose ids have the wrong length; return how many and why.
+
+    OTLP requires 16-byte trace ids and 8-byte span ids (parent: 8 bytes or empty). Such
+    spans cannot be stored or joined, so they are refused one by one through
+    partial_success rather than failing the whole request.
+    """
+    rejected, reason = 0, ""
+    for rs in request.resource_spans:
+        for scope in rs.scope_spans:
+            spans = scope.spans
+            bad = [i for i, s in enumerate(spans)
+                   if len(s.trace_id) != 16 or len(s.span_id) != 8 or len(s.parent_span_id) not in (0, 8)]
+            if bad:
+                first = spans[bad[0]]
+                reason = reason or (f"span {first.name!r}: trace_id must be 16 bytes and span_id 8 bytes "
+                                    f"(got {len(first.trace_id)} and {len(first.span_id)})")
+                for index in reversed(bad):
+                    del spans[index]
+                rejected += len(bad)
+    return rejected, reason
+
+
+TRACES = SignalSpec(
+    signal=Signal.TRACES,
+    service="opentelemetry.proto.collector.trace.v1.TraceService",
+    request_type=trace_service_pb2.ExportTraceServiceRequest,
+    response_type=trace_service_pb2.ExportTraceServiceResponse,
+    partial_field="rejected_spans",
+    make_batch=lambda message, wire, received_at: Traces(message, wire, None, received_at),
+    drop_invalid=drop_invalid_spans,
+)
+
+SPECS = {TRACES.signal: TRACES}

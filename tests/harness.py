@@ -1,0 +1,148 @@
+"""Test harness: run `agentdbg` as a real subprocess on free loopback ports.
+
+`Daemon(config_text)` writes the YAML, starts the daemon, waits for its health endpoint
+and gives the ports; `stop()` sends SIGTERM and returns the exit code. Placeholders in the
+YAML (`{grpc}`, `{http}`, `{metrics}`, `{health}`, `{debug}`, `{dir}`) are filled in.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class Daemon:
+    def __init__(self, config: str, workdir: Path | None = None, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="agentdbg-"))
+        self.ports = {name: free_port() for name in ("grpc", "http", "metrics", "health", "debug")}
+        self.config_path = self.dir / "config.yaml"
+        self.write_config(config)
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.log_path = self.dir / "daemon.log"
+        self.proc: subprocess.Popen | None = None
+
+    def fill(self, config: str) -> str:
+        values = {**{k: f"127.0.0.1:{v}" for k, v in self.ports.items()}, "dir": str(self.dir)}
+        for key, value in values.items():
+            config = config.replace("{" + key + "}", value)
+        return config
+
+    def write_config(self, config: str) -> None:
+        self.config_path.write_text(self.fill(config))
+
+    def start(self, wait: bool = True) -> "Daemon":
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", "--config", str(self.config_path), *self.extra_args],
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            wait_until(self.healthy, timeout=30, message=f"daemon health (log: {self.log_path})")
+        return self
+
+    def healthy(self) -> bool:
+        if self.proc and self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return requests.get(f"http://127.0.0.1:{self.ports['health']}/", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"daemon did not stop within {timeout}s:\n{self.log()}")
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def metrics_text(self) -> str:
+        return requests.get(f"http://127.0.0.1:{self.ports['metrics']}/metrics", timeout=5).text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            if not line.startswith(name) or line.startswith("#"):
+                continue
+            head, _, value = line.rpartition(" ")
+            metric_name, _, label_text = head.partition("{")
+            if metric_name != name:
+                continue
+            if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def __enter__(self) -> "Daemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.stop()
+        finally:
+            self.kill()
+
+
+BASE_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {grpc}
+      http:
+        endpoint: {http}
+extensions:
+  health_check:
+    endpoint: {health}
+  debug_api:
+    endpoint: {debug}
+service:
+  extensions: [health_check, debug_api]
+  telemetry:
+    metrics:
+      address: {metrics}
+"""
