@@ -41,8 +41,10 @@ def decode(data: bytes, message_type: type[M]) -> M:
 
 
 def to_document(message: Message) -> dict[str, Any]:
-    """The OTLP/JSON document of a message (ids as hex, camelCase names)."""
-    document = json_format.MessageToDict(message, preserving_proto_field_name=False)
+    """The OTLP/JSON document of a message (ids as hex, camelCase names, enums as integers)."""
+    # The OTLP spec: "Values of enum fields MUST be encoded as integer values."
+    document = json_format.MessageToDict(message, preserving_proto_field_name=False,
+                                         use_integers_for_enums=True)
     _walk_ids(document, _base64_to_hex)
     return document
 

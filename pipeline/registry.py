@@ -10,6 +10,8 @@ from pipeline.component import Factory, Kind
 def factories() -> dict[Kind, dict[str, Factory]]:
     from exporters.debug import factory as debug_exporter
     from exporters.file import factory as file_exporter
+    from exporters.otlp import factory as otlp_exporter
+    from exporters.otlphttp import factory as otlphttp_exporter
     from extensions.debug_api import factory as debug_api
     from extensions.health_check import factory as health_check
     from processors.batch import factory as batch
@@ -19,7 +21,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     listed = [
         otlp_receiver,
         batch, memory_limiter,
-        debug_exporter, file_exporter,
+        debug_exporter, file_exporter, otlp_exporter, otlphttp_exporter,
         health_check, debug_api,
     ]
     table: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}

@@ -38,12 +38,17 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message
 
 class Daemon:
     def __init__(self, config: str, workdir: Path | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, overlay: str | None = None) -> None:
+        """`overlay`, if given, is a second YAML file merged over `config` (e.g. BASE_CONFIG)."""
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="agentdbg-"))
         self.ports = {name: free_port() for name in ("grpc", "http", "metrics", "health", "debug")}
         self.config_path = self.dir / "config.yaml"
         self.write_config(config)
         self.extra_args = extra_args or []
+        if overlay is not None:
+            overlay_path = self.dir / "overlay.yaml"
+            overlay_path.write_text(self.fill(overlay))
+            self.extra_args = ["--config", str(overlay_path), *self.extra_args]
         self.env = env or {}
         self.log_path = self.dir / "daemon.log"
         self.proc: subprocess.Popen | None = None

@@ -50,8 +50,12 @@ class QueuedExporter(Exporter):
     async def start_client(self) -> None:
         """Open connections. Failing here must not stop the daemon: raise nothing for outages."""
 
-    async def send(self, batch: Any) -> None:
-        """Deliver one batch; raise RetryableError / PermanentError on failure."""
+    async def send(self, batch: Any) -> int | None:
+        """Deliver one batch; raise RetryableError / PermanentError on failure.
+
+        May return how many items the destination rejected while taking the rest
+        (OTLP partial_success); those are counted as failed, not retried.
+        """
         raise NotImplementedError
 
     async def stop_client(self) -> None:
@@ -114,19 +118,22 @@ class QueuedExporter(Exporter):
                 self._queue.task_done()
 
     async def _attempt(self, batch: Any) -> None:
-        await asyncio.wait_for(self.send(batch), self.config.timeout or None)
+        rejected = await asyncio.wait_for(self.send(batch), self.config.timeout or None) or 0
+        count = self.item_count(batch)
+        self._sent.inc(count - rejected)
+        if rejected:
+            self._count_failed(rejected, "partial_success", "the destination rejected part of the batch")
 
     async def _send_now(self, batch: Any) -> None:
         """Queue disabled: one attempt, outcome handed back to the caller."""
         try:
             await self._attempt(batch)
         except PermanentError as exc:
-            self._count_failed(batch, exc.error_type, str(exc))
+            self._count_failed(self.item_count(batch), exc.error_type, str(exc))
             raise
         except (RetryableError, asyncio.TimeoutError, OSError) as exc:
             hint = getattr(exc, "retry_after", None) or 1.0
             raise Refused(f"exporter {self.id}: {describe(exc)}", retry_after=hint) from exc
-        self._sent.inc(self.item_count(batch))
 
     async def _deliver(self, batch: Any) -> None:
         retry = self.config.retry_on_failure
@@ -135,12 +142,11 @@ class QueuedExporter(Exporter):
         while True:
             try:
                 await self._attempt(batch)
-                self._sent.inc(self.item_count(batch))
                 return
             except asyncio.CancelledError:
                 raise
             except PermanentError as exc:
-                self._count_failed(batch, exc.error_type, str(exc))
+                self._count_failed(self.item_count(batch), exc.error_type, str(exc))
                 return
             except Exception as exc:  # otelcol's rule: anything not marked permanent is retryable
                 hint = getattr(exc, "retry_after", None)
@@ -148,19 +154,18 @@ class QueuedExporter(Exporter):
                 elapsed = time.monotonic() - started
                 if not retry.enabled or (retry.max_elapsed_time and elapsed + delay > retry.max_elapsed_time):
                     reason = "retries_exhausted" if retry.enabled else getattr(exc, "error_type", "send_failed")
-                    self._count_failed(batch, reason, describe(exc))
+                    self._count_failed(self.item_count(batch), reason, describe(exc))
                     return
                 self._retried.inc()
                 self.log.warning("send failed, will retry", extra={"kv": {
                     "error": describe(exc), "retry_in_s": round(delay, 3), "spans": self.item_count(batch)}})
                 await asyncio.sleep(delay)
 
-    def _count_failed(self, batch: Any, error_type: str, message: str) -> None:
+    def _count_failed(self, count: int, error_type: str, message: str) -> None:
         counter = self._failed_by_type.get(error_type)
         if counter is None:
             counter = metrics.exporter_send_failed_spans.labels(str(self.id), error_type)
             self._failed_by_type[error_type] = counter
-        count = self.item_count(batch)
         counter.inc(count)
         self.log.error("dropping data", extra={"kv": {"reason": error_type, "error": message, "spans": count}})
 
@@ -170,9 +175,7 @@ class QueuedExporter(Exporter):
             dropped += self.item_count(self._queue.get_nowait())
             self._queue.task_done()
         if dropped:
-            metrics.exporter_send_failed_spans.labels(str(self.id), "shutdown").inc(dropped)
-            self.log.error("shutdown deadline passed; dropping what was not sent",
-                           extra={"kv": {"reason": "shutdown", "spans": dropped}})
+            self._count_failed(dropped, "shutdown", "shutdown deadline passed before the queue drained")
 
     def _refusal_hint(self) -> float:
         """Suggest a retry after roughly the time one retry interval takes to free room."""

@@ -1,46 +1,14 @@
 """Config of the `otlp` receiver, with otelcol's keys (and the spec's 64 MiB size limit)."""
 from __future__ import annotations
 
-import ssl
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from pipeline.component import StrictConfig
+from pipeline.config.tls import TlsServerConfig
 from pipeline.config.units import ByteSize
 from pipeline.netaddr import Endpoint
-
-
-class TlsServerConfig(StrictConfig):
-    cert_file: str
-    key_file: str
-    client_ca_file: str | None = None  # set for mutual TLS
-    min_version: Literal["1.2", "1.3"] = "1.2"
-
-    @field_validator("cert_file", "key_file", "client_ca_file")
-    @classmethod
-    def _exists(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"file {value!r} does not exist")
-        return value
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.cert_file, self.key_file)
-        if self.client_ca_file:
-            context.load_verify_locations(self.client_ca_file)
-            context.verify_mode = ssl.CERT_REQUIRED
-        return context
-
-    def grpc_credentials(self) -> Any:
-        import grpc
-
-        key, cert = Path(self.key_file).read_bytes(), Path(self.cert_file).read_bytes()
-        root = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=root,
-                                           require_client_auth=root is not None)
 
 
 class GrpcConfig(StrictConfig):

@@ -41,7 +41,8 @@ class HttpTransport:
         for signal, path in paths.items():
             if signal in SPECS:
                 app.router.add_route("*", path, self._handler(SPECS[signal]))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # auto_decompress off: aiohttp would inflate gzip bodies without a size cap.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
         host, port = split_host_port(self.config.endpoint)
         ssl_context = self.config.tls.ssl_context() if self.config.tls else None
