@@ -41,7 +41,7 @@ class DebugExporter(Exporter):
         if not self._sampled():
             return
         if not isinstance(batch, Traces):
-            self.log.info("Events", extra={"kv": {"items": getattr(batch, "span_count", 1)}})
+            self.log.info(type(batch).__name__, extra={"kv": {"items": getattr(batch, "span_count", 1)}})
             return
         message = batch.message
         self.log.info("Traces", extra={"kv": {"resource_spans": len(message.resource_spans),
@@ -66,4 +66,4 @@ class DebugExporter(Exporter):
 
 
 factory = Factory("debug", Kind.EXPORTER, DebugConfig, DebugExporter,
-                  signals=frozenset({Signal.TRACES, Signal.EVENTS}), description="log what arrives")
+                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.EVENTS}), description="log what arrives")

@@ -23,7 +23,7 @@ from pipeline import otlp_json
 from pipeline.component import Factory, Kind, Settings, Signal, StrictConfig
 from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
-from pipeline.traces import Traces
+from pipeline.traces import OtlpBatch
 
 
 class RotationConfig(StrictConfig):
@@ -62,9 +62,9 @@ class FileExporter(QueuedExporter):
 
     def encode(self, batch: Any) -> bytes:
         if self.file_config.format == "proto":
-            wire = batch.wire() if isinstance(batch, Traces) else bytes(batch)
+            wire = batch.wire() if isinstance(batch, OtlpBatch) else batch.to_json_line()
             return struct.pack(">I", len(wire)) + wire
-        if isinstance(batch, Traces):
+        if isinstance(batch, OtlpBatch):
             return otlp_json.encode(batch.message) + b"\n"
         return batch.to_json_line()
 
@@ -109,5 +109,5 @@ class FileExporter(QueuedExporter):
 
 
 factory = Factory("file", Kind.EXPORTER, FileConfig, FileExporter,
-                  signals=frozenset({Signal.TRACES, Signal.EVENTS}),
+                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.EVENTS}),
                   description="append OTLP JSON lines or length-prefixed protobuf to a file")

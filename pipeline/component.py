@@ -26,6 +26,7 @@ class Kind(str, enum.Enum):
     PROCESSOR = "processor"
     EXPORTER = "exporter"
     EXTENSION = "extension"
+    CONNECTOR = "connector"
 
     @property
     def section(self) -> str:
@@ -110,6 +111,18 @@ class Exporter(Component):
         raise NotImplementedError
 
 
+class Connector(Receiver):
+    """Both ends at once, as in otelcol: an exporter of the pipelines that list it under
+    `exporters` (it consumes their batches) and a receiver of the pipelines that list it
+    under `receivers` (it emits into them), e.g. spans in, trigger events out."""
+
+    async def consume(self, batch: Any) -> None:
+        raise NotImplementedError
+
+    def take_state_from(self, previous: "Connector") -> None:
+        """On reload, carry windowed state over from the instance this one replaces."""
+
+
 @dataclass
 class Settings:
     """What a factory gets besides its config: its id, the signal (processors) and a logger."""
@@ -132,8 +145,9 @@ CreateFn = Callable[..., Any]
 class Factory:
     """Registered under its type name; `create` builds the component from settings and config.
 
-    Receivers and exporters: `create(settings, config)`. Processors:
-    `create(settings, config, next_consumer)`. Extensions: `create(settings, config)`.
+    Receivers, exporters, connectors and extensions: `create(settings, config)`.
+    Processors: `create(settings, config, next_consumer)`. A connector consumes `signals`
+    and emits `emits`.
     """
 
     type: str
@@ -142,6 +156,7 @@ class Factory:
     create: CreateFn
     signals: frozenset[Signal] = frozenset({Signal.TRACES})
     description: str = ""
+    emits: frozenset[Signal] = frozenset()
 
     def default_config(self) -> BaseModel:
         return self.config_model()

@@ -6,6 +6,7 @@ INVALID_ARGUMENT / 400 and is never retried.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -44,6 +45,19 @@ class PermanentError(Exception):
     def __init__(self, message: str, error_type: str = "permanent") -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class PartialFailure:
+    """What an exporter's `send` returns when the destination took all but `rejected` items.
+
+    Those items are counted as failed under `error_type` and logged with `reason`, never
+    retried (OTLP partial_success; a Kafka span too large for any message).
+    """
+
+    rejected: int
+    error_type: str = "partial_success"
+    reason: str = "the destination rejected part of the batch"
 
 
 class ConfigErrors(Exception):

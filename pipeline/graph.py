@@ -1,21 +1,23 @@
 """Build and run the component graph from a resolved config.
 
-receivers → (per pipeline) processors → fan-out → exporters. Receivers, exporters and
-extensions are one instance per id (exporters: per id and signal) shared by every pipeline
-that names them; processors are one instance per pipeline, as in otelcol.
+receivers → (per pipeline) processors → fan-out → exporters. Receivers, exporters,
+connectors and extensions are one instance per id (exporters: per id and signal) shared by
+every pipeline that names them; processors are one instance per pipeline, as in otelcol.
+A connector ends some pipelines (as an exporter) and starts others (as a receiver).
 
 On reload a new graph is built beside the old one, reusing every receiver, exporter and
 extension whose config did not change: a reused receiver keeps its sockets and is only
-re-pointed, a reused exporter keeps its queue. Only what changed is started and stopped.
+re-pointed, a reused exporter keeps its queue. A connector is rebuilt when its config
+changed, but takes the windowed state of the one it replaces.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Iterable
 
-from pipeline.component import ComponentID, Component, Kind, Receiver, Settings, Signal
+from pipeline.component import Component, ComponentID, Connector, Kind, Receiver, Settings, Signal
 from pipeline.config.resolve import Pipeline, ResolvedConfig
 from pipeline.fanout import FanOut
 from pipeline.host import Host
@@ -31,8 +33,12 @@ class Graph:
         self.reused: set[int] = set()
         self.extensions: dict[ComponentID, Component] = {}
         self.exporters: dict[ExporterKey, Component] = {}
-        self.processors: list[Component] = []  # pipeline order, first processor first
+        self.connectors: dict[ComponentID, Connector] = {}
         self.receivers: dict[ComponentID, Receiver] = {}
+        # Processors of pipelines fed by real receivers first, then those fed by connectors,
+        # so that shutdown flushes upstream stages before the stages they feed.
+        self.processors: list[Component] = []
+        self._downstream_processors: list[Component] = []
         self.entries: dict[str, Any] = {}
         self._build(previous)
 
@@ -46,26 +52,34 @@ class Graph:
             return old
         component = component_config.factory.create(Settings.make(kind, cid, signal), component_config.config)
         component._config_snapshot = component_config.config
+        if isinstance(old, Connector) and isinstance(component, Connector):
+            component.take_state_from(old)
         return component
 
     def _build(self, previous: "Graph | None") -> None:
-        for cid in self.config.service.extensions:
-            parsed = ComponentID.parse(cid)
-            self.extensions[parsed] = self._reuse_or_create(
-                previous.extensions if previous else None, parsed, Kind.EXTENSION, parsed, None)
+        for name in self.config.service.extensions:
+            cid = ComponentID.parse(name)
+            self.extensions[cid] = self._reuse_or_create(
+                previous.extensions if previous else None, cid, Kind.EXTENSION, cid, None)
+        for cid in self.config.section(Kind.CONNECTOR):
+            self.connectors[cid] = self._reuse_or_create(  # type: ignore[assignment]
+                previous.connectors if previous else None, cid, Kind.CONNECTOR, cid, None)
         for pipeline in self.config.pipelines:
             self.entries[pipeline.name] = self._build_pipeline(pipeline, previous)
+        self.processors.extend(self._downstream_processors)
         self._wire_receivers(previous)
 
+    def _exporter(self, cid: ComponentID, signal: Signal, previous: "Graph | None") -> Component:
+        if cid in self.connectors:
+            return self.connectors[cid]
+        key = (cid, signal)
+        if key not in self.exporters:
+            self.exporters[key] = self._reuse_or_create(
+                previous.exporters if previous else None, key, Kind.EXPORTER, cid, signal)
+        return self.exporters[key]
+
     def _build_pipeline(self, pipeline: Pipeline, previous: "Graph | None") -> Any:
-        exporters = []
-        for cid in pipeline.exporters:
-            key = (cid, pipeline.signal)
-            if key not in self.exporters:
-                self.exporters[key] = self._reuse_or_create(
-                    previous.exporters if previous else None, key, Kind.EXPORTER, cid, pipeline.signal)
-            exporters.append(self.exporters[key])
-        consumer: Any = FanOut(exporters)
+        consumer: Any = FanOut([self._exporter(cid, pipeline.signal, previous) for cid in pipeline.exporters])
         built = []
         for cid in reversed(pipeline.processors):
             component_config = self.config.section(Kind.PROCESSOR)[cid]
@@ -73,7 +87,8 @@ class Graph:
             settings.logger = logging.getLogger(f"agentdbg.processor.{cid}.{pipeline.name}")
             consumer = component_config.factory.create(settings, component_config.config, consumer)
             built.append(consumer)
-        self.processors.extend(reversed(built))
+        fed_by_connector = any(cid in self.connectors for cid in pipeline.receivers)
+        (self._downstream_processors if fed_by_connector else self.processors).extend(reversed(built))
         return consumer
 
     def _wire_receivers(self, previous: "Graph | None") -> None:
@@ -81,18 +96,18 @@ class Graph:
         for pipeline in self.config.pipelines:
             for cid in pipeline.receivers:
                 by_receiver.setdefault((cid, pipeline.signal), []).append(self.entries[pipeline.name])
-        for (cid, signal), entries in by_receiver.items():
-            if cid not in self.receivers:
+        for cid, _ in by_receiver:
+            if cid not in self.receivers and cid not in self.connectors:
                 self.receivers[cid] = self._reuse_or_create(  # type: ignore[assignment]
                     previous.receivers if previous else None, cid, Kind.RECEIVER, cid, None)
         self._receiver_consumers = {key: FanOut(entries, clone=True) for key, entries in by_receiver.items()}
 
     def connect_receivers(self) -> None:
         for (cid, signal), consumer in self._receiver_consumers.items():
-            self.receivers[cid].set_consumer(signal, consumer)
+            (self.connectors.get(cid) or self.receivers[cid]).set_consumer(signal, consumer)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def _new(self, components: Any) -> list[Component]:
+    def _new(self, components: Iterable[Component]) -> list[Component]:
         return [c for c in components if id(c) not in self.reused]
 
     async def start(self, host: Host) -> None:
@@ -100,23 +115,32 @@ class Graph:
         for component in self._new(self.extensions.values()):
             await component.start(host)
         await self.start_pipelines(host)
-        self.connect_receivers()
         for component in self._new(self.receivers.values()):
             await component.start(host)
 
     async def start_pipelines(self, host: Host) -> None:
+        """Exporters, processors and connectors, wired to their consumers; not the receivers."""
         for component in self._new(self.exporters.values()):
             await component.start(host)
         for component in reversed(self._new(self.processors)):
             await component.start(host)
+        self.connect_receivers()
+        for component in self._new(self.connectors.values()):
+            await component.start(host)
 
     async def shutdown(self, deadline: float, keep: set[int] = frozenset()) -> None:  # type: ignore[assignment]
-        """Stop receivers, flush processors front to back, drain exporters, stop extensions.
+        """Stop receivers, flush processors and connectors upstream first, drain exporters.
 
         Components whose id() is in `keep` (reused by a newer graph) are left running.
         """
         await self.stop_receivers(keep)
-        for component in self.processors:
+        upstream = [p for p in self.processors if p not in self._downstream_processors]
+        for component in upstream:
+            await _stop(component, deadline)
+        for component in self.connectors.values():
+            if id(component) not in keep:
+                await _stop(component, deadline)
+        for component in self._downstream_processors:
             await _stop(component, deadline)
         await asyncio.gather(*(_stop(c, deadline) for c in self.exporters.values() if id(c) not in keep))
         for component in self.extensions.values():
@@ -127,9 +151,6 @@ class Graph:
         for component in self.receivers.values():
             if id(component) not in keep:
                 await component.shutdown(time.monotonic() + 5.0)
-
-    def all_components(self) -> list[Component]:
-        return [*self.extensions.values(), *self.receivers.values(), *self.processors, *self.exporters.values()]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -8,8 +8,10 @@ from pipeline.component import Factory, Kind
 
 @cache
 def factories() -> dict[Kind, dict[str, Factory]]:
+    from connectors.triggers import factory as triggers
     from exporters.debug import factory as debug_exporter
     from exporters.file import factory as file_exporter
+    from exporters.kafka import factory as kafka_exporter
     from exporters.otlp import factory as otlp_exporter
     from exporters.otlphttp import factory as otlphttp_exporter
     from extensions.debug_api import factory as debug_api
@@ -21,8 +23,9 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     listed = [
         otlp_receiver,
         batch, memory_limiter,
-        debug_exporter, file_exporter, otlp_exporter, otlphttp_exporter,
+        debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         health_check, debug_api,
+        triggers,
     ]
     table: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}
     for factory in listed:

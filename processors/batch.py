@@ -23,7 +23,7 @@ from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Sig
 from pipeline.config.units import Duration
 from pipeline.errors import PermanentError, Refused
 from pipeline.telemetry import metrics
-from pipeline.traces import Traces
+from pipeline.traces import OtlpBatch
 
 RETRY_INTERVAL = 0.5
 
@@ -51,10 +51,10 @@ class BatchProcessor(Processor):
         self._send_size = metrics.batch_send_size.labels(str(settings.id))
         self._size_trigger = metrics.batch_size_trigger_send.labels(str(settings.id))
         self._timeout_trigger = metrics.batch_timeout_trigger_send.labels(str(settings.id))
-        self._pending: list[Traces] = []
+        self._pending: list[OtlpBatch] = []
         self._pending_spans = 0
         self._first_at = 0.0
-        self._held: list[tuple[Traces, Consumer]] = []
+        self._held: list[tuple[OtlpBatch, Consumer]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -62,7 +62,7 @@ class BatchProcessor(Processor):
     async def start(self, host: Any) -> None:
         self._task = asyncio.create_task(self._timer(), name=f"{self.id}-timer")
 
-    async def consume(self, batch: Traces) -> None:
+    async def consume(self, batch: OtlpBatch) -> None:
         if self._closed:  # a late request from a reloaded graph: pass it straight on
             await self.next.consume(batch)
             return
@@ -82,13 +82,13 @@ class BatchProcessor(Processor):
     async def _flush(self) -> None:
         if not self._pending:
             return
-        merged = Traces.merge(self._pending)
+        merged = type(self._pending[0]).merge(self._pending)
         self._pending, self._pending_spans = [], 0
         for piece in merged.split(self.config.send_batch_max_size):
             self._send_size.observe(piece.span_count)
             await self._offer(piece, self.next)
 
-    async def _offer(self, batch: Traces, target: Consumer) -> bool:
+    async def _offer(self, batch: OtlpBatch, target: Consumer) -> bool:
         try:
             await target.consume(batch)
         except Refused as exc:
@@ -140,4 +140,4 @@ class BatchProcessor(Processor):
 
 
 factory = Factory("batch", Kind.PROCESSOR, BatchConfig, BatchProcessor,
-                  signals=frozenset({Signal.TRACES}), description="merge batches by size and timeout")
+                  signals=frozenset({Signal.TRACES, Signal.METRICS}), description="merge batches by size and timeout")

@@ -124,4 +124,4 @@ class MemoryLimiter(Processor):
 
 
 factory = Factory("memory_limiter", Kind.PROCESSOR, MemoryLimiterConfig, MemoryLimiter,
-                  signals=frozenset({Signal.TRACES}), description="refuse data above a memory limit")
+                  signals=frozenset({Signal.TRACES, Signal.METRICS}), description="refuse data above a memory limit")

@@ -24,7 +24,7 @@ from typing import Any
 from exporters.helper.backoff import Backoff
 from exporters.helper.settings import ExporterHelperConfig
 from pipeline.component import Exporter, Settings
-from pipeline.errors import PermanentError, Refused, RetryableError
+from pipeline.errors import PartialFailure, PermanentError, Refused, RetryableError
 from pipeline.telemetry import metrics
 
 
@@ -50,11 +50,12 @@ class QueuedExporter(Exporter):
     async def start_client(self) -> None:
         """Open connections. Failing here must not stop the daemon: raise nothing for outages."""
 
-    async def send(self, batch: Any) -> int | None:
+    async def send(self, batch: Any) -> int | PartialFailure | None:
         """Deliver one batch; raise RetryableError / PermanentError on failure.
 
         May return how many items the destination rejected while taking the rest
-        (OTLP partial_success); those are counted as failed, not retried.
+        (OTLP partial_success), or a PartialFailure naming their error type; those are
+        counted as failed, not retried.
         """
         raise NotImplementedError
 
@@ -118,11 +119,11 @@ class QueuedExporter(Exporter):
                 self._queue.task_done()
 
     async def _attempt(self, batch: Any) -> None:
-        rejected = await asyncio.wait_for(self.send(batch), self.config.timeout or None) or 0
-        count = self.item_count(batch)
-        self._sent.inc(count - rejected)
-        if rejected:
-            self._count_failed(rejected, "partial_success", "the destination rejected part of the batch")
+        outcome = await asyncio.wait_for(self.send(batch), self.config.timeout or None)
+        failure = outcome if isinstance(outcome, PartialFailure) else PartialFailure(outcome or 0)
+        self._sent.inc(self.item_count(batch) - failure.rejected)
+        if failure.rejected:
+            self._count_failed(failure.rejected, failure.error_type, failure.reason)
 
     async def _send_now(self, batch: Any) -> None:
         """Queue disabled: one attempt, outcome handed back to the caller."""

@@ -17,8 +17,8 @@ from pipeline.config.service import PipelineConfig, ServiceConfig
 from pipeline.errors import ConfigErrors
 
 SECTIONS = {"receivers": Kind.RECEIVER, "processors": Kind.PROCESSOR, "exporters": Kind.EXPORTER,
-            "extensions": Kind.EXTENSION}
-TOP_LEVEL = set(SECTIONS) | {"connectors", "service"}
+            "extensions": Kind.EXTENSION, "connectors": Kind.CONNECTOR}
+TOP_LEVEL = set(SECTIONS) | {"service"}
 _PIPELINE_NAME = re.compile(r"^(traces|metrics|logs|events)(?:/(.+))?$")
 
 
@@ -57,13 +57,12 @@ def resolve(raw: dict[str, Any], factories: dict[Kind, dict[str, Factory]]) -> R
             errors.append(f"{key}: unknown top-level section (valid: {', '.join(sorted(TOP_LEVEL))})")
     for section, kind in SECTIONS.items():
         resolved.components[kind] = _decode_section(raw.get(section), section, factories.get(kind, {}), errors)
-    for name in (raw.get("connectors") or {}):
-        errors.append(f"connectors::{name}: unknown type; no connector types are available in this build")
     resolved.service = _decode_model(ServiceConfig, raw.get("service"), "service", errors) or ServiceConfig()
     if "service" not in raw or not (raw.get("service") or {}).get("pipelines"):
         errors.append("service::pipelines: at least one pipeline must be configured")
     _check_extensions(resolved, errors)
     resolved.pipelines = _check_pipelines(resolved, errors)
+    _check_connectors(resolved, errors)
     if errors:
         raise ConfigErrors(errors)
     return resolved
@@ -194,12 +193,37 @@ def _check_refs(path: str, kind: Kind, refs: list[str], signal: Signal, resolved
             errors.append(f"{path}: {exc}")
             continue
         component = resolved.section(kind).get(cid)
-        if component is None:
+        connector = resolved.section(Kind.CONNECTOR).get(cid) if kind != Kind.PROCESSOR else None
+        if component is None and connector is None:
             errors.append(f'{path}: references {kind.value} "{ref}" which is not configured')
             continue
-        if signal not in component.factory.signals:
-            supported = ", ".join(sorted(s.value for s in component.factory.signals))
-            errors.append(f'{path}: {kind.value} "{ref}" does not support {signal.value} (it supports {supported})')
+        if connector is not None:
+            # As an exporter a connector consumes its `signals`; as a receiver it emits its `emits`.
+            supported_signals = connector.factory.signals if kind == Kind.EXPORTER else connector.factory.emits
+            role = f"connector (as {kind.value})"
+        else:
+            supported_signals, role = component.factory.signals, kind.value
+        if signal not in supported_signals:
+            supported = ", ".join(sorted(s.value for s in supported_signals))
+            errors.append(f'{path}: {role} "{ref}" does not support {signal.value} (it supports {supported})')
             continue
         out.append(cid)
     return out
+
+
+def _check_connectors(resolved: ResolvedConfig, errors: list[str]) -> None:
+    """A connector must be used on both sides, as otelcol requires; ids may not clash."""
+    connectors = resolved.section(Kind.CONNECTOR)
+    for cid in connectors:
+        for kind in (Kind.RECEIVER, Kind.EXPORTER):
+            if cid in resolved.section(kind):
+                errors.append(f"connectors::{cid}: the id is also configured under {kind.section}; "
+                              "give one of them a /name")
+        as_exporter = any(cid in p.exporters for p in resolved.pipelines)
+        as_receiver = any(cid in p.receivers for p in resolved.pipelines)
+        if as_exporter and not as_receiver:
+            errors.append(f'connectors::{cid}: used as exporter in a pipeline but not used as receiver '
+                          "in any pipeline")
+        if as_receiver and not as_exporter:
+            errors.append(f'connectors::{cid}: used as receiver in a pipeline but not used as exporter '
+                          "in any pipeline")

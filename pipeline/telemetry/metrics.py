@@ -33,6 +33,15 @@ receiver_failed_spans = Counter(
     "otelcol_receiver_failed_spans",
     "Number of spans rejected as invalid (permanently), including those reported in partial_success.",
     RECEIVER, registry=REGISTRY)
+receiver_accepted_metric_points = Counter(
+    "otelcol_receiver_accepted_metric_points", "Number of metric points successfully pushed into the pipeline.",
+    RECEIVER, registry=REGISTRY)
+receiver_refused_metric_points = Counter(
+    "otelcol_receiver_refused_metric_points", "Number of metric points the pipeline refused retryably.",
+    RECEIVER, registry=REGISTRY)
+receiver_failed_metric_points = Counter(
+    "otelcol_receiver_failed_metric_points", "Number of metric points rejected as invalid.",
+    RECEIVER, registry=REGISTRY)
 receiver_rejected_requests = Counter(
     "agentdbg_receiver_rejected_requests",
     "Requests answered with an error before their spans could be counted, by reason.",

@@ -48,4 +48,5 @@ class OtlpReceiver(Receiver):
 
 
 factory = Factory("otlp", Kind.RECEIVER, OtlpReceiverConfig, OtlpReceiver,
-                  signals=frozenset({Signal.TRACES}), description="OTLP over gRPC and HTTP (protobuf, JSON)")
+                  signals=frozenset({Signal.TRACES, Signal.METRICS}),
+                  description="OTLP traces and metrics over gRPC and HTTP (protobuf, JSON)")

@@ -11,6 +11,9 @@ import zlib
 from typing import Protocol
 
 
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
 class TooLarge(Exception):
     pass
 
@@ -45,19 +48,25 @@ class _Identity:
 class _Zlib:
     def __init__(self, limit: int, wbits: int) -> None:
         self.limit, self.parts, self.size, self.raw = limit, [], 0, 0
+        self.wbits = wbits
         self.inflater = zlib.decompressobj(wbits)
 
     def feed(self, chunk: bytes) -> None:
         self.raw += len(chunk)
         if self.raw > self.limit:
             raise TooLarge(f"compressed request body is larger than the limit of {self.limit} bytes")
-        try:
-            out = self.inflater.decompress(chunk, self.limit - self.size + 1)
-        except zlib.error as exc:
-            raise CorruptBody(f"invalid compressed body: {exc}") from exc
-        self._add(out)
-        if self.inflater.unconsumed_tail:
-            raise TooLarge(f"decompressed request body exceeds the limit of {self.limit} bytes")
+        while chunk:
+            if self.inflater.eof and self.wbits == GZIP_WBITS:
+                # A gzip body may hold several members (RFC 1952 §2.2); each inflates in turn.
+                self.inflater = zlib.decompressobj(self.wbits)
+            try:
+                out = self.inflater.decompress(chunk, self.limit - self.size + 1)
+            except zlib.error as exc:
+                raise CorruptBody(f"invalid compressed body: {exc}") from exc
+            self._add(out)
+            if self.inflater.unconsumed_tail:
+                raise TooLarge(f"decompressed request body exceeds the limit of {self.limit} bytes")
+            chunk = self.inflater.unused_data if self.inflater.eof and self.wbits == GZIP_WBITS else b""
 
     def _add(self, out: bytes) -> None:
         self.size += len(out)
@@ -97,7 +106,7 @@ def decoder_for(content_encoding: str, limit: int) -> Decoder:
     if encoding in ("", "identity"):
         return _Identity(limit)
     if encoding in ("gzip", "x-gzip"):
-        return _Zlib(limit, 16 + zlib.MAX_WBITS)
+        return _Zlib(limit, GZIP_WBITS)
     if encoding == "deflate":
         return _Zlib(limit, zlib.MAX_WBITS)
     if encoding == "zstd":

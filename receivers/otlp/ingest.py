@@ -57,9 +57,10 @@ class Ingest:
         self.spec = spec
         self.log = logging.getLogger(f"agentdbg.receiver.{receiver}")
         labels = (str(receiver), transport)
-        self.accepted = metrics.receiver_accepted_spans.labels(*labels)
-        self.refused = metrics.receiver_refused_spans.labels(*labels)
-        self.failed = metrics.receiver_failed_spans.labels(*labels)
+        accepted, refused, failed = spec.counters
+        self.accepted = accepted.labels(*labels)
+        self.refused = refused.labels(*labels)
+        self.failed = failed.labels(*labels)
         self._rejected_requests = {reason: metrics.receiver_rejected_requests.labels(*labels, reason)
                                    for reason in ("malformed", "too_large", "unsupported", "no_pipeline")}
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from prometheus_client import Counter
 
 from pipeline.component import Signal
+from pipeline.metrics_data import Metrics
+from pipeline.telemetry import metrics
 from pipeline.traces import Traces
 
 
@@ -20,6 +24,7 @@ class SignalSpec:
     partial_field: str             # rejected_<items> in partial_success
     make_batch: Callable[[Any, bytes | None, float], Any]
     drop_invalid: Callable[[Any], tuple[int, str]]
+    counters: tuple[Counter, Counter, Counter]  # accepted, refused, failed
 
 
 def drop_invalid_spans(request: trace_service_pb2.ExportTraceServiceRequest) -> tuple[int, str]:
@@ -53,6 +58,19 @@ TRACES = SignalSpec(
     partial_field="rejected_spans",
     make_batch=lambda message, wire, received_at: Traces(message, wire, None, received_at),
     drop_invalid=drop_invalid_spans,
+    counters=(metrics.receiver_accepted_spans, metrics.receiver_refused_spans, metrics.receiver_failed_spans),
 )
 
-SPECS = {TRACES.signal: TRACES}
+METRICS = SignalSpec(
+    signal=Signal.METRICS,
+    service="opentelemetry.proto.collector.metrics.v1.MetricsService",
+    request_type=metrics_service_pb2.ExportMetricsServiceRequest,
+    response_type=metrics_service_pb2.ExportMetricsServiceResponse,
+    partial_field="rejected_data_points",
+    make_batch=lambda message, wire, received_at: Metrics(message, wire, None, received_at),
+    drop_invalid=lambda message: (0, ""),
+    counters=(metrics.receiver_accepted_metric_points, metrics.receiver_refused_metric_points,
+              metrics.receiver_failed_metric_points),
+)
+
+SPECS = {TRACES.signal: TRACES, METRICS.signal: METRICS}

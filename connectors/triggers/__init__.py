@@ -1,0 +1,144 @@
+"""`triggers` connector: spans (and OTLP metrics) in, `agentdbg.trigger/v1` events out.
+
+Use it as an exporter of a traces (and metrics) pipeline and as a receiver of an events
+pipeline:
+
+    connectors:
+      triggers: {}
+    service:
+      pipelines:
+        traces:  {receivers: [otlp], processors: [batch], exporters: [chdb, triggers]}
+        events:  {receivers: [triggers], exporters: [kafka/triggers]}
+
+What it promises: on the span path it only folds each batch into per-detector partial
+aggregates (it never refuses or delays spans; a detector error is logged and counted, and
+the batch still counts as taken). Every `evaluation_interval` it evaluates the windows off
+the hot path and emits one firing event per episode and one resolved event when the
+condition clears (hysteresis: `resolve_ratio`, `resolve_after`). When the events pipeline
+refuses, events wait in a bounded buffer (`max_pending_events`) and are re-offered; past
+the bound the oldest are dropped, counted and logged. Windowed state survives a SIGHUP
+reload (it is handed to the new instance); it starts empty after a process restart.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from connectors.triggers.config import TriggersConfig
+from connectors.triggers.detectors.base import Detector
+from connectors.triggers.detectors.error_rate import ErrorRateDetector
+from connectors.triggers.detectors.latency import LatencyDetector
+from connectors.triggers.episodes import EpisodeTracker
+from connectors.triggers.telemetry import TriggerMetrics
+from pipeline.component import Connector, Factory, Kind, Settings, Signal
+from pipeline.errors import PermanentError, Refused
+from pipeline.events import Events
+from pipeline.metrics_data import Metrics
+from pipeline.traces import Traces
+
+DETECTORS: dict[str, type[Detector]] = {
+    "performance_degradation": LatencyDetector,
+    "error_rate_spike": ErrorRateDetector,
+}
+
+
+class TriggersConnector(Connector):
+    def __init__(self, settings: Settings, config: TriggersConfig) -> None:
+        super().__init__(settings)
+        self.config = config
+        self.detectors: list[Detector] = [
+            cls(getattr(config, name)) for name, cls in DETECTORS.items() if getattr(config, name).enabled]
+        self.attribute_keys = tuple(dict.fromkeys(k for d in self.detectors for k in d.attribute_keys))
+        self.tracker = EpisodeTracker(str(self.id), config.resolve_after, config.resolve_ratio)
+        self.telemetry = TriggerMetrics(str(self.id))
+        self.pending: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def take_state_from(self, previous: Connector) -> None:
+        if not isinstance(previous, TriggersConnector):
+            return
+        old = {type(d): d for d in previous.detectors}
+        for detector in self.detectors:
+            if type(detector) in old:
+                detector.take_state_from(old[type(detector)])
+        self.tracker.active = previous.tracker.active
+        self.pending = previous.pending
+
+    async def start(self, host: Any) -> None:
+        self._task = asyncio.create_task(self._evaluate_loop(), name=f"{self.id}-evaluate")
+
+    async def shutdown(self, deadline: float | None = None) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._evaluate_once()
+
+    async def consume(self, batch: Any) -> None:
+        started = time.perf_counter()
+        if isinstance(batch, Traces):
+            if self.attribute_keys and batch.span_count:
+                batch.columns.attributes(self.attribute_keys)
+            for detector in self.detectors:
+                self._guard(detector, detector.observe, batch)
+        elif isinstance(batch, Metrics):
+            for detector in self.detectors:
+                self._guard(detector, detector.observe_metrics, batch)
+        self.telemetry.observe_seconds.inc(time.perf_counter() - started)
+
+    def _guard(self, detector: Detector, method: Any, batch: Any) -> None:
+        try:
+            method(batch)
+        except Exception:
+            self.telemetry.detector_errors.labels(str(self.id), detector.kind).inc()
+            self.log.exception("detector failed on a batch; the batch still went on",
+                               extra={"kv": {"detector": detector.kind}})
+
+    async def _evaluate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.evaluation_interval)
+            await self._evaluate_once()
+
+    async def _evaluate_once(self) -> None:
+        now = time.time()
+        emitted: list[dict[str, Any]] = []
+        with self.telemetry.evaluation_seconds.time():
+            for detector in self.detectors:
+                try:
+                    observations = detector.evaluate(now)
+                except Exception:
+                    self.telemetry.detector_errors.labels(str(self.id), detector.kind).inc()
+                    self.log.exception("detector evaluation failed", extra={"kv": {"detector": detector.kind}})
+                    continue
+                emitted.extend(self.tracker.update(detector.kind, observations, now))
+        self.telemetry.record(emitted, self.tracker.active)
+        self.pending.extend(emitted)
+        await self._emit()
+
+    async def _emit(self) -> None:
+        if not self.pending:
+            return
+        overflow = len(self.pending) - self.config.max_pending_events
+        if overflow > 0:
+            del self.pending[:overflow]
+            self.telemetry.dropped_events.inc(overflow)
+            self.log.error("events pipeline kept refusing; dropped the oldest trigger events",
+                           extra={"kv": {"dropped": overflow}})
+        consumer = self.consumers.get(Signal.EVENTS)
+        if consumer is None:
+            self.pending.clear()
+            return
+        batch, self.pending = self.pending, []
+        try:
+            await consumer.consume(Events(batch))
+        except Refused:
+            self.pending[:0] = batch  # re-offered at the next evaluation
+        except PermanentError as exc:
+            self.telemetry.dropped_events.inc(len(batch))
+            self.log.error("events pipeline refused trigger events permanently",
+                           extra={"kv": {"error": str(exc), "events": len(batch)}})
+
+
+factory = Factory("triggers", Kind.CONNECTOR, TriggersConfig, TriggersConnector,
+                  signals=frozenset({Signal.TRACES, Signal.METRICS}), emits=frozenset({Signal.EVENTS}),
+                  description="streaming trigger detectors: spans and metrics in, trigger events out")

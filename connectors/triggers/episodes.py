@@ -1,0 +1,83 @@
+"""Episodes: one firing event per episode and one resolved event when it clears (hysteresis).
+
+A subject fires when its observed value crosses the threshold. It resolves only once the
+value has stayed below `clear_below` (by default `resolve_ratio` × threshold) for
+`resolve_after` seconds, or the subject has had no data for that long, so a value hovering
+around the threshold does not flap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from connectors.triggers.event import Observation, document, stable_id
+
+
+@dataclass
+class Episode:
+    id: str
+    first_seen: float
+    last_seen: float
+    last: Observation
+    clear_since: float | None = None
+
+
+class EpisodeTracker:
+    def __init__(self, detector: str, resolve_after: float, resolve_ratio: float) -> None:
+        self.detector = detector
+        self.resolve_after = resolve_after
+        self.resolve_ratio = resolve_ratio
+        self.active: dict[str, Episode] = {}
+
+    def update(self, kind: str, observations: Iterable[Observation], now: float) -> list[dict[str, Any]]:
+        """Feed one evaluation of one detector; return the documents to emit."""
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for obs in observations:
+            seen.add(obs.key)
+            episode = self.active.get(obs.key)
+            if episode is None:
+                if self._fires(obs):
+                    out.append(self._open(obs, now))
+            else:
+                self._continue(episode, obs, now, out)
+        for key, episode in list(self.active.items()):
+            if episode.last.kind == kind and key not in seen:
+                self._quiet(key, episode, now, out)
+        return out
+
+    @staticmethod
+    def _fires(obs: Observation) -> bool:
+        return obs.firing if obs.firing is not None else obs.observed > obs.threshold
+
+    def _clears(self, obs: Observation) -> bool:
+        if obs.firing is not None:
+            return not obs.firing
+        limit = obs.clear_below if obs.clear_below is not None else obs.threshold * self.resolve_ratio
+        return obs.observed <= limit
+
+    def _open(self, obs: Observation, now: float) -> dict[str, Any]:
+        episode = Episode(stable_id(obs.key, now), now, now, obs)
+        self.active[obs.key] = episode
+        return document(obs, "firing", episode.id, now, now, now, self.detector)
+
+    def _continue(self, episode: Episode, obs: Observation, now: float, out: list[dict[str, Any]]) -> None:
+        if self._clears(obs):
+            episode.clear_since = episode.clear_since or now
+            if now - episode.clear_since >= self.resolve_after:
+                out.append(self._close(obs.key, episode, obs, now))
+            return
+        episode.clear_since = None
+        episode.last_seen = now
+        if self._fires(obs):
+            episode.last = obs
+
+    def _quiet(self, key: str, episode: Episode, now: float, out: list[dict[str, Any]]) -> None:
+        """No data for the subject at all: it resolves after resolve_after of silence."""
+        episode.clear_since = episode.clear_since or now
+        if now - episode.clear_since >= self.resolve_after:
+            out.append(self._close(key, episode, episode.last, now))
+
+    def _close(self, key: str, episode: Episode, obs: Observation, now: float) -> dict[str, Any]:
+        del self.active[key]
+        return document(obs, "resolved", episode.id, episode.first_seen, episode.last_seen, now, self.detector)

@@ -1,0 +1,102 @@
+"""The trigger event wire contract `agentdbg.trigger/v1` (REFERENCE.md §12).
+
+`Observation` is what a detector reports about one subject at one evaluation; the episode
+tracker turns observations into firing / resolved documents built here.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA = "agentdbg.trigger/v1"
+SUBJECT_KEYS = ("service", "service_version", "canary", "agent", "tool", "model", "provider", "dependency",
+                "session", "span_name")
+MAX_EXAMPLES = 5
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def subject_key(subject: dict[str, Any]) -> str:
+    """Stable string form of a subject: `key=value` pairs in the contract's key order."""
+    return ",".join(f"{key}={_text(subject[key])}" for key in SUBJECT_KEYS if key in subject)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def stable_id(*parts: Any) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
+@dataclass
+class Examples:
+    """At most MAX_EXAMPLES recent (trace id, span id) pairs, as lowercase hex."""
+
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, trace_id: bytes | str, span_id: bytes | str) -> None:
+        pair = (_hex(trace_id), _hex(span_id))
+        if pair not in self.pairs:
+            self.pairs.append(pair)
+            del self.pairs[:-MAX_EXAMPLES]
+
+    def document(self) -> dict[str, list[str]]:
+        return {"trace_ids": list(dict.fromkeys(t for t, _ in self.pairs)),
+                "span_ids": [s for _, s in self.pairs if s]}
+
+
+def _hex(value: bytes | str) -> str:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+@dataclass
+class Observation:
+    kind: str
+    subject: dict[str, Any]
+    observed: float
+    threshold: float
+    unit: str
+    window: tuple[float, float]
+    severity: str = "warning"
+    message: str = ""
+    examples: Examples = field(default_factory=Examples)
+    # None: the tracker decides (observed > threshold fires; below clear_below clears).
+    firing: bool | None = None
+    clear_below: float | None = None
+    metrics: dict[str, Any] | None = None  # health_snapshot only
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}|{subject_key(self.subject)}"
+
+
+def document(obs: Observation, status: str, episode: str, first_seen: float, last_seen: float,
+             now: float, detector: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "id": stable_id(episode, status),
+        "episode": episode,
+        "kind": obs.kind,
+        "status": status,
+        "severity": obs.severity if status != "resolved" else "info",
+        "subject": obs.subject,
+        "subject_key": subject_key(obs.subject),
+        "observed": obs.observed,
+        "threshold": obs.threshold,
+        "unit": obs.unit,
+        "window": {"start": rfc3339(obs.window[0]), "end": rfc3339(obs.window[1])},
+        "first_seen": rfc3339(first_seen),
+        "last_seen": rfc3339(last_seen),
+        "emitted_at": rfc3339(now),
+        "examples": obs.examples.document(),
+        "message": obs.message,
+        "detector": detector,
+    }
+    if obs.metrics is not None:
+        doc["metrics"] = obs.metrics
+    return doc

@@ -1,0 +1,46 @@
+"""Prometheus metrics of the triggers connector: fired/resolved counters, active episodes,
+time spent observing (hot path) and evaluating (off it)."""
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from pipeline.telemetry.metrics import REGISTRY
+
+events_total = Counter("agentdbg_trigger_events", "Trigger events emitted, by kind and status.",
+                       ["connector", "kind", "status"], registry=REGISTRY)
+active_episodes = Gauge("agentdbg_trigger_active_episodes", "Trigger episodes currently firing, by kind.",
+                        ["connector", "kind"], registry=REGISTRY)
+observe_seconds = Counter("agentdbg_trigger_observe_seconds",
+                          "CPU-bound time spent folding batches into detector state (hot path).",
+                          ["connector"], registry=REGISTRY)
+evaluation_seconds = Histogram("agentdbg_trigger_evaluation_seconds",
+                               "Duration of one evaluation of every detector's windows.", ["connector"],
+                               buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+                               registry=REGISTRY)
+detector_errors = Counter("agentdbg_trigger_detector_errors", "Detector failures (logged), by kind.",
+                          ["connector", "kind"], registry=REGISTRY)
+dropped_events = Counter("agentdbg_trigger_dropped_events",
+                         "Trigger events dropped because the events pipeline kept refusing them.",
+                         ["connector"], registry=REGISTRY)
+
+
+class TriggerMetrics:
+    def __init__(self, connector: str) -> None:
+        self.connector = connector
+        self.observe_seconds = observe_seconds.labels(connector)
+        self.evaluation_seconds = evaluation_seconds.labels(connector)
+        self.detector_errors = detector_errors
+        self.dropped_events = dropped_events.labels(connector)
+        self._kinds: set[str] = set()
+
+    def record(self, emitted: list[dict[str, Any]], active: dict[str, Any]) -> None:
+        for doc in emitted:
+            events_total.labels(self.connector, doc["kind"], doc["status"]).inc()
+        counts: dict[str, int] = {}
+        for episode in active.values():
+            counts[episode.last.kind] = counts.get(episode.last.kind, 0) + 1
+        for kind in self._kinds | set(counts):
+            active_episodes.labels(self.connector, kind).set(counts.get(kind, 0))
+        self._kinds |= set(counts)

@@ -1,0 +1,49 @@
+"""Sliding-window sums kept as running totals, so evaluation costs O(keys), not O(buckets).
+
+Detectors add one partial aggregate per key per batch (counts, sums); buckets older than
+the window are subtracted from the totals as they expire.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Hashable
+
+
+class SlidingSums:
+    def __init__(self, window: float, bucket: float = 1.0, width: int = 2) -> None:
+        self.window = window
+        self.bucket = bucket
+        self.width = width
+        self.buckets: deque[tuple[float, dict[Hashable, list[float]]]] = deque()
+        self.totals: dict[Hashable, list[float]] = {}
+
+    def add(self, now: float, key: Hashable, values: list[float] | tuple[float, ...]) -> None:
+        start = now - now % self.bucket
+        if not self.buckets or self.buckets[-1][0] != start:
+            self.buckets.append((start, {}))
+        current = self.buckets[-1][1]
+        slot = current.get(key)
+        if slot is None:
+            current[key] = slot = [0.0] * self.width
+        total = self.totals.get(key)
+        if total is None:
+            self.totals[key] = total = [0.0] * self.width
+        for index, value in enumerate(values):
+            slot[index] += value
+            total[index] += value
+
+    def expire(self, now: float) -> None:
+        horizon = now - self.window
+        while self.buckets and self.buckets[0][0] + self.bucket <= horizon:
+            _, old = self.buckets.popleft()
+            for key, values in old.items():
+                total = self.totals[key]
+                for index, value in enumerate(values):
+                    total[index] -= value
+                if total[0] <= 1e-9:
+                    del self.totals[key]
+
+    def span(self, now: float) -> tuple[float, float]:
+        """The time range the totals cover."""
+        start = self.buckets[0][0] if self.buckets else now
+        return start, now

@@ -1,0 +1,216 @@
+"""The `kafka` exporter's producer side: aiokafka, started lazily, with errors sorted into
+retryable (the helper retries them) and permanent (counted with their reason)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiokafka.errors as kafka_errors
+from aiokafka import AIOKafkaProducer
+from aiokafka.conn import create_conn
+
+from exporters.helper import QueuedExporter
+from exporters.kafka.config import KafkaConfig
+from exporters.kafka.records import Encoded, RecordEncoder
+from pipeline.component import Settings
+from pipeline.errors import PartialFailure, PermanentError, RetryableError
+
+# Retrying these cannot help until someone changes the config, the ACLs or the broker.
+_AUTH_ERRORS = (
+    kafka_errors.AuthenticationFailedError, kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.SaslAuthenticationFailed, kafka_errors.IllegalSaslStateError,
+    kafka_errors.UnsupportedSaslMechanismError, kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.TopicAuthorizationFailedError, kafka_errors.TransactionalIdAuthorizationFailed,
+)
+_TOO_LARGE_ERRORS = (
+    kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordListTooLargeError,
+    kafka_errors.RecordTooLargeError,
+)
+_CONFIG_ERRORS = (
+    kafka_errors.InvalidTopicError, kafka_errors.UnsupportedCodecError, kafka_errors.InvalidRequiredAcksError,
+    kafka_errors.PolicyViolationError, kafka_errors.UnsupportedForMessageFormatError,
+)
+# Enough for a first try at start-up; after that sends retry with the helper's backoff.
+_START_PROBE_SECONDS = 5.0
+
+
+class KafkaExporter(QueuedExporter):
+    def __init__(self, settings: Settings, config: KafkaConfig) -> None:
+        super().__init__(settings, config)
+        self.kafka = config
+        self.encoder = RecordEncoder(config.encoding, config.partition_traces_by_id,
+                                     config.producer.max_message_bytes)
+        self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start_client(self) -> None:
+        """Connect once, to report a bad address or credentials early; outages only log."""
+        try:
+            await asyncio.wait_for(self._client(), _START_PROBE_SECONDS)
+        except (PermanentError, RetryableError, asyncio.TimeoutError) as exc:
+            self.log.warning("kafka not reachable at start; sends will retry",
+                             extra={"kv": {"brokers": ",".join(self.kafka.brokers), "error": str(exc) or "timeout"}})
+
+    async def stop_client(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()  # flushes what the accumulator still holds
+
+    # -- sending --------------------------------------------------------------------------------
+    async def send(self, batch: Any) -> PartialFailure | None:
+        """Produce a traces batch, or any batch with `kafka_records()` (events), as fitting records."""
+        encoded = self.encoder.encode(batch)
+        if encoded.records:
+            producer = await self._client()
+            try:
+                await self._produce(producer, encoded)
+            except kafka_errors.UnknownTopicOrPartitionError as exc:
+                raise await self._unknown_topic(producer, exc) from exc
+            except kafka_errors.KafkaError as exc:
+                raise classify(exc) from exc
+        return self._refused(encoded)
+
+    async def _produce(self, producer: AIOKafkaProducer, encoded: Encoded) -> None:
+        # Queue every record first, then wait for all: aiokafka batches them per partition.
+        futures = [await producer.send(self.kafka.topic, record.value, key=record.key)
+                   for record in encoded.records]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _refused(self, encoded: Encoded) -> PartialFailure | None:
+        if not encoded.oversize:
+            return None
+        limit = self.kafka.producer.max_message_bytes
+        reasons = "; ".join(f"{item.what} is {item.size} bytes encoded" for item in encoded.oversize[:5])
+        return PartialFailure(encoded.rejected, "message_too_large",
+                              f"too large for one Kafka message even alone (producer.max_message_bytes "
+                              f"{limit}): {reasons}")
+
+    async def _unknown_topic(self, producer: AIOKafkaProducer, exc: Exception) -> Exception:
+        """aiokafka reports a missing topic and unreachable brokers alike; ask the brokers which."""
+        try:
+            metadata = await producer.client.fetch_all_metadata()
+        except kafka_errors.KafkaError as fetch_error:
+            return RetryableError(f"no broker answered for topic {self.kafka.topic!r}: {fetch_error}",
+                                  error_type="unavailable")
+        if self.kafka.topic in metadata.topics():
+            return RetryableError(f"topic {self.kafka.topic!r} has no leader yet", error_type="unavailable")
+        return PermanentError(f"topic {self.kafka.topic!r} does not exist and the brokers do not create it: "
+                              f"create it, or enable auto.create.topics.enable", error_type="unknown_topic")
+
+    # -- the producer ---------------------------------------------------------------------------
+    async def _client(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._starting:  # one start at a time across the sender workers
+            if self._producer is None:
+                self._producer = await self._start_producer()
+        return self._producer
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(**self.producer_options())
+        try:
+            await producer.start()
+        except asyncio.CancelledError:
+            await producer.stop()
+            raise
+        except Exception as exc:
+            await producer.stop()
+            raise await self._start_error(exc) from exc
+        return producer
+
+    async def _start_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, kafka_errors.KafkaConnectionError):
+            return await self._diagnose_bootstrap(exc)
+        if self._scram_refused(exc):
+            user = self.kafka.sasl.username if self.kafka.sasl else ""
+            return PermanentError(f"SCRAM authentication failed: the brokers refused the credentials of "
+                                  f"{user!r} ({describe(exc)})", error_type="auth")
+        if not isinstance(exc, kafka_errors.KafkaError):
+            return exc
+        # After bootstrap, start fails only while getting a producer id (idempotence).
+        error = classify(exc)
+        if isinstance(error, RetryableError) and self.kafka.producer.enable_idempotence and not exc.retriable:
+            return PermanentError(f"the brokers refused to start an idempotent producer ({describe(exc)}): use "
+                                  f"brokers that support it or set producer.enable_idempotence: false",
+                                  error_type="idempotence_refused")
+        return error
+
+    async def _diagnose_bootstrap(self, exc: Exception) -> Exception:
+        """aiokafka folds every bootstrap failure into one connection error: find an auth failure."""
+        options = self.producer_options()
+        for broker in self.kafka.brokers:
+            host, _, port = broker.rpartition(":")
+            try:
+                conn = await create_conn(host, int(port), client_id=options["client_id"],
+                                         request_timeout_ms=options["request_timeout_ms"],
+                                         **_connection_options(options))
+            except _AUTH_ERRORS as auth_error:
+                return PermanentError(f"authentication to {broker} failed: {describe(auth_error)}",
+                                      error_type="auth")
+            except Exception as other:  # noqa: BLE001 - this is a diagnosis, the first error stands
+                if self._scram_refused(other):
+                    return await self._start_error(other)
+                continue
+            conn.close()
+        return RetryableError(f"no broker reachable ({', '.join(self.kafka.brokers)}): {exc}",
+                              error_type="unavailable")
+
+    def _scram_refused(self, exc: Exception) -> bool:
+        """aiokafka's SCRAM client fails with KeyError / ValueError when the server's final
+        message is an error (`e=...`, no verifier `v`) or its signature is wrong."""
+        sasl = self.kafka.sasl
+        return sasl is not None and sasl.mechanism.startswith("SCRAM") and isinstance(exc, (KeyError, ValueError))
+
+    def producer_options(self) -> dict[str, Any]:
+        producer = self.kafka.producer
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.kafka.brokers,
+            "client_id": self.kafka.client_id,
+            "acks": producer.required_acks,
+            "enable_idempotence": producer.enable_idempotence,
+            "compression_type": None if producer.compression == "none" else producer.compression,
+            "linger_ms": int(producer.linger * 1000),
+            "max_request_size": producer.max_message_bytes,
+            # Records still buffered when a send times out expire by then, instead of piling up.
+            "request_timeout_ms": int((self.kafka.timeout or 30.0) * 1000),
+            "security_protocol": self._security_protocol(),
+        }
+        if self.kafka.uses_tls:
+            assert self.kafka.tls is not None
+            options["ssl_context"] = self.kafka.tls.ssl_context()
+        if self.kafka.sasl is not None:
+            options["sasl_mechanism"] = self.kafka.sasl.mechanism
+            options["sasl_plain_username"] = self.kafka.sasl.username
+            options["sasl_plain_password"] = self.kafka.sasl.password.get_secret_value()
+        return options
+
+    def _security_protocol(self) -> str:
+        if self.kafka.sasl is not None:
+            return "SASL_SSL" if self.kafka.uses_tls else "SASL_PLAINTEXT"
+        return "SSL" if self.kafka.uses_tls else "PLAINTEXT"
+
+
+def _connection_options(options: dict[str, Any]) -> dict[str, Any]:
+    keys = ("ssl_context", "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")
+    return {key: options[key] for key in keys if key in options}
+
+
+def classify(exc: kafka_errors.KafkaError) -> RetryableError | PermanentError:
+    """otelcol's rule: everything is retryable except what retrying cannot fix."""
+    if isinstance(exc, _AUTH_ERRORS):
+        return PermanentError(f"not authorised: {describe(exc)}", error_type="auth")
+    if isinstance(exc, _TOO_LARGE_ERRORS):
+        return PermanentError(f"the broker refused the message as too large (lower producer.max_message_bytes "
+                              f"to the broker's message.max.bytes): {describe(exc)}", error_type="message_too_large")
+    if isinstance(exc, _CONFIG_ERRORS):
+        return PermanentError(f"the broker refused the request: {describe(exc)}", error_type="invalid_request")
+    return RetryableError(describe(exc), error_type="unavailable")
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,118 @@
+"""Turning a batch into Kafka records that each fit `producer.max_message_bytes`.
+
+Traces become OTLP `ExportTraceServiceRequest` messages (protobuf or OTLP/JSON). The
+common case costs nothing: an unchanged batch that fits goes out as its received wire
+bytes. A batch that does not fit is split by resource, scope and span
+(`pipeline.traces.chunk_by_size`) into several valid requests; only a span too large even
+alone is refused, reported as `Oversize`. Batches that carry their own records (events
+pipeline: `kafka_records()` → [(key, value)]) are passed through, refusing any too large.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from pipeline import otlp_json
+from pipeline.traces import chunk_by_size, iter_spans, split_by_trace
+
+# The value's own length prefix: a varint of at most 5 bytes.
+_VALUE_LENGTH_PREFIX = 5
+# JSON chunks are planned on protobuf sizes scaled by the batch's JSON/proto ratio; aim a
+# little under so that most chunks fit at the first try (any that do not are split again).
+_JSON_HEADROOM = 0.9
+# Span names are user data of any length: enough to recognise one in a log line.
+_NAME_IN_LOG = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Oversize:
+    """Something that cannot fit one message even alone: `items` spans (or events), `size` bytes."""
+
+    items: int
+    size: int
+    what: str
+
+
+@dataclass(slots=True)
+class Encoded:
+    records: list[Record] = field(default_factory=list)
+    oversize: list[Oversize] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(item.items for item in self.oversize)
+
+
+def value_budget(max_message_bytes: int, key: bytes | None) -> int:
+    """The largest value whose record aiokafka still accepts under `max_request_size`."""
+    overhead = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"", [])
+    return max_message_bytes - overhead - _VALUE_LENGTH_PREFIX
+
+
+class RecordEncoder:
+    def __init__(self, encoding: Literal["otlp_proto", "otlp_json"], by_trace: bool, max_message_bytes: int) -> None:
+        self.proto = encoding == "otlp_proto"
+        self.by_trace = by_trace
+        self.max_message_bytes = max_message_bytes
+        self.serialise: Callable[[ExportTraceServiceRequest], bytes] = (
+            ExportTraceServiceRequest.SerializeToString if self.proto else otlp_json.encode)
+
+    def encode(self, batch: Any) -> Encoded:
+        out = Encoded()
+        if hasattr(batch, "kafka_records"):
+            self._events(batch.kafka_records(), out)
+        elif self.by_trace:
+            for trace_id, (message, count) in split_by_trace(batch.message).items():
+                self._fit(message, count, trace_id.hex().encode(), out)
+        elif self.proto:
+            # The hot path: wire() is the received bytes while nothing changed the batch.
+            self._fit(None, batch.span_count, None, out, batch.wire(), lambda: batch.message)
+        else:
+            self._fit(batch.message, batch.span_count, None, out)
+        return out
+
+    def _events(self, records: list[tuple[bytes, bytes]], out: Encoded) -> None:
+        for key, value in records:
+            if len(value) > value_budget(self.max_message_bytes, key):
+                out.oversize.append(Oversize(1, len(value), f"event {key.decode(errors='replace')!r}"))
+            else:
+                out.records.append(Record(key, value))
+
+    def _fit(self, message: ExportTraceServiceRequest | None, count: int, key: bytes | None, out: Encoded,
+             value: bytes | None = None, parse: Callable[[], ExportTraceServiceRequest] | None = None) -> None:
+        """Append `message` as one record, or as several when it is too large; each part fits."""
+        if value is None:
+            assert message is not None
+            value = self.serialise(message)
+        budget = value_budget(self.max_message_bytes, key)
+        if len(value) <= budget:
+            out.records.append(Record(key, value))
+            return
+        if message is None:
+            assert parse is not None
+            message = parse()
+        if count <= 1:
+            out.oversize.append(Oversize(count or 1, len(value), describe_span(message)))
+            return
+        # Protobuf chunk sizes are exact upper bounds; JSON ones are scaled estimates.
+        plan_budget = budget if self.proto else int(budget * message.ByteSize() / len(value) * _JSON_HEADROOM)
+        for chunk, chunk_count, _ in chunk_by_size(message, max(plan_budget, 1)):
+            # Every chunk has fewer spans than `message`, so this recursion ends.
+            self._fit(chunk, chunk_count, key, out)
+
+
+def describe_span(message: ExportTraceServiceRequest) -> str:
+    span = next(iter_spans(message), None)
+    if span is None:
+        return "a request with no spans"
+    name = span.name if len(span.name) <= _NAME_IN_LOG else span.name[:_NAME_IN_LOG] + "…"
+    return f"span {span.span_id.hex()} {name!r} of trace {span.trace_id.hex()}"

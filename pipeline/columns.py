@@ -1,0 +1,355 @@
+"""`SpanColumns`: the columnar view of one batch of spans, built once and shared.
+
+What it is: parallel Python lists, one entry per span in message order (resource by
+resource, scope by scope), filled in a single pass over the parsed OTLP message. Values
+that belong to a resource or a scope (service name, resource attributes, scope name and
+version) are read once per resource or scope and shared by its spans, never per span.
+
+Who reads it: `Traces.columns` builds it lazily, once per batch, and every reader of that
+batch shares it — the ClickHouse and chDB exporters (`exporters/clickhouse/schema.py`
+turns it into the `otel_traces` insert columns) and the streaming trigger detectors
+(`processors/triggers/`, which read `service`, `name`, `duration_ns`, `status_code` and
+`attribute(key)`). A processor that changes spans calls `Traces.mark_changed()`, which
+drops the view; a view is never updated in place.
+
+Eager columns (filled by `build`): `trace_id`, `span_id`, `parent_span_id` (raw bytes),
+`trace_state`, `name`, `kind` (int), `start_ns`, `end_ns`, `duration_ns`, `status_code`
+(int), `status_message`, `service` (resource `service.name`), `resource_index` (index
+into `resources` / `resource_services`), `scope_name`, `scope_version`.
+
+Lazy columns (computed on first use, then cached): `spans` (the upb span objects),
+`trace_id_hex` / `span_id_hex` / `parent_span_id_hex`, `kind_name` / `status_name`
+(ClickHouse strings `Server`, `Error` ...), `resource_attribute_maps` (one dict per
+resource) and `resource_attributes` (per span, the same dict object for every span of a
+resource), `span_attributes` (dict[str, str] per span), `events` and `links` (nested
+columns), `attribute(key)` / `attributes(keys)` (typed values, cached per key) and
+`resource_attribute(key)`.
+
+Every list and dict handed out is shared: treat them as read-only.
+
+AnyValue to text follows otelcol's `pcommon.Value.AsString`: strings as they are, ints in
+decimal, doubles in shortest fixed notation (`1.5`, `1000000000000000000000`, `NaN`,
+`+Inf`), bools `true`/`false`, bytes base64, arrays and kvlists as compact JSON (kvlist
+keys sorted), an empty value as "". JSON floats are written by orjson (`1.0` where Go
+writes `1`); that is the one known difference.
+"""
+from __future__ import annotations
+
+import base64
+import math
+from decimal import Decimal
+from functools import cached_property
+from itertools import repeat
+from operator import sub
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+KIND_NAMES: tuple[str, ...] = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_NAMES: tuple[str, ...] = ("Unset", "Ok", "Error")
+SERVICE_NAME = "service.name"
+
+Value = str | int | float | bool | bytes | list | dict | None
+
+
+class EventColumns(NamedTuple):
+    """Span events as nested columns: one list per span (empty spans share one empty tuple)."""
+
+    timestamp_ns: list[Sequence[int]]
+    name: list[Sequence[str]]
+    attributes: list[Sequence[dict[str, str]]]
+
+
+class LinkColumns(NamedTuple):
+    """Span links as nested columns: ids in lowercase hex, attribute maps as text."""
+
+    trace_id_hex: list[Sequence[str]]
+    span_id_hex: list[Sequence[str]]
+    trace_state: list[Sequence[str]]
+    attributes: list[Sequence[dict[str, str]]]
+
+
+_EMPTY: tuple = ()
+
+
+# -- AnyValue conversion ----------------------------------------------------------------------
+
+def format_double(value: float) -> str:
+    """Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    if "e" in text:
+        return format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _raw_array(value: AnyValue) -> list:
+    return [any_value_raw(item) for item in value.array_value.values]
+
+
+def _raw_kvlist(value: AnyValue) -> dict:
+    return {kv.key: any_value_raw(kv.value) for kv in value.kvlist_value.values}
+
+
+def _raw_bytes(value: AnyValue) -> str:
+    return base64.b64encode(value.bytes_value).decode("ascii")
+
+
+_RAW: dict[str | None, Callable[[AnyValue], Any]] = {
+    "string_value": lambda v: v.string_value,
+    "int_value": lambda v: v.int_value,
+    "double_value": lambda v: v.double_value,
+    "bool_value": lambda v: v.bool_value,
+    "bytes_value": _raw_bytes,
+    "array_value": _raw_array,
+    "kvlist_value": _raw_kvlist,
+    None: lambda v: None,
+}
+
+_TEXT: dict[str | None, Callable[[AnyValue], str]] = {
+    "string_value": lambda v: v.string_value,
+    "int_value": lambda v: str(v.int_value),
+    "double_value": lambda v: format_double(v.double_value),
+    "bool_value": lambda v: "true" if v.bool_value else "false",
+    "bytes_value": _raw_bytes,
+    "array_value": lambda v: orjson.dumps(_raw_array(v)).decode(),
+    "kvlist_value": lambda v: orjson.dumps(_raw_kvlist(v), option=orjson.OPT_SORT_KEYS).decode(),
+    None: lambda v: "",
+}
+
+_TYPED: dict[str | None, Callable[[AnyValue], Any]] = {**_RAW, "bytes_value": lambda v: v.bytes_value}
+
+
+def any_value_raw(value: AnyValue) -> Any:
+    """The JSON-ready Python value (bytes as base64), as pcommon's `AsRaw` gives it."""
+    return _RAW[value.WhichOneof("value")](value)
+
+
+def any_value_text(value: AnyValue) -> str:
+    """The text ClickHouse's `Map(String, String)` stores for a value (otelcol's AsString)."""
+    text = value.string_value
+    if text:
+        return text
+    return _TEXT[value.WhichOneof("value")](value)
+
+
+def any_value_typed(value: AnyValue) -> Value:
+    """The Python value: str, int, float, bool, bytes, list, dict, or None when empty."""
+    return _TYPED[value.WhichOneof("value")](value)
+
+
+def attribute_map(attributes: Iterable) -> dict[str, str]:
+    """`{key: text}` of a repeated KeyValue (later duplicates win)."""
+    out: dict[str, str] = {}
+    for kv in attributes:
+        value = kv.value
+        text = value.string_value
+        out[kv.key] = text if text else _TEXT[value.WhichOneof("value")](value)
+    return out
+
+
+def _service_name(attributes: Iterable) -> str:
+    for kv in attributes:
+        if kv.key == SERVICE_NAME:
+            return any_value_text(kv.value)
+    return ""
+
+
+def _hex(ids: list[bytes]) -> list[str]:
+    return list(map(bytes.hex, ids))
+
+
+# -- the view ---------------------------------------------------------------------------------
+
+class SpanColumns:
+    """Parallel per-span lists of one batch; see the module docstring for the full API."""
+
+    def __init__(self, message: ExportTraceServiceRequest) -> None:
+        self.message = message
+        self.trace_id: list[bytes] = []
+        self.span_id: list[bytes] = []
+        self.parent_span_id: list[bytes] = []
+        self.trace_state: list[str] = []
+        self.name: list[str] = []
+        self.kind: list[int] = []
+        self.start_ns: list[int] = []
+        self.end_ns: list[int] = []
+        self.duration_ns: list[int] = []
+        self.status_code: list[int] = []
+        self.status_message: list[str] = []
+        self.service: list[str] = []
+        self.resource_index: list[int] = []
+        self.scope_name: list[str] = []
+        self.scope_version: list[str] = []
+        self.resources: list[Any] = []
+        self.resource_services: list[str] = []
+        self._typed: dict[str, list[Value]] = {}
+
+    @classmethod
+    def build(cls, message: ExportTraceServiceRequest) -> "SpanColumns":
+        """One pass over `message`; per-resource and per-scope values are read once."""
+        cols = cls(message)
+        for index, rs in enumerate(message.resource_spans):
+            resource = rs.resource
+            service = _service_name(resource.attributes)
+            cols.resources.append(resource)
+            cols.resource_services.append(service)
+            for scope_spans in rs.scope_spans:
+                count = cols._add_spans(scope_spans.spans)
+                if count:
+                    scope = scope_spans.scope
+                    cols.service.extend(repeat(service, count))
+                    cols.resource_index.extend(repeat(index, count))
+                    cols.scope_name.extend(repeat(scope.name, count))
+                    cols.scope_version.extend(repeat(scope.version, count))
+        cols.duration_ns = list(map(sub, cols.end_ns, cols.start_ns))
+        return cols
+
+    def _add_spans(self, spans: Any) -> int:
+        """Append the eager columns of one scope's spans; returns how many there were."""
+        trace_id, span_id, parent = self.trace_id.append, self.span_id.append, self.parent_span_id.append
+        trace_state, name, kind = self.trace_state.append, self.name.append, self.kind.append
+        start, end = self.start_ns.append, self.end_ns.append
+        code, message = self.status_code.append, self.status_message.append
+        count = 0
+        for span in spans:
+            trace_id(span.trace_id)
+            span_id(span.span_id)
+            parent(span.parent_span_id)
+            trace_state(span.trace_state)
+            name(span.name)
+            kind(span.kind)
+            start(span.start_time_unix_nano)
+            end(span.end_time_unix_nano)
+            status = span.status
+            code(status.code)
+            message(status.message)
+            count += 1
+        return count
+
+    def __len__(self) -> int:
+        return len(self.trace_id)
+
+    # -- lazy columns ---------------------------------------------------------------------------
+    @cached_property
+    def spans(self) -> list[Any]:
+        """The upb span objects, in column order (for what the columns do not hold)."""
+        out: list[Any] = []
+        for rs in self.message.resource_spans:
+            for scope_spans in rs.scope_spans:
+                out.extend(scope_spans.spans)
+        return out
+
+    @cached_property
+    def trace_id_hex(self) -> list[str]:
+        return _hex(self.trace_id)
+
+    @cached_property
+    def span_id_hex(self) -> list[str]:
+        return _hex(self.span_id)
+
+    @cached_property
+    def parent_span_id_hex(self) -> list[str]:
+        return _hex(self.parent_span_id)
+
+    @cached_property
+    def kind_name(self) -> list[str]:
+        """`Server`, `Client` ... as otelcol's `SpanKind.String()`; "" for unknown values."""
+        return [KIND_NAMES[k] if 0 <= k < 6 else "" for k in self.kind]
+
+    @cached_property
+    def status_name(self) -> list[str]:
+        """`Unset`, `Ok`, `Error` as otelcol's `StatusCode.String()`; "" for unknown values."""
+        return [STATUS_NAMES[c] if 0 <= c < 3 else "" for c in self.status_code]
+
+    @cached_property
+    def resource_attribute_maps(self) -> list[dict[str, str]]:
+        """One `{key: text}` per resource (index with `resource_index`)."""
+        return [attribute_map(resource.attributes) for resource in self.resources]
+
+    @cached_property
+    def resource_attributes(self) -> list[dict[str, str]]:
+        """Per span, its resource's map: the same dict object for every span of a resource."""
+        return list(map(self.resource_attribute_maps.__getitem__, self.resource_index))
+
+    @cached_property
+    def span_attributes(self) -> list[dict[str, str]]:
+        """Per span `{key: text}`, as ClickHouse's `Map(LowCardinality(String), String)` stores it."""
+        return [attribute_map(span.attributes) for span in self.spans]
+
+    @cached_property
+    def events(self) -> EventColumns:
+        times: list[Sequence[int]] = []
+        names: list[Sequence[str]] = []
+        attrs: list[Sequence[dict[str, str]]] = []
+        for span in self.spans:
+            events = span.events
+            if not events:
+                times.append(_EMPTY)
+                names.append(_EMPTY)
+                attrs.append(_EMPTY)
+                continue
+            times.append([event.time_unix_nano for event in events])
+            names.append([event.name for event in events])
+            attrs.append([attribute_map(event.attributes) for event in events])
+        return EventColumns(times, names, attrs)
+
+    @cached_property
+    def links(self) -> LinkColumns:
+        trace_ids: list[Sequence[str]] = []
+        span_ids: list[Sequence[str]] = []
+        states: list[Sequence[str]] = []
+        attrs: list[Sequence[dict[str, str]]] = []
+        for span in self.spans:
+            links = span.links
+            if not links:
+                trace_ids.append(_EMPTY)
+                span_ids.append(_EMPTY)
+                states.append(_EMPTY)
+                attrs.append(_EMPTY)
+                continue
+            trace_ids.append([link.trace_id.hex() for link in links])
+            span_ids.append([link.span_id.hex() for link in links])
+            states.append([link.trace_state for link in links])
+            attrs.append([attribute_map(link.attributes) for link in links])
+        return LinkColumns(trace_ids, span_ids, states, attrs)
+
+    # -- typed attribute access (detectors) -----------------------------------------------------
+    def attribute(self, key: str) -> list[Value]:
+        """Per span, the typed value of span attribute `key`, or None where it is absent."""
+        cached = self._typed.get(key)
+        if cached is None:
+            cached = self.attributes((key,))[key]
+        return cached
+
+    def attributes(self, keys: Iterable[str]) -> dict[str, list[Value]]:
+        """Several span attributes in one pass over the spans: `{key: per-span values}`."""
+        wanted = [key for key in dict.fromkeys(keys) if key not in self._typed]
+        if wanted:
+            self._typed.update(self._scan(wanted))
+        return {key: self._typed[key] for key in keys}
+
+    def _scan(self, keys: list[str]) -> dict[str, list[Value]]:
+        n = len(self)
+        found: dict[str, list[Value]] = {key: [None] * n for key in keys}
+        for i, span in enumerate(self.spans):
+            for kv in span.attributes:
+                column = found.get(kv.key)
+                if column is not None:
+                    value = kv.value
+                    column[i] = _TYPED[value.WhichOneof("value")](value)
+        return found
+
+    def resource_attribute(self, key: str) -> list[Value]:
+        """Per span, the typed value of resource attribute `key` (computed per resource)."""
+        per_resource = [None] * len(self.resources)
+        for index, resource in enumerate(self.resources):
+            for kv in resource.attributes:
+                if kv.key == key:
+                    per_resource[index] = any_value_typed(kv.value)
+        return list(map(per_resource.__getitem__, self.resource_index))

@@ -1,0 +1,143 @@
+"""Token arithmetic: every family's counts as the canonical, inclusive OpenTelemetry numbers.
+
+Canonical meaning: input tokens INCLUDE cache reads and cache writes; output tokens
+INCLUDE reasoning tokens. Per family:
+- OpenTelemetry (new and old names), OpenInference, OpenLLMetry: already inclusive.
+- Langfuse `usage_details`: disjoint buckets (`input` excludes `input_cached_tokens`,
+  `cache_read_input_tokens` ...; `output` excludes `output_reasoning_tokens`), so the
+  canonical input is the sum of every input-side bucket, the output of every output-side one.
+- Raw Anthropic usage (`input_tokens` excludes `cache_read_input_tokens` and
+  `cache_creation_input_tokens`), as AgentOps records it in `gen_ai.usage.prompt_tokens`:
+  the cache counts are added back. The same correction applies to any source whose
+  reported input is smaller than its own cache counts, which an inclusive count cannot be.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from processors.genai import aliases as A
+from processors.genai.values import as_float, as_int
+
+Attrs = Mapping[str, AnyValue]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Canonical (inclusive) token counts; None where the span says nothing."""
+
+    input: int | None = None
+    output: int | None = None
+    cache_read: int | None = None
+    cache_creation: int | None = None
+    reasoning: int | None = None
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.input, self.output, self.cache_read, self.cache_creation,
+                                           self.reasoning))
+
+
+CANONICAL_FIELDS = ((A.INPUT_TOKENS, "input"), (A.OUTPUT_TOKENS, "output"), (A.CACHE_READ, "cache_read"),
+                    (A.CACHE_CREATION, "cache_creation"), (A.REASONING, "reasoning"))
+
+
+def canonical_usage(attrs: Attrs) -> Usage:
+    """What the span already says under the canonical names."""
+    return Usage(*(as_int(attrs.get(key)) for key, _ in CANONICAL_FIELDS))
+
+
+def inclusive_usage(attrs: Attrs, keys: tuple[str, ...], total_key: str | None = None) -> Usage:
+    """An inclusive family's counts; a missing input or output is derived from the total."""
+    inp, out, cache_read, cache_creation, reasoning, total = (as_int(attrs.get(k)) for k in keys)
+    total = total if total is not None else (as_int(attrs.get(total_key)) if total_key else None)
+    if total is not None:
+        if inp is None and out is not None and total >= out:
+            inp = total - out
+        elif out is None and inp is not None and total >= inp:
+            out = total - inp
+    return Usage(inp, out, cache_read, cache_creation, reasoning)
+
+
+def fold_cache_into_input(usage: Usage) -> Usage:
+    """Raw Anthropic input (cache excluded) → inclusive input."""
+    if usage.input is None:
+        return usage
+    return replace(usage, input=usage.input + (usage.cache_read or 0) + (usage.cache_creation or 0))
+
+
+def cache_exceeds_input(usage: Usage) -> bool:
+    """True when the input cannot be inclusive: its own cache parts are larger."""
+    cached = (usage.cache_read or 0) + (usage.cache_creation or 0)
+    return usage.input is not None and cached > usage.input
+
+
+def langfuse_usage(text: str | None) -> Usage:
+    """Langfuse `usage_details` (JSON of disjoint buckets) → inclusive counts."""
+    sums: dict[str, int] = {}
+    for key, value in _json_numbers(text).items():
+        bucket = _langfuse_bucket(key.lower())
+        if bucket is not None:
+            sums[bucket] = sums.get(bucket, 0) + int(value)
+    if not sums:
+        return Usage()
+    input_side = [sums[b] for b in ("input", "cache_read", "cache_creation") if b in sums]
+    output_side = [sums[b] for b in ("output", "reasoning") if b in sums]
+    return Usage(input=sum(input_side) if input_side else None,
+                 output=sum(output_side) if output_side else None,
+                 cache_read=sums.get("cache_read"), cache_creation=sums.get("cache_creation"),
+                 reasoning=sums.get("reasoning"))
+
+
+def _langfuse_bucket(key: str) -> str | None:
+    """Which side a Langfuse usage type counts on; `total` is not a bucket."""
+    if key.startswith("total"):
+        return None
+    if "cache" in key and ("read" in key or "cached" in key or "hit" in key):
+        return "cache_read"
+    if "cache" in key and ("creation" in key or "write" in key or "create" in key):
+        return "cache_creation"
+    if "reasoning" in key or "thinking" in key:
+        return "reasoning"
+    if "input" in key or "prompt" in key:
+        return "input"
+    if "output" in key or "completion" in key:
+        return "output"
+    return None
+
+
+def langfuse_cost(text: str | None) -> float | None:
+    """Langfuse `cost_details` (JSON, USD per bucket): its `total`, else the sum of the buckets."""
+    details = _json_numbers(text)
+    if not details:
+        return None
+    if "total" in details:
+        return float(details["total"])
+    return float(sum(details.values()))
+
+
+def span_cost(attrs: Attrs, openinference: bool, langfuse: bool) -> float | None:
+    """A cost the instrumentation already computed (USD): it wins over our price table."""
+    cost = as_float(attrs.get(A.COST))
+    if cost is None and openinference:
+        cost = as_float(attrs.get(A.OPENINFERENCE_COST))
+    if cost is None and langfuse:
+        value = attrs.get(A.LANGFUSE_COST)
+        cost = langfuse_cost(value.string_value if value is not None else None)
+    return cost
+
+
+def _json_numbers(text: str | None) -> dict[str, float]:
+    """The numeric members of a JSON object string; anything malformed reads as empty."""
+    if not text:
+        return {}
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {str(k): v for k, v in document.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0}

