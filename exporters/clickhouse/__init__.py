@@ -1,0 +1,154 @@
+"""`clickhouse`: spans into ClickHouse over its HTTP interface (otelcol clickhouseexporter schema).
+
+Each batch is inserted as one column-oriented `INSERT ... FORMAT Native` (clickhouse-connect's
+async client) built from the batch's shared `SpanColumns`: no row dicts, no JSON. With
+`create_schema` the exporter creates the database, the `otel_traces` table, the
+`otel_traces_trace_id_ts` lookup table and its materialized view (`exporters/clickhouse/schema.py`,
+the same DDL the `chdb` exporter uses) before its first insert.
+
+What it promises when ClickHouse is slow, down or refuses:
+- it never blocks the pipeline: batches wait in its own bounded queue (`sending_queue`);
+  when that is full the receiver tells clients to retry (counted as enqueue-failed);
+- ClickHouse down at start does not stop the daemon: it connects (and creates the schema)
+  on the first send that can reach the server, and keeps retrying until then;
+- each insert is bounded by `timeout`; a timeout, a connection error, overload
+  (`TOO_MANY_PARTS`, `MEMORY_LIMIT_EXCEEDED`, HTTP 503) or any error that is not about the
+  data is retried with backoff (`retry_on_failure`), so a batch whose insert timed out after
+  the server stored it can arrive twice (at-least-once; duplicates, never gaps);
+- an error that says the data itself is bad (cannot parse, type mismatch, too large ...)
+  is permanent: the batch is dropped, counted in `otelcol_exporter_send_failed_spans`
+  under the ClickHouse error name, and logged; the queue moves on.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import field_validator
+
+from exporters.clickhouse.errors import classify
+from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, qualified, schema_statements
+from exporters.helper import ExporterHelperConfig, QueuedExporter
+from pipeline.component import Factory, Kind, Settings, Signal
+from pipeline.config.units import Duration
+from pipeline.errors import RetryableError
+from pipeline.traces import Traces
+
+
+class ClickHouseConfig(ExporterHelperConfig):
+    endpoint: str
+    username: str = ""
+    password: str = ""
+    database: str = "otel"
+    traces_table_name: str = "otel_traces"
+    ttl: Duration = 0.0
+    create_schema: bool = True
+    async_insert: bool = True
+    compress: Literal["lz4", "zstd", "none"] = "lz4"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        url = urlparse(value)
+        if url.scheme not in ("http", "https"):
+            raise ValueError(
+                f"endpoint {value!r}: this exporter speaks ClickHouse's HTTP interface only; "
+                "use http://host:8123 or https://host:8443 (tcp:// and clickhouse:// native-protocol "
+                "endpoints are not supported)")
+        if not url.hostname:
+            raise ValueError(f"endpoint {value!r} has no host")
+        return value
+
+    @field_validator("database", "traces_table_name")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class ClickHouseExporter(QueuedExporter):
+    def __init__(self, settings: Settings, config: ClickHouseConfig) -> None:
+        super().__init__(settings, config)
+        self.ch_config = config
+        self.table = qualified(config.database, config.traces_table_name)
+        self._client: Any = None
+        self._connect_lock = asyncio.Lock()
+        self._insert_settings = {"async_insert": 1, "wait_for_async_insert": 1} if config.async_insert else {}
+
+    async def start_client(self) -> None:
+        """Try to connect once; an unreachable server is only logged (sends retry the connect)."""
+        try:
+            await self._ensure_client()
+        except Exception as exc:  # noqa: BLE001 - outages must not stop the daemon
+            self.log.warning("ClickHouse not reachable at start; will connect on first send",
+                             extra={"kv": {"endpoint": self.ch_config.endpoint, "error": str(exc)}})
+
+    async def _ensure_client(self) -> Any:
+        if self._client is not None:
+            return self._client
+        async with self._connect_lock:
+            if self._client is None:
+                client = await self._connect()
+                try:
+                    if self.ch_config.create_schema:
+                        await self._create_schema(client)
+                except BaseException:
+                    await client.close()
+                    raise
+                self._client = client
+        return self._client
+
+    async def _connect(self) -> Any:
+        import clickhouse_connect
+
+        url = urlparse(self.ch_config.endpoint)
+        secure = url.scheme == "https"
+        try:
+            return await clickhouse_connect.get_async_client(
+                host=url.hostname, port=url.port or (8443 if secure else 8123), secure=secure,
+                username=self.ch_config.username or None, password=self.ch_config.password,
+                compress=False if self.ch_config.compress == "none" else self.ch_config.compress,
+                connect_timeout=self.config.timeout or 10, send_receive_timeout=max(self.config.timeout, 30),
+                autogenerate_session_id=False)
+        except Exception as exc:
+            raise classify(exc, "connect") from exc
+
+    async def _create_schema(self, client: Any) -> None:
+        cfg = self.ch_config
+        for statement in schema_statements(cfg.database, cfg.traces_table_name, cfg.ttl):
+            try:
+                await client.command(statement)
+            except Exception as exc:
+                raise classify(exc, "schema creation") from exc
+        self.log.info("ClickHouse schema ready", extra={"kv": {"table": self.table}})
+
+    async def send(self, batch: Any) -> None:
+        if not isinstance(batch, Traces) or not batch.span_count:
+            return
+        client = await self._ensure_client()
+        loop = asyncio.get_running_loop()
+        columns = await loop.run_in_executor(None, _prepare, batch)
+        try:
+            await client.insert(self.table, columns, column_names=COLUMN_NAMES, column_type_names=COLUMN_TYPES,
+                                column_oriented=True, settings=self._insert_settings)
+        except (asyncio.CancelledError, RetryableError):
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def stop_client(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _prepare(batch: Traces) -> list:
+    """Insert columns of a batch (off the event loop: building attribute maps is CPU work)."""
+    return insert_columns(batch.columns)
+
+
+factory = Factory("clickhouse", Kind.EXPORTER, ClickHouseConfig, ClickHouseExporter,
+                  signals=frozenset({Signal.TRACES}),
+                  description="insert spans into ClickHouse over HTTP (otelcol clickhouseexporter schema)")

@@ -25,7 +25,9 @@ _SIZE_UNITS = {
 
 def parse_duration(value: Any) -> Any:
     """Return seconds for a duration string; leave numbers to pydantic."""
-    if isinstance(value, bool) or not isinstance(value, str):
+    if isinstance(value, bool):  # YAML `true` is not one second
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit such as 200ms, 5s, 1m30s, 1h")
+    if not isinstance(value, str):
         return value
     text = value.strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
@@ -43,7 +45,9 @@ def parse_duration(value: Any) -> Any:
 
 def parse_byte_size(value: Any) -> Any:
     """Return bytes for a size string such as `512MiB`; leave numbers to pydantic."""
-    if isinstance(value, bool) or not isinstance(value, str):
+    if isinstance(value, bool):  # YAML `true` is not one byte
+        raise ValueError(f"invalid size {value!r}: use a number with a unit such as 512KiB, 64MiB, 1GB")
+    if not isinstance(value, str):
         return value
     match = _SIZE.fullmatch(value.strip())
     if not match:

@@ -92,6 +92,11 @@ batch_timeout_trigger_send = Counter(
 config_reloads = Counter(
     "agentdbg_config_reloads", "Configuration reloads (SIGHUP), by result (applied or rejected).", ["result"],
     registry=REGISTRY)
+genai_unpriced_spans = Counter(
+    "agentdbg_genai_unpriced_spans",
+    "Spans with token usage that the genai processor could not price (model unknown to genai-prices and the "
+    "prices_file), so no gen_ai.usage.cost was written; by model (at most 200 values, then \"other\").",
+    ["model"], registry=REGISTRY)
 
 
 class ProcessCollector(Collector):

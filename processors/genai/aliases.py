@@ -148,10 +148,12 @@ def known_keys() -> frozenset[str]:
     keys.update(row[0] for row in PROVIDER_ALIASES)
     keys.update(OTEL_LEGACY_TOKENS, OPENINFERENCE_TOKENS, (key for key, _ in SESSION_KEYS))
     keys.update((OPENLLMETRY_TOTAL, LANGFUSE_USAGE, LANGFUSE_COST, OPENINFERENCE_COST, TRACELOOP_ENTITY,
-                 LANGFUSE_LEVEL, LOGFIRE_TEMPLATE, OPENINFERENCE_TOOL_ID, ADK_INVOCATION))
+                 LANGFUSE_LEVEL, OPENINFERENCE_TOOL_ID, ADK_INVOCATION))
     return frozenset(keys)
 
 
 KNOWN_KEYS = known_keys()
-# Read only when the span is already recognised as an Agents-SDK bridge span: too generic alone.
-CONTEXT_KEYS = frozenset({BRIDGE_NAME, "from_agent", "exception.type"})
+# Also picked out of every span, but too generic to mark one as GenAI on their own: Logfire
+# puts a message template on every span, `name` is anyone's, exceptions happen everywhere.
+CONTEXT_KEYS = frozenset({LOGFIRE_TEMPLATE, BRIDGE_NAME, "exception.type"})
+WANTED_KEYS = KNOWN_KEYS | CONTEXT_KEYS

@@ -88,7 +88,8 @@ class _Zstd(_Identity):
     def finish(self) -> bytes:
         import zstandard
 
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(super().finish()))
+        data = super().finish()
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
         parts, size = [], 0
         try:
             while chunk := reader.read(1 << 20):
@@ -96,6 +97,14 @@ class _Zstd(_Identity):
                 if size > self.limit:
                     raise TooLarge(f"decompressed request body exceeds the limit of {self.limit} bytes")
                 parts.append(chunk)
+            # The reader ends quietly inside a cut-off frame; a decompressobj tells whether each
+            # frame ended. Its output is the one just read, so it stays within the cap.
+            while data:
+                frame = zstandard.ZstdDecompressor().decompressobj()
+                frame.decompress(data)
+                if not frame.eof:
+                    raise CorruptBody("invalid zstd body: truncated stream")
+                data = frame.unused_data
         except zstandard.ZstdError as exc:
             raise CorruptBody(f"invalid zstd body: {exc}") from exc
         return b"".join(parts)

@@ -1,0 +1,122 @@
+"""The `genai` processor: walk a batch, add canonical GenAI attributes, resolve sessions."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import field_validator
+
+from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
+from pipeline.telemetry import metrics
+from pipeline.traces import Traces
+from processors.genai import aliases as A
+from processors.genai.normalise import Normaliser
+from processors.genai.prices import load_overrides, price_book
+from processors.genai.session import BatchSessions, TraceMemory
+from processors.genai.values import put
+
+Source = Literal["otel_legacy", "openinference", "openllmetry", "langfuse", "agentops", "openai_agents",
+                 "google_adk"]
+MAX_MODEL_LABELS = 200  # distinct `model` label values on the unpriced metric; the rest count as "other"
+_labelled_models: set[str] = set()
+
+
+class GenAIConfig(StrictConfig):
+    enabled_sources: tuple[Source, ...] = A.SOURCES  # type: ignore[assignment]
+    prices_file: str | None = None
+    write_cost: bool = True
+    session_from_trace: bool = True
+
+    @field_validator("prices_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_overrides(value)  # raises ValueError with the reason: reported at config time
+        return value
+
+
+def count_unpriced(model: str) -> None:
+    """agentdbg_genai_unpriced_spans_total{model}, with the label set bounded."""
+    label = model or "unknown"
+    if label not in _labelled_models:
+        if len(_labelled_models) >= MAX_MODEL_LABELS:
+            label = "other"
+        else:
+            _labelled_models.add(label)
+    metrics.genai_unpriced_spans.labels(label).inc()
+
+
+def picked(span: Any, wanted: frozenset[str]) -> dict[str, Any]:
+    """The span's attributes the processor reads, by key (values stay protobuf AnyValues).
+    One pass over the attributes; no dict of the whole span is ever built."""
+    attrs = {}
+    for kv in span.attributes:
+        key = kv.key
+        if key in wanted:
+            attrs[key] = kv.value
+    return attrs
+
+
+class GenAIProcessor(Processor):
+    def __init__(self, settings: Settings, config: GenAIConfig, next_consumer: Consumer) -> None:
+        super().__init__(settings, next_consumer)
+        self.config = config
+        book = price_book(config.prices_file) if config.write_cost else None
+        self.normaliser = Normaliser(frozenset(config.enabled_sources), book, count_unpriced)
+        self.memory = TraceMemory()
+        self.fallback_priority = len(A.SESSION_KEYS)
+        labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
+        self._incoming = metrics.processor_incoming_items.labels(*labels)
+        self._outgoing = metrics.processor_outgoing_items.labels(*labels)
+
+    async def consume(self, batch: Any) -> None:
+        count = batch.span_count
+        self._incoming.inc(count)
+        if isinstance(batch, Traces) and self.process(batch.message):
+            batch.mark_changed()
+        await self.next.consume(batch)
+        self._outgoing.inc(count)
+
+    def process(self, message: Any) -> int:
+        """Add the canonical attributes to every span of an ExportTraceServiceRequest in place;
+        returns how many attributes were written (0: the message is untouched)."""
+        sessions = BatchSessions(self.memory, self.fallback_priority, self.config.session_from_trace)
+        lacking: list[tuple[bytes, Any]] = []  # spans without gen_ai.conversation.id, by trace
+        written = 0
+        wanted, span_of = A.WANTED_KEYS, self.normaliser.span  # locals: this loop is the hot path
+        for resource_spans in message.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                scope_name = scope_spans.scope.name
+                for span in scope_spans.spans:
+                    attrs = picked(span, wanted)
+                    result = span_of(attrs, span, scope_name) if attrs or scope_name in A.AGENTS_SCOPES else None
+                    trace_id = span.trace_id
+                    if result is None:
+                        lacking.append((trace_id, span))
+                        continue
+                    sessions.genai_trace(trace_id)
+                    if result.session is not None:
+                        sessions.offer(trace_id, *result.session)
+                    for key, value in result.writes.items():
+                        put(span, key, value)
+                    written += len(result.writes)
+                    if A.CONVERSATION not in attrs:
+                        lacking.append((trace_id, span))
+        return written + self._assign_sessions(sessions, lacking)
+
+    def _assign_sessions(self, sessions: BatchSessions, lacking: list[tuple[bytes, Any]]) -> int:
+        """Give every span of a GenAI trace its trace's session id, where it has none."""
+        resolved = sessions.resolve()
+        written = 0
+        for trace_id, span in lacking:
+            session = resolved.get(trace_id)
+            if session is None and trace_id not in sessions.best:
+                remembered = self.memory.get(trace_id)  # a GenAI trace seen in an earlier batch
+                session = remembered[1] if remembered else None
+            if session:
+                put(span, A.CONVERSATION, session)
+                written += 1
+        return written
+
+
+factory = Factory("genai", Kind.PROCESSOR, GenAIConfig, GenAIProcessor, signals=frozenset({Signal.TRACES}),
+                  description="normalise spans to the OpenTelemetry GenAI conventions, with cost and session")

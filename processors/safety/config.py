@@ -1,0 +1,88 @@
+"""Config of the `safety` processor, with the product's breaker, canary and cost settings
+(REFERENCE.md §9) as defaults."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from pipeline.component import StrictConfig
+from pipeline.config.units import ByteSize, Duration
+
+
+class Match(StrictConfig):
+    """An event matches when its kind is listed (or `kinds` is empty) and every subject key given
+    here equals the event's subject value (case-insensitive; `*` matches any present value)."""
+
+    kinds: list[str] = Field(default_factory=list)
+    subject: dict[str, str] = Field(default_factory=dict)
+
+
+class BreakerConfig(StrictConfig):
+    failure_threshold: PositiveInt = 5
+    timeout: Duration = 30.0
+    fallback: str = ""
+    match: list[Match] = Field(default_factory=list)
+
+
+def _default_breakers() -> dict[str, BreakerConfig]:
+    timeouts = ["dependency_failure", "error_rate_spike"]
+    return {
+        "ollama_model": BreakerConfig(failure_threshold=5, timeout=30, fallback="tinyllama",
+                                      match=[Match(kinds=timeouts, subject={"provider": "ollama"}),
+                                             Match(kinds=timeouts, subject={"dependency": "ollama"})]),
+        "database": BreakerConfig(failure_threshold=3, timeout=10, fallback="cache_only",
+                                  match=[Match(kinds=timeouts, subject={"dependency": "postgres"}),
+                                         Match(kinds=timeouts, subject={"dependency": "database"})]),
+        "external_api": BreakerConfig(failure_threshold=10, timeout=60, fallback="offline_mode",
+                                      match=[Match(kinds=["dependency_failure"])]),
+    }
+
+
+class SuccessCriteria(StrictConfig):
+    max_error_rate: float = 0.02
+    max_latency: Duration = 0.5
+    hold_for: Duration = 600.0
+
+
+class RollbackCriteria(StrictConfig):
+    error_rate: float = 0.10
+    latency: Duration = 2.0
+    memory: ByteSize = 1_000_000_000
+
+
+class CanaryConfig(StrictConfig):
+    enabled: bool = True
+    traffic_split: float = 0.05
+    success: SuccessCriteria = SuccessCriteria()
+    rollback: RollbackCriteria = RollbackCriteria()
+
+
+class CostConfig(StrictConfig):
+    enabled: bool = True
+    rate_per_minute: PositiveInt = 1000
+    burst_per_second: PositiveInt = 100
+    prefer: str = ""   # cheap fallback model to switch to while throttled
+
+
+class AlertConfig(StrictConfig):
+    enabled: bool = True
+    # trigger kind → (alert name, severity), after the product's alert classes
+    names: dict[str, str] = Field(default_factory=lambda: {
+        "error_rate_spike": "error_rate_high", "memory_leak": "memory_leak", "deadlock": "agent_down",
+        "dependency_failure": "dependency_failure", "performance_degradation": "slow_response",
+        "cost_budget": "high_cost", "infinite_loop": "pattern_anomaly", "context_overflow": "pattern_anomaly"})
+    critical: list[str] = Field(default_factory=lambda: ["agent_down", "error_rate_high", "memory_leak",
+                                                         "dependency_failure"])
+
+
+class SafetyConfig(StrictConfig):
+    breakers: dict[str, BreakerConfig] = Field(default_factory=_default_breakers)
+    fallback_chain: list[str] = Field(default_factory=lambda: ["tinyllama", "cache_only", "offline_mode"])
+    canary: CanaryConfig = CanaryConfig()
+    cost: CostConfig = CostConfig()
+    alerts: AlertConfig = AlertConfig()
+    state_file: str | None = None
+    tick_interval: Duration = 0.5
+    decisions_kept: PositiveInt = 1000
+    mode: Literal["enforce", "dry_run"] = "enforce"

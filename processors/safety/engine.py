@@ -1,0 +1,163 @@
+"""The safety engine: every target's state, and the decisions trigger events and time call for.
+
+It is plain data plus pure transitions, so the processor can run it on a copy and keep the
+result only once the decisions have been taken by every exporter (at-least-once without
+repeating an action). Decision ids are deterministic from (cause event id, action), and
+ids already decided are remembered, so a redelivered event decides nothing new.
+"""
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from processors.safety.breakers import Breaker, BreakerState, matches
+from processors.safety.canary import CanaryState, analyse
+from processors.safety.config import SafetyConfig
+from processors.safety.decision import cause_of, decision
+
+SEEN_LIMIT = 100_000
+
+
+@dataclass
+class SafetyState:
+    breakers: dict[str, BreakerState] = field(default_factory=dict)
+    throttles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    canaries: dict[str, CanaryState] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seen: "OrderedDict[str, None]" = field(default_factory=OrderedDict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"breakers": {k: asdict(v) for k, v in self.breakers.items()}, "throttles": self.throttles,
+                "canaries": {k: asdict(v) for k, v in self.canaries.items()}, "alerts": self.alerts,
+                "seen": list(self.seen)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SafetyState":
+        return cls(breakers={k: BreakerState(**v) for k, v in data.get("breakers", {}).items()},
+                   throttles=data.get("throttles", {}),
+                   canaries={k: CanaryState(**v) for k, v in data.get("canaries", {}).items()},
+                   alerts=data.get("alerts", {}),
+                   seen=OrderedDict.fromkeys(data.get("seen", [])))
+
+
+class SafetyEngine:
+    def __init__(self, config: SafetyConfig, state: SafetyState | None = None) -> None:
+        self.config = config
+        self.state = state or SafetyState()
+        for name in config.breakers:
+            self.state.breakers.setdefault(name, BreakerState())
+
+    def copy(self) -> "SafetyEngine":
+        return SafetyEngine(self.config, copy.deepcopy(self.state))
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def handle(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        if event.get("kind") == "health_snapshot":
+            return self._keep_new(self._canary(event, now))
+        out = self._breakers(event, now)
+        out += self._cost(event, now)
+        out += self._alert(event, now)
+        return self._keep_new(out)
+
+    def tick(self, now: float) -> list[dict[str, Any]]:
+        out = []
+        for name, breaker in self._breaker_objects():
+            cause = breaker.s.cause
+            for action, reason in breaker.tick(now):
+                out.append(self._breaker_decision(name, action, reason, cause, now, key=f"{breaker.s.since}"))
+        return self._keep_new(out)
+
+    # -- per concern -----------------------------------------------------------------------------
+    def _breaker_objects(self):
+        chain = self.config.fallback_chain
+        for name, config in self.config.breakers.items():
+            yield name, Breaker(name, config, chain, self.state.breakers[name])
+
+    def _breakers(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        out = []
+        for name, breaker in self._breaker_objects():
+            if not matches(breaker.config.match, event):
+                continue
+            actions = breaker.on_event(event, now)
+            if actions:
+                breaker.s.cause = cause_of(event)
+            out += [self._breaker_decision(name, a, r, cause_of(event), now) for a, r in actions]
+        return out
+
+    def _breaker_decision(self, name: str, action: str, reason: str, cause: dict[str, Any], now: float,
+                          key: str = "") -> dict[str, Any]:
+        view = self.state.breakers[name].view(self.config.breakers[name], self.config.fallback_chain)
+        return decision(action, name, view, cause, f"breaker {name}: {reason}", now, key_extra=key)
+
+    def _cost(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        cost = self.config.cost
+        if not cost.enabled or event.get("kind") != "cost_budget":
+            return []
+        target = event.get("subject_key", "")
+        cause = cause_of(event)
+        if event.get("status") == "firing":
+            if target in self.state.throttles:
+                return []
+            state = {"rate_per_minute": cost.rate_per_minute, "burst_per_second": cost.burst_per_second,
+                     "fallback": cost.prefer or None}
+            self.state.throttles[target] = {**state, "since": now, "episode": event.get("episode")}
+            out = [decision("throttle", target, state, cause, f"{target}: {event.get('message', 'budget crossed')}",
+                            now)]
+            if cost.prefer:
+                out.append(decision("fallback", target, state, cause, f"{target}: prefer {cost.prefer} while "
+                                    "over budget", now))
+            return out
+        if self.state.throttles.pop(target, None) is None:
+            return []
+        return [decision("unthrottle", target, {"rate_per_minute": None, "burst_per_second": None,
+                                                "fallback": None}, cause, f"{target}: budget period rolled over",
+                         now)]
+
+    def _alert(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        alerts = self.config.alerts
+        if not alerts.enabled or event.get("status") not in ("firing", "resolved"):
+            return []
+        name = alerts.names.get(event.get("kind", ""), event.get("kind", "trigger"))
+        severity = "critical" if name in alerts.critical else "warning"
+        labels = {"alertname": name, "severity": severity, "kind": event.get("kind", ""),
+                  **{k: str(v) for k, v in (event.get("subject") or {}).items()}}
+        key = event.get("episode", "")
+        state = {"labels": labels, "annotations": {"summary": event.get("message", ""),
+                                                   "observed": str(event.get("observed")),
+                                                   "threshold": str(event.get("threshold"))},
+                 "starts_at": event.get("first_seen"), "episode": key}
+        if event["status"] == "firing":
+            self.state.alerts[key] = state
+            return [decision("alert", labels, state, cause_of(event), event.get("message", name), now)]
+        self.state.alerts.pop(key, None)
+        return [decision("resolve_alert", labels, state, cause_of(event), f"resolved: {name}", now)]
+
+    def _canary(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        subject = event.get("subject") or {}
+        if not self.config.canary.enabled or not subject.get("canary"):
+            return []
+        service, version = str(subject.get("service", "")), str(subject.get("service_version", ""))
+        key = f"{service}@{version}"
+        state = self.state.canaries.setdefault(key, CanaryState(service, version))
+        verdict = analyse(state, self.config.canary, event.get("metrics") or {}, now)
+        if verdict is None:
+            return []
+        action, reason = verdict
+        # The canary is decided once; its key makes a redelivered later snapshot decide nothing.
+        doc = decision(action, {"service": service, "version": version}, {"phase": state.phase},
+                       cause_of(event), f"canary {key}: {reason}", now, key_extra=key)
+        doc["id"] = decision(action, key, {}, {"event_id": key}, "", now)["id"]
+        return [doc]
+
+    def _keep_new(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fresh = []
+        for doc in decisions:
+            if doc["id"] in self.state.seen:
+                continue
+            self.state.seen[doc["id"]] = None
+            fresh.append(doc)
+        while len(self.state.seen) > SEEN_LIMIT:
+            self.state.seen.popitem(last=False)
+        return fresh

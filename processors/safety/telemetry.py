@@ -1,0 +1,31 @@
+"""Prometheus gauges of the safety state: breaker state and tier, throttles, canary phase."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from processors.safety.engine import SafetyState
+from pipeline.telemetry.metrics import REGISTRY
+
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+CANARY_PHASES = ("analysing", "promoted", "rolled_back")
+
+breaker_state = Gauge("agentdbg_safety_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+                      ["breaker"], registry=REGISTRY)
+breaker_tier = Gauge("agentdbg_safety_breaker_tier", "Fallback tier of a breaker (0 = primary).",
+                     ["breaker"], registry=REGISTRY)
+throttled = Gauge("agentdbg_safety_throttled_subjects", "Subjects currently throttled for cost.",
+                  registry=REGISTRY)
+canary_phase = Gauge("agentdbg_safety_canary_phase", "1 for the phase each canary is in.",
+                     ["service", "version", "phase"], registry=REGISTRY)
+decisions = Counter("agentdbg_safety_decisions", "Safety decisions taken, by action.", ["action"],
+                    registry=REGISTRY)
+
+
+def publish(state: SafetyState) -> None:
+    for name, breaker in state.breakers.items():
+        breaker_state.labels(name).set(BREAKER_STATES[breaker.state])
+        breaker_tier.labels(name).set(breaker.tier)
+    throttled.set(len(state.throttles))
+    for canary in state.canaries.values():
+        for phase in CANARY_PHASES:
+            canary_phase.labels(canary.service, canary.version, phase).set(1 if canary.phase == phase else 0)

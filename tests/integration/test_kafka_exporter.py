@@ -1,0 +1,527 @@
+"""The `kafka` exporter against a real Kafka-protocol broker (Tansu, tests/kafka_broker.py).
+
+(a) End to end: the OpenTelemetry SDK sends known agent traces over OTLP/gRPC to the daemon
+    (otlp → batch → several kafka exporters, one topic each); an aiokafka consumer reads
+    them back and every span is compared field by field (ids, names, kinds, times,
+    attributes, events, links, status, resource, scope): `otlp_proto`, `otlp_json` (ids hex
+    in the JSON text), `partition_traces_by_id` (key = trace id hex, one trace per message)
+    and every compression codec.
+(b) Acceptance 4: a ~3 MB batch with `max_message_bytes: 1000000` arrives as several valid
+    messages, none over the limit, holding every span once; a single 2 MB span is counted
+    in `otelcol_exporter_send_failed_spans_total{error_type="message_too_large"}` with its
+    size in the daemon log, while the rest of its batch and the spans sent after it arrive.
+(c) Outage: the broker is frozen (SIGSTOP) while load runs, then thawed; every span the
+    receiver accepted arrives (duplicates allowed and counted, none missing).
+(d) In-process, same broker: events batches (`kafka_records()`) are produced keyed by
+    subject; refused credentials, a refused idempotent producer and a dead broker come out
+    as the right permanent / retryable errors.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+import pytest
+import requests
+from aiokafka import AIOKafkaConsumer
+from opentelemetry import trace as trace_api
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from exporters.kafka import KafkaConfig, KafkaExporter
+from pipeline import otlp_json
+from pipeline.component import ComponentID, Kind, Settings, Signal
+from pipeline.errors import PermanentError, RetryableError
+from pipeline.events import Events
+from pipeline.traces import Traces, iter_spans
+from tests.harness import Daemon, free_port, wait_until
+from tests.kafka_broker import KafkaBroker
+
+LIMIT = 1_000_000
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+# exporter name → (topic, extra settings); Tansu cannot do idempotence, so tests turn it off.
+EXPORTERS = {
+    "proto": ("spans_proto", ""),
+    "json": ("spans_json", "encoding: otlp_json"),
+    "bytrace": ("spans_bytrace", "partition_traces_by_id: true"),
+    **{codec: (f"spans_{codec}", f"producer: {{enable_idempotence: false, compression: {codec}}}")
+       for codec in CODECS},
+}
+
+DAEMON_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {grpc}
+processors:
+  batch:
+    timeout: 50ms
+exporters:
+%(exporters)s
+extensions:
+  health_check:
+    endpoint: {health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [%(names)s]
+  telemetry:
+    metrics:
+      address: {metrics}
+"""
+
+
+def exporter_yaml(name: str, topic: str, extra: str, broker: str) -> str:
+    lines = [f"  kafka/{name}:", f"    brokers: [{broker}]", f"    topic: {topic}"]
+    if not extra.startswith("producer:"):
+        lines.append("    producer: {enable_idempotence: false}")
+    if extra:
+        lines.append(f"    {extra}")
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with KafkaBroker() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def daemon(broker):
+    exporters = "\n".join(exporter_yaml(name, topic, extra, broker.bootstrap)
+                          for name, (topic, extra) in EXPORTERS.items())
+    names = ", ".join(f"kafka/{name}" for name in EXPORTERS)
+    with Daemon(DAEMON_CONFIG % {"exporters": exporters, "names": names}) as running:
+        yield running
+
+
+# -- agent traces made with the OpenTelemetry SDK ---------------------------------------------
+T0 = 1_700_000_000_123_456_789  # ns: times must come back to the nanosecond
+ATTRIBUTES = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "llama3.1:8b", "gen_ai.usage.input_tokens": 812,
+              "gen_ai.request.temperature": 0.2, "agent.retry": False, "tags": ("plan", "tool"),
+              "int.max": 2**63 - 1, "bytes": b"\x00\xff", "map": {"nested": "v", "n": 2}}
+
+
+def agent_run(filler: int = 0) -> list[ReadableSpan]:
+    """Two agent services (resources), two scopes each, every span kind, parent/child, events,
+    links (one to a remote trace), error / ok / unset status. `filler` pads each span with an
+    attribute of that many characters, to make large batches."""
+    finished: list[ReadableSpan] = []
+    remote = SpanContext(int.from_bytes(os.urandom(16), "big"), int.from_bytes(os.urandom(8), "big"),
+                         is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    for service in ("planner-agent", "tool-runner"):
+        memory = InMemorySpanExporter()
+        provider = TracerProvider(resource=Resource({"service.name": service, "service.version": "1.4.2"}))
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        agent = provider.get_tracer("agent.scope", "2.0.1", attributes={"scope.attr": "s"})
+        tools = provider.get_tracer("tool.scope", "0.1")
+        padding = {"gen_ai.prompt": "p" * filler} if filler else {}
+        root = agent.start_span("invoke_agent planner", kind=SpanKind.SERVER, start_time=T0,
+                                attributes={**ATTRIBUTES, **padding})
+        root.add_event("gen_ai.user.message", {"content": "plan a trip", "tokens": 12}, timestamp=T0 + 10)
+        context = trace_api.set_span_in_context(root)
+        kinds = (SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.PRODUCER, SpanKind.CONSUMER)
+        for offset, kind in enumerate(kinds):
+            child = (tools if offset % 2 else agent).start_span(
+                f"execute_tool step{offset}", context=context, kind=kind, start_time=T0 + 100 + offset,
+                attributes={"gen_ai.tool.name": f"tool{offset}", "attempt": offset, **padding},
+                links=[Link(remote, {"link.kind": "follows"}), Link(root.get_span_context())])
+            child.add_event("exception", {"exception.type": "TimeoutError"}, timestamp=T0 + 150 + offset)
+            if kind == SpanKind.CLIENT:
+                child.set_status(Status(StatusCode.ERROR, "upstream timed out after 30s"))
+            elif kind == SpanKind.INTERNAL:
+                child.set_status(Status(StatusCode.OK))
+            child.end(end_time=T0 + 1_000_000 + offset)
+        root.end(end_time=T0 + 5_000_000_000)
+        provider.shutdown()
+        finished.extend(memory.get_finished_spans())
+    return finished
+
+
+def expected(spans: list[ReadableSpan]) -> dict[str, dict[str, Any]]:
+    """span id hex → what the topic must hold for it, from the SDK's own span objects."""
+    out = {}
+    for span in spans:
+        ctx, scope = span.get_span_context(), span.instrumentation_scope
+        out[f"{ctx.span_id:016x}"] = {
+            "trace_id": f"{ctx.trace_id:032x}",
+            "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else "",
+            "name": span.name,
+            "kind": span.kind.value + 1,  # SDK INTERNAL=0 … CONSUMER=4; OTLP INTERNAL=1 … CONSUMER=5
+            "start": span.start_time, "end": span.end_time,
+            "attributes": dict(span.attributes),
+            "events": [(e.name, e.timestamp, dict(e.attributes or {})) for e in span.events],
+            "links": [(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}", dict(link.attributes or {}))
+                      for link in span.links],
+            "status": (span.status.status_code.value, span.status.description or ""),
+            "resource": dict(span.resource.attributes),
+            "scope": (scope.name, scope.version or "", dict(scope.attributes or {})),
+        }
+    return out
+
+
+def send(daemon: Daemon, spans: list[ReadableSpan]) -> None:
+    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['grpc']}", insecure=True, timeout=30)
+    try:
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+
+
+def otlp_request(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
+    """The OTLP request the SDK's exporters make of `spans`."""
+    return encode_spans(spans)
+
+
+# -- reading the topic back ---------------------------------------------------------------------
+@dataclass
+class Message:
+    key: bytes | None
+    value: bytes
+    request: ExportTraceServiceRequest
+
+    def span_ids(self) -> list[str]:
+        return [span.span_id.hex() for span in iter_spans(self.request)]
+
+
+def decode_proto(value: bytes) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest.FromString(value)
+
+
+def decode_json(value: bytes) -> ExportTraceServiceRequest:
+    return otlp_json.decode(value, ExportTraceServiceRequest)
+
+
+def read_topic(broker: KafkaBroker, topic: str, want: set[str], decode: Callable[[bytes], Any] = decode_proto,
+               timeout: float = 60.0) -> list[Message]:
+    """Every message of `topic` from the start, read until all of `want` (span ids) are seen."""
+    return asyncio.run(_read_topic(broker.bootstrap, topic, want, decode, timeout))
+
+
+async def _read_topic(bootstrap: str, topic: str, want: set[str], decode: Callable[[bytes], Any],
+                      timeout: float) -> list[Message]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_partition_fetch_bytes=8 * LIMIT)
+    await consumer.start()
+    messages: list[Message] = []
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while not want <= seen:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(want - seen)} of {len(want)} spans never reached topic {topic}")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    message = Message(record.key, record.value, decode(record.value))
+                    messages.append(message)
+                    seen.update(message.span_ids())
+    finally:
+        await consumer.stop()
+    return messages
+
+
+def normalise(messages: list[Message]) -> dict[str, list[dict[str, Any]]]:
+    """span id hex → every copy of that span read, in the form `expected` uses."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for message in messages:
+        for rs in message.request.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    out.setdefault(span.span_id.hex(), []).append({
+                        "trace_id": span.trace_id.hex(), "parent_span_id": span.parent_span_id.hex(),
+                        "name": span.name, "kind": int(span.kind),
+                        "start": span.start_time_unix_nano, "end": span.end_time_unix_nano,
+                        "attributes": attributes(span.attributes),
+                        "events": [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in span.events],
+                        "links": [(link.trace_id.hex(), link.span_id.hex(), attributes(link.attributes))
+                                  for link in span.links],
+                        "status": (int(span.status.code), span.status.message),
+                        "resource": attributes(rs.resource.attributes),
+                        "scope": (ss.scope.name, ss.scope.version, attributes(ss.scope.attributes)),
+                    })
+    return out
+
+
+def attributes(kvs) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def any_value(value) -> Any:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return tuple(any_value(v) for v in value.array_value.values)
+    if which == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, which) if which else None
+
+
+def assert_every_span(messages: list[Message], want: dict[str, dict[str, Any]], topic: str) -> None:
+    found = normalise(messages)
+    for span_id, fields in want.items():
+        copies = found.get(span_id, [])
+        assert len(copies) == 1, f"{topic}: span {fields['name']!r} read {len(copies)} times"
+        for field, value in fields.items():
+            assert copies[0][field] == value, f"{topic}: span {fields['name']!r} field {field!r} differs"
+
+
+def failed_spans(daemon: Daemon, exporter: str, error_type: str) -> float:
+    return daemon.metric("otelcol_exporter_send_failed_spans_total", exporter=exporter, error_type=error_type)
+
+
+# -- (a) end to end -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["proto", "json", *CODECS])
+def test_every_span_arrives_field_by_field(daemon, broker, name):
+    spans = agent_run()
+    want = expected(spans)
+    send(daemon, spans)
+    topic = EXPORTERS[name][0]
+    messages = read_topic(broker, topic, set(want), decode_json if name == "json" else decode_proto)
+    assert_every_span(messages, want, topic)
+    assert all(len(m.value) <= LIMIT for m in messages)
+
+
+def test_json_messages_carry_hex_ids(daemon, broker):
+    """OTLP/JSON, not proto3 JSON: trace and span ids are lowercase hex strings, not base64."""
+    spans = agent_run()
+    want = expected(spans)
+    send(daemon, spans)
+    messages = read_topic(broker, "spans_json", set(want), decode_json)
+    text = b"".join(m.value for m in messages if set(m.span_ids()) & set(want))
+    for span_id, fields in want.items():
+        assert f'"spanId":"{span_id}"'.encode() in text
+        assert f'"traceId":"{fields["trace_id"]}"'.encode() in text
+    documents = [orjson.loads(m.value) for m in messages]
+    assert all("resourceSpans" in document for document in documents)
+
+
+def test_partition_traces_by_id_sends_one_trace_per_message_keyed_by_trace_id(daemon, broker):
+    spans = agent_run() + agent_run()
+    want = expected(spans)
+    send(daemon, spans)
+    messages = read_topic(broker, "spans_bytrace", set(want))
+    assert_every_span(messages, want, "spans_bytrace")
+    mine = [m for m in messages if set(m.span_ids()) & set(want)]
+    assert len(mine) >= len({fields["trace_id"] for fields in want.values()})
+    for message in mine:
+        trace_ids = {span.trace_id.hex() for span in iter_spans(message.request)}
+        assert trace_ids == {message.key.decode()}, "a message must hold exactly the trace of its key"
+        assert re.fullmatch(r"[0-9a-f]{32}", message.key.decode())
+
+
+# -- (b) Acceptance 4: too large ------------------------------------------------------------------
+def big_batch() -> list[ReadableSpan]:
+    """~3.3 MB: 300 agent runs' worth of spans, each padded with a 1 kB prompt attribute."""
+    return [span for _ in range(330) for span in agent_run(filler=1000)]
+
+
+@pytest.mark.parametrize("name,decode", [("proto", decode_proto), ("json", decode_json), ("bytrace", decode_proto)])
+def test_a_3mb_batch_arrives_as_several_valid_messages(daemon, broker, name, decode):
+    spans = big_batch()
+    want = expected(spans)
+    assert otlp_request(spans).ByteSize() > 3 * LIMIT
+    too_large_before = failed_spans(daemon, f"kafka/{name}", "message_too_large")
+    send(daemon, spans)
+    topic = EXPORTERS[name][0]
+    messages = read_topic(broker, topic, set(want), decode)
+    mine = [m for m in messages if set(m.span_ids()) & set(want)]
+    assert len(mine) >= 4, "3.3 MB under a 1 MB limit needs at least four messages"
+    assert all(len(m.value) <= LIMIT for m in messages), "a message is over max_message_bytes"
+    assert_every_span(messages, want, topic)
+    assert failed_spans(daemon, f"kafka/{name}", "message_too_large") == too_large_before
+
+
+def test_a_2mb_span_is_counted_and_logged_and_does_not_block(daemon, broker):
+    huge, *rest = agent_run()
+    huge_id = f"{huge.get_span_context().span_id:016x}"
+    oversized = ReadableSpan(name=huge.name, context=huge.get_span_context(), parent=huge.parent,
+                             resource=huge.resource, attributes={"gen_ai.prompt": "x" * 2_000_000},
+                             kind=huge.kind, start_time=huge.start_time, end_time=huge.end_time,
+                             instrumentation_scope=huge.instrumentation_scope)
+    before = {name: failed_spans(daemon, f"kafka/{name}", "message_too_large") for name in EXPORTERS}
+    send(daemon, [oversized, *rest])
+    after = agent_run()
+    send(daemon, after)
+    want = expected(rest + after)
+    for name, (topic, _) in EXPORTERS.items():
+        messages = read_topic(broker, topic, set(want), decode_json if name == "json" else decode_proto)
+        assert_every_span(messages, want, topic)
+        assert huge_id not in normalise(messages)
+        wait_until(lambda: failed_spans(daemon, f"kafka/{name}", "message_too_large") == before[name] + 1, timeout=30,
+                   message=f"kafka/{name} counting the 2 MB span as message_too_large")
+    log = daemon.log()
+    line = next(line for line in log.splitlines() if "reason=message_too_large" in line and huge_id in line)
+    size = int(re.search(r"is (\d+) bytes encoded", line).group(1))
+    assert size > 2_000_000 and "max_message_bytes 1000000" in line
+
+
+# -- (c) outage ------------------------------------------------------------------------------------
+OUTAGE_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {http}
+processors:
+  batch:
+    timeout: 50ms
+exporters:
+  kafka:
+    brokers: [BROKER]
+    topic: spans_outage
+    timeout: 2s
+    producer: {enable_idempotence: false}
+    retry_on_failure: {initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0}
+extensions:
+  health_check:
+    endpoint: {health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [kafka]
+  telemetry:
+    metrics:
+      address: {metrics}
+"""
+
+
+class Load(threading.Thread):
+    """An agent posting 20-span OTLP/HTTP requests back to back, retrying what is refused as a
+    client must; `accepted` holds the span ids of every request answered 200."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.accepted: set[str] = set()
+        self.requests_accepted = 0
+        self.refused = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            request = otlp_request(agent_run()[:10] + agent_run()[:10])
+            body = request.SerializeToString()
+            while not self.stop.is_set():
+                answer = requests.post(self.url, data=body, timeout=30,
+                                       headers={"Content-Type": "application/x-protobuf"})
+                if answer.status_code == 200:
+                    self.accepted.update(span.span_id.hex() for span in iter_spans(request))
+                    self.requests_accepted += 1
+                    break
+                assert answer.status_code in (429, 503), answer.text
+                self.refused += 1
+                time.sleep(0.2)
+            time.sleep(0.02)
+
+
+def test_broker_outage_loses_nothing(kafka_broker, record_property):
+    with Daemon(OUTAGE_CONFIG.replace("BROKER", kafka_broker.bootstrap)) as daemon:
+        load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces")
+        load.start()
+        try:
+            sent = lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="kafka")  # noqa: E731
+            wait_until(lambda: sent() > 0, timeout=30, message="spans reaching kafka before the outage")
+            kafka_broker.pause()
+            try:
+                # Several rounds of timeouts and retries, with new data queueing meanwhile.
+                wait_until(lambda: daemon.metric("agentdbg_exporter_retried_requests_total", exporter="kafka") >= 20,
+                           timeout=60, message="the exporter retrying against the frozen broker")
+                during = load.requests_accepted
+                wait_until(lambda: load.requests_accepted >= during + 50, timeout=60,
+                           message="the receiver accepting load while the broker is frozen")
+            finally:
+                kafka_broker.resume()
+            after = load.requests_accepted
+            wait_until(lambda: load.requests_accepted >= after + 20, timeout=60, message="load after the outage")
+        finally:
+            load.stop.set()
+            load.join(60)
+        messages = read_topic(kafka_broker, "spans_outage", load.accepted, timeout=120)
+        copies = [span_id for m in messages for span_id in m.span_ids()]
+        duplicates = len(copies) - len(set(copies))
+        record_property("accepted_spans", len(load.accepted))
+        record_property("duplicate_spans", duplicates)
+        print(f"outage: {len(load.accepted)} spans accepted, all arrived, {duplicates} duplicates, "
+              f"{load.refused} requests refused and retried by the client")
+        assert load.accepted <= set(copies)
+        assert daemon.metric("otelcol_exporter_send_failed_spans_total", exporter="kafka") == 0
+
+
+# -- (d) in-process against the same broker -------------------------------------------------------
+def exporter(**config: Any) -> KafkaExporter:
+    settings = Settings.make(Kind.EXPORTER, ComponentID("kafka", "test"), Signal.TRACES)
+    return KafkaExporter(settings, KafkaConfig.model_validate(config))
+
+
+def small_traces() -> Traces:
+    return Traces.from_wire(otlp_request(agent_run()[:3]).SerializeToString())
+
+
+async def test_events_batches_go_out_as_json_keyed_by_subject(broker):
+    documents = [{"schema": "agentdbg.trigger/v1", "id": os.urandom(8).hex(), "kind": "error_rate_spike",
+                  "subject": {"service": "planner-agent"}, "subject_key": "service=planner-agent"},
+                 {"schema": "agentdbg.trigger/v1", "id": os.urandom(8).hex(), "kind": "cost_budget",
+                  "subject": {"agent": "travel"}, "subject_key": "agent=travel"}]
+    kafka = exporter(brokers=[broker.bootstrap], topic="agentdbg_triggers", producer={"enable_idempotence": False})
+    await kafka.start_client()
+    try:
+        assert await kafka.send(Events(documents)) is None
+    finally:
+        await kafka.stop_client()
+    consumer = AIOKafkaConsumer("agentdbg_triggers", bootstrap_servers=broker.bootstrap, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    got: dict[bytes, dict] = {}
+    try:
+        while len(got) < len(documents):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got.update({record.key: orjson.loads(record.value) for record in records})
+    finally:
+        await consumer.stop()
+    assert got == {doc["subject_key"].encode(): doc for doc in documents}
+
+
+async def test_refused_credentials_are_a_permanent_auth_error():
+    with KafkaBroker(authentication=True) as secured:
+        kafka = exporter(brokers=[secured.bootstrap], producer={"enable_idempotence": False},
+                         sasl={"mechanism": "SCRAM-SHA-256", "username": "agent", "password": "wrong"})
+        with pytest.raises(PermanentError) as refused:
+            await kafka.send(small_traces())
+        await kafka.stop_client()
+    assert refused.value.error_type == "auth" and "agent" in str(refused.value)
+
+
+async def test_an_idempotent_producer_the_broker_refuses_is_a_clear_permanent_error(broker):
+    """The product default (idempotence on) against a broker without it: say so, do not retry."""
+    kafka = exporter(brokers=[broker.bootstrap])
+    with pytest.raises(PermanentError) as refused:
+        await kafka.send(small_traces())
+    await kafka.stop_client()
+    assert refused.value.error_type == "idempotence_refused"
+    assert "enable_idempotence: false" in str(refused.value)
+
+
+async def test_no_broker_is_retryable():
+    kafka = exporter(brokers=[f"127.0.0.1:{free_port()}"], producer={"enable_idempotence": False})
+    await kafka.start_client()  # must not raise: the daemon starts while Kafka is down
+    with pytest.raises(RetryableError):
+        await kafka.send(small_traces())
+    await kafka.stop_client()

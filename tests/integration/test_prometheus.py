@@ -1,0 +1,197 @@
+"""Acceptance 5: the daemon's own telemetry as an operator consumes it.
+
+A real Prometheus (Debian's `prometheus`) scrapes the daemon's metrics port every second;
+after N spans the query `otelcol_receiver_accepted_spans_total` says N. `promtool check
+metrics` finds nothing to complain about in the scrape. The health endpoints answer what
+otelcol's health_check answers.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import datetime, timezone
+
+import pytest
+import requests
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.conftest import require_binary
+from tests.harness import Daemon, free_port, wait_until
+
+CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {grpc}
+      http:
+        endpoint: {http}
+processors:
+  batch:
+    timeout: 50ms
+exporters:
+  file:
+    path: {dir}/spans.jsonl
+    flush_interval: 50ms
+extensions:
+  health_check:
+    endpoint: {health}
+  debug_api:
+    endpoint: {debug}
+service:
+  extensions: [health_check, debug_api]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [file]
+  telemetry:
+    metrics:
+      address: {metrics}
+"""
+
+GRPC_SPANS, HTTP_SPANS = 25, 12
+N = GRPC_SPANS + HTTP_SPANS
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    with Daemon(CONFIG) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def traffic(daemon):
+    """N spans: some from the SDK's gRPC exporter, some posted as OTLP/JSON."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"service.name": "metrics-agent"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("prometheus-test")
+    for i in range(GRPC_SPANS):
+        tracer.start_span(f"step {i}").end()
+    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['grpc']}", insecure=True, timeout=10)
+    try:
+        assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+        provider.shutdown()
+    now = time.time_ns()
+    spans = [{"traceId": f"{i + 1:032x}", "spanId": f"{i + 1:016x}", "name": f"json {i}",
+              "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1)} for i in range(HTTP_SPANS)]
+    response = requests.post(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", timeout=10,
+                             json={"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
+    assert response.status_code == 200
+    return N
+
+
+@pytest.fixture(scope="module")
+def prometheus(daemon, tmp_path_factory):
+    binary = require_binary("prometheus")
+    work = tmp_path_factory.mktemp("prometheus")
+    config = work / "prometheus.yml"
+    config.write_text(f"""
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: agentdbg
+    static_configs:
+      - targets: ["127.0.0.1:{daemon.ports['metrics']}"]
+""")
+    port = free_port()
+    log = open(work / "prometheus.log", "wb")
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"prometheus exited: {(work / 'prometheus.log').read_text()}")
+        try:
+            return requests.get(f"{base}/-/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(ready, timeout=30, interval=0.2, message="prometheus ready")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def query(base: str, expression: str) -> list[dict]:
+    response = requests.get(f"{base}/api/v1/query", params={"query": expression}, timeout=5)
+    response.raise_for_status()
+    body = response.json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def test_prometheus_scrapes_accepted_spans(daemon, traffic, prometheus):
+    def total() -> float | None:
+        series = query(prometheus, "otelcol_receiver_accepted_spans_total")
+        value = sum(float(s["value"][1]) for s in series)
+        return series if value == traffic else None
+
+    series = wait_until(total, timeout=30, interval=0.5, message=f"prometheus to report {traffic} accepted spans")
+    by_transport = {s["metric"]["transport"]: float(s["value"][1]) for s in series}
+    assert by_transport == {"grpc": GRPC_SPANS, "http": HTTP_SPANS}
+    assert all(s["metric"]["receiver"] == "otlp" and s["metric"]["job"] == "agentdbg" for s in series)
+    assert [float(s["value"][1]) for s in query(prometheus, 'up{job="agentdbg"}')] == [1.0]
+    # What the pipeline passed on is visible too: every accepted span was written by the exporter.
+    sent = wait_until(lambda: (v := sum(float(s["value"][1]) for s in query(
+        prometheus, 'otelcol_exporter_sent_spans_total{exporter="file"}'))) == traffic and v,
+        timeout=30, interval=0.5, message="exporter sent spans in prometheus")
+    assert sent == traffic
+
+
+def test_promtool_finds_no_problem_in_the_scrape(daemon, traffic):
+    promtool = require_binary("promtool")
+    wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="file") == traffic,
+               timeout=10, message="the batch to be exported")
+    text = daemon.metrics_text()
+    for family in ("otelcol_receiver_accepted_spans_total", "otelcol_exporter_sent_spans_total",
+                   "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
+                   "otelcol_processor_batch_batch_send_size_bucket", "otelcol_process_memory_rss_bytes",
+                   "otelcol_process_cpu_seconds_total"):
+        assert f"\n{family}" in text, f"{family} missing from the scrape"
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stdout + result.stderr
+
+
+def check_health_body(body: dict) -> None:
+    assert body["status"] == "Server available"
+    up_since = datetime.fromisoformat(body["upSince"].replace("Z", "+00:00"))
+    assert up_since.tzinfo is not None
+    assert up_since <= datetime.now(timezone.utc)
+    assert body["uptime"].endswith("s") and float(body["uptime"][:-1]) >= 0
+
+
+def test_health_check_endpoint(daemon):
+    response = requests.get(f"http://127.0.0.1:{daemon.ports['health']}/", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    check_health_body(response.json())
+
+
+def test_debug_health_endpoint(daemon):
+    response = requests.get(f"http://127.0.0.1:{daemon.ports['debug']}/debug/health", timeout=5)
+    assert response.status_code == 200
+    body = response.json()
+    check_health_body(body)
+    same = requests.get(f"http://127.0.0.1:{daemon.ports['health']}/", timeout=5).json()
+    assert body["upSince"] == same["upSince"]
+    pipelines = requests.get(f"http://127.0.0.1:{daemon.ports['debug']}/debug/pipelines", timeout=5).json()
+    assert pipelines["pipelines"]["traces"] == {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["file"]}
+    assert requests.get(f"http://127.0.0.1:{daemon.ports['debug']}/debug/no-such-route", timeout=5).status_code == 404
