@@ -11,9 +11,7 @@ reading it back proves storage.
 """
 from __future__ import annotations
 
-import email.utils
 import gzip
-import time
 import zlib
 from typing import Any, Literal
 
@@ -24,14 +22,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pydantic import Field, model_validator
 
 from exporters.helper import ExporterHelperConfig, QueuedExporter
+from exporters.helper.http import raise_for_status
 from pipeline import otlp_json
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import Duration
-from pipeline.errors import PermanentError, RetryableError
+from pipeline.errors import RetryableError
 from pipeline.traces import Traces
-
-RETRYABLE_STATUS = {429, 502, 503, 504}
 
 
 class OtlpHttpConfig(ExporterHelperConfig):
@@ -57,18 +54,6 @@ class OtlpHttpConfig(ExporterHelperConfig):
         if self.traces_endpoint:
             return self.traces_endpoint
         return self.endpoint.rstrip("/") + "/v1/traces" if self.endpoint else None
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class OtlpHttpExporter(QueuedExporter):
@@ -115,12 +100,9 @@ class OtlpHttpExporter(QueuedExporter):
     def _outcome(self, response: aiohttp.ClientResponse, payload: bytes) -> int | None:
         if 200 <= response.status < 300:
             return self._partial(response, payload)
-        message = self._status_message(response, payload)
-        if response.status in RETRYABLE_STATUS:
-            raise RetryableError(f"HTTP {response.status}: {message}",
-                                 retry_after_seconds(response.headers.get("Retry-After")),
-                                 error_type=f"http_{response.status}")
-        raise PermanentError(f"HTTP {response.status}: {message}", error_type=f"http_{response.status}")
+        raise_for_status(response.status, self._status_message(response, payload),
+                         response.headers.get("Retry-After"))
+        return None
 
     def _partial(self, response: aiohttp.ClientResponse, payload: bytes) -> int | None:
         if not payload:

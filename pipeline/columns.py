@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import math
 from decimal import Decimal
-from functools import cached_property
 from itertools import repeat
 from operator import sub
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
@@ -72,6 +71,28 @@ class LinkColumns(NamedTuple):
 
 
 _EMPTY: tuple = ()
+
+
+class lazy:  # noqa: N801 - used like functools.cached_property
+    """A computed-once attribute, without `functools.cached_property`'s lock.
+
+    Python 3.11's cached_property takes one lock per property shared by every instance, so an
+    exporter building one batch's columns in a worker thread would stall the event loop's
+    reads of another batch. Two threads racing here both compute and one result wins: same
+    values, no harm.
+    """
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self.func(obj)
+        obj.__dict__[self.name] = value
+        return value
 
 
 # -- AnyValue conversion ----------------------------------------------------------------------
@@ -236,7 +257,7 @@ class SpanColumns:
         return len(self.trace_id)
 
     # -- lazy columns ---------------------------------------------------------------------------
-    @cached_property
+    @lazy
     def spans(self) -> list[Any]:
         """The upb span objects, in column order (for what the columns do not hold)."""
         out: list[Any] = []
@@ -245,44 +266,44 @@ class SpanColumns:
                 out.extend(scope_spans.spans)
         return out
 
-    @cached_property
+    @lazy
     def trace_id_hex(self) -> list[str]:
         return _hex(self.trace_id)
 
-    @cached_property
+    @lazy
     def span_id_hex(self) -> list[str]:
         return _hex(self.span_id)
 
-    @cached_property
+    @lazy
     def parent_span_id_hex(self) -> list[str]:
         return _hex(self.parent_span_id)
 
-    @cached_property
+    @lazy
     def kind_name(self) -> list[str]:
         """`Server`, `Client` ... as otelcol's `SpanKind.String()`; "" for unknown values."""
         return [KIND_NAMES[k] if 0 <= k < 6 else "" for k in self.kind]
 
-    @cached_property
+    @lazy
     def status_name(self) -> list[str]:
         """`Unset`, `Ok`, `Error` as otelcol's `StatusCode.String()`; "" for unknown values."""
         return [STATUS_NAMES[c] if 0 <= c < 3 else "" for c in self.status_code]
 
-    @cached_property
+    @lazy
     def resource_attribute_maps(self) -> list[dict[str, str]]:
         """One `{key: text}` per resource (index with `resource_index`)."""
         return [attribute_map(resource.attributes) for resource in self.resources]
 
-    @cached_property
+    @lazy
     def resource_attributes(self) -> list[dict[str, str]]:
         """Per span, its resource's map: the same dict object for every span of a resource."""
         return list(map(self.resource_attribute_maps.__getitem__, self.resource_index))
 
-    @cached_property
+    @lazy
     def span_attributes(self) -> list[dict[str, str]]:
         """Per span `{key: text}`, as ClickHouse's `Map(LowCardinality(String), String)` stores it."""
         return [attribute_map(span.attributes) for span in self.spans]
 
-    @cached_property
+    @lazy
     def events(self) -> EventColumns:
         times: list[Sequence[int]] = []
         names: list[Sequence[str]] = []
@@ -299,7 +320,7 @@ class SpanColumns:
             attrs.append([attribute_map(event.attributes) for event in events])
         return EventColumns(times, names, attrs)
 
-    @cached_property
+    @lazy
     def links(self) -> LinkColumns:
         trace_ids: list[Sequence[str]] = []
         span_ids: list[Sequence[str]] = []

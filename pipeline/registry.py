@@ -9,11 +9,15 @@ from pipeline.component import Factory, Kind
 @cache
 def factories() -> dict[Kind, dict[str, Factory]]:
     from connectors.triggers import factory as triggers
+    from exporters.alertmanager import factory as alertmanager_exporter
+    from exporters.chdb import factory as chdb_exporter
+    from exporters.clickhouse import factory as clickhouse_exporter
     from exporters.debug import factory as debug_exporter
     from exporters.file import factory as file_exporter
     from exporters.kafka import factory as kafka_exporter
     from exporters.otlp import factory as otlp_exporter
     from exporters.otlphttp import factory as otlphttp_exporter
+    from exporters.webhook import factory as webhook_exporter
     from extensions.debug_api import factory as debug_api
     from extensions.health_check import factory as health_check
     from processors.batch import factory as batch
@@ -26,6 +30,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
         otlp_receiver,
         batch, memory_limiter, safety, genai,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
+        alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter,
         health_check, debug_api,
         triggers,
     ]

@@ -49,13 +49,31 @@ class Service:
             await self._metrics_server.start()
         self.graph = Graph(self.config)
         self.host.describe_graph = lambda: self.graph.describe() if self.graph else {}
-        await self.graph.start(self.host)
+        if not await self._start_graph():
+            return 1
         self._install_signals()
         self.host.set_status("Server available", ready=True)
         log.info("everything is ready; begin running and processing data",
                  extra={"kv": {"pipelines": ",".join(p.name for p in self.config.pipelines)}})
         await self._stop.wait()
         return await self._shutdown()
+
+    async def _start_graph(self) -> bool:
+        """Start the graph; a component that cannot start (port taken, directory locked) is
+        reported as one error line and the daemon exits 1, after stopping what did start."""
+        assert self.graph is not None
+        try:
+            await self.graph.start(self.host)
+            return True
+        except Exception as exc:  # noqa: BLE001 - any component's start failure
+            log.error("cannot start the pipelines", extra={"kv": {"error": str(exc)}})
+        try:
+            await self.graph.shutdown(time.monotonic() + 5.0)
+        except Exception:  # noqa: BLE001 - best effort: the process is exiting
+            log.debug("cleanup after a failed start was incomplete", exc_info=True)
+        if self._metrics_server:
+            await self._metrics_server.stop()
+        return False
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -226,6 +226,58 @@ def _varint_size(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)
 
 
+def wire_ranges(wire: bytes, max_bytes: int) -> Iterator[tuple[int, int, bool]]:
+    """Cut encoded request bytes between top-level `resource_spans` fields, parsing nothing.
+
+    Yield (start, end, fits) byte ranges, in order, covering `wire`: each is a valid request
+    of whole fields; `fits` is False for a single field larger than `max_bytes`, which only
+    `chunk_by_size` on its parsed form can cut further. Merged batches are concatenated
+    requests, so their fields are many and small: the usual case costs a varint per field.
+    """
+    start = pos = 0
+    while pos < len(wire):
+        end = _field_end(wire, pos)
+        if end - start > max_bytes and pos > start:
+            yield start, pos, True
+            start = pos
+        if end - pos > max_bytes:
+            yield pos, end, False
+            start = end
+        pos = end
+    if pos > start:
+        yield start, pos, True
+
+
+def _field_end(wire: bytes, pos: int) -> int:
+    """Where the protobuf field starting at `pos` ends (any wire type a request may hold)."""
+    tag, pos = _read_varint(wire, pos)
+    wire_type = tag & 7
+    if wire_type == 2:
+        length, pos = _read_varint(wire, pos)
+        end = pos + length
+    elif wire_type == 0:
+        end = _read_varint(wire, pos)[1]
+    elif wire_type in (1, 5):
+        end = pos + (8 if wire_type == 1 else 4)
+    else:
+        raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {pos}")
+    if end > len(wire):
+        raise ValueError(f"truncated protobuf field at byte {pos}")
+    return end
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while pos < len(data):
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    raise ValueError("truncated protobuf varint")
+
+
 def split_by_trace(message: ExportTraceServiceRequest) -> dict[bytes, tuple[ExportTraceServiceRequest, int]]:
     """One request per trace id (in order of first appearance), with each span's resource and scope."""
     slices: dict[bytes, list[_Slice]] = {}

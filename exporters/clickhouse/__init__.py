@@ -120,8 +120,9 @@ class ClickHouseExporter(QueuedExporter):
         for statement in schema_statements(cfg.database, cfg.traces_table_name, cfg.ttl):
             try:
                 await client.command(statement)
-            except Exception as exc:
-                raise classify(exc, "schema creation") from exc
+            except Exception as exc:  # a schema problem is fixed on the server, never by dropping data
+                error = classify(exc, "schema creation")
+                raise RetryableError(str(error), error_type=error.error_type) from exc
         self.log.info("ClickHouse schema ready", extra={"kv": {"table": self.table}})
 
     async def send(self, batch: Any) -> None:

@@ -16,7 +16,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline import otlp_json
-from pipeline.traces import chunk_by_size, iter_spans, split_by_trace
+from pipeline.traces import chunk_by_size, count_spans, iter_spans, split_by_trace, wire_ranges
 
 # The value's own length prefix: a varint of at most 5 bytes.
 _VALUE_LENGTH_PREFIX = 5
@@ -74,8 +74,7 @@ class RecordEncoder:
             for trace_id, (message, count) in split_by_trace(batch.message).items():
                 self._fit(message, count, trace_id.hex().encode(), out)
         elif self.proto:
-            # The hot path: wire() is the received bytes while nothing changed the batch.
-            self._fit(None, batch.span_count, None, out, batch.wire(), lambda: batch.message)
+            self._wire(batch.wire(), out)
         else:
             self._fit(batch.message, batch.span_count, None, out)
         return out
@@ -87,19 +86,27 @@ class RecordEncoder:
             else:
                 out.records.append(Record(key, value))
 
-    def _fit(self, message: ExportTraceServiceRequest | None, count: int, key: bytes | None, out: Encoded,
-             value: bytes | None = None, parse: Callable[[], ExportTraceServiceRequest] | None = None) -> None:
+    def _wire(self, wire: bytes, out: Encoded) -> None:
+        """The hot path: `wire` is the received bytes while nothing changed the batch. Sent as
+        they are when they fit; otherwise cut between resources without re-serialising."""
+        budget = value_budget(self.max_message_bytes, None)
+        if len(wire) <= budget:
+            out.records.append(Record(None, wire))
+            return
+        for start, end, fits in wire_ranges(wire, budget):
+            if fits:
+                out.records.append(Record(None, wire[start:end]))
+            else:  # one resource's spans over the limit: only the parsed form can be cut further
+                part = ExportTraceServiceRequest.FromString(wire[start:end])
+                self._fit(part, count_spans(part), None, out)
+
+    def _fit(self, message: ExportTraceServiceRequest, count: int, key: bytes | None, out: Encoded) -> None:
         """Append `message` as one record, or as several when it is too large; each part fits."""
-        if value is None:
-            assert message is not None
-            value = self.serialise(message)
+        value = self.serialise(message)
         budget = value_budget(self.max_message_bytes, key)
         if len(value) <= budget:
             out.records.append(Record(key, value))
             return
-        if message is None:
-            assert parse is not None
-            message = parse()
         if count <= 1:
             out.oversize.append(Oversize(count or 1, len(value), describe_span(message)))
             return

@@ -71,11 +71,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
         yield running
 
 
-def send(exporter: Any) -> None:
+def send(exporter: Any, root: str) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": "travel-agent"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("integration.genai")
-    with tracer.start_as_current_span("agent-run"):
+    with tracer.start_as_current_span(root):
         with tracer.start_as_current_span("ChatCompletion", attributes=OPENINFERENCE):
             pass
         with tracer.start_as_current_span("anthropic.chat", attributes=OLD_OTEL):
@@ -85,35 +85,34 @@ def send(exporter: Any) -> None:
     provider.shutdown()
 
 
-def spans_in(path: Path) -> dict[str, dict[str, Any]]:
-    """span name → attributes (key → value) across every OTLP/JSON line of the file."""
-    found: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return found
-    for line in path.read_bytes().splitlines():
+def trace_of(path: Path, root: str) -> dict[str, dict[str, Any]] | None:
+    """span name → attributes of the trace whose root span is `root`, once all four spans of
+    it are in the file (OTLP/JSON, one request per line); None until then."""
+    by_trace: dict[bytes, dict[str, dict[str, Any]]] = {}
+    for line in path.read_bytes().splitlines() if path.exists() else []:
         message = otlp_json.decode(line, ExportTraceServiceRequest)
         for rs in message.resource_spans:
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    found[span.name] = {kv.key: getattr(kv.value, kv.value.WhichOneof("value"))
-                                        for kv in span.attributes}
-    return found
+                    by_trace.setdefault(span.trace_id, {})[span.name] = {
+                        kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in span.attributes}
+    for spans in by_trace.values():
+        if root in spans and len(spans) == 4:
+            return spans
+    return None
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_file_output_has_canonical_attributes_and_originals(daemon: Daemon, transport: str) -> None:
     out = daemon.dir / "out" / "spans.jsonl"
-    out.unlink(missing_ok=True) if transport == "grpc" else None
-    exporter = (GrpcSpanExporter(endpoint=daemon.ports["grpc"] and f"127.0.0.1:{daemon.ports['grpc']}",
-                                 insecure=True) if transport == "grpc"
+    exporter = (GrpcSpanExporter(endpoint=f"127.0.0.1:{daemon.ports['grpc']}", insecure=True)
+                if transport == "grpc"
                 else HttpSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['http']}/v1/traces"))
-    before = set(spans_in(out))
-    send(exporter)
-    spans = wait_until(lambda: (lambda s: s if {"ChatCompletion", "anthropic.chat", "GET /weather",
-                                                 "agent-run"} <= set(s) else None)(spans_in(out)),
-                       timeout=15, message=f"spans in {out} (before: {before})")
+    root_name = f"agent-run over {transport}"
+    send(exporter, root_name)
+    spans = wait_until(lambda: trace_of(out, root_name), timeout=15, message=f"the {transport} trace in {out}")
 
-    llm, old, http, root = (spans[n] for n in ("ChatCompletion", "anthropic.chat", "GET /weather", "agent-run"))
+    llm, old, http, root = (spans[n] for n in ("ChatCompletion", "anthropic.chat", "GET /weather", root_name))
     for original, result in ((OPENINFERENCE, llm), (OLD_OTEL, old)):
         assert {k: result[k] for k in original} == original  # originals untouched
     assert llm["gen_ai.operation.name"] == "chat" and llm["gen_ai.provider.name"] == "openai"

@@ -1,0 +1,258 @@
+"""`chdb`: spans into the embedded ClickHouse engine (chDB), in a local data directory.
+
+The same `otel_traces` schema (exporters/clickhouse/schema.py) and the same column path as
+the `clickhouse` exporter: the batch's `SpanColumns` → `insert_columns` → one Native block
+(clickhouse-connect's serializer) → streamed into chDB with `send_insert(..., "Native")`.
+Measured against the alternatives (benchmarks/RESULTS.md, "chDB insert paths"): Native via
+`send_insert` and Native via a temp file + `INSERT ... FROM INFILE` cost the same; JSONColumns
+is 7x cheaper to serialise in Python but costs the engine more than twice as much to parse,
+so Native has the lowest total CPU.
+
+What it promises:
+- restarts are safe: the data directory is a ClickHouse data path; every acknowledged
+  insert is a committed MergeTree part, found again at the next start; appends continue;
+- one process per directory: at start it takes an exclusive `flock` on
+  `<path>/agentdbg.lock` (holding its pid) and fails with an error naming the directory and
+  the other process's pid when someone holds it. chDB allows no second process on a
+  directory, not even a read-only one (its `status` file lock), which is why
+  `agentdbg query` needs the daemon stopped (or `--snapshot`);
+- chDB hosts one data directory per process: a second `chdb` exporter in the same daemon
+  must use the same `path` (it then shares the engine; a config reload hands it over);
+- chDB calls never run on the event loop: one writer thread per directory does the column
+  preparation, the serialisation and the insert, in batch order;
+- when chDB is slow, batches wait in the bounded queue (full → the receiver refuses,
+  retryably). `timeout` is 0 (none) by default: a local insert that has started always
+  completes, so timing it out would only cause duplicates. If a timeout is set and fires,
+  the next attempt waits for the same insert instead of writing the batch again;
+- errors that say the data is bad are permanent (dropped, counted under the ClickHouse
+  error name, logged); everything else (disk full, too many parts, memory) is retried.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from exporters.clickhouse.errors import classify
+from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, qualified, quote, schema_statements
+from exporters.helper import ExporterHelperConfig, QueuedExporter, QueueSettings
+from pipeline.component import Factory, Kind, Settings, Signal
+from pipeline.config.units import Duration
+from pipeline.traces import Traces
+
+LOCK_NAME = "agentdbg.lock"
+
+
+class ChdbConfig(ExporterHelperConfig):
+    path: str = "./data/chdb"
+    database: str = "otel"
+    traces_table_name: str = "otel_traces"
+    ttl: Duration = 0.0
+    create_schema: bool = True
+    timeout: Duration = 0.0
+    sending_queue: QueueSettings = QueueSettings(num_consumers=1)
+
+
+# -- the directory lock ---------------------------------------------------------------------------
+
+class DirectoryInUse(RuntimeError):
+    """Another process holds the data directory."""
+
+    def __init__(self, path: str, pid: str) -> None:
+        who = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"chdb data directory {path} is in use by {who} (lock file {os.path.join(path, LOCK_NAME)}); "
+            "chDB allows one process per data directory: stop that process or use another path")
+        self.path = path
+        self.pid = pid
+
+
+def lock_directory(path: str) -> IO[str]:
+    """Take the exclusive lock on `path` (created if missing) and write our pid; raise DirectoryInUse."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    handle = open(os.path.join(path, LOCK_NAME), "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.seek(0)
+        pid = handle.read().strip()
+        handle.close()
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise DirectoryInUse(path, pid) from None
+        raise
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def unlock_directory(handle: IO[str]) -> None:
+    handle.seek(0)
+    handle.truncate()
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    handle.close()
+
+
+# -- the engine, one per process ------------------------------------------------------------------
+
+class ChdbStore:
+    """This process's chDB engine on one directory: the lock, a connection and its writer thread."""
+
+    _open: ClassVar[dict[str, "ChdbStore"]] = {}
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.refs = 0
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="chdb-writer")
+        self.conn: Any = None
+        self._lock: IO[str] | None = None
+
+    @classmethod
+    async def acquire(cls, path: str) -> "ChdbStore":
+        real = os.path.realpath(path)
+        store = cls._open.get(real)
+        if store is None:
+            if cls._open:
+                other = next(iter(cls._open))
+                raise RuntimeError(f"chDB hosts one data directory per process: cannot open {real} while {other} "
+                                   "is open; give every chdb exporter the same path")
+            store = cls(real)
+            await store._open_engine()
+            cls._open[real] = store
+        store.refs += 1
+        return store
+
+    async def _open_engine(self) -> None:
+        self._lock = lock_directory(self.path)
+        try:
+            self.conn = await self.call(_connect, self.path)
+        except BaseException:
+            unlock_directory(self._lock)
+            self.pool.shutdown(wait=False)
+            raise
+
+    async def call(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, func, *args)
+
+    async def release(self) -> None:
+        self.refs -= 1
+        if self.refs > 0:
+            return
+        self._open.pop(self.path, None)
+        try:
+            await self.call(self.conn.close)
+        finally:
+            self.pool.shutdown(wait=True)
+            if self._lock is not None:
+                unlock_directory(self._lock)
+
+
+def _connect(path: str) -> Any:
+    import chdb
+
+    try:
+        return chdb.connect(path)
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot open chdb data directory {path}: {exc}") from exc
+
+
+def native_chunks(table: str, columns: list) -> Any:
+    """The Native-format blocks of an insert, from clickhouse-connect's serializer (as HTTP sends them)."""
+    from clickhouse_connect.driver.insert import InsertContext
+    from clickhouse_connect.driver.transform import NativeTransform
+
+    context = InsertContext(table, COLUMN_NAMES, _column_types(), columns, column_oriented=True)
+    first = True
+    for chunk in NativeTransform.build_insert(context):
+        if first:  # the first chunk starts with "INSERT ... FORMAT Native\n"
+            chunk = chunk[chunk.index(b"\n") + 1:]
+            first = False
+        yield chunk
+
+
+_TYPES: list[Any] = []
+
+
+def _column_types() -> list[Any]:
+    if not _TYPES:
+        from clickhouse_connect.datatypes.registry import get_from_name
+
+        _TYPES.extend(get_from_name(name) for name in COLUMN_TYPES)
+    return _TYPES
+
+
+def insert_batch(conn: Any, table: str, batch: Traces) -> None:
+    """Writer thread: columns, Native blocks, one streamed insert; errors classified."""
+    columns = insert_columns(batch.columns)
+    statement = f"INSERT INTO {table} ({', '.join(quote(name) for name in COLUMN_NAMES)})"
+    try:
+        inserter = conn.send_insert(statement, "Native")
+    except Exception as exc:
+        raise classify(exc) from exc
+    try:
+        for chunk in native_chunks(table, columns):
+            inserter.append(chunk)
+        inserter.finish()
+    except Exception as exc:
+        inserter.cancel()
+        raise classify(exc) from exc
+
+
+def run_statements(conn: Any, statements: list[str]) -> None:
+    for statement in statements:
+        conn.query(statement, "TabSeparated")
+
+
+# -- the exporter ---------------------------------------------------------------------------------
+
+class ChdbExporter(QueuedExporter):
+    def __init__(self, settings: Settings, config: ChdbConfig) -> None:
+        super().__init__(settings, config)
+        self.chdb_config = config
+        self.table = qualified(config.database, config.traces_table_name)
+        self.store: ChdbStore | None = None
+        self._inflight: tuple[Traces, asyncio.Future[None]] | None = None
+
+    async def start_client(self) -> None:
+        self.store = await ChdbStore.acquire(self.chdb_config.path)
+        cfg = self.chdb_config
+        if cfg.create_schema:
+            try:
+                await self.store.call(run_statements, self.store.conn,
+                                      schema_statements(cfg.database, cfg.traces_table_name, cfg.ttl))
+            except BaseException:
+                await self.store.release()
+                self.store = None
+                raise
+        self.log.info("chdb store ready", extra={"kv": {"path": self.store.path, "table": self.table}})
+
+    async def send(self, batch: Any) -> None:
+        if not isinstance(batch, Traces) or not batch.span_count:
+            return
+        assert self.store is not None
+        if self._inflight is None or self._inflight[0] is not batch:
+            future = asyncio.get_running_loop().run_in_executor(
+                self.store.pool, insert_batch, self.store.conn, self.table, batch)
+            self._inflight = (batch, future)
+        future = self._inflight[1]
+        try:
+            await asyncio.shield(future)
+        finally:
+            if future.done():
+                self._inflight = None
+
+    async def stop_client(self) -> None:
+        if self._inflight is not None:  # let a write that started finish before closing the engine
+            await asyncio.gather(self._inflight[1], return_exceptions=True)
+        if self.store is not None:
+            await self.store.release()
+            self.store = None
+
+
+factory = Factory("chdb", Kind.EXPORTER, ChdbConfig, ChdbExporter, signals=frozenset({Signal.TRACES}),
+                  description="store spans in the embedded ClickHouse engine (chDB) in a local directory")

@@ -1,0 +1,238 @@
+"""Acceptance 3: a full queue turns into retryable refusals, and nothing accepted is lost.
+
+Two daemons: B is the sink (otlp receiver → batch → file); A forwards to B (otlp receiver →
+batch → otlphttp exporter with a 2-batch sending queue, one consumer, 1 s timeout and
+retries forever). B is frozen with SIGSTOP, the way an unreachable backend looks from A (its
+kernel still takes connections, nothing answers). A client then posts to A by hand and sees
+each answer: once A's queue is full, HTTP 503/429 with Retry-After and gRPC
+UNAVAILABLE/RESOURCE_EXHAUSTED with RetryInfo, all counted in A's
+`otelcol_receiver_refused_spans_total`. After SIGCONT the client retries what was refused
+until A takes it, and B's file then holds exactly the spans A accepted: none lost,
+duplicates (a request B got after A's attempt had timed out) allowed and counted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import requests
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.harness import Daemon, wait_until
+
+SINK = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {http}
+processors:
+  batch:
+    timeout: 50ms
+exporters:
+  file:
+    path: {dir}/sink.jsonl
+    flush_interval: 50ms
+extensions:
+  health_check:
+    endpoint: {health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [file]
+  telemetry:
+    metrics:
+      address: {metrics}
+"""
+
+FORWARDER = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {grpc}
+      http:
+        endpoint: {http}
+processors:
+  batch:
+    timeout: 50ms
+exporters:
+  otlphttp:
+    endpoint: SINK_URL
+    compression: none
+    timeout: 1s
+    sending_queue:
+      queue_size: 2
+      num_consumers: 1
+    retry_on_failure:
+      initial_interval: 100ms
+      max_interval: 500ms
+      max_elapsed_time: 0
+extensions:
+  health_check:
+    endpoint: {health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlphttp]
+  telemetry:
+    metrics:
+      address: {metrics}
+"""
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+SPANS_PER_REQUEST = 5
+
+
+def wait_for_exporter_module() -> None:
+    """The otlphttp exporter is written alongside this test; give it time to land (CI has it)."""
+    path = Path(__file__).resolve().parents[2] / "exporters" / "otlphttp.py"
+    if os.environ.get("CI") == "true" or path.exists():
+        return
+    wait_until(path.exists, timeout=20 * 60, interval=60, message=f"{path} to be written")
+
+
+def make_request() -> tuple[bytes, list[str]]:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.add(key="service.name").value.string_value = "backpressure"
+    scope = rs.scope_spans.add()
+    now = time.time_ns()
+    ids = []
+    for _ in range(SPANS_PER_REQUEST):
+        span_id = os.urandom(8)
+        scope.spans.add(trace_id=os.urandom(16), span_id=span_id, name="queued",
+                        start_time_unix_nano=now, end_time_unix_nano=now + 1)
+        ids.append(span_id.hex())
+    return request.SerializeToString(), ids
+
+
+def sink_ids(sink: Daemon) -> list[str]:
+    path = sink.dir / "sink.jsonl"
+    if not path.exists():
+        return []
+    ids = []
+    for line in path.read_bytes().split(b"\n")[:-1]:
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                ids.extend(span["spanId"] for span in ss["spans"])
+    return ids
+
+
+def retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo | None:
+    details = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    if details is None:
+        return None
+    for detail in status_pb2.Status.FromString(details).details:
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return info
+    return None
+
+
+@pytest.fixture
+def sink():
+    with Daemon(SINK) as running:
+        yield running
+
+
+@pytest.fixture
+def forwarder(sink):
+    wait_for_exporter_module()
+    with Daemon(FORWARDER.replace("SINK_URL", f"http://127.0.0.1:{sink.ports['http']}")) as running:
+        yield running
+
+
+def test_full_queue_refuses_retryably_and_loses_nothing(sink, forwarder):
+    url = f"http://127.0.0.1:{forwarder.ports['http']}/v1/traces"
+    headers = {"Content-Type": "application/x-protobuf"}
+    session = requests.Session()
+    accepted: list[str] = []
+    refused: list[tuple[bytes, list[str]]] = []
+
+    # The path works while B is up.
+    body, ids = make_request()
+    assert session.post(url, data=body, headers=headers, timeout=10).status_code == 200
+    accepted += ids
+    wait_until(lambda: set(ids) <= set(sink_ids(sink)), timeout=15, message="spans forwarded to the sink")
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{forwarder.ports['grpc']}")
+    export = channel.unary_unary(EXPORT)  # raw bytes in and out
+    sink.signal(signal.SIGSTOP)
+    try:
+        # Fill A: one batch stuck in the consumer, two queued, one held by the batch processor.
+        deadline = time.monotonic() + 30
+        while len(refused) < 3 and time.monotonic() < deadline:
+            body, ids = make_request()
+            response = session.post(url, data=body, headers=headers, timeout=10)
+            if response.status_code == 200:
+                accepted += ids
+            else:
+                assert response.status_code in (503, 429), (response.status_code, response.content)
+                assert int(response.headers["Retry-After"]) >= 1
+                status = status_pb2.Status.FromString(response.content)
+                assert status.message
+                refused.append((body, ids))
+            time.sleep(0.02)
+        assert len(refused) >= 3, "the forwarder never refused while its destination was down"
+
+        body, ids = make_request()
+        with pytest.raises(grpc.RpcError) as caught:
+            export(body, timeout=10)
+        assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        info = retry_info(caught.value)
+        assert info is not None, "no RetryInfo in grpc-status-details-bin"
+        assert info.retry_delay.seconds >= 1
+        grpc_refused = [(body, ids)]
+
+        refused_spans = SPANS_PER_REQUEST * (len(refused) + len(grpc_refused))
+        assert forwarder.metric("otelcol_receiver_refused_spans_total") == refused_spans
+        assert forwarder.metric("otelcol_receiver_refused_spans_total", transport="grpc") == SPANS_PER_REQUEST
+        assert forwarder.metric("otelcol_exporter_enqueue_failed_spans_total", exporter="otlphttp") > 0
+        assert forwarder.metric("otelcol_exporter_queue_size", exporter="otlphttp") == 2
+    finally:
+        sink.signal(signal.SIGCONT)
+
+    # B is back: what was refused is retried, as a client honouring the refusal would.
+    def retry_http(body: bytes) -> bool:
+        return session.post(url, data=body, headers=headers, timeout=10).status_code == 200
+
+    def retry_grpc(body: bytes) -> bool:
+        try:
+            export(body, timeout=10)
+            return True
+        except grpc.RpcError as error:
+            assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            return False
+
+    for retry, pending in ((retry_http, refused), (retry_grpc, grpc_refused)):
+        for body, ids in pending:
+            wait_until(lambda: retry(body), timeout=30, interval=0.2, message="a refused request to be accepted")
+            accepted += ids
+    channel.close()
+
+    wait_until(lambda: set(accepted) <= set(sink_ids(sink)), timeout=30,
+               message="every accepted span at the sink")
+    wait_until(lambda: forwarder.metric("otelcol_exporter_sent_spans_total", exporter="otlphttp") == len(accepted),
+               timeout=15, message="the forwarder's queue to drain")
+    at_sink = sink_ids(sink)
+    duplicates = len(at_sink) - len(set(at_sink))
+    print(f"accepted={len(accepted)} refused_requests={len(refused) + 1} at_sink={len(at_sink)} "
+          f"duplicates={duplicates}")
+    assert len(set(accepted)) == len(accepted)
+    assert set(at_sink) == set(accepted)  # nothing lost, nothing invented
+    assert forwarder.metric("otelcol_receiver_accepted_spans_total") == len(accepted) == len(set(at_sink))
+    assert forwarder.metric("otelcol_exporter_send_failed_spans_total", exporter="otlphttp") == 0
+    # A duplicate is a request B took after A's attempt had timed out; each is a whole batch.
+    assert duplicates == 0 or forwarder.metric("agentdbg_exporter_retried_requests_total", exporter="otlphttp") > 0

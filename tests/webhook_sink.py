@@ -1,0 +1,41 @@
+"""A webhook receiver run by the test: records every POST (headers and JSON body) it gets."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class WebhookSink:
+    def __init__(self, status: int = 200) -> None:
+        self.calls: list[dict] = []
+        self.status = status
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.calls.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+                self.send_response(sink.status)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def keys(self) -> list[str]:
+        return [call["headers"].get("Idempotency-Key", "") for call in self.calls]
+
+    def start(self) -> "WebhookSink":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
