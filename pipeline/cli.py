@@ -21,13 +21,35 @@ def _parser() -> argparse.ArgumentParser:
                          help="config file or 'yaml:a::b: value'; repeat to merge (later wins). "
                               f"Default: {DEFAULT_CONFIG}")
     sub.add_parser("components", help="list the component types this build knows, per kind")
+    _query_parser(sub)
     return parser
+
+
+def _query_parser(sub: argparse._SubParsersAction) -> None:
+    query = sub.add_parser(
+        "query", help="run SQL on the chdb exporter's data directory and print the result",
+        description="Run SQL (e.g. SELECT ... FROM otel.otel_traces) on the data directory of the config's "
+                    "chdb exporter, read-only. chDB allows one process per directory: stop the daemon first, "
+                    "or pass --snapshot to query a copy while it runs.")
+    query.add_argument("sql", help='the SQL, e.g. "SELECT ServiceName, count() FROM otel.otel_traces GROUP BY 1"')
+    query.add_argument("--config", action="append", metavar="FILE",
+                       help=f"config whose chdb exporter's path to read (default: {DEFAULT_CONFIG})")
+    query.add_argument("--path", metavar="DIR", help="the chdb data directory (instead of --config)")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                       help="table (default), csv with a header, or json (an array of row objects)")
+    query.add_argument("--snapshot", action="store_true",
+                       help="query a copy of the directory (works while the daemon runs)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "components":
         return _components()
+    if args.command == "query":
+        from pipeline.registry import command
+
+        args.config = args.config or [DEFAULT_CONFIG]
+        return command("query")(args)
     sources = args.config or [DEFAULT_CONFIG]
     from pipeline.service import load_config
 
@@ -49,6 +71,11 @@ def _validate(config) -> int:
 
     try:
         Graph(config)
+    except ConfigErrors as exc:
+        print(f"invalid configuration ({len(exc.errors)} error(s)):", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a factory's own checks
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 1
@@ -60,7 +87,13 @@ def _run(sources: list[str], config) -> int:
     from pipeline.service import Service
 
     async def main_async() -> int:
-        return await Service(sources, config).run()
+        try:
+            return await Service(sources, config).run()
+        except ConfigErrors as exc:
+            print(f"invalid configuration ({len(exc.errors)} error(s)):", file=sys.stderr)
+            for error in exc.errors:
+                print(f"  {error}", file=sys.stderr)
+            return 1
 
     try:
         import uvloop

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from pipeline.component import Component, ComponentID, Connector, Kind, Receiver, Settings, Signal
 from pipeline.config.resolve import Pipeline, ResolvedConfig
+from pipeline.errors import ConfigErrors
 from pipeline.fanout import FanOut
 from pipeline.host import Host
 
@@ -96,10 +97,14 @@ class Graph:
         for pipeline in self.config.pipelines:
             for cid in pipeline.receivers:
                 by_receiver.setdefault((cid, pipeline.signal), []).append(self.entries[pipeline.name])
-        for cid, _ in by_receiver:
+        for cid, signal in by_receiver:
             if cid not in self.receivers and cid not in self.connectors:
                 self.receivers[cid] = self._reuse_or_create(  # type: ignore[assignment]
                     previous.receivers if previous else None, cid, Kind.RECEIVER, cid, None)
+            receiver = self.connectors.get(cid) or self.receivers[cid]
+            if not getattr(receiver, "accepts", lambda _: True)(signal):
+                raise ConfigErrors([f"service::pipelines: receiver \"{cid}\" cannot feed a {signal.value} "
+                                    "pipeline with its configured encoding"])
         self._receiver_consumers = {key: FanOut(entries, clone=True) for key, entries in by_receiver.items()}
 
     def connect_receivers(self) -> None:

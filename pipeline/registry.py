@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any, Callable
 
 from pipeline.component import Factory, Kind
 
@@ -24,10 +25,11 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from processors.genai import factory as genai
     from processors.memory_limiter import factory as memory_limiter
     from processors.safety import factory as safety
+    from receivers.kafka import factory as kafka_receiver
     from receivers.otlp import factory as otlp_receiver
 
     listed = [
-        otlp_receiver,
+        otlp_receiver, kafka_receiver,
         batch, memory_limiter, safety, genai,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter,
@@ -38,3 +40,12 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     for factory in listed:
         table[factory.kind][factory.type] = factory
     return table
+
+
+def command(name: str) -> Callable[[Any], int]:
+    """CLI commands that live beside their components, imported only when they run."""
+    if name == "query":
+        from exporters.chdb_query import main as query
+
+        return query
+    raise KeyError(f"unknown command {name!r}")

@@ -101,13 +101,14 @@ class Service:
             log.info("SIGHUP received; reloading configuration", extra={"kv": {"config": ",".join(self.sources)}})
             try:
                 config = load_config(self.sources)
+                new_graph = Graph(config, previous=self.graph)
             except ConfigErrors as exc:
                 for error in exc.errors:
                     log.error("invalid configuration; keeping the running pipelines", extra={"kv": {"error": error}})
                 metrics.config_reloads.labels("rejected").inc()
                 return False
             try:
-                await self._swap(config)
+                await self._swap(config, new_graph)
             except Exception:
                 log.exception("reload failed while starting the new pipelines")
                 metrics.config_reloads.labels("failed").inc()
@@ -116,10 +117,9 @@ class Service:
             log.info("configuration reloaded")
             return True
 
-    async def _swap(self, config: ResolvedConfig) -> None:
+    async def _swap(self, config: ResolvedConfig, new: Graph) -> None:
         old = self.graph
         assert old is not None
-        new = Graph(config, previous=old)
         keep = new.reused
         deadline = time.monotonic() + config.service.shutdown_timeout
         # Changed extensions may hold the same ports: stop the old ones first.

@@ -24,3 +24,19 @@ def kafka_broker():
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def clickhouse_http(tmp_path):
+    """TEST CODE: a ClickHouse HTTP endpoint backed by chDB (tests/clickhouse_http.py) on a free port.
+
+    `.url` for the exporter's `endpoint`; `.stop()` / `.start()` for outages (same port and data
+    directory); `.freeze()` / `.thaw()` to make it hang; `.inject(code, name)` for server errors.
+    """
+    from tests.clickhouse_http import ClickHouseHTTP
+
+    server = ClickHouseHTTP(tmp_path / "clickhouse").start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -41,6 +41,7 @@ class Daemon:
                  env: dict[str, str] | None = None, overlay: str | None = None) -> None:
         """`overlay`, if given, is a second YAML file merged over `config` (e.g. BASE_CONFIG)."""
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="agentdbg-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.ports = {name: free_port() for name in ("grpc", "http", "metrics", "health", "debug")}
         self.config_path = self.dir / "config.yaml"
         self.write_config(config)

@@ -58,7 +58,11 @@ class KafkaBroker:
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/", *(["--authentication"] if self.authentication else [])],
             stdout=self._log, stderr=subprocess.STDOUT)
-        _run(self._wait_ready(timeout))
+        try:
+            _run(self._wait_ready(timeout))
+        except BaseException:
+            self.stop()  # never leave a broker behind when start fails
+            raise
         return self
 
     async def _wait_ready(self, timeout: float) -> None:

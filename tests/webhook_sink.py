@@ -10,14 +10,21 @@ class WebhookSink:
     def __init__(self, status: int = 200) -> None:
         self.calls: list[dict] = []
         self.status = status
+        # While `hold` is clear, each request is recorded and then kept waiting for an answer.
+        self.hold = threading.Event()
+        self.hold.set()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 sink.calls.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-                self.send_response(sink.status)
-                self.end_headers()
+                sink.hold.wait(30)
+                try:
+                    self.send_response(sink.status)
+                    self.end_headers()
+                except OSError:
+                    pass  # the caller is gone
 
             def log_message(self, *args) -> None:
                 pass
@@ -37,5 +44,6 @@ class WebhookSink:
         return self
 
     def stop(self) -> None:
+        self.hold.set()
         self.server.shutdown()
         self.server.server_close()

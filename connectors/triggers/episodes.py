@@ -64,7 +64,8 @@ class EpisodeTracker:
     def _continue(self, episode: Episode, obs: Observation, now: float, out: list[dict[str, Any]]) -> None:
         if self._clears(obs):
             episode.clear_since = episode.clear_since or now
-            if now - episode.clear_since >= self.resolve_after:
+            resolve_after = self.resolve_after if obs.resolve_after is None else obs.resolve_after
+            if now - episode.clear_since >= resolve_after:
                 out.append(self._close(obs.key, episode, obs, now))
             return
         episode.clear_since = None

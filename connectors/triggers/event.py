@@ -69,10 +69,15 @@ class Observation:
     firing: bool | None = None
     clear_below: float | None = None
     metrics: dict[str, Any] | None = None  # health_snapshot only
+    # Tells apart several episodes of one subject (cost: `daily@0.8`, `monthly@1`, `burn`).
+    qualifier: str = ""
+    # Overrides the tracker's resolve_after for this observation (cost: 0 at period rollover).
+    resolve_after: float | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.kind}|{subject_key(self.subject)}"
+        key = f"{self.kind}|{subject_key(self.subject)}"
+        return f"{key}|{self.qualifier}" if self.qualifier else key
 
 
 def document(obs: Observation, status: str, episode: str, first_seen: float, last_seen: float,

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.conn import create_conn
 
 from exporters.helper import QueuedExporter
+from exporters.helper.queued import describe
 from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import Encoded, RecordEncoder
 from pipeline.component import Settings
@@ -32,6 +33,7 @@ _CONFIG_ERRORS = (
 )
 # Enough for a first try at start-up; after that sends retry with the helper's backoff.
 _START_PROBE_SECONDS = 5.0
+_STOP_GRACE_SECONDS = 5.0
 
 
 class KafkaExporter(QueuedExporter):
@@ -45,17 +47,29 @@ class KafkaExporter(QueuedExporter):
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start_client(self) -> None:
-        """Connect once, to report a bad address or credentials early; outages only log."""
+        """Connect once, to report a bad address or credentials early; never stops the daemon."""
+        where = ",".join(self.kafka.brokers)
         try:
             await asyncio.wait_for(self._client(), _START_PROBE_SECONDS)
-        except (PermanentError, RetryableError, asyncio.TimeoutError) as exc:
+        except PermanentError as exc:
+            self.log.error("kafka refuses this exporter; its batches will fail until the config or the "
+                           "brokers change", extra={"kv": {"brokers": where, "error": str(exc)}})
+        except Exception as exc:  # noqa: BLE001 - an outage at start only delays the first send
             self.log.warning("kafka not reachable at start; sends will retry",
-                             extra={"kv": {"brokers": ",".join(self.kafka.brokers), "error": str(exc) or "timeout"}})
+                             extra={"kv": {"brokers": where, "error": describe(exc)}})
 
     async def stop_client(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()  # flushes what the accumulator still holds
+        if producer is None:
+            return
+        # stop() flushes the producer's buffer; with the brokers gone that waits for its
+        # records to expire. Bounded so that shutdown ends: what was not acknowledged by now
+        # belongs to batches the helper has already counted as failed.
+        try:
+            await asyncio.wait_for(producer.stop(), (self.kafka.timeout or 30.0) + _STOP_GRACE_SECONDS)
+        except asyncio.TimeoutError:
+            self.log.warning("kafka producer did not flush before shutdown", extra={"kv": {
+                "brokers": ",".join(self.kafka.brokers)}})
 
     # -- sending --------------------------------------------------------------------------------
     async def send(self, batch: Any) -> PartialFailure | None:
@@ -209,8 +223,3 @@ def classify(exc: kafka_errors.KafkaError) -> RetryableError | PermanentError:
     if isinstance(exc, _CONFIG_ERRORS):
         return PermanentError(f"the broker refused the request: {describe(exc)}", error_type="invalid_request")
     return RetryableError(describe(exc), error_type="unavailable")
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -2,10 +2,12 @@
 
 Traces become OTLP `ExportTraceServiceRequest` messages (protobuf or OTLP/JSON). The
 common case costs nothing: an unchanged batch that fits goes out as its received wire
-bytes. A batch that does not fit is split by resource, scope and span
-(`pipeline.traces.chunk_by_size`) into several valid requests; only a span too large even
-alone is refused, reported as `Oversize`. Batches that carry their own records (events
-pipeline: `kafka_records()` → [(key, value)]) are passed through, refusing any too large.
+bytes, and one that does not is cut between its resources' bytes
+(`pipeline.traces.wire_ranges`), still without re-serialising. Anything else too large is
+split by resource, scope and span (`pipeline.traces.chunk_by_size`) into several valid
+requests; only a span too large even alone is refused, reported as `Oversize`. Batches
+that carry their own records (events pipeline: `kafka_records()` → [(key, value)]) are
+passed through, refusing any too large.
 """
 from __future__ import annotations
 

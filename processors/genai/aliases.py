@@ -153,6 +153,10 @@ def known_keys() -> frozenset[str]:
 
 
 KNOWN_KEYS = known_keys()
+# Gates: a span without any of these skips that part of the work.
+CANONICAL_TOKENS = frozenset((INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ, CACHE_CREATION, REASONING))
+ROLE_KEYS = frozenset(("traceloop.span.kind", "langfuse.observation.type", "openinference.span.kind"))
+COST_KEYS = frozenset((COST, OPENINFERENCE_COST, LANGFUSE_COST))
 # Also picked out of every span, but too generic to mark one as GenAI on their own: Logfire
 # puts a message template on every span, `name` is anyone's, exceptions happen everywhere.
 CONTEXT_KEYS = frozenset({LOGFIRE_TEMPLATE, BRIDGE_NAME, "exception.type"})

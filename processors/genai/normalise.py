@@ -1,25 +1,24 @@
 """One span's canonical attributes, from whatever families it speaks.
 
-`Normaliser.span` reads a span's recognised attributes (already picked out by the
+`Normaliser.span` takes a span's recognised attributes (picked out and decoded once by the
 processor) and returns what to ADD: canonical keys the span lacks, never a change to one
-it has. It also returns the span's session candidate and, when a cost can be priced or the
-model is unknown, says so. No JSON is parsed except Langfuse's usage/cost fields.
+it has; plus the span's session candidate. When a span has token usage but its model has
+no price, `on_unpriced` is told. No JSON is parsed except Langfuse's usage/cost fields.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
-
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from typing import Any, Callable, Mapping, NamedTuple
 
 from processors.genai import aliases as A
 from processors.genai import tokens as T
 from processors.genai.prices import PriceBook, normalise_provider
-from processors.genai.values import as_str
+from processors.genai.values import Scalar, text
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
-Attrs = Mapping[str, AnyValue]
+Attrs = Mapping[str, Scalar]
 Value = str | int | float
+ROLE_KEY = {"agent": A.AGENT_NAME, "tool": A.TOOL_NAME, "function": A.TOOL_NAME}
+MAX_PLANS = 4096  # distinct key sets remembered; instrumentations produce a few dozen
 
 
 class Writes(dict[str, Value]):
@@ -35,14 +34,29 @@ class Writes(dict[str, Value]):
 
     def text(self, key: str) -> str | None:
         """The span's value for a canonical key, or the one about to be added."""
-        value = as_str(self.attrs.get(key))
+        value = text(self.attrs.get(key))
         return value if value is not None else self.get(key)  # type: ignore[return-value]
 
 
-@dataclass
-class Result:
+class Result(NamedTuple):
     writes: Writes
-    session: tuple[int, str] | None = None  # (priority, value): lower priority wins per trace
+    session: tuple[int, str] | None  # (priority, value): the lowest priority of a trace wins
+
+
+class Plan(NamedTuple):
+    """The alias rows that can apply to spans with a given set of keys. Spans of one
+    instrumentation share their key set, so a plan is built once and reused: per span only
+    the rows whose keys are present run."""
+
+    strings: tuple[tuple[str, str], ...]
+    operations: tuple[tuple[str, dict[str, str]], ...]
+    providers: tuple[str, ...]
+    sessions: tuple[tuple[int, str], ...]
+    genai: bool  # holds a key that marks a span as GenAI
+    roles: bool
+    canonical_tokens: bool
+    token_family: str | None  # the family whose token counts fill the canonical ones
+    costs: bool
 
 
 class Normaliser:
@@ -55,30 +69,58 @@ class Normaliser:
         self.operations = [(k, m) for k, owners, m in A.OPERATION_ALIASES if owners & enabled]
         self.providers = [k for k, owners in A.PROVIDER_ALIASES if owners & enabled]
         self.sessions = [(i, k) for i, (k, owners) in enumerate(A.SESSION_KEYS) if owners & enabled]
+        self.total_key = A.OPENLLMETRY_TOTAL if self.on[A.OPENLLMETRY] else None
+        legacy = frozenset(k for k in (*A.OTEL_LEGACY_TOKENS, self.total_key) if k)
+        families = ((A.OTEL_LEGACY, legacy),
+                    (A.OPENINFERENCE, frozenset(A.OPENINFERENCE_TOKENS)), (A.LANGFUSE, frozenset({A.LANGFUSE_USAGE})))
+        self.token_families = [(family, keys) for family, keys in families if self.on[family]]
+        self._plans: dict[tuple[str, ...], Plan] = {}
+
+    def plan(self, keys: tuple[str, ...]) -> Plan:
+        found = self._plans.get(keys)
+        if found is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            found = self._plans[keys] = self._make_plan(frozenset(keys))
+        return found
+
+    def _make_plan(self, keys: frozenset[str]) -> Plan:
+        return Plan(strings=tuple((c, k) for c, k in self.strings if k in keys),
+                    operations=tuple((k, m) for k, m in self.operations if k in keys),
+                    providers=tuple(k for k in self.providers if k in keys),
+                    sessions=tuple((i, k) for i, k in self.sessions if k in keys),
+                    genai=not keys.isdisjoint(A.KNOWN_KEYS), roles=not keys.isdisjoint(A.ROLE_KEYS),
+                    canonical_tokens=not keys.isdisjoint(A.CANONICAL_TOKENS),
+                    token_family=next((family for family, family_keys in self.token_families
+                                       if not keys.isdisjoint(family_keys)), None),
+                    costs=not keys.isdisjoint(A.COST_KEYS))
 
     # -- the entry point ---------------------------------------------------------------------------
     def span(self, attrs: Attrs, span: Any, scope_name: str) -> Result | None:
         """What to add to this span, or None when nothing marks it as GenAI."""
+        plan = self.plan(tuple(attrs))
         bridge = self._agents_type(attrs, span.name, scope_name)
-        if bridge is None and attrs.keys().isdisjoint(A.KNOWN_KEYS):
+        if bridge is None and not plan.genai:
             return None
         new = Writes(attrs)
-        for canonical, key in self.strings:
-            new.add(canonical, as_str(attrs.get(key)))
-        new.add(A.OPERATION, self._operation(attrs, bridge))
-        new.add(A.PROVIDER, self._provider(attrs))
-        self._roles(attrs, span.name, bridge, new)
-        usage = self._tokens(attrs, scope_name, new)
-        if new.text(A.OPERATION) is None and usage.any() and self._model(new) is not None:
+        for canonical, key in plan.strings:
+            new.add(canonical, text(attrs[key]))
+        new.add(A.OPERATION, self._operation(attrs, plan, bridge))
+        new.add(A.PROVIDER, self._provider(attrs, plan))
+        if plan.roles or bridge is not None:
+            self._roles(attrs, span.name, bridge, new)
+        usage = self._tokens(attrs, plan, scope_name, new)
+        if usage.any() and new.text(A.OPERATION) is None and self._model(new) is not None:
             new.add(A.OPERATION, "chat")  # a model and token usage but no stated role: an inference call
-        new.add(A.COST, self._cost(attrs, usage, new))
+        if (usage.input or usage.output or plan.costs) and A.COST not in attrs:
+            new.add(A.COST, self._cost(attrs, plan, usage, new))
         new.add(A.ERROR_TYPE, self._error_type(attrs, span))
-        return Result(new, self._session(attrs))
+        return Result(new, self._session(attrs, plan))
 
     # -- operation, provider, roles ---------------------------------------------------------------
-    def _operation(self, attrs: Attrs, bridge: str | None) -> str | None:
-        for key, mapping in self.operations:
-            value = as_str(attrs.get(key))
+    def _operation(self, attrs: Attrs, plan: Plan, bridge: str | None) -> str | None:
+        for key, mapping in plan.operations:
+            value = text(attrs.get(key))
             if value is not None and value.lower() in mapping:
                 return mapping[value.lower()]
         if bridge is not None:
@@ -88,108 +130,99 @@ class Normaliser:
             return "generate_content" if model.startswith("gemini") else "chat"
         return None
 
-    def _provider(self, attrs: Attrs) -> str | None:
-        for key in self.providers:
-            value = as_str(attrs.get(key))
+    def _provider(self, attrs: Attrs, plan: Plan) -> str | None:
+        for key in plan.providers:
+            value = text(attrs.get(key))
             if value is None or value == A.ADK_SYSTEM:
                 continue
             if key == "llm.provider" and value.lower() == "azure":
-                system = as_str(attrs.get("llm.system")) or ""
+                system = text(attrs.get("llm.system")) or ""
                 return "azure.ai.openai" if system.lower() == "openai" else "azure.ai.inference"
             return normalise_provider(value)
         model = self._adk_llm_model(attrs) if self.on[A.GOOGLE_ADK] else None
         return "gcp.gen_ai" if model and model.startswith("gemini") else None
 
-    def _adk_llm_model(self, attrs: Attrs) -> str | None:
+    @staticmethod
+    def _adk_llm_model(attrs: Attrs) -> str | None:
         """Google ADK's call_llm span: gen_ai.system is ADK itself, the model is the request model."""
-        if as_str(attrs.get("gen_ai.system")) != A.ADK_SYSTEM:
+        if attrs.get("gen_ai.system") != A.ADK_SYSTEM:
             return None
-        return (as_str(attrs.get(A.REQUEST_MODEL)) or "").lower() or None
+        return (text(attrs.get(A.REQUEST_MODEL)) or "").lower() or None
 
     def _roles(self, attrs: Attrs, span_name: str, bridge: str | None, new: Writes) -> None:
         """Agent and tool names that families carry under a generic name, by span role."""
-        role_key = {"agent": A.AGENT_NAME, "tool": A.TOOL_NAME, "function": A.TOOL_NAME}
         if self.on[A.OPENLLMETRY]:
-            kind = (as_str(attrs.get("traceloop.span.kind")) or "").lower()
+            kind = (text(attrs.get("traceloop.span.kind")) or "").lower()
             if kind in ("agent", "tool"):
-                new.add(role_key[kind], as_str(attrs.get(A.TRACELOOP_ENTITY)))
+                new.add(ROLE_KEY[kind], text(attrs.get(A.TRACELOOP_ENTITY)))
         if self.on[A.LANGFUSE]:
-            kind = (as_str(attrs.get("langfuse.observation.type")) or "").lower()
+            kind = (text(attrs.get("langfuse.observation.type")) or "").lower()
             if kind in ("agent", "tool"):  # Langfuse names the observation by the span name
-                new.add(role_key[kind], span_name or None)
-        if self.on[A.OPENINFERENCE] and (as_str(attrs.get("openinference.span.kind")) or "").upper() == "TOOL":
-            new.add(A.TOOL_CALL_ID, as_str(attrs.get(A.OPENINFERENCE_TOOL_ID)))
+                new.add(ROLE_KEY[kind], span_name or None)
+        if self.on[A.OPENINFERENCE] and (text(attrs.get("openinference.span.kind")) or "").upper() == "TOOL":
+            new.add(A.TOOL_CALL_ID, text(attrs.get(A.OPENINFERENCE_TOOL_ID)))
         if bridge in ("agent", "function"):
-            new.add(role_key[bridge], as_str(attrs.get(A.BRIDGE_NAME)))
+            new.add(ROLE_KEY[bridge], text(attrs.get(A.BRIDGE_NAME)))
 
     def _agents_type(self, attrs: Attrs, span_name: str, scope_name: str) -> str | None:
         """The OpenAI Agents SDK span type of a bridge span (Logfire, OTel bridges), or None."""
         if not self.on[A.OPENAI_AGENTS]:
             return None
-        template = as_str(attrs.get(A.LOGFIRE_TEMPLATE))
+        template = text(attrs.get(A.LOGFIRE_TEMPLATE))
         if template is None and scope_name not in A.AGENTS_SCOPES:
             return None
         if template is None and span_name in A.AGENTS_SPAN_TYPES:
             return span_name
-        text = template or span_name
+        name = template or span_name
         for prefix, kind in A.AGENTS_NAME_PREFIXES:
-            if text.startswith(prefix):
+            if name.startswith(prefix):
                 return kind
         return None
 
     # -- tokens and cost --------------------------------------------------------------------------
-    def _tokens(self, attrs: Attrs, scope_name: str, new: Writes) -> T.Usage:
-        """Fill the missing canonical counts from the first family that reports any; return the
-        span's resulting usage (existing canonical counts win)."""
-        have = T.canonical_usage(attrs)
-        source = self._source_usage(attrs, scope_name, have, new)
-        merged = T.Usage(*(getattr(have, name) if getattr(have, name) is not None else getattr(source, name)
-                           for _, name in T.CANONICAL_FIELDS))
-        for key, name in T.CANONICAL_FIELDS:
-            new.add(key, getattr(source, name))
-        return merged
-
-    def _source_usage(self, attrs: Attrs, scope_name: str, have: T.Usage, new: Writes) -> T.Usage:
-        usage = T.Usage()
-        if self.on[A.OTEL_LEGACY]:
-            usage = T.inclusive_usage(attrs, A.OTEL_LEGACY_TOKENS,
-                                      A.OPENLLMETRY_TOTAL if self.on[A.OPENLLMETRY] else None)
-            if usage.any() and self._raw_anthropic(attrs, scope_name, new):
-                usage = T.fold_cache_into_input(self._with_cache(usage, have))
-        if not usage.any() and self.on[A.OPENINFERENCE]:
-            usage = T.inclusive_usage(attrs, A.OPENINFERENCE_TOKENS)
-        if not usage.any() and self.on[A.LANGFUSE] and A.LANGFUSE_USAGE in attrs:
-            usage = T.langfuse_usage(attrs[A.LANGFUSE_USAGE].string_value)
-        if have.input is None and T.cache_exceeds_input(self._with_cache(usage, have)):
-            usage = T.fold_cache_into_input(self._with_cache(usage, have))
-        return usage
-
-    @staticmethod
-    def _with_cache(usage: T.Usage, have: T.Usage) -> T.Usage:
-        """The source counts with the span's canonical cache counts where the source has none."""
-        return T.Usage(usage.input, usage.output,
-                       usage.cache_read if usage.cache_read is not None else have.cache_read,
-                       usage.cache_creation if usage.cache_creation is not None else have.cache_creation,
-                       usage.reasoning)
+    def _tokens(self, attrs: Attrs, plan: Plan, scope_name: str, new: Writes) -> T.Usage:
+        """Fill the missing canonical counts from the plan's token family; return the span's
+        resulting usage (existing canonical counts win)."""
+        have = T.canonical_usage(attrs) if plan.canonical_tokens else T.NOTHING
+        family = plan.token_family
+        if family is None:
+            return have
+        if family == A.OTEL_LEGACY:
+            source = T.inclusive_usage(attrs, A.OTEL_LEGACY_TOKENS, self.total_key)
+        elif family == A.OPENINFERENCE:
+            source = T.inclusive_usage(attrs, A.OPENINFERENCE_TOKENS)
+        else:
+            source = T.langfuse_usage(attrs[A.LANGFUSE_USAGE])
+        if have is not T.NOTHING:
+            source = T.with_cache_from(source, have)
+        if have.input is None and source.input is not None and (T.cache_exceeds_input(source) or (
+                family == A.OTEL_LEGACY and self._raw_anthropic(attrs, scope_name, new))):
+            source = T.fold_cache_into_input(source)
+        for (key, _), value in zip(T.CANONICAL_FIELDS, source):
+            if value is not None:
+                new.add(key, value)
+        if have is T.NOTHING:
+            return source
+        return T.Usage(*(mine if mine is not None else theirs for mine, theirs in zip(have, source)))
 
     def _raw_anthropic(self, attrs: Attrs, scope_name: str, new: Writes) -> bool:
         """AgentOps records Anthropic's raw `input_tokens` (cache excluded) as prompt_tokens."""
-        provider = new.text(A.PROVIDER)
         from_agentops = "agentops.span.kind" in attrs or scope_name.startswith("agentops")
-        return self.on[A.AGENTOPS] and from_agentops and provider == "anthropic"
+        return self.on[A.AGENTOPS] and from_agentops and new.text(A.PROVIDER) == "anthropic"
 
     @staticmethod
     def _model(new: Writes) -> str | None:
         """The model to price: the response model (exact version) before the requested one."""
         return new.text(A.RESPONSE_MODEL) or new.text(A.REQUEST_MODEL)
 
-    def _cost(self, attrs: Attrs, usage: T.Usage, new: Writes) -> float | None:
-        """The span's own cost if it has one, else tokens × the model's cached rates."""
-        if A.COST in attrs:
+    def _cost(self, attrs: Attrs, plan: Plan, usage: T.Usage, new: Writes) -> float | None:
+        """The cost a family put on the span if any, else tokens × the model's cached rates."""
+        if plan.costs:
+            cost = T.span_cost(attrs, self.on[A.OPENINFERENCE], self.on[A.LANGFUSE])
+            if cost is not None:
+                return cost
+        if self.book is None or not (usage.input or usage.output):
             return None
-        cost = T.span_cost(attrs, self.on[A.OPENINFERENCE], self.on[A.LANGFUSE])
-        if cost is not None or self.book is None or not (usage.input or usage.output):
-            return cost
         model = self._model(new)
         rates = self.book.rates(new.text(A.PROVIDER), model)
         if rates is None:
@@ -200,11 +233,11 @@ class Normaliser:
     # -- errors and sessions ----------------------------------------------------------------------
     def _error_type(self, attrs: Attrs, span: Any) -> str | None:
         failed = span.status.code == STATUS_ERROR
-        if not failed and self.on[A.LANGFUSE]:
-            failed = (as_str(attrs.get(A.LANGFUSE_LEVEL)) or "").upper() == "ERROR"
+        if not failed and self.on[A.LANGFUSE] and A.LANGFUSE_LEVEL in attrs:
+            failed = (text(attrs.get(A.LANGFUSE_LEVEL)) or "").upper() == "ERROR"
         if not failed:
             return None
-        found = as_str(attrs.get("exception.type"))
+        found = text(attrs.get("exception.type"))
         if found is None:
             for event in span.events:
                 if event.name == "exception":
@@ -213,9 +246,10 @@ class Normaliser:
                     break
         return found or "_OTHER"  # the semantic conventions' value when the type is unknown
 
-    def _session(self, attrs: Attrs) -> tuple[int, str] | None:
-        for priority, key in self.sessions:
-            value = as_str(attrs.get(key))
+    @staticmethod
+    def _session(attrs: Attrs, plan: Plan) -> tuple[int, str] | None:
+        for priority, key in plan.sessions:
+            value = text(attrs[key])
             if value is not None:
                 return priority, value
         return None

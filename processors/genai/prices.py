@@ -48,18 +48,25 @@ PRICES_PROVIDER = {
 
 
 @dataclass(frozen=True)
-class Rate:
-    """USD per token, with genai-prices' cliff tiers: past a tier's start (total input
+class Tiered:
+    """USD per token with genai-prices' cliff tiers: past a tier's start (total input
     tokens), every token costs the tier's price."""
 
     base: float
-    tiers: tuple[tuple[int, float], ...] = ()
+    tiers: tuple[tuple[int, float], ...]
 
     def at(self, total_input: int) -> float:
         for start, price in reversed(self.tiers):
             if total_input > start:
                 return price
         return self.base
+
+
+Rate = float | Tiered  # USD per token; a plain float for the usual untiered price
+
+
+def _at(rate: Rate, total_input: int) -> float:
+    return rate if type(rate) is float else rate.at(total_input)  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -81,14 +88,14 @@ class Rates:
         cache_read = min(usage.cache_read or 0, total_in) if self.cache_read is not None else 0
         cache_write = min(usage.cache_creation or 0, total_in - cache_read) if self.cache_write is not None else 0
         reasoning = min(usage.reasoning or 0, out) if self.reasoning is not None else 0
-        cost = (total_in - cache_read - cache_write) * self.input.at(total_in)
-        cost += (out - reasoning) * self.output.at(total_in)
-        if self.cache_read is not None:
-            cost += cache_read * self.cache_read.at(total_in)
-        if self.cache_write is not None:
-            cost += cache_write * self.cache_write.at(total_in)
-        if self.reasoning is not None:
-            cost += reasoning * self.reasoning.at(total_in)
+        cost = (total_in - cache_read - cache_write) * _at(self.input, total_in)
+        cost += (out - reasoning) * _at(self.output, total_in)
+        if cache_read:
+            cost += cache_read * _at(self.cache_read, total_in)  # type: ignore[arg-type]
+        if cache_write:
+            cost += cache_write * _at(self.cache_write, total_in)  # type: ignore[arg-type]
+        if reasoning:
+            cost += reasoning * _at(self.reasoning, total_in)  # type: ignore[arg-type]
         return cost + self.per_request
 
 
@@ -121,7 +128,7 @@ class PriceOverride(BaseModel):
     def rates(self) -> Rates | None:
         if self.input is None or self.output is None:
             return None
-        per = lambda usd: Rate(usd / PER_MILLION)  # noqa: E731 - per-million → per-token
+        per = lambda usd: usd / PER_MILLION  # noqa: E731 - per-million → per-token
         return Rates(input=per(self.input), output=per(self.output),
                      cache_read=per(self.cache_read) if self.cache_read is not None else None,
                      cache_write=per(self.cache_write) if self.cache_write is not None else None)
@@ -219,7 +226,7 @@ def rates_from_prices(price: Any) -> Rates | None:
     if inp is None and out is None:
         return None
     requests = getattr(price, "requests_kcount", None)
-    return Rates(input=inp or Rate(0.0), output=out or Rate(0.0),
+    return Rates(input=inp if inp is not None else 0.0, output=out if out is not None else 0.0,
                  cache_read=_rate(getattr(price, "cache_read_mtok", None)),
                  cache_write=_rate(getattr(price, "cache_write_mtok", None)),
                  reasoning=_rate(getattr(price, "output_reasoning_mtok", None)),
@@ -230,9 +237,9 @@ def _rate(value: Any) -> Rate | None:
     if value is None:
         return None
     if hasattr(value, "tiers"):
-        return Rate(float(value.base) / PER_MILLION,
-                    tuple((tier.start, float(tier.price) / PER_MILLION) for tier in value.tiers))
-    return Rate(float(value) / PER_MILLION)
+        return Tiered(float(value.base) / PER_MILLION,
+                      tuple((tier.start, float(tier.price) / PER_MILLION) for tier in value.tiers))
+    return float(value) / PER_MILLION
 
 
 @lru_cache(maxsize=8)

@@ -9,10 +9,10 @@ from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Sig
 from pipeline.telemetry import metrics
 from pipeline.traces import Traces
 from processors.genai import aliases as A
-from processors.genai.normalise import Normaliser
+from processors.genai.normalise import Normaliser, Result
 from processors.genai.prices import load_overrides, price_book
 from processors.genai.session import BatchSessions, TraceMemory
-from processors.genai.values import put
+from processors.genai.values import Encoder, pick
 
 Source = Literal["otel_legacy", "openinference", "openllmetry", "langfuse", "agentops", "openai_agents",
                  "google_adk"]
@@ -45,17 +45,6 @@ def count_unpriced(model: str) -> None:
     metrics.genai_unpriced_spans.labels(label).inc()
 
 
-def picked(span: Any, wanted: frozenset[str]) -> dict[str, Any]:
-    """The span's attributes the processor reads, by key (values stay protobuf AnyValues).
-    One pass over the attributes; no dict of the whole span is ever built."""
-    attrs = {}
-    for kv in span.attributes:
-        key = kv.key
-        if key in wanted:
-            attrs[key] = kv.value
-    return attrs
-
-
 class GenAIProcessor(Processor):
     def __init__(self, settings: Settings, config: GenAIConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
@@ -63,6 +52,7 @@ class GenAIProcessor(Processor):
         book = price_book(config.prices_file) if config.write_cost else None
         self.normaliser = Normaliser(frozenset(config.enabled_sources), book, count_unpriced)
         self.memory = TraceMemory()
+        self.encoder = Encoder()
         self.fallback_priority = len(A.SESSION_KEYS)
         labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
         self._incoming = metrics.processor_incoming_items.labels(*labels)
@@ -87,35 +77,46 @@ class GenAIProcessor(Processor):
             for scope_spans in resource_spans.scope_spans:
                 scope_name = scope_spans.scope.name
                 for span in scope_spans.spans:
-                    attrs = picked(span, wanted)
+                    attrs = pick(span, wanted)
                     result = span_of(attrs, span, scope_name) if attrs or scope_name in A.AGENTS_SCOPES else None
                     trace_id = span.trace_id
-                    if result is None:
-                        lacking.append((trace_id, span))
-                        continue
-                    sessions.genai_trace(trace_id)
-                    if result.session is not None:
-                        sessions.offer(trace_id, *result.session)
-                    for key, value in result.writes.items():
-                        put(span, key, value)
-                    written += len(result.writes)
-                    if A.CONVERSATION not in attrs:
+                    if result is not None:
+                        written += self._apply(span, trace_id, result, sessions)
+                    if result is None or A.CONVERSATION not in attrs:
                         lacking.append((trace_id, span))
         return written + self._assign_sessions(sessions, lacking)
+
+    def _apply(self, span: Any, trace_id: bytes, result: Result, sessions: BatchSessions) -> int:
+        """Write one GenAI span's new attributes (one merge of encoded bytes) and note its session."""
+        sessions.genai_trace(trace_id)
+        if result.session is not None:
+            sessions.offer(trace_id, *result.session)
+        if not result.writes:
+            return 0
+        encode = self.encoder.encode
+        span.MergeFromString(b"".join([encode(key, value) for key, value in result.writes.items()]))
+        return len(result.writes)
 
     def _assign_sessions(self, sessions: BatchSessions, lacking: list[tuple[bytes, Any]]) -> int:
         """Give every span of a GenAI trace its trace's session id, where it has none."""
         resolved = sessions.resolve()
+        entries: dict[bytes, bytes | None] = {}  # trace id → its encoded session attribute (None: none)
         written = 0
         for trace_id, span in lacking:
-            session = resolved.get(trace_id)
-            if session is None and trace_id not in sessions.best:
-                remembered = self.memory.get(trace_id)  # a GenAI trace seen in an earlier batch
-                session = remembered[1] if remembered else None
-            if session:
-                put(span, A.CONVERSATION, session)
+            if trace_id not in entries:
+                entries[trace_id] = self._session_entry(trace_id, resolved, sessions)
+            entry = entries[trace_id]
+            if entry is not None:
+                span.MergeFromString(entry)
                 written += 1
         return written
+
+    def _session_entry(self, trace_id: bytes, resolved: dict[bytes, str], sessions: BatchSessions) -> bytes | None:
+        session = resolved.get(trace_id)
+        if session is None and trace_id not in sessions.best:
+            remembered = self.memory.get(trace_id)  # a GenAI trace seen in an earlier batch
+            session = remembered[1] if remembered else None
+        return self.encoder.encode(A.CONVERSATION, session) if session else None
 
 
 factory = Factory("genai", Kind.PROCESSOR, GenAIConfig, GenAIProcessor, signals=frozenset({Signal.TRACES}),

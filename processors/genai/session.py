@@ -72,6 +72,3 @@ class BatchSessions:
             self.memory.put(trace_id, found)
             resolved[trace_id] = found[1]
         return resolved
-
-    def remembered(self, trace_id: bytes) -> bool:
-        return self.memory.get(trace_id) is not None

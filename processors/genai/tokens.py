@@ -14,19 +14,15 @@ INCLUDE reasoning tokens. Per family:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
-from typing import Mapping
-
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from typing import Mapping, NamedTuple
 
 from processors.genai import aliases as A
-from processors.genai.values import as_float, as_int
+from processors.genai.values import Scalar, amount, count
 
-Attrs = Mapping[str, AnyValue]
+Attrs = Mapping[str, Scalar]
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):  # a tuple, not a dataclass: several are built per span on the hot path
     """Canonical (inclusive) token counts; None where the span says nothing."""
 
     input: int | None = None
@@ -36,8 +32,10 @@ class Usage:
     reasoning: int | None = None
 
     def any(self) -> bool:
-        return any(v is not None for v in (self.input, self.output, self.cache_read, self.cache_creation,
-                                           self.reasoning))
+        return self != NOTHING
+
+
+NOTHING = Usage()
 
 
 CANONICAL_FIELDS = ((A.INPUT_TOKENS, "input"), (A.OUTPUT_TOKENS, "output"), (A.CACHE_READ, "cache_read"),
@@ -46,26 +44,42 @@ CANONICAL_FIELDS = ((A.INPUT_TOKENS, "input"), (A.OUTPUT_TOKENS, "output"), (A.C
 
 def canonical_usage(attrs: Attrs) -> Usage:
     """What the span already says under the canonical names."""
-    return Usage(*(as_int(attrs.get(key)) for key, _ in CANONICAL_FIELDS))
+    get = attrs.get
+    return Usage(count(get(A.INPUT_TOKENS)), count(get(A.OUTPUT_TOKENS)), count(get(A.CACHE_READ)),
+                 count(get(A.CACHE_CREATION)), count(get(A.REASONING)))
 
 
 def inclusive_usage(attrs: Attrs, keys: tuple[str, ...], total_key: str | None = None) -> Usage:
     """An inclusive family's counts; a missing input or output is derived from the total."""
-    inp, out, cache_read, cache_creation, reasoning, total = (as_int(attrs.get(k)) for k in keys)
-    total = total if total is not None else (as_int(attrs.get(total_key)) if total_key else None)
+    get = attrs.get
+    inp, out, total = count(get(keys[0])), count(get(keys[1])), count(get(keys[5]))
+    if total is None and total_key is not None:
+        total = count(get(total_key))
     if total is not None:
         if inp is None and out is not None and total >= out:
             inp = total - out
         elif out is None and inp is not None and total >= inp:
             out = total - inp
-    return Usage(inp, out, cache_read, cache_creation, reasoning)
+    return Usage(inp, out, count(get(keys[2])), count(get(keys[3])), count(get(keys[4])))
+
+
+def with_cache_from(usage: Usage, have: Usage) -> Usage:
+    """The source's counts, taking the cache counts the span states canonically where the
+    source has none (OpenLLMetry: old-name prompt tokens beside new-name cache counts)."""
+    if (usage.cache_read is None and have.cache_read is not None) or (
+            usage.cache_creation is None and have.cache_creation is not None):
+        return Usage(usage.input, usage.output,
+                     usage.cache_read if usage.cache_read is not None else have.cache_read,
+                     usage.cache_creation if usage.cache_creation is not None else have.cache_creation,
+                     usage.reasoning)
+    return usage
 
 
 def fold_cache_into_input(usage: Usage) -> Usage:
     """Raw Anthropic input (cache excluded) → inclusive input."""
     if usage.input is None:
         return usage
-    return replace(usage, input=usage.input + (usage.cache_read or 0) + (usage.cache_creation or 0))
+    return Usage(usage.input + (usage.cache_read or 0) + (usage.cache_creation or 0), *usage[1:])
 
 
 def cache_exceeds_input(usage: Usage) -> bool:
@@ -74,10 +88,10 @@ def cache_exceeds_input(usage: Usage) -> bool:
     return usage.input is not None and cached > usage.input
 
 
-def langfuse_usage(text: str | None) -> Usage:
+def langfuse_usage(text: Scalar) -> Usage:
     """Langfuse `usage_details` (JSON of disjoint buckets) → inclusive counts."""
     sums: dict[str, int] = {}
-    for key, value in _json_numbers(text).items():
+    for key, value in _json_numbers(text if isinstance(text, str) else None).items():
         bucket = _langfuse_bucket(key.lower())
         if bucket is not None:
             sums[bucket] = sums.get(bucket, 0) + int(value)
@@ -119,13 +133,13 @@ def langfuse_cost(text: str | None) -> float | None:
 
 
 def span_cost(attrs: Attrs, openinference: bool, langfuse: bool) -> float | None:
-    """A cost the instrumentation already computed (USD): it wins over our price table."""
-    cost = as_float(attrs.get(A.COST))
-    if cost is None and openinference:
-        cost = as_float(attrs.get(A.OPENINFERENCE_COST))
+    """A cost the instrumentation computed under a family's name (USD): it wins over ours."""
+    cost = None
+    if openinference:
+        cost = amount(attrs.get(A.OPENINFERENCE_COST))
     if cost is None and langfuse:
         value = attrs.get(A.LANGFUSE_COST)
-        cost = langfuse_cost(value.string_value if value is not None else None)
+        cost = langfuse_cost(value if isinstance(value, str) else None)
     return cost
 
 

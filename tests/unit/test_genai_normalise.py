@@ -25,6 +25,7 @@ from pipeline.traces import Traces
 from processors.genai import aliases as A
 from processors.genai.prices import PriceBook, context_window, price_book
 from processors.genai.processor import GenAIConfig, GenAIProcessor
+from processors.genai.values import Encoder
 
 TRACE_A, TRACE_B = bytes.fromhex("0af7651916cd43dd8448eb211c80319c"), bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
 
@@ -489,3 +490,13 @@ def test_context_window_comes_from_genai_prices() -> None:
     assert context_window("openai", "no-such-model") is None
     assert price_book() is price_book()  # one shared cache for the processor and the detectors
     assert info.get_prices(datetime.now(tz=UTC)) is not None
+
+
+# -- the attribute encoder (hand-written protobuf wire format) -----------------------------------------
+@pytest.mark.parametrize("key, val", [("gen_ai.request.model", "gpt-4o"), ("k", "x" * 300), ("k" * 200, 7),
+                                      ("gen_ai.usage.input_tokens", 0), ("n", 2**63 - 1), ("n", -5),
+                                      ("gen_ai.usage.cost", 0.0031), ("b", True), ("e", "")])
+def test_encoded_attribute_equals_the_protobuf_one(key: str, val: object) -> None:
+    decoded = Span()
+    decoded.MergeFromString(Encoder().encode(key, val))  # type: ignore[arg-type]
+    assert list(decoded.attributes) == [KeyValue(key=key, value=value(val))]

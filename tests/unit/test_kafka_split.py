@@ -1,5 +1,5 @@
-"""Splitting batches to fit Kafka messages: `pipeline.traces.chunk_by_size` / `split_by_trace`
-and the kafka exporter's `RecordEncoder` built on them (plus its config's safe defaults)."""
+"""Splitting batches to fit Kafka messages: `pipeline.traces.wire_ranges`, `chunk_by_size`,
+`split_by_trace` and the kafka exporter's `RecordEncoder` built on them (plus its config's safe defaults)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import RecordEncoder, value_budget
 from pipeline import otlp_json
 from pipeline.events import Events
-from pipeline.traces import Traces, chunk_by_size, count_spans, iter_spans, split_by_trace
+from pipeline.traces import Traces, chunk_by_size, count_spans, iter_spans, split_by_trace, wire_ranges
 
 
 def request(resources: int = 3, scopes: int = 2, spans: int = 40, max_name: int = 3000,
@@ -86,6 +86,45 @@ def test_planned_size_is_tight():
     for chunk, _, bound in chunk_by_size(message, 20_000):
         headers = sum(1 + len(rs.scope_spans) for rs in chunk.resource_spans)
         assert bound - chunk.ByteSize() <= 6 * headers
+
+
+# -- wire_ranges ------------------------------------------------------------------------------------
+def merged_wire(requests_: int = 6) -> bytes:
+    """What the batch processor makes: requests concatenated on the wire."""
+    return b"".join(request(spans=20, max_name=800, seed=seed).SerializeToString() for seed in range(requests_))
+
+
+def test_wire_ranges_cut_between_resources_into_valid_requests():
+    wire = merged_wire()
+    limit = 60_000
+    ranges = list(wire_ranges(wire, limit))
+    assert len(ranges) > 1 and all(fits for _, _, fits in ranges)
+    assert b"".join(wire[start:end] for start, end, _ in ranges) == wire
+    parts = [ExportTraceServiceRequest.FromString(wire[start:end]) for start, end, _ in ranges]
+    assert all(len(part.SerializeToString()) <= limit for part in parts)
+    whole = ExportTraceServiceRequest.FromString(wire)
+    assert [item for part in parts for item in placed(part)] == placed(whole)
+
+
+def test_wire_ranges_flag_a_resource_too_large_alone():
+    big = request(resources=1, spans=50, max_name=3000, seed=9).SerializeToString()
+    wire = merged_wire(2) + big + merged_wire(1)
+    ranges = list(wire_ranges(wire, 50_000))
+    flagged = [(start, end) for start, end, fits in ranges if not fits]
+    assert len(flagged) == 1 and wire[flagged[0][0]:flagged[0][1]] == big
+    assert b"".join(wire[start:end] for start, end, _ in ranges) == wire
+
+
+def test_wire_ranges_refuse_truncated_bytes():
+    with pytest.raises(ValueError, match="truncated"):
+        list(wire_ranges(merged_wire(1)[:-3], 10_000))
+
+
+def test_a_large_unchanged_batch_is_cut_on_the_wire_not_re_serialised():
+    wire = merged_wire()
+    encoded = RecordEncoder("otlp_proto", False, 60_000).encode(Traces.from_wire(wire))
+    assert len(encoded.records) > 1 and not encoded.oversize
+    assert b"".join(record.value for record in encoded.records) == wire
 
 
 # -- split_by_trace -----------------------------------------------------------------------------

@@ -16,9 +16,12 @@ class Override(StrictConfig):
     threshold: float
 
 
+Severity = Literal["critical", "warning", "info"]
+
+
 class DetectorConfig(StrictConfig):
     enabled: bool = True
-    severity: Literal["critical", "warning", "info"] = "warning"
+    severity: Severity = "warning"
     overrides: list[Override] = Field(default_factory=list)
 
 
@@ -26,9 +29,17 @@ class Detector:
     kind: ClassVar[str]
     # Span attributes the detector reads; the connector fetches all detectors' keys in one pass.
     attribute_keys: ClassVar[tuple[str, ...]] = ()
+    # Attributes computed from the config in __init__: a reload keeps the new instance's.
+    config_derived: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any) -> None:
         self.config = config
+        self.peers: dict[str, Detector] = {}
+
+    def attach(self, peers: dict[str, "Detector"]) -> None:
+        """Called once the connector has built every detector: `{kind: detector}` (e.g. the
+        health snapshot reads the memory detector's latest readings)."""
+        self.peers = peers
 
     def threshold_for(self, subject: dict[str, Any], default: float) -> float:
         for override in self.config.overrides:
@@ -46,7 +57,13 @@ class Detector:
         """Off the hot path: one observation per subject that has data in the window."""
         return []
 
+    def emit(self, now: float, detector: str) -> list[dict[str, Any]]:
+        """Finished documents to send as they are, not through episodes (health snapshots)."""
+        return []
+
     def take_state_from(self, previous: "Detector") -> None:
-        """Carry windowed state over a reload; the default keeps everything but the config."""
-        state = {k: v for k, v in vars(previous).items() if k != "config"}
+        """Carry windowed state over a reload; the default keeps everything but the config
+        and the peers (the new connector's detectors)."""
+        keep = {"config", "peers", *self.config_derived}
+        state = {k: v for k, v in vars(previous).items() if k not in keep}
         vars(self).update(state)

@@ -1,0 +1,137 @@
+"""dependency_failure: more than `max_timeouts` (3) timed-out calls to one external target in `window` (60 s).
+
+What counts: CLIENT spans only. The target is the span's `peer.service`, else
+`server.address`, else `gen_ai.provider.name`. A call timed out when any of:
+`error.type` mentions a timeout (case-insensitive `timeout`, `timed out`, `deadline
+exceeded` — so `Timeout`, `TimeoutError`, `ReadTimeout`, `DEADLINE_EXCEEDED` ...); the
+HTTP status (`http.response.status_code`, old `http.status_code`) is 408 or 504; the gRPC
+status (`rpc.grpc.status_code`) is 4 (DEADLINE_EXCEEDED); the span status message
+mentions a timeout; or, for error spans, an `exception` event's `exception.type` or
+`exception.message` mentions one. Spans with none of the cheap signals (error status,
+`error.type`, a 408/504/4 code) are skipped without a look at their events.
+
+Subject: `dependency` and the calling `service` (`per_service: false` counts every
+caller together, subject `dependency` only). `observed` is the number of timed-out calls
+in the window, unit `count`; it fires above `max_timeouts` (per-subject `overrides`).
+Severity critical. Examples are the timed-out spans.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import NonNegativeInt
+
+from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
+from connectors.triggers.event import Examples, Observation
+from connectors.triggers.windows import SlidingSums
+from pipeline.columns import any_value_text
+from pipeline.config.units import Duration
+
+CLIENT = 3
+STATUS_ERROR = 2
+TIMEOUT_TEXT = re.compile(r"time[ds]?[\s_-]?out|deadline[\s_-]?exceeded", re.IGNORECASE)
+# Tuples, not sets: membership by ==, so an odd attribute value (a list) cannot raise.
+TIMEOUT_CODES = (408, 504, "408", "504")
+GRPC_DEADLINE_EXCEEDED = (4, "4", "DEADLINE_EXCEEDED")
+TARGET_KEYS = ("peer.service", "server.address", "gen_ai.provider.name")
+HTTP_KEYS = ("http.response.status_code", "http.status_code")
+
+
+class DependencyFailureConfig(DetectorConfig):
+    severity: Severity = "critical"
+    max_timeouts: NonNegativeInt = 3
+    window: Duration = 60.0
+    per_service: bool = True
+
+
+class DependencyFailureDetector(Detector):
+    kind = "dependency_failure"
+    attribute_keys = (*TARGET_KEYS, "error.type", *HTTP_KEYS, "rpc.grpc.status_code")
+
+    def __init__(self, config: DependencyFailureConfig) -> None:
+        super().__init__(config)
+        self.timeouts = SlidingSums(config.window, bucket=max(config.window / 60, 0.05), width=1)
+        self.examples: dict[tuple[str, str], Examples] = {}
+
+    # -- hot path --------------------------------------------------------------------------------
+    def observe(self, batch: Any) -> None:
+        cols = batch.columns
+        kinds = cols.kind
+        if CLIENT not in kinds:
+            return
+        attrs = cols.attributes(self.attribute_keys)
+        suspects = self._suspects(cols, attrs)
+        if not suspects:
+            return
+        partial: dict[tuple[str, str], int] = {}
+        for i in suspects:
+            if kinds[i] != CLIENT or not self._timed_out(cols, attrs, i):
+                continue
+            target = next((str(attrs[k][i]) for k in TARGET_KEYS if attrs[k][i]), "")
+            if not target:
+                continue
+            key = (cols.service[i] if self.config.per_service else "", target)
+            partial[key] = partial.get(key, 0) + 1
+            self.examples.setdefault(key, Examples()).add(cols.trace_id[i], cols.span_id[i])
+        for key, count in partial.items():
+            self.timeouts.add(batch.received_at, key, (count,))
+
+    @staticmethod
+    def _suspects(cols: Any, attrs: dict[str, list[Any]]) -> list[int]:
+        """Indices of spans with a cheap sign of failure; empty (fast) for a healthy batch."""
+        n = len(cols)
+        codes = cols.status_code
+        error_types = attrs["error.type"]
+        http = [attrs[k] for k in HTTP_KEYS]
+        grpc = attrs["rpc.grpc.status_code"]
+        has_codes = any(code in col for col in http for code in TIMEOUT_CODES) or any(
+            code in grpc for code in GRPC_DEADLINE_EXCEEDED)
+        if STATUS_ERROR not in codes and error_types.count(None) == n and not has_codes:
+            return []
+        return [i for i in range(n) if codes[i] == STATUS_ERROR or error_types[i] is not None
+                or (has_codes and (http[0][i] in TIMEOUT_CODES or http[1][i] in TIMEOUT_CODES
+                                   or grpc[i] in GRPC_DEADLINE_EXCEEDED))]
+
+    @staticmethod
+    def _timed_out(cols: Any, attrs: dict[str, list[Any]], i: int) -> bool:
+        error_type = attrs["error.type"][i]
+        if error_type is not None and TIMEOUT_TEXT.search(str(error_type)):
+            return True
+        if any(attrs[k][i] in TIMEOUT_CODES for k in HTTP_KEYS):
+            return True
+        if attrs["rpc.grpc.status_code"][i] in GRPC_DEADLINE_EXCEEDED:
+            return True
+        if cols.status_code[i] != STATUS_ERROR:
+            return False
+        if TIMEOUT_TEXT.search(cols.status_message[i]):
+            return True
+        return DependencyFailureDetector._exception_timed_out(cols.spans[i])
+
+    @staticmethod
+    def _exception_timed_out(span: Any) -> bool:
+        for event in span.events:
+            if event.name != "exception":
+                continue
+            for kv in event.attributes:
+                if kv.key in ("exception.type", "exception.message") and TIMEOUT_TEXT.search(
+                        any_value_text(kv.value)):
+                    return True
+        return False
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, now: float) -> list[Observation]:
+        self.timeouts.expire(now)
+        window = self.timeouts.span(now)
+        for key in [k for k in self.examples if k not in self.timeouts.totals]:
+            del self.examples[key]
+        out = []
+        for (service, target), (count,) in self.timeouts.totals.items():
+            subject = {"service": service, "dependency": target} if service else {"dependency": target}
+            threshold = self.threshold_for(subject, self.config.max_timeouts)
+            caller = f"{service} → " if service else ""
+            out.append(Observation(
+                self.kind, subject, count, threshold, "count", window, self.config.severity,
+                f"{caller}{target}: {count:g} calls timed out in the last {self.config.window:g}s "
+                f"(more than {threshold:g} fires)", self.examples.get((service, target), Examples())))
+        return out

@@ -1,0 +1,264 @@
+"""infinite_loop: an agent repeating the same tool call, or a process pegging the CPU.
+
+What fires, two ways (one kind, told apart by their subjects):
+1. Repeated calls: the same tool called with the same arguments at least
+   `repeat_threshold` (5) times in one session within `window` (10 min). Tool spans are
+   spans with `gen_ai.tool.name` (else `tool.name`); the arguments are the first of
+   `gen_ai.tool.call.arguments`, `input.value`, `tool.parameters` (read, and hashed, only
+   for tool spans); the session is `gen_ai.conversation.id`, else the trace id. A tool span
+   without recorded arguments is not counted (`require_arguments`: instrumentations record
+   arguments only when asked, and two calls we cannot compare are not a loop).
+   Subject: `service`, `agent` (`gen_ai.agent.name`, else the service), `tool`, `session`;
+   `observed` is the number of identical calls, unit `count`. Per-subject `overrides` set
+   the repeat count.
+2. CPU: a process's CPU above `cpu_threshold` (0.9) without a break for at least
+   `cpu_sustain` (30 s) of its own readings, from OTLP metrics:
+   `cpu_utilization_metrics` (`process.cpu.utilization`, `system.cpu.utilization`,
+   `process.runtime.*.cpu.utilization`; ratios 0..1 — per reading, the non-idle points are
+   summed per core and the cores averaged) and `cpu_time_metrics` (`process.cpu.time`,
+   `process.runtime.*.cpu_time`, `container.cpu.time`; seconds, cumulative or delta — the
+   rate of CPU seconds per second, divided by `cpu_time_cores` (1: the share of one core,
+   which is what a single spinning thread saturates)). Subject: `service` (worst
+   instance); `observed` is the mean CPU over the sustained run, unit `ratio`.
+   `cpu_overrides` set the threshold per subject. A process silent for `cpu_stale_after`
+   is forgotten.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from connectors.triggers.detectors.base import Detector, DetectorConfig, Override
+from connectors.triggers.detectors.otlp_metrics import (
+    DELTA,
+    NameMatcher,
+    Origin,
+    data_points,
+    matching_metrics,
+    point_attributes,
+    point_value,
+)
+from connectors.triggers.event import Examples, Observation
+from connectors.triggers.windows import SlidingSums
+from pipeline.columns import any_value_text
+from pipeline.config.units import Duration
+
+ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "input.value", "tool.parameters")
+CPU_POINT_KEYS = frozenset({"state", "cpu.mode", "system.cpu.state", "process.cpu.state", "type",
+                            "cpu", "cpu.logical_number", "system.cpu.logical_number"})
+STATE_KEYS = ("state", "cpu.mode", "system.cpu.state", "process.cpu.state", "type")
+CORE_KEYS = ("cpu", "cpu.logical_number", "system.cpu.logical_number")
+NOT_BUSY = frozenset({"idle", "wait", "iowait"})
+CallKey = tuple[str, str, str, str, int]  # service, agent, tool, session, hash of the arguments
+
+
+class InfiniteLoopConfig(DetectorConfig):
+    repeat_threshold: PositiveInt = 5
+    window: Duration = 600.0
+    require_arguments: bool = True
+    max_tracked: PositiveInt = 100_000
+    cpu_threshold: float = Field(0.9, gt=0)
+    cpu_sustain: Duration = 30.0
+    cpu_stale_after: Duration = 120.0
+    cpu_utilization_metrics: list[str] = Field(default_factory=lambda: [
+        "process.cpu.utilization", "system.cpu.utilization", "process.runtime.*.cpu.utilization"])
+    cpu_time_metrics: list[str] = Field(default_factory=lambda: [
+        "process.cpu.time", "process.runtime.*.cpu_time", "container.cpu.time"])
+    cpu_time_cores: PositiveFloat = 1.0
+    cpu_overrides: list[Override] = Field(default_factory=list)
+
+
+class CpuRun:
+    """One process's CPU readings: the current run of readings above the threshold."""
+
+    __slots__ = ("last_t", "last_v", "seen_at", "run_start", "run_sum", "run_n", "prev")
+
+    def __init__(self) -> None:
+        self.last_t, self.last_v, self.seen_at = 0.0, 0.0, 0.0
+        self.run_start: float | None = None
+        self.run_sum, self.run_n = 0.0, 0
+        self.prev: tuple[float, float] | None = None  # (t, cumulative seconds) for cpu time
+
+    def add(self, t: float, value: float, threshold: float, seen_at: float) -> None:
+        if t <= self.last_t:
+            return
+        self.last_t, self.last_v, self.seen_at = t, value, seen_at
+        if value <= threshold:
+            self.run_start = None
+            return
+        if self.run_start is None:
+            self.run_start, self.run_sum, self.run_n = t, 0.0, 0
+        self.run_sum += value
+        self.run_n += 1
+
+    def sustained(self, sustain: float) -> bool:
+        return self.run_start is not None and self.last_t - self.run_start >= sustain
+
+
+class InfiniteLoopDetector(Detector):
+    kind = "infinite_loop"
+    attribute_keys = ("gen_ai.tool.name", "tool.name", "gen_ai.conversation.id", "gen_ai.agent.name")
+    config_derived = ("cpu_matcher", "utilization_matcher", "min_threshold")
+
+    def __init__(self, config: InfiniteLoopConfig) -> None:
+        super().__init__(config)
+        self.calls = SlidingSums(config.window, bucket=max(config.window / 120, 0.05), width=1)
+        self.hot: dict[CallKey, Examples] = {}  # keys at or past the lowest repeat threshold
+        self.dropped = 0
+        self.min_threshold = min([config.repeat_threshold, *(o.threshold for o in config.overrides)])
+        self.utilization_matcher = NameMatcher(config.cpu_utilization_metrics)
+        self.cpu_matcher = NameMatcher([*config.cpu_utilization_metrics, *config.cpu_time_metrics])
+        self.cpu: dict[tuple[Origin, str], CpuRun] = {}
+
+    # -- hot path: repeated tool calls ---------------------------------------------------------------
+    def observe(self, batch: Any) -> None:
+        cols = batch.columns
+        attrs = cols.attributes(self.attribute_keys)
+        names, fallback = attrs["gen_ai.tool.name"], attrs["tool.name"]
+        n = len(cols)
+        if names.count(None) == n:
+            if fallback.count(None) == n:
+                return
+            names = fallback
+        elif fallback.count(None) != n:
+            names = [a if a is not None else b for a, b in zip(names, fallback)]
+        now = batch.received_at
+        for i in [i for i, name in enumerate(names) if name]:
+            self._count(cols, attrs, i, str(names[i]), now)
+
+    def _count(self, cols: Any, attrs: dict[str, list[Any]], i: int, tool: str, now: float) -> None:
+        arguments = self._arguments(cols.spans[i])
+        if arguments is None:
+            if self.config.require_arguments:
+                return
+            arguments = ""
+        service = cols.service[i]
+        session = attrs["gen_ai.conversation.id"][i] or cols.trace_id[i].hex()
+        key: CallKey = (service, str(attrs["gen_ai.agent.name"][i] or service), tool, str(session),
+                        hash(arguments))
+        totals = self.calls.totals
+        if key not in totals and len(totals) >= self.config.max_tracked:
+            self.dropped += 1
+            return
+        self.calls.add(now, key, (1,))
+        if totals[key][0] >= self.min_threshold:
+            self.hot.setdefault(key, Examples()).add(cols.trace_id[i], cols.span_id[i])
+
+    @staticmethod
+    def _arguments(span: Any) -> str | None:
+        found: dict[str, str] = {}
+        for kv in span.attributes:
+            if kv.key in ARGUMENT_KEYS:
+                found[kv.key] = any_value_text(kv.value)
+        for key in ARGUMENT_KEYS:
+            if found.get(key):
+                return found[key]
+        return None
+
+    # -- hot path: CPU metrics ---------------------------------------------------------------------
+    def observe_metrics(self, batch: Any) -> None:
+        for origin, metric in matching_metrics(batch.message, self.cpu_matcher):
+            run = self.cpu.get((origin, metric.name))
+            if run is None:
+                self.cpu[(origin, metric.name)] = run = CpuRun()
+            threshold = self._cpu_threshold(origin.service)
+            if self.utilization_matcher(metric.name):
+                readings = self._utilization(metric)
+            else:
+                readings = self._time_rates(metric, run)
+            for t_ns in sorted(readings):
+                run.add(t_ns / 1e9, readings[t_ns], threshold, batch.received_at)
+
+    @staticmethod
+    def _busy_points(metric: Any) -> dict[int, dict[str, float]]:
+        """Per timestamp, per core: the sum of the non-idle points."""
+        out: dict[int, dict[str, float]] = {}
+        for point in data_points(metric):
+            attrs = point_attributes(point, CPU_POINT_KEYS) if point.attributes else {}
+            if any(attrs.get(k) in NOT_BUSY for k in STATE_KEYS):
+                continue
+            core = next((attrs[k] for k in CORE_KEYS if k in attrs), "")
+            cores = out.setdefault(point.time_unix_nano, {})
+            cores[core] = cores.get(core, 0.0) + point_value(point)
+        return out
+
+    def _utilization(self, metric: Any) -> dict[int, float]:
+        return {t: sum(cores.values()) / len(cores) for t, cores in self._busy_points(metric).items()}
+
+    def _time_rates(self, metric: Any, run: CpuRun) -> dict[int, float]:
+        """CPU seconds per second (over `cpu_time_cores`) from a cumulative or delta time sum."""
+        delta = metric.WhichOneof("data") == "sum" and metric.sum.aggregation_temporality == DELTA
+        starts = {p.time_unix_nano: p.start_time_unix_nano for p in data_points(metric)}
+        rates: dict[int, float] = {}
+        for t_ns, cores in sorted(self._busy_points(metric).items()):
+            seconds, t = sum(cores.values()), t_ns / 1e9
+            if delta:
+                elapsed = t - starts[t_ns] / 1e9
+                if elapsed > 0:
+                    rates[t_ns] = seconds / elapsed / self.config.cpu_time_cores
+                continue
+            if run.prev is not None and t > run.prev[0] and seconds >= run.prev[1]:
+                rates[t_ns] = (seconds - run.prev[1]) / (t - run.prev[0]) / self.config.cpu_time_cores
+            if run.prev is None or t > run.prev[0]:
+                run.prev = (t, seconds)
+        return rates
+
+    def _cpu_threshold(self, service: str) -> float:
+        for override in self.config.cpu_overrides:
+            if all(k == "service" and str(v).lower() == service.lower() for k, v in override.match.items()):
+                return override.threshold
+        return self.config.cpu_threshold
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, now: float) -> list[Observation]:
+        return self._repeated_calls(now) + self._cpu(now)
+
+    def _repeated_calls(self, now: float) -> list[Observation]:
+        self.calls.expire(now)
+        window = self.calls.span(now)
+        worst: dict[tuple[str, str, str, str], tuple[float, Examples]] = {}
+        for key, examples in list(self.hot.items()):
+            total = self.calls.totals.get(key)
+            if total is None or total[0] < self.min_threshold:
+                del self.hot[key]
+                continue
+            subject_key = key[:4]
+            if subject_key not in worst or total[0] > worst[subject_key][0]:
+                worst[subject_key] = (total[0], examples)
+        out = []
+        for (service, agent, tool, session), (count, examples) in worst.items():
+            subject = {"service": service, "agent": agent, "tool": tool, "session": session}
+            threshold = self.threshold_for(subject, self.config.repeat_threshold)
+            if count >= threshold:
+                out.append(Observation(
+                    self.kind, subject, count, threshold, "count", window, self.config.severity,
+                    f"{agent} called tool {tool} {count:g} times with the same arguments in session {session} "
+                    f"within {self.config.window:g}s (threshold {threshold:g})", examples, firing=True))
+        return out
+
+    def _cpu(self, now: float) -> list[Observation]:
+        per_service: dict[str, tuple[bool, float, CpuRun, str]] = {}
+        for key, run in list(self.cpu.items()):
+            if now - run.seen_at > self.config.cpu_stale_after:
+                del self.cpu[key]
+                continue
+            if run.last_t == 0.0:
+                continue
+            sustained = run.sustained(self.config.cpu_sustain)
+            value = run.run_sum / run.run_n if sustained else run.last_v
+            best = per_service.get(key[0].service)
+            if best is None or (sustained, value) > (best[0], best[1]):
+                per_service[key[0].service] = (sustained, value, run, key[1])
+        return [self._cpu_observation(service, *found) for service, found in per_service.items()]
+
+    def _cpu_observation(self, service: str, sustained: bool, value: float, run: CpuRun,
+                         metric: str) -> Observation:
+        threshold = self._cpu_threshold(service)
+        start = run.run_start if sustained and run.run_start is not None else run.last_t
+        held = run.last_t - start
+        return Observation(
+            self.kind, {"service": service}, round(value, 4), threshold, "ratio", (start, run.last_t),
+            self.config.severity,
+            f"{service}: CPU ({metric}) at {value:.0%} for {held:.0f}s, over {threshold:.0%} for at least "
+            f"{self.config.cpu_sustain:g}s: a busy loop?", firing=sustained)

@@ -1,0 +1,203 @@
+"""The `clickhouse` exporter end to end: OpenTelemetry SDK → daemon → ClickHouse HTTP (chDB-backed fixture).
+
+- every span the SDK sent is one `otel_traces` row with every REFERENCE.md §6 field right
+  (hex ids, `Server`/`Error` strings, nanosecond Timestamp and Duration, attribute maps,
+  events, links, ServiceName, ResourceAttributes), read back with clickhouse-connect; the
+  schema was created by the exporter, and the trace-id lookup table holds every trace;
+- outage: the endpoint is stopped while load runs and started again; every span the
+  receiver accepted arrives (duplicates counted and reported, none missing);
+- a server error that means bad data drops that batch only (counted under its ClickHouse
+  name); overload (TOO_MANY_PARTS) is retried until it succeeds;
+- a `tcp://` endpoint is refused at validation with a clear message.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import clickhouse_connect
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.harness import ROOT, Daemon, wait_until
+from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
+
+CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {grpc}
+processors:
+  batch:
+    timeout: 50ms
+    send_batch_size: 500
+exporters:
+  clickhouse:
+    endpoint: %(endpoint)s
+    compress: %(compress)s
+    async_insert: %(async_insert)s
+    timeout: 10s
+    retry_on_failure:
+      initial_interval: 100ms
+      max_interval: 500ms
+      max_elapsed_time: 0
+extensions:
+  health_check:
+    endpoint: {health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [clickhouse]
+  telemetry:
+    metrics:
+      address: {metrics}
+"""
+
+
+def _config(server, compress: str = "lz4", async_insert: bool = False) -> str:
+    return CONFIG % {"endpoint": server.url, "compress": compress, "async_insert": str(async_insert).lower()}
+
+
+def _client(server):
+    return clickhouse_connect.get_client(host="127.0.0.1", port=server.port, compress=False,
+                                         autogenerate_session_id=False)
+
+
+def _count(server, sql: str) -> int:
+    client = _client(server)
+    try:
+        return int(client.query(sql).result_rows[0][0])
+    except Exception:  # noqa: BLE001 - table not there yet while the daemon starts
+        return -1
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("compress, async_insert", [("lz4", False), ("zstd", True), ("none", False)])
+def test_every_span_and_field_arrives(clickhouse_http, compress, async_insert):
+    with Daemon(_config(clickhouse_http, compress, async_insert)) as daemon:
+        spans = send_agent_traces(f"http://127.0.0.1:{daemon.ports['grpc']}")
+        wait_until(lambda: _count(clickhouse_http, "SELECT count() FROM otel.otel_traces") >= len(spans),
+                   timeout=30, message="spans in ClickHouse")
+        client = _client(clickhouse_http)
+        rows = list(client.query(ROWS_SQL.format(table="otel.otel_traces")).named_results())
+        assert_rows_match(rows, spans)
+        lookup = client.query("SELECT TraceId, min(Start), max(End) FROM otel.otel_traces_trace_id_ts "
+                              "GROUP BY TraceId").result_rows
+        traces = {f"{s.context.trace_id:032x}" for s in spans}
+        assert {row[0] for row in lookup} == traces
+        for trace_id, start, end in lookup:
+            starts = [s.start_time for s in spans if f"{s.context.trace_id:032x}" == trace_id]
+            assert int(start.timestamp()) == min(starts) // 10**9 and start <= end
+        tables = {row[0] for row in client.query("SHOW TABLES FROM otel").result_rows}
+        assert tables >= {"otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv"}
+        client.close()
+        assert daemon.metric("otelcol_exporter_sent_spans_total", exporter="clickhouse") == len(spans)
+        assert daemon.metric("otelcol_exporter_send_failed_spans_total") == 0
+
+
+class Load:
+    """Agents sending spans at a steady pace from a thread; the SDK keeps its own record."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.memory = InMemorySpanExporter()
+        self.provider = TracerProvider(resource=Resource.create({"service.name": "load-agent"}))
+        self.provider.add_span_processor(BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=endpoint, insecure=True), schedule_delay_millis=20, max_export_batch_size=100))
+        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        tracer = self.provider.get_tracer("load")
+        i = 0
+        while not self.stop.is_set():
+            for _ in range(20):
+                with tracer.start_as_current_span(f"step-{i % 7}") as span:
+                    span.set_attribute("i", i)
+                i += 1
+            time.sleep(0.02)
+
+    def __enter__(self) -> "Load":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.provider.shutdown()
+
+
+def test_outage_and_recovery_loses_nothing(clickhouse_http):
+    with Daemon(_config(clickhouse_http)) as daemon:
+        with Load(f"http://127.0.0.1:{daemon.ports['grpc']}") as load:
+            wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total") > 200, timeout=30,
+                       message="spans flowing")
+            clickhouse_http.stop()
+            accepted_at_stop = daemon.metric("otelcol_receiver_accepted_spans_total")
+            wait_until(lambda: daemon.metric("otelcol_receiver_accepted_spans_total") > accepted_at_stop + 500,
+                       timeout=30, message="spans accepted during the outage")
+            clickhouse_http.start()
+            time.sleep(1.0)
+        accepted = daemon.metric("otelcol_receiver_accepted_spans_total")
+        sent_ids = {f"{s.context.span_id:016x}" for s in load.memory.get_finished_spans()}
+        wait_until(lambda: _count(clickhouse_http, "SELECT uniqExact(SpanId) FROM otel.otel_traces") >= accepted,
+                   timeout=60, interval=0.5, message="every accepted span in ClickHouse")
+        client = _client(clickhouse_http)
+        total, unique = client.query("SELECT count(), uniqExact(SpanId) FROM otel.otel_traces").result_rows[0]
+        stored = {row[0] for row in client.query("SELECT DISTINCT SpanId FROM otel.otel_traces").result_rows}
+        client.close()
+        refused = daemon.metric("otelcol_receiver_refused_spans_total")
+        print(f"accepted={accepted:.0f} refused={refused:.0f} rows={total} unique={unique} "
+              f"duplicates={total - unique}")
+        assert daemon.metric("agentdbg_exporter_retried_requests_total") > 0  # the outage was seen
+        assert unique == accepted
+        assert stored <= sent_ids
+        if refused == 0:
+            assert stored == sent_ids
+        assert daemon.metric("otelcol_exporter_send_failed_spans_total") == 0
+
+
+def test_bad_data_is_permanent_and_overload_retries(clickhouse_http):
+    with Daemon(_config(clickhouse_http)) as daemon:
+        endpoint = f"http://127.0.0.1:{daemon.ports['grpc']}"
+        first = send_agent_traces(endpoint)
+        wait_until(lambda: _count(clickhouse_http, "SELECT count() FROM otel.otel_traces") == len(first),
+                   timeout=30, message="first batch")
+        clickhouse_http.inject(27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED", count=1, match="INSERT INTO")
+        dropped = send_agent_traces(endpoint)
+        wait_until(lambda: daemon.metric("otelcol_exporter_send_failed_spans_total",
+                                         error_type="CANNOT_PARSE_INPUT_ASSERTION_FAILED") > 0,
+                   timeout=30, message="permanent failure counted")
+        clickhouse_http.inject(252, "TOO_MANY_PARTS", count=3, match="INSERT INTO")
+        retried = send_agent_traces(endpoint)
+        expected = len(first) + len(dropped) + len(retried)
+        wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total") + daemon.metric(
+            "otelcol_exporter_send_failed_spans_total") >= expected, timeout=30, message="all batches settled")
+        failed = daemon.metric("otelcol_exporter_send_failed_spans_total", error_type="CANNOT_PARSE_INPUT_ASSERTION_FAILED")
+        stored = _count(clickhouse_http, "SELECT count() FROM otel.otel_traces")
+        assert 0 < failed <= len(dropped)
+        assert stored == expected - failed
+        assert daemon.metric("agentdbg_exporter_retried_requests_total") >= 3
+        assert "CANNOT_PARSE_INPUT_ASSERTION_FAILED" in daemon.log()
+
+
+def test_tcp_endpoint_is_refused_with_a_clear_error(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.replace("{grpc}", "127.0.0.1:0").replace("{health}", "127.0.0.1:0")
+                      .replace("{metrics}", "127.0.0.1:0")
+                      % {"endpoint": "tcp://127.0.0.1:9000", "compress": "lz4", "async_insert": "false"})
+    result = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--config", str(config)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "exporters::clickhouse::endpoint" in result.stderr and "http://host:8123" in result.stderr
