@@ -3,10 +3,10 @@
 The same `otel_traces` schema (exporters/clickhouse/schema.py) and the same column path as
 the `clickhouse` exporter: the batch's `SpanColumns` → `insert_columns` → one Native block
 (clickhouse-connect's serializer) → streamed into chDB with `send_insert(..., "Native")`.
-Measured against the alternatives (benchmarks/RESULTS.md, "chDB insert paths"): Native via
-`send_insert` and Native via a temp file + `INSERT ... FROM INFILE` cost the same; JSONColumns
-is 7x cheaper to serialise in Python but costs the engine more than twice as much to parse,
-so Native has the lowest total CPU.
+Measured against the alternatives (`python -m benchmarks.bench_columns`, benchmarks/RESULTS.md
+"chDB insert paths"): Native streamed with `send_insert` is the cheapest in total CPU; a temp
+file + `INSERT ... FROM INFILE` costs ~8 % more; JSONColumns (orjson) is ~3x cheaper to
+serialise in Python but the engine spends ~3x as long parsing it (~1.8x the total).
 
 What it promises:
 - restarts are safe: the data directory is a ClickHouse data path; every acknowledged

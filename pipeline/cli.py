@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--config", action="append", metavar="FILE",
                          help="config file or 'yaml:a::b: value'; repeat to merge (later wins). "
                               f"Default: {DEFAULT_CONFIG}")
-    sub.add_parser("components", help="list the component types this build knows, per kind")
+    components = sub.add_parser("components", help="list the component types this build knows, per kind")
+    components.add_argument("--markdown", action="store_true", help="print the full config reference")
     _query_parser(sub)
     return parser
 
@@ -44,7 +45,7 @@ def _query_parser(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "components":
-        return _components()
+        return _components(args.markdown)
     if args.command == "query":
         from pipeline.registry import command
 
@@ -102,9 +103,14 @@ def _run(sources: list[str], config) -> int:
     return uvloop.run(main_async())
 
 
-def _components() -> int:
+def _components(as_markdown: bool = False) -> int:
     from pipeline.registry import factories
 
+    if as_markdown:
+        from pipeline.reference import markdown
+
+        print(markdown(factories()), end="")
+        return 0
     for kind, table in factories().items():
         print(f"{kind.section}:")
         for name, factory in sorted(table.items()):

@@ -190,8 +190,9 @@ def _hex(ids: list[bytes]) -> list[str]:
 class SpanColumns:
     """Parallel per-span lists of one batch; see the module docstring for the full API."""
 
-    def __init__(self, message: ExportTraceServiceRequest) -> None:
+    def __init__(self, message: ExportTraceServiceRequest, wire: bytes | None = None) -> None:
         self.message = message
+        self.wire = wire
         self.trace_id: list[bytes] = []
         self.span_id: list[bytes] = []
         self.parent_span_id: list[bytes] = []
@@ -212,9 +213,13 @@ class SpanColumns:
         self._typed: dict[str, list[Value]] = {}
 
     @classmethod
-    def build(cls, message: ExportTraceServiceRequest) -> "SpanColumns":
-        """One pass over `message`; per-resource and per-scope values are read once."""
-        cols = cls(message)
+    def build(cls, message: ExportTraceServiceRequest, wire: bytes | None = None) -> "SpanColumns":
+        """One pass over `message`; per-resource and per-scope values are read once.
+
+        `wire`, when given, must be `message`'s encoding (Traces passes its unchanged bytes): a
+        key whose bytes do not occur in it is known absent without scanning any span.
+        """
+        cols = cls(message, wire)
         for index, rs in enumerate(message.resource_spans):
             resource = rs.resource
             service = _service_name(resource.attributes)
@@ -358,9 +363,14 @@ class SpanColumns:
     def _scan(self, keys: list[str]) -> dict[str, list[Value]]:
         n = len(self)
         found: dict[str, list[Value]] = {key: [None] * n for key in keys}
+        wire = self.wire
+        # A key whose bytes occur nowhere in the batch is absent from every span: no scan for it.
+        scan = found if wire is None else {key: found[key] for key in keys if key.encode() in wire}
+        if not scan:
+            return found
         for i, span in enumerate(self.spans):
             for kv in span.attributes:
-                column = found.get(kv.key)
+                column = scan.get(kv.key)
                 if column is not None:
                     value = kv.value
                     column[i] = _TYPED[value.WhichOneof("value")](value)

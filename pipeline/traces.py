@@ -110,7 +110,7 @@ class Traces(OtlpBatch):
         if self._columns is None:
             from pipeline.columns import SpanColumns
 
-            self._columns = SpanColumns.build(self.message)
+            self._columns = SpanColumns.build(self.message, self._wire)
         return self._columns
 
     def split(self, max_spans: int) -> list["Traces"]:

@@ -20,6 +20,8 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 def _component(record: logging.LogRecord) -> str:
+    if not record.name.startswith("agentdbg"):
+        return f"lib.{record.name}"
     return record.name.removeprefix("agentdbg.").removeprefix("agentdbg")
 
 
@@ -54,9 +56,13 @@ def _quote(value: Any) -> str:
 
 
 def setup(level: str = "info", encoding: str = "console") -> None:
-    root = logging.getLogger("agentdbg")
+    """Our loggers at `level`; libraries' (aiokafka, grpc, aiohttp) at warning, in the same format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if encoding == "json" else ConsoleFormatter())
+    ours = logging.getLogger("agentdbg")
+    ours.handlers[:] = [handler]
+    ours.setLevel(_LEVELS[level])
+    ours.propagate = False
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS[level])
-    root.propagate = False
+    root.setLevel(max(logging.WARNING, _LEVELS[level]))

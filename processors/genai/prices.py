@@ -24,9 +24,9 @@ Override file (`prices_file:`), prices in USD per million tokens:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -186,17 +186,24 @@ class PriceBook:
 
     def _lookup(self, provider: str, model: str) -> Entry:
         override = self.overrides.get((provider, model)) or self.overrides.get(("", model))
-        info = None
+        bundled = Entry(None, None)
         if override is None or override.rates() is None or override.context_window is None:
             self.lookups += 1
-            info = bundled_model(provider, model)
+            bundled = bundled_entry(provider, model)
         rates = override.rates() if override else None
-        if rates is None and info is not None:
-            rates = rates_from_prices(info.get_prices(datetime.now(tz=UTC)))
         window = override.context_window if override and override.context_window else None
-        if window is None and info is not None:
-            window = info.context_window
-        return Entry(rates, window)
+        return Entry(rates or bundled.rates, window or bundled.context_window)
+
+
+def bundled_entry(provider: str, model: str) -> Entry:
+    """genai-prices' rates and context window for the pair, prices as of now."""
+    try:
+        info = bundled_model(provider, model)
+        if info is None:
+            return Entry(None, None)
+        return Entry(rates_from_prices(info.get_prices(datetime.now(tz=UTC))), info.context_window)
+    except Exception:  # a data or matching error in the package: price nothing rather than fail spans
+        return Entry(None, None)
 
 
 def bundled_model(provider: str, model: str) -> Any | None:
@@ -242,16 +249,23 @@ def _rate(value: Any) -> Rate | None:
     return float(value) / PER_MILLION
 
 
-@lru_cache(maxsize=8)
-def _book(path: str | None, mtime: float) -> PriceBook:
-    return PriceBook(load_overrides(path) if path else None)
+_books: dict[str | None, tuple[float, float, PriceBook]] = {}  # path → (mtime, checked at, book)
+RECHECK_SECONDS = 1.0  # how often a caller's lookup may stat the override file for changes
 
 
 def price_book(prices_file: str | None = None) -> PriceBook:
     """The shared PriceBook for an override file (or none): the genai processor and the
-    context-overflow detector read the same cache. A changed file gives a new book."""
+    context-overflow detector read the same cache. A changed file gives a new book; the
+    file is looked at no more than once a second, so callers may ask per span."""
+    now = time.monotonic()
+    known = _books.get(prices_file)
+    if known is not None and (prices_file is None or now - known[1] < RECHECK_SECONDS):
+        return known[2]
     mtime = os.stat(prices_file).st_mtime if prices_file else 0.0
-    return _book(prices_file, mtime)
+    book = known[2] if known is not None and known[0] == mtime else PriceBook(
+        load_overrides(prices_file) if prices_file else None)
+    _books[prices_file] = (mtime, now, book)
+    return book
 
 
 def context_window(provider: str | None, model: str | None, prices_file: str | None = None) -> int | None:

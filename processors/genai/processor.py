@@ -54,6 +54,7 @@ class GenAIProcessor(Processor):
         self.memory = TraceMemory()
         self.encoder = Encoder()
         self.fallback_priority = len(A.SESSION_KEYS)
+        self.failures = 0
         labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
         self._incoming = metrics.processor_incoming_items.labels(*labels)
         self._outgoing = metrics.processor_outgoing_items.labels(*labels)
@@ -72,19 +73,32 @@ class GenAIProcessor(Processor):
         sessions = BatchSessions(self.memory, self.fallback_priority, self.config.session_from_trace)
         lacking: list[tuple[bytes, Any]] = []  # spans without gen_ai.conversation.id, by trace
         written = 0
-        wanted, span_of = A.WANTED_KEYS, self.normaliser.span  # locals: this loop is the hot path
+        wanted = A.WANTED_KEYS
         for resource_spans in message.resource_spans:
             for scope_spans in resource_spans.scope_spans:
                 scope_name = scope_spans.scope.name
                 for span in scope_spans.spans:
                     attrs = pick(span, wanted)
-                    result = span_of(attrs, span, scope_name) if attrs or scope_name in A.AGENTS_SCOPES else None
+                    result = self._normalise(attrs, span, scope_name) if attrs or scope_name in A.AGENTS_SCOPES \
+                        else None
                     trace_id = span.trace_id
                     if result is not None:
                         written += self._apply(span, trace_id, result, sessions)
                     if result is None or A.CONVERSATION not in attrs:
                         lacking.append((trace_id, span))
         return written + self._assign_sessions(sessions, lacking)
+
+    def _normalise(self, attrs: dict[str, Any], span: Any, scope_name: str) -> Result | None:
+        """The normaliser's answer; a span it cannot handle passes on as it came, never failing
+        the batch (nothing is written to a span before its answer is complete)."""
+        try:
+            return self.normaliser.span(attrs, span, scope_name)
+        except Exception:
+            self.failures += 1
+            if self.failures == 1 or self.failures % 10_000 == 0:  # log the first, then rarely
+                self.log.exception("a span could not be normalised; passed on unchanged",
+                                   extra={"kv": {"span": span.name, "failures": self.failures}})
+            return None
 
     def _apply(self, span: Any, trace_id: bytes, result: Result, sessions: BatchSessions) -> int:
         """Write one GenAI span's new attributes (one merge of encoded bytes) and note its session."""

@@ -14,6 +14,7 @@ INCLUDE reasoning tokens. Per family:
 from __future__ import annotations
 
 import json
+import math
 from typing import Mapping, NamedTuple
 
 from processors.genai import aliases as A
@@ -153,5 +154,5 @@ def _json_numbers(text: str | None) -> dict[str, float]:
         return {}
     if not isinstance(document, dict):
         return {}
-    return {str(k): v for k, v in document.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0}
+    return {str(k): v for k, v in document.items()  # json accepts Infinity and NaN: keep finite values only
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf}

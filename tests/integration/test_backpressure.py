@@ -142,15 +142,18 @@ def retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo | None:
 
 
 @pytest.fixture
-def sink():
-    with Daemon(SINK) as running:
+def sink(tmp_path):
+    (tmp_path / "sink").mkdir()
+    with Daemon(SINK, workdir=tmp_path / "sink") as running:
         yield running
 
 
 @pytest.fixture
-def forwarder(sink):
+def forwarder(sink, tmp_path):
     wait_for_exporter_module()
-    with Daemon(FORWARDER.replace("SINK_URL", f"http://127.0.0.1:{sink.ports['http']}")) as running:
+    (tmp_path / "forwarder").mkdir()
+    with Daemon(FORWARDER.replace("SINK_URL", f"http://127.0.0.1:{sink.ports['http']}"),
+                workdir=tmp_path / "forwarder") as running:
         yield running
 
 

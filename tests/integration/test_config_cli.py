@@ -230,7 +230,8 @@ def test_running_daemon_uses_merged_and_expanded_config(tmp_path):
     """What validate promises is what `run` does: spans land where the overlay's expanded path says,
     and `$$` in a token is a literal `$`."""
     spans_dir = tmp_path / "from-env"
-    daemon = Daemon(RUN_BASE, env={"SPANS_DIR": str(spans_dir)})
+    (tmp_path / "daemon").mkdir()
+    daemon = Daemon(RUN_BASE, workdir=tmp_path / "daemon", env={"SPANS_DIR": str(spans_dir)})
     overlay = daemon.dir / "overlay.yaml"
     overlay.write_text(RUN_OVERLAY)
     daemon.extra_args = ["--config", str(overlay)]

@@ -167,7 +167,7 @@ def hup(daemon: Daemon, new_config: str) -> tuple[float, float]:
 
 
 def test_sighup_with_a_broken_file_keeps_the_old_graph(tmp_path):
-    daemon = Daemon(config(["file/a"]))
+    daemon = Daemon(config(["file/a"]), workdir=tmp_path)
     with daemon:
         load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces").start()
         wait_until(lambda: len(load.accepted) >= 5, timeout=10, message="load before the reload")
@@ -193,8 +193,8 @@ def test_sighup_with_a_broken_file_keeps_the_old_graph(tmp_path):
     assert daemon.proc.returncode == 0
 
 
-def test_sighup_switches_pipelines_under_load_without_losing_spans():
-    daemon = Daemon(config(["file/a"]))
+def test_sighup_switches_pipelines_under_load_without_losing_spans(tmp_path):
+    daemon = Daemon(config(["file/a"]), workdir=tmp_path)
     with daemon:
         load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces").start()
         wait_until(lambda: len(load.accepted) >= 10, timeout=10, message="load before the first reload")
@@ -228,10 +228,10 @@ def test_sighup_switches_pipelines_under_load_without_losing_spans():
     assert duplicates == 0 or load.refusals > 0
 
 
-def test_sigterm_drains_what_was_accepted_and_exits_zero():
+def test_sigterm_drains_what_was_accepted_and_exits_zero(tmp_path):
     # A batch timeout far longer than the test: the spans are still in the batch processor at
     # SIGTERM, so only the shutdown flush can write them.
-    daemon = Daemon(config(["file/a"], batch_timeout="1h"))
+    daemon = Daemon(config(["file/a"], batch_timeout="1h"), workdir=tmp_path)
     with daemon:
         load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces").start()
         wait_until(lambda: len(load.accepted) >= 20, timeout=10, message="some accepted requests")

@@ -70,8 +70,8 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def daemon():
-    with Daemon(CONFIG) as running:
+def daemon(tmp_path_factory):
+    with Daemon(CONFIG, workdir=tmp_path_factory.mktemp("refusals")) as running:
         yield running
 
 

@@ -77,8 +77,8 @@ T0 = 1_700_000_000_123_456_789  # a fixed start time, in ns: times must come bac
 
 
 @pytest.fixture(scope="module")
-def daemon():
-    with Daemon(CONFIG) as running:
+def daemon(tmp_path_factory):
+    with Daemon(CONFIG, workdir=tmp_path_factory.mktemp("roundtrip")) as running:
         yield running
 
 

@@ -59,8 +59,8 @@ N = GRPC_SPANS + HTTP_SPANS
 
 
 @pytest.fixture(scope="module")
-def daemon():
-    with Daemon(CONFIG) as running:
+def daemon(tmp_path_factory):
+    with Daemon(CONFIG, workdir=tmp_path_factory.mktemp("metrics")) as running:
         yield running
 
 

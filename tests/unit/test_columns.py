@@ -223,3 +223,12 @@ def test_schema_statements_and_ttl():
     assert "`otel`.`otel_traces_trace_id_ts_mv`" in statements[3]
     assert ttl_clause(0, "x") == "" and ttl_clause(7200, "x") == "TTL x + toIntervalHour(2)"
     assert ttl_clause(90, "x") == "TTL x + toIntervalSecond(90)" and ttl_clause(120, "x") == "TTL x + toIntervalMinute(2)"
+
+
+def test_absent_keys_known_from_the_wire_bytes(request_two_resources):
+    wire = request_two_resources.SerializeToString()
+    cols = Traces.from_wire(wire).columns
+    assert cols.wire == wire
+    got = cols.attributes(["gen_ai.request.model", "not.there"])
+    assert got["not.there"] == [None] * 5
+    assert got["gen_ai.request.model"] == ["gpt-x", None, None, "small", None]

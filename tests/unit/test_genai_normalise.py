@@ -389,6 +389,23 @@ def test_session_carries_over_to_a_later_batch_of_the_trace() -> None:
     assert A.CONVERSATION not in other
 
 
+# -- errors, malformed values, sources ----------------------------------------------------------------
+def test_malformed_values_never_fail_the_batch() -> None:
+    message = request(
+        span("lf", {"langfuse.observation.type": "generation", "langfuse.observation.model.name": "gpt-4o",
+                    "langfuse.observation.usage_details": '{"input": Infinity, "output": NaN, "total": 1e999}',
+                    "langfuse.observation.cost_details": "not json"}),
+        span("oi", {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.token_count.prompt": "1e400",
+                    "llm.token_count.completion": -3, "llm.cost.total": "NaN"}),
+        span("strings", {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.prompt_tokens": "120",
+                         "gen_ai.usage.completion_tokens": 7.0}),
+    )
+    lf, oi, strings = run(message)
+    assert_originals_kept(message, [lf, oi, strings])
+    assert A.INPUT_TOKENS not in lf and A.COST not in lf and A.INPUT_TOKENS not in oi and A.COST not in oi
+    assert (strings[A.INPUT_TOKENS], strings[A.OUTPUT_TOKENS]) == (120, 7)  # numbers sent as text or doubles
+
+
 # -- errors, sources ----------------------------------------------------------------------------------
 def test_error_type_from_the_exception_event() -> None:
     chat, tool = run(request(span("chat", {"gen_ai.operation.name": "chat"}, error=True, exception="RateLimitError"),

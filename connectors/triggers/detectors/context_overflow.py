@@ -1,0 +1,133 @@
+"""context_overflow: a call's input tokens above `threshold` (0.9) of the model's context window.
+
+What fires: any span whose `gen_ai.usage.input_tokens` is more than `threshold` × the
+context window of its model (`gen_ai.response.model`, else `gen_ai.request.model`). The
+window comes from `context_windows:` in this config (model name, case-insensitive →
+tokens) first, then from the `genai` processor's price book (`processors/genai/prices.py`,
+genai-prices data plus the optional `prices_file` override file), looked up once per
+(provider, model) and cached. Without that module, or for a model nobody knows, spans of
+that model are not judged.
+
+Subject: `service`, `model` (+ `agent` when the span has `gen_ai.agent.name`). `observed`
+is the largest input/window ratio among the subject's overflowing spans since the last
+evaluation, unit `ratio`. One episode per subject: a subject is reported only while it
+has overflowing spans, so its episode resolves once none has come for `resolve_after`.
+Per-subject `overrides` set the ratio.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from pydantic import Field, PositiveInt
+
+from connectors.triggers.detectors.base import Detector, DetectorConfig
+from connectors.triggers.event import Examples, Observation
+
+log = logging.getLogger("agentdbg.connector.triggers")
+MAX_CACHED = 4096
+WindowLookup = Callable[[str | None, str | None], int | None]
+
+
+class ContextOverflowConfig(DetectorConfig):
+    threshold: float = Field(0.9, gt=0)
+    context_windows: dict[str, PositiveInt] = Field(default_factory=dict)
+    prices_file: str | None = None
+
+
+def price_book_lookup(prices_file: str | None) -> WindowLookup | None:
+    """`context_window(provider, model)` from the genai processor's prices module, or None
+    when it cannot be imported (the detector then knows only `context_windows`)."""
+    try:
+        from processors.genai.prices import context_window
+    except Exception:  # the module is optional: any import failure degrades to the config table
+        log.warning("context windows: processors.genai.prices is unavailable; only context_windows apply")
+        return None
+    return lambda provider, model: context_window(provider, model, prices_file)
+
+
+class ContextOverflowDetector(Detector):
+    kind = "context_overflow"
+    attribute_keys = ("gen_ai.usage.input_tokens", "gen_ai.response.model", "gen_ai.request.model",
+                      "gen_ai.provider.name", "gen_ai.agent.name")
+    config_derived = ("overrides_by_model", "windows", "floor", "_lookup")
+
+    def __init__(self, config: ContextOverflowConfig) -> None:
+        super().__init__(config)
+        self.overrides_by_model = {model.lower(): tokens for model, tokens in config.context_windows.items()}
+        self.windows: dict[tuple[Any, str], int | None] = {}
+        self.floor = min([config.threshold, *(o.threshold for o in config.overrides)])
+        self._lookup: WindowLookup | None | bool = False  # False: not imported yet
+        # (service, model, agent) → [largest ratio, tokens, window, examples]
+        self.pending: dict[tuple[str, str, str], list[Any]] = {}
+        self.last_evaluation: float | None = None
+
+    # -- hot path --------------------------------------------------------------------------------
+    def observe(self, batch: Any) -> None:
+        cols = batch.columns
+        attrs = cols.attributes(self.attribute_keys)
+        tokens = attrs["gen_ai.usage.input_tokens"]
+        if tokens.count(None) == len(tokens):
+            return
+        models, requested = attrs["gen_ai.response.model"], attrs["gen_ai.request.model"]
+        providers, agents = attrs["gen_ai.provider.name"], attrs["gen_ai.agent.name"]
+        for i in [i for i, t in enumerate(tokens) if t is not None]:
+            count, model = tokens[i], models[i] or requested[i]
+            if not model or isinstance(count, bool) or not isinstance(count, (int, float)):
+                continue
+            window = self.window_of(providers[i], str(model))
+            if not window or count <= self.floor * window:
+                continue
+            self._record((cols.service[i], str(model), str(agents[i] or "")), count, window,
+                         cols.trace_id[i], cols.span_id[i])
+
+    def _record(self, key: tuple[str, str, str], tokens: float, window: int, trace_id: bytes,
+                span_id: bytes) -> None:
+        slot = self.pending.get(key)
+        if slot is None:
+            self.pending[key] = slot = [0.0, 0, window, Examples()]
+        if tokens / window > slot[0]:
+            slot[0], slot[1], slot[2] = tokens / window, tokens, window
+        slot[3].add(trace_id, span_id)
+
+    def window_of(self, provider: Any, model: str) -> int | None:
+        """Context window in tokens, cached per (provider, model)."""
+        key = (provider, model)
+        if key in self.windows:
+            return self.windows[key]
+        window = self.overrides_by_model.get(model.lower())
+        if window is None:
+            if self._lookup is False:
+                self._lookup = price_book_lookup(self.config.prices_file)
+            if self._lookup:
+                window = self._safe_lookup(provider, model)
+        if len(self.windows) >= MAX_CACHED:
+            self.windows.clear()
+        self.windows[key] = window
+        return window
+
+    def _safe_lookup(self, provider: Any, model: str) -> int | None:
+        try:
+            return self._lookup(str(provider) if provider else None, model)  # type: ignore[misc, operator]
+        except Exception:
+            log.exception("context window lookup failed", extra={"kv": {"model": model}})
+            return None
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, now: float) -> list[Observation]:
+        start = self.last_evaluation if self.last_evaluation is not None else now
+        self.last_evaluation = now
+        out = []
+        for (service, model, agent), (ratio, tokens, window, examples) in self.pending.items():
+            subject = {"service": service, "model": model}
+            if agent:
+                subject["agent"] = agent
+            threshold = self.threshold_for(subject, self.config.threshold)
+            if ratio <= threshold:
+                continue
+            out.append(Observation(
+                self.kind, subject, round(ratio, 4), threshold, "ratio", (start, now), self.config.severity,
+                f"{agent or service} sent {tokens:g} input tokens to {model}: {ratio:.1%} of its "
+                f"{window}-token context window (threshold {threshold:.0%})", examples, firing=True))
+        self.pending = {}
+        return out

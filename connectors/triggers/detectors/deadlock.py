@@ -1,0 +1,170 @@
+"""deadlock: an agent span blocked for more than `blocked_limit` (10 s) of its own time.
+
+What fires: an agent span whose own time — its duration minus the union of its direct
+children's intervals (clipped to the span) — is over `blocked_limit`: the agent waited on
+something no span covers (a lock, a queue, a hung call without instrumentation). Agent
+spans: `gen_ai.operation.name` `invoke_agent` or `invoke_workflow`, or SERVER spans with a
+`gen_ai.agent.name`. Only an agent span longer than the limit can qualify, so only those
+are judged.
+
+When: like tail sampling, once the trace's spans have arrived — `decision_wait` (5 s)
+after the last span of the trace arrived. Until then the trace waits in a buffer of at
+most `max_traces` (50,000) traces keyed by trace id, ordered by last arrival; past the
+bound the oldest is evicted (counted in `evicted`; one holding a long agent span is still
+judged with the spans it has).
+
+What the buffer keeps: per trace, references to the four column lists each batch already
+has (`trace_id`, `parent_span_id`, `start_ns`, `end_ns` of SpanColumns: shared, not
+copied, no span objects or messages), plus a tuple (span id, start, end, agent, service)
+per long agent span. The hot path does per-trace work, not per-span work: the
+(span id, parent, start, end) tuples of a trace are built only when it is judged and holds
+a long agent span. A batch's lists stay alive while one of its traces is buffered.
+
+A span that never ends is never exported, so a deadlock that never resolves is seen only
+once the agent span ends (for example by a timeout).
+
+Subject: `service`, `agent` (`gen_ai.agent.name`, else the span name). `observed` is the
+largest own time in seconds among the subject's spans judged in this evaluation (unit
+`seconds`); the episode resolves once no blocked span has come for `resolve_after`.
+Per-subject `overrides` set the limit. Severity critical.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from pydantic import PositiveInt
+
+from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
+from connectors.triggers.event import Examples, Observation
+from pipeline.config.units import Duration
+
+SERVER = 2
+AGENT_OPERATIONS = ("invoke_agent", "invoke_workflow")
+Candidate = tuple[bytes, int, int, str, str]  # span id, start ns, end ns, agent, service
+BatchRef = tuple[list[bytes], list[bytes], list[int], list[int]]  # trace id, parent, start, end
+
+
+class DeadlockConfig(DetectorConfig):
+    severity: Severity = "critical"
+    blocked_limit: Duration = 10.0
+    decision_wait: Duration = 5.0
+    max_traces: PositiveInt = 50_000
+
+
+class TraceEntry:
+    __slots__ = ("last_arrival", "batches", "candidates")
+
+    def __init__(self) -> None:
+        self.last_arrival = 0.0
+        self.batches: list[BatchRef] = []
+        self.candidates: list[Candidate] = []
+
+
+class DeadlockDetector(Detector):
+    kind = "deadlock"
+    attribute_keys = ("gen_ai.operation.name", "gen_ai.agent.name")
+    config_derived = ("floor_ns",)
+
+    def __init__(self, config: DeadlockConfig) -> None:
+        super().__init__(config)
+        limits = [config.blocked_limit, *(o.threshold for o in config.overrides)]
+        self.floor_ns = int(min(limits) * 1e9)
+        self.buffer: OrderedDict[bytes, TraceEntry] = OrderedDict()
+        self.ready: list[tuple[bytes, TraceEntry]] = []  # evicted with a long agent span: judge anyway
+        self.evicted = 0
+
+    # -- hot path --------------------------------------------------------------------------------
+    def observe(self, batch: Any) -> None:
+        cols = batch.columns
+        if not len(cols):
+            return
+        ref: BatchRef = (cols.trace_id, cols.parent_span_id, cols.start_ns, cols.end_ns)
+        buffer, now = self.buffer, batch.received_at
+        for trace_id in set(cols.trace_id):
+            entry = buffer.get(trace_id)
+            if entry is None:
+                buffer[trace_id] = entry = TraceEntry()
+            else:
+                buffer.move_to_end(trace_id)
+            entry.last_arrival = now
+            entry.batches.append(ref)
+        if max(cols.duration_ns) > self.floor_ns:
+            self._candidates(cols)
+        while len(buffer) > self.config.max_traces:
+            trace_id, entry = buffer.popitem(last=False)
+            self.evicted += 1
+            if entry.candidates:
+                self.ready.append((trace_id, entry))
+
+    def _candidates(self, cols: Any) -> None:
+        attrs = cols.attributes(self.attribute_keys)
+        operations, agents = attrs["gen_ai.operation.name"], attrs["gen_ai.agent.name"]
+        for i in [i for i, d in enumerate(cols.duration_ns) if d > self.floor_ns]:
+            agent = agents[i]
+            if operations[i] in AGENT_OPERATIONS or (cols.kind[i] == SERVER and agent):
+                self.buffer[cols.trace_id[i]].candidates.append(
+                    (cols.span_id[i], cols.start_ns[i], cols.end_ns[i], str(agent or cols.name[i]), cols.service[i]))
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, now: float) -> list[Observation]:
+        decided, self.ready = self.ready, []
+        buffer, wait = self.buffer, self.config.decision_wait
+        while buffer:
+            trace_id, entry = next(iter(buffer.items()))
+            if now - entry.last_arrival < wait:
+                break
+            del buffer[trace_id]
+            if entry.candidates:
+                decided.append((trace_id, entry))
+        blocked: dict[tuple[str, str], list[Any]] = {}  # → [own s, limit, examples, start of the worst]
+        for trace_id, entry in decided:
+            for (span_id, start, end, agent, service), own_ns in self._own_times(trace_id, entry):
+                limit = self.threshold_for({"service": service, "agent": agent}, self.config.blocked_limit)
+                own = own_ns / 1e9
+                if own <= limit:
+                    continue
+                slot = blocked.setdefault((service, agent), [0.0, limit, Examples(), start / 1e9])
+                slot[2].add(trace_id, span_id)
+                if own > slot[0]:
+                    slot[0], slot[3] = own, start / 1e9
+        return [self._observation(service, agent, *slot, now) for (service, agent), slot in blocked.items()]
+
+    @staticmethod
+    def _own_times(trace_id: bytes, entry: TraceEntry) -> list[tuple[Candidate, int]]:
+        """Each long agent span with its own time: duration minus its children's union (ns)."""
+        children: dict[bytes, list[tuple[int, int]]] = {c[0]: [] for c in entry.candidates}
+        seen: set[int] = set()
+        for trace_ids, parents, starts, ends in entry.batches:
+            if id(trace_ids) in seen:
+                continue
+            seen.add(id(trace_ids))
+            i = -1
+            while True:
+                try:
+                    i = trace_ids.index(trace_id, i + 1)
+                except ValueError:
+                    break
+                intervals = children.get(parents[i])
+                if intervals is not None:
+                    intervals.append((starts[i], ends[i]))
+        return [(c, (c[2] - c[1]) - covered(children[c[0]], c[1], c[2])) for c in entry.candidates]
+
+    def _observation(self, service: str, agent: str, own: float, limit: float, examples: Examples,
+                     started: float, now: float) -> Observation:
+        return Observation(
+            self.kind, {"service": service, "agent": agent}, round(own, 3), limit, "seconds", (started, now),
+            self.config.severity,
+            f"{agent} ({service}) was blocked for {own:.1f}s of its own time, not covered by any child "
+            f"span (limit {limit:g}s)", examples, firing=True)
+
+
+def covered(intervals: list[tuple[int, int]], start: int, end: int) -> int:
+    """Length of the union of `intervals` clipped to [start, end]."""
+    total, reach = 0, start
+    for s, e in sorted(intervals):
+        s, e = max(s, reach), min(e, end)
+        if e > s:
+            total += e - s
+            reach = e
+    return total
