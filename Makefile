@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/default.yaml
 
-.PHONY: run test validate bench system-deps clean
+.PHONY: run test validate bench docs system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ validate: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/pytest
+
+docs: $(STAMP)
+	$(BIN)/python -m pipeline.reference --write README.md
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

@@ -212,6 +212,10 @@ def run_statements(conn: Any, statements: list[str]) -> None:
 
 class ChdbExporter(QueuedExporter):
     def __init__(self, settings: Settings, config: ChdbConfig) -> None:
+        # One writer: the engine's writer thread serialises inserts anyway, and one consumer keeps
+        # batch order and lets a timed-out attempt be awaited again instead of written twice.
+        config = config.model_copy(update={"sending_queue": config.sending_queue.model_copy(
+            update={"num_consumers": 1})})
         super().__init__(settings, config)
         self.chdb_config = config
         self.table = qualified(config.database, config.traces_table_name)

@@ -83,3 +83,23 @@ def markdown(factories: dict[Kind, dict[str, Factory]]) -> str:
         for _, factory in sorted(factories.get(kind, {}).items()):
             parts.append(component_markdown(factory))
     return "\n\n".join(parts) + "\n"
+
+
+START, END = "<!-- reference:start -->", "<!-- reference:end -->"
+
+
+def embed(readme: str, reference: str) -> str:
+    """README text with the reference between its markers replaced."""
+    head, _, rest = readme.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n\n{reference}\n{END}{tail}"
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    from pipeline.registry import factories
+
+    target = Path(sys.argv[sys.argv.index("--write") + 1])
+    target.write_text(embed(target.read_text(), markdown(factories())))
