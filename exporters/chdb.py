@@ -5,8 +5,8 @@ the `clickhouse` exporter: the batch's `SpanColumns` → `insert_columns` → on
 (clickhouse-connect's serializer) → streamed into chDB with `send_insert(..., "Native")`.
 Measured against the alternatives (`python -m benchmarks.bench_columns`, benchmarks/RESULTS.md
 "chDB insert paths"): Native streamed with `send_insert` is the cheapest in total CPU; a temp
-file + `INSERT ... FROM INFILE` costs ~8 % more; JSONColumns (orjson) is ~3x cheaper to
-serialise in Python but the engine spends ~3x as long parsing it (~1.8x the total).
+file + `INSERT ... FROM INFILE` costs 8-17 % more; JSONColumns (orjson) is ~3x cheaper to
+serialise in Python but the engine spends 2-3x as long parsing it (1.5-1.8x the total).
 
 What it promises:
 - restarts are safe: the data directory is a ClickHouse data path; every acknowledged

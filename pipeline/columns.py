@@ -8,7 +8,7 @@ version) are read once per resource or scope and shared by its spans, never per 
 Who reads it: `Traces.columns` builds it lazily, once per batch, and every reader of that
 batch shares it — the ClickHouse and chDB exporters (`exporters/clickhouse/schema.py`
 turns it into the `otel_traces` insert columns) and the streaming trigger detectors
-(`processors/triggers/`, which read `service`, `name`, `duration_ns`, `status_code` and
+(`connectors/triggers/` detectors, which read `service`, `name`, `duration_ns`, `status_code` and
 `attribute(key)`). A processor that changes spans calls `Traces.mark_changed()`, which
 drops the view; a view is never updated in place.
 

@@ -27,8 +27,15 @@ from typing import Any
 
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.detectors.base import Detector
+from connectors.triggers.detectors.context_overflow import ContextOverflowDetector
+from connectors.triggers.detectors.cost import CostBudgetDetector
+from connectors.triggers.detectors.deadlock import DeadlockDetector
+from connectors.triggers.detectors.dependency_failure import DependencyFailureDetector
 from connectors.triggers.detectors.error_rate import ErrorRateDetector
+from connectors.triggers.detectors.infinite_loop import InfiniteLoopDetector
 from connectors.triggers.detectors.latency import LatencyDetector
+from connectors.triggers.detectors.memory_leak import MemoryLeakDetector
+from connectors.triggers.detectors.snapshot import HealthSnapshotDetector
 from connectors.triggers.episodes import EpisodeTracker
 from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
@@ -40,6 +47,13 @@ from pipeline.traces import Traces
 DETECTORS: dict[str, type[Detector]] = {
     "performance_degradation": LatencyDetector,
     "error_rate_spike": ErrorRateDetector,
+    "memory_leak": MemoryLeakDetector,
+    "infinite_loop": InfiniteLoopDetector,
+    "dependency_failure": DependencyFailureDetector,
+    "context_overflow": ContextOverflowDetector,
+    "deadlock": DeadlockDetector,
+    "cost_budget": CostBudgetDetector,
+    "health_snapshot": HealthSnapshotDetector,
 }
 
 
@@ -49,6 +63,9 @@ class TriggersConnector(Connector):
         self.config = config
         self.detectors: list[Detector] = [
             cls(getattr(config, name)) for name, cls in DETECTORS.items() if getattr(config, name).enabled]
+        peers = {detector.kind: detector for detector in self.detectors}
+        for detector in self.detectors:
+            detector.attach(peers)
         self.attribute_keys = tuple(dict.fromkeys(k for d in self.detectors for k in d.attribute_keys))
         self.tracker = EpisodeTracker(str(self.id), config.resolve_after, config.resolve_ratio)
         self.telemetry = TriggerMetrics(str(self.id))
@@ -111,9 +128,19 @@ class TriggersConnector(Connector):
                     self.log.exception("detector evaluation failed", extra={"kv": {"detector": detector.kind}})
                     continue
                 emitted.extend(self.tracker.update(detector.kind, observations, now))
+                emitted.extend(self._emitted_directly(detector, now))
         self.telemetry.record(emitted, self.tracker.active)
         self.pending.extend(emitted)
         await self._emit()
+
+    def _emitted_directly(self, detector: Detector, now: float) -> list[dict[str, Any]]:
+        """Documents a detector sends as they are (health snapshots), not through episodes."""
+        try:
+            return detector.emit(now, str(self.id))
+        except Exception:
+            self.telemetry.detector_errors.labels(str(self.id), detector.kind).inc()
+            self.log.exception("detector emission failed", extra={"kv": {"detector": detector.kind}})
+            return []
 
     async def _emit(self) -> None:
         if not self.pending:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt
 
+from connectors.triggers.detectors.context_overflow import ContextOverflowConfig
+from connectors.triggers.detectors.cost import CostBudgetConfig
+from connectors.triggers.detectors.deadlock import DeadlockConfig
+from connectors.triggers.detectors.dependency_failure import DependencyFailureConfig
 from connectors.triggers.detectors.error_rate import ErrorRateConfig
+from connectors.triggers.detectors.infinite_loop import InfiniteLoopConfig
 from connectors.triggers.detectors.latency import LatencyConfig
+from connectors.triggers.detectors.memory_leak import MemoryLeakConfig
+from connectors.triggers.detectors.snapshot import HealthSnapshotConfig
 from pipeline.component import StrictConfig
 from pipeline.config.units import Duration
 
@@ -17,3 +24,10 @@ class TriggersConfig(StrictConfig):
     max_pending_events: PositiveInt = 10000
     performance_degradation: LatencyConfig = LatencyConfig()
     error_rate_spike: ErrorRateConfig = ErrorRateConfig()
+    memory_leak: MemoryLeakConfig = MemoryLeakConfig()
+    infinite_loop: InfiniteLoopConfig = InfiniteLoopConfig()
+    dependency_failure: DependencyFailureConfig = DependencyFailureConfig()
+    context_overflow: ContextOverflowConfig = ContextOverflowConfig()
+    deadlock: DeadlockConfig = DeadlockConfig()
+    cost_budget: CostBudgetConfig = CostBudgetConfig()
+    health_snapshot: HealthSnapshotConfig = HealthSnapshotConfig()

@@ -112,8 +112,9 @@ class ClickHouseExporter(QueuedExporter):
                 compress=False if self.ch_config.compress == "none" else self.ch_config.compress,
                 connect_timeout=self.config.timeout or 10, send_receive_timeout=max(self.config.timeout, 30),
                 autogenerate_session_id=False)
-        except Exception as exc:
-            raise classify(exc, "connect") from exc
+        except Exception as exc:  # never permanent: the server may come (back) up
+            error = classify(exc, "connect")
+            raise RetryableError(str(error), error_type=error.error_type) from exc
 
     async def _create_schema(self, client: Any) -> None:
         cfg = self.ch_config

@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import grpc
 import pytest
@@ -95,14 +94,6 @@ EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SPANS_PER_REQUEST = 5
 
 
-def wait_for_exporter_module() -> None:
-    """The otlphttp exporter is written alongside this test; give it time to land (CI has it)."""
-    path = Path(__file__).resolve().parents[2] / "exporters" / "otlphttp.py"
-    if os.environ.get("CI") == "true" or path.exists():
-        return
-    wait_until(path.exists, timeout=20 * 60, interval=60, message=f"{path} to be written")
-
-
 def make_request() -> tuple[bytes, list[str]]:
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
@@ -150,7 +141,6 @@ def sink(tmp_path):
 
 @pytest.fixture
 def forwarder(sink, tmp_path):
-    wait_for_exporter_module()
     (tmp_path / "forwarder").mkdir()
     with Daemon(FORWARDER.replace("SINK_URL", f"http://127.0.0.1:{sink.ports['http']}"),
                 workdir=tmp_path / "forwarder") as running:

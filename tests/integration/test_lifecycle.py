@@ -20,7 +20,6 @@ from pathlib import Path
 
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.harness import Daemon, wait_until
 

@@ -8,7 +8,6 @@ import zlib
 import pytest
 import zstandard
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline.traces import Traces, chunk_spans, count_spans, iter_spans
 from receivers.otlp.decompress import CorruptBody, TooLarge, UnsupportedEncoding, decoder_for

@@ -17,6 +17,7 @@ Per-subject `overrides` set the ratio.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable
 
 from pydantic import Field, PositiveInt
@@ -50,12 +51,13 @@ class ContextOverflowDetector(Detector):
     kind = "context_overflow"
     attribute_keys = ("gen_ai.usage.input_tokens", "gen_ai.response.model", "gen_ai.request.model",
                       "gen_ai.provider.name", "gen_ai.agent.name")
-    config_derived = ("overrides_by_model", "windows", "floor", "_lookup")
+    config_derived = ("overrides_by_model", "windows", "limits", "floor", "_lookup")
 
     def __init__(self, config: ContextOverflowConfig) -> None:
         super().__init__(config)
         self.overrides_by_model = {model.lower(): tokens for model, tokens in config.context_windows.items()}
-        self.windows: dict[tuple[Any, str], int | None] = {}
+        self.windows: dict[tuple[Any, Any], int | None] = {}
+        self.limits: dict[tuple[Any, Any], float] = {}
         self.floor = min([config.threshold, *(o.threshold for o in config.overrides)])
         self._lookup: WindowLookup | None | bool = False  # False: not imported yet
         # (service, model, agent) → [largest ratio, tokens, window, examples]
@@ -71,15 +73,17 @@ class ContextOverflowDetector(Detector):
             return
         models, requested = attrs["gen_ai.response.model"], attrs["gen_ai.request.model"]
         providers, agents = attrs["gen_ai.provider.name"], attrs["gen_ai.agent.name"]
-        for i in [i for i, t in enumerate(tokens) if t is not None]:
-            count, model = tokens[i], models[i] or requested[i]
-            if not model or isinstance(count, bool) or not isinstance(count, (int, float)):
+        limits, limit_of = self.limits, self.limit_of
+        for i, count in enumerate(tokens):
+            if count is None or (count.__class__ is not int and count.__class__ is not float):
                 continue
-            window = self.window_of(providers[i], str(model))
-            if not window or count <= self.floor * window:
-                continue
-            self._record((cols.service[i], str(model), str(agents[i] or "")), count, window,
-                         cols.trace_id[i], cols.span_id[i])
+            model = models[i] or requested[i]
+            limit = limits.get((providers[i], model))
+            if limit is None:
+                limit = limit_of(providers[i], model)
+            if count > limit:
+                self._record((cols.service[i], str(model), str(agents[i] or "")), count,
+                             self.windows[(providers[i], model)] or 0, cols.trace_id[i], cols.span_id[i])
 
     def _record(self, key: tuple[str, str, str], tokens: float, window: int, trace_id: bytes,
                 span_id: bytes) -> None:
@@ -90,20 +94,26 @@ class ContextOverflowDetector(Detector):
             slot[0], slot[1], slot[2] = tokens / window, tokens, window
         slot[3].add(trace_id, span_id)
 
+    def limit_of(self, provider: Any, model: Any) -> float:
+        """Tokens above which a call to this model is judged (floor × window; infinite for an
+        unknown window), cached per (provider, model) with the window itself."""
+        window = self.window_of(provider, str(model)) if model else None
+        limit = self.floor * window if window else math.inf
+        if len(self.limits) >= MAX_CACHED:
+            self.limits.clear()
+            self.windows.clear()
+        self.limits[(provider, model)] = limit
+        self.windows[(provider, model)] = window
+        return limit
+
     def window_of(self, provider: Any, model: str) -> int | None:
-        """Context window in tokens, cached per (provider, model)."""
-        key = (provider, model)
-        if key in self.windows:
-            return self.windows[key]
+        """Context window in tokens: `context_windows` first, then the genai price book."""
         window = self.overrides_by_model.get(model.lower())
         if window is None:
             if self._lookup is False:
                 self._lookup = price_book_lookup(self.config.prices_file)
             if self._lookup:
                 window = self._safe_lookup(provider, model)
-        if len(self.windows) >= MAX_CACHED:
-            self.windows.clear()
-        self.windows[key] = window
         return window
 
     def _safe_lookup(self, provider: Any, model: str) -> int | None:

@@ -4,8 +4,9 @@ What fires, two ways (one kind, told apart by their subjects):
 1. Repeated calls: the same tool called with the same arguments at least
    `repeat_threshold` (5) times in one session within `window` (10 min). Tool spans are
    spans with `gen_ai.tool.name` (else `tool.name`); the arguments are the first of
-   `gen_ai.tool.call.arguments`, `input.value`, `tool.parameters` (read, and hashed, only
-   for tool spans); the session is `gen_ai.conversation.id`, else the trace id. A tool span
+   `gen_ai.tool.call.arguments`, `tool.parameters`, `input.value` (hashed only for tool
+   spans; `input.value`, which holds whole prompts on LLM spans, is read from the tool span
+   itself rather than fetched for every span); the session is `gen_ai.conversation.id`, else the trace id. A tool span
    without recorded arguments is not counted (`require_arguments`: instrumentations record
    arguments only when asked, and two calls we cannot compare are not a loop).
    Subject: `service`, `agent` (`gen_ai.agent.name`, else the service), `tool`, `session`;
@@ -44,13 +45,13 @@ from connectors.triggers.windows import SlidingSums
 from pipeline.columns import any_value_text
 from pipeline.config.units import Duration
 
-ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "input.value", "tool.parameters")
 CPU_POINT_KEYS = frozenset({"state", "cpu.mode", "system.cpu.state", "process.cpu.state", "type",
                             "cpu", "cpu.logical_number", "system.cpu.logical_number"})
 STATE_KEYS = ("state", "cpu.mode", "system.cpu.state", "process.cpu.state", "type")
 CORE_KEYS = ("cpu", "cpu.logical_number", "system.cpu.logical_number")
 NOT_BUSY = frozenset({"idle", "wait", "iowait"})
-CallKey = tuple[str, str, str, str, int]  # service, agent, tool, session, hash of the arguments
+# service, agent, tool, session (conversation id, or the trace id as bytes), hash of the arguments
+CallKey = tuple[Any, Any, Any, Any, int]
 
 
 class InfiniteLoopConfig(DetectorConfig):
@@ -98,7 +99,8 @@ class CpuRun:
 
 class InfiniteLoopDetector(Detector):
     kind = "infinite_loop"
-    attribute_keys = ("gen_ai.tool.name", "tool.name", "gen_ai.conversation.id", "gen_ai.agent.name")
+    attribute_keys = ("gen_ai.tool.name", "tool.name", "gen_ai.conversation.id", "gen_ai.agent.name",
+                      "gen_ai.tool.call.arguments", "tool.parameters")
     config_derived = ("cpu_matcher", "utilization_matcher", "min_threshold")
 
     def __init__(self, config: InfiniteLoopConfig) -> None:
@@ -115,46 +117,58 @@ class InfiniteLoopDetector(Detector):
     def observe(self, batch: Any) -> None:
         cols = batch.columns
         attrs = cols.attributes(self.attribute_keys)
-        names, fallback = attrs["gen_ai.tool.name"], attrs["tool.name"]
-        n = len(cols)
-        if names.count(None) == n:
-            if fallback.count(None) == n:
-                return
-            names = fallback
-        elif fallback.count(None) != n:
-            names = [a if a is not None else b for a, b in zip(names, fallback)]
-        now = batch.received_at
-        for i in [i for i, name in enumerate(names) if name]:
-            self._count(cols, attrs, i, str(names[i]), now)
-
-    def _count(self, cols: Any, attrs: dict[str, list[Any]], i: int, tool: str, now: float) -> None:
-        arguments = self._arguments(cols.spans[i])
-        if arguments is None:
-            if self.config.require_arguments:
-                return
-            arguments = ""
-        service = cols.service[i]
-        session = attrs["gen_ai.conversation.id"][i] or cols.trace_id[i].hex()
-        key: CallKey = (service, str(attrs["gen_ai.agent.name"][i] or service), tool, str(session),
-                        hash(arguments))
-        totals = self.calls.totals
-        if key not in totals and len(totals) >= self.config.max_tracked:
-            self.dropped += 1
+        tools = self._tool_names(attrs, len(cols))
+        if tools is None:
             return
-        self.calls.add(now, key, (1,))
-        if totals[key][0] >= self.min_threshold:
-            self.hot.setdefault(key, Examples()).add(cols.trace_id[i], cols.span_id[i])
+        partial: dict[CallKey, list[int]] = {}
+        arguments, parameters = attrs["gen_ai.tool.call.arguments"], attrs["tool.parameters"]
+        sessions, agents, services = attrs["gen_ai.conversation.id"], attrs["gen_ai.agent.name"], cols.service
+        for i in [i for i, tool in enumerate(tools) if tool]:
+            args = arguments[i] or parameters[i] or self._input_value(cols.spans[i])
+            if not args:
+                if self.config.require_arguments:
+                    continue
+                args = ""
+            elif args.__class__ is not str:
+                args = repr(args)
+            service = services[i]
+            key = (service, agents[i] or service, tools[i], sessions[i] or cols.trace_id[i], hash(args))
+            slot = partial.get(key)
+            if slot is None:
+                partial[key] = [1, i]
+            else:
+                slot[0] += 1
+                slot[1] = i
+        self._fold(partial, cols, batch.received_at)
 
     @staticmethod
-    def _arguments(span: Any) -> str | None:
-        found: dict[str, str] = {}
+    def _tool_names(attrs: dict[str, list[Any]], n: int) -> list[Any] | None:
+        """`gen_ai.tool.name`, else `tool.name`, per span; None when the batch has no tool span."""
+        names, fallback = attrs["gen_ai.tool.name"], attrs["tool.name"]
+        if names.count(None) == n:
+            return None if fallback.count(None) == n else fallback
+        if fallback.count(None) == n:
+            return names
+        return [a if a is not None else b for a, b in zip(names, fallback)]
+
+    @staticmethod
+    def _input_value(span: Any) -> str | None:
+        """OpenInference's `input.value`, read from the span itself (only for tool spans: on LLM
+        spans it holds whole prompts, too big to copy for every span)."""
         for kv in span.attributes:
-            if kv.key in ARGUMENT_KEYS:
-                found[kv.key] = any_value_text(kv.value)
-        for key in ARGUMENT_KEYS:
-            if found.get(key):
-                return found[key]
+            if kv.key == "input.value":
+                return any_value_text(kv.value)
         return None
+
+    def _fold(self, partial: dict[CallKey, list[int]], cols: Any, now: float) -> None:
+        totals = self.calls.totals
+        for key, (count, last) in partial.items():
+            if key not in totals and len(totals) >= self.config.max_tracked:
+                self.dropped += 1
+                continue
+            self.calls.add(now, key, (count,))
+            if totals[key][0] >= self.min_threshold:
+                self.hot.setdefault(key, Examples()).add(cols.trace_id[last], cols.span_id[last])
 
     # -- hot path: CPU metrics ---------------------------------------------------------------------
     def observe_metrics(self, batch: Any) -> None:
@@ -217,7 +231,7 @@ class InfiniteLoopDetector(Detector):
     def _repeated_calls(self, now: float) -> list[Observation]:
         self.calls.expire(now)
         window = self.calls.span(now)
-        worst: dict[tuple[str, str, str, str], tuple[float, Examples]] = {}
+        worst: dict[tuple[Any, ...], tuple[float, Examples]] = {}
         for key, examples in list(self.hot.items()):
             total = self.calls.totals.get(key)
             if total is None or total[0] < self.min_threshold:
@@ -228,7 +242,8 @@ class InfiniteLoopDetector(Detector):
                 worst[subject_key] = (total[0], examples)
         out = []
         for (service, agent, tool, session), (count, examples) in worst.items():
-            subject = {"service": service, "agent": agent, "tool": tool, "session": session}
+            session = session.hex() if isinstance(session, bytes) else str(session)
+            subject = {"service": service, "agent": str(agent), "tool": str(tool), "session": session}
             threshold = self.threshold_for(subject, self.config.repeat_threshold)
             if count >= threshold:
                 out.append(Observation(

@@ -1,0 +1,159 @@
+"""health_snapshot: every `snapshot_interval` (30 s), one `health_snapshot` document per canary
+and baseline subject, for the canary analysis of the safety consumer.
+
+Which subjects: spans whose resource has `deployment.canary` (`true` / "true" marks the
+canary; `canary_attribute`) or a `service.version` (`version_attribute`; a versioned
+service without the canary mark is a baseline). Subject: `service`, `service_version`
+(when there is one), `canary` (bool). Spans of unmarked resources are not looked at.
+
+What a snapshot carries (`metrics`), over the spans received in the interval:
+`error_rate` (error spans / spans), `latency_p95_s` (95th percentile of the durations of
+root and SERVER spans, from a per-subject reservoir sample of at most `reservoir_size`
+durations; null without such spans), `memory_bytes` (the memory_leak detector's latest
+reading for the subject's instances or version, largest process; null when it has none or
+is off) and `spans`. Status `snapshot`, severity `info`, `observed` = the error rate (unit
+`ratio`, threshold 0): snapshots are emitted as they are, not through episodes; a subject
+with no spans in an interval gets none. The episode id is per subject and interval.
+
+Hot path: per resource, not per span, except the root/server check over the marked
+resources' own spans (a resource's spans are contiguous in SpanColumns).
+"""
+from __future__ import annotations
+
+import random
+from bisect import bisect_left, bisect_right
+from typing import Any
+
+from pydantic import PositiveInt
+
+from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
+from connectors.triggers.event import Observation, document, stable_id
+from pipeline.config.units import Duration
+
+SERVER, STATUS_ERROR = 2, 2
+SubjectKey = tuple[str, str, bool]  # service, version, canary
+
+
+class HealthSnapshotConfig(DetectorConfig):
+    severity: Severity = "info"
+    snapshot_interval: Duration = 30.0
+    reservoir_size: PositiveInt = 1024
+    canary_attribute: str = "deployment.canary"
+    version_attribute: str = "service.version"
+
+
+class Interval:
+    """One subject's spans of the current interval."""
+
+    __slots__ = ("spans", "errors", "seen", "durations", "instances", "last")
+
+    def __init__(self) -> None:
+        self.spans = self.errors = self.seen = 0
+        self.durations: list[int] = []
+        self.instances: set[str] = set()
+        self.last = 0.0
+
+    def sample(self, durations: list[int], size: int, rng: random.Random) -> None:
+        """Reservoir sampling (algorithm R): every duration has the same chance to be kept."""
+        room = size - len(self.durations)
+        if room > 0:
+            self.durations.extend(durations[:room])
+            self.seen += min(room, len(durations))
+            durations = durations[room:]
+        for duration in durations:
+            self.seen += 1
+            if len(self.durations) < size:
+                self.durations.append(duration)
+            else:
+                j = int(rng.random() * self.seen)
+                if j < size:
+                    self.durations[j] = duration
+
+    def p95_seconds(self) -> float | None:
+        if not self.durations:
+            return None
+        ordered = sorted(self.durations)
+        return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)] / 1e9
+
+
+class HealthSnapshotDetector(Detector):
+    kind = "health_snapshot"
+
+    def __init__(self, config: HealthSnapshotConfig) -> None:
+        super().__init__(config)
+        self.intervals: dict[SubjectKey, Interval] = {}
+        self.interval_start: float | None = None
+        self.rng = random.Random(0x5EED)
+
+    # -- hot path --------------------------------------------------------------------------------
+    def observe(self, batch: Any) -> None:
+        cols = batch.columns
+        marks = self._marks(cols)
+        if not any(marks):
+            return
+        if self.interval_start is None:
+            self.interval_start = batch.received_at
+        ri = cols.resource_index
+        for r, mark in enumerate(marks):
+            if mark is not None:
+                lo, hi = bisect_left(ri, r), bisect_right(ri, r)
+                if lo < hi:
+                    self._fold(cols, mark, lo, hi, batch.received_at)
+
+    def _marks(self, cols: Any) -> list[tuple[SubjectKey, str] | None]:
+        """Per resource: (subject, instance id) when it is marked canary or versioned."""
+        out: list[tuple[SubjectKey, str] | None] = []
+        for service, attrs in zip(cols.resource_services, cols.resource_attribute_maps):
+            canary = attrs.get(self.config.canary_attribute, "").lower() == "true"
+            version = attrs.get(self.config.version_attribute, "")
+            out.append(((service, version, canary), attrs.get("service.instance.id", ""))
+                       if canary or version else None)
+        return out
+
+    def _fold(self, cols: Any, mark: tuple[SubjectKey, str], lo: int, hi: int, now: float) -> None:
+        key, instance = mark
+        interval = self.intervals.get(key)
+        if interval is None:
+            self.intervals[key] = interval = Interval()
+        interval.spans += hi - lo
+        interval.errors += cols.status_code[lo:hi].count(STATUS_ERROR)
+        kinds, parents, durations = cols.kind, cols.parent_span_id, cols.duration_ns
+        interval.sample([d for k, p, d in zip(kinds[lo:hi], parents[lo:hi], durations[lo:hi]) if k == SERVER or not p],
+                        self.config.reservoir_size, self.rng)
+        if instance:
+            interval.instances.add(instance)
+        interval.last = now
+
+    # -- emission --------------------------------------------------------------------------------
+    def emit(self, now: float, detector: str) -> list[dict[str, Any]]:
+        if self.interval_start is None:
+            self.interval_start = now
+        if now - self.interval_start < self.config.snapshot_interval:
+            return []
+        start, self.interval_start = self.interval_start, now
+        intervals, self.intervals = self.intervals, {}
+        return [self._document(key, interval, start, now, detector) for key, interval in intervals.items()]
+
+    def _document(self, key: SubjectKey, interval: Interval, start: float, now: float,
+                  detector: str) -> dict[str, Any]:
+        service, version, canary = key
+        subject: dict[str, Any] = {"service": service}
+        if version:
+            subject["service_version"] = version
+        subject["canary"] = canary
+        error_rate = round(interval.errors / interval.spans, 6)
+        p95 = interval.p95_seconds()
+        memory = self._memory(service, version, interval.instances)
+        metrics = {"error_rate": error_rate, "latency_p95_s": None if p95 is None else round(p95, 6),
+                   "memory_bytes": memory, "spans": interval.spans}
+        role = "canary" if canary else "baseline"
+        obs = Observation(
+            self.kind, subject, error_rate, 0.0, "ratio", (start, now), self.config.severity,
+            f"{service} {version or ''} ({role}): {interval.spans} spans, {error_rate:.1%} errors, "
+            f"p95 {'-' if p95 is None else f'{p95:.3f}s'} in the last {now - start:.0f}s", metrics=metrics)
+        return document(obs, "snapshot", stable_id(obs.key, start), start, interval.last, now, detector)
+
+    def _memory(self, service: str, version: str, instances: set[str]) -> float | None:
+        memory = self.peers.get("memory_leak")
+        latest = getattr(memory, "latest_bytes", None)
+        return latest(service, version, instances) if latest else None
