@@ -47,7 +47,7 @@ def path_from_config(sources: list[str]) -> str:
     config = load_config(sources)
     for cid, component in sorted(config.section(Kind.EXPORTER).items()):
         if cid.type == "chdb":
-            return str(getattr(component.config, "path"))
+            return str(component.config.path)  # type: ignore[attr-defined]
     raise QueryError(f"no chdb exporter in {', '.join(sources)}; pass --path DIR")
 
 

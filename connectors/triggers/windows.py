@@ -47,3 +47,43 @@ class SlidingSums:
         """The time range the totals cover."""
         start = self.buckets[0][0] if self.buckets else now
         return start, now
+
+
+class SlidingCounts:
+    """Sliding-window integer counts per key: the lean form of SlidingSums for keys that are
+    mostly seen once (every tool call is a key). Adding is two dict updates; buckets older
+    than the window are subtracted from the totals as they expire."""
+
+    def __init__(self, window: float, bucket: float = 1.0) -> None:
+        self.window = window
+        self.bucket = bucket
+        self.buckets: deque[tuple[float, dict[Hashable, int]]] = deque()
+        self.totals: dict[Hashable, int] = {}
+        self._end = float("-inf")
+
+    def add(self, now: float, key: Hashable, count: int = 1) -> int:
+        """Count `key` at `now`; returns its total in the window."""
+        if now >= self._end:
+            start = now - now % self.bucket
+            self._end = start + self.bucket
+            self.buckets.append((start, {}))
+        current = self.buckets[-1][1]
+        current[key] = current.get(key, 0) + count
+        total = self.totals[key] = self.totals.get(key, 0) + count
+        return total
+
+    def expire(self, now: float) -> None:
+        horizon = now - self.window
+        while self.buckets and self.buckets[0][0] + self.bucket <= horizon:
+            _, old = self.buckets.popleft()
+            totals = self.totals
+            for key, count in old.items():
+                left = totals[key] - count
+                if left > 0:
+                    totals[key] = left
+                else:
+                    del totals[key]
+
+    def span(self, now: float) -> tuple[float, float]:
+        start = self.buckets[0][0] if self.buckets else now
+        return start, now

@@ -5,7 +5,8 @@
   events, links, ServiceName, ResourceAttributes), read back with clickhouse-connect; the
   schema was created by the exporter, and the trace-id lookup table holds every trace;
 - outage: the endpoint is stopped while load runs and started again; every span the
-  receiver accepted arrives (duplicates counted and reported, none missing);
+  receiver accepted arrives (duplicates counted and reported, none missing); ClickHouse
+  down when the daemon starts delays the spans, never loses them;
 - a server error that means bad data drops that batch only (counted under its ClickHouse
   name); overload (TOO_MANY_PARTS) is retried until it succeeds;
 - a `tcp://` endpoint is refused at validation with a clear message.
@@ -165,6 +166,18 @@ def test_outage_and_recovery_loses_nothing(clickhouse_http):
         assert stored <= sent_ids
         if refused == 0:
             assert stored == sent_ids
+        assert daemon.metric("otelcol_exporter_send_failed_spans_total") == 0
+
+
+def test_clickhouse_down_at_start(clickhouse_http):
+    clickhouse_http.stop()
+    with Daemon(_config(clickhouse_http)) as daemon:  # starts anyway
+        spans = send_agent_traces(f"http://127.0.0.1:{daemon.ports['grpc']}")
+        time.sleep(0.5)
+        clickhouse_http.start()
+        wait_until(lambda: _count(clickhouse_http, "SELECT count() FROM otel.otel_traces") == len(spans),
+                   timeout=30, message="spans after ClickHouse came up")
+        assert "ClickHouse not reachable at start" in daemon.log()
         assert daemon.metric("otelcol_exporter_send_failed_spans_total") == 0
 
 

@@ -41,7 +41,7 @@ from connectors.triggers.detectors.otlp_metrics import (
     point_value,
 )
 from connectors.triggers.event import Examples, Observation
-from connectors.triggers.windows import SlidingSums
+from connectors.triggers.windows import SlidingCounts
 from pipeline.columns import any_value_text
 from pipeline.config.units import Duration
 
@@ -50,8 +50,8 @@ CPU_POINT_KEYS = frozenset({"state", "cpu.mode", "system.cpu.state", "process.cp
 STATE_KEYS = ("state", "cpu.mode", "system.cpu.state", "process.cpu.state", "type")
 CORE_KEYS = ("cpu", "cpu.logical_number", "system.cpu.logical_number")
 NOT_BUSY = frozenset({"idle", "wait", "iowait"})
-# service, agent, tool, session (conversation id, or the trace id as bytes), hash of the arguments
-CallKey = tuple[Any, Any, Any, Any, int]
+# service, agent, tool, session (conversation id, or the trace id as bytes)
+Call = tuple[Any, Any, Any, Any]
 
 
 class InfiniteLoopConfig(DetectorConfig):
@@ -105,8 +105,9 @@ class InfiniteLoopDetector(Detector):
 
     def __init__(self, config: InfiniteLoopConfig) -> None:
         super().__init__(config)
-        self.calls = SlidingSums(config.window, bucket=max(config.window / 120, 0.05), width=1)
-        self.hot: dict[CallKey, Examples] = {}  # keys at or past the lowest repeat threshold
+        self.calls = SlidingCounts(config.window, bucket=max(config.window / 120, 0.05))
+        # hash of (call, arguments) → (call, examples), for keys at or past the lowest repeat threshold
+        self.hot: dict[int, tuple[Call, Examples]] = {}
         self.dropped = 0
         self.min_threshold = min([config.repeat_threshold, *(o.threshold for o in config.overrides)])
         self.utilization_matcher = NameMatcher(config.cpu_utilization_metrics)
@@ -120,26 +121,26 @@ class InfiniteLoopDetector(Detector):
         tools = self._tool_names(attrs, len(cols))
         if tools is None:
             return
-        partial: dict[CallKey, list[int]] = {}
         arguments, parameters = attrs["gen_ai.tool.call.arguments"], attrs["tool.parameters"]
         sessions, agents, services = attrs["gen_ai.conversation.id"], attrs["gen_ai.agent.name"], cols.service
+        now, add, totals, bound = batch.received_at, self.calls.add, self.calls.totals, self.config.max_tracked
         for i in [i for i, tool in enumerate(tools) if tool]:
             args = arguments[i] or parameters[i] or self._input_value(cols.spans[i])
             if not args:
                 if self.config.require_arguments:
                     continue
                 args = ""
-            elif args.__class__ is not str:
-                args = repr(args)
             service = services[i]
-            key = (service, agents[i] or service, tools[i], sessions[i] or cols.trace_id[i], hash(args))
-            slot = partial.get(key)
-            if slot is None:
-                partial[key] = [1, i]
-            else:
-                slot[0] += 1
-                slot[1] = i
-        self._fold(partial, cols, batch.received_at)
+            call = (service, agents[i] or service, tools[i], sessions[i] or cols.trace_id[i])
+            # One int per distinct call (the 64-bit hash): cheap to count; collisions are negligible.
+            key = hash((call, args if args.__class__ is str else repr(args)))
+            if len(totals) >= bound and key not in totals:
+                self.dropped += 1
+            elif add(now, key) >= self.min_threshold:
+                slot = self.hot.get(key)
+                if slot is None:
+                    self.hot[key] = slot = (call, Examples())
+                slot[1].add(cols.trace_id[i], cols.span_id[i])
 
     @staticmethod
     def _tool_names(attrs: dict[str, list[Any]], n: int) -> list[Any] | None:
@@ -159,16 +160,6 @@ class InfiniteLoopDetector(Detector):
             if kv.key == "input.value":
                 return any_value_text(kv.value)
         return None
-
-    def _fold(self, partial: dict[CallKey, list[int]], cols: Any, now: float) -> None:
-        totals = self.calls.totals
-        for key, (count, last) in partial.items():
-            if key not in totals and len(totals) >= self.config.max_tracked:
-                self.dropped += 1
-                continue
-            self.calls.add(now, key, (count,))
-            if totals[key][0] >= self.min_threshold:
-                self.hot.setdefault(key, Examples()).add(cols.trace_id[last], cols.span_id[last])
 
     # -- hot path: CPU metrics ---------------------------------------------------------------------
     def observe_metrics(self, batch: Any) -> None:
@@ -231,15 +222,14 @@ class InfiniteLoopDetector(Detector):
     def _repeated_calls(self, now: float) -> list[Observation]:
         self.calls.expire(now)
         window = self.calls.span(now)
-        worst: dict[tuple[Any, ...], tuple[float, Examples]] = {}
-        for key, examples in list(self.hot.items()):
-            total = self.calls.totals.get(key)
-            if total is None or total[0] < self.min_threshold:
+        worst: dict[Call, tuple[int, Examples]] = {}
+        for key, (call, examples) in list(self.hot.items()):
+            total = self.calls.totals.get(key, 0)
+            if total < self.min_threshold:
                 del self.hot[key]
                 continue
-            subject_key = key[:4]
-            if subject_key not in worst or total[0] > worst[subject_key][0]:
-                worst[subject_key] = (total[0], examples)
+            if call not in worst or total > worst[call][0]:
+                worst[call] = (total, examples)
         out = []
         for (service, agent, tool, session), (count, examples) in worst.items():
             session = session.hex() if isinstance(session, bytes) else str(session)
