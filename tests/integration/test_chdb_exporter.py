@@ -73,7 +73,7 @@ def test_spans_persist_across_restarts_and_query_reads_them(data_dir):
         first = send_and_wait(daemon)
     finally:
         assert daemon.stop() == 0
-    assert_rows_match(json_rows(data_dir, ROWS_SQL.format(table=TABLE)), first)
+    assert_rows_match(json_rows(data_dir, ROWS_SQL.format(table=TABLE)), first, normalised=True)
 
     daemon = default_daemon(data_dir).start()
     try:
@@ -81,7 +81,7 @@ def test_spans_persist_across_restarts_and_query_reads_them(data_dir):
     finally:
         assert daemon.stop() == 0
     rows = json_rows(data_dir, ROWS_SQL.format(table=TABLE))
-    assert_rows_match(rows, first + second)
+    assert_rows_match(rows, first + second, normalised=True)
     lookup = json_rows(data_dir, "SELECT TraceId FROM otel.otel_traces_trace_id_ts GROUP BY TraceId")
     assert {row["TraceId"] for row in lookup} == {f"{s.context.trace_id:032x}" for s in first + second}
 
