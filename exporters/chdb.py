@@ -1,5 +1,9 @@
 """`chdb`: spans into the embedded ClickHouse engine (chDB), in a local data directory.
 
+In an `events` pipeline it writes trigger events and safety decisions to the audit table
+`events_table_name` (`agentdbg_decisions`; exporters/clickhouse/audit.py) in the same engine,
+through the same Native insert path and error mapping.
+
 The same `otel_traces` schema (exporters/clickhouse/schema.py) and the same column path as
 the `clickhouse` exporter: the batch's `SpanColumns` → `insert_columns` → one Native block
 (clickhouse-connect's serializer) → streamed into chDB with `send_insert(..., "Native")`.
@@ -32,27 +36,24 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, Sequence
 
 from exporters.clickhouse.errors import classify
-from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, qualified, quote, schema_statements
-from exporters.helper import ExporterHelperConfig, QueuedExporter, QueueSettings
+from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES
+from exporters.clickhouse.tables import TableSpec, TablesConfig, table_spec
+from exporters.helper import QueuedExporter, QueueSettings
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
-from pipeline.traces import Traces
 
 LOCK_NAME = "agentdbg.lock"
 
 
-class ChdbConfig(ExporterHelperConfig):
+class ChdbConfig(TablesConfig):
     path: str = "./data/chdb"
-    database: str = "otel"
-    traces_table_name: str = "otel_traces"
-    ttl: Duration = 0.0
-    create_schema: bool = True
     timeout: Duration = 0.0
     sending_queue: QueueSettings = QueueSettings(num_consumers=1)
 
@@ -161,12 +162,13 @@ def _connect(path: str) -> Any:
         raise RuntimeError(f"cannot open chdb data directory {path}: {exc}") from exc
 
 
-def native_chunks(table: str, columns: list) -> Any:
+def native_chunks(table: str, columns: list, names: Sequence[str] = COLUMN_NAMES,
+                  types: Sequence[str] = COLUMN_TYPES) -> Any:
     """The Native-format blocks of an insert, from clickhouse-connect's serializer (as HTTP sends them)."""
     from clickhouse_connect.driver.insert import InsertContext
     from clickhouse_connect.driver.transform import NativeTransform
 
-    context = InsertContext(table, COLUMN_NAMES, _column_types(), columns, column_oriented=True)
+    context = InsertContext(table, list(names), list(_column_types(tuple(types))), columns, column_oriented=True)
     first = True
     for chunk in NativeTransform.build_insert(context):
         if first:  # the first chunk starts with "INSERT ... FORMAT Native\n"
@@ -175,27 +177,22 @@ def native_chunks(table: str, columns: list) -> Any:
         yield chunk
 
 
-_TYPES: list[Any] = []
+@functools.lru_cache(maxsize=None)
+def _column_types(type_names: tuple[str, ...]) -> tuple[Any, ...]:
+    from clickhouse_connect.datatypes.registry import get_from_name
+
+    return tuple(get_from_name(name) for name in type_names)
 
 
-def _column_types() -> list[Any]:
-    if not _TYPES:
-        from clickhouse_connect.datatypes.registry import get_from_name
-
-        _TYPES.extend(get_from_name(name) for name in COLUMN_TYPES)
-    return _TYPES
-
-
-def insert_batch(conn: Any, table: str, batch: Traces) -> None:
+def insert_batch(conn: Any, spec: TableSpec, batch: Any) -> None:
     """Writer thread: columns, Native blocks, one streamed insert; errors classified."""
-    columns = insert_columns(batch.columns)
-    statement = f"INSERT INTO {table} ({', '.join(quote(name) for name in COLUMN_NAMES)})"
+    columns = spec.to_columns(batch)
     try:
-        inserter = conn.send_insert(statement, "Native")
+        inserter = conn.send_insert(spec.insert_statement(), "Native")
     except Exception as exc:
         raise classify(exc) from exc
     try:
-        for chunk in native_chunks(table, columns):
+        for chunk in native_chunks(spec.table, columns, spec.names, spec.types):
             inserter.append(chunk)
         inserter.finish()
     except Exception as exc:
@@ -218,17 +215,16 @@ class ChdbExporter(QueuedExporter):
             update={"num_consumers": 1})})
         super().__init__(settings, config)
         self.chdb_config = config
-        self.table = qualified(config.database, config.traces_table_name)
+        self.spec: TableSpec = table_spec(settings.signal, config)
+        self.table = self.spec.table
         self.store: ChdbStore | None = None
-        self._inflight: tuple[Traces, asyncio.Future[None]] | None = None
+        self._inflight: tuple[Any, asyncio.Future[None]] | None = None
 
     async def start_client(self) -> None:
         self.store = await ChdbStore.acquire(self.chdb_config.path)
-        cfg = self.chdb_config
-        if cfg.create_schema:
+        if self.chdb_config.create_schema:
             try:
-                await self.store.call(run_statements, self.store.conn,
-                                      schema_statements(cfg.database, cfg.traces_table_name, cfg.ttl))
+                await self.store.call(run_statements, self.store.conn, list(self.spec.statements))
             except BaseException:
                 await self.store.release()
                 self.store = None
@@ -236,12 +232,12 @@ class ChdbExporter(QueuedExporter):
         self.log.info("chdb store ready", extra={"kv": {"path": self.store.path, "table": self.table}})
 
     async def send(self, batch: Any) -> None:
-        if not isinstance(batch, Traces) or not batch.span_count:
+        if not self.spec.wants(batch):
             return
         assert self.store is not None
         if self._inflight is None or self._inflight[0] is not batch:
             future = asyncio.get_running_loop().run_in_executor(
-                self.store.pool, insert_batch, self.store.conn, self.table, batch)
+                self.store.pool, insert_batch, self.store.conn, self.spec, batch)
             self._inflight = (batch, future)
         future = self._inflight[1]
         try:
@@ -258,5 +254,7 @@ class ChdbExporter(QueuedExporter):
             self.store = None
 
 
-factory = Factory("chdb", Kind.EXPORTER, ChdbConfig, ChdbExporter, signals=frozenset({Signal.TRACES}),
-                  description="store spans in the embedded ClickHouse engine (chDB) in a local directory")
+factory = Factory("chdb", Kind.EXPORTER, ChdbConfig, ChdbExporter,
+                  signals=frozenset({Signal.TRACES, Signal.EVENTS}),
+                  description="store spans (and trigger events / decisions, in an audit table) in the embedded "
+                              "ClickHouse engine (chDB) in a local directory")

@@ -119,6 +119,7 @@ class Graph:
         """Start everything not reused, downstream first; receivers last."""
         for component in self._new(self.extensions.values()):
             await component.start(host)
+        host.extensions = {str(cid): component for cid, component in self.extensions.items()}
         await self.start_pipelines(host)
         for component in self._new(self.receivers.values()):
             await component.start(host)

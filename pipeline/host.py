@@ -19,11 +19,19 @@ class Host:
         self.ready = False
         self.status = "starting"
         self.debug_routes: dict[str, Handler] = {}
+        self.extensions: dict[str, Any] = {}  # running extensions by id, for receivers' `auth`
         self.describe_graph: Callable[[], dict[str, Any]] = lambda: {}
 
     def add_debug_route(self, path: str, handler: Handler) -> None:
         """Serve `handler` at `/debug/<path>` on the debug API (replacing an earlier one)."""
         self.debug_routes[path.strip("/")] = handler
+
+    def authenticator(self, name: str) -> Any:
+        """The running extension a receiver's `auth.authenticator` names."""
+        extension = self.extensions.get(name)
+        if extension is None or not hasattr(extension, "authenticate"):
+            raise ValueError(f'authenticator "{name}" is not a configured extension listed in service::extensions')
+        return extension
 
     def set_status(self, status: str, ready: bool) -> None:
         self.status = status

@@ -19,6 +19,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from exporters.otlp import factory as otlp_exporter
     from exporters.otlphttp import factory as otlphttp_exporter
     from exporters.webhook import factory as webhook_exporter
+    from extensions.bearertokenauth import factory as bearertokenauth
     from extensions.debug_api import factory as debug_api
     from extensions.health_check import factory as health_check
     from processors.batch import factory as batch
@@ -33,7 +34,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
         batch, memory_limiter, safety, genai,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter,
-        health_check, debug_api,
+        health_check, debug_api, bearertokenauth,
         triggers,
     ]
     table: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}

@@ -129,6 +129,7 @@ class Service:
         for component in new.extensions.values():
             if id(component) not in keep:
                 await component.start(self.host)
+        self.host.extensions = {str(cid): component for cid, component in new.extensions.items()}
         await new.start_pipelines(self.host)
         await old.stop_receivers(keep)
         new.connect_receivers()

@@ -6,6 +6,11 @@ async client) built from the batch's shared `SpanColumns`: no row dicts, no JSON
 `otel_traces_trace_id_ts` lookup table and its materialized view (`exporters/clickhouse/schema.py`,
 the same DDL the `chdb` exporter uses) before its first insert.
 
+In an `events` pipeline it writes trigger events and safety decisions, one row per document, to
+the audit table `events_table_name` (`agentdbg_decisions`, a ReplacingMergeTree keyed so that a
+redelivered document collapses; exporters/clickhouse/audit.py), with the same insert path and
+the same error mapping.
+
 What it promises when ClickHouse is slow, down or refuses:
 - it never blocks the pipeline: batches wait in its own bounded queue (`sending_queue`);
   when that is full the receiver tells clients to retry (counted as enqueue-failed);
@@ -28,22 +33,16 @@ from urllib.parse import urlparse
 from pydantic import field_validator
 
 from exporters.clickhouse.errors import classify
-from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, qualified, schema_statements
-from exporters.helper import ExporterHelperConfig, QueuedExporter
+from exporters.clickhouse.tables import TableSpec, TablesConfig, table_spec
+from exporters.helper import QueuedExporter
 from pipeline.component import Factory, Kind, Settings, Signal
-from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
-from pipeline.traces import Traces
 
 
-class ClickHouseConfig(ExporterHelperConfig):
+class ClickHouseConfig(TablesConfig):
     endpoint: str
     username: str = ""
     password: str = ""
-    database: str = "otel"
-    traces_table_name: str = "otel_traces"
-    ttl: Duration = 0.0
-    create_schema: bool = True
     async_insert: bool = True
     compress: Literal["lz4", "zstd", "none"] = "lz4"
 
@@ -60,19 +59,13 @@ class ClickHouseConfig(ExporterHelperConfig):
             raise ValueError(f"endpoint {value!r} has no host")
         return value
 
-    @field_validator("database", "traces_table_name")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
 
 class ClickHouseExporter(QueuedExporter):
     def __init__(self, settings: Settings, config: ClickHouseConfig) -> None:
         super().__init__(settings, config)
         self.ch_config = config
-        self.table = qualified(config.database, config.traces_table_name)
+        self.spec: TableSpec = table_spec(settings.signal, config)
+        self.table = self.spec.table
         self._client: Any = None
         self._connect_lock = asyncio.Lock()
         self._insert_settings = {"async_insert": 1, "wait_for_async_insert": 1} if config.async_insert else {}
@@ -117,8 +110,7 @@ class ClickHouseExporter(QueuedExporter):
             raise RetryableError(str(error), error_type=error.error_type) from exc
 
     async def _create_schema(self, client: Any) -> None:
-        cfg = self.ch_config
-        for statement in schema_statements(cfg.database, cfg.traces_table_name, cfg.ttl):
+        for statement in self.spec.statements:
             try:
                 await client.command(statement)
             except Exception as exc:  # a schema problem is fixed on the server, never by dropping data
@@ -127,13 +119,14 @@ class ClickHouseExporter(QueuedExporter):
         self.log.info("ClickHouse schema ready", extra={"kv": {"table": self.table}})
 
     async def send(self, batch: Any) -> None:
-        if not isinstance(batch, Traces) or not batch.span_count:
+        if not self.spec.wants(batch):
             return
         client = await self._ensure_client()
         loop = asyncio.get_running_loop()
-        columns = await loop.run_in_executor(None, _prepare, batch)
+        # Off the event loop: building attribute maps is CPU work.
+        columns = await loop.run_in_executor(None, self.spec.to_columns, batch)
         try:
-            await client.insert(self.table, columns, column_names=COLUMN_NAMES, column_type_names=COLUMN_TYPES,
+            await client.insert(self.table, columns, column_names=self.spec.names, column_type_names=self.spec.types,
                                 column_oriented=True, settings=self._insert_settings)
         except (asyncio.CancelledError, RetryableError):
             raise
@@ -146,11 +139,7 @@ class ClickHouseExporter(QueuedExporter):
             self._client = None
 
 
-def _prepare(batch: Traces) -> list:
-    """Insert columns of a batch (off the event loop: building attribute maps is CPU work)."""
-    return insert_columns(batch.columns)
-
-
 factory = Factory("clickhouse", Kind.EXPORTER, ClickHouseConfig, ClickHouseExporter,
-                  signals=frozenset({Signal.TRACES}),
-                  description="insert spans into ClickHouse over HTTP (otelcol clickhouseexporter schema)")
+                  signals=frozenset({Signal.TRACES, Signal.EVENTS}),
+                  description="insert spans into ClickHouse over HTTP (otelcol clickhouseexporter schema), "
+                              "and trigger events / decisions into an audit table")

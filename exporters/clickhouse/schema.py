@@ -7,13 +7,15 @@ materialized view that feeds it. Every statement is `IF NOT EXISTS`, so running 
 schema again (each start) is harmless and never alters an existing table.
 
 `insert_columns(SpanColumns)` gives the column-oriented insert data in `INSERT_COLUMNS`
-order: plain lists taken from the batch's shared columnar view, no row dicts.
+order: plain lists taken from the batch's shared columnar view, no row dicts. The events
+audit table (`agentdbg_decisions`) is in audit.py; tables.py picks the table per pipeline type.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 from pipeline.columns import SpanColumns
+from pipeline.traces import Traces
 
 MAP = "Map(LowCardinality(String), String)"
 
@@ -155,3 +157,8 @@ def insert_columns(cols: SpanColumns) -> list[Sequence]:
         events.timestamp_ns, events.name, events.attributes,
         links.trace_id_hex, links.span_id_hex, links.trace_state, links.attributes,
     ]
+
+
+def traces_columns(batch: Traces) -> list[Sequence]:
+    """`insert_columns` of a batch's shared columnar view (built once per batch)."""
+    return insert_columns(batch.columns)

@@ -37,6 +37,8 @@ class OtlpReceiver(Receiver):
 
     async def start(self, host) -> None:
         for transport in self.transports:
+            if transport.config.auth is not None:
+                transport.authenticator = host.authenticator(transport.config.auth.authenticator)
             await transport.start()
         self.log.info("receiver listening", extra={"kv": {
             "grpc": self.config.protocols.grpc.endpoint if self.config.protocols.grpc else "off",

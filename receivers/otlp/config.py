@@ -11,10 +11,15 @@ from pipeline.config.units import ByteSize
 from pipeline.netaddr import Endpoint
 
 
+class AuthConfig(StrictConfig):
+    authenticator: str  # the id of an extension such as bearertokenauth
+
+
 class GrpcConfig(StrictConfig):
     endpoint: Endpoint = "localhost:4317"
     max_recv_msg_size_mib: PositiveInt = 64
     tls: TlsServerConfig | None = None
+    auth: AuthConfig | None = None
 
 
 class HttpConfig(StrictConfig):
@@ -24,6 +29,7 @@ class HttpConfig(StrictConfig):
     metrics_url_path: str = "/v1/metrics"
     logs_url_path: str = "/v1/logs"
     tls: TlsServerConfig | None = None
+    auth: AuthConfig | None = None
 
 
 class Protocols(StrictConfig):

@@ -7,7 +7,7 @@ message (RESOURCE_EXHAUSTED). Refusals carry a google.rpc.Status with RetryInfo 
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -28,6 +28,7 @@ class GrpcTransport:
         self.config = config
         self.ingests = ingests
         self.consumer_of = consumer_of
+        self.authenticator: Any = None  # set by the receiver when `auth` is configured
         self.server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
@@ -61,6 +62,8 @@ class GrpcTransport:
         ingest = self.ingests[spec.signal]
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            if self.authenticator and not self.authenticator.authenticate(dict(context.invocation_metadata() or ())):
+                await _abort(context, ingest.reject_request("unauthenticated", Outcome.unauthenticated()))
             try:
                 message = spec.request_type.FromString(request)
             except DecodeError as exc:

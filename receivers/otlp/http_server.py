@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from aiohttp import web
 from google.protobuf.message import DecodeError
@@ -33,6 +33,7 @@ class HttpTransport:
         self.config = config
         self.ingests = ingests
         self.consumer_of = consumer_of
+        self.authenticator: Any = None  # set by the receiver when `auth` is configured
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -61,6 +62,9 @@ class HttpTransport:
                 return web.Response(status=405, headers={"Allow": "POST"},
                                     text=f"405 method not allowed, supported: [POST]")
             content_type = request.content_type
+            if self.authenticator and not self.authenticator.authenticate(dict(request.headers)):
+                outcome = ingest.reject_request("unauthenticated", Outcome.unauthenticated())
+                return _answer(spec, outcome, content_type if content_type == JSON else PROTOBUF)
             if content_type not in (PROTOBUF, JSON):
                 ingest.reject_request("unsupported", Outcome.bad_request(f"content type {content_type!r}"))
                 return web.Response(status=415, content_type="text/plain",

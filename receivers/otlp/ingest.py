@@ -48,6 +48,10 @@ class Outcome:
         return cls(code_pb2.INVALID_ARGUMENT, message)
 
     @classmethod
+    def unauthenticated(cls) -> "Outcome":
+        return cls(code_pb2.UNAUTHENTICATED, "missing or invalid bearer token")
+
+    @classmethod
     def payload_too_large(cls, message: str) -> "Outcome":
         return cls(code_pb2.RESOURCE_EXHAUSTED, message, too_large=True)
 
@@ -62,7 +66,7 @@ class Ingest:
         self.refused = refused.labels(*labels)
         self.failed = failed.labels(*labels)
         self._rejected_requests = {reason: metrics.receiver_rejected_requests.labels(*labels, reason)
-                                   for reason in ("malformed", "too_large", "unsupported", "no_pipeline")}
+                                   for reason in ("malformed", "too_large", "unsupported", "no_pipeline", "unauthenticated")}
 
     def reject_request(self, reason: str, outcome: Outcome) -> Outcome:
         self._rejected_requests[reason].inc()

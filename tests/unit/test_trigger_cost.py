@@ -22,10 +22,6 @@ def spend(service: str, usd: float, at: float, agent: str | None = None, key: st
                   received_at=at)
 
 
-def by_qualifier(docs: list[dict]) -> dict[str, dict]:
-    return {doc["id"]: doc for doc in docs}
-
-
 def test_defaults_are_the_product_ones() -> None:
     config = CostBudgetConfig()
     assert (config.daily_budget, config.monthly_budget, config.alert_fractions) == (10.0, 300.0, [0.8, 1.0])

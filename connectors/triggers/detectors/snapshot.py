@@ -146,10 +146,10 @@ class HealthSnapshotDetector(Detector):
         memory = self._memory(service, version, interval.instances)
         metrics = {"error_rate": error_rate, "latency_p95_s": None if p95 is None else round(p95, 6),
                    "memory_bytes": memory, "spans": interval.spans}
-        role = "canary" if canary else "baseline"
+        label = f"{service} {version} " if version else f"{service} "
         obs = Observation(
             self.kind, subject, error_rate, 0.0, "ratio", (start, now), self.config.severity,
-            f"{service} {version or ''} ({role}): {interval.spans} spans, {error_rate:.1%} errors, "
+            f"{label}({'canary' if canary else 'baseline'}): {interval.spans} spans, {error_rate:.1%} errors, "
             f"p95 {'-' if p95 is None else f'{p95:.3f}s'} in the last {now - start:.0f}s", metrics=metrics)
         return document(obs, "snapshot", stable_id(obs.key, start), start, interval.last, now, detector)
 

@@ -1,0 +1,107 @@
+"""The decisions/events audit table (`agentdbg_decisions`), shared by the `clickhouse` and `chdb` exporters.
+
+An `events` pipeline's documents (REFERENCE.md §12: trigger events `agentdbg.trigger/v1`,
+safety decisions `agentdbg.decision/v1`) are stored one row each, the whole document kept
+as JSON in `Document` and a few fields lifted out to filter on:
+
+| column | from a decision | from a trigger event |
+|---|---|---|
+| `Timestamp DateTime64(9)` | `decided_at` | `emitted_at` |
+| `Schema` | `schema` | `schema` |
+| `Id` | `id` (the idempotency key) | `id` |
+| `Kind` | `action` | `kind` |
+| `Status` | `''` | `status` |
+| `Target` | `target` (text, or sorted-key JSON) | `subject_key` |
+| `Document` | the JSON document | the JSON document |
+
+A document without a readable timestamp is stored at its batch's receive time.
+
+Engine: `ReplacingMergeTree(Timestamp)`, `PARTITION BY toDate(Timestamp)`, `ORDER BY (Kind, Id)`.
+The events pipeline delivers at least once (a Kafka redelivery, a retried insert), and ids
+are deterministic, so a redelivered document carries the same `Id`. ReplacingMergeTree
+collapses rows whose *sorting key* is equal, so the key must contain `Id`: with
+`ORDER BY (Kind, Timestamp)` two copies whose `decided_at` differs (a decision made again
+after a redelivery) would both stay, and two different documents of one kind stamped in the
+same nanosecond would wrongly collapse. `Kind` comes first because audit queries select by
+action or trigger kind ("every rollback this week") and it is low-cardinality, so it prunes
+granules and compresses well; time-range queries are served by the daily partitions and a
+minmax index on `Timestamp`. The version column `Timestamp` keeps the latest copy.
+Collapsing happens at background merges and only within a partition (a copy redelivered
+on another UTC day stays until read): read with `FINAL` (or `argMax(Document, Timestamp)
+... GROUP BY Id`) for an exact, duplicate-free answer. The audit table has no TTL (`ttl`
+applies to the spans tables only).
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Sequence
+
+from pipeline.events import Events, document_key
+
+EVENTS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Timestamp", "DateTime64(9)"),
+    ("Schema", "LowCardinality(String)"),
+    ("Id", "String"),
+    ("Kind", "LowCardinality(String)"),
+    ("Status", "LowCardinality(String)"),
+    ("Target", "String"),
+    ("Document", "String"),
+)
+
+_EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
+    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Schema LowCardinality(String) CODEC(ZSTD(1)),
+    Id String CODEC(ZSTD(1)),
+    Kind LowCardinality(String) CODEC(ZSTD(1)),
+    Status LowCardinality(String) CODEC(ZSTD(1)),
+    Target String CODEC(ZSTD(1)),
+    Document String CODEC(ZSTD(1)),
+    INDEX idx_id Id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_target Target TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_timestamp Timestamp TYPE minmax GRANULARITY 1
+) ENGINE = ReplacingMergeTree(Timestamp)
+PARTITION BY toDate(Timestamp)
+ORDER BY (Kind, Id)
+SETTINGS index_granularity = 8192"""
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)")
+
+
+def events_table_statement(table: str) -> str:
+    """CREATE TABLE for the audit table; `table` is already qualified and quoted."""
+    return _EVENTS_TABLE.format(table=table)
+
+
+def rfc3339_ns(text: Any) -> int | None:
+    """Nanoseconds since the epoch of an RFC 3339 timestamp (all fraction digits kept), or None."""
+    match = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    whole, fraction, offset = match.groups()
+    seconds = datetime.fromisoformat(whole + ("+00:00" if offset in ("Z", "z") else offset)).timestamp()
+    return int(seconds) * 1_000_000_000 + int((fraction or "")[:9].ljust(9, "0"))
+
+
+def _timestamp(document: dict[str, Any], fallback: int) -> int:
+    found = rfc3339_ns(document.get("decided_at") or document.get("emitted_at"))
+    return fallback if found is None else found
+
+
+def _is_decision(document: dict[str, Any]) -> bool:
+    return "action" in document
+
+
+def events_columns(batch: Events) -> list[Sequence]:
+    """The `EVENTS_COLUMNS` data of one events batch, column by column."""
+    documents = batch.documents
+    received = int(batch.received_at * 1_000_000_000)
+    return [
+        [_timestamp(doc, received) for doc in documents],
+        [str(doc.get("schema") or "") for doc in documents],
+        [str(doc.get("id") or "") for doc in documents],
+        [str(doc.get("action") if _is_decision(doc) else doc.get("kind") or "") for doc in documents],
+        ["" if _is_decision(doc) else str(doc.get("status") or "") for doc in documents],
+        [document_key(doc) for doc in documents],
+        [value.decode() for value in batch.encoded()],
+    ]
