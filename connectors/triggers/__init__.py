@@ -14,7 +14,8 @@ What it promises: on the span path it only folds each batch into per-detector pa
 aggregates (it never refuses or delays spans; a detector error is logged and counted, and
 the batch still counts as taken). Every `evaluation_interval` it evaluates the windows off
 the hot path and emits one firing event per episode and one resolved event when the
-condition clears (hysteresis: `resolve_ratio`, `resolve_after`). When the events pipeline
+condition clears (hysteresis: `resolve_ratio`, `resolve_after`); documents that are not
+episodes (`health_snapshot`) come from a detector's `emit` hook as they are. When the events pipeline
 refuses, events wait in a bounded buffer (`max_pending_events`) and are re-offered; past
 the bound the oldest are dropped, counted and logged. Windowed state survives a SIGHUP
 reload (it is handed to the new instance); it starts empty after a process restart.
@@ -129,6 +130,7 @@ class TriggersConnector(Connector):
                     continue
                 emitted.extend(self.tracker.update(detector.kind, observations, now))
                 emitted.extend(self._emitted_directly(detector, now))
+                self._count_drops(detector)
         self.telemetry.record(emitted, self.tracker.active)
         self.pending.extend(emitted)
         await self._emit()
@@ -141,6 +143,11 @@ class TriggersConnector(Connector):
             self.telemetry.detector_errors.labels(str(self.id), detector.kind).inc()
             self.log.exception("detector emission failed", extra={"kv": {"detector": detector.kind}})
             return []
+
+    def _count_drops(self, detector: Detector) -> None:
+        for reason, count in detector.drops.items():
+            self.telemetry.detector_dropped.labels(str(self.id), detector.kind, reason).inc(count)
+        detector.drops.clear()
 
     async def _emit(self) -> None:
         if not self.pending:

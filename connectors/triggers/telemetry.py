@@ -21,6 +21,10 @@ evaluation_seconds = Histogram("agentdbg_trigger_evaluation_seconds",
                                registry=REGISTRY)
 detector_errors = Counter("agentdbg_trigger_detector_errors", "Detector failures (logged), by kind.",
                           ["connector", "kind"], registry=REGISTRY)
+detector_dropped = Counter("agentdbg_trigger_detector_dropped",
+                           "Items a detector could not keep in its bounded state, by kind and reason "
+                           "(deadlock: trace_evicted; infinite_loop: call_untracked).",
+                           ["connector", "kind", "reason"], registry=REGISTRY)
 dropped_events = Counter("agentdbg_trigger_dropped_events",
                          "Trigger events dropped because the events pipeline kept refusing them.",
                          ["connector"], registry=REGISTRY)
@@ -32,6 +36,7 @@ class TriggerMetrics:
         self.observe_seconds = observe_seconds.labels(connector)
         self.evaluation_seconds = evaluation_seconds.labels(connector)
         self.detector_errors = detector_errors
+        self.detector_dropped = detector_dropped
         self.dropped_events = dropped_events.labels(connector)
         self._kinds: set[str] = set()
 

@@ -40,6 +40,8 @@ class SlidingSums:
                 total = self.totals[key]
                 for index, value in enumerate(values):
                     total[index] -= value
+                # values[0] is a count (always > 0 when added), so a zero total means no bucket
+                # left in the window holds the key.
                 if total[0] <= 1e-9:
                     del self.totals[key]
 
@@ -63,7 +65,7 @@ class SlidingCounts:
 
     def add(self, now: float, key: Hashable, count: int = 1) -> int:
         """Count `key` at `now`; returns its total in the window."""
-        if now >= self._end:
+        if now >= self._end or not self.buckets:
             start = now - now % self.bucket
             self._end = start + self.bucket
             self.buckets.append((start, {}))

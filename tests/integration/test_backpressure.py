@@ -12,7 +12,6 @@ duplicates (a request B got after A's attempt had timed out) allowed and counted
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -24,34 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.harness import Daemon, wait_until
-
-SINK = """
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: {http}
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  file:
-    path: {dir}/sink.jsonl
-    flush_interval: 50ms
-extensions:
-  health_check:
-    endpoint: {health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
+from tests.otlp_sink import sink_daemon, sink_ids
 
 FORWARDER = """
 receivers:
@@ -109,18 +81,6 @@ def make_request() -> tuple[bytes, list[str]]:
     return request.SerializeToString(), ids
 
 
-def sink_ids(sink: Daemon) -> list[str]:
-    path = sink.dir / "sink.jsonl"
-    if not path.exists():
-        return []
-    ids = []
-    for line in path.read_bytes().split(b"\n")[:-1]:
-        for rs in json.loads(line)["resourceSpans"]:
-            for ss in rs["scopeSpans"]:
-                ids.extend(span["spanId"] for span in ss["spans"])
-    return ids
-
-
 def retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo | None:
     details = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
     if details is None:
@@ -134,8 +94,7 @@ def retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo | None:
 
 @pytest.fixture
 def sink(tmp_path):
-    (tmp_path / "sink").mkdir()
-    with Daemon(SINK, workdir=tmp_path / "sink") as running:
+    with sink_daemon(tmp_path / "sink") as running:
         yield running
 
 

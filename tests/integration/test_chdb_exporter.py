@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Daemon, wait_until
+from tests.harness import ROOT, Daemon, agentdbg_query, query_json, wait_until
 from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
@@ -43,15 +40,11 @@ def default_daemon(data_dir: Path) -> Daemon:
 
 def query(data_dir: Path, sql: str, *args: str) -> subprocess.CompletedProcess:
     """`agentdbg query` with the default config, as a user would run it."""
-    env = {**os.environ, "AGENTDBG_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "pipeline", "query", *args, sql], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return agentdbg_query(sql, *args, env={"AGENTDBG_DATA_DIR": str(data_dir)})
 
 
 def json_rows(data_dir: Path, sql: str) -> list[dict]:
-    result = query(data_dir, sql, "--format", "json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return query_json(sql, env={"AGENTDBG_DATA_DIR": str(data_dir)})
 
 
 def send_and_wait(daemon: Daemon) -> list:

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 
-import clickhouse_connect
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -70,18 +69,11 @@ def _config(server, compress: str = "lz4", async_insert: bool = False) -> str:
 
 
 def _client(server):
-    return clickhouse_connect.get_client(host="127.0.0.1", port=server.port, compress=False,
-                                         autogenerate_session_id=False)
+    return server.client()
 
 
 def _count(server, sql: str) -> int:
-    client = _client(server)
-    try:
-        return int(client.query(sql).result_rows[0][0])
-    except Exception:  # noqa: BLE001 - table not there yet while the daemon starts
-        return -1
-    finally:
-        client.close()
+    return server.scalar(sql)
 
 
 @pytest.mark.parametrize("compress, async_insert", [("lz4", False), ("zstd", True), ("none", False)])

@@ -18,17 +18,12 @@
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import threading
-import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pytest
-import requests
 from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace as trace_api
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -41,13 +36,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from exporters.kafka import KafkaConfig, KafkaExporter
-from pipeline import otlp_json
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.events import Events
 from pipeline.traces import Traces, iter_spans
 from tests.harness import Daemon, free_port, wait_until
-from tests.kafka_broker import KafkaBroker
+from tests.kafka_broker import KafkaBroker, Message, decode_json, decode_proto, read_topic
+from tests.otlp_load import Load
+from tests.otlp_spans import assert_spans_once, expected_from_sdk, spans_out
 
 LIMIT = 1_000_000
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -154,28 +150,6 @@ def agent_run(filler: int = 0) -> list[ReadableSpan]:
     return finished
 
 
-def expected(spans: list[ReadableSpan]) -> dict[str, dict[str, Any]]:
-    """span id hex → what the topic must hold for it, from the SDK's own span objects."""
-    out = {}
-    for span in spans:
-        ctx, scope = span.get_span_context(), span.instrumentation_scope
-        out[f"{ctx.span_id:016x}"] = {
-            "trace_id": f"{ctx.trace_id:032x}",
-            "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else "",
-            "name": span.name,
-            "kind": span.kind.value + 1,  # SDK INTERNAL=0 … CONSUMER=4; OTLP INTERNAL=1 … CONSUMER=5
-            "start": span.start_time, "end": span.end_time,
-            "attributes": dict(span.attributes),
-            "events": [(e.name, e.timestamp, dict(e.attributes or {})) for e in span.events],
-            "links": [(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}", dict(link.attributes or {}))
-                      for link in span.links],
-            "status": (span.status.status_code.value, span.status.description or ""),
-            "resource": dict(span.resource.attributes),
-            "scope": (scope.name, scope.version or "", dict(scope.attributes or {})),
-        }
-    return out
-
-
 def send(daemon: Daemon, spans: list[ReadableSpan]) -> None:
     exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['grpc']}", insecure=True, timeout=30)
     try:
@@ -190,94 +164,13 @@ def otlp_request(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
 
 
 # -- reading the topic back ---------------------------------------------------------------------
-@dataclass
-class Message:
-    key: bytes | None
-    value: bytes
-    request: ExportTraceServiceRequest
-
-    def span_ids(self) -> list[str]:
-        return [span.span_id.hex() for span in iter_spans(self.request)]
-
-
-def decode_proto(value: bytes) -> ExportTraceServiceRequest:
-    return ExportTraceServiceRequest.FromString(value)
-
-
-def decode_json(value: bytes) -> ExportTraceServiceRequest:
-    return otlp_json.decode(value, ExportTraceServiceRequest)
-
-
-def read_topic(broker: KafkaBroker, topic: str, want: set[str], decode: Callable[[bytes], Any] = decode_proto,
-               timeout: float = 60.0) -> list[Message]:
-    """Every message of `topic` from the start, read until all of `want` (span ids) are seen."""
-    return asyncio.run(_read_topic(broker.bootstrap, topic, want, decode, timeout))
-
-
-async def _read_topic(bootstrap: str, topic: str, want: set[str], decode: Callable[[bytes], Any],
-                      timeout: float) -> list[Message]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_partition_fetch_bytes=8 * LIMIT)
-    await consumer.start()
-    messages: list[Message] = []
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout
-    try:
-        while not want <= seen:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(want - seen)} of {len(want)} spans never reached topic {topic}")
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    message = Message(record.key, record.value, decode(record.value))
-                    messages.append(message)
-                    seen.update(message.span_ids())
-    finally:
-        await consumer.stop()
-    return messages
-
-
 def normalise(messages: list[Message]) -> dict[str, list[dict[str, Any]]]:
     """span id hex → every copy of that span read, in the form `expected` uses."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for message in messages:
-        for rs in message.request.resource_spans:
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    out.setdefault(span.span_id.hex(), []).append({
-                        "trace_id": span.trace_id.hex(), "parent_span_id": span.parent_span_id.hex(),
-                        "name": span.name, "kind": int(span.kind),
-                        "start": span.start_time_unix_nano, "end": span.end_time_unix_nano,
-                        "attributes": attributes(span.attributes),
-                        "events": [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in span.events],
-                        "links": [(link.trace_id.hex(), link.span_id.hex(), attributes(link.attributes))
-                                  for link in span.links],
-                        "status": (int(span.status.code), span.status.message),
-                        "resource": attributes(rs.resource.attributes),
-                        "scope": (ss.scope.name, ss.scope.version, attributes(ss.scope.attributes)),
-                    })
-    return out
-
-
-def attributes(kvs) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
-
-
-def any_value(value) -> Any:
-    which = value.WhichOneof("value")
-    if which == "array_value":
-        return tuple(any_value(v) for v in value.array_value.values)
-    if which == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
-    return getattr(value, which) if which else None
+    return spans_out(m.request for m in messages)
 
 
 def assert_every_span(messages: list[Message], want: dict[str, dict[str, Any]], topic: str) -> None:
-    found = normalise(messages)
-    for span_id, fields in want.items():
-        copies = found.get(span_id, [])
-        assert len(copies) == 1, f"{topic}: span {fields['name']!r} read {len(copies)} times"
-        for field, value in fields.items():
-            assert copies[0][field] == value, f"{topic}: span {fields['name']!r} field {field!r} differs"
+    assert_spans_once(normalise(messages), want, topic)
 
 
 def failed_spans(daemon: Daemon, exporter: str, error_type: str) -> float:
@@ -288,7 +181,7 @@ def failed_spans(daemon: Daemon, exporter: str, error_type: str) -> float:
 @pytest.mark.parametrize("name", ["proto", "json", *CODECS])
 def test_every_span_arrives_field_by_field(daemon, broker, name):
     spans = agent_run()
-    want = expected(spans)
+    want = expected_from_sdk(spans)
     send(daemon, spans)
     topic = EXPORTERS[name][0]
     messages = read_topic(broker, topic, set(want), decode_json if name == "json" else decode_proto)
@@ -299,7 +192,7 @@ def test_every_span_arrives_field_by_field(daemon, broker, name):
 def test_json_messages_carry_hex_ids(daemon, broker):
     """OTLP/JSON, not proto3 JSON: trace and span ids are lowercase hex strings, not base64."""
     spans = agent_run()
-    want = expected(spans)
+    want = expected_from_sdk(spans)
     send(daemon, spans)
     messages = read_topic(broker, "spans_json", set(want), decode_json)
     text = b"".join(m.value for m in messages if set(m.span_ids()) & set(want))
@@ -312,7 +205,7 @@ def test_json_messages_carry_hex_ids(daemon, broker):
 
 def test_partition_traces_by_id_sends_one_trace_per_message_keyed_by_trace_id(daemon, broker):
     spans = agent_run() + agent_run()
-    want = expected(spans)
+    want = expected_from_sdk(spans)
     send(daemon, spans)
     messages = read_topic(broker, "spans_bytrace", set(want))
     assert_every_span(messages, want, "spans_bytrace")
@@ -333,7 +226,7 @@ def big_batch() -> list[ReadableSpan]:
 @pytest.mark.parametrize("name,decode", [("proto", decode_proto), ("json", decode_json), ("bytrace", decode_proto)])
 def test_a_3mb_batch_arrives_as_several_valid_messages(daemon, broker, name, decode):
     spans = big_batch()
-    want = expected(spans)
+    want = expected_from_sdk(spans)
     assert otlp_request(spans).ByteSize() > 3 * LIMIT
     too_large_before = failed_spans(daemon, f"kafka/{name}", "message_too_large")
     send(daemon, spans)
@@ -357,7 +250,7 @@ def test_a_2mb_span_is_counted_and_logged_and_does_not_block(daemon, broker):
     send(daemon, [oversized, *rest])
     after = agent_run()
     send(daemon, after)
-    want = expected(rest + after)
+    want = expected_from_sdk(rest + after)
     for name, (topic, _) in EXPORTERS.items():
         messages = read_topic(broker, topic, set(want), decode_json if name == "json" else decode_proto)
         assert_every_span(messages, want, topic)
@@ -403,38 +296,14 @@ service:
 """
 
 
-class Load(threading.Thread):
-    """An agent posting 20-span OTLP/HTTP requests back to back, retrying what is refused as a
-    client must; `accepted` holds the span ids of every request answered 200."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.accepted: set[str] = set()
-        self.requests_accepted = 0
-        self.refused = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            request = otlp_request(agent_run()[:10] + agent_run()[:10])
-            body = request.SerializeToString()
-            while not self.stop.is_set():
-                answer = requests.post(self.url, data=body, timeout=30,
-                                       headers={"Content-Type": "application/x-protobuf"})
-                if answer.status_code == 200:
-                    self.accepted.update(span.span_id.hex() for span in iter_spans(request))
-                    self.requests_accepted += 1
-                    break
-                assert answer.status_code in (429, 503), answer.text
-                self.refused += 1
-                time.sleep(0.2)
-            time.sleep(0.02)
+def load_request() -> ExportTraceServiceRequest:
+    """20 spans of two agent runs: every kind, events, links."""
+    return otlp_request(agent_run()[:10] + agent_run()[:10])
 
 
 def test_broker_outage_loses_nothing(kafka_broker, record_property):
     with Daemon(OUTAGE_CONFIG.replace("BROKER", kafka_broker.bootstrap)) as daemon:
-        load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces")
+        load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", load_request)
         load.start()
         try:
             sent = lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="kafka")  # noqa: E731
@@ -452,8 +321,8 @@ def test_broker_outage_loses_nothing(kafka_broker, record_property):
             after = load.requests_accepted
             wait_until(lambda: load.requests_accepted >= after + 20, timeout=60, message="load after the outage")
         finally:
-            load.stop.set()
-            load.join(60)
+            load.finish()
+        assert not load.errors
         messages = read_topic(kafka_broker, "spans_outage", load.accepted, timeout=120)
         copies = [span_id for m in messages for span_id in m.span_ids()]
         duplicates = len(copies) - len(set(copies))

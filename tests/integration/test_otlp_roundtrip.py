@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import os
-import struct
 import zlib
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,6 +36,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from pipeline import otlp_json
 from tests.harness import Daemon, wait_until
+from tests.otlp_spans import (assert_spans_once, expected_from_sdk, read_json_lines, read_proto_records,
+                              spans_out)
 
 CONFIG = """
 receivers:
@@ -83,71 +83,6 @@ def daemon(tmp_path_factory):
 
 
 # -- reading the file exporter's output ------------------------------------------------------
-def read_json_lines(path: Path) -> list[ExportTraceServiceRequest]:
-    """Every complete OTLP/JSON line (a line still being written has no newline yet)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")[:-1]
-    return [otlp_json.decode(line, ExportTraceServiceRequest) for line in lines if line.strip()]
-
-
-def read_proto_records(path: Path) -> list[ExportTraceServiceRequest]:
-    """Every complete 4-byte-big-endian-length-prefixed protobuf record."""
-    if not path.exists():
-        return []
-    data, out, pos = path.read_bytes(), [], 0
-    while pos + 4 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        if pos + 4 + length > len(data):
-            break
-        out.append(ExportTraceServiceRequest.FromString(data[pos + 4:pos + 4 + length]))
-        pos += 4 + length
-    return out
-
-
-def any_value(value) -> Any:
-    """An OTLP AnyValue as a Python value (arrays as tuples, kvlists as dicts)."""
-    which = value.WhichOneof("value")
-    if which == "array_value":
-        return tuple(any_value(v) for v in value.array_value.values)
-    if which == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
-    if which is None:
-        return None
-    return getattr(value, which)
-
-
-def attributes(kvs) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
-
-
-def spans_out(requests_: list[ExportTraceServiceRequest]) -> dict[str, list[dict[str, Any]]]:
-    """span id (hex) → every copy of that span written, normalised with its resource and scope."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for request in requests_:
-        for rs in request.resource_spans:
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    out.setdefault(span.span_id.hex(), []).append({
-                        "trace_id": span.trace_id.hex(),
-                        "span_id": span.span_id.hex(),
-                        "parent_span_id": span.parent_span_id.hex(),
-                        "name": span.name,
-                        "kind": int(span.kind),
-                        "start": span.start_time_unix_nano,
-                        "end": span.end_time_unix_nano,
-                        "attributes": attributes(span.attributes),
-                        "events": [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in span.events],
-                        "links": [(link.trace_id.hex(), link.span_id.hex(), attributes(link.attributes))
-                                  for link in span.links],
-                        "status": (int(span.status.code), span.status.message),
-                        "resource": attributes(rs.resource.attributes),
-                        "scope": (ss.scope.name, ss.scope.version, attributes(ss.scope.attributes)),
-                    })
-    return out
-
-
 def wait_for_output(daemon: Daemon, expected: dict[str, dict[str, Any]]) -> dict[str, dict[str, list]]:
     """Wait until every expected span is in both files; return their copies per format."""
     files = {"json": (daemon.dir / "out" / "spans.jsonl", read_json_lines),
@@ -166,14 +101,8 @@ def wait_for_output(daemon: Daemon, expected: dict[str, dict[str, Any]]) -> dict
 
 
 def assert_same_spans(daemon: Daemon, expected: dict[str, dict[str, Any]]) -> None:
-    found = wait_for_output(daemon, expected)
-    for fmt, spans in found.items():
-        for span_id, want in expected.items():
-            copies = spans[span_id]
-            assert len(copies) == 1, f"{fmt}: span {span_id} written {len(copies)} times"
-            got = copies[0]
-            for field in want:
-                assert got[field] == want[field], f"{fmt}: span {want['name']!r} field {field!r} differs"
+    for fmt, spans in wait_for_output(daemon, expected).items():
+        assert_spans_once(spans, expected, fmt)
 
 
 # -- spans made by the OpenTelemetry SDK -----------------------------------------------------
@@ -236,31 +165,6 @@ def sdk_spans() -> list:
         provider.shutdown()
         finished.extend(memory.get_finished_spans())
     return finished
-
-
-def expected_from_sdk(spans) -> dict[str, dict[str, Any]]:
-    """What the output must hold for each SDK span, worked out from the SDK's own span objects."""
-    out = {}
-    for span in spans:
-        ctx = span.get_span_context()
-        scope = span.instrumentation_scope
-        out[f"{ctx.span_id:016x}"] = {
-            "trace_id": f"{ctx.trace_id:032x}",
-            "span_id": f"{ctx.span_id:016x}",
-            "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else "",
-            "name": span.name,
-            "kind": span.kind.value + 1,  # SDK INTERNAL=0 … CONSUMER=4; OTLP INTERNAL=1 … CONSUMER=5
-            "start": span.start_time,
-            "end": span.end_time,
-            "attributes": dict(span.attributes),
-            "events": [(e.name, e.timestamp, dict(e.attributes or {})) for e in span.events],
-            "links": [(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}", dict(link.attributes or {}))
-                      for link in span.links],
-            "status": (span.status.status_code.value, span.status.description or ""),
-            "resource": dict(span.resource.attributes),
-            "scope": (scope.name, scope.version or "", dict(scope.attributes or {})),
-        }
-    return out
 
 
 def test_sdk_spans_cover_what_the_roundtrip_claims():

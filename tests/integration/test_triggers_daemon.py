@@ -48,6 +48,37 @@ def daemon() -> Iterator[Daemon]:
         yield running
 
 
+class Sdk:
+    """Makes SDK agents and meters for one test and shuts every provider down after it."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.providers: list[Any] = []
+
+    def agent(self, service: str, **resource: Any) -> "Agent":
+        agent = Agent(self.daemon, service, **resource)
+        self.providers.append(agent.provider)
+        return agent
+
+    def meter(self, service: str, **resource: Any) -> Any:
+        provider, meter = sdk_meter(endpoint(self.daemon), service, **resource)
+        self.providers.append(provider)
+        return meter
+
+    def close(self) -> None:
+        for provider in self.providers:
+            provider.shutdown()
+
+
+@pytest.fixture
+def sdk(daemon: Daemon) -> Iterator[Sdk]:
+    made = Sdk(daemon)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 def endpoint(daemon: Daemon) -> str:
     return f"http://127.0.0.1:{daemon.ports['http']}"
 
@@ -89,17 +120,14 @@ class Agent:
     def flush(self) -> None:
         assert self.provider.force_flush(10_000)
 
-    def close(self) -> None:
-        self.provider.shutdown()
-
 
 def trace_hex(span: trace_api.Span) -> str:
     return format(span.get_span_context().trace_id, "032x")
 
 
 # -- the seven triggers of the issue, plus cost and the health snapshot ---------------------------
-def test_performance_degradation(daemon: Daemon) -> None:
-    slow, steady = Agent(daemon, "checkout-agent"), Agent(daemon, "steady-agent")
+def test_performance_degradation(daemon: Daemon, sdk: Sdk) -> None:
+    slow, steady = sdk.agent("checkout-agent"), sdk.agent("steady-agent")
     rng, now = random.Random(1), time.time()
     for agent in (steady, slow):  # both learn a ~50 ms baseline
         for i in range(30):
@@ -119,11 +147,10 @@ def test_performance_degradation(daemon: Daemon) -> None:
     assert event["observed"] == pytest.approx(0.5, rel=0.15) and event["threshold"] == pytest.approx(0.1, rel=0.15)
     assert event["unit"] == "seconds"
     assert_nothing_for(daemon, "steady-agent")
-    slow.close(), steady.close()
 
 
-def test_error_rate_spike(daemon: Daemon) -> None:
-    failing, healthy = Agent(daemon, "billing-agent"), Agent(daemon, "healthy-billing")
+def test_error_rate_spike(daemon: Daemon, sdk: Sdk) -> None:
+    failing, healthy = sdk.agent("billing-agent"), sdk.agent("healthy-billing")
     now = time.time()
     for i in range(40):
         healthy.span("POST /invoice", now, now + 0.02, SpanKind.SERVER, error="boom" if i == 0 else None)
@@ -135,10 +162,9 @@ def test_error_rate_spike(daemon: Daemon) -> None:
     assert (event["subject"], event["observed"], event["threshold"], event["unit"]) == (
         {"service": "billing-agent"}, 0.25, 0.05, "ratio")
     assert_nothing_for(daemon, "healthy-billing")
-    failing.close(), healthy.close()
 
 
-def test_memory_leak_from_otlp_metrics(daemon: Daemon) -> None:
+def test_memory_leak_from_otlp_metrics(daemon: Daemon, sdk: Sdk) -> None:
     start, rng = time.time(), random.Random(2)
 
     def leaking(options: CallbackOptions) -> list[Observation]:  # 20 MB more every second
@@ -147,16 +173,10 @@ def test_memory_leak_from_otlp_metrics(daemon: Daemon) -> None:
     def steady(options: CallbackOptions) -> list[Observation]:  # flat, ± 0.5 MB of noise
         return [Observation(int(300 * MB + rng.uniform(-0.5, 0.5) * MB))]
 
-    meters = []
     for service, callback in (("steady-memory", steady), ("leaky-agent", leaking)):
-        provider, meter = sdk_meter(endpoint(daemon), service, **{"service.instance.id": f"{service}-0"})
+        meter = sdk.meter(service, **{"service.instance.id": f"{service}-0"})
         meter.create_observable_gauge("process.memory.usage", [callback], unit="By")
-        meters.append(provider)
-    try:
-        (event,) = wait_for(daemon, "memory_leak", "leaky-agent")
-    finally:
-        for provider in meters:
-            provider.shutdown()
+    (event,) = wait_for(daemon, "memory_leak", "leaky-agent")
     assert event["subject"] == {"service": "leaky-agent"} and event["unit"] == "bytes_per_hour"
     assert event["observed"] == pytest.approx(20 * MB * 3600, rel=0.15)
     assert event["threshold"] == 20_000_000_000 and event["severity"] == "critical"
@@ -164,8 +184,8 @@ def test_memory_leak_from_otlp_metrics(daemon: Daemon) -> None:
     assert_nothing_for(daemon, "steady-memory")
 
 
-def test_infinite_loop_repeated_tool_call(daemon: Daemon) -> None:
-    looping, careful = Agent(daemon, "research-agent"), Agent(daemon, "careful-agent")
+def test_infinite_loop_repeated_tool_call(daemon: Daemon, sdk: Sdk) -> None:
+    looping, careful = sdk.agent("research-agent"), sdk.agent("careful-agent")
     now = time.time()
     tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search_web", "gen_ai.agent.name": "researcher"}
     root = careful.span("invoke_agent researcher", now, now + 3, SpanKind.SERVER)
@@ -184,10 +204,9 @@ def test_infinite_loop_repeated_tool_call(daemon: Daemon) -> None:
                                 "session": trace_hex(root)}
     assert (event["observed"], event["threshold"], event["unit"]) == (6, 5, "count")
     assert_nothing_for(daemon, "careful-agent")
-    looping.close(), careful.close()
 
 
-def test_infinite_loop_sustained_cpu(daemon: Daemon) -> None:
+def test_infinite_loop_sustained_cpu(daemon: Daemon, sdk: Sdk) -> None:
     rng = random.Random(3)
 
     def spinning(options: CallbackOptions) -> list[Observation]:
@@ -196,23 +215,16 @@ def test_infinite_loop_sustained_cpu(daemon: Daemon) -> None:
     def busy(options: CallbackOptions) -> list[Observation]:  # noisy, sometimes briefly above 90 %
         return [Observation(0.95 if rng.random() < 0.1 else rng.uniform(0.3, 0.88))]
 
-    meters = []
     for service, callback in (("busy-worker", busy), ("spinning-worker", spinning)):
-        provider, meter = sdk_meter(endpoint(daemon), service)
-        meter.create_observable_gauge("process.cpu.utilization", [callback], unit="1")
-        meters.append(provider)
-    try:
-        (event,) = wait_for(daemon, "infinite_loop", "spinning-worker")
-    finally:
-        for provider in meters:
-            provider.shutdown()
+        sdk.meter(service).create_observable_gauge("process.cpu.utilization", [callback], unit="1")
+    (event,) = wait_for(daemon, "infinite_loop", "spinning-worker")
     assert (event["subject"], event["unit"], event["threshold"]) == ({"service": "spinning-worker"}, "ratio", 0.9)
     assert event["observed"] == pytest.approx(0.97)
     assert_nothing_for(daemon, "busy-worker")
 
 
-def test_dependency_failure(daemon: Daemon) -> None:
-    caller, control = Agent(daemon, "trip-planner"), Agent(daemon, "trip-control")
+def test_dependency_failure(daemon: Daemon, sdk: Sdk) -> None:
+    caller, control = sdk.agent("trip-planner"), sdk.agent("trip-control")
     now = time.time()
     for agent, timeouts in ((control, 3), (caller, 5)):  # 200 calls, a few failing other ways too
         for i in range(200):
@@ -230,11 +242,10 @@ def test_dependency_failure(daemon: Daemon) -> None:
     assert (event["subject"], event["observed"], event["threshold"], event["unit"], event["severity"]) == (
         {"service": "trip-planner", "dependency": "weather-api"}, 5, 3, "count", "critical")
     assert_nothing_for(daemon, "trip-control")
-    caller.close(), control.close()
 
 
-def test_context_overflow(daemon: Daemon) -> None:
-    writer, control = Agent(daemon, "long-writer"), Agent(daemon, "short-writer")
+def test_context_overflow(daemon: Daemon, sdk: Sdk) -> None:
+    writer, control = sdk.agent("long-writer"), sdk.agent("short-writer")
     now, rng = time.time(), random.Random(4)
     chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
             "gen_ai.agent.name": "summariser"}
@@ -248,11 +259,10 @@ def test_context_overflow(daemon: Daemon) -> None:
     assert event["observed"] == pytest.approx(125_000 / 128_000, abs=1e-4)
     assert (event["threshold"], event["unit"]) == (0.9, "ratio")
     assert_nothing_for(daemon, "short-writer")
-    writer.close(), control.close()
 
 
-def test_deadlock(daemon: Daemon) -> None:
-    stuck, busy = Agent(daemon, "stuck-crew"), Agent(daemon, "busy-crew")
+def test_deadlock(daemon: Daemon, sdk: Sdk) -> None:
+    stuck, busy = sdk.agent("stuck-crew"), sdk.agent("busy-crew")
     now = time.time()
     agent_attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}
     # The control runs 15 s too, but its LLM and tool calls cover all but ~1 s of it.
@@ -274,11 +284,10 @@ def test_deadlock(daemon: Daemon) -> None:
     assert event["observed"] == pytest.approx(11.0, abs=0.01)
     assert event["examples"]["trace_ids"] == [trace_hex(root)]
     assert_nothing_for(daemon, "busy-crew")
-    stuck.close(), busy.close()
 
 
-def test_cost_budget(daemon: Daemon) -> None:
-    spender, frugal = Agent(daemon, "spender"), Agent(daemon, "frugal")
+def test_cost_budget(daemon: Daemon, sdk: Sdk) -> None:
+    spender, frugal = sdk.agent("spender"), sdk.agent("frugal")
     now = time.time()
     for agent, calls in ((frugal, 6), (spender, 17)):  # $0.03 (under the $1/24 hourly pace) and $0.85
         for _ in range(calls):
@@ -293,26 +302,22 @@ def test_cost_budget(daemon: Daemon) -> None:
     burn = wait_for_events(events_of(daemon), lambda e: about("spender")(e) and "a day at that rate" in e["message"])[0]
     assert burn["observed"] == pytest.approx(0.85 * 24) and burn["threshold"] == 1.0
     assert_nothing_for(daemon, "frugal")
-    spender.close(), frugal.close()
 
 
-def test_health_snapshot_for_canary_and_baseline(daemon: Daemon) -> None:
-    canary = Agent(daemon, "chat-api", **{"service.version": "2.0", "deployment.canary": True,
+def test_health_snapshot_for_canary_and_baseline(daemon: Daemon, sdk: Sdk) -> None:
+    canary = sdk.agent("chat-api", **{"service.version": "2.0", "deployment.canary": True,
                                           "service.instance.id": "canary-0"})
-    baseline = Agent(daemon, "chat-api", **{"service.version": "1.0"})
-    unmarked = Agent(daemon, "plain-api")
-    memory, meter = sdk_meter(endpoint(daemon), "chat-api", **{"service.instance.id": "canary-0"})
+    baseline = sdk.agent("chat-api", **{"service.version": "1.0"})
+    unmarked = sdk.agent("plain-api")
+    meter = sdk.meter("chat-api", **{"service.instance.id": "canary-0"})
     meter.create_observable_gauge("process.memory.usage", [lambda options: [Observation(700 * MB)]], unit="By")
     now = time.time()
     for agent, errors, seconds in ((unmarked, 10, 0.1), (baseline, 0, 0.1), (canary, 5, 0.3)):
         for i in range(20):
             agent.span("POST /chat", now, now + seconds, SpanKind.SERVER, error="boom" if i < errors else None)
         agent.flush()
-    try:
-        wait_for_events(events_of(daemon), lambda e: e["kind"] == "health_snapshot"
-                        and e["subject"].get("canary") and e["metrics"]["memory_bytes"])
-    finally:
-        memory.shutdown()
+    wait_for_events(events_of(daemon), lambda e: e["kind"] == "health_snapshot"
+                    and e["subject"].get("canary") and e["metrics"]["memory_bytes"])
     snapshots = [e for e in read_events(events_of(daemon)) if e["kind"] == "health_snapshot"]
     new = next(e for e in snapshots if e["subject"]["canary"] and e["metrics"]["spans"])
     old = next(e for e in snapshots if not e["subject"]["canary"])
@@ -323,4 +328,3 @@ def test_health_snapshot_for_canary_and_baseline(daemon: Daemon) -> None:
     assert old["subject"] == {"service": "chat-api", "service_version": "1.0", "canary": False}
     assert old["metrics"]["error_rate"] == 0.0 and old["metrics"]["spans"] == 20
     assert [e for e in snapshots if e["subject"]["service"] == "plain-api"] == []
-    canary.close(), baseline.close(), unmarked.close()

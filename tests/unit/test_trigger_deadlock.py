@@ -8,6 +8,7 @@ import pytest
 
 from connectors.triggers.detectors.deadlock import DeadlockConfig, DeadlockDetector, covered
 from tests.trigger_helpers import CLIENT, SERVER, T0, fired, firing, new_span_id, observe_all, resource, span, traces
+from tests.trigger_helpers import trace_id as trace_id_bytes
 
 AGENT = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}
 
@@ -104,7 +105,7 @@ def test_the_buffer_is_bounded_and_an_evicted_long_agent_is_still_judged() -> No
     batches = [traces(resource("svc", [agent_span(T0, T0 + 15, trace=1)]), received_at=T0 + 15)]
     batches += [traces(resource("svc", [span("x", trace=t, start=T0)]), received_at=T0 + 15 + t) for t in (2, 3)]
     observe_all(detector, batches)
-    assert detector.evicted == 1 and len(detector.buffer) == 2
+    assert detector.evicted == 1 and detector.drops == {"trace_evicted": 1} and len(detector.buffer) == 2
     (obs,) = detector.evaluate(T0 + 18.5)  # before its decision time: it was pushed out of the buffer
     assert obs.observed == pytest.approx(15.0)
 
@@ -114,3 +115,19 @@ def test_override_per_agent() -> None:
     detector = DeadlockDetector(config)
     observe_all(detector, [traces(resource("svc", [agent_span(T0, T0 + 30)]), received_at=T0 + 30)])
     assert detector.evaluate(T0 + 36) == []
+
+
+def test_long_running_traces_are_compacted_out_of_their_batches() -> None:
+    detector = DeadlockDetector(DeadlockConfig(compact_after=10))
+    root = new_span_id()
+    batches = [traces(resource("svc", [child(root, T0 + m * 2, T0 + m * 2 + 1.5), span("other", trace=50 + m)]),
+                      received_at=T0 + m * 2 + 1.5) for m in range(10)]
+    observe_all(detector, batches[:6])
+    assert detector.evaluate(T0 + 12) == []  # trace 1 is 10 s old: its spans are copied out
+    entry = detector.buffer[trace_id_bytes(1)]
+    assert (len(entry.spans), entry.batches) == (6, [])
+    observe_all(detector, batches[6:] + [traces(resource("svc", [agent_span(T0, T0 + 30, span_id=root)]),
+                                                received_at=T0 + 30)])
+    assert detector.evaluate(T0 + 31) == []
+    (obs,) = detector.evaluate(T0 + 35.5)
+    assert obs.observed == pytest.approx(30 - 10 * 1.5)  # every child counted, compacted or not

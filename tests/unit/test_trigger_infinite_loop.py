@@ -172,3 +172,9 @@ def test_silent_processes_are_forgotten() -> None:
     feed(detector, "gone", lambda t, s: gauge("process.cpu.utilization", [(t, 0.99)], unit="1"), 40)
     assert firing(detector.evaluate(T0 + 41))
     assert detector.evaluate(T0 + 40 + 61) == []
+
+
+def test_distinct_calls_beyond_max_tracked_are_dropped_and_counted() -> None:
+    detector = InfiniteLoopDetector(InfiniteLoopConfig(max_tracked=10))
+    observe_all(detector, [traces(resource("a", [tool_span("t", f"{i}", T0) for i in range(15)]))])
+    assert len(detector.calls.totals) == 10 and detector.drops == {"call_untracked": 5}

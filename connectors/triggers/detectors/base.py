@@ -35,6 +35,8 @@ class Detector:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.peers: dict[str, Detector] = {}
+        # Items dropped because state is bounded, by reason, since the connector last counted them.
+        self.drops: dict[str, int] = {}
 
     def attach(self, peers: dict[str, "Detector"]) -> None:
         """Called once the connector has built every detector: `{kind: detector}` (e.g. the

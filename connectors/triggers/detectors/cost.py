@@ -166,12 +166,12 @@ class CostBudgetDetector(Detector):
         if budget is None:
             return []
         out = []
-        start = self._period_start(period, now)
         for fraction in self.config.alert_fractions:
             qualifier = f"{period}@{fraction:g}"
             firing = usd >= fraction * budget
             if not firing and (key, qualifier) not in self.firing:
                 continue
+            start = self._period_start(period, now)
             (self.firing.add if firing else self.firing.discard)((key, qualifier))
             severity = "critical" if fraction >= self.config.critical_fraction else self.config.severity
             out.append(Observation(

@@ -10,15 +10,16 @@ are judged.
 When: like tail sampling, once the trace's spans have arrived — `decision_wait` (5 s)
 after the last span of the trace arrived. Until then the trace waits in a buffer of at
 most `max_traces` (50,000) traces keyed by trace id, ordered by last arrival; past the
-bound the oldest is evicted (counted in `evicted`; one holding a long agent span is still
-judged with the spans it has).
+bound the oldest is evicted (counted: `agentdbg_trigger_detector_dropped_total{reason=
+"trace_evicted"}`; one holding a long agent span is still judged with the spans it has).
 
 What the buffer keeps: per trace, references to the four column lists each batch already
 has (`trace_id`, `parent_span_id`, `start_ns`, `end_ns` of SpanColumns: shared, not
 copied, no span objects or messages), plus a tuple (span id, start, end, agent, service)
-per long agent span. The hot path does per-trace work, not per-span work: the
-(span id, parent, start, end) tuples of a trace are built only when it is judged and holds
-a long agent span. A batch's lists stay alive while one of its traces is buffered.
+per long agent span. So the hot path does per-trace work, not per-span work. Off the hot
+path, a trace still buffered `compact_after` (10 s) after its first span is compacted: its
+spans are copied out of those batches as (parent, start, end) tuples, so a long-running
+trace does not keep whole batches alive; short traces are judged and dropped before that.
 
 A span that never ends is never exported, so a deadlock that never resolves is seen only
 once the agent span ends (for example by a timeout).
@@ -30,7 +31,7 @@ Per-subject `overrides` set the limit. Severity critical.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from pydantic import PositiveInt
@@ -50,15 +51,24 @@ class DeadlockConfig(DetectorConfig):
     blocked_limit: Duration = 10.0
     decision_wait: Duration = 5.0
     max_traces: PositiveInt = 50_000
+    compact_after: Duration = 10.0
 
 
 class TraceEntry:
-    __slots__ = ("last_arrival", "batches", "candidates")
+    __slots__ = ("last_arrival", "batches", "spans", "candidates")
 
     def __init__(self) -> None:
         self.last_arrival = 0.0
-        self.batches: list[BatchRef] = []
+        self.batches: list[BatchRef] = []  # not yet compacted
+        self.spans: list[tuple[bytes, int, int]] = []  # compacted: (parent, start, end)
         self.candidates: list[Candidate] = []
+
+    def compact(self, trace_id: bytes) -> None:
+        """Copy this trace's spans out of its batches, so they can be freed."""
+        for trace_ids, parents, starts, ends in unique(self.batches):
+            for i in indices(trace_ids, trace_id):
+                self.spans.append((parents[i], starts[i], ends[i]))
+        self.batches = []
 
 
 class DeadlockDetector(Detector):
@@ -72,6 +82,7 @@ class DeadlockDetector(Detector):
         self.floor_ns = int(min(limits) * 1e9)
         self.buffer: OrderedDict[bytes, TraceEntry] = OrderedDict()
         self.ready: list[tuple[bytes, TraceEntry]] = []  # evicted with a long agent span: judge anyway
+        self.arrivals: deque[tuple[float, bytes]] = deque()  # (first arrival, trace id), for compaction
         self.evicted = 0
 
     # -- hot path --------------------------------------------------------------------------------
@@ -85,6 +96,7 @@ class DeadlockDetector(Detector):
             entry = buffer.get(trace_id)
             if entry is None:
                 buffer[trace_id] = entry = TraceEntry()
+                self.arrivals.append((now, trace_id))
             else:
                 buffer.move_to_end(trace_id)
             entry.last_arrival = now
@@ -94,6 +106,7 @@ class DeadlockDetector(Detector):
         while len(buffer) > self.config.max_traces:
             trace_id, entry = buffer.popitem(last=False)
             self.evicted += 1
+            self.drops["trace_evicted"] = self.drops.get("trace_evicted", 0) + 1
             if entry.candidates:
                 self.ready.append((trace_id, entry))
 
@@ -108,15 +121,8 @@ class DeadlockDetector(Detector):
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, now: float) -> list[Observation]:
-        decided, self.ready = self.ready, []
-        buffer, wait = self.buffer, self.config.decision_wait
-        while buffer:
-            trace_id, entry = next(iter(buffer.items()))
-            if now - entry.last_arrival < wait:
-                break
-            del buffer[trace_id]
-            if entry.candidates:
-                decided.append((trace_id, entry))
+        decided = self._decided(now)
+        self._compact(now)
         blocked: dict[tuple[str, str], list[Any]] = {}  # → [own s, limit, examples, start of the worst]
         for trace_id, entry in decided:
             for (span_id, start, end, agent, service), own_ns in self._own_times(trace_id, entry):
@@ -130,24 +136,39 @@ class DeadlockDetector(Detector):
                     slot[0], slot[3] = own, start / 1e9
         return [self._observation(service, agent, *slot, now) for (service, agent), slot in blocked.items()]
 
+    def _decided(self, now: float) -> list[tuple[bytes, TraceEntry]]:
+        """Traces quiet for decision_wait (and evicted ones) that hold a long agent span."""
+        decided, self.ready = self.ready, []
+        buffer, wait = self.buffer, self.config.decision_wait
+        while buffer:
+            trace_id, entry = next(iter(buffer.items()))
+            if now - entry.last_arrival < wait:
+                break
+            del buffer[trace_id]
+            if entry.candidates:
+                decided.append((trace_id, entry))
+        return decided
+
+    def _compact(self, now: float) -> None:
+        """Compact the traces buffered for compact_after since their first span; one that keeps
+        growing is queued again, so its later batches are compacted in turn."""
+        arrivals, horizon = self.arrivals, now - self.config.compact_after
+        while arrivals and arrivals[0][0] <= horizon:
+            _, trace_id = arrivals.popleft()
+            entry = self.buffer.get(trace_id)
+            if entry is not None and entry.batches:
+                entry.compact(trace_id)
+                arrivals.append((now, trace_id))
+
     @staticmethod
     def _own_times(trace_id: bytes, entry: TraceEntry) -> list[tuple[Candidate, int]]:
         """Each long agent span with its own time: duration minus its children's union (ns)."""
+        entry.compact(trace_id)
         children: dict[bytes, list[tuple[int, int]]] = {c[0]: [] for c in entry.candidates}
-        seen: set[int] = set()
-        for trace_ids, parents, starts, ends in entry.batches:
-            if id(trace_ids) in seen:
-                continue
-            seen.add(id(trace_ids))
-            i = -1
-            while True:
-                try:
-                    i = trace_ids.index(trace_id, i + 1)
-                except ValueError:
-                    break
-                intervals = children.get(parents[i])
-                if intervals is not None:
-                    intervals.append((starts[i], ends[i]))
+        for parent, start, end in entry.spans:
+            intervals = children.get(parent)
+            if intervals is not None:
+                intervals.append((start, end))
         return [(c, (c[2] - c[1]) - covered(children[c[0]], c[1], c[2])) for c in entry.candidates]
 
     def _observation(self, service: str, agent: str, own: float, limit: float, examples: Examples,
@@ -157,6 +178,22 @@ class DeadlockDetector(Detector):
             self.config.severity,
             f"{agent} ({service}) was blocked for {own:.1f}s of its own time, not covered by any child "
             f"span (limit {limit:g}s)", examples, firing=True)
+
+
+def unique(batches: list[BatchRef]) -> list[BatchRef]:
+    """Each batch once (robustness: the same batch observed twice adds nothing twice)."""
+    return list({id(batch[0]): batch for batch in batches}.values())
+
+
+def indices(values: list[bytes], wanted: bytes) -> list[int]:
+    """Positions of `wanted` in `values` (list.index runs at C speed)."""
+    out, i = [], -1
+    while True:
+        try:
+            i = values.index(wanted, i + 1)
+        except ValueError:
+            return out
+        out.append(i)
 
 
 def covered(intervals: list[tuple[int, int]], start: int, end: int) -> int:

@@ -9,7 +9,8 @@ status (`rpc.grpc.status_code`) is 4 (DEADLINE_EXCEEDED); the span status messag
 mentions a timeout; or an `exception` event's `exception.type` or `exception.message`
 mentions one. Only spans in error status or with an `error.type` are examined (HTTP and
 gRPC client instrumentations set the error status on 408/504 and DEADLINE_EXCEEDED), so a
-healthy batch costs two C-speed scans of its columns.
+healthy batch costs two C-speed scans of its columns; only `error.type` is fetched for
+every span, the other attributes are read from the failed CLIENT spans themselves.
 
 Subject: `dependency` and the calling `service` (`per_service: false` counts every
 caller together, subject `dependency` only). `observed` is the number of timed-out calls
@@ -32,11 +33,11 @@ from pipeline.config.units import Duration
 CLIENT = 3
 STATUS_ERROR = 2
 TIMEOUT_TEXT = re.compile(r"time[ds]?[\s_-]?out|deadline[\s_-]?exceeded", re.IGNORECASE)
-# Tuples, not sets: membership by ==, so an odd attribute value (a list) cannot raise.
-TIMEOUT_CODES = (408, 504, "408", "504")
-GRPC_DEADLINE_EXCEEDED = (4, "4", "DEADLINE_EXCEEDED")
+TIMEOUT_CODES = ("408", "504")  # attribute values as text
+GRPC_DEADLINE_EXCEEDED = ("4", "DEADLINE_EXCEEDED")
 TARGET_KEYS = ("peer.service", "server.address", "gen_ai.provider.name")
-HTTP_KEYS = ("http.response.status_code", "http.status_code")
+CODE_KEYS = ("http.response.status_code", "http.status_code", "rpc.grpc.status_code")
+READ_KEYS = frozenset(TARGET_KEYS + CODE_KEYS)
 
 
 class DependencyFailureConfig(DetectorConfig):
@@ -48,7 +49,7 @@ class DependencyFailureConfig(DetectorConfig):
 
 class DependencyFailureDetector(Detector):
     kind = "dependency_failure"
-    attribute_keys = (*TARGET_KEYS, "error.type", *HTTP_KEYS, "rpc.grpc.status_code")
+    attribute_keys = ("error.type",)
 
     def __init__(self, config: DependencyFailureConfig) -> None:
         super().__init__(config)
@@ -66,10 +67,14 @@ class DependencyFailureDetector(Detector):
         if not suspects:
             return
         partial: dict[tuple[str, str], int] = {}
+        spans, error_types = cols.spans, attrs["error.type"]
         for i in suspects:
-            if kinds[i] != CLIENT or not self._timed_out(cols, attrs, i):
+            if kinds[i] != CLIENT:
                 continue
-            target = next((str(attrs[k][i]) for k in TARGET_KEYS if attrs[k][i]), "")
+            found = {kv.key: kv.value for kv in spans[i].attributes if kv.key in READ_KEYS}
+            if not self._timed_out(cols, i, error_types[i], found):
+                continue
+            target = next((any_value_text(found[k]) for k in TARGET_KEYS if k in found), "")
             if not target:
                 continue
             key = (cols.service[i] if self.config.per_service else "", target)
@@ -90,13 +95,13 @@ class DependencyFailureDetector(Detector):
                 if code == STATUS_ERROR or error_type is not None]
 
     @staticmethod
-    def _timed_out(cols: Any, attrs: dict[str, list[Any]], i: int) -> bool:
-        error_type = attrs["error.type"][i]
+    def _timed_out(cols: Any, i: int, error_type: Any, found: dict[str, Any]) -> bool:
         if error_type is not None and TIMEOUT_TEXT.search(str(error_type)):
             return True
-        if any(attrs[k][i] in TIMEOUT_CODES for k in HTTP_KEYS):
+        codes = {key: any_value_text(value) for key, value in found.items() if key in CODE_KEYS}
+        if codes.get("http.response.status_code") in TIMEOUT_CODES or codes.get("http.status_code") in TIMEOUT_CODES:
             return True
-        if attrs["rpc.grpc.status_code"][i] in GRPC_DEADLINE_EXCEEDED:
+        if codes.get("rpc.grpc.status_code") in GRPC_DEADLINE_EXCEEDED:
             return True
         if cols.status_code[i] != STATUS_ERROR:
             return False

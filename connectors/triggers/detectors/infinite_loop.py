@@ -9,6 +9,8 @@ What fires, two ways (one kind, told apart by their subjects):
    itself rather than fetched for every span); the session is `gen_ai.conversation.id`, else the trace id. A tool span
    without recorded arguments is not counted (`require_arguments`: instrumentations record
    arguments only when asked, and two calls we cannot compare are not a loop).
+   At most `max_tracked` (100,000) distinct calls are counted at once; past that, new calls
+   are not tracked (counted in `agentdbg_trigger_detector_dropped_total{reason="call_untracked"}`).
    Subject: `service`, `agent` (`gen_ai.agent.name`, else the service), `tool`, `session`;
    `observed` is the number of identical calls, unit `count`. Per-subject `overrides` set
    the repeat count.
@@ -22,7 +24,9 @@ What fires, two ways (one kind, told apart by their subjects):
    which is what a single spinning thread saturates)). Subject: `service` (worst
    instance); `observed` is the mean CPU over the sustained run, unit `ratio`.
    `cpu_overrides` set the threshold per subject. A process silent for `cpu_stale_after`
-   is forgotten.
+   is forgotten. Note: the current semconv `process.cpu.utilization` is divided by the
+   number of CPUs, so one spinning thread on an 8-core host reads 0.125; send
+   `process.cpu.time` (judged per core by default) or lower the threshold for such hosts.
 """
 from __future__ import annotations
 
@@ -136,6 +140,7 @@ class InfiniteLoopDetector(Detector):
             key = hash((call, args if args.__class__ is str else repr(args)))
             if len(totals) >= bound and key not in totals:
                 self.dropped += 1
+                self.drops["call_untracked"] = self.drops.get("call_untracked", 0) + 1
             elif add(now, key) >= self.min_threshold:
                 slot = self.hot.get(key)
                 if slot is None:

@@ -1,11 +1,12 @@
 """memory_leak: memory growing faster than `growth_per_hour` (50 MB/hour) over `window` (30 min).
 
 What fires: per process (service + `service.instance.id`, and per source metric) the
-least-squares slope of its memory readings over the last `window`, in bytes per hour, once
-the series has at least `min_points` readings spanning at least `min_span` (5 min). A
-series keeps at most `max_points` readings (one per `window / max_points` seconds; extra
-readings in between are skipped), so evaluation is O(1) per series: the regression sums are
-kept as running totals.
+least-squares slope of its memory readings over `window`, in bytes per hour, once the
+series has at least `min_points` readings spanning at least `min_span` (5 min). The window
+ends at the series' newest reading (the sender's clock, so clock skew does not empty it); a
+series with no reading received for `window` is dropped. A series keeps at most
+`max_points` readings (one per `window / max_points` seconds; readings in between are
+skipped), and the regression sums are running totals, so evaluation is O(1) per series.
 
 Subject: `service` (+ `service_version` when the resource has one). The trigger event
 contract (§12) has no instance key, so a service's observation is its worst instance's

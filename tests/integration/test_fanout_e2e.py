@@ -1,0 +1,258 @@
+"""Issue 4, acceptance 1 and 3: one daemon fans every span out to Kafka, ClickHouse and Tempo (OTLP).
+
+(1) End to end. The OpenTelemetry SDK sends the known agent traces of tests/otel_traces_check.py
+    (two agents: every span kind, Ok/Error/Unset status, every attribute type, events, links,
+    a remote parent with trace state) over OTLP/gRPC to ONE daemon whose traces pipeline has,
+    side by side, `kafka` (Tansu), `clickhouse` (the chDB-backed HTTP test endpoint), `otlp`
+    (gRPC, Tempo's protocol) to an OTLP sink daemon whose `file` exporter records what
+    arrives, and `otlphttp` with `headers: {X-Scope-OrgID: tenant-a}` to a recording
+    OTLP/HTTP server run by the test. Read back:
+    - ClickHouse (clickhouse-connect SELECT): every span is exactly one `otel_traces` row with
+      every REFERENCE.md §6 field right (hex ids, `Server`/`Error` strings, nanosecond
+      Timestamp and Duration, attribute maps, events, links, resource, scope);
+    - the Kafka topic (aiokafka consumer), the sink daemon's file and the OTLP/HTTP server:
+      every span exactly once with every field equal to what the SDK recorded, and the
+      Resource, Scope and Span messages equal between Kafka and each sink;
+    - every request at the OTLP/HTTP server carried `X-Scope-OrgID: tenant-a` (gzip-encoded,
+      the default); each exporter counted exactly the spans as sent and none as failed.
+    The `otlp` exporter sends the same header as gRPC metadata; the sink daemon does not
+    record metadata, so that one is exercised (an invalid key would fail every send), not
+    observed.
+(3) Outage and recovery per exporter. With load running (a thread posting 20-span requests,
+    retrying 503/429), each backend is taken down in turn and brought back: the Kafka broker
+    frozen (SIGSTOP), the ClickHouse endpoint stopped (connection refused), the OTLP sink
+    daemon frozen (SIGSTOP). Asserted: (a) every span the receiver accepted arrives at every
+    backend, duplicates allowed, counted and printed, none missing; (b) during each outage the
+    OTHER exporters' `otelcol_exporter_sent_spans_total` kept rising (sampled at the start and
+    at the end of the outage window).
+"""
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.clickhouse_http import ClickHouseHTTP
+from tests.harness import BASE_CONFIG, Daemon, wait_until
+from tests.kafka_broker import KafkaBroker, read_topic
+from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
+from tests.otlp_load import Load, agent_request
+from tests.otlp_sink import RecordingSink, sink_daemon, sink_ids, sink_requests
+from tests.otlp_spans import assert_spans_once, expected_from_sdk, raw_spans, spans_out
+
+TOPIC = "fanout_spans"
+TENANT = "tenant-a"
+BACKENDS = ("kafka", "clickhouse", "otlp")  # exporter ids in the fan-out pipeline
+
+# Queue sizing for (3): the load is ~20-span requests back to back (tens per second), and
+# the batch processor turns them into about five batches a second (`timeout: 200ms`). Each
+# exporter's queue holds 1000 batches, over three minutes of that load, while an outage here
+# lasts a few seconds: the down exporter's queue never fills, so the receiver keeps accepting
+# and the other exporters keep sending. Were it to fill on a slow machine, the refusal is
+# retryable (HTTP 503 + Retry-After, counted as enqueue-failed) and the load retries the same
+# request, so nothing accepted is lost either way; the test prints how many were refused.
+OVERLAY = """
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  kafka:
+    brokers: [%(broker)s]
+    topic: %(topic)s
+    timeout: 2s
+    producer: {enable_idempotence: false}
+    sending_queue: {queue_size: 1000}
+    retry_on_failure: %(retry)s
+  clickhouse:
+    endpoint: %(clickhouse)s
+    async_insert: false
+    timeout: 10s
+    sending_queue: {queue_size: 1000}
+    retry_on_failure: %(retry)s
+  otlp:
+    endpoint: %(sink)s
+    tls: {insecure: true}
+    headers: {X-Scope-OrgID: %(tenant)s}
+    timeout: 1s
+    sending_queue: {queue_size: 1000}
+    retry_on_failure: %(retry)s
+%(extra)s
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [%(exporters)s]
+"""
+RETRY = "{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0}"
+OTLPHTTP = """  otlphttp:
+    endpoint: %(url)s
+    headers: {X-Scope-OrgID: %(tenant)s}
+    retry_on_failure: %(retry)s"""
+
+
+def fanout_daemon(broker: KafkaBroker, clickhouse: ClickHouseHTTP, sink: Daemon,
+                  recorder: RecordingSink | None = None) -> Daemon:
+    """The daemon: kafka, clickhouse and otlp (plus otlphttp to `recorder`) in one traces pipeline."""
+    extra = OTLPHTTP % {"url": recorder.url, "tenant": TENANT, "retry": RETRY} if recorder else ""
+    exporters = [*BACKENDS, *(["otlphttp"] if recorder else [])]
+    overlay = OVERLAY % {"broker": broker.bootstrap, "topic": TOPIC, "clickhouse": clickhouse.url,
+                         "sink": f"127.0.0.1:{sink.ports['grpc']}", "tenant": TENANT, "retry": RETRY,
+                         "extra": extra, "exporters": ", ".join(exporters)}
+    return Daemon(BASE_CONFIG, overlay=overlay)
+
+
+def sent(daemon: Daemon, exporter: str) -> float:
+    return daemon.metric("otelcol_exporter_sent_spans_total", exporter=exporter)
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[Daemon]:
+    """The Tempo stand-in: a second daemon whose file exporter records what arrives."""
+    with sink_daemon(tmp_path / "sink") as running:
+        yield running
+
+
+@pytest.fixture
+def recorder() -> Iterator[RecordingSink]:
+    with RecordingSink() as running:
+        yield running
+
+
+# -- (1) end to end ------------------------------------------------------------------------------
+def test_every_span_reaches_kafka_clickhouse_and_the_otlp_sinks(kafka_broker, clickhouse_http, sink, recorder):
+    with fanout_daemon(kafka_broker, clickhouse_http, sink, recorder) as daemon:
+        spans = send_agent_traces(f"http://127.0.0.1:{daemon.ports['grpc']}")
+        for exporter in (*BACKENDS, "otlphttp"):
+            wait_until(lambda: sent(daemon, exporter) == len(spans), timeout=60, message=f"{exporter} sending")
+        assert daemon.metric("otelcol_exporter_send_failed_spans_total") == 0
+
+    want = expected_from_sdk(spans)
+    wait_until(lambda: set(want) <= set(sink_ids(sink)), timeout=30, message="spans in the sink's file")
+    copies = {
+        "kafka": [m.request for m in read_topic(kafka_broker, TOPIC, set(want))],
+        "otlp sink (gRPC)": sink_requests(sink),
+        "otlphttp sink": recorder.requests(),
+    }
+    for where, requests_ in copies.items():
+        assert_spans_once(spans_out(requests_), want, where)
+    assert_same_messages(copies, set(want))
+
+    client = clickhouse_http.client()
+    try:
+        assert_rows_match(list(client.query(ROWS_SQL.format(table="otel.otel_traces")).named_results()), spans)
+    finally:
+        client.close()
+
+    assert recorder.received, "nothing reached the OTLP/HTTP sink"
+    for received in recorder.received:
+        assert received.headers.get("x-scope-orgid") == TENANT, received.headers
+        assert received.headers.get("content-encoding") == "gzip"
+        assert received.headers.get("content-type") == "application/x-protobuf"
+
+
+def assert_same_messages(copies: dict[str, list[Any]], span_ids: set[str]) -> None:
+    """Kafka's Resource, Scope and Span messages of each span equal each sink's, field for field."""
+    (first, requests_), *others = copies.items()
+    reference = raw_spans(requests_)
+    for where, other_requests in others:
+        other = raw_spans(other_requests)
+        for span_id in span_ids:
+            assert other[span_id] == reference[span_id], f"span {span_id}: {where} differs from {first}"
+
+
+# -- (3) outage and recovery, per exporter ----------------------------------------------------------
+@dataclass
+class Outage:
+    backend: str
+    down: Callable[[], None]
+    up: Callable[[], None]
+
+
+@dataclass
+class Window:
+    """The other exporters' sent counts at the start and at the end of one outage."""
+
+    backend: str
+    start: dict[str, float]
+    end: dict[str, float]
+
+
+def sent_counts(daemon: Daemon) -> dict[str, float]:
+    return {exporter: sent(daemon, exporter) for exporter in BACKENDS}
+
+
+def retried(daemon: Daemon, exporter: str) -> float:
+    return daemon.metric("agentdbg_exporter_retried_requests_total", exporter=exporter)
+
+
+def run_outage(daemon: Daemon, load: Load, outage: Outage) -> Window:
+    """Take one backend down until its exporter has retried three times and the receiver took 100 more
+    requests (a few seconds), then bring it back and wait until it sends again."""
+    retries, accepted = retried(daemon, outage.backend), load.requests_accepted
+
+    def long_enough() -> bool:
+        return retried(daemon, outage.backend) >= retries + 3 and load.requests_accepted >= accepted + 100
+
+    outage.down()
+    try:
+        start = sent_counts(daemon)
+        wait_until(long_enough, timeout=60, interval=0.1, message=f"{outage.backend} down: retries and load")
+        end = sent_counts(daemon)
+    finally:
+        outage.up()
+    wait_until(lambda: sent(daemon, outage.backend) > end[outage.backend], timeout=60, interval=0.1,
+               message=f"{outage.backend} sending again")
+    return Window(outage.backend, start, end)
+
+
+def arrived_everywhere(kafka_broker: KafkaBroker, clickhouse: ClickHouseHTTP, sink: Daemon,
+                       accepted: set[str]) -> dict[str, list[str]]:
+    """backend → span id of every copy it holds, once every accepted span is there."""
+    wait_until(lambda: clickhouse.scalar("SELECT uniqExact(SpanId) FROM otel.otel_traces") >= len(accepted),
+               timeout=120, interval=0.5, message="every accepted span in ClickHouse")
+    wait_until(lambda: accepted <= set(sink_ids(sink)), timeout=120, interval=0.5,
+               message="every accepted span at the OTLP sink")
+    client = clickhouse.client()
+    try:
+        stored = [row[0] for row in client.query("SELECT SpanId FROM otel.otel_traces").result_rows]
+    finally:
+        client.close()
+    return {"kafka": [span_id for m in read_topic(kafka_broker, TOPIC, accepted, timeout=120)
+                      for span_id in m.span_ids()],
+            "clickhouse": stored, "otlp": sink_ids(sink)}
+
+
+def test_each_backend_down_in_turn_loses_nothing_and_stalls_no_other(kafka_broker, clickhouse_http, sink):
+    outages = [Outage("kafka", kafka_broker.pause, kafka_broker.resume),
+               Outage("clickhouse", clickhouse_http.stop, clickhouse_http.start),
+               Outage("otlp", lambda: sink.signal(signal.SIGSTOP), lambda: sink.signal(signal.SIGCONT))]
+    with fanout_daemon(kafka_broker, clickhouse_http, sink) as daemon:
+        with Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", agent_request) as load:
+            wait_until(lambda: min(sent_counts(daemon).values()) > 0, timeout=60, message="spans at every backend")
+            windows = [run_outage(daemon, load, outage) for outage in outages]
+        assert not load.errors, load.errors[:5]
+        copies = arrived_everywhere(kafka_broker, clickhouse_http, sink, load.accepted)
+        failed = daemon.metric("otelcol_exporter_send_failed_spans_total")
+        refused = daemon.metric("otelcol_receiver_refused_spans_total")
+
+    print(f"accepted {len(load.accepted)} spans in {load.requests_accepted} requests; "
+          f"{load.refused} refusals retried by the client ({refused:.0f} spans refused)")
+    for window in windows:
+        print(f"{window.backend} down: " + ", ".join(
+            f"{other} sent {window.start[other]:.0f} → {window.end[other]:.0f}"
+            for other in BACKENDS if other != window.backend))
+    for backend, ids in copies.items():
+        print(f"{backend}: {len(ids)} copies, {len(ids) - len(set(ids))} duplicates, "
+              f"{len(load.accepted - set(ids))} missing")
+
+    for backend, ids in copies.items():
+        assert load.accepted <= set(ids), f"{len(load.accepted - set(ids))} accepted spans never reached {backend}"
+    for window in windows:
+        for other in BACKENDS:
+            if other != window.backend:
+                assert window.end[other] > window.start[other], f"{other} stalled while {window.backend} was down"
+    assert failed == 0
