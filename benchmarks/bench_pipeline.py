@@ -36,7 +36,7 @@ from benchmarks.loadgen import post_grpc, post_http
 from benchmarks.results import table, write_section
 from pipeline.traces import count_spans
 from tests.clickhouse_http import ClickHouseHTTP
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from tests.harness import BASE_CONFIG, Daemon, metric_value, wait_until
 from tests.kafka_broker import KafkaBroker
 from tests.otlp_sink import sink_daemon
 
@@ -130,6 +130,12 @@ class Run:
     wall: float  # first request sent → every exporter has sent every span
 
 
+def all_sent(daemon: Daemon, exporters: list[str], spans: int) -> bool:
+    """Every exporter has sent `spans` (one scrape: each costs the daemon ~1 ms of CPU)."""
+    text = daemon.metrics_text()
+    return all(metric_value(text, "otelcol_exporter_sent_spans_total", exporter=name) >= spans for name in exporters)
+
+
 def run_daemon(config: str, exporters: list[str], data: list[bytes], spans: int, transport: str) -> Run:
     with Daemon(BASE_CONFIG, overlay=config) as daemon:
         process = psutil.Process(daemon.proc.pid)
@@ -138,8 +144,8 @@ def run_daemon(config: str, exporters: list[str], data: list[bytes], spans: int,
             asyncio.run(post_http(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", data))
         else:
             asyncio.run(post_grpc(f"127.0.0.1:{daemon.ports['grpc']}", data))
-        wait_until(lambda: all(daemon.metric("otelcol_exporter_sent_spans_total", exporter=name) >= spans
-                               for name in exporters), timeout=300, interval=0.05, message="every span exported")
+        wait_until(lambda: all_sent(daemon, exporters, spans), timeout=300, interval=0.05,
+                   message="every span exported")
         wall, after = time.monotonic() - started, process.cpu_times()
     return Run((after.user + after.system) - (before.user + before.system), wall)
 

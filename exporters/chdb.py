@@ -44,7 +44,7 @@ from typing import IO, Any, ClassVar, Sequence
 
 from exporters.clickhouse.errors import classify
 from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES
-from exporters.clickhouse.tables import TableSpec, TablesConfig, table_spec
+from exporters.clickhouse.tables import TableSpec, TablesConfig, preload_insert_modules, table_spec
 from exporters.helper import QueuedExporter, QueueSettings
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
@@ -222,13 +222,14 @@ class ChdbExporter(QueuedExporter):
 
     async def start_client(self) -> None:
         self.store = await ChdbStore.acquire(self.chdb_config.path)
-        if self.chdb_config.create_schema:
-            try:
+        try:
+            await self.store.call(preload_insert_modules)
+            if self.chdb_config.create_schema:
                 await self.store.call(run_statements, self.store.conn, list(self.spec.statements))
-            except BaseException:
-                await self.store.release()
-                self.store = None
-                raise
+        except BaseException:
+            await self.store.release()
+            self.store = None
+            raise
         self.log.info("chdb store ready", extra={"kv": {"path": self.store.path, "table": self.table}})
 
     async def send(self, batch: Any) -> None:

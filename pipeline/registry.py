@@ -21,6 +21,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from exporters.webhook import factory as webhook_exporter
     from extensions.bearertokenauth import factory as bearertokenauth
     from extensions.debug_api import factory as debug_api
+    from extensions.file_storage import factory as file_storage
     from extensions.health_check import factory as health_check
     from processors.batch import factory as batch
     from processors.genai import factory as genai
@@ -34,7 +35,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
         batch, memory_limiter, safety, genai,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter,
-        health_check, debug_api, bearertokenauth,
+        health_check, debug_api, bearertokenauth, file_storage,
         triggers,
     ]
     table: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}

@@ -50,6 +50,21 @@ def query_json(sql: str, *args: str, env: dict[str, str] | None = None) -> list[
     return json.loads(result.stdout)
 
 
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` in Prometheus text `text` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric_name, _, label_text = head.partition("{")
+        if metric_name != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 class Daemon:
     def __init__(self, config: str, workdir: Path | None = None, extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, overlay: str | None = None) -> None:
@@ -125,17 +140,7 @@ class Daemon:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
-        total = 0.0
-        for line in self.metrics_text().splitlines():
-            if not line.startswith(name) or line.startswith("#"):
-                continue
-            head, _, value = line.rpartition(" ")
-            metric_name, _, label_text = head.partition("{")
-            if metric_name != name:
-                continue
-            if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-                total += float(value)
-        return total
+        return metric_value(self.metrics_text(), name, **labels)
 
     def __enter__(self) -> "Daemon":
         return self.start()

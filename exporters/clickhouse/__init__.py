@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 from pydantic import field_validator
 
 from exporters.clickhouse.errors import classify
-from exporters.clickhouse.tables import TableSpec, TablesConfig, table_spec
+from exporters.clickhouse.tables import TableSpec, TablesConfig, preload_insert_modules, table_spec
 from exporters.helper import QueuedExporter
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.errors import RetryableError
@@ -72,6 +72,7 @@ class ClickHouseExporter(QueuedExporter):
 
     async def start_client(self) -> None:
         """Try to connect once; an unreachable server is only logged (sends retry the connect)."""
+        await asyncio.get_running_loop().run_in_executor(None, preload_insert_modules)
         try:
             await self._ensure_client()
         except Exception as exc:  # noqa: BLE001 - outages must not stop the daemon

@@ -14,6 +14,10 @@ Guarantees (Vector-style):
 - A `PermanentError` is not retried: counted under its `error_type` and logged.
 - Shutdown stops taking batches and drains the queue until the deadline; whatever is still
   queued or in flight then is counted as failed (`shutdown`) and logged, never lost silently.
+- With `sending_queue.storage` (a `file_storage` extension) each batch is written to disk
+  before `consume` returns and removed once it was sent or failed permanently; what is
+  left at the shutdown deadline, or after a crash, stays on disk and is sent at the next
+  start, before new data.
 """
 from __future__ import annotations
 
@@ -41,10 +45,14 @@ class QueuedExporter(Exporter):
         self._queue_size = metrics.exporter_queue_size.labels(name, data_type)
         self._in_flight = metrics.exporter_in_flight_requests.labels(name, data_type)
         metrics.exporter_queue_capacity.labels(name, data_type).set(config.sending_queue.queue_size)
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(config.sending_queue.queue_size)
+        # Capacity is enforced in `consume`, not by the Queue: batches recovered from disk at
+        # start may exceed it, and then new data waits (or is refused) until they drain.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._space = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._closing = False
         self._in_flight_items = 0
+        self._store: Any = None  # a file_storage BatchStore when the queue is persistent
 
     # -- subclass hooks ----------------------------------------------------------------------
     async def start_client(self) -> None:
@@ -68,6 +76,8 @@ class QueuedExporter(Exporter):
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, host: Any) -> None:
         await self.start_client()
+        if self.config.sending_queue.enabled and self.config.sending_queue.storage:
+            self._open_store(host)
         if self.config.sending_queue.enabled:
             self._workers = [asyncio.create_task(self._worker(), name=f"{self.id}-sender-{i}")
                              for i in range(self.config.sending_queue.num_consumers)]
@@ -78,14 +88,29 @@ class QueuedExporter(Exporter):
         if not self.config.sending_queue.enabled:
             await self._send_now(batch)
             return
-        try:
-            self._queue.put_nowait(batch)
-        except asyncio.QueueFull:
+        while self._queue.qsize() >= self.config.sending_queue.queue_size:
             if not self.config.sending_queue.block_on_overflow:
                 self._enqueue_failed.inc(self.item_count(batch))
-                raise Refused("sending queue is full", retry_after=self._refusal_hint()) from None
-            await self._queue.put(batch)
+                raise Refused("sending queue is full", retry_after=self._refusal_hint())
+            self._space.clear()
+            await self._space.wait()
+        token = self._store.put(batch) if self._store is not None else None
+        self._queue.put_nowait((batch, token))
         self._queue_size.set(self._queue.qsize())
+
+    def _open_store(self, host: Any) -> None:
+        name = self.config.sending_queue.storage
+        extension = host.extensions.get(name)
+        if extension is None or not hasattr(extension, "open_store"):
+            raise ValueError(f'exporter {self.id}: sending_queue.storage "{name}" is not a file_storage '
+                             "extension listed in service::extensions")
+        self._store = extension.open_store(str(self.id))
+        recovered = 0
+        for batch, path in self._store.recover():
+            self._queue.put_nowait((batch, path))
+            recovered += self.item_count(batch)
+        if recovered:
+            self.log.info("sending what an earlier run left in the queue", extra={"kv": {"items": recovered}})
 
     async def shutdown(self, deadline: float | None = None) -> None:
         self._closing = True
@@ -107,12 +132,15 @@ class QueuedExporter(Exporter):
     # -- sending -------------------------------------------------------------------------------
     async def _worker(self) -> None:
         while True:
-            batch = await self._queue.get()
+            batch, token = await self._queue.get()
+            self._space.set()
             self._queue_size.set(self._queue.qsize())
             self._in_flight_items += self.item_count(batch)
             self._in_flight.inc()
             try:
                 await self._deliver(batch)
+                if token is not None:
+                    self._store.remove(token)  # sent or failed for good: not after a cancellation
             finally:
                 self._in_flight.dec()
                 self._in_flight_items -= self.item_count(batch)
@@ -173,8 +201,12 @@ class QueuedExporter(Exporter):
     def _drop_remaining(self) -> None:
         dropped = self._in_flight_items
         while not self._queue.empty():
-            dropped += self.item_count(self._queue.get_nowait())
+            dropped += self.item_count(self._queue.get_nowait()[0])
             self._queue.task_done()
+        if self._store is not None:
+            self.log.warning("shutdown deadline passed; unsent batches stay on disk for the next start",
+                             extra={"kv": {"items": dropped, "directory": str(self._store.directory)}})
+            return
         if dropped:
             self._count_failed(dropped, "shutdown", "shutdown deadline passed before the queue drained")
 

@@ -12,6 +12,7 @@ class QueueSettings(StrictConfig):
     num_consumers: PositiveInt = 10
     queue_size: PositiveInt = 1000
     block_on_overflow: bool = False
+    storage: str | None = None  # id of a file_storage extension: the queue survives restarts
 
 
 class RetrySettings(StrictConfig):
