@@ -15,7 +15,7 @@ The exporter rows run against real backends started for the run, on this machine
 - `kafka`: Tansu (tests/kafka_broker.py), a separate process; `otlp_proto` passthrough;
 - `otlp`: a second daemon (tests/otlp_sink.py, file exporter in protobuf) standing in for Tempo.
 
-    .venv/bin/python -m benchmarks.bench_pipeline [--spans 100000]
+    .venv/bin/python -m benchmarks.bench_pipeline [--spans 200000]
 """
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def measure(data: list[bytes], spans: int, parse: float) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--spans", type=int, default=100_000)
+    parser.add_argument("--spans", type=int, default=200_000)
     args = parser.parse_args()
     data, spans = payloads(args.spans)
     parse = min(parse_cpu(data) for _ in range(3))
