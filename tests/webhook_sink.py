@@ -10,6 +10,7 @@ class WebhookSink:
     def __init__(self, status: int = 200) -> None:
         self.calls: list[dict] = []
         self.status = status
+        self.script: list[int] = []  # statuses to answer first, in order, before `status`
         # While `hold` is clear, each request is recorded and then kept waiting for an answer.
         self.hold = threading.Event()
         self.hold.set()
@@ -20,8 +21,9 @@ class WebhookSink:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 sink.calls.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
                 sink.hold.wait(30)
+                status = sink.script.pop(0) if sink.script else sink.status
                 try:
-                    self.send_response(sink.status)
+                    self.send_response(status)
                     self.end_headers()
                 except OSError:
                     pass  # the caller is gone
