@@ -1,11 +1,10 @@
-"""Pipeline core and exporters: CPU seconds per 1,000 spans through a running daemon, per configuration.
+"""Pipelines and exporters against the bare-parse ceiling, in one run.
 
-Runs the daemon as a subprocess for each pipeline below, posts the same seeded agent
-spans (OTLP/HTTP protobuf and OTLP/gRPC, 4 concurrent senders), waits until every exporter
-of the pipeline has sent every span, and reads the daemon's own CPU time (psutil: the
-backends and the load generator are other processes and are not counted). In the same run
-it measures, in-process, what parsing the same payloads costs, so every figure is also a
-ratio to the unavoidable parse.
+Runs the bare grpc.aio parse-only handler (benchmarks/ceiling.py) and then the daemon as a
+subprocess for each pipeline below, sends each the same seeded agent spans over OTLP gRPC,
+waits until every exporter of the pipeline has sent every span, and reports delivered
+spans/s as a ratio of the ceiling, the daemon's own CPU per 1,000 spans (psutil: the
+backends and the load generator are other processes and are not counted) and peak RSS.
 
 The exporter rows run against real backends started for the run, on this machine:
 - `chdb`: the embedded engine, inside the daemon, so its CPU is counted;
@@ -20,23 +19,15 @@ The exporter rows run against real backends started for the run, on this machine
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
-import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import psutil
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-from benchmarks.fleet import Fleet
-from benchmarks.loadgen import post_grpc, post_http
 from benchmarks.results import table, write_section
-from pipeline.traces import count_spans
+from benchmarks.runner import PIPELINE_HEADERS, payloads, run_ceiling, run_daemon
 from tests.clickhouse_http import ClickHouseHTTP
-from tests.harness import BASE_CONFIG, Daemon, metric_value, wait_until
+from tests.harness import BASE_CONFIG
 from tests.kafka_broker import KafkaBroker
 from tests.otlp_sink import sink_daemon
 
@@ -108,59 +99,16 @@ def overlay(processors: list[str], exporters: list[str], endpoints: dict[str, st
     return OVERLAY % {"exporters": settings, "processors": ", ".join(processors), "names": ", ".join(exporters)}
 
 
-def payloads(total_spans: int) -> tuple[list[bytes], int]:
-    fleet, out, spans = Fleet(seed=7), [], 0
-    while spans < total_spans:
-        request = fleet.request(50)
-        out.append(request.SerializeToString())
-        spans += count_spans(request)
-    return out, spans
-
-
-def parse_cpu(data: list[bytes]) -> float:
-    start = time.process_time()
-    for payload in data:
-        ExportTraceServiceRequest.FromString(payload)
-    return time.process_time() - start
-
-
-@dataclass
-class Run:
-    cpu: float   # daemon user+system seconds
-    wall: float  # first request sent → every exporter has sent every span
-
-
-def all_sent(daemon: Daemon, exporters: list[str], spans: int) -> bool:
-    """Every exporter has sent `spans` (one scrape: each costs the daemon ~1 ms of CPU)."""
-    text = daemon.metrics_text()
-    return all(metric_value(text, "otelcol_exporter_sent_spans_total", exporter=name) >= spans for name in exporters)
-
-
-def run_daemon(config: str, exporters: list[str], data: list[bytes], spans: int, transport: str) -> Run:
-    with Daemon(BASE_CONFIG, overlay=config) as daemon:
-        process = psutil.Process(daemon.proc.pid)
-        before, started = process.cpu_times(), time.monotonic()
-        if transport == "http":
-            asyncio.run(post_http(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", data))
-        else:
-            asyncio.run(post_grpc(f"127.0.0.1:{daemon.ports['grpc']}", data))
-        wait_until(lambda: all_sent(daemon, exporters, spans), timeout=300, interval=0.05,
-                   message="every span exported")
-        wall, after = time.monotonic() - started, process.cpu_times()
-    return Run((after.user + after.system) - (before.user + before.system), wall)
-
-
-def measure(data: list[bytes], spans: int, parse: float) -> list[list[str]]:
-    rows = [["in-process parse only (reference)", "-", f"{parse / spans * 1e6:.2f} ms", "1.00", "-"]]
+def measure(data: list[bytes], spans: int, concurrency: int) -> list[list[str]]:
+    ceiling = run_ceiling(data, spans, concurrency, None)
+    rows = [ceiling.row(None)]
     backends = Backends()
     try:
         for name, (processors, exporters) in PIPELINES.items():
             config = overlay(processors, exporters, backends.endpoints_for(exporters))
-            for transport in ("http", "grpc"):
-                run = run_daemon(config, exporters, data, spans, transport)
-                rows.append([name, transport, f"{run.cpu / spans * 1e6:.2f} ms", f"{run.cpu / parse:.1f}",
-                             f"{spans / run.wall:,.0f}"])
-                print(rows[-1], flush=True)
+            figures = run_daemon(BASE_CONFIG, data, spans, concurrency, None, name, overlay=config)
+            rows.append(figures.row(ceiling, delivered=True))
+            print(rows[-1], flush=True)
     finally:
         backends.close()
     return rows
@@ -169,21 +117,23 @@ def measure(data: list[bytes], spans: int, parse: float) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    data, spans = payloads(args.spans)
-    parse = min(parse_cpu(data) for _ in range(3))
-    rows = measure(data, spans, parse)
-    body = (f"{spans} spans of the seeded agent fleet in {len(data)} requests (~{spans // len(data)} spans each), "
-            "4 concurrent senders. CPU is the daemon process's user+system time (psutil), so the load generator's "
+    data, spans = payloads(args.spans, args.batch_size, seed=7)
+    rows = measure(data, spans, args.concurrency)
+    body = (f"{spans} spans of the seeded agent fleet in {len(data)} OTLP gRPC requests (~{spans // len(data)} spans "
+            f"each), {args.concurrency} concurrent senders. The ratio is *delivered* spans/s (until every exporter "
+            "had sent every span) over the ceiling's spans/s: `benchmarks/ceiling.py`, a bare grpc.aio handler "
+            "that only parses, driven by the same load in the same run. "
+            "CPU is the daemon process's user+system time (psutil), so the load generator's "
             "and the backends' CPU is not counted; the `chdb` engine runs inside the daemon and is counted. "
             "Backends, all on this 2-core machine: `clickhouse` writes to the chDB-backed ClickHouse HTTP *test* "
             "endpoint (tests/clickhouse_http.py), so its figure is the daemon's CPU, not ClickHouse's; `kafka` "
             "produces to Tansu (`otlp_proto`, wire bytes passed through); `otlp` sends to a second daemon "
-            "(file exporter, protobuf) standing in for Tempo. Spans/s is wall time from the first request to "
-            "the last span sent by every exporter, with the load generator and the backends sharing the "
-            "two cores: a floor, not the daemon's ceiling.\n\n"
-            + table(["pipeline", "transport", "daemon CPU per 1,000 spans", "ratio to parse", "spans/s (wall)"],
-                    rows))
+            "(file exporter, protobuf) standing in for Tempo. The load generator and the backends share the "
+            "two cores with the daemon, so absolute rates are a floor.\n\n"
+            + table(PIPELINE_HEADERS, rows))
     write_section("pipeline core throughput", "python -m benchmarks.bench_pipeline", body)
     print(body)
 

@@ -45,17 +45,30 @@ async def post_http(url: str, payloads: list[bytes], concurrency: int = 4) -> Lo
     return result
 
 
-async def post_grpc(target: str, payloads: list[bytes], concurrency: int = 4) -> LoadResult:
+async def post_grpc(target: str, payloads: list[bytes], concurrency: int = 4,
+                    rate: float | None = None, spans_per_payload: float = 1.0) -> LoadResult:
+    """Send every payload once (retrying refusals); `rate` (spans/s) paces an open-loop offer."""
     result = LoadResult()
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for payload in payloads:
         queue.put_nowait(payload)
-    async with grpc.aio.insecure_channel(target) as channel:
+    loop = asyncio.get_running_loop()
+    started, sent = loop.time(), 0
+
+    async def pace() -> None:
+        nonlocal sent
+        if rate:
+            sent += 1
+            due = started + sent * spans_per_payload / rate
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
         export = channel.unary_unary(EXPORT)
 
         async def worker() -> None:
             while not queue.empty():
                 payload = queue.get_nowait()
+                await pace()
                 while True:
                     try:
                         await export(payload, timeout=30)

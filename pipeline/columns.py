@@ -22,8 +22,18 @@ Lazy columns (computed on first use, then cached): `spans` (the upb span objects
 (ClickHouse strings `Server`, `Error` ...), `resource_attribute_maps` (one dict per
 resource) and `resource_attributes` (per span, the same dict object for every span of a
 resource), `span_attributes` (dict[str, str] per span), `events` and `links` (nested
-columns), `attribute(key)` / `attributes(keys)` (typed values, cached per key) and
-`resource_attribute(key)`.
+columns), `attribute(key)` / `attributes(keys)` / `present(key)` (typed values, cached per
+key) and `resource_attribute(key)`.
+
+One pass over span attributes, shared: walking every span's attributes in Python is the
+dominant cost of both readers (about 0.1 µs per attribute, against ~0.05 µs per span to
+parse), so it happens once per batch. The pass that builds `span_attributes` (the text maps
+ClickHouse stores) also fills the typed columns of the keys registered with
+`SpanColumns.register_typed_keys` (the trigger detectors register theirs when the
+connector is built): reading a registered key is then a dict lookup, and a registered key
+no span has is known absent without any search. Keys that were not registered when the
+pass ran are read by a scan of their own (skipped, for a key whose protobuf encoding does
+not occur in the wire bytes).
 
 Every list and dict handed out is shared: treat them as read-only.
 
@@ -174,6 +184,59 @@ def attribute_map(attributes: Iterable) -> dict[str, str]:
     return out
 
 
+def attribute_pass(spans: Sequence, registered: Iterable[str]
+                   ) -> tuple[list[dict[str, str]], dict[str, list[Value] | None]]:
+    """Per span `{key: text}` and, in the same loop, typed columns for the `registered` keys.
+
+    Returns (maps, typed): `typed[key]` is the key's per-span typed values, or None when no
+    span has the key. A column is allocated when its key is first met, so an absent key
+    costs nothing. Strings take the fast path: a non-empty `string_value` is both the text
+    and the typed value, with no `WhichOneof`.
+    """
+    n = len(spans)
+    typed: dict[str, list[Value] | None] = dict.fromkeys(registered)
+    text_of, typed_of = _TEXT, _TYPED
+    maps: list[dict[str, str]] = []
+    append = maps.append
+    i = 0
+    for span in spans:
+        out: dict[str, str] = {}
+        for kv in span.attributes:
+            key = kv.key
+            value = kv.value
+            text = value.string_value
+            if text:
+                out[key] = text
+                if key in typed:
+                    column = typed[key]
+                    if column is None:
+                        column = typed[key] = [None] * n
+                    column[i] = text
+            else:
+                which = value.WhichOneof("value")
+                out[key] = text_of[which](value)
+                if key in typed:
+                    column = typed[key]
+                    if column is None:
+                        column = typed[key] = [None] * n
+                    column[i] = typed_of[which](value)
+        append(out)
+        i += 1
+    return maps, typed
+
+
+def key_field(key: str) -> bytes:
+    """How a KeyValue's key is encoded (field 1, length-delimited): searching the wire bytes
+    for this, not the bare key, keeps `tool.name` from matching inside `gen_ai.tool.name`."""
+    data = key.encode()
+    length, prefix = len(data), bytearray(b"\x0a")
+    while length >= 0x80:
+        prefix.append((length & 0x7F) | 0x80)
+        length >>= 7
+    prefix.append(length)
+    return bytes(prefix) + data
+
+
 def _service_name(attributes: Iterable) -> str:
     for kv in attributes:
         if kv.key == SERVICE_NAME:
@@ -189,6 +252,16 @@ def _hex(ids: list[bytes]) -> list[str]:
 
 class SpanColumns:
     """Parallel per-span lists of one batch; see the module docstring for the full API."""
+
+    # Keys whose typed columns the shared attribute pass fills (see `register_typed_keys`).
+    typed_keys: frozenset[str] = frozenset()
+
+    @classmethod
+    def register_typed_keys(cls, keys: Iterable[str]) -> None:
+        """Have every later attribute pass also fill the typed columns of `keys`. Process-wide
+        and additive: a key registered by any reader is captured for all (a dict lookup per
+        attribute); nothing is ever unregistered, a reload registering the same keys again."""
+        cls.typed_keys = cls.typed_keys | frozenset(keys)
 
     def __init__(self, message: ExportTraceServiceRequest, wire: bytes | None = None) -> None:
         self.message = message
@@ -306,7 +379,13 @@ class SpanColumns:
     @lazy
     def span_attributes(self) -> list[dict[str, str]]:
         """Per span `{key: text}`, as ClickHouse's `Map(LowCardinality(String), String)` stores it."""
-        return [attribute_map(span.attributes) for span in self.spans]
+        return self._pass[0]
+
+    @lazy
+    def _pass(self) -> tuple[list[dict[str, str]], dict[str, list[Value] | None]]:
+        """The shared attribute pass: text maps and the registered keys' typed columns, stored
+        together so two threads racing to build it each see a consistent pair."""
+        return attribute_pass(self.spans, self.typed_keys)
 
     @lazy
     def events(self) -> EventColumns:
@@ -354,26 +433,60 @@ class SpanColumns:
         return cached
 
     def attributes(self, keys: Iterable[str]) -> dict[str, list[Value]]:
-        """Several span attributes in one pass over the spans: `{key: per-span values}`."""
+        """Several span attributes: `{key: per-span values}`. Registered keys come from the
+        shared pass (run now if nobody has yet); the others from one scan of their own."""
+        keys = tuple(keys)
         wanted = [key for key in dict.fromkeys(keys) if key not in self._typed]
         if wanted:
-            self._typed.update(self._scan(wanted))
+            registered = [key for key in wanted if key in self.typed_keys]
+            if registered:
+                self._take_from_pass(registered)
+            rest = [key for key in wanted if key not in self._typed]
+            if rest:
+                self._typed.update(self._scan(rest))
         return {key: self._typed[key] for key in keys}
+
+    def present(self, key: str) -> bool:
+        """True when at least one span has attribute `key` (free for a registered key)."""
+        column = self._typed.get(key)
+        if column is None:
+            column = self.attributes((key,))[key]
+        return column is not self._absent
+
+    def _take_from_pass(self, keys: list[str]) -> None:
+        typed = self._pass[1]
+        for key in keys:
+            if key in typed:  # registered before the pass ran
+                column = typed[key]
+                self._typed[key] = self._absent if column is None else column
+
+    @lazy
+    def _absent(self) -> list[Value]:
+        """The column of every key no span has: one shared list of None."""
+        return [None] * len(self)
 
     def _scan(self, keys: list[str]) -> dict[str, list[Value]]:
         n = len(self)
         found: dict[str, list[Value]] = {key: [None] * n for key in keys}
         wire = self.wire
-        # A key whose bytes occur nowhere in the batch is absent from every span: no scan for it.
-        scan = found if wire is None else {key: found[key] for key in keys if key.encode() in wire}
+        # A key whose encoding occurs nowhere in the batch is absent from every span: no scan for it.
+        scan = found if wire is None else {key: found[key] for key in keys if key_field(key) in wire}
+        for key in keys:
+            if key not in scan:
+                found[key] = self._absent
         if not scan:
             return found
+        seen: set[str] = set()
         for i, span in enumerate(self.spans):
             for kv in span.attributes:
                 column = scan.get(kv.key)
                 if column is not None:
                     value = kv.value
                     column[i] = _TYPED[value.WhichOneof("value")](value)
+                    seen.add(kv.key)
+        for key in scan:
+            if key not in seen:
+                found[key] = self._absent
         return found
 
     def resource_attribute(self, key: str) -> list[Value]:

@@ -50,6 +50,11 @@ class Alertmanager:
         params = {"active": "true", "silenced": "false", "inhibited": "false"} if active_only else {}
         return requests.get(f"{self.url}/api/v2/alerts", params=params, timeout=5).json()
 
+    def active(self, **labels: str) -> list[dict]:
+        """The active alerts whose label set includes `labels` (as `amtool alert query` shows them)."""
+        return [alert for alert in self.alerts() if alert["status"]["state"] == "active"
+                and all(alert["labels"].get(key) == value for key, value in labels.items())]
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

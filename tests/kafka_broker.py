@@ -9,15 +9,19 @@ Tansu does not support the idempotent producer (it refuses InitProducerId), so
 producers in tests set `enable_idempotence: false`; the exporter's default stays on.
 
 `read_topic` reads a topic of OTLP messages back from the start until every wanted span is
-seen; `produce` writes records to a topic (what an upstream producer would).
+seen; `produce` writes records to a topic (what an upstream producer would); `TopicTail`
+keeps reading topics in the background, as a user's consumer would, for tests that watch
+a topic while they act.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -210,3 +214,78 @@ async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes | None,
             await producer.send_and_wait(topic, value, key=key)
     finally:
         await producer.stop()
+
+
+@dataclass
+class TailRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    read_at: float  # wall clock when the consumer got it
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+class TopicTail:
+    """What a user's consumer sees: reads `topics` from the start in a background thread (its
+    own event loop, no consumer group) and keeps every record, with the time it was read.
+    Create the topics first: a consumer without a group is assigned the partitions that
+    exist when it starts."""
+
+    def __init__(self, broker: KafkaBroker, *topics: str) -> None:
+        self.bootstrap = broker.bootstrap
+        self.topics = topics
+        self._records: list[TailRecord] = []
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._thread_main, name="topic-tail", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> "TopicTail":
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            self.stop()
+            raise RuntimeError(f"could not start a consumer of {self.topics}: {self._error}")
+        return self
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._consume())
+        except BaseException as exc:  # noqa: BLE001 - reported by start() and records()
+            self._error = exc
+            self._ready.set()
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    max_partition_fetch_bytes=MAX_FETCH_BYTES)
+        await consumer.start()
+        try:
+            self._ready.set()
+            while not self._stopping.is_set():
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    now = time.time()
+                    self._records.extend(TailRecord(r.topic, r.key, r.value, now) for r in records)
+        finally:
+            await consumer.stop()
+
+    def records(self, topic: str | None = None) -> list[TailRecord]:
+        if self._error is not None:
+            raise AssertionError(f"the consumer of {self.topics} failed: {self._error!r}")
+        return [r for r in list(self._records) if topic is None or r.topic == topic]
+
+    def documents(self, topic: str) -> list[dict[str, Any]]:
+        """The JSON documents read from `topic` so far, in the order read."""
+        return [r.json() for r in self.records(topic)]
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def __enter__(self) -> "TopicTail":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -8,7 +8,7 @@ and evaluation with an explicit `now`, and look at what it observed (`observe_al
 Integration tests: the daemon overlay that routes traces and metrics into the `triggers`
 connector and its events into a file (`triggers_overlay`), reading those events back
 (`read_events`, `wait_for_events`), and OpenTelemetry SDK providers playing agents
-(`sdk_tracer`, `sdk_meter`).
+(`sdk_tracer`, `sdk_meter`, and `SdkAgent`: spans with explicit times, flushed on demand).
 """
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from opentelemetry import trace as trace_api
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric, NumberDataPoint
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
+from opentelemetry.trace import SpanKind, StatusCode
 
 from connectors.triggers.episodes import EpisodeTracker
 from connectors.triggers.event import Observation
@@ -228,3 +230,26 @@ def sdk_meter(endpoint: str, service: str, interval_ms: int = 100, **resource_at
                              metric_readers=[reader])
     return provider, provider.get_meter("agentdbg.tests")
 
+
+class SdkAgent:
+    """An SDK-instrumented service exporting OTLP/HTTP to `endpoint` (`http://host:port`): spans
+    with explicit times, flushed on demand. `shutdown()` when done."""
+
+    def __init__(self, endpoint: str, service: str, **resource: Any) -> None:
+        self.provider, self.tracer = sdk_tracer(endpoint, service, **resource)
+
+    def span(self, name: str, start: float, end: float, kind: SpanKind = SpanKind.INTERNAL,
+             parent: trace_api.Span | None = None, error: str | None = None, **attributes: Any) -> trace_api.Span:
+        context = trace_api.set_span_in_context(parent) if parent is not None else None
+        span = self.tracer.start_span(name, context=context, kind=kind, start_time=int(start * 1e9),
+                                      attributes=attributes)
+        if error is not None:
+            span.set_status(trace_api.Status(StatusCode.ERROR, error))
+        span.end(end_time=int(end * 1e9))
+        return span
+
+    def flush(self) -> None:
+        assert self.provider.force_flush(10_000)
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()

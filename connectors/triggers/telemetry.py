@@ -13,7 +13,8 @@ events_total = Counter("agentdbg_trigger_events", "Trigger events emitted, by ki
 active_episodes = Gauge("agentdbg_trigger_active_episodes", "Trigger episodes currently firing, by kind.",
                         ["connector", "kind"], registry=REGISTRY)
 observe_seconds = Counter("agentdbg_trigger_observe_seconds",
-                          "CPU-bound time spent folding batches into detector state (hot path).",
+                          "CPU time (of the event-loop thread) spent folding span and metric batches into detector "
+                          "state: the hot path.",
                           ["connector"], registry=REGISTRY)
 evaluation_seconds = Histogram("agentdbg_trigger_evaluation_seconds",
                                "Duration of one evaluation of every detector's windows.", ["connector"],

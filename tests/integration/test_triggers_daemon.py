@@ -22,10 +22,10 @@ from typing import Any, Iterator
 import pytest
 from opentelemetry import trace as trace_api
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from tests.harness import BASE_CONFIG, Daemon
-from tests.trigger_helpers import read_events, sdk_meter, sdk_tracer, triggers_overlay, wait_for_events
+from tests.trigger_helpers import SdkAgent, read_events, sdk_meter, triggers_overlay, wait_for_events
 
 TRIGGERS = """\
       evaluation_interval: 100ms
@@ -55,8 +55,8 @@ class Sdk:
         self.daemon = daemon
         self.providers: list[Any] = []
 
-    def agent(self, service: str, **resource: Any) -> "Agent":
-        agent = Agent(self.daemon, service, **resource)
+    def agent(self, service: str, **resource: Any) -> SdkAgent:
+        agent = SdkAgent(endpoint(self.daemon), service, **resource)
         self.providers.append(agent.provider)
         return agent
 
@@ -99,26 +99,6 @@ def wait_for(daemon: Daemon, kind: str, service: str, status: str = "firing") ->
 def assert_nothing_for(daemon: Daemon, service: str) -> None:
     raised = [e for e in read_events(events_of(daemon)) if about(service)(e)]
     assert raised == [], f"the healthy control raised {raised}"
-
-
-class Agent:
-    """An SDK-instrumented service: spans with explicit times, flushed on demand."""
-
-    def __init__(self, daemon: Daemon, service: str, **resource: Any) -> None:
-        self.provider, self.tracer = sdk_tracer(endpoint(daemon), service, **resource)
-
-    def span(self, name: str, start: float, end: float, kind: SpanKind = SpanKind.INTERNAL,
-             parent: trace_api.Span | None = None, error: str | None = None, **attributes: Any) -> trace_api.Span:
-        context = trace_api.set_span_in_context(parent) if parent is not None else None
-        span = self.tracer.start_span(name, context=context, kind=kind, start_time=int(start * 1e9),
-                                      attributes=attributes)
-        if error is not None:
-            span.set_status(Status(StatusCode.ERROR, error))
-        span.end(end_time=int(end * 1e9))
-        return span
-
-    def flush(self) -> None:
-        assert self.provider.force_flush(10_000)
 
 
 def trace_hex(span: trace_api.Span) -> str:

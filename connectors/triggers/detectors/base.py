@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from connectors.triggers.event import Observation
+from pipeline.columns import SpanColumns
 from pipeline.component import StrictConfig
 
 
@@ -27,7 +28,8 @@ class DetectorConfig(StrictConfig):
 
 class Detector:
     kind: ClassVar[str]
-    # Span attributes the detector reads; the connector fetches all detectors' keys in one pass.
+    # Span attributes the detector reads (typed, via SpanColumns.attributes): registered with
+    # SpanColumns, so the batch's shared attribute pass fills them.
     attribute_keys: ClassVar[tuple[str, ...]] = ()
     # Attributes computed from the config in __init__: a reload keeps the new instance's.
     config_derived: ClassVar[tuple[str, ...]] = ()
@@ -37,6 +39,7 @@ class Detector:
         self.peers: dict[str, Detector] = {}
         # Items dropped because state is bounded, by reason, since the connector last counted them.
         self.drops: dict[str, int] = {}
+        SpanColumns.register_typed_keys(self.attribute_keys)
 
     def attach(self, peers: dict[str, "Detector"]) -> None:
         """Called once the connector has built every detector: `{kind: detector}` (e.g. the

@@ -1,0 +1,198 @@
+"""The safety chain with real parts, for tests/integration/test_safety_e2e.py and
+benchmarks/bench_safety_latency.py:
+
+    OpenTelemetry SDK agents ──OTLP/HTTP──▶ collector daemon (otlp → batch → triggers
+    connector; events → kafka/triggers, JSON keyed by subject) ──▶ Kafka (Tansu), topic
+    agent.triggers ──▶ safety daemon (config/safety.yaml as shipped, set up through its
+    environment variables, plus an overlay) ──▶ topic agent.safety.decisions, a real
+    Alertmanager, and two webhooks served by one `WebhookSink` in the caller's process:
+    `/rollback` (safety.yaml's `webhook/rollback`: rollback, promote) and `/actions`
+    (`webhook/actions`: breaker, fallback and throttle decisions).
+
+`SafetyChain(workdir, triggers=..., safety=...)` takes the body of the collector's
+`connectors: triggers:` block and of the safety daemon's `processors: safety:` block
+(YAML indented by six spaces), starts everything in order on free loopback ports, and
+stops all of it on `stop()` (or leaving the `with` block), whatever failed. The caller
+reads what a user would: `decisions()` and `trigger_events()` (a consumer tailing both
+topics), `hook_calls(path)`, `alertmanager.active(...)`, and the safety daemon's debug API
+with its bearer token (`debug("breakers")`).
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.alertmanager import Alertmanager
+from tests.harness import BASE_CONFIG, ROOT, Daemon
+from tests.kafka_broker import KafkaBroker, TopicTail
+from tests.trigger_helpers import SdkAgent
+from tests.webhook_sink import WebhookSink
+
+TRIGGERS_TOPIC = "agent.triggers"
+DECISIONS_TOPIC = "agent.safety.decisions"
+DEAD_LETTER_TOPIC = "agent.triggers.dlq"
+ROLLBACK_HOOK, ACTIONS_HOOK = "/rollback", "/actions"
+ACTIONS_HOOK_ACTIONS = ("breaker_open", "breaker_half_open", "breaker_close", "fallback", "throttle", "unthrottle")
+DEBUG_TOKEN = "e2e-debug-token"
+
+# Over tests.harness.BASE_CONFIG: the collector of config/production.yaml, minus the span
+# stores (ClickHouse, Tempo, the spans topic) this chain does not look at.
+COLLECTOR_OVERLAY = """
+processors:
+  batch:
+    timeout: 200ms
+connectors:
+  triggers:
+%(triggers)s
+exporters:
+  kafka/triggers:
+    brokers: [%(broker)s]
+    topic: agent.triggers
+    producer:
+      enable_idempotence: false
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [triggers]
+    events:
+      receivers: [triggers]
+      exporters: [kafka/triggers]
+"""
+
+# Over config/safety.yaml: loopback ports (filled in by tests.harness.Daemon), the test
+# broker's producer setting, a second webhook for the breaker and throttle decisions.
+SAFETY_OVERLAY = """
+extensions:
+  health_check:
+    endpoint: {health}
+  debug_api:
+    endpoint: {debug}
+processors:
+  safety:
+%(safety)s
+exporters:
+  kafka/decisions:
+    producer:
+      enable_idempotence: false
+  webhook/actions:
+    endpoint: %(actions_hook)s
+    actions: [%(actions)s]
+    sending_queue:
+      enabled: false
+service:
+  pipelines:
+    events:
+      receivers: [kafka]
+      processors: [safety]
+      exporters: [kafka/decisions, alertmanager, webhook/rollback, webhook/actions]
+  telemetry:
+    metrics:
+      address: {metrics}
+"""
+
+
+class SafetyChain:
+    def __init__(self, workdir: Path, triggers: str, safety: str, alertmanager_binary: str | None = None) -> None:
+        self.workdir = workdir
+        self.triggers = triggers
+        self.safety_yaml = safety
+        self.alertmanager_binary = alertmanager_binary or shutil.which("prometheus-alertmanager")
+        if self.alertmanager_binary is None:
+            raise FileNotFoundError("prometheus-alertmanager is not installed (make system-deps installs it)")
+        self._stack = contextlib.ExitStack()
+        self.broker: KafkaBroker
+        self.alertmanager: Alertmanager
+        self.hooks: WebhookSink
+        self.safety: Daemon
+        self.collector: Daemon
+        self.tail: TopicTail
+        self._agents: list[SdkAgent] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "SafetyChain":
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        stack = self._stack
+        self.broker = stack.enter_context(KafkaBroker())
+        for topic in (TRIGGERS_TOPIC, DECISIONS_TOPIC, DEAD_LETTER_TOPIC):
+            self.broker.create_topic(topic)
+        self.alertmanager = Alertmanager(self.alertmanager_binary)
+        stack.callback(self.alertmanager.stop)
+        self.alertmanager.start()
+        self.hooks = WebhookSink().start()
+        stack.callback(self.hooks.stop)
+        self.tail = stack.enter_context(TopicTail(self.broker, TRIGGERS_TOPIC, DECISIONS_TOPIC))
+        self.safety = Daemon((ROOT / "config" / "safety.yaml").read_text(), workdir=self.workdir / "safety",
+                             overlay=SAFETY_OVERLAY % {
+                                 "safety": self.safety_yaml, "actions_hook": self.hooks.url_for(ACTIONS_HOOK),
+                                 "actions": ", ".join(ACTIONS_HOOK_ACTIONS)},
+                             env={"KAFKA_BROKERS": self.broker.bootstrap, "ALERTMANAGER_URL": self.alertmanager.url,
+                                  "ROLLBACK_WEBHOOK_URL": self.hooks.url_for(ROLLBACK_HOOK),
+                                  "AGENTDBG_DATA_DIR": str(self.workdir / "safety" / "data"),
+                                  "AGENTDBG_DEBUG_TOKEN": DEBUG_TOKEN})
+        self._run(self.safety)
+        self.collector = Daemon(BASE_CONFIG, workdir=self.workdir / "collector", overlay=COLLECTOR_OVERLAY % {
+            "triggers": self.triggers, "broker": self.broker.bootstrap})
+        self._run(self.collector)
+        stack.callback(self._shutdown_agents)
+
+    def _run(self, daemon: Daemon) -> None:
+        """Start `daemon`; on the way out SIGTERM it, and SIGKILL it if that failed (or it never got healthy)."""
+        self._stack.callback(daemon.kill)
+        daemon.start()
+        self._stack.callback(daemon.stop)
+
+    def _shutdown_agents(self) -> None:
+        for agent in self._agents:
+            agent.shutdown()
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> "SafetyChain":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- acting ----------------------------------------------------------------------------------
+    def agent(self, service: str, **resource: Any) -> SdkAgent:
+        """An SDK agent sending to the collector; shut down with the chain."""
+        agent = SdkAgent(f"http://127.0.0.1:{self.collector.ports['http']}", service, **resource)
+        self._agents.append(agent)
+        return agent
+
+    # -- looking ---------------------------------------------------------------------------------
+    def debug(self, route: str, **params: str) -> Any:
+        """GET /debug/<route> on the safety daemon, with the bearer token it is configured with."""
+        response = requests.get(f"http://127.0.0.1:{self.safety.ports['debug']}/debug/{route}", params=params,
+                                headers={"Authorization": f"Bearer {DEBUG_TOKEN}"}, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def decisions(self, action: str | None = None) -> list[dict[str, Any]]:
+        """Decisions published on agent.safety.decisions so far (optionally one action's)."""
+        return [d for d in self.tail.documents(DECISIONS_TOPIC) if action is None or d["action"] == action]
+
+    def trigger_events(self) -> list[dict[str, Any]]:
+        """Trigger events the collector published on agent.triggers so far."""
+        return self.tail.documents(TRIGGERS_TOPIC)
+
+    def hook_calls(self, path: str, action: str | None = None) -> list[dict[str, Any]]:
+        return [c for c in self.hooks.calls_to(path) if action is None or c["body"]["action"] == action]
+
+    def logs(self) -> str:
+        """Both daemons' logs, for assertion messages."""
+        return f"--- collector ---\n{self.collector.log()}\n--- safety ---\n{self.safety.log()}"
