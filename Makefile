@@ -39,6 +39,7 @@ docs: $(STAMP)
 	$(BIN)/python -m pipeline.reference --write README.md
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
