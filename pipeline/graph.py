@@ -32,6 +32,7 @@ class Graph:
     def __init__(self, config: ResolvedConfig, previous: "Graph | None" = None) -> None:
         self.config = config
         self.reused: set[int] = set()
+        self.built_from: dict[int, Any] = {}  # id(component) → the config it was built from
         self.extensions: dict[ComponentID, Component] = {}
         self.exporters: dict[ExporterKey, Component] = {}
         self.connectors: dict[ComponentID, Connector] = {}
@@ -48,16 +49,18 @@ class Graph:
                          cid: ComponentID, signal: Signal | None) -> Component:
         component_config = self.config.section(kind)[cid]
         old = previous_map.get(key) if previous_map else None
-        if old is not None and getattr(old, "_config_snapshot", None) == component_config.config:
+        if old is not None and self._previous_configs.get(id(old)) == component_config.config:
             self.reused.add(id(old))
+            self.built_from[id(old)] = component_config.config
             return old
         component = component_config.factory.create(Settings.make(kind, cid, signal), component_config.config)
-        component._config_snapshot = component_config.config
+        self.built_from[id(component)] = component_config.config
         if isinstance(old, Connector) and isinstance(component, Connector):
             component.take_state_from(old)
         return component
 
     def _build(self, previous: "Graph | None") -> None:
+        self._previous_configs = previous.built_from if previous else {}
         for name in self.config.service.extensions:
             cid = ComponentID.parse(name)
             self.extensions[cid] = self._reuse_or_create(
