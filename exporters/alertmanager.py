@@ -5,7 +5,8 @@ alert carries `endsAt` = now + 4 × `resend_interval` (a lease) and is re-posted
 `resend_interval` while it fires, so Alertmanager keeps it active and lets it expire if
 this daemon dies. A resolution is posted with `endsAt` = now and re-posted for
 `resolve_resend_for`, so an Alertmanager that missed it still learns of it. Alerts are
-identified by their label set, so a repeated post is harmless. What it promises: a post
+identified by their label set, so a repeated post is harmless; episodes that share a label
+set are one alert, resolved only once none of them fires. What it promises: a post
 that fails on any endpoint (connection error, 429, 5xx) is retried by the exporter helper;
 other answers are permanent, counted and logged. Re-posts are best effort and logged.
 """
@@ -26,6 +27,11 @@ from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
 from pipeline.events import Events
+
+
+def identity(alert: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """What Alertmanager identifies an alert by: its label set."""
+    return tuple(sorted(alert["labels"].items()))
 
 
 def rfc3339(ts: float) -> str:
@@ -84,20 +90,37 @@ class AlertmanagerExporter(QueuedExporter):
 
     async def send(self, batch: Events) -> None:
         now = time.time()
-        alerts, firing, resolved = [], {}, {}
+        firing: dict[str, dict[str, Any]] = {}
+        resolved: dict[str, dict[str, Any]] = {}
         for doc in batch.documents:
             if doc.get("action") not in ("alert", "resolve_alert"):
                 continue
             alert = self._alert(doc, now)
             episode = (doc.get("state") or {}).get("episode") or doc["id"]
-            alerts.append(alert)
-            (firing if doc["action"] == "alert" else resolved)[episode] = alert
-        if not alerts:
+            if doc["action"] == "alert":
+                firing[episode] = alert
+                resolved.pop(episode, None)
+            else:
+                resolved[episode] = alert
+                firing.pop(episode, None)
+        if not firing and not resolved:
             return
-        await self._post(alerts)
-        self.firing.update(firing)
-        for episode, alert in resolved.items():
-            self.firing.pop(episode, None)
+        still_firing = {**self.firing, **firing}
+        for episode in resolved:
+            still_firing.pop(episode, None)
+        lit = {identity(alert) for alert in still_firing.values()}
+        # Alertmanager knows an alert by its label set: several episodes can share one (a
+        # subject's daily budget and its burn rate), and posting the resolution of one would
+        # resolve the alert the others still fire under.
+        resolutions = {episode: alert for episode, alert in resolved.items() if identity(alert) not in lit}
+        alerts = [*firing.values(), *resolutions.values()]
+        if alerts:
+            await self._post(alerts)
+        self.firing = still_firing
+        for episode, (alert, _) in list(self.resolved.items()):
+            if identity(alert) in lit:
+                del self.resolved[episode]  # firing again: its old resolution must not be re-posted
+        for episode, alert in resolutions.items():
             self.resolved[episode] = (alert, now)
 
     async def _post(self, alerts: list[dict[str, Any]]) -> None:

@@ -40,3 +40,15 @@ def clickhouse_http(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def alertmanager():
+    """A real Prometheus Alertmanager (tests/alertmanager.py) on a free loopback port, stopped after the test."""
+    from tests.alertmanager import Alertmanager
+
+    am = Alertmanager(require_binary("prometheus-alertmanager")).start()
+    try:
+        yield am
+    finally:
+        am.stop()

@@ -12,7 +12,9 @@ benchmarks/bench_safety_latency.py:
 `SafetyChain(workdir, triggers=..., safety=...)` takes the body of the collector's
 `connectors: triggers:` block and of the safety daemon's `processors: safety:` block
 (YAML indented by six spaces), starts everything in order on free loopback ports, and
-stops all of it on `stop()` (or leaving the `with` block), whatever failed. The caller
+returns once a probe (a baseline service's spans) has gone through the whole chain, so the
+safety consumer has joined its group; it stops all of it on `stop()` (or leaving the
+`with` block), whatever failed. The caller
 reads what a user would: `decisions()` and `trigger_events()` (a consumer tailing both
 topics), `hook_calls(path)`, `alertmanager.active(...)`, and the safety daemon's debug API
 with its bearer token (`debug("breakers")`).
@@ -21,13 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import requests
+from opentelemetry.trace import SpanKind
 
 from tests.alertmanager import Alertmanager
-from tests.harness import BASE_CONFIG, ROOT, Daemon
+from tests.harness import BASE_CONFIG, ROOT, Daemon, wait_until
 from tests.kafka_broker import KafkaBroker, TopicTail
 from tests.trigger_helpers import SdkAgent
 from tests.webhook_sink import WebhookSink
@@ -147,6 +151,22 @@ class SafetyChain:
             "triggers": self.triggers, "broker": self.broker.bootstrap})
         self._run(self.collector)
         stack.callback(self._shutdown_agents)
+        self._wait_consuming()
+
+    def _wait_consuming(self, timeout: float = 60.0) -> None:
+        """The safety daemon is healthy before its consumer has joined its group (the broker
+        holds a group's first join for its initial rebalance delay: about 5 s with Tansu, 3 s
+        by Kafka's default). Send a probe through the whole chain, a baseline service whose
+        health snapshots decide nothing, until the safety daemon has consumed one."""
+        probe = self.agent("chain-probe", **{"service.version": "probe"})
+
+        def consumed() -> bool:
+            now = time.time()
+            probe.span("GET /health", now - 0.01, now, SpanKind.SERVER)
+            probe.flush()
+            return self.safety.metric("agentdbg_receiver_accepted_events_total") >= 1
+
+        wait_until(consumed, timeout=timeout, interval=0.5, message="a probe through the whole chain")
 
     def _run(self, daemon: Daemon) -> None:
         """Start `daemon`; on the way out SIGTERM it, and SIGKILL it if that failed (or it never got healthy)."""

@@ -92,25 +92,38 @@ class SafetyEngine:
         return decision(action, name, view, cause, f"breaker {name}: {reason}", now, key_extra=key)
 
     def _cost(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        """A target is throttled from the first firing of any of its cost episodes (daily and
+        monthly budgets, burn rate) until every one of them has resolved: one resolving (the
+        burn rate calming down) while a budget is still spent lifts nothing."""
         cost = self.config.cost
         if not cost.enabled or event.get("kind") != "cost_budget":
             return []
         target = event.get("subject_key", "")
+        episode = event.get("episode", "")
         cause = cause_of(event)
+        throttle = self.state.throttles.get(target)
+        episodes = _throttle_episodes(throttle) if throttle is not None else []
         if event.get("status") == "firing":
-            if target in self.state.throttles:
+            if throttle is not None:
+                if episode not in episodes:
+                    episodes.append(episode)
                 return []
             state = {"rate_per_minute": cost.rate_per_minute, "burst_per_second": cost.burst_per_second,
                      "fallback": cost.prefer or None}
-            self.state.throttles[target] = {**state, "since": now, "episode": event.get("episode")}
+            self.state.throttles[target] = {**state, "since": now, "episodes": [episode]}
             out = [decision("throttle", target, state, cause, f"{target}: {event.get('message', 'budget crossed')}",
                             now)]
             if cost.prefer:
                 out.append(decision("fallback", target, state, cause, f"{target}: prefer {cost.prefer} while "
                                     "over budget", now))
             return out
-        if self.state.throttles.pop(target, None) is None:
+        if throttle is None:
             return []
+        if episode in episodes:
+            episodes.remove(episode)
+        if episodes:
+            return []
+        del self.state.throttles[target]
         return [decision("unthrottle", target, {"rate_per_minute": None, "burst_per_second": None,
                                                 "fallback": None}, cause, f"{target}: budget period rolled over",
                          now)]
@@ -161,3 +174,10 @@ class SafetyEngine:
         while len(self.state.seen) > SEEN_LIMIT:
             self.state.seen.popitem(last=False)
         return fresh
+
+
+def _throttle_episodes(throttle: dict[str, Any]) -> list[str]:
+    """The cost episodes a throttle waits for (a state file from before `episodes` has `episode`)."""
+    if "episodes" not in throttle:
+        throttle["episodes"] = [e for e in [throttle.pop("episode", None)] if e]
+    return throttle["episodes"]

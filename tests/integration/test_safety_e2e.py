@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from tests.conftest import require_binary
 from tests.harness import wait_until
-from tests.safety_chain import ACTIONS_HOOK, DECISIONS_TOPIC, ROLLBACK_HOOK, SafetyChain
+from tests.safety_chain import ACTIONS_HOOK, DECISIONS_TOPIC, ROLLBACK_HOOK, TRIGGERS_TOPIC, SafetyChain
 from tests.trigger_helpers import SdkAgent
 
 TRIGGERS = """\
@@ -72,11 +72,22 @@ def assert_each_key_once(chain: SafetyChain) -> None:
     assert not repeated, f"webhook calls repeated an Idempotency-Key: {repeated}"
 
 
-def wait(predicate: Any, message: str, chain: SafetyChain, timeout: float = 20.0) -> Any:
+def wait(predicate: Callable[[], Any], message: str, chain: SafetyChain, timeout: float = 20.0) -> Any:
     try:
         return wait_until(predicate, timeout=timeout, interval=0.1, message=message)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{chain.logs()[-6000:]}") from None
+
+
+def on_topic(chain: SafetyChain, keep: Callable[[dict[str, Any]], bool], count: int, message: str
+             ) -> list[dict[str, Any]]:
+    """The decisions on agent.safety.decisions that `keep` selects, once there are `count`.
+    (The exporters run side by side: a webhook or Alertmanager can be served before the
+    topic's consumer has read the same decision.)"""
+    def found() -> list[dict[str, Any]] | None:
+        kept = [d for d in chain.decisions() if keep(d)]
+        return kept if len(kept) >= count else None
+    return wait(found, message, chain)
 
 
 def actions_for(chain: SafetyChain, target: Any, path: str = ACTIONS_HOOK) -> list[str]:
@@ -139,6 +150,10 @@ def test_failing_dependency_opens_the_breaker_which_half_opens_and_closes(chain:
         assert decision["cause"]["kind"] == "dependency_failure"
         assert decision["cause"]["subject_key"] == "service=booking-agent,dependency=postgres"
         assert decision["cause"]["observed"] > decision["cause"]["threshold"] == 3
+        # The collector published its cause keyed by subject, as the safety daemon read it.
+        [cause] = [r for r in chain.tail.records(TRIGGERS_TOPIC) if r.json()["id"] == decision["cause"]["event_id"]]
+        assert cause.key == b"service=booking-agent,dependency=postgres"
+        assert (cause.json()["schema"], cause.json()["status"]) == ("agentdbg.trigger/v1", "firing")
         [hooked] = wait(lambda: [c["body"] for c in chain.hook_calls(ACTIONS_HOOK, "fallback")
                                  if c["body"]["target"] == "database"], "the fallback at the webhook", chain)
         assert hooked == decision
@@ -153,11 +168,11 @@ def test_failing_dependency_opens_the_breaker_which_half_opens_and_closes(chain:
 
     assert actions_for(chain, "database") == ["breaker_open", "fallback", "breaker_half_open", "breaker_close",
                                               "fallback"]
-    on_topic = [d for d in chain.decisions() if d["target"] == "database"]
-    assert [d["action"] for d in on_topic] == actions_for(chain, "database")
-    assert on_topic[3]["reason"] == "breaker database: every episode that opened it has resolved"
-    assert on_topic[3]["cause"]["kind"] == "dependency_failure"
-    assert on_topic[4]["state"] == {"state": "closed", "tier": 0, "fallback": None, "open_until": None}
+    published = on_topic(chain, lambda d: d["target"] == "database", 5, "every breaker decision on the topic")
+    assert [d["action"] for d in published] == actions_for(chain, "database")
+    assert published[3]["reason"] == "breaker database: every episode that opened it has resolved"
+    assert published[3]["cause"]["kind"] == "dependency_failure"
+    assert published[4]["state"] == {"state": "closed", "tier": 0, "fallback": None, "open_until": None}
     assert_each_key_once(chain)
 
 
@@ -210,7 +225,8 @@ def test_canary_with_15_percent_errors_is_rolled_back_once(chain: SafetyChain) -
     assert canary(chain, "2.0")["phase"] == "rolled_back"
     assert [c["body"]["target"] for c in chain.hook_calls(ROLLBACK_HOOK)] == [
         {"service": "chat-api", "version": "2.0"}, {"service": "chat-api", "version": "3.0"}]
-    assert [d["target"]["version"] for d in chain.decisions("rollback")] == ["2.0"]
+    rollbacks = on_topic(chain, lambda d: d["action"] == "rollback", 1, "the rollback on the topic")
+    assert [d["target"]["version"] for d in rollbacks] == ["2.0"]
     assert_each_key_once(chain)
 
 
@@ -223,26 +239,31 @@ def test_budget_overrun_throttles_until_the_period_rolls_over(chain: SafetyChain
             "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", "gen_ai.usage.cost": 0.10})
     spender.flush()
     target = "service=research-agent"
-    [throttle] = wait(lambda: [d for d in chain.decisions("throttle") if d["target"] == target],
-                      "a throttle decision on agent.safety.decisions", chain)
-    assert throttle["state"] == {"rate_per_minute": 1000, "burst_per_second": 100, "fallback": "tinyllama"}
-    assert throttle["cause"]["kind"] == "cost_budget"
-    [cheap] = [d for d in chain.decisions("fallback") if d["target"] == target]
-    assert cheap["state"]["fallback"] == "tinyllama"
-    assert actions_for(chain, target) == ["throttle", "fallback"]
-    throttled = chain.debug("throttles")[target]
+    throttled = wait(lambda: chain.debug("throttles").get(target), "the agent throttled (/debug/throttles)", chain)
     assert (throttled["rate_per_minute"], throttled["burst_per_second"], throttled["fallback"]) == (
         1000, 100, "tinyllama")
+    assert actions_for(chain, target) == ["throttle", "fallback"]
+    throttle, cheap = on_topic(chain, lambda d: d["target"] == target, 2, "throttle and fallback on the topic")
+    assert (throttle["action"], cheap["action"]) == ("throttle", "fallback")
+    assert throttle["state"] == {"rate_per_minute": 1000, "burst_per_second": 100, "fallback": "tinyllama"}
+    assert throttle["cause"]["kind"] == "cost_budget" and throttle["cause"]["subject_key"] == target
+    assert cheap["state"]["fallback"] == "tinyllama"
 
     # The spending stops: the burn-rate episode resolves (its 2 s window empties), the daily
     # budget stays spent until the day rolls over, and so the throttle stays.
-    wait(lambda: [d for d in chain.decisions("resolve_alert") if d["cause"]["subject_key"] == target],
-         "the burn-rate episode resolved and acted on", chain)
-    daily = [e for e in chain.trigger_events() if e["kind"] == "cost_budget" and e["subject_key"] == target
-             and "daily budget" in e["message"]]
-    assert {e["status"] for e in daily} == {"firing"}
+    wait(lambda: [d for d in chain.debug("decisions") if d["action"] == "resolve_alert"
+                  and d["cause"]["subject_key"] == target], "the burn-rate episode resolved and acted on", chain)
+    cost_events = [e for e in chain.trigger_events() if e["kind"] == "cost_budget" and e["subject_key"] == target]
+    burn = [e for e in cost_events if "a day at that rate" in e["message"]]
+    daily = [e for e in cost_events if "daily budget for" in e["message"]]
+    assert [e["status"] for e in burn] == ["firing", "resolved"]
+    assert [e["status"] for e in daily] == ["firing", "firing"]  # at 80 % and at 100 %, until the day ends
     assert target in chain.debug("throttles")
     assert [d for d in chain.decisions("unthrottle") if d["target"] == target] == []
+    # Alertmanager knows an alert by its label set, which the three episodes share: the alert
+    # stays active while the daily ones fire.
+    [high_cost] = chain.alertmanager.active(alertname="high_cost", service="research-agent")
+    assert high_cost["labels"]["severity"] == "warning"
     assert_each_key_once(chain)
 
 
@@ -260,6 +281,7 @@ def test_error_spike_alert_fires_in_alertmanager_then_resolves(chain: SafetyChai
     # The spike stops: the alert resolves (the window empties, then resolve_after passes).
     wait(lambda: not chain.alertmanager.active(service="support-agent"), "the alert resolved in Alertmanager", chain)
     assert chain.alertmanager.active(service="steady-agent") == []
-    assert [d["action"] for d in chain.decisions() if d["cause"]["subject_key"] == "service=support-agent"] == [
-        "alert", "resolve_alert"]
+    published = on_topic(chain, lambda d: d["cause"]["subject_key"] == "service=support-agent", 2,
+                         "the alert decisions on the topic")
+    assert [d["action"] for d in published] == ["alert", "resolve_alert"]
     assert_each_key_once(chain)

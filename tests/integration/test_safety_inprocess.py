@@ -13,7 +13,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from tests.alertmanager import Alertmanager
-from tests.conftest import require_binary
 from tests.harness import BASE_CONFIG, Daemon, wait_until
 from tests.webhook_sink import WebhookSink
 
@@ -49,13 +48,6 @@ service:
     traces: {{receivers: [otlp], exporters: [file/spans, triggers]}}
     events: {{receivers: [triggers], processors: [safety], exporters: [webhook, alertmanager]}}
 """
-
-
-@pytest.fixture
-def alertmanager():
-    am = Alertmanager(require_binary("prometheus-alertmanager")).start()
-    yield am
-    am.stop()
 
 
 @pytest.fixture

@@ -93,3 +93,26 @@ def test_alert_carries_the_product_class_and_subject_labels():
                                   2.5, "seconds"), 0)
     assert alert["state"]["labels"] == {"alertname": "slow_response", "severity": "warning",
                                         "kind": "performance_degradation", "service": "s", "span_name": "x"}
+
+
+def test_throttle_lasts_until_every_cost_episode_of_the_target_resolved():
+    engine = SafetyEngine(SafetyConfig())
+    subject = {"service": "planner"}
+    daily = event("cost_budget", "firing", subject, 10.5, "usd", episode="daily@1")
+    assert actions(engine.handle(daily, 0)) == ["throttle", "alert"]
+    assert actions(engine.handle(event("cost_budget", "firing", subject, 240.0, "usd", episode="burn"), 1)) == [
+        "alert"]
+    # The burn rate calms down while the daily budget is still spent: still throttled.
+    assert actions(engine.handle(event("cost_budget", "resolved", subject, 240.0, "usd", episode="burn"), 3600)) == [
+        "resolve_alert"]
+    assert "service=planner" in engine.state.throttles
+    resolved = engine.handle(event("cost_budget", "resolved", subject, 10.5, "usd", episode="daily@1"), 86400)
+    assert actions(resolved) == ["unthrottle", "resolve_alert"]
+    assert engine.state.throttles == {}
+
+
+def test_a_throttle_from_an_older_state_file_is_lifted_by_its_episode():
+    engine = SafetyEngine(SafetyConfig(), SafetyState.from_json({"throttles": {"service=planner": {
+        "rate_per_minute": 1000, "burst_per_second": 100, "fallback": None, "since": 0, "episode": "old"}}}))
+    resolved = engine.handle(event("cost_budget", "resolved", {"service": "planner"}, 10.5, "usd", episode="old"), 1)
+    assert actions(resolved) == ["unthrottle", "resolve_alert"]

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from connectors.triggers.detectors.deadlock import DeadlockConfig, DeadlockDetector, covered
-from tests.trigger_helpers import CLIENT, SERVER, T0, fired, firing, new_span_id, observe_all, resource, span, traces
+from tests.trigger_helpers import (CLIENT, INTERNAL, SERVER, T0, fired, firing, new_span_id, observe_all,
+                                   resource, span, traces)
 from tests.trigger_helpers import trace_id as trace_id_bytes
 
 AGENT = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}
@@ -131,3 +132,31 @@ def test_long_running_traces_are_compacted_out_of_their_batches() -> None:
     assert detector.evaluate(T0 + 31) == []
     (obs,) = detector.evaluate(T0 + 35.5)
     assert obs.observed == pytest.approx(30 - 10 * 1.5)  # every child counted, compacted or not
+
+
+def test_children_that_arrived_long_before_the_agent_span_still_count() -> None:
+    """Children are exported as they end: a 6 s tool call leaves the trace quiet for longer than
+    decision_wait before its agent span arrives; the 11 s LLM call that came before must still
+    count (found by the scenario suite: healthy agents looked blocked for that long)."""
+    detector = DeadlockDetector(DeadlockConfig())
+    root = new_span_id()
+    observe_all(detector, [traces(resource("coder", [child(root, T0, T0 + 11)]), received_at=T0 + 11)])
+    assert detector.evaluate(T0 + 17) == []  # quiet for 6 s without its root: still running, kept aside
+    observe_all(detector, [traces(resource("coder", [child(root, T0 + 11, T0 + 17, name="execute_tool run_tests"),
+                                                     agent_span(T0, T0 + 17.5, span_id=root)]), received_at=T0 + 17.5)])
+    assert detector.evaluate(T0 + 23) == []  # own time 0.5 s, not 11.5 s
+    assert detector.buffer == {} and detector.waiting == {}
+
+
+def test_a_trace_judged_before_its_root_arrived_keeps_its_spans_for_the_root() -> None:
+    detector = DeadlockDetector(DeadlockConfig())
+    outer, worker = new_span_id(), new_span_id()
+    worker_attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "worker"}
+    observe_all(detector, [traces(resource("crew", [
+        child(worker, T0 + 0.2, T0 + 11.9),
+        agent_span(T0 + 0.1, T0 + 12, parent=outer, span_id=worker, attrs=worker_attrs, kind=INTERNAL)]),
+        received_at=T0 + 12)])
+    assert detector.evaluate(T0 + 18) == []  # the worker is judged (busy) and its trace waits for the root
+    observe_all(detector, [traces(resource("crew", [child(outer, T0 + 12.1, T0 + 24),
+                                                    agent_span(T0, T0 + 24.2, span_id=outer)]), received_at=T0 + 24.2)])
+    assert detector.evaluate(T0 + 30) == []  # the root's children include the worker: own time 0.4 s
