@@ -64,6 +64,8 @@ class SafetyProcessor(Processor):
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.config.tick_interval)
+            if not self.engine.tick_due(time.time()):
+                continue
             async with self._lock:
                 candidate = self.engine.copy()
                 decisions = candidate.tick(time.time())
@@ -78,6 +80,7 @@ class SafetyProcessor(Processor):
                 for doc in decisions:
                     doc["dry_run"] = True
             await self.next.consume(Events(decisions))
+        candidate.commit()
         self.engine = candidate
         state_file.save(self.config.state_file, candidate.state.to_json())
         for doc in decisions:

@@ -76,6 +76,13 @@ class Breaker:
                                        f"{self.config.failure_threshold}")
         return []
 
+    def due(self, now: float) -> bool:
+        """Whether `tick(now)` would make a transition."""
+        if now - self.s.since < self.config.timeout:
+            return False
+        return (self.s.state == "open" or (self.s.state == "half_open" and bool(self.s.episodes))
+                or (self.s.state == "closed" and self.s.tier > 0))
+
     def tick(self, now: float) -> list[Action]:
         elapsed = now - self.s.since
         if self.s.state == "open" and elapsed >= self.config.timeout:

@@ -2,9 +2,9 @@
 (REFERENCE.md §9) as defaults."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from pipeline.component import StrictConfig
 from pipeline.config.units import ByteSize, Duration
@@ -22,7 +22,14 @@ class BreakerConfig(StrictConfig):
     failure_threshold: PositiveInt = 5
     timeout: Duration = 30.0
     fallback: str = ""
-    match: list[Match] = Field(default_factory=list)
+    match: list[Match] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("match")
+    @classmethod
+    def _some_match(cls, value: list[Match]) -> list[Match]:
+        if not value:
+            raise ValueError("a breaker needs at least one match rule (kinds and/or subject), or it never opens")
+        return value
 
 
 def _default_breakers() -> dict[str, BreakerConfig]:
@@ -63,6 +70,9 @@ class CostConfig(StrictConfig):
     rate_per_minute: PositiveInt = 1000
     burst_per_second: PositiveInt = 100
     prefer: str = ""   # cheap fallback model to switch to while throttled
+    # Which cost events throttle: by default only a spent budget (critical); 80 % and the
+    # burn-rate projection are warnings that alert without throttling.
+    throttle_severities: list[Literal["critical", "warning", "info"]] = Field(default_factory=lambda: ["critical"])
 
 
 class AlertConfig(StrictConfig):
@@ -77,6 +87,8 @@ class AlertConfig(StrictConfig):
 
 
 class SafetyConfig(StrictConfig):
+    # Given breakers merge over the defaults key by key (`database: {timeout: 5s}` keeps the
+    # default's match rules); `name: null` removes a default breaker.
     breakers: dict[str, BreakerConfig] = Field(default_factory=_default_breakers)
     fallback_chain: list[str] = Field(default_factory=lambda: ["tinyllama", "cache_only", "offline_mode"])
     canary: CanaryConfig = CanaryConfig()
@@ -86,3 +98,18 @@ class SafetyConfig(StrictConfig):
     tick_interval: Duration = 0.5
     decisions_kept: PositiveInt = 1000
     mode: Literal["enforce", "dry_run"] = "enforce"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_breakers(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("breakers"), dict):
+            return data
+        merged: dict[str, Any] = {name: b.model_dump() for name, b in _default_breakers().items()}
+        for name, body in data["breakers"].items():
+            if body is None:
+                merged.pop(name, None)
+            elif isinstance(body, dict) and name in merged:
+                merged[name] = {**merged[name], **body}
+            else:
+                merged[name] = body
+        return {**data, "breakers": merged}

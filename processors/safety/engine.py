@@ -8,7 +8,7 @@ ids already decided are remembered, so a redelivered event decides nothing new.
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
+from collections import ChainMap, OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ class SafetyState:
     throttles: dict[str, dict[str, Any]] = field(default_factory=dict)
     canaries: dict[str, CanaryState] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seen: "OrderedDict[str, None]" = field(default_factory=OrderedDict)
+    seen: "OrderedDict[str, None] | ChainMap[str, None]" = field(default_factory=OrderedDict)
 
     def to_json(self) -> dict[str, Any]:
         return {"breakers": {k: asdict(v) for k, v in self.breakers.items()}, "throttles": self.throttles,
@@ -50,7 +50,26 @@ class SafetyEngine:
             self.state.breakers.setdefault(name, BreakerState())
 
     def copy(self) -> "SafetyEngine":
-        return SafetyEngine(self.config, copy.deepcopy(self.state))
+        """A candidate to run decisions on. The (large) set of decided ids is not copied: the
+        candidate writes new ids to a layer of its own, folded in by `commit`."""
+        seen = self.state.seen.maps[-1] if isinstance(self.state.seen, ChainMap) else self.state.seen
+        state = SafetyState(copy.deepcopy(self.state.breakers), copy.deepcopy(self.state.throttles),
+                            copy.deepcopy(self.state.canaries), copy.deepcopy(self.state.alerts),
+                            ChainMap({}, seen))
+        return SafetyEngine(self.config, state)
+
+    def commit(self) -> None:
+        """Fold the ids this candidate decided into the shared set, oldest trimmed first."""
+        if isinstance(self.state.seen, ChainMap):
+            added, base = self.state.seen.maps[0], self.state.seen.maps[-1]
+            base.update(added)
+            self.state.seen = base
+        while len(self.state.seen) > SEEN_LIMIT:
+            self.state.seen.popitem(last=False)
+
+    def tick_due(self, now: float) -> bool:
+        """Whether `tick` would change anything now (cheap: no copy needed when it would not)."""
+        return any(breaker.due(now) for _, breaker in self._breaker_objects())
 
     # -- inputs ------------------------------------------------------------------------------------
     def handle(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
@@ -104,6 +123,8 @@ class SafetyEngine:
         throttle = self.state.throttles.get(target)
         episodes = _throttle_episodes(throttle) if throttle is not None else []
         if event.get("status") == "firing":
+            if event.get("severity") not in cost.throttle_severities:
+                return []  # an early warning (80 %, burn rate) alerts; it does not throttle
             if throttle is not None:
                 if episode not in episodes:
                     episodes.append(episode)
@@ -171,8 +192,8 @@ class SafetyEngine:
                 continue
             self.state.seen[doc["id"]] = None
             fresh.append(doc)
-        while len(self.state.seen) > SEEN_LIMIT:
-            self.state.seen.popitem(last=False)
+        if not isinstance(self.state.seen, ChainMap):
+            self.commit()
         return fresh
 
 

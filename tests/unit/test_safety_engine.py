@@ -116,3 +116,45 @@ def test_a_throttle_from_an_older_state_file_is_lifted_by_its_episode():
         "rate_per_minute": 1000, "burst_per_second": 100, "fallback": None, "since": 0, "episode": "old"}}}))
     resolved = engine.handle(event("cost_budget", "resolved", {"service": "planner"}, 10.5, "usd", episode="old"), 1)
     assert actions(resolved) == ["unthrottle", "resolve_alert"]
+
+
+def test_a_partial_breaker_keeps_the_default_match_rules_and_null_removes_one():
+    config = SafetyConfig.model_validate({"breakers": {"database": {"timeout": "5s"}, "external_api": None,
+                                                       "llm": {"match": [{"kinds": ["error_rate_spike"]}]}}})
+    assert set(config.breakers) == {"ollama_model", "database", "llm"}
+    assert config.breakers["database"].timeout == 5 and config.breakers["database"].match
+    assert config.breakers["database"].failure_threshold == 3
+
+
+def test_a_breaker_without_match_rules_is_a_config_error():
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError, match="at least one match rule"):
+        SafetyConfig.model_validate({"breakers": {"new_one": {"failure_threshold": 2}}})
+
+
+def test_cost_warnings_alert_without_throttling():
+    engine = SafetyEngine(SafetyConfig())
+    warning = {**event("cost_budget", "firing", {"service": "planner"}, 8.1, "usd", episode="d80"),
+               "severity": "warning"}
+    assert actions(engine.handle(warning, 0)) == ["alert"]
+    assert engine.state.throttles == {}
+
+
+def test_candidates_share_decided_ids_only_once_committed():
+    engine = SafetyEngine(SafetyConfig())
+    fire = event("error_rate_spike", "firing", {"service": "checkout"}, 0.2, "ratio")
+    dropped = engine.copy()
+    assert actions(dropped.handle(fire, 0)) == ["alert"]  # never committed: as if the export failed
+    kept = engine.copy()
+    assert actions(kept.handle(fire, 1)) == ["alert"]
+    kept.commit()
+    assert actions(kept.copy().handle(fire, 2)) == []
+
+
+def test_tick_due_says_when_a_transition_is_waiting():
+    engine = SafetyEngine(SafetyConfig())
+    assert not engine.tick_due(0)
+    engine.handle(event("dependency_failure", "firing", {"dependency": "postgres"}, observed=4), 100.0)
+    assert not engine.tick_due(105.0) and engine.tick_due(110.0)
