@@ -3,11 +3,13 @@
 Each seed picks the fault's subject from the kind's eligible targets (subjects with enough
 traffic for the detector to judge them at all) and its start time 10-12 simulated minutes
 in, after the detectors have learned baselines. Seeds 1-3 inject into the standard fleet,
-seeds 4-5 into the noisy one, so detection is also measured amid bursts and retries.
+seeds 4-5 into the noisy one, so detection is also measured amid bursts and retries. The
+fleet's own random seed comes from the scenario's name (`Scenario.fleet_seed`).
 """
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 
 from benchmarks.scenarios.faults import Fault
@@ -52,6 +54,12 @@ class Scenario:
     fleet: str  # "standard" or "noisy"
     duration: int
     fault: Fault | None
+
+    @property
+    def fleet_seed(self) -> int:
+        """The fleet's seed: from the scenario's name, so no two scenarios share their traffic
+        (a false positive seen in one is not counted again in every scenario of its seed)."""
+        return zlib.crc32(self.name.encode())
 
     def profiles(self) -> tuple[ServiceProfile, ...]:
         return noisy(self.duration) if self.fleet == "noisy" else STANDARD

@@ -8,8 +8,9 @@ as in a healthy scenario. What each kind does:
 
 - `error_spike`: 15 % of the service's spans fail (on top of the background failures).
 - `slow_tool`: one agent's tool takes 3 × as long (its execute_tool span and HTTP call).
-- `memory_leak`: the service's process.memory.usage grows 120 MB/hour; at the end the
-  process restarts (same instance id) and memory is back to its usual level.
+- `memory_leak`: process.memory.usage of the service's baseline process (not its canary)
+  grows 120 MB/hour; at the end the process restarts (same instance id) and memory is back
+  to its usual level.
 - `cpu_loop`: the service's process.cpu.utilization reads 0.96-0.98 (for 2 minutes).
 - `tool_loop`: the first invocation after the start ends with the same tool called with the
   same arguments 8 times in a row (one session); the fault ends with that invocation.
@@ -136,7 +137,7 @@ class FaultyFleet(SimFleet):
     def memory_bytes(self, instance: Instance, t: float) -> float:
         usual = super().memory_bytes(instance, t)
         fault, elapsed = self.fault, t - self.start_s
-        if self._on("memory_leak", instance.profile.service, t) and fault is not None:
+        if self._on("memory_leak", instance.profile.service, t) and fault is not None and not instance.canary:
             return usual + LEAK_BYTES_PER_HOUR * (elapsed - fault.start) / 3600
         return usual  # before the leak, and after the restart that ends it
 

@@ -91,8 +91,8 @@ def label_for(fault: Fault, profiles: tuple[ServiceProfile, ...], session: str |
     elif fault.kind == "slow_tool":
         expect = (Expect.of("performance_degradation", agent=agent, tool=str(fault.tool)),)
         consequences = (slow_root,)
-    elif fault.kind == "memory_leak":
-        expect = (Expect.of("memory_leak", service=s),)
+    elif fault.kind == "memory_leak":  # the baseline process leaks, not the canary
+        expect = (Expect.of("memory_leak", service=s, service_version=profile.version),)
     elif fault.kind == "cpu_loop":
         expect = (Expect.of("infinite_loop", exact=True, service=s),)
     elif fault.kind == "tool_loop":

@@ -4,8 +4,9 @@ A profile says how a service behaves when healthy: how often it is invoked, whic
 calls and how long that takes, which tools it uses and what they call, how often things
 fail on their own, and what its process reports as memory and CPU. The numbers are picked
 to look like a small production agent fleet, and so that the healthy spend of the paid
-services stays under the product's default $10/day budget (a fleet that overspends is not
-healthy under the default config, whatever its latencies).
+services stays at about 60-75 % of the product's default $10/day budget, hour by hour (a
+fleet that overspends is not healthy under the default config, whatever its latencies):
+about $0.25-0.30 an hour each, against the burn-rate line of $10 / 24 = $0.42 an hour.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ REFUND = Tool("refund", "payments.example", 0.30, sigma=0.4)
 
 STANDARD: tuple[ServiceProfile, ...] = (
     ServiceProfile("support-agent", "support", 0.08, "openai", "gpt-4o-mini", 0.8, (SEARCH_KB, CREATE_TICKET),
-                   input_tokens=2500, output_tokens=250, version="2.3.1", canary_version="2.4.0",
+                   input_tokens=1500, output_tokens=200, version="2.3.1", canary_version="2.4.0",
                    canary_share=0.2, conversation_turns=4, context_window=128_000,
                    expensive_model=("openai", "gpt-4o")),
     ServiceProfile("research-agent", "researcher", 0.5, "ollama", "llama3.1:8b", 1.2, (SEARCH, FETCH, READ_FILE),
@@ -96,7 +97,7 @@ STANDARD: tuple[ServiceProfile, ...] = (
     ServiceProfile("orchestrator", "orchestrator", 0.15, "ollama", "llama3.1:8b", 0.7, (LOOKUP_ORDER,),
                    chats=(1, 2), tools_per_chat=(1, 2), workers=(1, 3), version="1.0.7", memory_mb=250),
     ServiceProfile("billing-agent", "billing", 0.04, "anthropic", "claude-3-5-haiku-latest", 1.0,
-                   (CHARGE_CARD, REFUND), input_tokens=1500, output_tokens=200, chats=(1, 2),
+                   (CHARGE_CARD, REFUND), input_tokens=700, output_tokens=90, chats=(1, 2),
                    tools_per_chat=(1, 1), version="5.1.0", context_window=200_000,
                    expensive_model=("anthropic", "claude-sonnet-4-20250514")),
 )
@@ -112,11 +113,11 @@ def noisy(duration: float) -> tuple[ServiceProfile, ...]:
     and identical tool calls up to one below the loop threshold."""
     by_name = {p.service: p for p in STANDARD}
     return (
-        replace(by_name["support-agent"], long_context_rate=0.02),
+        replace(by_name["support-agent"], long_context_rate=0.01),
         replace(by_name["research-agent"], bursts=(Burst(duration * 0.25, 180, 4.0), Burst(duration * 0.7, 120, 3.0)),
                 cpu_spike_rate=0.03),
         replace(by_name["coder-agent"], max_repeats=4, gc_sawtooth_mb=8.0, memory_noise_mb=3.0),
-        replace(by_name["sql-agent"], span_error_rate=0.025),
+        replace(by_name["sql-agent"], span_error_rate=0.03),
         by_name["orchestrator"],
         replace(by_name["billing-agent"], timeout_rate=0.02),
         SUMMARIZER,

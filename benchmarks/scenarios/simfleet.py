@@ -50,6 +50,7 @@ class Instance:
     gc_period: float
     gc_phase: float
     spike_left: int = 0
+    cooling: bool = False  # the reading after a spike is a normal one
 
 
 @dataclass
@@ -345,7 +346,12 @@ class SimFleet(Fleet):
     def cpu_ratio(self, instance: Instance, t: float) -> float:
         """CPU share, with the odd short spike (at most three readings in a row: 20 s, a busy
         moment, not a loop)."""
+        usual = min(0.85, max(0.01, self.rng.gauss(instance.profile.cpu, 0.05)))
+        if instance.cooling:
+            instance.cooling = False
+            return usual
         if instance.spike_left > 0 or self.rng.random() < instance.profile.cpu_spike_rate:
             instance.spike_left = (instance.spike_left or self.rng.randint(1, 3)) - 1
+            instance.cooling = instance.spike_left == 0
             return self.rng.uniform(0.92, 0.96)
-        return min(0.85, max(0.01, self.rng.gauss(instance.profile.cpu, 0.05)))
+        return usual

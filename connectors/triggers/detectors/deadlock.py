@@ -12,6 +12,10 @@ after the last span of the trace arrived. Until then the trace waits in a buffer
 most `max_traces` (50,000) traces keyed by trace id, ordered by last arrival; past the
 bound the oldest is evicted (counted: `agentdbg_trigger_detector_dropped_total{reason=
 "trace_evicted"}`; one holding a long agent span is still judged with the spans it has).
+A trace that goes quiet before its root span has arrived is still running (children are
+exported as they end, and one LLM call or tool can outlast the wait): it is kept aside (at
+most `max_traces` such traces) and picked up again when more of it arrives, so an agent
+span is judged with the children that came before it.
 
 What the buffer keeps: per trace, references to the four column lists each batch already
 has (`trace_id`, `parent_span_id`, `start_ns`, `end_ns` of SpanColumns: shared, not
@@ -36,6 +40,7 @@ from typing import Any
 
 from pydantic import PositiveInt
 
+from connectors.triggers.columnar import where
 from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
 from connectors.triggers.event import Examples, Observation
 from pipeline.config.units import Duration
@@ -55,13 +60,14 @@ class DeadlockConfig(DetectorConfig):
 
 
 class TraceEntry:
-    __slots__ = ("last_arrival", "batches", "spans", "candidates")
+    __slots__ = ("last_arrival", "batches", "spans", "candidates", "rooted")
 
     def __init__(self) -> None:
         self.last_arrival = 0.0
         self.batches: list[BatchRef] = []  # not yet compacted
         self.spans: list[tuple[bytes, int, int]] = []  # compacted: (parent, start, end)
         self.candidates: list[Candidate] = []
+        self.rooted = False  # its root span (no parent) has arrived: nothing of it is still running
 
     def compact(self, trace_id: bytes) -> None:
         """Copy this trace's spans out of its batches, so they can be freed."""
@@ -83,6 +89,9 @@ class DeadlockDetector(Detector):
         self.buffer: OrderedDict[bytes, TraceEntry] = OrderedDict()
         self.ready: list[tuple[bytes, TraceEntry]] = []  # evicted with a long agent span: judge anyway
         self.arrivals: deque[tuple[float, bytes]] = deque()  # (first arrival, trace id), for compaction
+        # Quiet traces whose root has not arrived: a long child (an LLM call, a tool) is still
+        # running, and an agent span that ends later needs the children that came before it.
+        self.waiting: OrderedDict[bytes, TraceEntry] = OrderedDict()
         self.evicted = 0
 
     # -- hot path --------------------------------------------------------------------------------
@@ -95,12 +104,17 @@ class DeadlockDetector(Detector):
         for trace_id in set(cols.trace_id):
             entry = buffer.get(trace_id)
             if entry is None:
-                buffer[trace_id] = entry = TraceEntry()
+                entry = self.waiting.pop(trace_id, None) or TraceEntry()
+                buffer[trace_id] = entry
                 self.arrivals.append((now, trace_id))
             else:
                 buffer.move_to_end(trace_id)
             entry.last_arrival = now
             entry.batches.append(ref)
+        parents = cols.parent_span_id
+        if b"" in parents:
+            for i in indices(parents, b""):
+                buffer[cols.trace_id[i]].rooted = True
         if max(cols.duration_ns) > self.floor_ns:
             self._candidates(cols)
         while len(buffer) > self.config.max_traces:
@@ -111,11 +125,10 @@ class DeadlockDetector(Detector):
                 self.ready.append((trace_id, entry))
 
     def _candidates(self, cols: Any) -> None:
-        attrs = cols.attributes(self.attribute_keys)
-        operations, agents = attrs["gen_ai.operation.name"], attrs["gen_ai.agent.name"]
-        for i in [i for i, d in enumerate(cols.duration_ns) if d > self.floor_ns]:
-            agent = agents[i]
-            if operations[i] in AGENT_OPERATIONS or (cols.kind[i] == SERVER and agent):
+        operations, agents = cols.attribute_rows("gen_ai.operation.name"), cols.attribute_rows("gen_ai.agent.name")
+        for i in where(map(self.floor_ns.__lt__, cols.duration_ns), len(cols)):
+            agent = agents.get(i)
+            if operations.get(i) in AGENT_OPERATIONS or (cols.kind[i] == SERVER and agent):
                 self.buffer[cols.trace_id[i]].candidates.append(
                     (cols.span_id[i], cols.start_ns[i], cols.end_ns[i], str(agent or cols.name[i]), cols.service[i]))
 
@@ -134,6 +147,7 @@ class DeadlockDetector(Detector):
                 slot[2].add(trace_id, span_id)
                 if own > slot[0]:
                     slot[0], slot[3] = own, start / 1e9
+            entry.candidates = []  # judged: a trace kept waiting for its root is not judged twice
         return [self._observation(service, agent, *slot, now) for (service, agent), slot in blocked.items()]
 
     def _decided(self, now: float) -> list[tuple[bytes, TraceEntry]]:
@@ -147,6 +161,11 @@ class DeadlockDetector(Detector):
             del buffer[trace_id]
             if entry.candidates:
                 decided.append((trace_id, entry))
+            if not entry.rooted:
+                self.waiting[trace_id] = entry
+                if len(self.waiting) > self.config.max_traces:
+                    self.waiting.popitem(last=False)
+                    self.drops["trace_evicted"] = self.drops.get("trace_evicted", 0) + 1
         return decided
 
     def _compact(self, now: float) -> None:
@@ -155,7 +174,7 @@ class DeadlockDetector(Detector):
         arrivals, horizon = self.arrivals, now - self.config.compact_after
         while arrivals and arrivals[0][0] <= horizon:
             _, trace_id = arrivals.popleft()
-            entry = self.buffer.get(trace_id)
+            entry = self.buffer.get(trace_id) or self.waiting.get(trace_id)
             if entry is not None and entry.batches:
                 entry.compact(trace_id)
                 arrivals.append((now, trace_id))
