@@ -18,14 +18,12 @@ SMALL_WINDOW = 150  # spans in the error-rate window below which ~1 % background
 
 WHY_FP = {
     "error_rate_spike": (
-        "The detector counts spans and judges a window as soon as it holds `min_count` (50) of them. One "
-        "failed tool call is two error spans (the HTTP client span and its execute_tool span), often followed "
-        "by a retry, so a service with ~1 % background errors and 50-150 spans in its 5-minute window (billing, "
-        "support: 0.04-0.08 invocations/s) crosses 5 % with two or three unrelated failures; and any service "
-        "can cross it in the first minute after the daemon (re)starts, when the '5-minute' window holds 20-60 s "
-        "of data. Not changed here: it is the threshold's semantics, not a slip. Counting failed invocations "
-        "(root or SERVER spans) instead of spans, requiring a minimum number of error spans, or firing on a "
-        "lower confidence bound of the rate would remove these and still catch the 15 % spikes above."),
+        "The detector fires when the one-sided 95 % Wilson lower bound of a service's error rate exceeds 5 % "
+        "(the rate alone fired in 26 of 50 scenarios when the suite was written: one failed tool call is two "
+        "error spans, so a service with 50-150 spans in its window crossed 5 % with two or three unrelated "
+        "failures). What remains is billing-agent on the noisy fleet, where clustered timeouts put 10-12 % of "
+        "a small window in error: a real, short burst rather than noise; counting failed invocations (root or "
+        "SERVER spans) instead of spans would judge it more like a user would."),
     "performance_degradation": (
         "When the suite was written this was chance: the geometric mean of a 60-second window of at least `min_samples` (10) calls of a "
         "lognormal tool (sigma 0.6-0.8) landed just over 2x a baseline learned from the stream."),
@@ -35,10 +33,9 @@ WHY_FP = {
 }
 WHY_FLAP = {
     "performance_degradation": (
-        "A degraded subject whose 60-second window falls under `min_samples` (10 calls) is not reported at "
-        "all, and the episode tracker treats a subject with no observation as recovered: it resolves after "
-        "`resolve_after` (60 s) although the tool is still slow, then fires again when the window fills. "
-        "Seen on subjects with ~10-15 calls a minute."),
+        "A degraded subject stays judged while its 60-second window holds any call (it used to drop out "
+        "under `min_samples` and resolve although the tool was still slow); what flaps now is a subject "
+        "whose calls stop for longer than `resolve_after`."),
     "context_overflow": (
         "By design the subject is reported only while overflowing calls arrive: at billing-agent's traffic "
         "(a call every 20-60 s) a gap longer than `resolve_after` (60 s) resolves the episode and the next "

@@ -51,10 +51,13 @@ class EpisodeTracker:
         return obs.firing if obs.firing is not None else obs.observed > obs.threshold
 
     def _clears(self, obs: Observation) -> bool:
+        # An explicit clear level wins, so a detector can fire on one test (a confidence bound)
+        # and clear on the observed value, keeping the hysteresis gap.
+        if obs.clear_below is not None:
+            return obs.observed <= obs.clear_below
         if obs.firing is not None:
             return not obs.firing
-        limit = obs.clear_below if obs.clear_below is not None else obs.threshold * self.resolve_ratio
-        return obs.observed <= limit
+        return obs.observed <= obs.threshold * self.resolve_ratio
 
     def _open(self, obs: Observation, now: float) -> dict[str, Any]:
         episode = Episode(stable_id(obs.key, now), now, now, obs)

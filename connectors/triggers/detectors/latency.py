@@ -6,21 +6,40 @@ cannot drag far. The baseline is an exponentially weighted mean of the same, lea
 the stream with a `baseline_half_life`, and frozen while the subject is degraded so a
 lasting slow-down never becomes the new normal. It needs `min_baseline` spans before it
 judges, and `min_samples` in the current window.
+
+Bounded work: this detector reads every span of a batch up to `sample_above` (1024) spans.
+A larger batch is read as a deterministic stride sample of about `sample_above` spans
+(every k-th span, k = ceil(spans / sample_above), from an offset that rotates batch by
+batch), each sampled span standing for k: counts (and so `min_samples`, `min_baseline`)
+and log sums are scaled by k, estimates of the whole batch's. At a few thousand spans a
+second the means are then still built from over a thousand spans a second, while the
+cost per batch stays flat; a subject with only a few spans in a large batch is seen
+about one batch in k, with k times the weight. The rare-event detectors (errors,
+timeouts, loops, deadlocks, overflow, cost) never sample.
 """
 from __future__ import annotations
 
 import math
+from itertools import repeat
+from operator import or_
 from typing import Any
 
 from pydantic import PositiveInt
 
+from connectors.triggers.columnar import stride_for, take, where, where_equal
 from connectors.triggers.detectors.base import Detector, DetectorConfig
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
 from pipeline.config.units import Duration
 
 SERVER, CONSUMER = 2, 5
-JUDGED_OPERATIONS = {"invoke_agent", "execute_tool", "chat", "text_completion", "generate_content"}
+JUDGED_KINDS = frozenset({SERVER, CONSUMER})
+JUDGED_OPERATIONS = frozenset({"invoke_agent", "execute_tool", "chat", "text_completion", "generate_content"})
+OPERATION = "gen_ai.operation.name"
+
+
+def is_judged_operation(op: Any) -> bool:
+    return op.__class__ is str and op in JUDGED_OPERATIONS
 
 
 class LatencyConfig(DetectorConfig):
@@ -29,6 +48,7 @@ class LatencyConfig(DetectorConfig):
     baseline_half_life: Duration = 1800.0
     min_samples: PositiveInt = 10
     min_baseline: PositiveInt = 50
+    sample_above: PositiveInt = 1024
 
 
 class Baseline:
@@ -60,28 +80,64 @@ class LatencyDetector(Detector):
         self.baselines: dict[tuple, Baseline] = {}
         self.degraded: set[tuple] = set()
         self.slowest: dict[tuple, Examples] = {}
-
-    @staticmethod
-    def _subject_keys(cols: Any) -> list[tuple | None]:
-        attrs = cols.attributes(LatencyDetector.attribute_keys)
-        ops, agents, tools = attrs["gen_ai.operation.name"], attrs["gen_ai.agent.name"], attrs["gen_ai.tool.name"]
-        keys: list[tuple | None] = []
-        for i, kind in enumerate(cols.kind):
-            op = ops[i]
-            if op == "execute_tool" and tools[i]:
-                keys.append(("tool", agents[i] or cols.service[i], tools[i]))
-            elif kind == SERVER or kind == CONSUMER or op in JUDGED_OPERATIONS:
-                keys.append(("span", cols.service[i], cols.name[i]))
-            else:
-                keys.append(None)
-        return keys
+        self._batches = 0  # batches seen: rotates the stride sample's first span
 
     def observe(self, batch) -> None:
         cols = batch.columns
-        partial: dict[tuple, list[float]] = {}
+        n = len(cols)
+        step = stride_for(n, self.config.sample_above)
+        first = self._batches % step  # rotates, so no span position is always skipped
+        self._batches += 1
+        keys, rows = self._subjects(cols, slice(first, n, step))
+        if rows:
+            self._fold(batch, cols, keys, rows, step)
+
+    def _subjects(self, cols: Any, sample: slice) -> tuple[list[tuple], list[int]]:
+        """The judged spans of the sample (indices into the batch) and their subject keys:
+        agent + tool for `execute_tool` spans with a tool name; service + span name for SERVER
+        and CONSUMER spans and GenAI operations in JUDGED_OPERATIONS."""
+        rows = range(len(cols))[sample]
+        judged = list(map(JUDGED_KINDS.__contains__, cols.kind[sample]))
+        tool_rows: list[int] = []
+        if cols.present(OPERATION):
+            ops = cols.values_at(OPERATION, rows)
+            judged = list(map(or_, judged, map(is_judged_operation, ops)))
+            tool_rows = self._tool_rows(cols, rows, ops)
+            for j in tool_rows:
+                judged[j] = False
+        span_rows = where(judged, len(judged))
+        keys: list[tuple] = list(zip(repeat("span"), take(cols.service[sample], span_rows),
+                                     take(cols.name[sample], span_rows)))
+        picked = list(take(rows, span_rows))
+        if tool_rows:
+            tool_indices = take(rows, tool_rows)
+            picked += tool_indices
+            keys += self._tool_keys(cols, tool_indices)
+        return keys, picked
+
+    @staticmethod
+    def _tool_rows(cols: Any, rows: range, ops: list[Any]) -> list[int]:
+        """Sample positions of `execute_tool` spans that name their tool."""
+        calls = where_equal(ops, "execute_tool")
+        if not calls or not cols.present("gen_ai.tool.name"):
+            return []
+        tools = cols.values_at("gen_ai.tool.name", take(rows, calls))
+        return list(take(calls, where(tools, len(tools))))
+
+    @staticmethod
+    def _tool_keys(cols: Any, indices: Any) -> list[tuple]:
+        services = take(cols.service, indices)
+        agents = services
+        if cols.present("gen_ai.agent.name"):
+            agents = [a or s for a, s in zip(cols.values_at("gen_ai.agent.name", indices), services)]
+        return list(zip(repeat("tool"), agents, cols.values_at("gen_ai.tool.name", indices)))
+
+    def _fold(self, batch: Any, cols: Any, keys: list[tuple], rows: list[int], weight: int) -> None:
+        """Per subject: span count and sum of log seconds (× the sample weight), and the slowest span."""
+        partial: dict[tuple, list[Any]] = {}
         log = math.log
-        for i, (key, duration) in enumerate(zip(self._subject_keys(cols), cols.duration_ns)):
-            if key is None or duration <= 0:
+        for key, duration, i in zip(keys, take(cols.duration_ns, rows), rows):
+            if duration <= 0:
                 continue
             slot = partial.get(key)
             if slot is None:
@@ -91,6 +147,7 @@ class LatencyDetector(Detector):
             if duration > slot[2]:
                 slot[2], slot[3] = duration, i
         for key, (count, log_sum, _, slowest) in partial.items():
+            count, log_sum = count * weight, log_sum * weight
             self.window.add(batch.received_at, key, (count, log_sum))
             pending = self.pending.setdefault(key, [0, 0.0])
             pending[0] += count
@@ -103,7 +160,10 @@ class LatencyDetector(Detector):
         out = []
         for key, (count, log_sum) in self.window.totals.items():
             baseline = self.baselines.get(key)
-            if baseline and baseline.samples >= self.config.min_baseline and count >= self.config.min_samples:
+            # A degraded subject stays judged below min_samples: at low traffic the window
+            # thins out between calls, and that is no sign of recovery.
+            enough = count >= self.config.min_samples or (key in self.degraded and count > 0)
+            if baseline and baseline.samples >= self.config.min_baseline and enough:
                 out.append(self._observation(key, count, log_sum, baseline, window))
         self._learn(now)
         return out
