@@ -3,11 +3,18 @@
 `Daemon(config_text)` writes the YAML, starts the daemon, waits for its health endpoint
 and gives the ports; `stop()` sends SIGTERM and returns the exit code. Placeholders in the
 YAML (`{grpc}`, `{http}`, `{metrics}`, `{health}`, `{debug}`, `{dir}`) are filled in.
+
+Most tests run `Daemon(BASE_CONFIG, overlay=...)`: BASE_CONFIG has the otlp receiver (gRPC and
+HTTP), health_check, debug_api and the metrics address; the overlay (one YAML or a list of
+them, merged in order: maps deep-merge, lists are replaced) adds what the test is about.
+`pipeline_overlay(exporters, processors)` writes the usual one: a traces pipeline otlp →
+processors → exporters, built from `component` / `batch_processor` / `file_exporter` YAML.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import requests
 
@@ -37,10 +45,15 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
+def agentdbg(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`agentdbg ARGS` (validate, components, query, ...) as a user runs it, output captured."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+
+
 def agentdbg_query(sql: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`agentdbg query [args] SQL` as a user runs it (`--path DIR`, `--snapshot`, `--format ...`)."""
-    return subprocess.run([sys.executable, "-m", "pipeline", "query", *args, sql], cwd=ROOT,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+    return agentdbg("query", *args, sql, env=env)
 
 
 def query_json(sql: str, *args: str, env: dict[str, str] | None = None) -> list[dict]:
@@ -67,18 +80,21 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 
 class Daemon:
     def __init__(self, config: str, workdir: Path | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, overlay: str | None = None) -> None:
-        """`overlay`, if given, is a second YAML file merged over `config` (e.g. BASE_CONFIG)."""
+                 env: dict[str, str] | None = None, overlay: str | Sequence[str] | None = None) -> None:
+        """`overlay`, if given, is a second YAML file merged over `config` (e.g. BASE_CONFIG), or a
+        list of them merged in order; the first is `overlay.yaml`, the next `overlay-2.yaml`, ..."""
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="agentdbg-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ports = {name: free_port() for name in ("grpc", "http", "metrics", "health", "debug")}
         self.config_path = self.dir / "config.yaml"
         self.write_config(config)
         self.extra_args = extra_args or []
-        if overlay is not None:
-            overlay_path = self.dir / "overlay.yaml"
-            overlay_path.write_text(self.fill(overlay))
-            self.extra_args = ["--config", str(overlay_path), *self.extra_args]
+        overlay_args: list[str] = []
+        for number, text in enumerate([overlay] if isinstance(overlay, str) else overlay or [], 1):
+            overlay_path = self.dir / ("overlay.yaml" if number == 1 else f"overlay-{number}.yaml")
+            overlay_path.write_text(self.fill(text))
+            overlay_args += ["--config", str(overlay_path)]
+        self.extra_args = [*overlay_args, *self.extra_args]
         self.env = env or {}
         self.log_path = self.dir / "daemon.log"
         self.proc: subprocess.Popen | None = None
@@ -91,6 +107,14 @@ class Daemon:
 
     def write_config(self, config: str) -> None:
         self.config_path.write_text(self.fill(config))
+
+    def write_overlay(self, overlay: str) -> None:
+        """Replace the (first) overlay file, e.g. before a SIGHUP reload."""
+        (self.dir / "overlay.yaml").write_text(self.fill(overlay))
+
+    def validate(self) -> subprocess.CompletedProcess:
+        """`agentdbg validate` on this daemon's config files, without running it."""
+        return agentdbg("validate", "--config", str(self.config_path), *self.extra_args, env=self.env)
 
     def start(self, wait: bool = True) -> "Daemon":
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
@@ -170,4 +194,45 @@ service:
   telemetry:
     metrics:
       address: {metrics}
+"""
+
+
+def component(name: str, **options: object) -> str:
+    """YAML of one component for a `processors:` / `exporters:` section body: `name:` at two
+    spaces, then one `key: value` line per option."""
+    return "".join([f"  {name}:\n", *(f"    {key}: {value}\n" for key, value in options.items())])
+
+
+def batch_processor(timeout: str = "50ms", **options: object) -> str:
+    return component("batch", timeout=timeout, **options)
+
+
+def file_exporter(path: str = "spans.jsonl", name: str = "file", **options: object) -> str:
+    """A `file` exporter writing `{dir}/<path>` (OTLP/JSON lines unless `format: proto`), flushed every 50 ms."""
+    return component(name, path=f"{{dir}}/{path}", flush_interval="50ms", **options)
+
+
+def pipeline_overlay(exporters: str, processors: str = batch_processor()) -> str:
+    """An overlay for BASE_CONFIG: the traces pipeline otlp → `processors` → `exporters`.
+
+    Both are section bodies (each component id at two spaces, as `component` writes them);
+    the pipeline names every component of each, in the order given.
+    """
+    def body(section: str) -> str:
+        return section.strip("\n")
+
+    def names(section: str) -> str:
+        return ", ".join(re.findall(r"^  (\S+):", section, re.MULTILINE))
+
+    return f"""
+processors:
+{body(processors)}
+exporters:
+{body(exporters)}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [{names(processors)}]
+      exporters: [{names(exporters)}]
 """

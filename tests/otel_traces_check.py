@@ -15,11 +15,11 @@ from typing import Any
 from opentelemetry import trace as trace_api
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
+
+from tests.otlp_spans import sdk_provider
 
 T0 = (time.time_ns() // 10**9 - 3600) * 10**9 + 123_456_789  # an hour ago, odd nanoseconds
 REMOTE_PARENT = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, is_remote=True,
@@ -43,11 +43,9 @@ def send_agent_traces(grpc_endpoint: str) -> list[ReadableSpan]:
     """Two agents' traces (every kind, status, attribute type, events, links); returns what the SDK sent."""
     sent: list[ReadableSpan] = []
     for service, build in (("planner-agent", _planner), ("tool-agent", _tool_agent)):
-        memory = InMemorySpanExporter()
-        provider = TracerProvider(resource=Resource.create({"service.name": service, "deployment.environment": "test",
-                                                            "host.cpus": 8}))
-        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True)))
-        provider.add_span_processor(SimpleSpanProcessor(memory))
+        provider, memory = sdk_provider(Resource.create({"service.name": service, "deployment.environment": "test",
+                                                         "host.cpus": 8}),
+                                        OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True))
         build(provider.get_tracer("agent.sdk", "1.2.3"))
         sent.extend(memory.get_finished_spans())
         provider.shutdown()

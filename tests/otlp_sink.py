@@ -26,33 +26,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from pipeline import otlp_json
-from pipeline.traces import iter_spans
-from tests.harness import BASE_CONFIG, Daemon, free_port
-from tests.otlp_spans import read_json_lines, read_proto_records
-
-SINK_OVERLAY = """
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  file:
-    path: {dir}/sink.%(format)s
-    format: %(format)s
-    flush_interval: 50ms
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-"""
+from tests.harness import BASE_CONFIG, Daemon, file_exporter, free_port, pipeline_overlay
+from tests.otlp_spans import read_json_lines, read_proto_records, span_ids
 
 
 def sink_daemon(workdir: Path, file_format: Literal["json", "proto"] = "json") -> Daemon:
     """The sink daemon (not started): gRPC at `ports['grpc']`, HTTP at `ports['http']`; its file
     holds OTLP/JSON lines, or length-prefixed protobuf (cheaper, for benchmarks)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return Daemon(BASE_CONFIG, workdir=workdir, overlay=SINK_OVERLAY % {"format": file_format})
+    return Daemon(BASE_CONFIG, workdir=workdir,
+                  overlay=pipeline_overlay(file_exporter(f"sink.{file_format}", format=file_format)))
 
 
 def sink_requests(sink: Daemon) -> list[ExportTraceServiceRequest]:
@@ -62,7 +45,7 @@ def sink_requests(sink: Daemon) -> list[ExportTraceServiceRequest]:
 
 def sink_ids(sink: Daemon) -> list[str]:
     """Span id hex of every span the sink has written, one entry per copy."""
-    return [span.span_id.hex() for request in sink_requests(sink) for span in iter_spans(request)]
+    return span_ids(sink_requests(sink))
 
 
 @dataclass

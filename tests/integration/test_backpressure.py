@@ -22,21 +22,10 @@ import requests
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.harness import Daemon, wait_until
+from tests.harness import BASE_CONFIG, Daemon, pipeline_overlay, wait_until
 from tests.otlp_sink import sink_daemon, sink_ids
 
-FORWARDER = """
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {grpc}
-      http:
-        endpoint: {http}
-processors:
-  batch:
-    timeout: 50ms
-exporters:
+FORWARDER = pipeline_overlay("""
   otlphttp:
     endpoint: SINK_URL
     compression: none
@@ -48,20 +37,7 @@ exporters:
       initial_interval: 100ms
       max_interval: 500ms
       max_elapsed_time: 0
-extensions:
-  health_check:
-    endpoint: {health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlphttp]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
+""")
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SPANS_PER_REQUEST = 5
 
@@ -101,8 +77,8 @@ def sink(tmp_path):
 @pytest.fixture
 def forwarder(sink, tmp_path):
     (tmp_path / "forwarder").mkdir()
-    with Daemon(FORWARDER.replace("SINK_URL", f"http://127.0.0.1:{sink.ports['http']}"),
-                workdir=tmp_path / "forwarder") as running:
+    with Daemon(BASE_CONFIG, workdir=tmp_path / "forwarder",
+                overlay=FORWARDER.replace("SINK_URL", f"http://127.0.0.1:{sink.ports['http']}")) as running:
         yield running
 
 

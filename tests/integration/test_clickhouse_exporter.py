@@ -13,59 +13,28 @@
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tests.harness import ROOT, Daemon, wait_until
+from tests.harness import BASE_CONFIG, Daemon, batch_processor, component, pipeline_overlay, wait_until
 from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
+from tests.otlp_spans import sdk_provider
 
-CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {grpc}
-processors:
-  batch:
-    timeout: 50ms
-    send_batch_size: 500
-exporters:
-  clickhouse:
-    endpoint: %(endpoint)s
-    compress: %(compress)s
-    async_insert: %(async_insert)s
-    timeout: 10s
-    retry_on_failure:
-      initial_interval: 100ms
-      max_interval: 500ms
-      max_elapsed_time: 0
-extensions:
-  health_check:
-    endpoint: {health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [clickhouse]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
+RETRY = "{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0}"
 
 
-def _config(server, compress: str = "lz4", async_insert: bool = False) -> str:
-    return CONFIG % {"endpoint": server.url, "compress": compress, "async_insert": str(async_insert).lower()}
+def _daemon(endpoint: str, compress: str = "lz4", async_insert: bool = False, workdir: Path | None = None) -> Daemon:
+    """otlp → batch → clickhouse at `endpoint` (not started)."""
+    exporter = component("clickhouse", endpoint=endpoint, compress=compress, async_insert=str(async_insert).lower(),
+                         timeout="10s", retry_on_failure=RETRY)
+    overlay = pipeline_overlay(exporter, batch_processor(send_batch_size=500))
+    return Daemon(BASE_CONFIG, workdir=workdir, overlay=overlay)
 
 
 def _client(server):
@@ -78,7 +47,7 @@ def _count(server, sql: str) -> int:
 
 @pytest.mark.parametrize("compress, async_insert", [("lz4", False), ("zstd", True), ("none", False)])
 def test_every_span_and_field_arrives(clickhouse_http, compress, async_insert):
-    with Daemon(_config(clickhouse_http, compress, async_insert)) as daemon:
+    with _daemon(clickhouse_http.url, compress, async_insert) as daemon:
         spans = send_agent_traces(f"http://127.0.0.1:{daemon.ports['grpc']}")
         wait_until(lambda: _count(clickhouse_http, "SELECT count() FROM otel.otel_traces") >= len(spans),
                    timeout=30, message="spans in ClickHouse")
@@ -103,11 +72,8 @@ class Load:
     """Agents sending spans at a steady pace from a thread; the SDK keeps its own record."""
 
     def __init__(self, endpoint: str) -> None:
-        self.memory = InMemorySpanExporter()
-        self.provider = TracerProvider(resource=Resource.create({"service.name": "load-agent"}))
-        self.provider.add_span_processor(BatchSpanProcessor(
+        self.provider, self.memory = sdk_provider(Resource.create({"service.name": "load-agent"}), BatchSpanProcessor(
             OTLPSpanExporter(endpoint=endpoint, insecure=True), schedule_delay_millis=20, max_export_batch_size=100))
-        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -132,7 +98,7 @@ class Load:
 
 
 def test_outage_and_recovery_loses_nothing(clickhouse_http):
-    with Daemon(_config(clickhouse_http)) as daemon:
+    with _daemon(clickhouse_http.url) as daemon:
         with Load(f"http://127.0.0.1:{daemon.ports['grpc']}") as load:
             wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total") > 200, timeout=30,
                        message="spans flowing")
@@ -163,7 +129,7 @@ def test_outage_and_recovery_loses_nothing(clickhouse_http):
 
 def test_clickhouse_down_at_start(clickhouse_http):
     clickhouse_http.stop()
-    with Daemon(_config(clickhouse_http)) as daemon:  # starts anyway
+    with _daemon(clickhouse_http.url) as daemon:  # starts anyway
         spans = send_agent_traces(f"http://127.0.0.1:{daemon.ports['grpc']}")
         time.sleep(0.5)
         clickhouse_http.start()
@@ -174,7 +140,7 @@ def test_clickhouse_down_at_start(clickhouse_http):
 
 
 def test_bad_data_is_permanent_and_overload_retries(clickhouse_http):
-    with Daemon(_config(clickhouse_http)) as daemon:
+    with _daemon(clickhouse_http.url) as daemon:
         endpoint = f"http://127.0.0.1:{daemon.ports['grpc']}"
         first = send_agent_traces(endpoint)
         wait_until(lambda: _count(clickhouse_http, "SELECT count() FROM otel.otel_traces") == len(first),
@@ -198,11 +164,6 @@ def test_bad_data_is_permanent_and_overload_retries(clickhouse_http):
 
 
 def test_tcp_endpoint_is_refused_with_a_clear_error(tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG.replace("{grpc}", "127.0.0.1:0").replace("{health}", "127.0.0.1:0")
-                      .replace("{metrics}", "127.0.0.1:0")
-                      % {"endpoint": "tcp://127.0.0.1:9000", "compress": "lz4", "async_insert": "false"})
-    result = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--config", str(config)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = _daemon("tcp://127.0.0.1:9000", workdir=tmp_path).validate()
     assert result.returncode == 1
     assert "exporters::clickhouse::endpoint" in result.stderr and "http://host:8123" in result.stderr

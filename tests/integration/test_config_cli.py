@@ -6,21 +6,14 @@
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 
-from tests.harness import ROOT, Daemon, wait_until
-
-
-def agentdbg(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **(env or {})})
+from tests.harness import BASE_CONFIG, Daemon, agentdbg, file_exporter, pipeline_overlay, wait_until
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -36,7 +29,8 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     return [line.strip() for line in lines[start + 1:] if line.startswith("  ")]
 
 
-VALID = """
+# Both files start alike: an otlp receiver and a batch processor.
+HEAD = """
 receivers:
   otlp:
     protocols:
@@ -45,7 +39,9 @@ receivers:
 processors:
   batch:
     timeout: 1s
-exporters:
+"""
+
+VALID = HEAD + """exporters:
   debug:
   file:
     path: out/spans.jsonl
@@ -57,16 +53,7 @@ service:
       exporters: [file, debug]
 """
 
-FIVE_MISTAKES = """
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:4318
-processors:
-  batch:
-    timeout: 1s
-    send_batch_sise: 10          # unknown key in a component
+FIVE_MISTAKES = HEAD + """    send_batch_sise: 10          # unknown key in a component
   batch/slow:
     timeout: 5 parsecs           # bad duration
 exporters:
@@ -187,36 +174,13 @@ def test_components_lists_every_kind():
     assert {"health_check", "debug_api"} <= set(sections["extensions"])
 
 
-RUN_BASE = """
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: {http}
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  file:
-    path: {dir}/wrong/spans.jsonl
-    flush_interval: 50ms
+# Over BASE_CONFIG: a file exporter in the wrong place (RUN_OVERLAY moves it) and a debug_api
+# token with `$$` in it.
+RUN_BASE = pipeline_overlay(file_exporter("wrong/spans.jsonl")) + """
 extensions:
-  health_check:
-    endpoint: {health}
   debug_api:
-    endpoint: {debug}
     auth:
       token: "pa$$word"
-service:
-  extensions: [health_check, debug_api]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-  telemetry:
-    metrics:
-      address: {metrics}
 """
 
 RUN_OVERLAY = """
@@ -231,10 +195,8 @@ def test_running_daemon_uses_merged_and_expanded_config(tmp_path):
     and `$$` in a token is a literal `$`."""
     spans_dir = tmp_path / "from-env"
     (tmp_path / "daemon").mkdir()
-    daemon = Daemon(RUN_BASE, workdir=tmp_path / "daemon", env={"SPANS_DIR": str(spans_dir)})
-    overlay = daemon.dir / "overlay.yaml"
-    overlay.write_text(RUN_OVERLAY)
-    daemon.extra_args = ["--config", str(overlay)]
+    daemon = Daemon(BASE_CONFIG, workdir=tmp_path / "daemon", env={"SPANS_DIR": str(spans_dir)},
+                    overlay=[RUN_BASE, RUN_OVERLAY])
     with daemon:
         document = {"resourceSpans": [{"scopeSpans": [{"spans": [{
             "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "merged",

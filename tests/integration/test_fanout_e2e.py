@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.clickhouse_http import ClickHouseHTTP
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from tests.harness import BASE_CONFIG, Daemon, batch_processor, pipeline_overlay, wait_until
 from tests.kafka_broker import KafkaBroker, read_topic
 from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
 from tests.otlp_load import Load, agent_request
@@ -54,11 +54,7 @@ BACKENDS = ("kafka", "clickhouse", "otlp")  # exporter ids in the fan-out pipeli
 # and the other exporters keep sending. Were it to fill on a slow machine, the refusal is
 # retryable (HTTP 503 + Retry-After, counted as enqueue-failed) and the load retries the same
 # request, so nothing accepted is lost either way; the test prints how many were refused.
-OVERLAY = """
-processors:
-  batch:
-    timeout: 200ms
-exporters:
+EXPORTERS = """
   kafka:
     brokers: [%(broker)s]
     topic: %(topic)s
@@ -79,13 +75,6 @@ exporters:
     timeout: 1s
     sending_queue: {queue_size: 1000}
     retry_on_failure: %(retry)s
-%(extra)s
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [%(exporters)s]
 """
 RETRY = "{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0}"
 OTLPHTTP = """  otlphttp:
@@ -98,11 +87,9 @@ def fanout_daemon(broker: KafkaBroker, clickhouse: ClickHouseHTTP, sink: Daemon,
                   recorder: RecordingSink | None = None) -> Daemon:
     """The daemon: kafka, clickhouse and otlp (plus otlphttp to `recorder`) in one traces pipeline."""
     extra = OTLPHTTP % {"url": recorder.url, "tenant": TENANT, "retry": RETRY} if recorder else ""
-    exporters = [*BACKENDS, *(["otlphttp"] if recorder else [])]
-    overlay = OVERLAY % {"broker": broker.bootstrap, "topic": TOPIC, "clickhouse": clickhouse.url,
-                         "sink": f"127.0.0.1:{sink.ports['grpc']}", "tenant": TENANT, "retry": RETRY,
-                         "extra": extra, "exporters": ", ".join(exporters)}
-    return Daemon(BASE_CONFIG, overlay=overlay)
+    exporters = EXPORTERS % {"broker": broker.bootstrap, "topic": TOPIC, "clickhouse": clickhouse.url,
+                             "sink": f"127.0.0.1:{sink.ports['grpc']}", "tenant": TENANT, "retry": RETRY}
+    return Daemon(BASE_CONFIG, overlay=pipeline_overlay(exporters + extra, batch_processor("200ms")))
 
 
 def sent(daemon: Daemon, exporter: str) -> float:

@@ -11,45 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter
 
-from pipeline import otlp_json
-from tests.harness import Daemon, wait_until
+from tests.harness import BASE_CONFIG, Daemon, component, file_exporter, pipeline_overlay, wait_until
+from tests.otlp_spans import attributes, each_span, otlp_exporter, read_json_lines, sdk_provider
 
-CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {grpc}
-      http:
-        endpoint: {http}
-processors:
-  genai:
-    prices_file: {dir}/prices.yaml
-exporters:
-  file:
-    path: {dir}/out/spans.jsonl
-    flush_interval: 50ms
-extensions:
-  health_check:
-    endpoint: {health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [genai]
-      exporters: [file]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
+OVERLAY = pipeline_overlay(file_exporter("out/spans.jsonl"),
+                           processors=component("genai", prices_file="{dir}/prices.yaml"))
 
 OPENINFERENCE = {
     "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.provider": "openai",
@@ -67,13 +36,12 @@ OLD_OTEL = {
 def daemon(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("genai")
     (workdir / "prices.yaml").write_text("models:\n  - model: acme-internal-1\n    input: 2.0\n    output: 4.0\n")
-    with Daemon(CONFIG, workdir=workdir) as running:
+    with Daemon(BASE_CONFIG, workdir=workdir, overlay=OVERLAY) as running:
         yield running
 
 
-def send(exporter: Any, root: str) -> None:
-    provider = TracerProvider(resource=Resource.create({"service.name": "travel-agent"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+def send(exporter: SpanExporter, root: str) -> None:
+    provider, _ = sdk_provider(Resource.create({"service.name": "travel-agent"}), exporter)
     tracer = provider.get_tracer("integration.genai")
     with tracer.start_as_current_span(root):
         with tracer.start_as_current_span("ChatCompletion", attributes=OPENINFERENCE):
@@ -89,13 +57,8 @@ def trace_of(path: Path, root: str) -> dict[str, dict[str, Any]] | None:
     """span name → attributes of the trace whose root span is `root`, once all four spans of
     it are in the file (OTLP/JSON, one request per line); None until then."""
     by_trace: dict[bytes, dict[str, dict[str, Any]]] = {}
-    for line in path.read_bytes().splitlines() if path.exists() else []:
-        message = otlp_json.decode(line, ExportTraceServiceRequest)
-        for rs in message.resource_spans:
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    by_trace.setdefault(span.trace_id, {})[span.name] = {
-                        kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in span.attributes}
+    for _, _, span in each_span(read_json_lines(path)):
+        by_trace.setdefault(span.trace_id, {})[span.name] = attributes(span.attributes)
     for spans in by_trace.values():
         if root in spans and len(spans) == 4:
             return spans
@@ -105,11 +68,8 @@ def trace_of(path: Path, root: str) -> dict[str, dict[str, Any]] | None:
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_file_output_has_canonical_attributes_and_originals(daemon: Daemon, transport: str) -> None:
     out = daemon.dir / "out" / "spans.jsonl"
-    exporter = (GrpcSpanExporter(endpoint=f"127.0.0.1:{daemon.ports['grpc']}", insecure=True)
-                if transport == "grpc"
-                else HttpSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['http']}/v1/traces"))
     root_name = f"agent-run over {transport}"
-    send(exporter, root_name)
+    send(otlp_exporter(transport, daemon.ports[transport]), root_name)
     spans = wait_until(lambda: trace_of(out, root_name), timeout=15, message=f"the {transport} trace in {out}")
 
     llm, old, http, root = (spans[n] for n in ("ChatCompletion", "anthropic.chat", "GET /weather", root_name))

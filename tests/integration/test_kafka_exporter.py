@@ -25,25 +25,20 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from opentelemetry import trace as trace_api
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.sdk.trace import ReadableSpan
 
 from exporters.kafka import KafkaConfig, KafkaExporter
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.events import Events
 from pipeline.traces import Traces, iter_spans
-from tests.harness import Daemon, free_port, wait_until
+from tests import otlp_spans
+from tests.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until
 from tests.kafka_broker import KafkaBroker, Message, decode_json, decode_proto, read_topic
 from tests.otlp_load import Load
-from tests.otlp_spans import assert_spans_once, expected_from_sdk, spans_out
+from tests.otlp_spans import assert_spans_once, expected_from_sdk, export_spans, otlp_exporter, spans_out
 
 LIMIT = 1_000_000
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -55,32 +50,6 @@ EXPORTERS = {
     **{codec: (f"spans_{codec}", f"producer: {{enable_idempotence: false, compression: {codec}}}")
        for codec in CODECS},
 }
-
-DAEMON_CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {grpc}
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-%(exporters)s
-extensions:
-  health_check:
-    endpoint: {health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [%(names)s]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
 
 
 def exporter_yaml(name: str, topic: str, extra: str, broker: str) -> str:
@@ -102,60 +71,24 @@ def broker():
 def daemon(broker):
     exporters = "\n".join(exporter_yaml(name, topic, extra, broker.bootstrap)
                           for name, (topic, extra) in EXPORTERS.items())
-    names = ", ".join(f"kafka/{name}" for name in EXPORTERS)
-    with Daemon(DAEMON_CONFIG % {"exporters": exporters, "names": names}) as running:
+    with Daemon(BASE_CONFIG, overlay=pipeline_overlay(exporters)) as running:
         yield running
 
 
 # -- agent traces made with the OpenTelemetry SDK ---------------------------------------------
-T0 = 1_700_000_000_123_456_789  # ns: times must come back to the nanosecond
 ATTRIBUTES = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "llama3.1:8b", "gen_ai.usage.input_tokens": 812,
               "gen_ai.request.temperature": 0.2, "agent.retry": False, "tags": ("plan", "tool"),
               "int.max": 2**63 - 1, "bytes": b"\x00\xff", "map": {"nested": "v", "n": 2}}
 
 
 def agent_run(filler: int = 0) -> list[ReadableSpan]:
-    """Two agent services (resources), two scopes each, every span kind, parent/child, events,
-    links (one to a remote trace), error / ok / unset status. `filler` pads each span with an
-    attribute of that many characters, to make large batches."""
-    finished: list[ReadableSpan] = []
-    remote = SpanContext(int.from_bytes(os.urandom(16), "big"), int.from_bytes(os.urandom(8), "big"),
-                         is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    for service in ("planner-agent", "tool-runner"):
-        memory = InMemorySpanExporter()
-        provider = TracerProvider(resource=Resource({"service.name": service, "service.version": "1.4.2"}))
-        provider.add_span_processor(SimpleSpanProcessor(memory))
-        agent = provider.get_tracer("agent.scope", "2.0.1", attributes={"scope.attr": "s"})
-        tools = provider.get_tracer("tool.scope", "0.1")
-        padding = {"gen_ai.prompt": "p" * filler} if filler else {}
-        root = agent.start_span("invoke_agent planner", kind=SpanKind.SERVER, start_time=T0,
-                                attributes={**ATTRIBUTES, **padding})
-        root.add_event("gen_ai.user.message", {"content": "plan a trip", "tokens": 12}, timestamp=T0 + 10)
-        context = trace_api.set_span_in_context(root)
-        kinds = (SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.PRODUCER, SpanKind.CONSUMER)
-        for offset, kind in enumerate(kinds):
-            child = (tools if offset % 2 else agent).start_span(
-                f"execute_tool step{offset}", context=context, kind=kind, start_time=T0 + 100 + offset,
-                attributes={"gen_ai.tool.name": f"tool{offset}", "attempt": offset, **padding},
-                links=[Link(remote, {"link.kind": "follows"}), Link(root.get_span_context())])
-            child.add_event("exception", {"exception.type": "TimeoutError"}, timestamp=T0 + 150 + offset)
-            if kind == SpanKind.CLIENT:
-                child.set_status(Status(StatusCode.ERROR, "upstream timed out after 30s"))
-            elif kind == SpanKind.INTERNAL:
-                child.set_status(Status(StatusCode.OK))
-            child.end(end_time=T0 + 1_000_000 + offset)
-        root.end(end_time=T0 + 5_000_000_000)
-        provider.shutdown()
-        finished.extend(memory.get_finished_spans())
-    return finished
+    """Two agent services, every span kind, events, links, statuses (tests/otlp_spans.py);
+    `filler` pads each span with an attribute of that many characters, to make large batches."""
+    return otlp_spans.agent_run(ATTRIBUTES, filler=filler)
 
 
 def send(daemon: Daemon, spans: list[ReadableSpan]) -> None:
-    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['grpc']}", insecure=True, timeout=30)
-    try:
-        assert exporter.export(spans) == SpanExportResult.SUCCESS
-    finally:
-        exporter.shutdown()
+    export_spans(otlp_exporter("grpc", daemon.ports["grpc"], timeout=30), spans)
 
 
 def otlp_request(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
@@ -264,36 +197,9 @@ def test_a_2mb_span_is_counted_and_logged_and_does_not_block(daemon, broker):
 
 
 # -- (c) outage ------------------------------------------------------------------------------------
-OUTAGE_CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: {http}
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  kafka:
-    brokers: [BROKER]
-    topic: spans_outage
-    timeout: 2s
-    producer: {enable_idempotence: false}
-    retry_on_failure: {initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0}
-extensions:
-  health_check:
-    endpoint: {health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [kafka]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
+OUTAGE_EXPORTER = component("kafka", brokers="[BROKER]", topic="spans_outage", timeout="2s",
+                            producer="{enable_idempotence: false}",
+                            retry_on_failure="{initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0}")
 
 
 def load_request() -> ExportTraceServiceRequest:
@@ -302,7 +208,8 @@ def load_request() -> ExportTraceServiceRequest:
 
 
 def test_broker_outage_loses_nothing(kafka_broker, record_property):
-    with Daemon(OUTAGE_CONFIG.replace("BROKER", kafka_broker.bootstrap)) as daemon:
+    overlay = pipeline_overlay(OUTAGE_EXPORTER.replace("BROKER", kafka_broker.bootstrap))
+    with Daemon(BASE_CONFIG, overlay=overlay) as daemon:
         load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", load_request)
         load.start()
         try:

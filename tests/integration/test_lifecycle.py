@@ -9,70 +9,29 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.harness import Daemon, wait_until
-
-HEAD = """
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {grpc}
-      http:
-        endpoint: {http}
-extensions:
-  health_check:
-    endpoint: {health}
-"""
-TAIL = """
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [%s]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
+from tests.harness import BASE_CONFIG, Daemon, batch_processor, file_exporter, pipeline_overlay, wait_until
+from tests.otlp_spans import read_json_lines, span_ids
 
 
 def config(exporters: list[str], batch_timeout: str = "50ms") -> str:
-    sections = "".join(f"""
-  {name}:
-    path: {{dir}}/{name.replace('/', '-')}.jsonl
-    flush_interval: 50ms""" for name in exporters)
-    return (HEAD + f"""
-processors:
-  batch:
-    timeout: {batch_timeout}
-exporters:{sections}
-""" + TAIL % ", ".join(exporters))
+    """The overlay over BASE_CONFIG: otlp → batch → one file exporter per name, writing `{dir}/<name>.jsonl`."""
+    files = "".join(file_exporter(f"{name.replace('/', '-')}.jsonl", name=name) for name in exporters)
+    return pipeline_overlay(files, batch_processor(batch_timeout))
 
 
 def written(daemon: Daemon, exporter: str) -> list[str]:
     """Every span id the file exporter `exporter` wrote (with repeats, if any)."""
-    path: Path = daemon.dir / f"{exporter.replace('/', '-')}.jsonl"
-    if not path.exists():
-        return []
-    ids = []
-    for line in path.read_bytes().split(b"\n")[:-1]:
-        for rs in json.loads(line)["resourceSpans"]:
-            for ss in rs["scopeSpans"]:
-                ids.extend(span["spanId"] for span in ss["spans"])
-    return ids
+    return span_ids(read_json_lines(daemon.dir / f"{exporter.replace('/', '-')}.jsonl"))
 
 
 @dataclass
@@ -158,7 +117,7 @@ def reloads(daemon: Daemon, message: str = "configuration reloaded") -> int:
 def hup(daemon: Daemon, new_config: str) -> tuple[float, float]:
     """Write the new config, SIGHUP, wait until the daemon says it reloaded; (sent, applied) times."""
     before = reloads(daemon)
-    daemon.write_config(new_config)
+    daemon.write_overlay(new_config)
     sent = time.monotonic()
     daemon.signal(signal.SIGHUP)
     wait_until(lambda: reloads(daemon) > before, timeout=30, message="the reload to be applied")
@@ -166,13 +125,13 @@ def hup(daemon: Daemon, new_config: str) -> tuple[float, float]:
 
 
 def test_sighup_with_a_broken_file_keeps_the_old_graph(tmp_path):
-    daemon = Daemon(config(["file/a"]), workdir=tmp_path)
+    daemon = Daemon(BASE_CONFIG, workdir=tmp_path, overlay=config(["file/a"]))
     with daemon:
         load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces").start()
         wait_until(lambda: len(load.accepted) >= 5, timeout=10, message="load before the reload")
         broken = config(["file/a"]).replace("timeout: 50ms", "timeout: 50 parsecs").replace(
             "processors: [batch]", "processors: [batch, nothere]")
-        daemon.write_config(broken)
+        daemon.write_overlay(broken)
         daemon.signal(signal.SIGHUP)
         wait_until(lambda: reloads(daemon, "keeping the running pipelines") >= 2, timeout=15,
                    message="the reload errors in the log")
@@ -193,7 +152,7 @@ def test_sighup_with_a_broken_file_keeps_the_old_graph(tmp_path):
 
 
 def test_sighup_switches_pipelines_under_load_without_losing_spans(tmp_path):
-    daemon = Daemon(config(["file/a"]), workdir=tmp_path)
+    daemon = Daemon(BASE_CONFIG, workdir=tmp_path, overlay=config(["file/a"]))
     with daemon:
         load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces").start()
         wait_until(lambda: len(load.accepted) >= 10, timeout=10, message="load before the first reload")
@@ -230,7 +189,7 @@ def test_sighup_switches_pipelines_under_load_without_losing_spans(tmp_path):
 def test_sigterm_drains_what_was_accepted_and_exits_zero(tmp_path):
     # A batch timeout far longer than the test: the spans are still in the batch processor at
     # SIGTERM, so only the shutdown flush can write them.
-    daemon = Daemon(config(["file/a"], batch_timeout="1h"), workdir=tmp_path)
+    daemon = Daemon(BASE_CONFIG, workdir=tmp_path, overlay=config(["file/a"], batch_timeout="1h"))
     with daemon:
         load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces").start()
         wait_until(lambda: len(load.accepted) >= 20, timeout=10, message="some accepted requests")

@@ -8,7 +8,6 @@ and writes its span. The decompression-bomb tests also check the daemon's peak m
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import socket
 import select
@@ -30,39 +29,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline import otlp_json
-from tests.harness import Daemon, wait_until
+from tests.harness import BASE_CONFIG, Daemon, file_exporter, pipeline_overlay, wait_until
+from tests.otlp_spans import read_json_lines, span_ids
 
 CAP = 2 * 1024 * 1024  # max_request_body_size of the HTTP receiver, and the gRPC receive limit
-CONFIG = """
+# Merged over BASE_CONFIG's otlp receiver, whose endpoints stay: the 2 MiB limits.
+LIMITS = """
 receivers:
   otlp:
     protocols:
       grpc:
-        endpoint: {grpc}
         max_recv_msg_size_mib: 2
       http:
-        endpoint: {http}
         max_request_body_size: 2MiB
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  file:
-    path: {dir}/spans.jsonl
-    flush_interval: 50ms
-extensions:
-  health_check:
-    endpoint: {health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-  telemetry:
-    metrics:
-      address: {metrics}
 """
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -71,7 +50,8 @@ JSON = {"Content-Type": "application/json"}
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    with Daemon(CONFIG, workdir=tmp_path_factory.mktemp("refusals")) as running:
+    with Daemon(BASE_CONFIG, workdir=tmp_path_factory.mktemp("refusals"),
+                overlay=[pipeline_overlay(file_exporter()), LIMITS]) as running:
         yield running
 
 
@@ -101,15 +81,7 @@ def good_span(name: str = "good") -> Span:
 
 
 def written_span_ids(daemon: Daemon) -> set[str]:
-    path: Path = daemon.dir / "spans.jsonl"
-    if not path.exists():
-        return set()
-    ids = set()
-    for line in path.read_bytes().split(b"\n")[:-1]:
-        for rs in json.loads(line)["resourceSpans"]:
-            for ss in rs["scopeSpans"]:
-                ids.update(span["spanId"] for span in ss["spans"])
-    return ids
+    return set(span_ids(read_json_lines(daemon.dir / "spans.jsonl")))
 
 
 def assert_still_serves(daemon: Daemon, channel: grpc.Channel) -> None:
@@ -216,6 +188,17 @@ def bad_ids_request() -> tuple[ExportTraceServiceRequest, set[str], set[str]]:
     return request, {s.span_id.hex() for s in good}, {s.span_id.hex() for s in bad}
 
 
+def assert_partial_success(daemon: Daemon, channel: grpc.Channel, reply: ExportTraceServiceResponse,
+                           good_ids: set[str], bad_ids: set[str], transport: str, failed_before: float) -> None:
+    """The three bad spans are rejected and counted under `transport`, the good ones written."""
+    assert reply.partial_success.rejected_spans == 3
+    assert reply.partial_success.error_message
+    wait_until(lambda: good_ids <= written_span_ids(daemon), timeout=10, message="the valid spans written")
+    assert not bad_ids & written_span_ids(daemon)
+    assert daemon.metric("otelcol_receiver_failed_spans_total", transport=transport) - failed_before == 3
+    assert_still_serves(daemon, channel)
+
+
 @pytest.mark.parametrize("encoding", ["protobuf", "json"])
 def test_wrong_length_ids_over_http_are_partial_success(daemon, channel, encoding):
     request, good_ids, bad_ids = bad_ids_request()
@@ -227,12 +210,7 @@ def test_wrong_length_ids_over_http_are_partial_success(daemon, channel, encodin
         response = requests.post(url(daemon), data=request.SerializeToString(), headers=PROTOBUF, timeout=10)
         reply = ExportTraceServiceResponse.FromString(response.content)
     assert response.status_code == 200  # partial acceptance is success: the client must not retry
-    assert reply.partial_success.rejected_spans == 3
-    assert reply.partial_success.error_message
-    wait_until(lambda: good_ids <= written_span_ids(daemon), timeout=10, message="the valid spans written")
-    assert not bad_ids & written_span_ids(daemon)
-    assert daemon.metric("otelcol_receiver_failed_spans_total", transport="http") - before == 3
-    assert_still_serves(daemon, channel)
+    assert_partial_success(daemon, channel, reply, good_ids, bad_ids, "http", before)
 
 
 # -- gRPC ------------------------------------------------------------------------------------
@@ -269,12 +247,7 @@ def test_wrong_length_ids_over_grpc_are_partial_success(daemon, channel):
     export = channel.unary_unary(EXPORT, request_serializer=ExportTraceServiceRequest.SerializeToString,
                                  response_deserializer=ExportTraceServiceResponse.FromString)
     reply = export(request, timeout=10)
-    assert reply.partial_success.rejected_spans == 3
-    assert reply.partial_success.error_message
-    wait_until(lambda: good_ids <= written_span_ids(daemon), timeout=10, message="the valid spans written")
-    assert not bad_ids & written_span_ids(daemon)
-    assert daemon.metric("otelcol_receiver_failed_spans_total", transport="grpc") - before == 3
-    assert_still_serves(daemon, channel)
+    assert_partial_success(daemon, channel, reply, good_ids, bad_ids, "grpc", before)
 
 
 # -- decompression bombs ---------------------------------------------------------------------

@@ -20,65 +20,24 @@ import grpc
 import pytest
 import requests
 import zstandard
-from opentelemetry import trace as trace_api
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from pipeline import otlp_json
-from tests.harness import Daemon, wait_until
-from tests.otlp_spans import (assert_spans_once, expected_from_sdk, read_json_lines, read_proto_records,
-                              spans_out)
+from tests.harness import BASE_CONFIG, Daemon, file_exporter, pipeline_overlay, wait_until
+from tests.otlp_spans import (T0, agent_run, assert_spans_once, expected_from_sdk, export_spans, otlp_exporter,
+                              read_json_lines, read_proto_records, spans_out)
 
-CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {grpc}
-      http:
-        endpoint: {http}
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  file/json:
-    path: {dir}/out/spans.jsonl
-    flush_interval: 50ms
-  file/proto:
-    path: {dir}/out/spans.binpb
-    format: proto
-    flush_interval: 50ms
-extensions:
-  health_check:
-    endpoint: {health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file/json, file/proto]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
-
-T0 = 1_700_000_000_123_456_789  # a fixed start time, in ns: times must come back to the nanosecond
+OVERLAY = pipeline_overlay(file_exporter("out/spans.jsonl", name="file/json")
+                           + file_exporter("out/spans.binpb", name="file/proto", format="proto"))
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    with Daemon(CONFIG, workdir=tmp_path_factory.mktemp("roundtrip")) as running:
+    with Daemon(BASE_CONFIG, workdir=tmp_path_factory.mktemp("roundtrip"), overlay=OVERLAY) as running:
         yield running
 
 
@@ -128,43 +87,13 @@ ATTRIBUTES = {
 }
 
 
+RESOURCE = {"deployment.canary": False, "host.cpu.count": 2, "resource.ratio": 0.75, "resource.tags": ("a", "b")}
+
+
 def sdk_spans() -> list:
     """A small agent run made with the SDK: two services (resources), two scopes, every span kind,
     parent/child, events, links (also to a remote trace), error/ok/unset status."""
-    finished = []
-    remote = SpanContext(int.from_bytes(os.urandom(16), "big"), int.from_bytes(os.urandom(8), "big"),
-                         is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    for service, version in (("planner-agent", "1.4.2"), ("tool-runner", "0.9.0")):
-        memory = InMemorySpanExporter()
-        provider = TracerProvider(resource=Resource({
-            "service.name": service, "service.version": version, "deployment.canary": False,
-            "host.cpu.count": 2, "resource.ratio": 0.75, "resource.tags": ("a", "b"),
-        }))
-        provider.add_span_processor(SimpleSpanProcessor(memory))
-        tracer = provider.get_tracer("agent.scope", "2.0.1", attributes={"scope.attr": "s"})
-        other_tracer = provider.get_tracer("tool.scope", "0.1")
-        root = tracer.start_span("invoke_agent planner", kind=SpanKind.SERVER, start_time=T0,
-                                 attributes=ATTRIBUTES)
-        root.add_event("gen_ai.user.message", {"content": "plan a trip", "tokens": 12}, timestamp=T0 + 10)
-        root.add_event("checkpoint", timestamp=T0 + 20)
-        root_ctx = trace_api.set_span_in_context(root)
-        for offset, kind in enumerate((SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.PRODUCER, SpanKind.CONSUMER)):
-            child = (other_tracer if offset % 2 else tracer).start_span(
-                f"child {kind.name.lower()}", context=root_ctx, kind=kind, start_time=T0 + 100 + offset,
-                attributes={"gen_ai.request.model": "llama3", "attempt": offset, "ok": offset != 1},
-                links=[Link(remote, {"link.kind": "follows", "n": offset}),
-                       Link(root.get_span_context())])
-            child.add_event("exception", {"exception.type": "TimeoutError", "exception.message": "slow"},
-                            timestamp=T0 + 150 + offset)
-            if kind == SpanKind.CLIENT:
-                child.set_status(Status(StatusCode.ERROR, "upstream timed out after 30s"))
-            elif kind == SpanKind.INTERNAL:
-                child.set_status(Status(StatusCode.OK))
-            child.end(end_time=T0 + 1_000_000 + offset)
-        root.end(end_time=T0 + 5_000_000_000)
-        provider.shutdown()
-        finished.extend(memory.get_finished_spans())
-    return finished
+    return agent_run(ATTRIBUTES, resource=RESOURCE)
 
 
 def test_sdk_spans_cover_what_the_roundtrip_claims():
@@ -181,12 +110,7 @@ def test_sdk_spans_cover_what_the_roundtrip_claims():
 @pytest.mark.parametrize("compression", [None, grpc.Compression.Gzip], ids=["plain", "gzip"])
 def test_grpc_sdk_exporter_roundtrip(daemon, compression):
     spans = sdk_spans()
-    exporter = GrpcSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['grpc']}",
-                                insecure=True, compression=compression, timeout=10)
-    try:
-        assert exporter.export(spans) == SpanExportResult.SUCCESS
-    finally:
-        exporter.shutdown()
+    export_spans(otlp_exporter("grpc", daemon.ports["grpc"], compression=compression, timeout=10), spans)
     assert_same_spans(daemon, expected_from_sdk(spans))
 
 
@@ -194,12 +118,7 @@ def test_grpc_sdk_exporter_roundtrip(daemon, compression):
                                          HttpCompression.Deflate], ids=["plain", "gzip", "deflate"])
 def test_http_protobuf_sdk_exporter_roundtrip(daemon, compression):
     spans = sdk_spans()
-    exporter = HttpSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", compression=compression,
-                                timeout=10)
-    try:
-        assert exporter.export(spans) == SpanExportResult.SUCCESS
-    finally:
-        exporter.shutdown()
+    export_spans(otlp_exporter("http", daemon.ports["http"], compression=compression, timeout=10), spans)
     assert_same_spans(daemon, expected_from_sdk(spans))
 
 

@@ -13,46 +13,11 @@ from datetime import datetime, timezone
 
 import pytest
 import requests
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import require_binary
-from tests.harness import Daemon, free_port, wait_until
-
-CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {grpc}
-      http:
-        endpoint: {http}
-processors:
-  batch:
-    timeout: 50ms
-exporters:
-  file:
-    path: {dir}/spans.jsonl
-    flush_interval: 50ms
-extensions:
-  health_check:
-    endpoint: {health}
-  debug_api:
-    endpoint: {debug}
-service:
-  extensions: [health_check, debug_api]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-  telemetry:
-    metrics:
-      address: {metrics}
-"""
+from tests.harness import BASE_CONFIG, Daemon, file_exporter, free_port, pipeline_overlay, wait_until
+from tests.otlp_spans import export_spans, otlp_exporter, sdk_provider
 
 GRPC_SPANS, HTTP_SPANS = 25, 12
 N = GRPC_SPANS + HTTP_SPANS
@@ -60,25 +25,20 @@ N = GRPC_SPANS + HTTP_SPANS
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    with Daemon(CONFIG, workdir=tmp_path_factory.mktemp("metrics")) as running:
+    with Daemon(BASE_CONFIG, workdir=tmp_path_factory.mktemp("metrics"),
+                overlay=pipeline_overlay(file_exporter())) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def traffic(daemon):
     """N spans: some from the SDK's gRPC exporter, some posted as OTLP/JSON."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource({"service.name": "metrics-agent"}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider, memory = sdk_provider(Resource({"service.name": "metrics-agent"}))
     tracer = provider.get_tracer("prometheus-test")
     for i in range(GRPC_SPANS):
         tracer.start_span(f"step {i}").end()
-    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{daemon.ports['grpc']}", insecure=True, timeout=10)
-    try:
-        assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
-    finally:
-        exporter.shutdown()
-        provider.shutdown()
+    provider.shutdown()
+    export_spans(otlp_exporter("grpc", daemon.ports["grpc"], timeout=10), memory.get_finished_spans())
     now = time.time_ns()
     spans = [{"traceId": f"{i + 1:032x}", "spanId": f"{i + 1:016x}", "name": f"json {i}",
               "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1)} for i in range(HTTP_SPANS)]
