@@ -85,19 +85,27 @@ class Daemon:
         list of them merged in order; the first is `overlay.yaml`, the next `overlay-2.yaml`, ..."""
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="agentdbg-"))
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.ports = {name: free_port() for name in ("grpc", "http", "metrics", "health", "debug")}
         self.config_path = self.dir / "config.yaml"
-        self.write_config(config)
-        self.extra_args = extra_args or []
+        self._templates = (config, [overlay] if isinstance(overlay, str) else list(overlay or []))
+        self._pick_ports()
         overlay_args: list[str] = []
-        for number, text in enumerate([overlay] if isinstance(overlay, str) else overlay or [], 1):
-            overlay_path = self.dir / ("overlay.yaml" if number == 1 else f"overlay-{number}.yaml")
-            overlay_path.write_text(self.fill(text))
-            overlay_args += ["--config", str(overlay_path)]
-        self.extra_args = [*overlay_args, *self.extra_args]
+        for number in range(1, len(self._templates[1]) + 1):
+            overlay_args += ["--config", str(self._overlay_path(number))]
+        self.extra_args = [*overlay_args, *(extra_args or [])]
         self.env = env or {}
         self.log_path = self.dir / "daemon.log"
         self.proc: subprocess.Popen | None = None
+
+    def _overlay_path(self, number: int) -> Path:
+        return self.dir / ("overlay.yaml" if number == 1 else f"overlay-{number}.yaml")
+
+    def _pick_ports(self) -> None:
+        """Free ports, written into the config files (again, after a lost race for a port)."""
+        self.ports = {name: free_port() for name in ("grpc", "http", "metrics", "health", "debug")}
+        config, overlays = self._templates
+        self.write_config(config)
+        for number, text in enumerate(overlays, 1):
+            self._overlay_path(number).write_text(self.fill(text))
 
     def fill(self, config: str) -> str:
         values = {**{k: f"127.0.0.1:{v}" for k, v in self.ports.items()}, "dir": str(self.dir)}
@@ -116,15 +124,32 @@ class Daemon:
         """`agentdbg validate` on this daemon's config files, without running it."""
         return agentdbg("validate", "--config", str(self.config_path), *self.extra_args, env=self.env)
 
-    def start(self, wait: bool = True) -> "Daemon":
+    def start(self, wait: bool = True, attempts: int = 3) -> "Daemon":
+        """Start and wait for health. A free port can be taken by another process between
+        `free_port()` and the daemon's bind; then new ports are picked and it starts again."""
+        for attempt in range(attempts):
+            logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self._launch()
+            if not wait:
+                return self
+            try:
+                wait_until(self.healthy, timeout=30, message=f"daemon health (log: {self.log_path})")
+                return self
+            except AssertionError:
+                recent = self.log()[logged:].lower()
+                lost_race = "address already in use" in recent or "cannot listen on" in recent
+                if not lost_race or attempt == attempts - 1:
+                    raise
+                self._log.close()
+                self._pick_ports()
+        return self
+
+    def _launch(self) -> None:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "run", "--config", str(self.config_path), *self.extra_args],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        if wait:
-            wait_until(self.healthy, timeout=30, message=f"daemon health (log: {self.log_path})")
-        return self
 
     def healthy(self) -> bool:
         if self.proc and self.proc.poll() is not None:

@@ -61,7 +61,7 @@ def test_spans_accepted_before_a_sigkill_are_delivered_after_the_restart(tmp_pat
         assert len(list((tmp_path / "queue").rglob("*.batch"))) == len(requests)
 
         sink.signal(signal.SIGCONT)
-        restarted = Daemon(BASE_CONFIG, workdir=tmp_path / "fwd2", overlay=overlay).start()
+        restarted = Daemon(BASE_CONFIG, workdir=tmp_path / "fwd2", overlay=overlay)
         with restarted:
             wait_until(lambda: expected <= set(span_ids(tmp_path / "sink" / "sink.jsonl")), timeout=30,
                        message="every span accepted before the kill reached the sink")
