@@ -15,7 +15,8 @@ drops the view; a view is never updated in place.
 Eager columns (filled by `build`): `trace_id`, `span_id`, `parent_span_id` (raw bytes),
 `trace_state`, `name`, `kind` (int), `start_ns`, `end_ns`, `duration_ns`, `status_code`
 (int), `status_message`, `service` (resource `service.name`), `resource_index` (index
-into `resources` / `resource_services`), `scope_name`, `scope_version`.
+into `resources` / `resource_services`), `resource_starts` (where each resource's spans
+begin, plus the end: a resource's spans are contiguous), `scope_name`, `scope_version`.
 
 Lazy columns (computed on first use, then cached): `spans` (the upb span objects),
 `trace_id_hex` / `span_id_hex` / `parent_span_id_hex`, `kind_name` / `status_name`
@@ -48,8 +49,8 @@ from __future__ import annotations
 import base64
 import math
 from decimal import Decimal
-from itertools import repeat
-from operator import sub
+from itertools import compress, repeat
+from operator import is_not, sub
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import orjson
@@ -185,16 +186,16 @@ def attribute_map(attributes: Iterable) -> dict[str, str]:
 
 
 def attribute_pass(spans: Sequence, registered: Iterable[str]
-                   ) -> tuple[list[dict[str, str]], dict[str, list[Value] | None]]:
-    """Per span `{key: text}` and, in the same loop, typed columns for the `registered` keys.
+                   ) -> tuple[list[dict[str, str]], dict[str, dict[int, Value]]]:
+    """Per span `{key: text}` and, in the same loop, the typed values of the `registered` keys.
 
-    Returns (maps, typed): `typed[key]` is the key's per-span typed values, or None when no
-    span has the key. A column is allocated when its key is first met, so an absent key
-    costs nothing. Strings take the fast path: a non-empty `string_value` is both the text
-    and the typed value, with no `WhichOneof`.
+    Returns (maps, rows): `rows[key]` is `{span index: typed value}` for the spans that have
+    the key (empty when none has it): one dict store per registered attribute met, and a
+    reader that wants the spans having a key gets them without a scan. Strings take the
+    fast path: a non-empty `string_value` is both the text and the typed value, with no
+    `WhichOneof`.
     """
-    n = len(spans)
-    typed: dict[str, list[Value] | None] = dict.fromkeys(registered)
+    rows: dict[str, dict[int, Value]] = {key: {} for key in registered}
     text_of, typed_of = _TEXT, _TYPED
     maps: list[dict[str, str]] = []
     append = maps.append
@@ -207,22 +208,16 @@ def attribute_pass(spans: Sequence, registered: Iterable[str]
             text = value.string_value
             if text:
                 out[key] = text
-                if key in typed:
-                    column = typed[key]
-                    if column is None:
-                        column = typed[key] = [None] * n
-                    column[i] = text
+                if key in rows:
+                    rows[key][i] = text
             else:
                 which = value.WhichOneof("value")
                 out[key] = text_of[which](value)
-                if key in typed:
-                    column = typed[key]
-                    if column is None:
-                        column = typed[key] = [None] * n
-                    column[i] = typed_of[which](value)
+                if key in rows:
+                    rows[key][i] = typed_of[which](value)
         append(out)
         i += 1
-    return maps, typed
+    return maps, rows
 
 
 def key_field(key: str) -> bytes:
@@ -283,7 +278,10 @@ class SpanColumns:
         self.scope_version: list[str] = []
         self.resources: list[Any] = []
         self.resource_services: list[str] = []
+        # Resource r's spans are [resource_starts[r], resource_starts[r + 1]) (one more entry than resources).
+        self.resource_starts: list[int] = []
         self._typed: dict[str, list[Value]] = {}
+        self._rows: dict[str, dict[int, Value]] = {}  # attribute_rows of keys the pass did not capture
 
     @classmethod
     def build(cls, message: ExportTraceServiceRequest, wire: bytes | None = None) -> "SpanColumns":
@@ -298,6 +296,7 @@ class SpanColumns:
             service = _service_name(resource.attributes)
             cols.resources.append(resource)
             cols.resource_services.append(service)
+            cols.resource_starts.append(len(cols.trace_id))
             for scope_spans in rs.scope_spans:
                 count = cols._add_spans(scope_spans.spans)
                 if count:
@@ -306,6 +305,7 @@ class SpanColumns:
                     cols.resource_index.extend(repeat(index, count))
                     cols.scope_name.extend(repeat(scope.name, count))
                     cols.scope_version.extend(repeat(scope.version, count))
+        cols.resource_starts.append(len(cols.trace_id))
         cols.duration_ns = list(map(sub, cols.end_ns, cols.start_ns))
         return cols
 
@@ -382,7 +382,7 @@ class SpanColumns:
         return self._pass[0]
 
     @lazy
-    def _pass(self) -> tuple[list[dict[str, str]], dict[str, list[Value] | None]]:
+    def _pass(self) -> tuple[list[dict[str, str]], dict[str, dict[int, Value]]]:
         """The shared attribute pass: text maps and the registered keys' typed columns, stored
         together so two threads racing to build it each see a consistent pair."""
         return attribute_pass(self.spans, self.typed_keys)
@@ -433,32 +433,51 @@ class SpanColumns:
         return cached
 
     def attributes(self, keys: Iterable[str]) -> dict[str, list[Value]]:
-        """Several span attributes: `{key: per-span values}`. Registered keys come from the
-        shared pass (run now if nobody has yet); the others from one scan of their own."""
+        """Several span attributes as per-span columns: `{key: values}`. Registered keys come
+        from the shared pass (run now if nobody has yet); the others from one scan of their own."""
         keys = tuple(keys)
         wanted = [key for key in dict.fromkeys(keys) if key not in self._typed]
         if wanted:
-            registered = [key for key in wanted if key in self.typed_keys]
-            if registered:
-                self._take_from_pass(registered)
-            rest = [key for key in wanted if key not in self._typed]
+            rest = []
+            for key in wanted:
+                rows = self._registered_rows(key)
+                if rows is None:
+                    rest.append(key)
+                else:
+                    self._typed[key] = list(map(rows.get, range(len(self)))) if rows else self._absent
             if rest:
                 self._typed.update(self._scan(rest))
         return {key: self._typed[key] for key in keys}
 
+    def attribute_rows(self, key: str) -> dict[int, Value]:
+        """`{span index: typed value}` of the spans that have attribute `key`, in span order:
+        for a registered key straight from the shared pass, so a reader that wants only the
+        spans having a key (tool calls, token counts, costs) costs nothing per other span."""
+        rows = self._registered_rows(key)
+        if rows is None:
+            rows = self._rows.get(key)
+            if rows is None:
+                column = self.attribute(key)
+                rows = self._rows[key] = {} if column is self._absent else {
+                    i: column[i] for i in compress(range(len(column)), map(is_not, column, repeat(None)))}
+        return rows
+
+    def values_at(self, key: str, indices: Iterable[int]) -> list[Value]:
+        """The typed values of attribute `key` at span `indices` (None where absent)."""
+        return list(map(self.attribute_rows(key).get, indices))
+
     def present(self, key: str) -> bool:
         """True when at least one span has attribute `key` (free for a registered key)."""
-        column = self._typed.get(key)
-        if column is None:
-            column = self.attributes((key,))[key]
-        return column is not self._absent
+        rows = self._registered_rows(key)
+        if rows is not None:
+            return bool(rows)
+        return self.attribute(key) is not self._absent
 
-    def _take_from_pass(self, keys: list[str]) -> None:
-        typed = self._pass[1]
-        for key in keys:
-            if key in typed:  # registered before the pass ran
-                column = typed[key]
-                self._typed[key] = self._absent if column is None else column
+    def _registered_rows(self, key: str) -> dict[int, Value] | None:
+        """The pass's rows of `key`, or None when the key was not registered before the pass ran."""
+        if key not in self.typed_keys and "_pass" not in self.__dict__:
+            return None
+        return self._pass[1].get(key)
 
     @lazy
     def _absent(self) -> list[Value]:

@@ -73,6 +73,7 @@ class TriggersConnector(Connector):
         # columns as it goes, so the detectors' reads cost no walk of their own.
         SpanColumns.register_typed_keys(self.attribute_keys)
         self.tracker = EpisodeTracker(str(self.id), config.resolve_after, config.resolve_ratio)
+        self._share_episodes()
         self.telemetry = TriggerMetrics(str(self.id))
         self.pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -85,10 +86,27 @@ class TriggersConnector(Connector):
             if type(detector) in old:
                 detector.take_state_from(old[type(detector)])
         self.tracker.active = previous.tracker.active
+        self._share_episodes()
         self.pending = previous.pending
 
+    def _share_episodes(self) -> None:
+        """Let detectors see which episodes are open, so they can skip subjects that are quiet."""
+        for detector in self.detectors:
+            detector.open_episodes = self.tracker.active
+
     async def start(self, host: Any) -> None:
+        # One-time loads (the price data of context_overflow) happen now, off the event loop,
+        # rather than on the first batch.
+        await asyncio.get_running_loop().run_in_executor(None, self._prepare_detectors)
         self._task = asyncio.create_task(self._evaluate_loop(), name=f"{self.id}-evaluate")
+
+    def _prepare_detectors(self) -> None:
+        for detector in self.detectors:
+            try:
+                detector.prepare()
+            except Exception:
+                self.log.exception("detector preparation failed; it loads on first use instead",
+                                   extra={"kv": {"detector": detector.kind}})
 
     async def shutdown(self, deadline: float | None = None) -> None:
         if self._task:
@@ -103,6 +121,9 @@ class TriggersConnector(Connector):
         if isinstance(batch, Traces):
             if batch.span_count:
                 self.prefetch(batch)
+                prefetched = time.thread_time()
+                self.telemetry.prefetch_seconds.inc(prefetched - started)
+                started = prefetched
                 for detector in self.detectors:
                     self._guard(detector, detector.observe, batch)
         elif isinstance(batch, Metrics):
@@ -111,10 +132,10 @@ class TriggersConnector(Connector):
         self.telemetry.observe_seconds.inc(time.thread_time() - started)
 
     def prefetch(self, batch: Traces) -> None:
-        """Every detector's attributes, from the batch's shared attribute pass (run here if no
-        exporter has run it yet; a ClickHouse exporter then reuses it)."""
+        """Run the batch's shared attribute pass now if no exporter has yet (a ClickHouse exporter
+        then reuses it): it captures every detector's keys as it goes."""
         if self.attribute_keys:
-            batch.columns.attributes(self.attribute_keys)
+            batch.columns.span_attributes
 
     def _guard(self, detector: Detector, method: Any, batch: Any) -> None:
         try:

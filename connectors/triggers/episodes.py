@@ -34,8 +34,9 @@ class EpisodeTracker:
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         for obs in observations:
-            seen.add(obs.key)
-            episode = self.active.get(obs.key)
+            key = obs.key  # computed once: a subject's key is a string join
+            seen.add(key)
+            episode = self.active.get(key)
             if episode is None:
                 if self._fires(obs):
                     out.append(self._open(obs, now))

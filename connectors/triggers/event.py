@@ -35,19 +35,25 @@ def stable_id(*parts: Any) -> str:
 
 @dataclass
 class Examples:
-    """At most MAX_EXAMPLES recent (trace id, span id) pairs, as lowercase hex."""
+    """At most MAX_EXAMPLES recent (trace id, span id) pairs, written as lowercase hex.
 
-    pairs: list[tuple[str, str]] = field(default_factory=list)
+    Kept as given (the raw id bytes of SpanColumns) and turned into hex only when a document
+    is built: detectors add examples on the hot path, documents are rare."""
+
+    pairs: list[tuple[bytes | str, bytes | str]] = field(default_factory=list)
 
     def add(self, trace_id: bytes | str, span_id: bytes | str) -> None:
-        pair = (_hex(trace_id), _hex(span_id))
-        if pair not in self.pairs:
-            self.pairs.append(pair)
-            del self.pairs[:-MAX_EXAMPLES]
+        pair = (trace_id, span_id)
+        pairs = self.pairs
+        if pair not in pairs:
+            pairs.append(pair)
+            if len(pairs) > MAX_EXAMPLES:
+                del pairs[0]
 
     def document(self) -> dict[str, list[str]]:
-        return {"trace_ids": list(dict.fromkeys(t for t, _ in self.pairs)),
-                "span_ids": [s for _, s in self.pairs if s]}
+        pairs = [(_hex(t), _hex(s)) for t, s in self.pairs]
+        return {"trace_ids": list(dict.fromkeys(t for t, _ in pairs)),
+                "span_ids": [s for _, s in pairs if s]}
 
 
 def _hex(value: bytes | str) -> str:

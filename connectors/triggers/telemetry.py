@@ -1,5 +1,5 @@
 """Prometheus metrics of the triggers connector: fired/resolved counters, active episodes,
-time spent observing (hot path) and evaluating (off it)."""
+time spent observing (hot path), building shared batch columns, and evaluating (off it)."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +14,14 @@ active_episodes = Gauge("agentdbg_trigger_active_episodes", "Trigger episodes cu
                         ["connector", "kind"], registry=REGISTRY)
 observe_seconds = Counter("agentdbg_trigger_observe_seconds",
                           "CPU time (of the event-loop thread) spent folding span and metric batches into detector "
-                          "state: the hot path.",
+                          "state: the hot path (the batch's shared columns are counted apart, in "
+                          "agentdbg_trigger_prefetch_seconds).",
                           ["connector"], registry=REGISTRY)
+prefetch_seconds = Counter("agentdbg_trigger_prefetch_seconds",
+                           "CPU time (of the event-loop thread) spent building a traces batch's shared columns "
+                           "and attribute pass when this connector was the first reader; a ClickHouse exporter "
+                           "of the same pipeline then reuses them instead of building them itself.",
+                           ["connector"], registry=REGISTRY)
 evaluation_seconds = Histogram("agentdbg_trigger_evaluation_seconds",
                                "Duration of one evaluation of every detector's windows.", ["connector"],
                                buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
@@ -35,6 +41,7 @@ class TriggerMetrics:
     def __init__(self, connector: str) -> None:
         self.connector = connector
         self.observe_seconds = observe_seconds.labels(connector)
+        self.prefetch_seconds = prefetch_seconds.labels(connector)
         self.evaluation_seconds = evaluation_seconds.labels(connector)
         self.detector_errors = detector_errors
         self.detector_dropped = detector_dropped

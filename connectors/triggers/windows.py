@@ -5,8 +5,8 @@ the window are subtracted from the totals as they expire.
 """
 from __future__ import annotations
 
-from collections import deque
-from typing import Hashable
+from collections import Counter, deque
+from typing import Hashable, Iterable
 
 
 class SlidingSums:
@@ -59,20 +59,30 @@ class SlidingCounts:
     def __init__(self, window: float, bucket: float = 1.0) -> None:
         self.window = window
         self.bucket = bucket
-        self.buckets: deque[tuple[float, dict[Hashable, int]]] = deque()
-        self.totals: dict[Hashable, int] = {}
+        # Counters, so a whole batch of keys is counted by one C call (Counter.update).
+        self.buckets: deque[tuple[float, Counter[Hashable]]] = deque()
+        self.totals: Counter[Hashable] = Counter()
         self._end = float("-inf")
 
-    def add(self, now: float, key: Hashable, count: int = 1) -> int:
-        """Count `key` at `now`; returns its total in the window."""
+    def _current(self, now: float) -> Counter[Hashable]:
         if now >= self._end or not self.buckets:
             start = now - now % self.bucket
             self._end = start + self.bucket
-            self.buckets.append((start, {}))
-        current = self.buckets[-1][1]
+            self.buckets.append((start, Counter()))
+        return self.buckets[-1][1]
+
+    def add(self, now: float, key: Hashable, count: int = 1) -> int:
+        """Count `key` at `now`; returns its total in the window."""
+        current = self._current(now)
         current[key] = current.get(key, 0) + count
         total = self.totals[key] = self.totals.get(key, 0) + count
         return total
+
+    def add_all(self, now: float, keys: Iterable[Hashable]) -> None:
+        """Count every key of `keys` (repeats counted) at `now`."""
+        keys = keys if isinstance(keys, (list, tuple)) else list(keys)
+        self._current(now).update(keys)
+        self.totals.update(keys)
 
     def expire(self, now: float) -> None:
         horizon = now - self.window

@@ -1,7 +1,7 @@
 """The detector contract and what every detector config shares (severity, overrides)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Container, Literal
 
 from pydantic import Field
 
@@ -39,6 +39,10 @@ class Detector:
         self.peers: dict[str, Detector] = {}
         # Items dropped because state is bounded, by reason, since the connector last counted them.
         self.drops: dict[str, int] = {}
+        # The episode keys currently open (the connector's tracker), or None when unknown (a
+        # detector used on its own): a detector may leave out observations of subjects that
+        # neither fire nor have an open episode, which the tracker would only drop.
+        self.open_episodes: Container[str] | None = None
         SpanColumns.register_typed_keys(self.attribute_keys)
 
     def attach(self, peers: dict[str, "Detector"]) -> None:
@@ -46,11 +50,19 @@ class Detector:
         health snapshot reads the memory detector's latest readings)."""
         self.peers = peers
 
+    def episode_open(self, key: str) -> bool:
+        """Whether the episode of `key` (an Observation.key) is open; True when not known."""
+        return self.open_episodes is None or key in self.open_episodes
+
     def threshold_for(self, subject: dict[str, Any], default: float) -> float:
         for override in self.config.overrides:
             if all(str(subject.get(k)).lower() == str(v).lower() for k, v in override.match.items()):
                 return override.threshold
         return default
+
+    def prepare(self) -> None:
+        """Called once when the connector starts (in a worker thread): load now what the hot path
+        would otherwise load on its first batch, so no batch pays a one-time cost."""
 
     def observe(self, batch: Any) -> None:
         """Hot path: fold one traces batch into partial aggregates. Must be cheap."""
@@ -69,6 +81,6 @@ class Detector:
     def take_state_from(self, previous: "Detector") -> None:
         """Carry windowed state over a reload; the default keeps everything but the config
         and the peers (the new connector's detectors)."""
-        keep = {"config", "peers", *self.config_derived}
+        keep = {"config", "peers", "open_episodes", *self.config_derived}
         state = {k: v for k, v in vars(previous).items() if k not in keep}
         vars(self).update(state)

@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import logging
 import math
+from itertools import compress
+from operator import gt
 from typing import Any, Callable
 
 from pydantic import Field, PositiveInt
 
+from connectors.triggers.columnar import where, where_equal
 from connectors.triggers.detectors.base import Detector, DetectorConfig
 from connectors.triggers.event import Examples, Observation
 
 log = logging.getLogger("agentdbg.connector.triggers")
 MAX_CACHED = 4096
 WindowLookup = Callable[[str | None, str | None], int | None]
+TOKENS, PROVIDER = "gen_ai.usage.input_tokens", "gen_ai.provider.name"
+NUMBER_TYPES = frozenset({int, float})  # token counts judged: not bool, not text
 
 
 class ContextOverflowConfig(DetectorConfig):
@@ -47,6 +52,20 @@ def price_book_lookup(prices_file: str | None) -> WindowLookup | None:
     return lambda provider, model: context_window(provider, model, prices_file)
 
 
+def load_price_data(prices_file: str | None) -> None:
+    """Load the genai price book and genai-prices' bundled data (about 0.2 s of CPU, once per
+    process); a failure is logged and left to the first lookup."""
+    try:
+        from genai_prices import data_snapshot
+
+        from processors.genai.prices import price_book
+
+        price_book(prices_file)
+        data_snapshot.get_snapshot()
+    except Exception:
+        log.warning("context windows: the price data could not be loaded ahead of the first batch", exc_info=True)
+
+
 class ContextOverflowDetector(Detector):
     kind = "context_overflow"
     attribute_keys = ("gen_ai.usage.input_tokens", "gen_ai.response.model", "gen_ai.request.model",
@@ -64,26 +83,45 @@ class ContextOverflowDetector(Detector):
         self.pending: dict[tuple[str, str, str], list[Any]] = {}
         self.last_evaluation: float | None = None
 
+    def prepare(self) -> None:
+        """Import the price book and load its data at start: the first batch would otherwise pay it."""
+        if self._lookup is False:
+            self._lookup = price_book_lookup(self.config.prices_file)
+        if self._lookup:
+            load_price_data(self.config.prices_file)
+
     # -- hot path --------------------------------------------------------------------------------
     def observe(self, batch: Any) -> None:
         cols = batch.columns
-        attrs = cols.attributes(self.attribute_keys)
-        tokens = attrs["gen_ai.usage.input_tokens"]
-        if tokens.count(None) == len(tokens):
+        tokens = cols.attribute_rows(TOKENS)  # only the spans that carry a count
+        picked = list(compress(tokens, map(NUMBER_TYPES.__contains__, map(type, tokens.values()))))  # not bool/text
+        if not picked:
             return
-        models, requested = attrs["gen_ai.response.model"], attrs["gen_ai.request.model"]
-        providers, agents = attrs["gen_ai.provider.name"], attrs["gen_ai.agent.name"]
-        limits, limit_of = self.limits, self.limit_of
-        for i, count in enumerate(tokens):
-            if count is None or (count.__class__ is not int and count.__class__ is not float):
-                continue
-            model = models[i] or requested[i]
-            limit = limits.get((providers[i], model))
-            if limit is None:
-                limit = limit_of(providers[i], model)
-            if count > limit:
-                self._record((cols.service[i], str(model), str(agents[i] or "")), count,
-                             self.windows[(providers[i], model)] or 0, cols.trace_id[i], cols.span_id[i])
+        counts = list(map(tokens.__getitem__, picked))
+        models = self._models(cols, picked)
+        providers = cols.values_at(PROVIDER, picked)
+        pairs = list(zip(providers, models))
+        limits = list(map(self.limits.get, pairs))
+        for j in where_equal(limits, None):  # first sight of a (provider, model): look its window up
+            limits[j] = self.limit_of(*pairs[j])
+        over = where(map(gt, counts, limits), len(pairs))
+        if over:
+            self._overflowing(cols, [picked[j] for j in over], [counts[j] for j in over], [pairs[j] for j in over])
+
+    def _models(self, cols: Any, picked: list[int]) -> Any:
+        """`gen_ai.response.model`, else `gen_ai.request.model`, of the picked spans."""
+        models = cols.values_at("gen_ai.response.model", picked)
+        if cols.present("gen_ai.request.model"):
+            models = [m or r for m, r in zip(models, cols.values_at("gen_ai.request.model", picked))]
+        return models
+
+    def _overflowing(self, cols: Any, indices: list[int], counts: list[Any], pairs: list[tuple[Any, Any]]) -> None:
+        agents = cols.values_at("gen_ai.agent.name", indices)
+        for i, count, pair, agent in zip(indices, counts, pairs, agents):
+            if pair not in self.windows:  # the cache was cleared by a later first sight in this batch
+                self.limit_of(*pair)
+            self._record((cols.service[i], str(pair[1]), str(agent or "")), count, self.windows[pair] or 0,
+                         cols.trace_id[i], cols.span_id[i])
 
     def _record(self, key: tuple[str, str, str], tokens: float, window: int, trace_id: bytes,
                 span_id: bytes) -> None:

@@ -21,10 +21,13 @@ monthly: 1000}]`; the shared `overrides[].threshold` sets the daily budget. A bu
 from __future__ import annotations
 
 import time
+from itertools import compress, repeat
+from operator import lt
 from typing import Any
 
 from pydantic import Field, PositiveFloat
 
+from connectors.triggers.columnar import take, where
 from connectors.triggers.detectors.base import Detector, DetectorConfig
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
@@ -33,6 +36,7 @@ from pipeline.config.units import Duration
 
 DAY = 86400.0
 SubjectKey = tuple[str, str]  # ("service" | "agent", name)
+NUMBER_TYPES = frozenset({int, float})
 
 
 class Budget(StrictConfig):
@@ -94,20 +98,18 @@ class CostBudgetDetector(Detector):
     # -- hot path --------------------------------------------------------------------------------
     def observe(self, batch: Any) -> None:
         cols = batch.columns
-        attrs = cols.attributes(self.attribute_keys)
-        costs = self._costs(attrs, len(cols))
-        if costs is None:
+        costs = self._costs(cols)  # {span index: cost} of the spans that carry one
+        numbers = list(compress(costs, map(NUMBER_TYPES.__contains__, map(type, costs.values()))))  # not bool/text
+        amounts = list(map(costs.__getitem__, numbers))
+        positive = where(map(lt, repeat(0), amounts), len(amounts))
+        if not positive:
             return
-        agents, services = attrs["gen_ai.agent.name"], cols.service
+        picked, amounts = take(numbers, positive), take(amounts, positive)
         partial: dict[SubjectKey, list[Any]] = {}
-        for i in [i for i, c in enumerate(costs) if c is not None]:
-            usd = costs[i]
-            if isinstance(usd, bool) or not isinstance(usd, (int, float)) or usd <= 0:
-                continue
-            if self.config.per_service:
-                self._fold(partial, ("service", services[i]), usd, i)
-            if self.config.per_agent and agents[i]:
-                self._fold(partial, ("agent", str(agents[i])), usd, i)
+        if self.config.per_service:
+            self._fold(partial, "service", take(cols.service, picked), amounts, picked)
+        if self.config.per_agent and cols.present("gen_ai.agent.name"):
+            self._fold(partial, "agent", cols.values_at("gen_ai.agent.name", picked), amounts, picked)
         now = batch.received_at
         day, month = periods(now)
         for key, (usd, last) in partial.items():
@@ -119,22 +121,32 @@ class CostBudgetDetector(Detector):
             self.examples.setdefault(key, Examples()).add(cols.trace_id[last], cols.span_id[last])
 
     @staticmethod
-    def _costs(attrs: dict[str, list[Any]], n: int) -> list[Any] | None:
-        costs, fallback = attrs["gen_ai.usage.cost"], attrs["llm.cost.total"]
-        if costs.count(None) == n:
-            return None if fallback.count(None) == n else fallback
-        if fallback.count(None) == n:
+    def _costs(cols: Any) -> dict[int, Any]:
+        """`{span index: gen_ai.usage.cost, else llm.cost.total}` of the spans that have either."""
+        costs, fallback = cols.attribute_rows("gen_ai.usage.cost"), cols.attribute_rows("llm.cost.total")
+        if not fallback:
             return costs
-        return [a if a is not None else b for a, b in zip(costs, fallback)]
+        merged = dict(fallback)
+        merged.update((i, usd) for i, usd in costs.items() if usd is not None)
+        return dict(sorted(merged.items()))
 
     @staticmethod
-    def _fold(partial: dict[SubjectKey, list[Any]], key: SubjectKey, usd: float, index: int) -> None:
-        slot = partial.get(key)
-        if slot is None:
-            partial[key] = [usd, index]
-        else:
-            slot[0] += usd
-            slot[1] = index
+    def _fold(partial: dict[SubjectKey, list[Any]], what: str, names: Any, amounts: Any, picked: Any) -> None:
+        """Sum the amounts per (what, name) and note the last span of each; spans without an agent
+        name are not counted for an agent."""
+        agents = what == "agent"
+        for name, usd, index in zip(names, amounts, picked):
+            if agents:
+                if not name:
+                    continue
+                name = str(name)
+            key = (what, name)
+            slot = partial.get(key)
+            if slot is None:
+                partial[key] = [usd, index]
+            else:
+                slot[0] += usd
+                slot[1] = index
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, now: float) -> list[Observation]:

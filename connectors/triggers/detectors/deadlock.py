@@ -36,6 +36,7 @@ Per-subject `overrides` set the limit. Severity critical.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from itertools import filterfalse
 from typing import Any
 
 from pydantic import PositiveInt
@@ -62,19 +63,26 @@ class DeadlockConfig(DetectorConfig):
 class TraceEntry:
     __slots__ = ("last_arrival", "batches", "spans", "candidates", "rooted")
 
-    def __init__(self) -> None:
-        self.last_arrival = 0.0
-        self.batches: list[BatchRef] = []  # not yet compacted
-        self.spans: list[tuple[bytes, int, int]] = []  # compacted: (parent, start, end)
-        self.candidates: list[Candidate] = []
+    def __init__(self, last_arrival: float = 0.0, batch: BatchRef | None = None) -> None:
+        self.last_arrival = last_arrival
+        self.batches: list[BatchRef] = [batch] if batch is not None else []  # not yet compacted
+        # Empty tuples until needed: most traces are never compacted and hold no long agent span,
+        # and every list allocated per trace is one more object for the garbage collector.
+        self.spans: list[tuple[bytes, int, int]] | tuple = ()  # compacted: (parent, start, end)
+        self.candidates: list[Candidate] | tuple = ()
         self.rooted = False  # its root span (no parent) has arrived: nothing of it is still running
 
     def compact(self, trace_id: bytes) -> None:
         """Copy this trace's spans out of its batches, so they can be freed."""
+        spans = list(self.spans)
         for trace_ids, parents, starts, ends in unique(self.batches):
             for i in indices(trace_ids, trace_id):
-                self.spans.append((parents[i], starts[i], ends[i]))
+                spans.append((parents[i], starts[i], ends[i]))
+        self.spans = spans
         self.batches = []
+
+    def add_candidate(self, candidate: Candidate) -> None:
+        self.candidates = [*self.candidates, candidate]
 
 
 class DeadlockDetector(Detector):
@@ -88,7 +96,7 @@ class DeadlockDetector(Detector):
         self.floor_ns = int(min(limits) * 1e9)
         self.buffer: OrderedDict[bytes, TraceEntry] = OrderedDict()
         self.ready: list[tuple[bytes, TraceEntry]] = []  # evicted with a long agent span: judge anyway
-        self.arrivals: deque[tuple[float, bytes]] = deque()  # (first arrival, trace id), for compaction
+        self.arrivals: deque[tuple[float, list[bytes]]] = deque()  # (first arrival, trace ids), for compaction
         # Quiet traces whose root has not arrived: a long child (an LLM call, a tool) is still
         # running, and an agent span that ends later needs the children that came before it.
         self.waiting: OrderedDict[bytes, TraceEntry] = OrderedDict()
@@ -101,16 +109,26 @@ class DeadlockDetector(Detector):
             return
         ref: BatchRef = (cols.trace_id, cols.parent_span_id, cols.start_ns, cols.end_ns)
         buffer, now = self.buffer, batch.received_at
-        for trace_id in set(cols.trace_id):
-            entry = buffer.get(trace_id)
-            if entry is None:
-                entry = self.waiting.pop(trace_id, None) or TraceEntry()
-                buffer[trace_id] = entry
-                self.arrivals.append((now, trace_id))
-            else:
-                buffer.move_to_end(trace_id)
+        traces = set(cols.trace_id)
+        # Split new traces from buffered ones in C (not set.difference(buffer): for a dict subclass
+        # that walks the whole buffer).
+        new = list(filterfalse(buffer.__contains__, traces))
+        for trace_id in filter(buffer.__contains__, traces) if len(new) < len(traces) else ():
+            entry = buffer[trace_id]
+            buffer.move_to_end(trace_id)
             entry.last_arrival = now
             entry.batches.append(ref)
+        waiting = self.waiting
+        for trace_id in new:
+            entry = waiting.pop(trace_id, None) if waiting else None
+            if entry is None:
+                buffer[trace_id] = TraceEntry(now, ref)
+            else:
+                entry.last_arrival = now
+                entry.batches.append(ref)
+                buffer[trace_id] = entry
+        if new:
+            self.arrivals.append((now, new))  # one record per batch, not one per trace
         parents = cols.parent_span_id
         if b"" in parents:
             for i in indices(parents, b""):
@@ -129,7 +147,7 @@ class DeadlockDetector(Detector):
         for i in where(map(self.floor_ns.__lt__, cols.duration_ns), len(cols)):
             agent = agents.get(i)
             if operations.get(i) in AGENT_OPERATIONS or (cols.kind[i] == SERVER and agent):
-                self.buffer[cols.trace_id[i]].candidates.append(
+                self.buffer[cols.trace_id[i]].add_candidate(
                     (cols.span_id[i], cols.start_ns[i], cols.end_ns[i], str(agent or cols.name[i]), cols.service[i]))
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -147,7 +165,7 @@ class DeadlockDetector(Detector):
                 slot[2].add(trace_id, span_id)
                 if own > slot[0]:
                     slot[0], slot[3] = own, start / 1e9
-            entry.candidates = []  # judged: a trace kept waiting for its root is not judged twice
+            entry.candidates = ()  # judged: a trace kept waiting for its root is not judged twice
         return [self._observation(service, agent, *slot, now) for (service, agent), slot in blocked.items()]
 
     def _decided(self, now: float) -> list[tuple[bytes, TraceEntry]]:
@@ -155,10 +173,11 @@ class DeadlockDetector(Detector):
         decided, self.ready = self.ready, []
         buffer, wait = self.buffer, self.config.decision_wait
         while buffer:
-            trace_id, entry = next(iter(buffer.items()))
+            trace_id, entry = buffer.popitem(last=False)  # the least recently arrived
             if now - entry.last_arrival < wait:
+                buffer[trace_id] = entry  # not yet: back to the front
+                buffer.move_to_end(trace_id, last=False)
                 break
-            del buffer[trace_id]
             if entry.candidates:
                 decided.append((trace_id, entry))
             if not entry.rooted:
@@ -173,11 +192,15 @@ class DeadlockDetector(Detector):
         growing is queued again, so its later batches are compacted in turn."""
         arrivals, horizon = self.arrivals, now - self.config.compact_after
         while arrivals and arrivals[0][0] <= horizon:
-            _, trace_id = arrivals.popleft()
-            entry = self.buffer.get(trace_id) or self.waiting.get(trace_id)
-            if entry is not None and entry.batches:
-                entry.compact(trace_id)
-                arrivals.append((now, trace_id))
+            _, trace_ids = arrivals.popleft()
+            again = []
+            for trace_id in trace_ids:
+                entry = self.buffer.get(trace_id) or self.waiting.get(trace_id)
+                if entry is not None and entry.batches:
+                    entry.compact(trace_id)
+                    again.append(trace_id)
+            if again:
+                arrivals.append((now, again))
 
     @staticmethod
     def _own_times(trace_id: bytes, entry: TraceEntry) -> list[tuple[Candidate, int]]:

@@ -9,8 +9,9 @@ status (`rpc.grpc.status_code`) is 4 (DEADLINE_EXCEEDED); the span status messag
 mentions a timeout; or an `exception` event's `exception.type` or `exception.message`
 mentions one. Only spans in error status or with an `error.type` are examined (HTTP and
 gRPC client instrumentations set the error status on 408/504 and DEADLINE_EXCEEDED), so a
-healthy batch costs two C-speed scans of its columns; only `error.type` is fetched for
-every span, the other attributes are read from the failed CLIENT spans themselves.
+healthy batch costs two C-speed scans of its columns; only `error.type` is read for
+every span (from the shared attribute pass), the other attributes from the failed CLIENT
+spans themselves.
 
 Subject: `dependency` and the calling `service` (`per_service: false` counts every
 caller together, subject `dependency` only). `observed` is the number of timed-out calls
@@ -24,6 +25,7 @@ from typing import Any
 
 from pydantic import NonNegativeInt
 
+from connectors.triggers.columnar import positions
 from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
@@ -62,17 +64,16 @@ class DependencyFailureDetector(Detector):
         kinds = cols.kind
         if CLIENT not in kinds:
             return
-        attrs = cols.attributes(self.attribute_keys)
-        suspects = self._suspects(cols, attrs)
+        suspects = self._suspects(cols)
         if not suspects:
             return
         partial: dict[tuple[str, str], int] = {}
-        spans, error_types = cols.spans, attrs["error.type"]
+        spans, error_types = cols.spans, cols.attribute_rows("error.type")
         for i in suspects:
             if kinds[i] != CLIENT:
                 continue
             found = {kv.key: kv.value for kv in spans[i].attributes if kv.key in READ_KEYS}
-            if not self._timed_out(cols, i, error_types[i], found):
+            if not self._timed_out(cols, i, error_types.get(i), found):
                 continue
             target = next((any_value_text(found[k]) for k in TARGET_KEYS if k in found), "")
             if not target:
@@ -84,15 +85,16 @@ class DependencyFailureDetector(Detector):
             self.timeouts.add(batch.received_at, key, (count,))
 
     @staticmethod
-    def _suspects(cols: Any, attrs: dict[str, list[Any]]) -> list[int]:
-        """Indices of spans in error or with an `error.type`; empty (two C-speed scans) for a
-        healthy batch. HTTP and gRPC client instrumentations mark 408/504 and
-        DEADLINE_EXCEEDED responses as errors, so no status-code scan is needed here."""
-        codes, error_types = cols.status_code, attrs["error.type"]
-        if STATUS_ERROR not in codes and error_types.count(None) == len(codes):
-            return []
-        return [i for i, (code, error_type) in enumerate(zip(codes, error_types))
-                if code == STATUS_ERROR or error_type is not None]
+    def _suspects(cols: Any) -> list[int]:
+        """Indices of spans in error or with an `error.type`: a C scan of the status codes and the
+        spans the shared attribute pass saw with `error.type`. HTTP and gRPC client
+        instrumentations mark 408/504 and DEADLINE_EXCEEDED responses as errors, so no
+        status-code scan is needed here."""
+        failed = positions(cols.status_code, STATUS_ERROR)
+        typed = cols.attribute_rows("error.type")
+        if not typed:
+            return failed
+        return sorted(set(failed).union(typed))
 
     @staticmethod
     def _timed_out(cols: Any, i: int, error_type: Any, found: dict[str, Any]) -> bool:

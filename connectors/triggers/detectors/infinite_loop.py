@@ -30,10 +30,14 @@ What fires, two ways (one kind, told apart by their subjects):
 """
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from itertools import compress, islice, repeat
+from operator import not_
+from typing import Any, Sequence
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from connectors.triggers.columnar import take, truthy_rows, where
 from connectors.triggers.detectors.base import Detector, DetectorConfig, Override
 from connectors.triggers.detectors.otlp_metrics import (
     DELTA,
@@ -121,41 +125,110 @@ class InfiniteLoopDetector(Detector):
     # -- hot path: repeated tool calls ---------------------------------------------------------------
     def observe(self, batch: Any) -> None:
         cols = batch.columns
-        attrs = cols.attributes(self.attribute_keys)
-        tools = self._tool_names(attrs, len(cols))
-        if tools is None:
+        tools = self._tool_names(cols)  # {span index: tool name} of the tool spans only
+        picked = truthy_rows(tools)
+        if not picked:
             return
-        arguments, parameters = attrs["gen_ai.tool.call.arguments"], attrs["tool.parameters"]
-        sessions, agents, services = attrs["gen_ai.conversation.id"], attrs["gen_ai.agent.name"], cols.service
-        now, add, totals, bound = batch.received_at, self.calls.add, self.calls.totals, self.config.max_tracked
-        for i in [i for i, tool in enumerate(tools) if tool]:
-            args = arguments[i] or parameters[i] or self._input_value(cols.spans[i])
-            if not args:
-                if self.config.require_arguments:
-                    continue
-                args = ""
-            service = services[i]
-            call = (service, agents[i] or service, tools[i], sessions[i] or cols.trace_id[i])
-            # One int per distinct call (the 64-bit hash): cheap to count; collisions are negligible.
-            key = hash((call, args if args.__class__ is str else repr(args)))
-            if len(totals) >= bound and key not in totals:
-                self.dropped += 1
-                self.drops["call_untracked"] = self.drops.get("call_untracked", 0) + 1
-            elif add(now, key) >= self.min_threshold:
-                slot = self.hot.get(key)
-                if slot is None:
-                    self.hot[key] = slot = (call, Examples())
-                slot[1].add(cols.trace_id[i], cols.span_id[i])
+        picked, args = self._arguments(cols, picked)
+        if picked:
+            keys, calls = self._call_keys(cols, picked, list(map(tools.__getitem__, picked)), args)
+            self._count(batch.received_at, cols, picked, keys, calls)
+
+    def _arguments(self, cols: Any, picked: list[int]) -> tuple[list[int], list[Any]]:
+        """The tool spans to count and their arguments: the first of `gen_ai.tool.call.arguments`,
+        `tool.parameters`, `input.value` (read from the span itself); without any, the span is
+        left out when `require_arguments`, else counted with "" as its arguments."""
+        args = cols.values_at("gen_ai.tool.call.arguments", picked)
+        if cols.present("tool.parameters"):
+            args = [a or p for a, p in zip(args, cols.values_at("tool.parameters", picked))]
+        if all(args):
+            return picked, args
+        lacking = [j for j, a in enumerate(args) if not a]
+        spans = cols.spans
+        for j in lacking:
+            args[j] = self._input_value(spans[picked[j]]) or ""
+        if not self.config.require_arguments:
+            return picked, args
+        keep = where(args, len(args))
+        return take(picked, keep), take(args, keep)
 
     @staticmethod
-    def _tool_names(attrs: dict[str, list[Any]], n: int) -> list[Any] | None:
-        """`gen_ai.tool.name`, else `tool.name`, per span; None when the batch has no tool span."""
-        names, fallback = attrs["gen_ai.tool.name"], attrs["tool.name"]
-        if names.count(None) == n:
-            return None if fallback.count(None) == n else fallback
-        if fallback.count(None) == n:
+    def _call_keys(cols: Any, picked: list[int], tools: Any, args: Any) -> tuple[list[int], list[Call]]:
+        """Per picked span, the call (service, agent, tool, session) and the int key of the call
+        with its arguments: its 64-bit hash (collisions are negligible), cheap to count."""
+        services = take(cols.service, picked)
+        agents = services
+        if cols.present("gen_ai.agent.name"):
+            agents = [a or s for a, s in zip(cols.values_at("gen_ai.agent.name", picked), services)]
+        sessions = take(cols.trace_id, picked)
+        if cols.present("gen_ai.conversation.id"):
+            sessions = [c or t for c, t in zip(cols.values_at("gen_ai.conversation.id", picked), sessions)]
+        calls = list(zip(services, agents, tools, sessions))
+        if set(map(type, args)) != {str}:  # structured arguments (lists, maps): hashed by their repr
+            args = [a if a.__class__ is str else repr(a) for a in args]
+        return list(map(hash, zip(calls, args))), calls
+
+    def _count(self, now: float, cols: Any, picked: Sequence[int], keys: list[int], calls: list[Call]) -> None:
+        totals = self.calls.totals
+        tracked = self._tracked(keys)
+        if tracked is keys:
+            self.calls.add_all(now, keys)
+        else:
+            self.calls.add_all(now, compress(keys, tracked))
+        threshold = self.min_threshold
+        hot = list(compress(range(len(keys)), map(threshold.__le__, map(totals.get, keys, repeat(0)))))
+        if hot:
+            self._hot(cols, picked, keys, calls, hot, tracked)
+
+    def _tracked(self, keys: list[int]) -> Any:
+        """`keys` when every call fits under `max_tracked`; otherwise a flag per key, false for
+        the calls that found no room (new calls beyond the bound, in order of arrival: dropped
+        and counted). Far from the bound this costs nothing per call."""
+        totals, bound = self.calls.totals, self.config.max_tracked
+        if len(totals) + len(keys) <= bound:
+            return keys
+        flags = list(map(totals.__contains__, keys))  # already tracked: always counted
+        room = bound - len(totals)
+        if room > 0:
+            new = list(compress(keys, map(not_, flags)))
+            admitted = set(islice(dict.fromkeys(new), room))
+            flags = [known or key in admitted for known, key in zip(flags, keys)]
+        dropped = flags.count(False)
+        if not dropped:
+            return keys
+        self.dropped += dropped
+        self.drops["call_untracked"] = self.drops.get("call_untracked", 0) + dropped
+        return flags
+
+    def _hot(self, cols: Any, picked: Sequence[int], keys: list[int], calls: list[Call], hot: list[int],
+             tracked: Any) -> None:
+        """Examples for the calls at or past the lowest repeat threshold: each occurrence whose
+        running count (in arrival order) reached it, as a call-by-call count would give."""
+        totals, threshold = self.calls.totals, self.min_threshold
+        counted = Counter(compress(keys, tracked)) if tracked is not keys else Counter(keys)
+        running: dict[int, int] = {}
+        for j in hot:
+            key = keys[j]
+            if tracked is not keys and not tracked[j]:
+                continue
+            running[key] = running.get(key, 0) + 1
+            if totals[key] - counted[key] + running[key] < threshold:
+                continue
+            slot = self.hot.get(key)
+            if slot is None:
+                self.hot[key] = slot = (calls[j], Examples())
+            i = picked[j]
+            slot[1].add(cols.trace_id[i], cols.span_id[i])
+
+    @staticmethod
+    def _tool_names(cols: Any) -> dict[int, Any]:
+        """`{span index: gen_ai.tool.name, else tool.name}` of the spans that have either."""
+        names, fallback = cols.attribute_rows("gen_ai.tool.name"), cols.attribute_rows("tool.name")
+        if not fallback:
             return names
-        return [a if a is not None else b for a, b in zip(names, fallback)]
+        merged = dict(fallback)
+        merged.update((i, name) for i, name in names.items() if name is not None)
+        return dict(sorted(merged.items()))
 
     @staticmethod
     def _input_value(span: Any) -> str | None:

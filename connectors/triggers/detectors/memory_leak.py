@@ -175,12 +175,10 @@ class MemoryLeakDetector(Detector):
     def observe(self, batch: Any) -> None:
         cols = batch.columns
         self._resource_readings(cols, batch.received_at)
-        attrs = cols.attributes(self.attribute_keys)
-        n = len(cols)
         for key in self.attribute_keys:
-            column = attrs[key]
-            if column.count(None) != n:
-                self._span_readings(cols, key, column, batch.received_at)
+            rows = cols.attribute_rows(key)  # the spans with a reading, straight from the shared pass
+            if rows:
+                self._span_readings(cols, key, rows, batch.received_at)
 
     def _resource_readings(self, cols: Any, now: float) -> None:
         wanted = self.attribute_keys
@@ -192,10 +190,10 @@ class MemoryLeakDetector(Detector):
                         self._series((resource_origin(resource), "resource:" + kv.key)).add(
                             now, float(value), self.resolution, now)
 
-    def _span_readings(self, cols: Any, key: str, column: list[Any], now: float) -> None:
+    def _span_readings(self, cols: Any, key: str, rows: dict[int, Any], now: float) -> None:
         latest: dict[int, int] = {}  # resource index → index of its latest span with a reading
         ends, resource_index = cols.end_ns, cols.resource_index
-        for i, value in enumerate(column):
+        for i, value in rows.items():
             if value is None or isinstance(value, (bool, str, bytes, list, dict)):
                 continue
             r = resource_index[i]
@@ -204,7 +202,7 @@ class MemoryLeakDetector(Detector):
                 latest[r] = i
         for r, i in latest.items():
             series_key = (resource_origin(cols.resources[r]), "span:" + key)
-            self._series(series_key).add(ends[i] / 1e9, float(column[i]), self.resolution, now)
+            self._series(series_key).add(ends[i] / 1e9, float(rows[i]), self.resolution, now)
             self.examples.setdefault(series_key, Examples()).add(cols.trace_id[i], cols.span_id[i])
 
     def _series(self, key: SeriesKey) -> Series:
