@@ -28,7 +28,8 @@ p99 (nearest rank) and max per kind and over all trials, plus where the time goe
 `emitted_at` → arrival (events pipeline and webhook). The deadlock detector is reported on
 its own: by design it decides `decision_wait` (5 s) after a trace's last span, like tail
 sampling, so its latency is that wait plus the same path; memory_leak and the CPU loop need
-minutes of readings (their windows), and are not single-span faults.
+minutes of readings (their windows), and are not single-span faults. Each fault is sent at a
+random point (seeded) of the batch timer and the evaluation tick, as real faults are.
 
     .venv/bin/python -m benchmarks.bench_detection_latency [--trials 6] [--background 5000]
 """
@@ -38,6 +39,7 @@ import argparse
 import asyncio
 import itertools
 import math
+import random
 import statistics
 import threading
 import time
@@ -149,6 +151,7 @@ FAULTS: dict[str, Callable[[str], Fault]] = {
     "cost_budget": expensive,
 }
 HISTORY_SETTLE = 0.8  # s: history passes the batch processor (200 ms) and one evaluation (250 ms)
+PHASES = random.Random(20261124)  # seeded: the same run of send phases every time
 
 
 # -- background load ------------------------------------------------------------------------------
@@ -198,8 +201,9 @@ def trial(daemon_url: str, sink: WebhookSink, kind: str, service: str, timeout: 
     history, fault = FAULTS.get(kind, blocked_agent)(service)
     for payload in history:
         post(daemon_url, payload)
-    if history:
-        time.sleep(HISTORY_SETTLE)
+    # A random phase against the batch timer and the evaluation tick, as real faults have (sent
+    # straight after the previous trial's event, every fault would land just after a tick).
+    time.sleep(HISTORY_SETTLE * bool(history) + PHASES.uniform(0, 0.5))
     sent = time.time()
     post(daemon_url, fault)
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -52,6 +53,7 @@ class Service:
         if not await self._start_graph():
             return 1
         self._install_signals()
+        self._tune_gc()
         self.host.set_status("Server available", ready=True)
         log.info("everything is ready; begin running and processing data",
                  extra={"kv": {"pipelines": ",".join(p.name for p in self.config.pipelines)}})
@@ -74,6 +76,14 @@ class Service:
         if self._metrics_server:
             await self._metrics_server.stop()
         return False
+
+    def _tune_gc(self) -> None:
+        settings = self.config.service.gc
+        _, second, third = gc.get_threshold()
+        gc.set_threshold(settings.threshold, second, third)
+        if settings.freeze:
+            gc.collect()
+            gc.freeze()
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -56,3 +56,14 @@ def take(column: Sequence[Any], indices: Sequence[int]) -> Sequence[Any]:
 def stride_for(count: int, sample_above: int) -> int:
     """The step of a stride sample that keeps about `sample_above` of `count` items (1: all)."""
     return 1 if count <= sample_above else ceil(count / sample_above)
+
+
+def rows_with_fallback(cols: Any, key: str, fallback: str) -> dict[int, Any]:
+    """`{span index: value of key, else of fallback}` for the spans that have either, in span order
+    (e.g. `gen_ai.tool.name` else `tool.name`: the canonical name wins where both are set)."""
+    rows, other = cols.attribute_rows(key), cols.attribute_rows(fallback)
+    if not other:
+        return rows
+    merged = dict(other)
+    merged.update((i, value) for i, value in rows.items() if value is not None)
+    return dict(sorted(merged.items()))

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import Field, PositiveFloat
 
-from connectors.triggers.columnar import take, where
+from connectors.triggers.columnar import rows_with_fallback, take, where
 from connectors.triggers.detectors.base import Detector, DetectorConfig
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
@@ -122,13 +122,7 @@ class CostBudgetDetector(Detector):
 
     @staticmethod
     def _costs(cols: Any) -> dict[int, Any]:
-        """`{span index: gen_ai.usage.cost, else llm.cost.total}` of the spans that have either."""
-        costs, fallback = cols.attribute_rows("gen_ai.usage.cost"), cols.attribute_rows("llm.cost.total")
-        if not fallback:
-            return costs
-        merged = dict(fallback)
-        merged.update((i, usd) for i, usd in costs.items() if usd is not None)
-        return dict(sorted(merged.items()))
+        return rows_with_fallback(cols, "gen_ai.usage.cost", "llm.cost.total")
 
     @staticmethod
     def _fold(partial: dict[SubjectKey, list[Any]], what: str, names: Any, amounts: Any, picked: Any) -> None:

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from connectors.triggers.columnar import take, truthy_rows, where
+from connectors.triggers.columnar import rows_with_fallback, take, truthy_rows, where
 from connectors.triggers.detectors.base import Detector, DetectorConfig, Override
 from connectors.triggers.detectors.otlp_metrics import (
     DELTA,
@@ -222,13 +222,7 @@ class InfiniteLoopDetector(Detector):
 
     @staticmethod
     def _tool_names(cols: Any) -> dict[int, Any]:
-        """`{span index: gen_ai.tool.name, else tool.name}` of the spans that have either."""
-        names, fallback = cols.attribute_rows("gen_ai.tool.name"), cols.attribute_rows("tool.name")
-        if not fallback:
-            return names
-        merged = dict(fallback)
-        merged.update((i, name) for i, name in names.items() if name is not None)
-        return dict(sorted(merged.items()))
+        return rows_with_fallback(cols, "gen_ai.tool.name", "tool.name")
 
     @staticmethod
     def _input_value(span: Any) -> str | None:

@@ -7,16 +7,17 @@ the stream with a `baseline_half_life`, and frozen while the subject is degraded
 lasting slow-down never becomes the new normal. It needs `min_baseline` spans before it
 judges, and `min_samples` in the current window.
 
-Bounded work: this detector reads every span of a batch up to `sample_above` (1024) spans.
-A larger batch is read as a deterministic stride sample of about `sample_above` spans
-(every k-th span, k = ceil(spans / sample_above), from an offset that rotates batch by
-batch), so the cost per batch stays flat however large batches get. Means come from the
-sampled spans, and the counts that `min_samples` and `min_baseline` check are the spans
-actually read, so a sample never judges on fewer spans than a full read would: at five
-8192-span batches a second that is still over 5,000 spans a second, while a subject with
-few spans in such large batches needs about k times as many to be judged. The rare-event
-detectors (errors, timeouts, loops, deadlocks, overflow, cost) never sample. Per batch, the
-grouping (counts, log sums, slowest span per subject) is done by numpy, not per span.
+Bounded work, per service: this detector reads every span of a service in a batch up to
+`sample_above` (256) of them. Beyond that the service's spans are read as a deterministic
+stride sample of about `sample_above` (every k-th span, k = ceil(its spans / sample_above),
+running on across its resources from an offset that rotates batch by batch), so the cost per
+batch stays flat however large batches get, while a quiet service beside a busy one is read
+in full. Means come from the spans read, and the counts that `min_samples` and
+`min_baseline` check are the spans read too, so a sample never judges on fewer spans than a
+full read would: a subject that has few spans within a busy service needs about k times as
+many to be judged. The rare-event detectors (errors, timeouts, loops, deadlocks, overflow,
+cost) never sample. Per batch, the grouping (counts, log sums, slowest span per subject) is
+done by numpy, not per span.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class LatencyConfig(DetectorConfig):
     baseline_half_life: Duration = 1800.0
     min_samples: PositiveInt = 10
     min_baseline: PositiveInt = 50
-    sample_above: PositiveInt = 1024
+    sample_above: PositiveInt = 256
 
 
 class Baseline:
@@ -93,20 +94,39 @@ class LatencyDetector(Detector):
 
     def observe(self, batch) -> None:
         cols = batch.columns
-        n = len(cols)
-        step = stride_for(n, self.config.sample_above)
-        first = self._batches % step  # rotates, so no span position is always skipped
+        rows = self._sample(cols)
         self._batches += 1
-        keys, rows = self._subjects(cols, slice(first, n, step))
+        keys, rows = self._subjects(cols, rows)
         if rows:
             self._fold(batch, cols, keys, rows)
 
-    def _subjects(self, cols: Any, sample: slice) -> tuple[list[tuple], list[int]]:
-        """The judged spans of the sample (indices into the batch) and their subject keys:
+    def _sample(self, cols: Any) -> Any:
+        """The span indices to read: all of them, or per service a stride sample of about
+        `sample_above` (a resource's spans are contiguous, so this is slicing, per resource)."""
+        limit = self.config.sample_above
+        if len(cols) <= limit:
+            return range(len(cols))
+        starts, services = cols.resource_starts, cols.resource_services
+        spans: dict[str, int] = {}
+        for service, lo, hi in zip(services, starts, starts[1:]):
+            spans[service] = spans.get(service, 0) + hi - lo
+        if max(spans.values()) <= limit:
+            return range(len(cols))
+        steps = {service: stride_for(count, limit) for service, count in spans.items()}
+        phase = dict.fromkeys(steps, self._batches)  # the stride runs on across a service's resources
+        rows: list[int] = []
+        for service, lo, hi in zip(services, starts, starts[1:]):
+            step = steps[service]
+            rows.extend(range(lo + -phase[service] % step, hi, step))
+            phase[service] += hi - lo
+        return rows
+
+    def _subjects(self, cols: Any, rows: Any) -> tuple[list[tuple], list[int]]:
+        """The judged spans among `rows` (indices into the batch) and their subject keys:
         agent + tool for `execute_tool` spans with a tool name; service + span name for SERVER
         and CONSUMER spans and GenAI operations in JUDGED_OPERATIONS."""
-        rows = range(len(cols))[sample]
-        judged = list(map(JUDGED_KINDS.__contains__, cols.kind[sample]))
+        every = isinstance(rows, range)
+        judged = list(map(JUDGED_KINDS.__contains__, cols.kind if every else take(cols.kind, rows)))
         tool_rows: list[int] = []
         if cols.present(OPERATION):
             ops = cols.values_at(OPERATION, rows)
@@ -115,9 +135,8 @@ class LatencyDetector(Detector):
             for j in tool_rows:
                 judged[j] = False
         span_rows = where(judged, len(judged))
-        keys: list[tuple] = list(zip(repeat("span"), take(cols.service[sample], span_rows),
-                                     take(cols.name[sample], span_rows)))
         picked = list(take(rows, span_rows))
+        keys: list[tuple] = list(zip(repeat("span"), take(cols.service, picked), take(cols.name, picked)))
         if tool_rows:
             tool_indices = take(rows, tool_rows)
             picked += tool_indices
@@ -125,7 +144,7 @@ class LatencyDetector(Detector):
         return keys, picked
 
     @staticmethod
-    def _tool_rows(cols: Any, rows: range, ops: list[Any]) -> list[int]:
+    def _tool_rows(cols: Any, rows: Any, ops: list[Any]) -> list[int]:
         """Sample positions of `execute_tool` spans that name their tool."""
         calls = where_equal(ops, "execute_tool")
         if not calls or not cols.present("gen_ai.tool.name"):
