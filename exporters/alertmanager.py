@@ -19,12 +19,13 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from exporters.helper import ExporterHelperConfig, QueuedExporter
 from exporters.helper.http import raise_for_status
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
+from pipeline.netaddr import HttpUrl
 from pipeline.errors import RetryableError
 from pipeline.events import Events
 
@@ -39,19 +40,12 @@ def rfc3339(ts: float) -> str:
 
 
 class AlertmanagerConfig(ExporterHelperConfig):
-    endpoints: list[str] = Field(default_factory=lambda: ["http://localhost:9093"], min_length=1)
+    endpoints: list[HttpUrl] = Field(default_factory=lambda: ["http://localhost:9093"], min_length=1)
     resend_interval: Duration = 60.0
     resolve_resend_for: Duration = 300.0
     generator_url: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("endpoints")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"endpoint {url!r} must start with http:// or https://")
-        return value
 
 
 class AlertmanagerExporter(QueuedExporter):

@@ -16,29 +16,24 @@ import hmac
 from typing import Any
 
 import aiohttp
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from exporters.helper import ExporterHelperConfig, QueuedExporter
 from exporters.helper.http import raise_for_status
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.errors import RetryableError
 from pipeline.events import Events
+from pipeline.netaddr import HttpUrl
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 
 class WebhookConfig(ExporterHelperConfig):
-    endpoint: str
+    endpoint: HttpUrl
     actions: list[str] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)
     secret: str = ""
 
-    @field_validator("endpoint")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"endpoint {value!r} must start with http:// or https://")
-        return value
 
 
 class WebhookExporter(QueuedExporter):

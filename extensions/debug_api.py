@@ -10,7 +10,7 @@ import hmac
 from aiohttp import web
 
 from extensions.health_check import health_body
-from extensions.httpserver import HttpServer
+from pipeline.httpserver import HttpServer
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
 from pipeline.host import Host
 from pipeline.netaddr import Endpoint

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from extensions.httpserver import HttpServer
+from pipeline.httpserver import HttpServer
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
 from pipeline.host import Host
 from pipeline.netaddr import Endpoint

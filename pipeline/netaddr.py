@@ -20,3 +20,12 @@ def validate_endpoint(endpoint: str) -> str:
 
 
 Endpoint = Annotated[str, AfterValidator(validate_endpoint)]
+
+
+def validate_http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"endpoint {url!r} must start with http:// or https://")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(validate_http_url)]

@@ -6,8 +6,8 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pipeline.httpserver import HttpServer
 from pipeline.telemetry import metrics
-from pipeline.netaddr import split_host_port
 
 
 async def _metrics(_: web.Request) -> web.Response:
@@ -15,19 +15,8 @@ async def _metrics(_: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-class MetricsServer:
+class MetricsServer(HttpServer):
     def __init__(self, address: str) -> None:
-        self.address = address
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", _metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        host, port = split_host_port(self.address)
-        await web.TCPSite(self._runner, host, port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        super().__init__(address, app)

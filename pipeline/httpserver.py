@@ -1,4 +1,4 @@
-"""The small aiohttp server shared by HTTP extensions."""
+"""A small aiohttp server on one endpoint: the metrics endpoint and the HTTP extensions share it."""
 from __future__ import annotations
 
 from aiohttp import web
