@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -25,18 +24,14 @@ from exporters.helper import ExporterHelperConfig, QueuedExporter
 from exporters.helper.http import raise_for_status
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
-from pipeline.netaddr import HttpUrl
 from pipeline.errors import RetryableError
-from pipeline.events import Events
+from pipeline.events import Events, rfc3339
+from pipeline.netaddr import HttpUrl
 
 
 def identity(alert: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     """What Alertmanager identifies an alert by: its label set."""
     return tuple(sorted(alert["labels"].items()))
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class AlertmanagerConfig(ExporterHelperConfig):

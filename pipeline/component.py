@@ -11,7 +11,7 @@ import enum
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -157,9 +157,3 @@ class Factory:
     signals: frozenset[Signal] = frozenset({Signal.TRACES})
     description: str = ""
     emits: frozenset[Signal] = frozenset()
-
-    def default_config(self) -> BaseModel:
-        return self.config_model()
-
-
-AsyncHandler = Callable[..., Awaitable[Any]]

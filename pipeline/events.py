@@ -8,9 +8,15 @@ batch simply holds the documents as dicts; each is encoded to JSON once and cach
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import orjson
+
+
+def rfc3339(ts: float) -> str:
+    """A UNIX time as the RFC 3339 UTC text our documents use (millisecond precision)."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def document_key(document: dict[str, Any]) -> str:

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
+
+from pipeline.events import rfc3339
 
 SCHEMA = "agentdbg.trigger/v1"
 SUBJECT_KEYS = ("service", "service_version", "canary", "agent", "tool", "model", "provider", "dependency",
                 "session", "span_name")
 MAX_EXAMPLES = 5
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def subject_key(subject: dict[str, Any]) -> str:

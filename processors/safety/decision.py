@@ -4,7 +4,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from connectors.triggers.event import rfc3339, stable_id
+from connectors.triggers.event import stable_id
+from pipeline.events import rfc3339
 
 SCHEMA = "agentdbg.decision/v1"
 ACTIONS = ("breaker_open", "breaker_half_open", "breaker_close", "fallback", "rollback", "promote", "throttle",
