@@ -15,7 +15,7 @@ import logging
 import signal
 import time
 
-from pipeline.config.loader import load
+from pipeline.config.loader import load_with_origins
 from pipeline.config.resolve import ResolvedConfig, resolve
 from pipeline.errors import ConfigErrors
 from pipeline.graph import Graph
@@ -29,7 +29,8 @@ log = logging.getLogger("agentdbg.service")
 
 def load_config(sources: list[str]) -> ResolvedConfig:
     """Load, merge, expand and validate; raises ConfigErrors with every problem found."""
-    return resolve(load(sources), factories())
+    raw, origins = load_with_origins(sources)
+    return resolve(raw, factories(), origins)
 
 
 class Service:

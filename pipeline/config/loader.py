@@ -10,12 +10,17 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.expand import expand
+from pipeline.config.expand import Origins, expand_with_origins
 from pipeline.errors import ConfigErrors
 
 
 def load(sources: list[str]) -> dict[str, Any]:
     """Load, merge and env-expand every source; raise ConfigErrors listing all that failed."""
+    return load_with_origins(sources)[0]
+
+
+def load_with_origins(sources: list[str]) -> tuple[dict[str, Any], Origins]:
+    """`load`, and where each value with an environment reference came from, by config path."""
     merged: dict[str, Any] = {}
     errors: list[str] = []
     for source in sources:
@@ -25,7 +30,7 @@ def load(sources: list[str]) -> dict[str, Any]:
             errors.extend(exc.errors)
     if errors:
         raise ConfigErrors(errors)
-    return expand(merged)
+    return expand_with_origins(merged)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 Every problem is collected, never just the first, each with its path in otelcol's style:
 `exporters::file::path: field required`,
 `service::pipelines::traces: references processor "x" which is not configured`.
+Only root causes are reported: a component whose own config is invalid is not reported again
+by the pipelines that name it. An error about a value set from the environment names the
+variable (and says when it was not set).
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pipeline.component import ComponentID, Factory, Kind, Signal
+from pipeline.config import endpoints
+from pipeline.config.expand import Origins
 from pipeline.config.service import PipelineConfig, ServiceConfig
 from pipeline.errors import ConfigErrors
 
@@ -43,33 +48,47 @@ class ResolvedConfig:
     components: dict[Kind, dict[ComponentID, ComponentConfig]] = field(default_factory=dict)
     pipelines: list[Pipeline] = field(default_factory=list)
     service: ServiceConfig = ServiceConfig()
+    origins: Origins = field(default_factory=dict)  # config path → how an env-expanded value was written
+    # Configured ids whose own config was invalid (already reported): references to them are
+    # not errors of their own.
+    broken: set[tuple[Kind, ComponentID]] = field(default_factory=set)
+
+    def note(self, path: str) -> str:
+        """` (from ${env:X})` when the value at `path` came from the environment, else ''."""
+        origin = self.origins.get(path)
+        return origin.describe() if origin else ""
 
     def section(self, kind: Kind) -> dict[ComponentID, ComponentConfig]:
         return self.components.setdefault(kind, {})
 
 
-def resolve(raw: dict[str, Any], factories: dict[Kind, dict[str, Factory]]) -> ResolvedConfig:
+def resolve(raw: dict[str, Any], factories: dict[Kind, dict[str, Factory]],
+            origins: Origins | None = None) -> ResolvedConfig:
     """Return the typed config or raise ConfigErrors with every problem found."""
     errors: list[str] = []
-    resolved = ResolvedConfig()
+    resolved = ResolvedConfig(origins=origins or {})
     for key in raw:
         if key not in TOP_LEVEL:
             errors.append(f"{key}: unknown top-level section (valid: {', '.join(sorted(TOP_LEVEL))})")
     for section, kind in SECTIONS.items():
-        resolved.components[kind] = _decode_section(raw.get(section), section, factories.get(kind, {}), errors)
-    resolved.service = _decode_model(ServiceConfig, raw.get("service"), "service", errors) or ServiceConfig()
+        resolved.components[kind] = _decode_section(raw.get(section), section, kind, factories.get(kind, {}),
+                                                    resolved, errors)
+    resolved.service = _decode_model(ServiceConfig, raw.get("service"), "service", resolved,
+                                     errors) or ServiceConfig()
     if "service" not in raw or not (raw.get("service") or {}).get("pipelines"):
         errors.append("service::pipelines: at least one pipeline must be configured")
     _check_extensions(resolved, errors)
     resolved.pipelines = _check_pipelines(resolved, errors)
     _check_connectors(resolved, errors)
+    if not errors:
+        _check_addresses(resolved, errors)
     if errors:
         raise ConfigErrors(errors)
     return resolved
 
 
-def _decode_section(raw: Any, section: str, factories: dict[str, Factory],
-                    errors: list[str]) -> dict[ComponentID, ComponentConfig]:
+def _decode_section(raw: Any, section: str, kind: Kind, factories: dict[str, Factory],
+                    resolved: ResolvedConfig, errors: list[str]) -> dict[ComponentID, ComponentConfig]:
     decoded: dict[ComponentID, ComponentConfig] = {}
     if raw is None:
         return decoded
@@ -86,25 +105,32 @@ def _decode_section(raw: Any, section: str, factories: dict[str, Factory],
         if factory is None:
             valid = ", ".join(sorted(factories)) or "none"
             errors.append(f"{section}::{key}: unknown type {cid.type!r} (valid {section}: {valid})")
+            resolved.broken.add((kind, cid))
             continue
-        config = _decode_model(factory.config_model, body, f"{section}::{key}", errors)
+        config = _decode_model(factory.config_model, body, f"{section}::{key}", resolved, errors)
         if config is not None:
             decoded[cid] = ComponentConfig(cid, factory, config)
+        else:
+            resolved.broken.add((kind, cid))
     return decoded
 
 
-def _decode_model(model: type[BaseModel], body: Any, path: str, errors: list[str]) -> BaseModel | None:
+def _decode_model(model: type[BaseModel], body: Any, path: str, resolved: ResolvedConfig,
+                  errors: list[str]) -> BaseModel | None:
     try:
         return model.model_validate({} if body is None else body)
     except ValidationError as exc:
-        errors.extend(format_validation_error(exc, path, model))
+        errors.extend(format_validation_error(exc, path, model, resolved.origins))
         return None
 
 
-def format_validation_error(exc: ValidationError, path: str, model: type[BaseModel]) -> list[str]:
+def format_validation_error(exc: ValidationError, path: str, model: type[BaseModel],
+                            origins: Origins | None = None) -> list[str]:
     lines = []
     for err in exc.errors():
         loc = "::".join(str(part) for part in (path, *err["loc"]))
+        origin = (origins or {}).get(loc)
+        note = origin.describe() if origin else ""
         if err["type"] == "extra_forbidden":
             parent = _model_at(model, err["loc"][:-1])
             valid = f" (valid keys: {', '.join(parent.model_fields)})" if parent else ""
@@ -113,7 +139,7 @@ def format_validation_error(exc: ValidationError, path: str, model: type[BaseMod
             lines.append(f"{loc}: must be a mapping, got {type(err['input']).__name__}")
         else:
             shown = f" (got {err['input']!r})" if err["type"] not in ("missing",) and "input" in err else ""
-            lines.append(f"{loc}: {err['msg']}{shown}")
+            lines.append(f"{loc}: {err['msg']}{shown}{note}")
     return lines
 
 
@@ -139,7 +165,7 @@ def _check_extensions(resolved: ResolvedConfig, errors: list[str]) -> None:
         except ValueError as exc:
             errors.append(f"service::extensions: {exc}")
             continue
-        if cid not in configured:
+        if cid not in configured and (Kind.EXTENSION, cid) not in resolved.broken:
             errors.append(f'service::extensions: references extension "{name}" which is not configured')
 
 
@@ -164,9 +190,11 @@ def _check_pipeline(name: str, signal: Signal, body: PipelineConfig, resolved: R
     path = f"service::pipelines::{name}"
     before = len(errors)
     ids = {}
+    complete = True
     for kind, refs in ((Kind.RECEIVER, body.receivers), (Kind.PROCESSOR, body.processors),
                        (Kind.EXPORTER, body.exporters)):
         ids[kind] = tuple(_check_refs(path, kind, refs, signal, resolved, errors))
+        complete = complete and len(ids[kind]) == len(refs)
     if not body.receivers:
         errors.append(f"{path}: must have at least one receiver")
     if not body.exporters:
@@ -178,7 +206,7 @@ def _check_pipeline(name: str, signal: Signal, body: PipelineConfig, resolved: R
             if ref in seen:
                 errors.append(f'{path}: references {kind.value} "{ref}" more than once')
             seen.add(ref)
-    if len(errors) != before:
+    if len(errors) != before or not complete:
         return None
     return Pipeline(name, signal, ids[Kind.RECEIVER], ids[Kind.PROCESSOR], ids[Kind.EXPORTER])
 
@@ -195,7 +223,8 @@ def _check_refs(path: str, kind: Kind, refs: list[str], signal: Signal, resolved
         component = resolved.section(kind).get(cid)
         connector = resolved.section(Kind.CONNECTOR).get(cid) if kind != Kind.PROCESSOR else None
         if component is None and connector is None:
-            errors.append(f'{path}: references {kind.value} "{ref}" which is not configured')
+            if not _is_broken(resolved, kind, cid):  # else its own error was reported already
+                errors.append(f'{path}: references {kind.value} "{ref}" which is not configured')
             continue
         if connector is not None:
             # As an exporter a connector consumes its `signals`; as a receiver it emits its `emits`.
@@ -211,19 +240,49 @@ def _check_refs(path: str, kind: Kind, refs: list[str], signal: Signal, resolved
     return out
 
 
+def _is_broken(resolved: ResolvedConfig, kind: Kind, cid: ComponentID) -> bool:
+    kinds = (kind,) if kind == Kind.PROCESSOR else (kind, Kind.CONNECTOR)
+    return any((k, cid) in resolved.broken for k in kinds)
+
+
+def _named(refs: list[str]) -> set[ComponentID]:
+    ids = set()
+    for ref in refs:
+        try:
+            ids.add(ComponentID.parse(ref))
+        except ValueError:
+            continue  # reported by the pipeline check
+    return ids
+
+
 def _check_connectors(resolved: ResolvedConfig, errors: list[str]) -> None:
-    """A connector must be used on both sides, as otelcol requires; ids may not clash."""
+    """A connector must be used on both sides, as otelcol requires; ids may not clash.
+
+    Use is read from the pipelines as written, so that a pipeline with an error of its own
+    does not also make its connector look unused on one side."""
     connectors = resolved.section(Kind.CONNECTOR)
+    bodies = resolved.service.pipelines.values()
     for cid in connectors:
         for kind in (Kind.RECEIVER, Kind.EXPORTER):
             if cid in resolved.section(kind):
                 errors.append(f"connectors::{cid}: the id is also configured under {kind.section}; "
                               "give one of them a /name")
-        as_exporter = any(cid in p.exporters for p in resolved.pipelines)
-        as_receiver = any(cid in p.receivers for p in resolved.pipelines)
+        as_exporter = any(cid in _named(body.exporters) for body in bodies)
+        as_receiver = any(cid in _named(body.receivers) for body in bodies)
         if as_exporter and not as_receiver:
             errors.append(f'connectors::{cid}: used as exporter in a pipeline but not used as receiver '
                           "in any pipeline")
         if as_receiver and not as_exporter:
             errors.append(f'connectors::{cid}: used as receiver in a pipeline but not used as exporter '
                           "in any pipeline")
+
+
+def _check_addresses(resolved: ResolvedConfig, errors: list[str]) -> None:
+    """No exporter aimed at this daemon's own receivers; no two servers on one address."""
+    for target, receiver in endpoints.self_loops(resolved):
+        errors.append(f'{target.path} "{target.value}"{resolved.note(target.path)} is this daemon\'s own receiver '
+                      f'{receiver.path} ("{receiver.value}"): every span sent there would come back in and '
+                      "be sent again; point it at the backend")
+    for later, earlier in endpoints.clashes(resolved):
+        errors.append(f'{later.path} "{later.value}"{resolved.note(later.path)} is also {earlier.path} '
+                      f'("{earlier.value}"): two servers cannot listen on one address')

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from pipeline.component import StrictConfig
 from pipeline.config.units import Duration
+from pipeline.netaddr import Endpoint
 
 
 class PipelineConfig(StrictConfig):
@@ -22,7 +23,7 @@ class LogsConfig(StrictConfig):
 
 class MetricsConfig(StrictConfig):
     level: Literal["none", "basic", "normal", "detailed"] = "normal"
-    address: str = "127.0.0.1:8888"
+    address: Endpoint = "127.0.0.1:8888"
 
 
 class TelemetryConfig(StrictConfig):
