@@ -47,6 +47,19 @@ class PermanentError(Exception):
         self.error_type = error_type
 
 
+class InvalidData(PermanentError):
+    """The destination refused values in some rows of the batch (not the request itself).
+
+    Sending the same rows again fails the same way, but the other rows of the batch can be
+    stored: an exporter that inserts rows isolates the offending ones (exporters/helper/isolate.py)
+    and counts them under `invalid_data`. `code` is the destination's own name for the error.
+    """
+
+    def __init__(self, message: str, code: str = "invalid_data") -> None:
+        super().__init__(message, error_type="invalid_data")
+        self.code = code
+
+
 @dataclass(frozen=True)
 class PartialFailure:
     """What an exporter's `send` returns when the destination took all but `rejected` items.
