@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import os
 import socket
 from functools import cache
 from typing import Annotated
@@ -117,6 +118,27 @@ class BindError(OSError):
 
 def bind_reason(exc: BaseException) -> str:
     """A short reason for a failed bind: `address already in use`, not the errno repr."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host: {exc.strerror}"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
+
+
+def probe_bind(endpoint: str) -> None:
+    """Raise BindError if `endpoint` cannot be listened on right now.
+
+    For servers (gRPC) whose own bind failure says neither which address nor why."""
+    host, port = split_host_port(endpoint)
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise BindError(endpoint, bind_reason(exc)) from None

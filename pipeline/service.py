@@ -15,11 +15,13 @@ import logging
 import signal
 import time
 
+from pipeline.config.endpoints import bind_failure
 from pipeline.config.loader import load_with_origins
 from pipeline.config.resolve import ResolvedConfig, resolve
 from pipeline.errors import ConfigErrors
 from pipeline.graph import Graph
 from pipeline.host import Host
+from pipeline.netaddr import BindError
 from pipeline.registry import factories
 from pipeline.telemetry import logs, metrics
 from pipeline.telemetry.server import MetricsServer
@@ -47,8 +49,13 @@ class Service:
         telemetry = self.config.service.telemetry
         logs.setup(telemetry.logs.level, telemetry.logs.encoding)
         if telemetry.metrics.level != "none":
-            self._metrics_server = MetricsServer(telemetry.metrics.address)
-            await self._metrics_server.start()
+            server = MetricsServer(telemetry.metrics.address)
+            try:
+                await server.start()
+            except BindError as exc:
+                log.error(bind_failure(self.config, exc.endpoint, exc.reason))
+                return 1
+            self._metrics_server = server
         self.graph = Graph(self.config)
         self.host.describe_graph = lambda: self.graph.describe() if self.graph else {}
         if not await self._start_graph():
@@ -68,6 +75,8 @@ class Service:
         try:
             await self.graph.start(self.host)
             return True
+        except BindError as exc:
+            log.error(bind_failure(self.config, exc.endpoint, exc.reason))
         except Exception as exc:  # noqa: BLE001 - any component's start failure
             log.error("cannot start the pipelines", extra={"kv": {"error": str(exc)}})
         try:
@@ -120,6 +129,10 @@ class Service:
                 return False
             try:
                 await self._swap(config, new_graph)
+            except BindError as exc:
+                log.error("reload failed; " + bind_failure(config, exc.endpoint, exc.reason))
+                metrics.config_reloads.labels("failed").inc()
+                return False
             except Exception:
                 log.exception("reload failed while starting the new pipelines")
                 metrics.config_reloads.labels("failed").inc()

@@ -127,3 +127,17 @@ def clashes(config: "ResolvedConfig") -> list[tuple[ConfiguredAddress, Configure
 def path_of(config: "ResolvedConfig", endpoint: str) -> str | None:
     """The config key of the server configured with `endpoint`, for a bind error."""
     return next((a.path for a in listen_addresses(config) if a.value == endpoint), None)
+
+
+def bind_failure(config: "ResolvedConfig", endpoint: str, reason: str) -> str:
+    """One line for a server that could not listen: the key, the address, why, how to move it."""
+    path = path_of(config, endpoint)
+    where = f" ({path})" if path else ""
+    origin = config.origins.get(path or "")
+    if origin is not None and origin.variables:
+        move = f"set {origin.variables[0]} to another host:port (the value is {origin.text})"
+    elif path:
+        move = f"change {path} to another host:port"
+    else:
+        move = "free the address or configure another one"
+    return f"cannot listen on {endpoint}{where}: {reason}; {move}"

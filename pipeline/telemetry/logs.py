@@ -1,13 +1,17 @@
 """Structured logs: one line per event, `key=value` (console) or JSON.
 
 Pass fields with `extra={"kv": {...}}`; the component id comes from the logger name.
+`ServerLog` is what our aiohttp servers log through: a request that is not HTTP/1.x at all
+(a gRPC client aimed at the HTTP port, TLS to a plaintext port, a port scanner) is one
+warning line per `interval` naming the endpoint and how many more were held back, never a
+traceback; an error inside a request handler stays an error with its traceback.
 """
 from __future__ import annotations
 
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -66,3 +70,59 @@ def setup(level: str = "info", encoding: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.WARNING, _LEVELS[level]))
+
+
+class RateLimit:
+    """At most one event per `interval` seconds; counts the ones it held back."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._next = float("-inf")
+        self.held_back = 0
+
+    def allow(self) -> int | None:
+        """None when this event is held back; else how many were held back before it."""
+        now = self.clock()
+        if now < self._next:
+            self.held_back += 1
+            return None
+        self._next = now + self.interval
+        held, self.held_back = self.held_back, 0
+        return held
+
+
+def _protocol_error(exc_info: Any) -> BaseException | None:
+    """The exception when it is the peer's malformed request (not our handler's bug)."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+    return exc if isinstance(exc, HttpProcessingError) else None
+
+
+class ServerLog(logging.LoggerAdapter):
+    """aiohttp's server logger for one endpoint of ours (pass as `AppRunner(logger=...)`)."""
+
+    def __init__(self, logger: logging.Logger, endpoint: str, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(logger, {})
+        self.endpoint = endpoint
+        self.limit = RateLimit(interval, clock)
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        exc = _protocol_error(exc_info)
+        if exc is None:
+            self.logger.error(msg, *args, exc_info=exc_info, **kwargs)
+            return
+        held_back = self.limit.allow()
+        if held_back is None:
+            return
+        self.logger.warning("a request that is not valid HTTP/1.x was refused (a gRPC client aimed at an "
+                            "HTTP port, or TLS to a plaintext one?)", extra={"kv": {
+                                "endpoint": self.endpoint, "error": _first_line(exc),
+                                "held_back": held_back, "per_s": self.limit.interval}})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

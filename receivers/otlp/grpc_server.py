@@ -13,7 +13,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from pipeline.component import Consumer, Signal
-from pipeline.netaddr import split_host_port
+from pipeline.netaddr import BindError, probe_bind, split_host_port
 from receivers.otlp.config import GrpcConfig
 from receivers.otlp.ingest import Ingest, Outcome
 from receivers.otlp.signals import SPECS, SignalSpec
@@ -44,13 +44,17 @@ class GrpcTransport:
                 (grpc.method_handlers_generic_handler(spec.service, {"Export": handler}),))
         host, port = split_host_port(self.config.endpoint)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if self.config.tls is not None:
-            credentials = self.config.tls.grpc_credentials()
-            bound = self.server.add_secure_port(address, credentials)
-        else:
-            bound = self.server.add_insecure_port(address)
+        # gRPC's own failure names no reason (and logs to stderr): check the address first.
+        probe_bind(self.config.endpoint)
+        try:
+            if self.config.tls is not None:
+                bound = self.server.add_secure_port(address, self.config.tls.grpc_credentials())
+            else:
+                bound = self.server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
         if not bound:
-            raise OSError(f"cannot listen on {self.config.endpoint} for OTLP/gRPC")
+            raise BindError(self.config.endpoint, "the address is taken or not available", "OTLP/gRPC")
         await self.server.start()
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from aiohttp import web
@@ -15,7 +16,8 @@ from google.protobuf.message import DecodeError
 
 from pipeline import otlp_json
 from pipeline.component import Consumer, Signal
-from pipeline.netaddr import split_host_port
+from pipeline.netaddr import BindError, bind_reason, split_host_port
+from pipeline.telemetry.logs import ServerLog
 from receivers.otlp.config import HttpConfig
 from receivers.otlp.decompress import CorruptBody, TooLarge, UnsupportedEncoding, decoder_for
 from receivers.otlp.ingest import Ingest, Outcome
@@ -25,6 +27,7 @@ from receivers.otlp.status import response_of, retry_seconds, status_of
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 CHUNK = 64 * 1024
+_log = logging.getLogger("agentdbg.receiver.otlp")
 
 
 class HttpTransport:
@@ -43,11 +46,17 @@ class HttpTransport:
             if signal in SPECS:
                 app.router.add_route("*", path, self._handler(SPECS[signal]))
         # auto_decompress off: aiohttp would inflate gzip bodies without a size cap.
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
+        # Our logger: a client speaking something else than HTTP/1.x is one rate-limited warning.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False,
+                                     logger=ServerLog(_log, self.config.endpoint))
         await self._runner.setup()
         host, port = split_host_port(self.config.endpoint)
         ssl_context = self.config.tls.ssl_context() if self.config.tls else None
-        await web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_port=False).start()
+        try:
+            await web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_port=False).start()
+        except OSError as exc:
+            await self.stop()
+            raise BindError(self.config.endpoint, bind_reason(exc), "OTLP/HTTP") from None
 
     async def stop(self) -> None:
         if self._runner is not None:
