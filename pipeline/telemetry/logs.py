@@ -124,5 +124,6 @@ class ServerLog(logging.LoggerAdapter):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """aiohttp's parser errors span lines (the bad bytes, a caret): keep the message's first."""
+    lines = [line.strip() for line in str(getattr(exc, "message", "") or exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
