@@ -3,6 +3,13 @@
 Differences from plain proto3 JSON that matter here: trace and span ids are hex strings,
 not base64; enums may be integers; 64-bit integers may be strings; unknown fields are
 ignored. This is the JSON path only (receiver, file exporter); the hot path stays binary.
+
+`decode` promises: for any bytes it returns the message or raises `JsonDecodeError` (the
+receivers answer that with 400 / INVALID_ARGUMENT), never anything else. A document nested
+deeper than `MAX_DEPTH` levels is refused up front with a short message: that is the
+nesting the protobuf decoders accept for messages, so JSON and protobuf input meet the same
+bound, and the document is walked without recursion, so no depth reaches Python's
+recursion limit.
 """
 from __future__ import annotations
 
@@ -19,6 +26,10 @@ M = TypeVar("M", bound=Message)
 # (container key, list of id fields) walked in an OTLP trace/metric document.
 _TRACE_ID_KEYS = ("traceId", "trace_id")
 _SPAN_ID_KEYS = ("spanId", "span_id", "parentSpanId", "parent_span_id")
+_ID_KEYS = frozenset(_TRACE_ID_KEYS + _SPAN_ID_KEYS)
+# Levels of nesting (see _walk_ids), the top level counting as 1: json_format's own limit on
+# nested messages, and about what upb allows for binary input.
+MAX_DEPTH = 100
 
 
 class JsonDecodeError(ValueError):
@@ -33,7 +44,7 @@ def decode(data: bytes, message_type: type[M]) -> M:
         raise JsonDecodeError(f"invalid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise JsonDecodeError("invalid OTLP/JSON: the top level must be an object")
-    _walk_ids(document, _hex_to_base64)
+    _walk_ids(document, _hex_to_base64, max_depth=MAX_DEPTH)
     try:
         return json_format.ParseDict(document, message_type(), ignore_unknown_fields=True)
     except json_format.ParseError as exc:
@@ -53,17 +64,29 @@ def encode(message: Message) -> bytes:
     return orjson.dumps(to_document(message))
 
 
-def _walk_ids(node: Any, convert: Callable[[str, str], str]) -> None:
-    """Convert every id field in place, wherever it sits (spans, links, exemplars)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, str) and (key in _TRACE_ID_KEYS or key in _SPAN_ID_KEYS):
-                node[key] = convert(key, value)
-            elif isinstance(value, (dict, list)) and key not in ("attributes", "resource"):
-                _walk_ids(value, convert)
-    elif isinstance(node, list):
-        for item in node:
-            _walk_ids(item, convert)
+def _walk_ids(node: Any, convert: Callable[[str, str], str], max_depth: int | None = None) -> None:
+    """Convert every id field in place, wherever it sits (spans, links, exemplars).
+
+    Iterative, so a deep document cannot exhaust the stack. With `max_depth`, a document
+    nested deeper than that is refused (JsonDecodeError) before anything else reads it. The
+    depth counts what protobuf counts: each object is a level, and an array is one only
+    inside another array (the array of a repeated field belongs to its object). Attribute
+    values are walked for depth too, but their keys are never ids.
+    """
+    stack: list[tuple[Any, int, bool]] = [(node, 1, True)]  # (value, depth, ids may sit here)
+    while stack:
+        value, depth, ids = stack.pop()
+        if max_depth is not None and depth > max_depth:
+            raise JsonDecodeError(f"invalid OTLP/JSON: nested deeper than {max_depth} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if ids and isinstance(item, str) and key in _ID_KEYS:
+                    value[key] = convert(key, item)
+                elif isinstance(item, (dict, list)):
+                    below = depth + 1 if isinstance(item, dict) else depth
+                    stack.append((item, below, ids and key not in ("attributes", "resource")))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1, ids) for item in value if isinstance(item, (dict, list)))
 
 
 def _hex_to_base64(key: str, value: str) -> str:

@@ -2,6 +2,17 @@ import os
 import shutil
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (tests/fuzz/): a fixed seed and a small budget by default, so the suite
+# stays fast and a failure reproduces; `make fuzz` (HYPOTHESIS_PROFILE=fuzz) runs many more,
+# with a fresh seed each run. Tests scale `max_examples` by their cost (tests/fuzz/budget.py).
+_FUZZ_SETTINGS = dict(deadline=None, database=None, print_blob=True,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                             HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", max_examples=40, derandomize=True, **_FUZZ_SETTINGS)
+settings.register_profile("fuzz", max_examples=2000, **_FUZZ_SETTINGS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def require_binary(name: str) -> str:
