@@ -5,12 +5,15 @@ In an `events` pipeline it writes trigger events and safety decisions to the aud
 through the same Native insert path and error mapping.
 
 The same `otel_traces` schema (exporters/clickhouse/schema.py) and the same column path as
-the `clickhouse` exporter: the batch's `SpanColumns` → `insert_columns` → one Native block
-(clickhouse-connect's serializer) → streamed into chDB with `send_insert(..., "Native")`.
-Measured against the alternatives (`python -m benchmarks.bench_columns`, benchmarks/RESULTS.md
-"chDB insert paths"): Native streamed with `send_insert` is the cheapest in total CPU; a temp
-file + `INSERT ... FROM INFILE` costs 8-17 % more; JSONColumns (orjson) is ~3x cheaper to
-serialise in Python but the engine spends 2-3x as long parsing it (1.5-1.8x the total).
+the `clickhouse` exporter: the batch's `SpanColumns` → `insert_columns` → Native blocks
+(clickhouse-connect's serializer) written to an in-memory file (`memfd`) → one
+`INSERT ... SELECT ... FROM file('/proc/self/fd/N', 'Native')` statement. Not chDB's streaming
+`send_insert`, although it was measured cheapest (`python -m benchmarks.bench_columns`,
+benchmarks/RESULTS.md "chDB insert paths"; a file costs 8-17 % more CPU): in chDB 4.4 a
+streamed insert that the engine refuses (a violated table constraint, more than
+`max_partitions_per_insert_block` partitions) returns from `finish()` without an error and
+stores nothing, so a refusal could never be seen, let alone isolated. A statement raises the
+engine's error.
 
 What it promises:
 - restarts are safe: the data directory is a ClickHouse data path; every acknowledged
@@ -28,8 +31,11 @@ What it promises:
   retryably). `timeout` is 0 (none) by default: a local insert that has started always
   completes, so timing it out would only cause duplicates. If a timeout is set and fires,
   the next attempt waits for the same insert instead of writing the batch again;
-- errors that say the data is bad are permanent (dropped, counted under the ClickHouse
-  error name, logged); everything else (disk full, too many parts, memory) is retried.
+- values a column cannot hold are clamped and the span marked (schema.py "Limits"); rows the
+  engine still refuses are isolated by bisection, every good row is stored, and the refused
+  ones are counted (`error_type="invalid_data"`), logged once per batch and kept in
+  `dead_letter` (default: `dead_letter/` beside `path`, one subdirectory per exporter id;
+  exporters/clickhouse/rows.py). Everything else (disk full, too many parts, memory) is retried.
 """
 from __future__ import annotations
 
@@ -43,9 +49,10 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Sequence
 
 from exporters.clickhouse.errors import classify
-from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES
-from exporters.clickhouse.tables import TableSpec, TablesConfig, preload_insert_modules, table_spec
-from exporters.helper import QueuedExporter, QueueSettings
+from exporters.clickhouse.rows import TableExporter
+from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, INSERT_SETTINGS, quote
+from exporters.clickhouse.tables import TableSpec, TablesConfig, preload_insert_modules, slice_columns
+from exporters.helper import QueueSettings
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
 
@@ -170,7 +177,7 @@ def native_chunks(table: str, columns: list, names: Sequence[str] = COLUMN_NAMES
 
     context = InsertContext(table, list(names), list(_column_types(tuple(types))), columns, column_oriented=True)
     first = True
-    for chunk in NativeTransform.build_insert(context):
+    for chunk in NativeTransform.build_insert(context, _raise):  # a value it cannot encode raises here
         if first:  # the first chunk starts with "INSERT ... FORMAT Native\n"
             chunk = chunk[chunk.index(b"\n") + 1:]
             first = False
@@ -184,20 +191,34 @@ def _column_types(type_names: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(get_from_name(name) for name in type_names)
 
 
-def insert_batch(conn: Any, spec: TableSpec, batch: Any) -> None:
-    """Writer thread: columns, Native blocks, one streamed insert; errors classified."""
-    columns = spec.to_columns(batch)
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def insert_statement(spec: TableSpec, path: str) -> str:
+    """INSERT of the Native file at `path` into the spec's table (settings: schema.py "Limits")."""
+    names = ", ".join(quote(name) for name in spec.names)
+    settings = ", ".join(f"{key} = {value}" for key, value in INSERT_SETTINGS.items())
+    return (f"INSERT INTO {spec.table} ({names}) SELECT {names} FROM file('{path}', 'Native') "
+            f"SETTINGS {settings}")
+
+
+def insert_rows(conn: Any, spec: TableSpec, columns: list) -> None:
+    """Writer thread: the rows as Native blocks in a memory file, one INSERT statement; errors classified."""
+    fd = os.memfd_create("agentdbg-insert", os.MFD_CLOEXEC)
     try:
-        inserter = conn.send_insert(spec.insert_statement(), "Native")
-    except Exception as exc:
-        raise classify(exc) from exc
-    try:
-        for chunk in native_chunks(spec.table, columns, spec.names, spec.types):
-            inserter.append(chunk)
-        inserter.finish()
-    except Exception as exc:
-        inserter.cancel()
-        raise classify(exc) from exc
+        with open(fd, "wb", closefd=False) as native:
+            try:
+                for chunk in native_chunks(spec.table, columns, spec.names, spec.types):
+                    native.write(chunk)
+            except Exception as exc:  # the serializer refused a value: the engine never saw the rows
+                raise classify(exc) from exc
+        try:
+            conn.query(insert_statement(spec, f"/proc/self/fd/{fd}"), "TabSeparated")
+        except Exception as exc:
+            raise classify(exc) from exc
+    finally:
+        os.close(fd)
 
 
 def run_statements(conn: Any, statements: list[str]) -> None:
@@ -207,18 +228,17 @@ def run_statements(conn: Any, statements: list[str]) -> None:
 
 # -- the exporter ---------------------------------------------------------------------------------
 
-class ChdbExporter(QueuedExporter):
+class ChdbExporter(TableExporter):
     def __init__(self, settings: Settings, config: ChdbConfig) -> None:
         # One writer: the engine's writer thread serialises inserts anyway, and one consumer keeps
         # batch order and lets a timed-out attempt be awaited again instead of written twice.
         config = config.model_copy(update={"sending_queue": config.sending_queue.model_copy(
             update={"num_consumers": 1})})
-        super().__init__(settings, config)
+        beside = os.path.join(os.path.dirname(os.path.abspath(config.path)), "dead_letter")
+        super().__init__(settings, config, beside)
         self.chdb_config = config
-        self.spec: TableSpec = table_spec(settings.signal, config)
-        self.table = self.spec.table
         self.store: ChdbStore | None = None
-        self._inflight: tuple[Any, asyncio.Future[None]] | None = None
+        self._inflight: tuple[list, tuple[int, int], asyncio.Future[None]] | None = None
 
     async def start_client(self) -> None:
         self.store = await ChdbStore.acquire(self.chdb_config.path)
@@ -232,15 +252,19 @@ class ChdbExporter(QueuedExporter):
             raise
         self.log.info("chdb store ready", extra={"kv": {"path": self.store.path, "table": self.table}})
 
-    async def send(self, batch: Any) -> None:
-        if not self.spec.wants(batch):
-            return
+    async def in_worker(self, func: Any, *args: Any) -> Any:
         assert self.store is not None
-        if self._inflight is None or self._inflight[0] is not batch:
+        return await self.store.call(func, *args)
+
+    async def insert_rows(self, rows: list, start: int, stop: int) -> None:
+        """Insert rows [start, stop) in the writer thread; a retry after a timeout awaits the same insert."""
+        assert self.store is not None
+        inflight = self._inflight
+        if inflight is None or inflight[0] is not rows or inflight[1] != (start, stop):
             future = asyncio.get_running_loop().run_in_executor(
-                self.store.pool, insert_batch, self.store.conn, self.spec, batch)
-            self._inflight = (batch, future)
-        future = self._inflight[1]
+                self.store.pool, insert_rows, self.store.conn, self.spec, slice_columns(rows, start, stop))
+            inflight = self._inflight = (rows, (start, stop), future)
+        future = inflight[2]
         try:
             await asyncio.shield(future)
         finally:
@@ -249,7 +273,7 @@ class ChdbExporter(QueuedExporter):
 
     async def stop_client(self) -> None:
         if self._inflight is not None:  # let a write that started finish before closing the engine
-            await asyncio.gather(self._inflight[1], return_exceptions=True)
+            await asyncio.gather(self._inflight[2], return_exceptions=True)
         if self.store is not None:
             await self.store.release()
             self.store = None

@@ -20,9 +20,14 @@ What it promises when ClickHouse is slow, down or refuses:
   (`TOO_MANY_PARTS`, `MEMORY_LIMIT_EXCEEDED`, HTTP 503) or any error that is not about the
   data is retried with backoff (`retry_on_failure`), so a batch whose insert timed out after
   the server stored it can arrive twice (at-least-once; duplicates, never gaps);
-- an error that says the data itself is bad (cannot parse, type mismatch, too large ...)
-  is permanent: the batch is dropped, counted in `otelcol_exporter_send_failed_spans`
-  under the ClickHouse error name, and logged; the queue moves on.
+- values a column cannot hold are clamped and the span marked (schema.py "Limits");
+- an error that says some rows are bad (cannot parse, out of range, too large, a table
+  constraint ...; errors.py) costs only those rows: the batch is bisected, every good row
+  is stored, the refused rows are counted in
+  `otelcol_exporter_send_failed_spans{error_type="invalid_data"}`, logged once per batch
+  and kept in `dead_letter` (default `./data/dead_letter/<exporter id>/`; rows.py); an
+  error about the statement itself (unknown column, syntax) refuses the batch under the
+  ClickHouse error name, dead-lettered too. The queue moves on either way.
 """
 from __future__ import annotations
 
@@ -33,8 +38,9 @@ from urllib.parse import urlparse
 from pydantic import field_validator
 
 from exporters.clickhouse.errors import classify
-from exporters.clickhouse.tables import TableSpec, TablesConfig, preload_insert_modules, table_spec
-from exporters.helper import QueuedExporter
+from exporters.clickhouse.rows import TableExporter
+from exporters.clickhouse.schema import INSERT_SETTINGS
+from exporters.clickhouse.tables import TablesConfig, preload_insert_modules, slice_columns
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.errors import RetryableError
 
@@ -60,15 +66,14 @@ class ClickHouseConfig(TablesConfig):
         return value
 
 
-class ClickHouseExporter(QueuedExporter):
+class ClickHouseExporter(TableExporter):
     def __init__(self, settings: Settings, config: ClickHouseConfig) -> None:
-        super().__init__(settings, config)
+        super().__init__(settings, config, "./data/dead_letter")
         self.ch_config = config
-        self.spec: TableSpec = table_spec(settings.signal, config)
-        self.table = self.spec.table
         self._client: Any = None
         self._connect_lock = asyncio.Lock()
-        self._insert_settings = {"async_insert": 1, "wait_for_async_insert": 1} if config.async_insert else {}
+        asynchronous = {"async_insert": 1, "wait_for_async_insert": 1} if config.async_insert else {}
+        self._insert_settings: dict[str, Any] = {**asynchronous, **INSERT_SETTINGS}
 
     async def start_client(self) -> None:
         """Try to connect once; an unreachable server is only logged (sends retry the connect)."""
@@ -119,16 +124,12 @@ class ClickHouseExporter(QueuedExporter):
                 raise RetryableError(str(error), error_type=error.error_type) from exc
         self.log.info("ClickHouse schema ready", extra={"kv": {"table": self.table}})
 
-    async def send(self, batch: Any) -> None:
-        if not self.spec.wants(batch):
-            return
+    async def insert_rows(self, rows: list, start: int, stop: int) -> None:
         client = await self._ensure_client()
-        loop = asyncio.get_running_loop()
-        # Off the event loop: building attribute maps is CPU work.
-        columns = await loop.run_in_executor(None, self.spec.to_columns, batch)
         try:
-            await client.insert(self.table, columns, column_names=self.spec.names, column_type_names=self.spec.types,
-                                column_oriented=True, settings=self._insert_settings)
+            await client.insert(self.table, slice_columns(rows, start, stop), column_names=self.spec.names,
+                                column_type_names=self.spec.types, column_oriented=True,
+                                settings=self._insert_settings)
         except (asyncio.CancelledError, RetryableError):
             raise
         except Exception as exc:

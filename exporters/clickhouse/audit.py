@@ -1,7 +1,7 @@
 """The decisions/events audit table (`agentdbg_decisions`), shared by the `clickhouse` and `chdb` exporters.
 
-An `events` pipeline's documents (REFERENCE.md §12: trigger events `agentdbg.trigger/v1`,
-safety decisions `agentdbg.decision/v1`) are stored one row each, the whole document kept
+An `events` pipeline's documents (trigger events `agentdbg.trigger/v1`, safety decisions
+`agentdbg.decision/v1`) are stored one row each, the whole document kept
 as JSON in `Document` and a few fields lifted out to filter on:
 
 | column | from a decision | from a trigger event |
@@ -14,7 +14,14 @@ as JSON in `Document` and a few fields lifted out to filter on:
 | `Target` | `target` (text, or sorted-key JSON) | `subject_key` |
 | `Document` | the JSON document | the JSON document |
 
-A document without a readable timestamp is stored at its batch's receive time.
+Limits (values a column cannot hold; the same rule as the spans tables, schema.py "Limits":
+normalise at the storage boundary, every document is stored):
+
+| column | what cannot be stored | stored instead |
+|---|---|---|
+| `Timestamp` DateTime64(9) | no readable RFC 3339 time, or one outside 1900-01-01 .. 2262-04-11 23:47:16.854775807 UTC | the batch's receive time; `Document` keeps the original text |
+| text columns, `Document` | a lone surrogate (not UTF-8; only from a document built in Python, never from JSON) | U+FFFD in its place |
+| partitions | a batch spread over more than 100 days | `max_partitions_per_insert_block` is 0 on every insert |
 
 Engine: `ReplacingMergeTree(Timestamp)`, `PARTITION BY toDate(Timestamp)`, `ORDER BY (Kind, Id)`.
 The events pipeline delivers at least once (a Kafka redelivery, a retried insert), and ids
@@ -37,7 +44,13 @@ import re
 from datetime import datetime
 from typing import Any, Sequence
 
+import orjson
+
 from pipeline.events import Events, document_key
+
+MIN_TIME_NS = -2_208_988_800 * 1_000_000_000  # 1900-01-01: DateTime64's first day
+MAX_TIME_NS = 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 EVENTS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Timestamp", "DateTime64(9)"),
@@ -85,7 +98,34 @@ def rfc3339_ns(text: Any) -> int | None:
 
 def _timestamp(document: dict[str, Any], fallback: int) -> int:
     found = rfc3339_ns(document.get("decided_at") or document.get("emitted_at"))
-    return fallback if found is None else found
+    return fallback if found is None or not MIN_TIME_NS <= found <= MAX_TIME_NS else found
+
+
+def _text(value: Any) -> str:
+    """`str(value)`, with any lone surrogate (which UTF-8 cannot encode) replaced by U+FFFD."""
+    text = str(value)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def _documents(batch: Events) -> list[str]:
+    try:
+        return [value.decode() for value in batch.encoded()]
+    except TypeError:  # orjson refuses a str that is not UTF-8: encode the documents with it replaced
+        return [orjson.dumps(_utf8_tree(doc)).decode() for doc in batch.documents]
+
+
+def _utf8_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(key): _utf8_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_utf8_tree(item) for item in value]
+    return value
 
 
 def _is_decision(document: dict[str, Any]) -> bool:
@@ -98,10 +138,15 @@ def events_columns(batch: Events) -> list[Sequence]:
     received = int(batch.received_at * 1_000_000_000)
     return [
         [_timestamp(doc, received) for doc in documents],
-        [str(doc.get("schema") or "") for doc in documents],
-        [str(doc.get("id") or "") for doc in documents],
-        [str(doc.get("action") if _is_decision(doc) else doc.get("kind") or "") for doc in documents],
-        ["" if _is_decision(doc) else str(doc.get("status") or "") for doc in documents],
-        [document_key(doc) for doc in documents],
-        [value.decode() for value in batch.encoded()],
+        [_text(doc.get("schema") or "") for doc in documents],
+        [_text(doc.get("id") or "") for doc in documents],
+        [_text(doc.get("action") if _is_decision(doc) else doc.get("kind") or "") for doc in documents],
+        ["" if _is_decision(doc) else _text(doc.get("status") or "") for doc in documents],
+        [_text(document_key(doc)) for doc in documents],
+        _documents(batch),
     ]
+
+
+def select_documents(batch: Events, indices: Sequence[int]) -> Events:
+    """The documents of `batch` at `indices`, as received."""
+    return Events([batch.documents[i] for i in indices], batch.received_at)

@@ -1,9 +1,17 @@
 """Which ClickHouse failures are worth retrying, shared by the `clickhouse` and `chdb` exporters.
 
-Permanent (`PermanentError`, never retried, counted under the ClickHouse error name): the
-server refused the data itself — it cannot parse it, a value does not fit its column, a
-column or type does not match, a string or array is too large. Sending the same bytes
-again would fail the same way.
+Bad rows (`InvalidData`, counted under `invalid_data`): the engine refused values in the
+data — it cannot parse them, a value does not fit its column or breaks a table constraint,
+a string or array is too large — or clickhouse-connect's serializer could not encode them
+(its `DataError: Unable to create native array ...`, a string that is not UTF-8), which
+happens before anything reaches the engine. Sending the same rows again would fail the
+same way, but the other rows of the batch can be stored: the exporters isolate the bad
+rows by bisection (exporters/helper/isolate.py) and dead-letter them.
+
+Bad statement (`PermanentError`, counted under the ClickHouse error name): the insert
+itself is wrong for the table — an unknown column, a column count or type that does not
+match the table's, a syntax error, an unknown setting or format. No row would go in, so
+the whole batch is refused (and dead-lettered) without bisecting.
 
 Retryable (`RetryableError`, backed off and retried by the exporter helper): everything
 else, as otelcol does — connection refused or reset, timeouts, overload
@@ -14,20 +22,26 @@ while the batch waits in the queue (until `retry_on_failure.max_elapsed_time`).
 from __future__ import annotations
 
 import re
+import struct
 
-from pipeline.errors import PermanentError, RetryableError
+from pipeline.errors import InvalidData, PermanentError, RetryableError
 
-BAD_DATA: frozenset[str] = frozenset({
+BAD_ROWS: frozenset[str] = frozenset({
     "CANNOT_PARSE_TEXT", "CANNOT_PARSE_QUOTED_STRING", "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
     "CANNOT_PARSE_DATE", "CANNOT_PARSE_DATETIME", "CANNOT_PARSE_NUMBER", "CANNOT_PARSE_UUID",
     "CANNOT_PARSE_BOOL", "CANNOT_READ_ALL_DATA", "ATTEMPT_TO_READ_AFTER_EOF", "INCORRECT_DATA",
-    "TYPE_MISMATCH", "CANNOT_CONVERT_TYPE", "ILLEGAL_TYPE_OF_ARGUMENT", "ILLEGAL_COLUMN",
-    "NO_SUCH_COLUMN_IN_TABLE", "THERE_IS_NO_COLUMN", "NOT_FOUND_COLUMN_IN_BLOCK",
-    "INCORRECT_NUMBER_OF_COLUMNS", "NUMBER_OF_COLUMNS_DOESNT_MATCH", "SIZES_OF_ARRAYS_DONT_MATCH",
-    "SIZES_OF_NESTED_COLUMNS_ARE_INCONSISTENT", "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", "DECIMAL_OVERFLOW",
-    "ARGUMENT_OUT_OF_BOUND", "TOO_LARGE_STRING_SIZE", "TOO_LARGE_ARRAY_SIZE", "UNKNOWN_FORMAT",
-    "INCORRECT_QUERY", "SYNTAX_ERROR", "BAD_ARGUMENTS", "UNKNOWN_SETTING", "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN",
+    "CANNOT_CONVERT_TYPE", "SIZES_OF_ARRAYS_DONT_MATCH", "SIZES_OF_NESTED_COLUMNS_ARE_INCONSISTENT",
+    "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", "DECIMAL_OVERFLOW", "ARGUMENT_OUT_OF_BOUND", "TOO_LARGE_STRING_SIZE",
+    "TOO_LARGE_ARRAY_SIZE", "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN", "VIOLATED_CONSTRAINT",
 })
+BAD_STATEMENT: frozenset[str] = frozenset({
+    "TYPE_MISMATCH", "ILLEGAL_TYPE_OF_ARGUMENT", "ILLEGAL_COLUMN", "NO_SUCH_COLUMN_IN_TABLE", "THERE_IS_NO_COLUMN",
+    "NOT_FOUND_COLUMN_IN_BLOCK", "INCORRECT_NUMBER_OF_COLUMNS", "NUMBER_OF_COLUMNS_DOESNT_MATCH", "UNKNOWN_FORMAT",
+    "INCORRECT_QUERY", "SYNTAX_ERROR", "BAD_ARGUMENTS", "UNKNOWN_SETTING",
+})
+BAD_DATA: frozenset[str] = BAD_ROWS | BAD_STATEMENT
+# What clickhouse-connect's serializer raises for values it cannot encode (before the engine sees them).
+SERIALIZER_ERRORS: tuple[type[BaseException], ...] = (UnicodeError, OverflowError, struct.error)
 # Codes for the names above and a few retryable ones, for errors that carry only the number.
 CODE_NAMES: dict[int, str] = {
     6: "CANNOT_PARSE_TEXT", 7: "INCORRECT_NUMBER_OF_COLUMNS", 8: "THERE_IS_NO_COLUMN",
@@ -40,7 +54,8 @@ CODE_NAMES: dict[int, str] = {
     131: "TOO_LARGE_STRING_SIZE", 159: "TIMEOUT_EXCEEDED", 190: "SIZES_OF_ARRAYS_DONT_MATCH",
     202: "TOO_MANY_SIMULTANEOUS_QUERIES", 209: "SOCKET_TIMEOUT", 210: "NETWORK_ERROR",
     241: "MEMORY_LIMIT_EXCEEDED", 252: "TOO_MANY_PARTS", 321: "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
-    349: "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN", 407: "DECIMAL_OVERFLOW", 516: "AUTHENTICATION_FAILED",
+    349: "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN", 407: "DECIMAL_OVERFLOW", 469: "VIOLATED_CONSTRAINT",
+    516: "AUTHENTICATION_FAILED",
 }
 _NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)")
 _CODE = re.compile(r"\bCode:\s*(\d+)")
@@ -65,14 +80,25 @@ def error_name(exc: BaseException) -> str | None:
 
 def classify(exc: BaseException, what: str = "insert") -> PermanentError | RetryableError:
     """The pipeline error for a failed ClickHouse call (raise it `from exc`)."""
+    if serializer_refused(exc):
+        return InvalidData(f"cannot encode the rows for ClickHouse: {_short(exc)}", "serializer")
     name = error_name(exc)
     message = f"ClickHouse {what} failed: {_short(exc)}"
-    if name in BAD_DATA:
+    if name in BAD_ROWS:
+        return InvalidData(message, name or "invalid_data")
+    if name in BAD_STATEMENT:
         return PermanentError(message, error_type=name or "bad_data")
     status = _HTTP_STATUS.search(str(exc))
     if name is None and status:
         name = f"HTTP_{status.group(1)}"
     return RetryableError(message, error_type=name or type(exc).__name__)
+
+
+def serializer_refused(exc: BaseException) -> bool:
+    """True for clickhouse-connect's client-side refusal of values (`DataError`) or an encoding error."""
+    from clickhouse_connect.driver.exceptions import DataError
+
+    return isinstance(exc, (DataError, *SERIALIZER_ERRORS))
 
 
 def _short(exc: BaseException, limit: int = 500) -> str:

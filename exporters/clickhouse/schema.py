@@ -1,23 +1,54 @@
 """The `otel_traces` schema and its insert columns, shared by the `clickhouse` and `chdb` exporters.
 
-The DDL is otelcol's clickhouseexporter schema (REFERENCE.md §6), so Grafana's ClickHouse
-plugin reads the tables: the `otel_traces` MergeTree table, the `otel_traces_trace_id_ts`
-lookup table (first/last time of each trace) and the `otel_traces_trace_id_ts_mv`
-materialized view that feeds it. Every statement is `IF NOT EXISTS`, so running the
-schema again (each start) is harmless and never alters an existing table.
+The DDL is otelcol's clickhouseexporter schema, so Grafana's ClickHouse plugin reads the
+tables: the `otel_traces` MergeTree table, the `otel_traces_trace_id_ts` lookup table
+(first/last time of each trace) and the `otel_traces_trace_id_ts_mv` materialized view that
+feeds it. Every statement is `IF NOT EXISTS`, so running the schema again (each start) is
+harmless and never alters an existing table.
 
 `insert_columns(SpanColumns)` gives the column-oriented insert data in `INSERT_COLUMNS`
 order: plain lists taken from the batch's shared columnar view, no row dicts. The events
 audit table (`agentdbg_decisions`) is in audit.py; tables.py picks the table per pipeline type.
+
+Limits: values a column cannot hold
+-----------------------------------
+OTLP accepts values the tables cannot store (any uint64 nanosecond time, an end before the
+start). The rule, for every column, is to normalise at the storage boundary: a span is
+always stored, with the nearest value its column can hold, and a span changed this way
+gets the span attribute `agentdbg.clamped` listing the changed columns (comma-separated, in
+the order below), so a reader sees the stored value is not what the agent sent. The receiver
+refuses nothing for these values; the OTLP exporters and Kafka still carry them unchanged.
+Checked against the engine (chDB 4.4, ClickHouse 26.9):
+
+| column | type | what cannot be stored | stored instead |
+|---|---|---|---|
+| `Timestamp` | DateTime64(9) | a start after 2262-04-11 23:47:16.854775807 UTC (≥ 2^63 ns: the serializer refuses the whole insert) | that maximum time; marked `Timestamp` |
+| `Duration` | UInt64 | end before start (negative) | 0; marked `Duration`. Otherwise the true `end − start` (of the unclamped times) always fits |
+| `Events.Timestamp` | Array(DateTime64(9)) | an event time ≥ 2^63 ns (e.g. 2^64−1) | that maximum time; marked `Events.Timestamp` |
+| strings, map keys and values | String, LowCardinality(String) | text that is not UTF-8 | never occurs: the protobuf decoder refuses such a request (HTTP 400 / INVALID_ARGUMENT) and a Python string with a lone surrogate cannot be set on a span. No length limit applies below the receiver's request size |
+| attribute values | Map(…, String) | none: doubles are written as text (`NaN`, `+Inf`, `-Inf`), ints in decimal, bytes base64 | — |
+| ids, `Links.*` | String, Array(String) | none: ids of any length are stored as hex | — |
+| `SpanKind`, `StatusCode` | LowCardinality(String) | an enum value OTLP does not define | `""` |
+| lookup `Start`, `End` | DateTime (seconds, to 2106-02-07 06:28:15) | a span time after 2106 | the engine saturates `toDateTime` at 2106-02-07 06:28:15 (checked); nothing fails |
+| partitions | `PARTITION BY toDate(Timestamp)` | a batch spread over more than 100 days exceeds `max_partitions_per_insert_block` | every insert sets it to 0 (no limit): a clock-skewed or corrupted agent must not cost its batch |
+
+Anything else the engine refuses about a row (a table constraint an operator added, a
+future type) is isolated row by row and dead-lettered (exporters/helper/isolate.py).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from pipeline.columns import SpanColumns
 from pipeline.traces import Traces
 
 MAP = "Map(LowCardinality(String), String)"
+MAX_TIME_NS = 2**63 - 1  # DateTime64(9)'s last instant, 2262-04-11 23:47:16.854775807 UTC
+CLAMPED = "agentdbg.clamped"
+# Every insert lifts the partitions-per-insert limit (see "Limits" above).
+INSERT_SETTINGS: dict[str, int] = {"max_partitions_per_insert_block": 0}
 
 # (name, type) in insert order. Nested columns are inserted as their flattened arrays.
 INSERT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -145,20 +176,86 @@ def schema_statements(database: str, table: str, ttl_seconds: float = 0,
 
 
 def insert_columns(cols: SpanColumns) -> list[Sequence]:
-    """The `INSERT_COLUMNS` data of one batch, column by column, from its shared view."""
+    """The `INSERT_COLUMNS` data of one batch, column by column, from its shared view.
+
+    Values a column cannot hold are clamped and the span marked (see "Limits"); checking costs
+    one C-level pass per column, and only a batch that needs it is copied.
+    """
     events, links = cols.events, cols.links
-    duration = cols.duration_ns
-    if duration and min(duration) < 0:  # end before start: UInt64 cannot hold it
-        duration = [d if d > 0 else 0 for d in duration]
+    marks: dict[int, list[str]] = {}
+    start = _clamp_times(cols.start_ns, "Timestamp", marks)
+    duration = _clamp_durations(cols.duration_ns, marks)
+    event_times = _clamp_event_times(events.timestamp_ns, marks)
     return [
-        cols.start_ns, cols.trace_id_hex, cols.span_id_hex, cols.parent_span_id_hex, cols.trace_state,
+        start, cols.trace_id_hex, cols.span_id_hex, cols.parent_span_id_hex, cols.trace_state,
         cols.name, cols.kind_name, cols.service, cols.resource_attributes, cols.scope_name,
-        cols.scope_version, cols.span_attributes, duration, cols.status_name, cols.status_message,
-        events.timestamp_ns, events.name, events.attributes,
+        cols.scope_version, _marked(cols.span_attributes, marks), duration, cols.status_name, cols.status_message,
+        event_times, events.name, events.attributes,
         links.trace_id_hex, links.span_id_hex, links.trace_state, links.attributes,
     ]
+
+
+def _clamp_times(times: list[int], column: str, marks: dict[int, list[str]]) -> list[int]:
+    if not times or max(times) <= MAX_TIME_NS:
+        return times
+    for i, value in enumerate(times):
+        if value > MAX_TIME_NS:
+            marks.setdefault(i, []).append(column)
+    return [min(value, MAX_TIME_NS) for value in times]
+
+
+def _clamp_durations(durations: list[int], marks: dict[int, list[str]]) -> list[int]:
+    if not durations or min(durations) >= 0:
+        return durations
+    for i, value in enumerate(durations):
+        if value < 0:
+            marks.setdefault(i, []).append("Duration")
+    return [max(value, 0) for value in durations]
+
+
+def _clamp_event_times(times: list[Sequence[int]], marks: dict[int, list[str]]) -> list[Sequence[int]]:
+    if max(map(max, filter(None, times)), default=0) <= MAX_TIME_NS:
+        return times
+    out = list(times)
+    for i, span_times in enumerate(times):
+        if span_times and max(span_times) > MAX_TIME_NS:
+            marks.setdefault(i, []).append("Events.Timestamp")
+            out[i] = [min(value, MAX_TIME_NS) for value in span_times]
+    return out
+
+
+def _marked(attributes: list[dict[str, str]], marks: dict[int, list[str]]) -> list[dict[str, str]]:
+    """The span attribute maps with `agentdbg.clamped` added where a value was clamped (copies:
+    the batch's maps are shared with other readers)."""
+    if not marks:
+        return attributes
+    out = list(attributes)
+    for i, columns in marks.items():
+        out[i] = {**attributes[i], CLAMPED: ",".join(columns)}
+    return out
 
 
 def traces_columns(batch: Traces) -> list[Sequence]:
     """`insert_columns` of a batch's shared columnar view (built once per batch)."""
     return insert_columns(batch.columns)
+
+
+def select_spans(batch: Traces, indices: Sequence[int]) -> Traces:
+    """The spans of `batch` at `indices` (column order), as sent, with their resources and scopes."""
+    wanted = set(indices)
+    out = ExportTraceServiceRequest()
+    first = 0
+    for rs in batch.message.resource_spans:
+        target = None
+        for scope in rs.scope_spans:
+            picked = [span for index, span in enumerate(scope.spans, first) if index in wanted]
+            first += len(scope.spans)
+            if not picked:
+                continue
+            if target is None:
+                target = out.resource_spans.add(schema_url=rs.schema_url)
+                target.resource.CopyFrom(rs.resource)
+            target_scope = target.scope_spans.add(schema_url=scope.schema_url)
+            target_scope.scope.CopyFrom(scope.scope)
+            target_scope.spans.extend(picked)
+    return Traces.from_message(out, batch.received_at)

@@ -13,8 +13,9 @@ from typing import Any, Callable, Sequence
 
 from pydantic import field_validator
 
-from exporters.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statement
-from exporters.clickhouse.schema import INSERT_COLUMNS, qualified, quote, schema_statements, traces_columns
+from exporters.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statement, select_documents
+from exporters.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema_statements, select_spans,
+                                         traces_columns)
 from exporters.helper import ExporterHelperConfig
 from pipeline.component import Signal
 from pipeline.config.units import Duration
@@ -30,6 +31,9 @@ class TablesConfig(ExporterHelperConfig):
     events_table_name: str = "agentdbg_decisions"
     ttl: Duration = 0.0
     create_schema: bool = True
+    # Where rows the engine refuses for good are kept (exporters/helper/dead_letter.py), in a
+    # subdirectory per exporter id; "" = the exporter's default (beside its data).
+    dead_letter: str = ""
 
     @field_validator("database", "traces_table_name", "events_table_name")
     @classmethod
@@ -48,6 +52,7 @@ class TableSpec:
     statements: tuple[str, ...]
     batch_type: type
     to_columns: Callable[[Any], list[Sequence]]
+    select: Callable[[Any, Sequence[int]], Any]  # the batch's rows at these indices, as a batch
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -68,13 +73,13 @@ class TableSpec:
 def traces_spec(config: TablesConfig) -> TableSpec:
     return TableSpec(qualified(config.database, config.traces_table_name), INSERT_COLUMNS,
                      tuple(schema_statements(config.database, config.traces_table_name, config.ttl)),
-                     Traces, traces_columns)
+                     Traces, traces_columns, select_spans)
 
 
 def events_spec(config: TablesConfig) -> TableSpec:
     table = qualified(config.database, config.events_table_name)
     statements = (f"CREATE DATABASE IF NOT EXISTS {quote(config.database)}", events_table_statement(table))
-    return TableSpec(table, EVENTS_COLUMNS, statements, Events, events_columns)
+    return TableSpec(table, EVENTS_COLUMNS, statements, Events, events_columns, select_documents)
 
 
 def preload_insert_modules() -> None:
@@ -94,3 +99,10 @@ def preload_insert_modules() -> None:
 def table_spec(signal: Signal | None, config: TablesConfig) -> TableSpec:
     """The table for the pipeline type an exporter instance serves (traces unless events)."""
     return events_spec(config) if signal == Signal.EVENTS else traces_spec(config)
+
+
+def slice_columns(columns: list[Sequence], start: int, stop: int) -> list[Sequence]:
+    """Rows [start, stop) of column-oriented insert data (the data itself for all of it)."""
+    if start == 0 and stop == len(columns[0]):
+        return columns
+    return [column[start:stop] for column in columns]

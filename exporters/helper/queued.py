@@ -12,6 +12,11 @@ Guarantees (Vector-style):
   exponential backoff and jitter, never sooner than the server's hint; when
   `max_elapsed_time` runs out the batch is dropped, counted as `retries_exhausted` and logged.
 - A `PermanentError` is not retried: counted under its `error_type` and logged.
+- `send` may report that the destination took only part of a batch (`PartialFailure`, or a
+  list of them, one per error type): the rest is counted as failed, never retried. An
+  exporter that stores rows isolates the bad ones this way (exporters/helper/isolate.py), so
+  one bad row never costs its neighbours, and a batch never holds the queue for longer than
+  its own retry policy (`max_elapsed_time`).
 - Shutdown stops taking batches and drains the queue until the deadline; whatever is still
   queued or in flight then is counted as failed (`shutdown`) and logged, never lost silently.
 - With `sending_queue.storage` (a `file_storage` extension) each batch is written to disk
@@ -58,14 +63,21 @@ class QueuedExporter(Exporter):
     async def start_client(self) -> None:
         """Open connections. Failing here must not stop the daemon: raise nothing for outages."""
 
-    async def send(self, batch: Any) -> int | PartialFailure | None:
+    async def send(self, batch: Any) -> int | PartialFailure | list[PartialFailure] | None:
         """Deliver one batch; raise RetryableError / PermanentError on failure.
 
         May return how many items the destination rejected while taking the rest
-        (OTLP partial_success), or a PartialFailure naming their error type; those are
+        (OTLP partial_success), or PartialFailures naming their error types; those are
         counted as failed, not retried.
         """
         raise NotImplementedError
+
+    def unsent(self, batch: Any) -> int:
+        """Items of `batch` not delivered yet, counted as failed when the helper gives up on it."""
+        return self.item_count(batch)
+
+    def settled(self, batch: Any) -> None:
+        """Called once the helper is done with `batch`, whatever the outcome."""
 
     async def stop_client(self) -> None:
         """Close connections after the queue has drained."""
@@ -142,27 +154,32 @@ class QueuedExporter(Exporter):
                 if token is not None:
                     self._store.remove(token)  # sent or failed for good: not after a cancellation
             finally:
+                self.settled(batch)
                 self._in_flight.dec()
                 self._in_flight_items -= self.item_count(batch)
                 self._queue.task_done()
 
     async def _attempt(self, batch: Any) -> None:
         outcome = await asyncio.wait_for(self.send(batch), self.config.timeout or None)
-        failure = outcome if isinstance(outcome, PartialFailure) else PartialFailure(outcome or 0)
-        self._sent.inc(self.item_count(batch) - failure.rejected)
-        if failure.rejected:
-            self._count_failed(failure.rejected, failure.error_type, failure.reason)
+        failures = outcome if isinstance(outcome, list) else [
+            outcome if isinstance(outcome, PartialFailure) else PartialFailure(outcome or 0)]
+        self._sent.inc(self.item_count(batch) - sum(failure.rejected for failure in failures))
+        for failure in failures:
+            if failure.rejected:
+                self.count_failed(failure.rejected, failure.error_type, failure.reason)
 
     async def _send_now(self, batch: Any) -> None:
         """Queue disabled: one attempt, outcome handed back to the caller."""
         try:
             await self._attempt(batch)
         except PermanentError as exc:
-            self._count_failed(self.item_count(batch), exc.error_type, str(exc))
+            self.count_failed(self.unsent(batch), exc.error_type, str(exc))
             raise
         except (RetryableError, asyncio.TimeoutError, OSError) as exc:
             hint = getattr(exc, "retry_after", None) or 1.0
             raise Refused(f"exporter {self.id}: {describe(exc)}", retry_after=hint) from exc
+        finally:
+            self.settled(batch)
 
     async def _deliver(self, batch: Any) -> None:
         retry = self.config.retry_on_failure
@@ -175,7 +192,7 @@ class QueuedExporter(Exporter):
             except asyncio.CancelledError:
                 raise
             except PermanentError as exc:
-                self._count_failed(self.item_count(batch), exc.error_type, str(exc))
+                self.count_failed(self.unsent(batch), exc.error_type, str(exc))
                 return
             except Exception as exc:  # otelcol's rule: anything not marked permanent is retryable
                 hint = getattr(exc, "retry_after", None)
@@ -183,14 +200,18 @@ class QueuedExporter(Exporter):
                 elapsed = time.monotonic() - started
                 if not retry.enabled or (retry.max_elapsed_time and elapsed + delay > retry.max_elapsed_time):
                     reason = "retries_exhausted" if retry.enabled else getattr(exc, "error_type", "send_failed")
-                    self._count_failed(self.item_count(batch), reason, describe(exc))
+                    self.count_failed(self.unsent(batch), reason, describe(exc))
                     return
                 self._retried.inc()
                 self.log.warning("send failed, will retry", extra={"kv": {
                     "error": describe(exc), "retry_in_s": round(delay, 3), "spans": self.item_count(batch)}})
                 await asyncio.sleep(delay)
 
-    def _count_failed(self, count: int, error_type: str, message: str) -> None:
+    def count_sent(self, count: int) -> None:
+        self._sent.inc(count)
+
+    def count_failed(self, count: int, error_type: str, message: str) -> None:
+        """Count `count` items as given up on under `error_type`, with one log line."""
         counter = self._failed_by_type.get(error_type)
         if counter is None:
             counter = metrics.exporter_send_failed_spans.labels(str(self.id), error_type)
@@ -208,7 +229,7 @@ class QueuedExporter(Exporter):
                              extra={"kv": {"items": dropped, "directory": str(self._store.directory)}})
             return
         if dropped:
-            self._count_failed(dropped, "shutdown", "shutdown deadline passed before the queue drained")
+            self.count_failed(dropped, "shutdown", "shutdown deadline passed before the queue drained")
 
     def _refusal_hint(self) -> float:
         """Suggest a retry after roughly the time one retry interval takes to free room."""
