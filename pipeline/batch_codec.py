@@ -17,9 +17,14 @@ _TAGS = {Traces: b"T", Metrics: b"M", Events: b"E"}
 
 
 def encode(batch: Any) -> bytes:
-    tag = _TAGS[type(batch)]
-    body = batch.to_json_line() if isinstance(batch, Events) else batch.wire()
+    tag, body = encode_parts(batch)
     return tag + body
+
+
+def encode_parts(batch: Any) -> tuple[bytes, bytes]:
+    """The tag and the body, for writers that send both without joining them (writev)."""
+    body = batch.to_json_line() if isinstance(batch, Events) else batch.wire()
+    return _TAGS[type(batch)], body
 
 
 def decode(data: bytes) -> Any:

@@ -3,6 +3,8 @@
 receivers → (per pipeline) processors → fan-out → exporters. Receivers, exporters,
 connectors and extensions are one instance per id (exporters: per id and signal) shared by
 every pipeline that names them; processors are one instance per pipeline, as in otelcol.
+Before a processor starts, the host tells it its pipeline and whether an exporter of that
+pipeline keeps a persistent sending queue (`Host.downstream`).
 A connector ends some pipelines (as an exporter) and starts others (as a receiver).
 
 On reload a new graph is built beside the old one, reusing every receiver, exporter and
@@ -21,7 +23,7 @@ from pipeline.component import Component, ComponentID, Connector, Kind, Receiver
 from pipeline.config.resolve import Pipeline, ResolvedConfig
 from pipeline.errors import ConfigErrors
 from pipeline.fanout import FanOut
-from pipeline.host import Host
+from pipeline.host import Downstream, Host
 
 log = logging.getLogger("agentdbg.service")
 
@@ -41,6 +43,7 @@ class Graph:
         # so that shutdown flushes upstream stages before the stages they feed.
         self.processors: list[Component] = []
         self._downstream_processors: list[Component] = []
+        self._processor_downstream: list[tuple[Component, Downstream]] = []
         self.entries: dict[str, Any] = {}
         self._build(previous)
 
@@ -91,9 +94,21 @@ class Graph:
             settings.logger = logging.getLogger(f"agentdbg.processor.{cid}.{pipeline.name}")
             consumer = component_config.factory.create(settings, component_config.config, consumer)
             built.append(consumer)
+        downstream = Downstream(pipeline.name, self._persistent_storage(pipeline))
+        self._processor_downstream.extend((processor, downstream) for processor in built)
         fed_by_connector = any(cid in self.connectors for cid in pipeline.receivers)
         (self._downstream_processors if fed_by_connector else self.processors).extend(reversed(built))
         return consumer
+
+    def _persistent_storage(self, pipeline: Pipeline) -> str | None:
+        """The storage of the first exporter of `pipeline` whose sending queue is on disk."""
+        for cid in pipeline.exporters:
+            if cid in self.connectors:
+                continue
+            queue = getattr(self.config.section(Kind.EXPORTER)[cid].config, "sending_queue", None)
+            if queue is not None and queue.enabled and queue.storage:
+                return str(queue.storage)
+        return None
 
     def _wire_receivers(self, previous: "Graph | None") -> None:
         by_receiver: dict[tuple[ComponentID, Signal], list[Any]] = {}
@@ -131,6 +146,8 @@ class Graph:
         """Exporters, processors and connectors, wired to their consumers; not the receivers."""
         for component in self._new(self.exporters.values()):
             await component.start(host)
+        for processor, downstream in self._processor_downstream:
+            host.set_downstream(processor, downstream)
         for component in reversed(self._new(self.processors)):
             await component.start(host)
         self.connect_receivers()

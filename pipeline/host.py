@@ -1,16 +1,29 @@
 """The host: what every component sees of the running service.
 
-It carries the service's health (for the health_check and debug_api extensions) and the
-debug HTTP routes components contribute (`/debug/...`), and outlives graph reloads.
+It carries the service's health (for the health_check and debug_api extensions), the
+debug HTTP routes components contribute (`/debug/...`) and what each processor needs to
+know of the stages after it (`downstream`), and outlives graph reloads.
 """
 from __future__ import annotations
 
 import time
+import weakref
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """What the graph tells a processor about the rest of its pipeline."""
+
+    pipeline: str = ""
+    # The `sending_queue.storage` (a file_storage extension id) of the first exporter of the
+    # pipeline whose queue is persistent: an OK must then mean "on disk" (see processors/batch.py).
+    storage: str | None = None
 
 
 class Host:
@@ -21,6 +34,7 @@ class Host:
         self.debug_routes: dict[str, Handler] = {}
         self.extensions: dict[str, Any] = {}  # running extensions by id, for receivers' `auth`
         self.describe_graph: Callable[[], dict[str, Any]] = lambda: {}
+        self._downstream: weakref.WeakKeyDictionary[Any, Downstream] = weakref.WeakKeyDictionary()
 
     def add_debug_route(self, path: str, handler: Handler) -> None:
         """Serve `handler` at `/debug/<path>` on the debug API (replacing an earlier one)."""
@@ -32,6 +46,13 @@ class Host:
         if extension is None or not hasattr(extension, "authenticate"):
             raise ValueError(f'authenticator "{name}" is not a configured extension listed in service::extensions')
         return extension
+
+    def set_downstream(self, processor: Any, downstream: Downstream) -> None:
+        self._downstream[processor] = downstream
+
+    def downstream(self, processor: Any) -> Downstream:
+        """Set by the graph before it starts `processor`; empty for a processor it did not build."""
+        return self._downstream.get(processor, Downstream())
 
     def set_status(self, status: str, ready: bool) -> None:
         self.status = status

@@ -10,11 +10,24 @@ refused) until they take it. While it holds such a batch it refuses new data ret
 so the back-pressure reaches the clients and the memory it holds stays bounded. A
 permanent error downstream is counted and logged. On shutdown it flushes, and re-offers
 what it holds until the deadline; what is still held then is counted as dropped and logged.
+
+Durability: when an exporter of its pipeline keeps a persistent sending queue
+(`sending_queue.storage`), an OK from the receiver must mean "on disk", yet a batch waiting
+here to be merged is only in memory. So the processor then keeps a write-ahead log in that
+same file_storage extension (sub-directory `<processor id>-<pipeline>`): each incoming
+batch is appended to it before `consume` returns, and the log segment of a merged batch is
+deleted only once every exporter took the batch (a persistent queue writes it to its own
+files before taking it). At start, what an earlier run left in the log is sent first, before
+any new data: after a crash a batch that had reached the exporters is sent twice (counted in
+`agentdbg_processor_batch_wal_replayed_items_total`), never lost. Batches still held at the
+shutdown deadline stay in the log for the next start instead of being dropped. Without a
+persistent queue downstream nothing is written.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import NonNegativeInt, model_validator
@@ -40,6 +53,24 @@ class BatchConfig(StrictConfig):
         return self
 
 
+@dataclass
+class Flight:
+    """A merged batch on its way out: the log segments holding its parts, deleted once every
+    piece of it was taken (or refused for good) downstream."""
+
+    segments: list[Any]
+    pieces: int = 0
+
+    def piece_done(self) -> None:
+        self.pieces -= 1
+        if self.pieces == 0:
+            for segment in self.segments:
+                segment.remove()
+
+
+Held = tuple[OtlpBatch, Consumer, "Flight | None"]
+
+
 class BatchProcessor(Processor):
     def __init__(self, settings: Settings, config: BatchConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
@@ -48,18 +79,24 @@ class BatchProcessor(Processor):
         self._incoming = metrics.processor_incoming_items.labels(*labels)
         self._outgoing = metrics.processor_outgoing_items.labels(*labels)
         self._refused = metrics.processor_refused_items.labels(*labels)
+        self._replayed = metrics.batch_wal_replayed_items.labels(*labels)
         self._send_size = metrics.batch_send_size.labels(str(settings.id))
         self._size_trigger = metrics.batch_size_trigger_send.labels(str(settings.id))
         self._timeout_trigger = metrics.batch_timeout_trigger_send.labels(str(settings.id))
         self._pending: list[OtlpBatch] = []
         self._pending_spans = 0
         self._first_at = 0.0
-        self._held: list[tuple[OtlpBatch, Consumer]] = []
+        self._held: list[Held] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._wal: Any = None  # a file_storage WriteAheadLog when an exporter downstream persists
+        self._segments: list[Any] = []  # the log segments of `_pending`, the current one last
 
     async def start(self, host: Any) -> None:
+        downstream = host.downstream(self)
+        if downstream.storage:
+            await self._open_log(host, downstream.storage, f"{self.id}-{downstream.pipeline}")
         self._task = asyncio.create_task(self._timer(), name=f"{self.id}-timer")
 
     async def consume(self, batch: OtlpBatch) -> None:
@@ -69,6 +106,8 @@ class BatchProcessor(Processor):
         if self._held:
             self._refused.inc(batch.span_count)
             raise Refused("the next stage is refusing data; retry later", retry_after=1.0)
+        if self._wal is not None:
+            self._log(batch)
         self._incoming.inc(batch.span_count)
         if not self._pending:
             self._first_at = time.monotonic()
@@ -79,33 +118,85 @@ class BatchProcessor(Processor):
             self._size_trigger.inc()
             await self._flush()
 
+    # -- the write-ahead log ---------------------------------------------------------------------
+    async def _open_log(self, host: Any, storage: str, owner: str) -> None:
+        extension = host.extensions.get(storage)
+        if extension is None or not hasattr(extension, "open_log"):
+            raise ValueError(f'processor {self.id}: sending_queue.storage "{storage}" downstream is not a '
+                             "file_storage extension listed in service::extensions")
+        self._wal = extension.open_log(owner)
+        recovered = 0
+        for batches, segment in self._wal.take_recovered():
+            if not batches:
+                segment.remove()
+                continue
+            merged = type(batches[0]).merge(batches)
+            pieces = merged.split(self.config.send_batch_max_size)
+            flight = Flight([segment], len(pieces))
+            self._held.extend((piece, self.next, flight) for piece in pieces)
+            recovered += merged.span_count
+        if recovered:
+            self._replayed.inc(recovered)
+            self.log.info("sending what an earlier run left in the write-ahead log, before new data",
+                          extra={"kv": {"items": recovered, "directory": str(self._wal.directory)}})
+            await self._retry_held()
+
+    def _log(self, batch: OtlpBatch) -> None:
+        """Append `batch` to the log before it is answered OK; a write that fails is a refusal."""
+        try:
+            if not self._segments or self._segments[-1].closed:
+                self._segments.append(self._wal.open_segment())
+            self._segments[-1].append(batch)
+        except OSError as exc:
+            if self._segments:
+                self._segments[-1].close()  # a torn record may end it: later records go to a new one
+            self._refused.inc(batch.span_count)
+            self.log.error("cannot write the write-ahead log; refusing data",
+                           extra={"kv": {"error": str(exc), "spans": batch.span_count}})
+            raise Refused(f"processor {self.id}: cannot write the write-ahead log: {exc}", retry_after=1.0) from exc
+
+    # -- sending ---------------------------------------------------------------------------------
     async def _flush(self) -> None:
         if not self._pending:
             return
         merged = type(self._pending[0]).merge(self._pending)
         self._pending, self._pending_spans = [], 0
-        for piece in merged.split(self.config.send_batch_max_size):
+        flight = self._take_flight()
+        pieces = merged.split(self.config.send_batch_max_size)
+        if flight is not None:
+            flight.pieces = len(pieces)
+        for piece in pieces:
             self._send_size.observe(piece.span_count)
-            await self._offer(piece, self.next)
+            await self._offer(piece, self.next, flight)
 
-    async def _offer(self, batch: OtlpBatch, target: Consumer) -> bool:
+    def _take_flight(self) -> Flight | None:
+        if not self._segments:
+            return None
+        segments, self._segments = self._segments, []
+        for segment in segments:
+            segment.close()
+        return Flight(segments)
+
+    async def _offer(self, batch: OtlpBatch, target: Consumer, flight: Flight | None) -> bool:
         try:
             await target.consume(batch)
         except Refused as exc:
-            self._held.append((batch, exc.retry_consumer or target))
+            self._held.append((batch, exc.retry_consumer or target, flight))
             self._wakeup.set()
             return False
         except PermanentError as exc:
             self.log.error("dropping data: the next stage refused it permanently",
                            extra={"kv": {"error": str(exc), "spans": batch.span_count}})
-            return True
-        self._outgoing.inc(batch.span_count)
+        else:
+            self._outgoing.inc(batch.span_count)
+        if flight is not None:
+            flight.piece_done()
         return True
 
     async def _retry_held(self) -> None:
         held, self._held = self._held, []
-        for index, (batch, target) in enumerate(held):
-            if not await self._offer(batch, target):
+        for index, (batch, target, flight) in enumerate(held):
+            if not await self._offer(batch, target, flight):
                 self._held.extend(held[index + 1:])
                 return
 
@@ -133,10 +224,20 @@ class BatchProcessor(Processor):
             await asyncio.sleep(RETRY_INTERVAL)
             await self._retry_held()
         if self._held:
-            spans = sum(batch.span_count for batch, _ in self._held)
-            self.log.error("shutdown deadline passed; dropping batches the next stage kept refusing",
-                           extra={"kv": {"reason": "shutdown", "spans": spans}})
-            self._held = []
+            self._give_up_held()
+        if self._wal is not None:
+            self._wal.release()
+
+    def _give_up_held(self) -> None:
+        spans = sum(batch.span_count for batch, _, _ in self._held)
+        self._held = []
+        if self._wal is not None:
+            self.log.warning("shutdown deadline passed; batches the next stage kept refusing stay in the "
+                             "write-ahead log for the next start",
+                             extra={"kv": {"spans": spans, "directory": str(self._wal.directory)}})
+            return
+        self.log.error("shutdown deadline passed; dropping batches the next stage kept refusing",
+                       extra={"kv": {"reason": "shutdown", "spans": spans}})
 
 
 factory = Factory("batch", Kind.PROCESSOR, BatchConfig, BatchProcessor,

@@ -82,6 +82,10 @@ batch_send_size = Histogram(
     buckets=(10, 25, 50, 75, 100, 250, 500, 750, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000,
              10000, 20000, 30000, 50000, 100000),
     registry=REGISTRY)
+batch_wal_replayed_items = Counter(
+    "agentdbg_processor_batch_wal_replayed_items",
+    "Items the batch processor re-sent at start from its write-ahead log; those that had reached "
+    "the exporters before a crash are delivered twice.", PROCESSOR, registry=REGISTRY)
 batch_size_trigger_send = Counter(
     "otelcol_processor_batch_batch_size_trigger_send", "Number of times a batch was sent because of its size.",
     ["processor"], registry=REGISTRY)
