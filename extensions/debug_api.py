@@ -2,7 +2,11 @@
 
 `/debug/health` (status and uptime), `/debug/pipelines` (the running graph) and every
 route components add through the host (`/debug/<name>`). With `auth.token` set, every
-request must carry `Authorization: Bearer <token>`.
+request must carry `Authorization: Bearer <token>` (401 otherwise).
+
+A POST to `/debug/<name>/...` is an admin action (reset a breaker, lift a throttle), handled
+by the component that serves `/debug/<name>`. Admin actions change what the daemon does, so
+they are refused (403) unless `auth.token` is set.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class DebugApi(Component):
         app.router.add_get("/debug/health", lambda _: self._health(host))
         app.router.add_get("/debug/pipelines", lambda _: self._json(host.describe_graph()))
         app.router.add_get("/debug/{name:.+}", lambda request: self._route(host, request))
+        app.router.add_post("/debug/{name:.+}", lambda request: self._action(host, request))
         self.server = HttpServer(self.config.endpoint, app)
         await self.server.start()
 
@@ -56,6 +61,16 @@ class DebugApi(Component):
                                         f"{', '.join(sorted(host.debug_routes)) or 'none'}")
         return await handler(request)
 
+    async def _action(self, host: Host, request: web.Request) -> web.StreamResponse:
+        if not self.config.auth.token:
+            raise web.HTTPForbidden(text="admin actions need the debug API to require a token: set "
+                                         "extensions::debug_api::auth::token (config/safety.yaml reads it from "
+                                         "AGENTDBG_DEBUG_TOKEN) and send Authorization: Bearer <token>")
+        handler = host.debug_routes.get(request.match_info["name"].strip("/").partition("/")[0])
+        if handler is None:
+            raise web.HTTPNotFound(text=f"no admin action at {request.path}")
+        return await handler(request)
+
     def _auth_middleware(self):
         expected = f"Bearer {self.config.auth.token}".encode()
 
@@ -64,7 +79,8 @@ class DebugApi(Component):
             if self.config.auth.token:
                 given = request.headers.get("Authorization", "").encode()
                 if not hmac.compare_digest(given, expected):
-                    raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+                    raise web.HTTPUnauthorized(text="this debug API needs Authorization: Bearer <token>",
+                                               headers={"WWW-Authenticate": "Bearer"})
             return await handler(request)
 
         return check

@@ -7,9 +7,18 @@ What it promises — at least once, never blocked by one bad message:
   (with exporters whose `sending_queue` is disabled, as config/safety.yaml has them, that
   means the actions ran); when the pipeline refuses, the same batch is offered again after
   the retry hint, and nothing past it is read from that partition meanwhile;
-- a record that cannot be decoded is counted (`agentdbg_kafka_receiver_malformed_messages_total`),
-  logged with topic, partition and offset, copied to `dead_letter_topic` when one is set,
-  and skipped; the partition goes on;
+- a record that cannot be decoded, or (`encoding: json`) is not a valid document of a schema
+  this version reads (`pipeline.documents`: `agentdbg.trigger/v1`, `agentdbg.decision/v1`,
+  strictly typed), is counted (`agentdbg_kafka_receiver_malformed_messages_total{reason}`,
+  `undecodable` or `invalid_document`), logged with topic, partition and offset, copied to
+  `dead_letter_topic` when one is set, and committed; the partition goes on;
+- a batch that a stage fails on with an error (anything but a retryable refusal) is offered
+  again, up to `max_attempts` times; then its records are offered one at a time, and each
+  record that still fails `max_attempts` times (or is refused permanently) is counted
+  (`agentdbg_kafka_receiver_failed_messages_total{reason}`), logged with topic, partition and
+  offset, dead-lettered and committed: one message never stalls its partition, and the
+  poll loop outlives any failure (a failed poll is logged and retried from the last
+  committed offset);
 - on a rebalance, offsets processed but not yet committed are committed for the revoked
   partitions; a commit that fails because the partition moved is logged (the next owner
   redelivers, and the pipeline's idempotency keys make that harmless).
@@ -27,7 +36,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client import Counter
 from pydantic import Field, field_validator
 
-from pipeline import otlp_json
+from pipeline import documents, otlp_json
 from pipeline.component import Factory, Kind, Receiver, Settings, Signal, StrictConfig
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import Duration
@@ -37,8 +46,16 @@ from pipeline.telemetry import metrics
 from pipeline.traces import Traces
 
 malformed_messages = Counter("agentdbg_kafka_receiver_malformed_messages",
-                             "Kafka records that could not be decoded and were skipped (or dead-lettered).",
-                             ["receiver", "topic"], registry=metrics.REGISTRY)
+                             "Kafka records set aside (dead-lettered when a topic is set) before delivery, by "
+                             "reason: undecodable, or invalid_document (not a valid document of its schema).",
+                             ["receiver", "topic", "reason"], registry=metrics.REGISTRY)
+failed_messages = Counter("agentdbg_kafka_receiver_failed_messages",
+                          "Kafka records the pipeline failed on max_attempts times (reason error) or refused "
+                          "permanently (reason permanent), then dead-lettered and committed.",
+                          ["receiver", "topic", "reason"], registry=metrics.REGISTRY)
+dead_letter_failures = Counter("agentdbg_kafka_receiver_dead_letter_failures",
+                               "Records that could not be written to the dead-letter topic (logged, then "
+                               "committed).", ["receiver", "topic"], registry=metrics.REGISTRY)
 accepted_events = Counter("agentdbg_receiver_accepted_events", "Events successfully pushed into the pipeline.",
                           ["receiver", "transport"], registry=metrics.REGISTRY)
 
@@ -54,6 +71,9 @@ class KafkaReceiverConfig(StrictConfig):
     session_timeout: Duration = 10.0
     heartbeat_interval: Duration = 3.0
     max_poll_records: int = Field(500, ge=1)
+    # Times a batch (then each of its records) is offered to a pipeline that fails on it with
+    # an error before the record is dead-lettered. Retryable refusals (backpressure) do not count.
+    max_attempts: int = Field(3, ge=1)
     tls: TlsClientConfig | None = None
 
     @field_validator("brokers", "topics", mode="before")
@@ -135,18 +155,37 @@ class KafkaReceiver(Receiver):
         self.log.info("consuming", extra={"kv": {"topics": ",".join(self.config.topics),
                                                  "group": self.config.group_id}})
         while True:
-            polled = await self.consumer.getmany(timeout_ms=200)
+            try:
+                polled = await self.consumer.getmany(timeout_ms=200)
+            except KafkaError as exc:
+                self.log.warning("poll failed; retrying", extra={"kv": {"error": str(exc)}})
+                await asyncio.sleep(1.0)
+                continue
             for partition, records in polled.items():
-                await self._partition(partition, records)
+                await self._guarded(partition, records)
+
+    async def _guarded(self, partition: TopicPartition, records: list[Any]) -> None:
+        """`_partition`, and on an unexpected failure the same records again at the next poll."""
+        assert self.consumer is not None
+        try:
+            await self._partition(partition, records)
+        except Exception:  # noqa: BLE001 - the poll loop must outlive any one failure
+            self.log.exception("handling polled records failed; reading them again", extra={"kv": {
+                "topic": partition.topic, "partition": partition.partition, "offset": records[0].offset}})
+            try:
+                self.consumer.seek(partition, records[0].offset)
+            except Exception as exc:  # noqa: BLE001 - revoked meanwhile: its next owner reads them
+                self.log.warning("could not rewind the partition", extra={"kv": {"error": repr(exc)}})
+            await asyncio.sleep(1.0)
 
     async def _partition(self, partition: TopicPartition, records: list[Any]) -> None:
-        items = []
+        decoded = []
         for record in records:
             item = await self._decode(record)
             if item is not None:
-                items.append(item)
-        if items:
-            await self._deliver(self._batch(items))
+                decoded.append((record, item))
+        if decoded:
+            await self._deliver_isolating(decoded)
         self.done[partition] = records[-1].offset + 1
         await self.commit_done({partition})
 
@@ -154,51 +193,93 @@ class KafkaReceiver(Receiver):
         try:
             if self.config.encoding == "json":
                 document = orjson.loads(record.value)
-                if not isinstance(document, dict) or not str(document.get("schema", "")).startswith("agentdbg."):
-                    raise ValueError("not an agentdbg event document (no agentdbg.* schema field)")
-                return document
-            if self.config.encoding == "otlp_json":
+            elif self.config.encoding == "otlp_json":
                 return otlp_json.decode(record.value, ExportTraceServiceRequest).SerializeToString()
-            ExportTraceServiceRequest.FromString(record.value)
-            return record.value
+            else:
+                ExportTraceServiceRequest.FromString(record.value)
+                return record.value
         except (ValueError, DecodeError, orjson.JSONDecodeError, otlp_json.JsonDecodeError) as exc:
-            await self._malformed(record, str(exc))
+            await self._set_aside(record, malformed_messages, "undecodable", str(exc))
             return None
+        try:
+            documents.validate(document)
+        except documents.InvalidDocument as exc:
+            await self._set_aside(record, malformed_messages, "invalid_document", str(exc))
+            return None
+        return document
 
     def _batch(self, items: list[Any]) -> Any:
         if self.config.encoding == "json":
             return Events(items)
         return Traces(None, b"".join(items))  # OTLP's repeated top level: concatenation merges
 
-    async def _deliver(self, batch: Any) -> None:
-        consumer = self.consumers.get(self.config.signal)
-        while consumer is not None:
+    async def _deliver_isolating(self, decoded: list[tuple[Any, Any]]) -> None:
+        """Deliver the records as one batch; if that fails, one at a time, setting aside each
+        record that fails on its own."""
+        failure = await self._deliver([item for _, item in decoded])
+        if failure is None:
+            return
+        if len(decoded) > 1:
+            self.log.warning("a batch kept failing; delivering its records one at a time", extra={"kv": {
+                "topic": decoded[0][0].topic, "partition": decoded[0][0].partition,
+                "offsets": f"{decoded[0][0].offset}-{decoded[-1][0].offset}", "error": failure[1]}})
+            for record, item in decoded:
+                failure = await self._deliver([item])
+                if failure is not None:
+                    await self._set_aside(record, failed_messages, *failure)
+        else:
+            await self._set_aside(decoded[0][0], failed_messages, *failure)
+
+    async def _deliver(self, items: list[Any]) -> tuple[str, str] | None:
+        """None once the pipeline took the items, else (reason, error) after a permanent refusal
+        or `max_attempts` failures. A retryable refusal is waited out, however long."""
+        attempt = 0
+        while True:
+            consumer = self.consumers.get(self.config.signal)  # may have changed on reload
+            if consumer is None:
+                return None
+            batch = self._batch(items)  # afresh for each attempt: a failed stage may have changed it
             try:
                 await consumer.consume(batch)
                 self.accepted.inc(batch.span_count)
-                return
+                return None
             except Refused as exc:
                 self.refused.inc(batch.span_count)
                 await asyncio.sleep(min(exc.retry_after, 5.0))
-                consumer = self.consumers.get(self.config.signal)  # may have changed on reload
             except PermanentError as exc:
-                self.log.error("the pipeline refused a batch permanently; skipping it",
-                               extra={"kv": {"error": str(exc), "items": batch.span_count}})
-                return
+                return "permanent", str(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug or a poison record in any stage
+                attempt += 1
+                self.log.warning("the pipeline failed on a batch", exc_info=attempt == 1, extra={"kv": {
+                    "attempt": attempt, "max_attempts": self.config.max_attempts, "items": len(items),
+                    "error": repr(exc)}})
+                if attempt >= self.config.max_attempts:
+                    return "error", repr(exc)
+                await asyncio.sleep(min(0.1 * 2 ** attempt, 2.0))
 
-    async def _malformed(self, record: Any, error: str) -> None:
-        malformed_messages.labels(str(self.id), record.topic).inc()
-        self.log.error("skipping a malformed message", extra={"kv": {
-            "topic": record.topic, "partition": record.partition, "offset": record.offset, "error": error}})
+    async def _set_aside(self, record: Any, counter: Counter, reason: str, error: str) -> None:
+        """Count, log and dead-letter one record; the caller then commits past it."""
+        counter.labels(str(self.id), record.topic, reason).inc()
+        self.log.error("skipping a malformed message" if counter is malformed_messages
+                       else "skipping a message the pipeline failed on", extra={"kv": {
+                           "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                           "reason": reason, "error": error[:1000]}})
         if self.dead_letters is None:
             return
-        headers = [("agentdbg.error", error.encode()[:1000]), ("agentdbg.source", f"{record.topic}/"
-                   f"{record.partition}/{record.offset}".encode())]
-        try:
-            await self.dead_letters.send_and_wait(self.config.dead_letter_topic, record.value, key=record.key,
-                                                  headers=headers)
-        except KafkaError as exc:
-            self.log.error("could not dead-letter the message", extra={"kv": {"error": str(exc)}})
+        headers = [("agentdbg.error", error.encode()[:1000]), ("agentdbg.reason", reason.encode()),
+                   ("agentdbg.source", f"{record.topic}/{record.partition}/{record.offset}".encode())]
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                await self.dead_letters.send_and_wait(self.config.dead_letter_topic, record.value, key=record.key,
+                                                      headers=headers)
+                return
+            except KafkaError as exc:
+                self.log.warning("could not dead-letter the message", extra={"kv": {
+                    "attempt": attempt, "error": str(exc), "offset": record.offset}})
+                await asyncio.sleep(min(0.2 * 2 ** attempt, 2.0))
+        dead_letter_failures.labels(str(self.id), record.topic).inc()
+        self.log.error("gave up dead-lettering the message; it is skipped", extra={"kv": {
+            "topic": record.topic, "partition": record.partition, "offset": record.offset}})
 
     async def commit_done(self, partitions: set[TopicPartition] | None) -> None:
         offsets = {tp: offset for tp, offset in self.done.items() if partitions is None or tp in partitions}

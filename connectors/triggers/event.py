@@ -1,33 +1,20 @@
-"""The trigger event wire contract `agentdbg.trigger/v1` (REFERENCE.md §12).
+"""Builders of the trigger event `agentdbg.trigger/v1`; its typed definition (fields, subject
+keys, ids) is `pipeline.documents.trigger`, shared with the readers.
 
 `Observation` is what a detector reports about one subject at one evaluation; the episode
 tracker turns observations into firing / resolved documents built here.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.documents.common import stable_id
+from pipeline.documents.trigger import MAX_EXAMPLES, SCHEMA, subject_key, trigger_id
 from pipeline.events import rfc3339
 
-SCHEMA = "agentdbg.trigger/v1"
-SUBJECT_KEYS = ("service", "service_version", "canary", "agent", "tool", "model", "provider", "dependency",
-                "session", "span_name")
-MAX_EXAMPLES = 5
-
-
-def subject_key(subject: dict[str, Any]) -> str:
-    """Stable string form of a subject: `key=value` pairs in the contract's key order."""
-    return ",".join(f"{key}={_text(subject[key])}" for key in SUBJECT_KEYS if key in subject)
-
-
-def _text(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def stable_id(*parts: Any) -> str:
-    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:32]
+__all__ = ["MAX_EXAMPLES", "SCHEMA", "Examples", "Observation", "document", "stable_id",
+           "subject_key"]
 
 
 @dataclass
@@ -87,7 +74,7 @@ def document(obs: Observation, status: str, episode: str, first_seen: float, las
              now: float, detector: str) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "schema": SCHEMA,
-        "id": stable_id(episode, status),
+        "id": trigger_id(episode, status),
         "episode": episode,
         "kind": obs.kind,
         "status": status,

@@ -10,6 +10,7 @@ variable (and says when it was not set).
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,17 +145,30 @@ def format_validation_error(exc: ValidationError, path: str, model: type[BaseMod
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model an error location points into, descending through model fields, dict values
+    (a key in `loc`) and list items (an index); None where `loc` leaves the known types."""
     current: Any = model
     for part in loc:
-        field_info = getattr(current, "model_fields", {}).get(part)
-        if field_info is None:
-            return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-        annotation = field_info.annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        current = _inner(current, part)
         if current is None:
             return None
-    return current
+    return current if _is_model(current) else None
+
+
+def _inner(annotation: Any, part: Any) -> Any:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if _is_model(candidate) and isinstance(part, str) and part in candidate.model_fields:
+            return candidate.model_fields[part].annotation
+        container, args = typing.get_origin(candidate), typing.get_args(candidate)
+        if container is dict and isinstance(part, str) and len(args) == 2:
+            return args[1]
+        if container in (list, tuple, set, frozenset) and isinstance(part, int) and args:
+            return args[0]
+    return None
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
 
 
 def _check_extensions(resolved: ResolvedConfig, errors: list[str]) -> None:

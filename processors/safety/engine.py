@@ -2,8 +2,9 @@
 
 It is plain data plus pure transitions, so the processor can run it on a copy and keep the
 result only once the decisions have been taken by every exporter (at-least-once without
-repeating an action). Decision ids are deterministic from (cause event id, action), and
-ids already decided are remembered, so a redelivered event decides nothing new.
+repeating an action). Decision ids are deterministic from (cause event id, action, target),
+and ids already decided are remembered, so a redelivered event decides nothing new. An
+operator's actions (`reset_breaker`, `lift_throttle`) are decisions too, with who asked.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from typing import Any
 from processors.safety.breakers import Breaker, BreakerState, matches
 from processors.safety.canary import CanaryState, analyse
 from processors.safety.config import SafetyConfig
-from processors.safety.decision import cause_of, decision
+from pipeline.documents.decision import decision_id
+from processors.safety.decision import admin_cause, cause_of, decision
 
 SEEN_LIMIT = 100_000
+_NO_THROTTLE = {"rate_per_minute": None, "burst_per_second": None, "fallback": None}
 
 
 @dataclass
@@ -34,12 +37,18 @@ class SafetyState:
                 "seen": list(self.seen)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SafetyState":
-        return cls(breakers={k: BreakerState(**v) for k, v in data.get("breakers", {}).items()},
-                   throttles=data.get("throttles", {}),
-                   canaries={k: CanaryState(**v) for k, v in data.get("canaries", {}).items()},
-                   alerts=data.get("alerts", {}),
-                   seen=OrderedDict.fromkeys(data.get("seen", [])))
+    def from_json(cls, data: dict[str, Any], restored: bool = False) -> "SafetyState":
+        """`restored`: the state is from an earlier run of the daemon, whose detectors' episodes
+        are gone (see processors/safety/breakers.py for what that does to open breakers)."""
+        state = cls(breakers={k: BreakerState(**v) for k, v in data.get("breakers", {}).items()},
+                    throttles=data.get("throttles", {}),
+                    canaries={k: CanaryState(**v) for k, v in data.get("canaries", {}).items()},
+                    alerts=data.get("alerts", {}),
+                    seen=OrderedDict.fromkeys(data.get("seen", [])))
+        if restored:
+            for breaker in state.breakers.values():
+                breaker.restored()
+        return state
 
 
 class SafetyEngine:
@@ -106,9 +115,10 @@ class SafetyEngine:
         return out
 
     def _breaker_decision(self, name: str, action: str, reason: str, cause: dict[str, Any], now: float,
-                          key: str = "") -> dict[str, Any]:
+                          key: str = "", requested_by: str | None = None) -> dict[str, Any]:
         view = self.state.breakers[name].view(self.config.breakers[name], self.config.fallback_chain)
-        return decision(action, name, view, cause, f"breaker {name}: {reason}", now, key_extra=key)
+        return decision(action, name, view, cause, f"breaker {name}: {reason}", now, key_extra=key,
+                        requested_by=requested_by)
 
     def _cost(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
         """A target is throttled from the first firing of any of its cost episodes (daily and
@@ -145,9 +155,7 @@ class SafetyEngine:
         if episodes:
             return []
         del self.state.throttles[target]
-        return [decision("unthrottle", target, {"rate_per_minute": None, "burst_per_second": None,
-                                                "fallback": None}, cause, f"{target}: budget period rolled over",
-                         now)]
+        return [decision("unthrottle", target, _NO_THROTTLE, cause, f"{target}: budget period rolled over", now)]
 
     def _alert(self, event: dict[str, Any], now: float) -> list[dict[str, Any]]:
         alerts = self.config.alerts
@@ -182,8 +190,27 @@ class SafetyEngine:
         # The canary is decided once; its key makes a redelivered later snapshot decide nothing.
         doc = decision(action, {"service": service, "version": version}, {"phase": state.phase},
                        cause_of(event), f"canary {key}: {reason}", now, key_extra=key)
-        doc["id"] = decision(action, key, {}, {"event_id": key}, "", now)["id"]
+        doc["id"] = decision_id(key, action, doc["target"])
         return [doc]
+
+    # -- an operator's actions (the debug API) ---------------------------------------------------
+    def reset_breaker(self, name: str, requested_by: str, reason: str, request_id: str,
+                      now: float) -> list[dict[str, Any]]:
+        """Close breaker `name` and put it back on the primary; KeyError if there is none."""
+        breaker = dict(self._breaker_objects())[name]
+        why = f"reset by {requested_by}" + (f": {reason}" if reason else "")
+        cause = admin_cause(request_id, name)
+        breaker.s.cause = cause
+        return self._keep_new([self._breaker_decision(name, action, text, cause, now, requested_by=requested_by)
+                               for action, text in breaker.reset(now, why)])
+
+    def lift_throttle(self, target: str, requested_by: str, reason: str, request_id: str,
+                      now: float) -> list[dict[str, Any]]:
+        """End the cost throttle of `target` (a subject key); KeyError if it is not throttled."""
+        del self.state.throttles[target]
+        why = f"{target}: throttle lifted by {requested_by}" + (f": {reason}" if reason else "")
+        return self._keep_new([decision("unthrottle", target, _NO_THROTTLE, admin_cause(request_id, target), why,
+                                        now, requested_by=requested_by)])
 
     def _keep_new(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fresh = []

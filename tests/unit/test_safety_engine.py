@@ -1,7 +1,7 @@
 """The safety engine's state machines, driven by hand-made trigger events."""
 from __future__ import annotations
 
-from connectors.triggers.event import stable_id
+from pipeline.documents import stable_id
 from processors.safety.config import SafetyConfig
 from processors.safety.engine import SafetyEngine, SafetyState
 
