@@ -1,24 +1,55 @@
-"""`health_check`: otelcol-compatible health endpoint (default 0.0.0.0:13133, path `/`).
+"""`health_check`: otelcol-compatible health endpoint (default localhost:13133, path `/`),
+with per-pipeline and per-component status as otelcol's health check v2 reports it.
 
-Answers 200 `{"status":"Server available","upSince":...,"uptime":...}` while the pipelines
-run, 503 `{"status":"Server not available",...}` while starting or shutting down.
+- `GET <path>` answers 200 `{"status":"Server available","upSince":...,"uptime":...,
+  "components":{"pipeline:traces":{"healthy":true,"status":"StatusOK",...}}}` while the
+  pipelines run and are healthy, and 503 `{"status":"Server not available",...}` while
+  starting, shutting down, or when a component is unhealthy by `component_health`.
+  `?verbose` adds every component of each pipeline.
+- `GET <status_path>` (default `/status`) is health check v2's body: `healthy`, `status`
+  (StatusOK, StatusRecoverableError, StatusPermanentError ...), `error`, `status_time`;
+  `?verbose` adds pipelines and their components (an error with its last message and when
+  it happened, `status_time` being when the current run of errors began);
+  `?pipeline=<name>` gives one pipeline.
+- `component_health` (otelcol's keys) says when the process counts as unhealthy: a
+  permanent error at once (`include_permanent_errors`), a recoverable one (an exporter
+  whose destination is failing and is being retried) once it has lasted
+  `recovery_duration` (`include_recoverable_errors`). It is healthy again as soon as the
+  component reports StatusOK (the exporter's next send succeeds).
 """
 from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 from aiohttp import web
 
-from pipeline.httpserver import HttpServer
+from pipeline import status
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
+from pipeline.config.units import Duration
 from pipeline.host import Host
+from pipeline.httpserver import HttpServer
 from pipeline.netaddr import Endpoint
+
+
+class ComponentHealthConfig(StrictConfig):
+    # otelcol's health check v2 defaults both to false; here an exporter failing for
+    # `recovery_duration` does make the daemon unhealthy, which is what the endpoint is for.
+    include_permanent_errors: bool = True
+    include_recoverable_errors: bool = True
+    recovery_duration: Duration = 300.0
+
+    def rule(self) -> status.HealthRule:
+        return status.HealthRule(self.include_permanent_errors, self.include_recoverable_errors,
+                                 self.recovery_duration)
 
 
 class HealthCheckConfig(StrictConfig):
     endpoint: Endpoint = "localhost:13133"
     path: str = "/"
+    status_path: str = "/status"
+    component_health: ComponentHealthConfig = ComponentHealthConfig()
 
 
 def health_body(host: Host) -> dict[str, str]:
@@ -26,18 +57,23 @@ def health_body(host: Host) -> dict[str, str]:
     return {"status": host.status, "upSince": up_since, "uptime": f"{time.time() - host.started_at:.3f}s"}
 
 
+def _verbose(request: web.Request) -> bool:
+    return "verbose" in request.query and request.query["verbose"].lower() not in ("0", "false")
+
+
 class HealthCheck(Component):
     def __init__(self, settings: Settings, config: HealthCheckConfig) -> None:
         super().__init__(settings)
         self.config = config
+        self.rule = config.component_health.rule()
+        self.registry = status.registry
         self.server: HttpServer | None = None
 
     async def start(self, host: Host) -> None:
-        async def health(_: web.Request) -> web.Response:
-            return web.json_response(health_body(host), status=200 if host.ready else 503)
-
         app = web.Application()
-        app.router.add_get(self.config.path, health)
+        app.router.add_get(self.config.path, lambda request: self._health(host, request))
+        if self.config.status_path and self.config.status_path != self.config.path:
+            app.router.add_get(self.config.status_path, lambda request: self._status(host, request))
         self.server = HttpServer(self.config.endpoint, app)
         await self.server.start()
 
@@ -45,6 +81,27 @@ class HealthCheck(Component):
         if self.server:
             await self.server.stop()
 
+    def _healthy(self, host: Host) -> bool:
+        return host.ready and self.registry.healthy(self.rule)
+
+    async def _health(self, host: Host, request: web.Request) -> web.Response:
+        healthy = self._healthy(host)
+        body: dict[str, Any] = health_body(host)
+        if host.ready and not healthy:
+            body["status"] = "Server not available"
+        body["components"] = self.registry.report(self.rule, verbose=_verbose(request))["components"]
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def _status(self, host: Host, request: web.Request) -> web.Response:
+        pipeline = request.query.get("pipeline")
+        if pipeline is not None and pipeline not in self.registry.pipelines:
+            raise web.HTTPNotFound(text=f"no pipeline {pipeline!r}; known: {', '.join(self.registry.pipelines)}")
+        report = self.registry.report(self.rule, verbose=True, pipeline=pipeline)
+        if pipeline is None and not _verbose(request):
+            report.pop("components")
+        healthy = report["healthy"] and (host.ready or pipeline is not None)
+        return web.json_response(report, status=200 if healthy else 503)
+
 
 factory = Factory("health_check", Kind.EXTENSION, HealthCheckConfig, HealthCheck,
-                  description="otelcol-compatible health endpoint")
+                  description="otelcol-compatible health endpoint with per-pipeline component status")

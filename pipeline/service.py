@@ -19,10 +19,13 @@ from pipeline.config.endpoints import bind_failure
 from pipeline.config.loader import load_with_origins
 from pipeline.config.resolve import ResolvedConfig, resolve
 from pipeline.errors import ConfigErrors
+from pipeline.component import ComponentID, Kind
 from pipeline.graph import Graph
 from pipeline.host import Host
 from pipeline.netaddr import BindError
 from pipeline.registry import factories
+from pipeline.status import InstanceKey, Status, instance_key
+from pipeline.status import registry as status_registry
 from pipeline.telemetry import logs, metrics
 from pipeline.telemetry.server import MetricsServer
 
@@ -58,8 +61,10 @@ class Service:
             self._metrics_server = server
         self.graph = Graph(self.config)
         self.host.describe_graph = lambda: self.graph.describe() if self.graph else {}
+        status_registry.track(status_keys(self.graph))
         if not await self._start_graph():
             return 1
+        status_registry.set_all(Status.OK, only=Status.STARTING)
         self._install_signals()
         self._tune_gc()
         self.host.set_status("Server available", ready=True)
@@ -103,12 +108,14 @@ class Service:
 
     async def _shutdown(self) -> int:
         self.host.set_status("Server not available", ready=False)
+        status_registry.set_all(Status.STOPPING)
         log.info("shutting down; draining queues",
                  extra={"kv": {"timeout_s": self.config.service.shutdown_timeout}})
         async with self._reload_lock:
             deadline = time.monotonic() + self.config.service.shutdown_timeout
             assert self.graph is not None
             await self.graph.shutdown(deadline)
+        status_registry.set_all(Status.STOPPED)
         if self._metrics_server:
             await self._metrics_server.stop()
         log.info("shutdown complete")
@@ -161,7 +168,27 @@ class Service:
             if id(receiver) not in keep:
                 await receiver.start(self.host)
         self.graph, self.config = new, config
+        status_registry.track(status_keys(new))
+        status_registry.set_all(Status.OK, only=Status.STARTING)
         logs.setup(config.service.telemetry.logs.level, config.service.telemetry.logs.encoding)
         old.extensions = {}
         old.receivers = {}
         await old.shutdown(deadline, keep)
+
+
+def status_keys(graph: Graph) -> dict[str, list[InstanceKey]]:
+    """Each pipeline's component instances, as the status registry names them: receivers and
+    connectors are one instance per id, exporters one per id and signal, processors one per
+    pipeline."""
+    def shared(kind: Kind, cid: ComponentID) -> InstanceKey:
+        return instance_key(Kind.CONNECTOR, cid) if cid in graph.connectors else instance_key(kind, cid)
+
+    keys: dict[str, list[InstanceKey]] = {}
+    for pipeline in graph.config.pipelines:
+        keys[pipeline.name] = [
+            *(shared(Kind.RECEIVER, cid) for cid in pipeline.receivers),
+            *(instance_key(Kind.PROCESSOR, cid, pipeline.name) for cid in pipeline.processors),
+            *(instance_key(Kind.CONNECTOR, cid) if cid in graph.connectors
+              else instance_key(Kind.EXPORTER, cid, pipeline.signal) for cid in pipeline.exporters),
+        ]
+    return keys

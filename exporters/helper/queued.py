@@ -34,6 +34,7 @@ from exporters.helper.backoff import Backoff
 from exporters.helper.settings import ExporterHelperConfig
 from pipeline.component import Exporter, Settings
 from pipeline.errors import PartialFailure, PermanentError, Refused, RetryableError
+from pipeline import status
 from pipeline.telemetry import metrics
 
 
@@ -46,6 +47,7 @@ class QueuedExporter(Exporter):
         self._sent = metrics.exporter_sent_spans.labels(name)
         self._enqueue_failed = metrics.exporter_enqueue_failed_spans.labels(name)
         self._retried = metrics.exporter_retried_requests.labels(name)
+        self._status: status.StatusReporter = status.reporter(settings.kind, settings.id, settings.signal)
         self._failed_by_type: dict[str, Any] = {}
         self._queue_size = metrics.exporter_queue_size.labels(name, data_type)
         self._in_flight = metrics.exporter_in_flight_requests.labels(name, data_type)
@@ -164,6 +166,7 @@ class QueuedExporter(Exporter):
         failures = outcome if isinstance(outcome, list) else [
             outcome if isinstance(outcome, PartialFailure) else PartialFailure(outcome or 0)]
         self._sent.inc(self.item_count(batch) - sum(failure.rejected for failure in failures))
+        self._status.ok()  # the destination answered: health shows StatusOK again
         for failure in failures:
             if failure.rejected:
                 self.count_failed(failure.rejected, failure.error_type, failure.reason)
@@ -177,6 +180,7 @@ class QueuedExporter(Exporter):
             raise
         except (RetryableError, asyncio.TimeoutError, OSError) as exc:
             hint = getattr(exc, "retry_after", None) or 1.0
+            self._status.recoverable_error(describe(exc))
             raise Refused(f"exporter {self.id}: {describe(exc)}", retry_after=hint) from exc
         finally:
             self.settled(batch)
@@ -196,6 +200,7 @@ class QueuedExporter(Exporter):
                 return
             except Exception as exc:  # otelcol's rule: anything not marked permanent is retryable
                 hint = getattr(exc, "retry_after", None)
+                self._status.recoverable_error(describe(exc))
                 delay = backoff.next_delay(hint)
                 elapsed = time.monotonic() - started
                 if not retry.enabled or (retry.max_elapsed_time and elapsed + delay > retry.max_elapsed_time):
