@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/default.yaml
 
-.PHONY: run test validate bench docs system-deps clean
+.PHONY: run test validate bench docs system-deps clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ validate: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/pytest
+
+# The property-based fuzz tests (tests/fuzz/) with a fresh seed and 50x the suite's budget
+# (HYPOTHESIS_PROFILE=fuzz, defined in tests/conftest.py): about 30 min on 2 cores.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:cacheprovider --timeout=7200 tests/fuzz
 
 docs: $(STAMP)
 	$(BIN)/python -m pipeline.reference --write README.md

@@ -34,7 +34,8 @@ U64_EDGES = (0, 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1)
 INT64_EDGES = (-(2**63), -1, 0, 2**63 - 1)
 # Integers a JSON client may put where a number belongs: in range, at and past the u64 edge.
 HUGE_INTS = (2**63 - 1, 2**63, 2**64 - 1, 2**64, -1, -(2**63) - 1, 10**30)
-DEPTHS = (2, 46, 48, 100, 1000)  # 46/48: either side of the JSON limit of 100 nested objects
+DEPTHS = (2, 46, 48, 100, 1000)  # AnyValue levels; 46/48: either side of the JSON limit of 100 levels
+JSON_DEPTHS = (48, 150, 1000, 1000)  # levels of nesting in a JSON document (orjson stops at 1,024)
 T_LOW, T_HIGH = 1_600_000_000 * 10**9, 1_900_000_000 * 10**9
 
 u64 = st.one_of(st.sampled_from(U64_EDGES), st.integers(0, 2**64 - 1))
@@ -228,7 +229,7 @@ def deep_json(place: str, depth: int) -> bytes:
 def json_bodies(draw: st.DrawFn) -> bytes:
     """A trace request as OTLP/JSON: valid, or corrupted in one of the ways above."""
     document = otlp_json.to_document(draw(trace_requests()))
-    how = draw(st.sampled_from(("valid", "valid", "valid", "wrong_type", "huge_int", "utf8", "deep",
+    how = draw(st.sampled_from(("valid", "valid", "valid", "wrong_type", "huge_int", "utf8", "deep", "deep",
                                 "random_json", "bitflip", "truncate")))
     if how in ("wrong_type", "huge_int"):
         positions = _positions(document)
@@ -242,7 +243,7 @@ def json_bodies(draw: st.DrawFn) -> bytes:
             {"key": "MARK", "value": {"stringValue": "v"}}]}}, *document.get("resourceSpans", [])]})
         return data.replace(b"MARK", draw(st.sampled_from(INVALID_UTF8)), 1)
     if how == "deep":
-        return deep_json(draw(st.sampled_from(DEEP_PLACES)), draw(st.sampled_from(DEPTHS)))
+        return deep_json(draw(st.sampled_from(DEEP_PLACES)), draw(st.sampled_from(JSON_DEPTHS)))
     if how == "random_json":
         return _dumps(draw(json_values))
     data = orjson.dumps(document)
@@ -312,16 +313,18 @@ grpc_cases = st.builds(GrpcCase, body=proto_bodies(), gzip=st.booleans())
 
 # --- kafka record values -------------------------------------------------------------------
 
-def _event_document(fields: dict[str, Any]) -> bytes:
-    base = {"schema": "agentdbg.trigger/v1", "id": "e1", "kind": "error_spike", "severity": "critical",
-            "subject": {"kind": "service", "name": "checkout"}, "observed": 0.5, "threshold": 0.1}
-    return _dumps({**base, **fields})
-
-
+# A valid trigger document (agentdbg.trigger/v1); the strategy replaces up to 4 of its fields
+# with any JSON value (a list subject, "observed": "many", an object episode, huge numbers).
+VALID_TRIGGER = {
+    "schema": "agentdbg.trigger/v1", "id": "e1", "episode": "ep1", "kind": "error_rate_spike",
+    "status": "firing", "severity": "critical", "subject": {"service": "checkout"},
+    "subject_key": "service=checkout", "observed": 0.5, "threshold": 0.1, "unit": "ratio",
+    "window": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:01:00Z"},
+}
 event_documents = st.dictionaries(
-    st.sampled_from(("schema", "id", "kind", "severity", "subject", "subject_key", "observed", "threshold",
-                     "episode", "window", "first_seen", "last_seen", "examples", "target", "action")),
-    json_values, max_size=4).map(_event_document)
+    st.sampled_from((*VALID_TRIGGER, "first_seen", "last_seen", "examples", "metrics", "target", "action")),
+    st.one_of(json_values, st.just("2026-13-01T00:00:00Z"), st.just({"service": ["a"]})), max_size=4,
+).map(lambda fields: _dumps({**VALID_TRIGGER, **fields}))
 
 
 def kafka_values(encoding: str) -> st.SearchStrategy[bytes]:
