@@ -41,15 +41,15 @@ async def _drain(exporter: ChdbExporter, timeout: float = 20) -> None:
 
 
 async def test_timed_out_insert_is_awaited_not_repeated(tmp_path, monkeypatch):
-    real = chdb_exporter.insert_batch
+    real = chdb_exporter.insert_rows
     calls: list[int] = []
 
-    def slow_insert(conn, table, batch):
-        calls.append(batch.span_count)
+    def slow_insert(conn, spec, columns):
+        calls.append(len(columns[0]))
         time.sleep(0.5)  # longer than the timeout: the helper retries while this runs
-        real(conn, table, batch)
+        real(conn, spec, columns)
 
-    monkeypatch.setattr(chdb_exporter, "insert_batch", slow_insert)
+    monkeypatch.setattr(chdb_exporter, "insert_rows", slow_insert)
     exporter = _exporter(tmp_path / "chdb", name="slow", timeout="100ms",
                          retry_on_failure={"initial_interval": "50ms", "max_interval": "100ms"},
                          sending_queue={"num_consumers": 4})
