@@ -77,9 +77,12 @@ def _own_names() -> frozenset[str]:
     return frozenset(names)
 
 
-def _is_this_machine(host: str) -> bool:
+def _is_local(host: str, by_name: bool = True) -> bool:
+    """Loopback or wildcard; with `by_name`, also this machine's own host name."""
     host = host.lower()
-    return host in LOOPBACK_HOSTS or host in WILDCARD_HOSTS or host.startswith("127.") or host in _own_names()
+    if host in LOOPBACK_HOSTS or host in WILDCARD_HOSTS or host.startswith("127."):
+        return True
+    return by_name and host in _own_names()
 
 
 def same_listener(client: tuple[str, int], server: tuple[str, int]) -> bool:
@@ -91,12 +94,8 @@ def same_listener(client: tuple[str, int], server: tuple[str, int]) -> bool:
     if client_host == server_host:
         return True
     if server_host in WILDCARD_HOSTS:
-        return _is_this_machine(client_host)
-    return _is_this_machine(client_host) and _is_this_machine(server_host)
-
-
-def _loopback_or_wildcard(host: str) -> bool:
-    return host.lower() in LOOPBACK_HOSTS or host.lower() in WILDCARD_HOSTS or host.startswith("127.")
+        return _is_local(client_host)
+    return _is_local(client_host) and _is_local(server_host)
 
 
 def same_bind(one: tuple[str, int], other: tuple[str, int]) -> bool:
@@ -104,7 +103,7 @@ def same_bind(one: tuple[str, int], other: tuple[str, int]) -> bool:
     if one[1] != other[1] or one[1] == 0:
         return False
     hosts = {one[0].lower(), other[0].lower()}
-    return len(hosts) == 1 or bool(hosts & WILDCARD_HOSTS) or all(_loopback_or_wildcard(h) for h in hosts)
+    return len(hosts) == 1 or bool(hosts & WILDCARD_HOSTS) or all(_is_local(h, by_name=False) for h in hosts)
 
 
 class BindError(OSError):

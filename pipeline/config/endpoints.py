@@ -62,14 +62,13 @@ def _addresses(config: "ResolvedConfig", kind: Kind, ids: set[ComponentID],
 
 def listen_addresses(config: "ResolvedConfig") -> list[ConfiguredAddress]:
     """Every address a server of this daemon binds: receivers and extensions in use, metrics."""
-    receivers = {cid for p in config.pipelines for cid in p.receivers}
     extensions = set()
     for name in config.service.extensions:
         try:
             extensions.add(ComponentID.parse(name))
         except ValueError:
-            continue
-    found = _addresses(config, Kind.RECEIVER, receivers, client=False)
+            continue  # reported by the extension check
+    found = receiver_addresses(config)
     found += _addresses(config, Kind.EXTENSION, extensions, client=False)
     metrics = config.service.telemetry.metrics
     if metrics.level != "none":
