@@ -3,7 +3,12 @@
 Shared by the gRPC and HTTP transports so both count and answer alike:
 accepted → OK (with partial_success when some items were invalid); `Refused` →
 UNAVAILABLE / 503, or RESOURCE_EXHAUSTED / 429 for overload, both with a retry hint;
-`PermanentError` → INVALID_ARGUMENT / 400.
+`PermanentError` → INVALID_ARGUMENT / 400. Any other exception from a stage is a bug or a
+poison value the stage did not foresee: it is logged with its traceback and counted as
+refused, and the client gets UNAVAILABLE / 503 with a retry hint (as otelcol treats an error
+that is not marked permanent), never a 500 or a dropped connection. Error messages sent
+back, and logged, are cut to `MAX_MESSAGE` characters: a client's 1 MiB span name or id
+must not come back in every answer.
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from pipeline.component import ComponentID, Consumer
 from pipeline.errors import PermanentError, Refused
 from pipeline.telemetry import metrics
 from receivers.otlp.signals import SignalSpec
+
+MAX_MESSAGE = 512
 
 HTTP_STATUS = {
     code_pb2.OK: 200,
@@ -39,6 +46,9 @@ class Outcome:
     rejected: int = 0
     too_large: bool = False
 
+    def __post_init__(self) -> None:
+        self.message = clip(self.message)
+
     @property
     def http_status(self) -> int:
         return 413 if self.too_large else HTTP_STATUS.get(self.code, 500)
@@ -54,6 +64,13 @@ class Outcome:
     @classmethod
     def payload_too_large(cls, message: str) -> "Outcome":
         return cls(code_pb2.RESOURCE_EXHAUSTED, message, too_large=True)
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text`, cut to `limit` characters with a marker saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class Ingest:
@@ -94,6 +111,12 @@ class Ingest:
             except PermanentError as exc:
                 self.failed.inc(count)
                 return Outcome.bad_request(str(exc))
+            except Exception as exc:  # noqa: BLE001 - see the module docstring
+                self.refused.inc(count)
+                self.log.error("a pipeline stage failed on a request; answered as retryable", exc_info=True,
+                               extra={"kv": {"spans": count, "error": clip(repr(exc))}})
+                return Outcome(code_pb2.UNAVAILABLE, f"the pipeline failed on the request: {exc!r}",
+                               retry_after=1.0)
             self.accepted.inc(count)
         if rejected:
             return Outcome(rejected=rejected, message=reason)

@@ -42,8 +42,9 @@ def drop_invalid_spans(request: trace_service_pb2.ExportTraceServiceRequest) -> 
                    if len(s.trace_id) != 16 or len(s.span_id) != 8 or len(s.parent_span_id) not in (0, 8)]
             if bad:
                 first = spans[bad[0]]
-                reason = reason or (f"span {first.name!r}: trace_id must be 16 bytes and span_id 8 bytes "
-                                    f"(got {len(first.trace_id)} and {len(first.span_id)})")
+                reason = reason or (f"span {first.name[:64]!r}: trace_id must be 16 bytes, span_id 8 bytes and "
+                                    f"parent_span_id 8 bytes or empty (got {len(first.trace_id)}, "
+                                    f"{len(first.span_id)} and {len(first.parent_span_id)})")
                 for index in reversed(bad):
                     del spans[index]
                 rejected += len(bad)

@@ -84,6 +84,7 @@ service:
       exporters: [file/triggers]
 """
 HTTP_STATUSES = {200, 400, 413, 415, 429, 503}
+MAX_MESSAGE = 600  # characters in an error message: what is wrong, not the client's data back
 GRPC_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
               grpc.StatusCode.UNAVAILABLE}
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -160,10 +161,12 @@ def check_http_answer(case: HttpCase, response: requests.Response, ledger: Ledge
     if status == 200:
         assert message is not None, "the daemon took a request that cannot be decoded"
         answer = parse(case.content_type, response.content, ExportTraceServiceResponse)
+        assert len(answer.partial_success.error_message) <= MAX_MESSAGE
         ledger.accepted(message, answer.partial_success.rejected_spans)
         return
     error = parse(case.content_type, response.content, status_pb2.Status)
     assert error.message, "an error answer says what is wrong"
+    assert len(error.message) <= MAX_MESSAGE, f"{len(error.message)} characters: {error.message[:200]}"
     if status in (429, 503):
         assert "Retry-After" in response.headers
         ledger.refused_retryably(message)
@@ -184,6 +187,7 @@ def export_grpc(channel: grpc.Channel, body: bytes, compressed: bool, method: st
 
 def check_grpc_answer(case: GrpcCase, code, response: bytes, details: str, ledger: Ledger) -> None:
     assert code in GRPC_CODES, f"gRPC {code}: {details}"
+    assert len(details or "") <= MAX_MESSAGE, f"{len(details)} characters: {details[:200]}"
     try:
         message = ExportTraceServiceRequest.FromString(case.body)
     except Exception:  # noqa: BLE001
@@ -191,6 +195,7 @@ def check_grpc_answer(case: GrpcCase, code, response: bytes, details: str, ledge
     if code == grpc.StatusCode.OK:
         assert message is not None, "the daemon took a request that cannot be decoded"
         ledger.accepted(message, ExportTraceServiceResponse.FromString(response).partial_success.rejected_spans)
+        assert len(ExportTraceServiceResponse.FromString(response).partial_success.error_message) <= MAX_MESSAGE
     elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
         ledger.refused_retryably(message)
     else:
@@ -286,3 +291,21 @@ def test_protobuf_nested_1000_levels_gets_invalid_argument(daemon, http, channel
         code, _, details = export_grpc(channel, body, False)
         assert code == grpc.StatusCode.INVALID_ARGUMENT, details
     assert daemon.healthy()
+
+
+def test_error_messages_do_not_echo_huge_values(daemon, http, channel, ledger):
+    """A 3 MiB span name (ids invalid) came back whole in partial_success, and a 1 MiB bad
+    trace id whole in the 400's Status: every answer carried the client's data back."""
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    scope.spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="good")
+    scope.spans.add(trace_id=b"\x01", span_id=b"\x02" * 8, name="n" * (3 << 20))
+    code, response, details = export_grpc(channel, request.SerializeToString(), False)
+    assert code == grpc.StatusCode.OK, details
+    partial = ExportTraceServiceResponse.FromString(response).partial_success
+    ledger.accepted(request, partial.rejected_spans)
+    assert partial.rejected_spans == 1 and 0 < len(partial.error_message) <= MAX_MESSAGE, len(partial.error_message)
+    body = b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"' + b"z" * (1 << 20) + b'"}]}]}]}'
+    answer = post(http, daemon, HttpCase(JSON, None, body, body))
+    assert answer.status_code == 400
+    assert len(otlp_json.decode(answer.content, status_pb2.Status).message) <= MAX_MESSAGE
