@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from functools import cache
@@ -133,11 +134,23 @@ def probe_bind(endpoint: str) -> None:
         return
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        for family, kind, proto, _, address in infos:
-            with socket.socket(family, kind, proto) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
     except OSError as exc:
         raise BindError(endpoint, bind_reason(exc)) from None
+    failures = [failure for info in infos if (failure := _try_bind(*info)) is not None]
+    # A taken address is an error even if another of the host's addresses is free (`localhost`
+    # is 127.0.0.1 and ::1); one the machine lacks (no IPv6) is not, unless all are missing.
+    taken = next((f for f in failures if f.errno == errno.EADDRINUSE), None)
+    if taken is not None or (failures and len(failures) == len(infos)):
+        raise BindError(endpoint, bind_reason(taken or failures[0]))
+
+
+def _try_bind(family: int, kind: int, proto: int, _: str, address: tuple) -> OSError | None:
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return exc
+    return None
