@@ -14,6 +14,7 @@ import hmac
 from aiohttp import web
 
 from extensions.health_check import health_body
+from pipeline import status
 from pipeline.httpserver import HttpServer
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
 from pipeline.host import Host
@@ -49,7 +50,10 @@ class DebugApi(Component):
             await self.server.stop()
 
     async def _health(self, host: Host) -> web.Response:
-        return web.json_response(health_body(host), status=200 if host.ready else 503)
+        # Every pipeline's components with their status (the health_check's verbose view).
+        components = status.registry.report(status.HealthRule(), verbose=True)["components"]
+        return web.json_response({**health_body(host), "components": components},
+                                 status=200 if host.ready else 503)
 
     async def _json(self, body: dict) -> web.Response:
         return web.json_response(body)

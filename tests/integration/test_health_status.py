@@ -83,6 +83,9 @@ def test_health_turns_unhealthy_while_an_exporter_fails_and_back_when_it_recover
         assert exporter_status(v2.json())["status"] == "StatusRecoverableError"
         assert get(strict, "/status?pipeline=traces").json()["components"]["exporter:otlphttp"]["healthy"] is False
 
+        debug = get(daemon.ports["debug"], "/debug/health")  # the debug API shows the same status
+        assert exporter_status(debug.json())["status"] == "StatusRecoverableError"
+
         lenient = get(health, "/?verbose")  # default rule: 5 minutes of errors before unhealthy
         assert lenient.status_code == 200 and lenient.json()["status"] == "Server available"
         assert exporter_status(lenient.json())["status"] == "StatusRecoverableError"
