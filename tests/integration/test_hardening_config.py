@@ -8,12 +8,13 @@ processor also produced "references processor ... which is not configured".
 """
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.harness import BASE_CONFIG, ROOT, Daemon, agentdbg, file_exporter, pipeline_overlay
+from tests.harness import BASE_CONFIG, ROOT, Daemon, agentdbg, file_exporter, pipeline_overlay, wait_until
 
 PRODUCTION = str(ROOT / "config" / "production.yaml")
 
@@ -163,3 +164,13 @@ def test_unknown_exporter_type_is_one_error(tmp_path):
     assert result.returncode == 1
     errors = error_lines(result)
     assert len(errors) == 1 and errors[0].startswith("exporters::kafkaa: unknown type 'kafkaa'"), errors
+
+
+def test_reload_refuses_a_self_loop_and_keeps_running(tmp_path):
+    with Daemon(BASE_CONFIG, workdir=tmp_path, overlay=pipeline_overlay(file_exporter())) as daemon:
+        daemon.write_overlay(pipeline_overlay("  otlp:\n    endpoint: {grpc}\n    tls: {insecure: true}\n"))
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: daemon.metric("agentdbg_config_reloads_total", result="rejected") == 1, timeout=15,
+                   message="the reload to be rejected")
+        assert "is this daemon's own receiver receivers::otlp::protocols::grpc::endpoint" in daemon.log()
+        assert daemon.healthy()
