@@ -142,7 +142,12 @@ class SafetyProcessor(Processor):
                                  extra={"kv": {"error": str(exc), "decisions": len(decisions)}})
         candidate.commit()
         self.engine = candidate
-        state_file.save(self.config.state_file, candidate.state.to_json())
+        try:
+            state_file.save(self.config.state_file, candidate.state.to_json())
+        except OSError as exc:  # the decisions were taken: keep deciding, and say what a restart would lose
+            telemetry.state_save_failures.inc()
+            self.log.error("could not write the safety state file; a restart now would forget the latest "
+                           "transitions", extra={"kv": {"path": self.config.state_file, "error": str(exc)}})
         for doc in decisions:
             telemetry.decisions.labels(doc["action"]).inc()
             self.recent.append(doc)

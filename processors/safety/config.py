@@ -1,5 +1,8 @@
-"""Config of the `safety` processor, with the product's breaker, canary and cost settings
-(REFERENCE.md §9) as defaults."""
+"""Config of the `safety` processor, with the product's breaker, canary and cost settings as
+defaults: breakers `ollama_model` (5 failures, 30 s, fallback tinyllama), `database` (3, 10 s,
+cache_only) and `external_api` (10, 60 s, offline_mode); a canary promoted after 10 min under
+2 % errors and 500 ms p95, rolled back over 10 %, 2 s or 1 GB; throttling at 1000/minute
+with bursts of 100/second once a budget is spent."""
 from __future__ import annotations
 
 from typing import Any, Literal

@@ -36,3 +36,6 @@ rejected_events = Counter("agentdbg_safety_rejected_events",
 tick_failures = Counter("agentdbg_safety_tick_failures",
                         "Time-driven transitions (half-open, close, step back) that failed and are tried again "
                         "at the next tick.", registry=REGISTRY)
+state_save_failures = Counter("agentdbg_safety_state_save_failures",
+                              "Writes of the safety state file that failed (disk full, permissions); the "
+                              "state in memory went on.", registry=REGISTRY)

@@ -120,3 +120,15 @@ async def test_an_event_the_engine_fails_on_is_set_aside_and_the_rest_decided(mo
     assert rejected("engine_error") - before == 1
     assert [d["action"] for d in sink.decisions if d["target"] == "database"] == ["breaker_open", "fallback"]
     assert safety.engine.state.breakers["database"].state == "open"
+
+
+async def test_a_state_file_that_cannot_be_written_is_counted_and_deciding_goes_on(tmp_path):
+    (tmp_path / "not-a-directory").write_text("")
+    config = SafetyConfig(state_file=str(tmp_path / "not-a-directory" / "safety.json"))
+    sink = Sink()
+    safety = SafetyProcessor(Settings.make(Kind.PROCESSOR, ComponentID("safety"), Signal.EVENTS), config, sink)
+    before = REGISTRY.get_sample_value("agentdbg_safety_state_save_failures_total") or 0.0
+    await safety.consume(Events([GOOD]))
+    await safety.consume(Events([event("dependency_failure", "resolved", POSTGRES)]))
+    assert REGISTRY.get_sample_value("agentdbg_safety_state_save_failures_total") - before == 2
+    assert [d["action"] for d in sink.decisions if d["target"] == "database"] == ["breaker_open", "fallback"]
