@@ -13,9 +13,12 @@ from (cause event id, action, target) and remembered, so a redelivered event or 
 never repeats an action. Time-driven transitions (half-open after the timeout, tier
 step-back) run every `tick_interval` the same way.
 
-A bad document never stops it: one that is not a valid `agentdbg.trigger/v1` event, or
-one the engine fails on, is counted in `agentdbg_safety_rejected_events_total{reason}`,
+A bad document never stops it: one that is not a valid `agentdbg.trigger/v1` event
+(reason `invalid_document`, or `not_a_trigger` for another valid document), or one the
+engine fails on (`engine_error`), is counted in `agentdbg_safety_rejected_events_total`,
 logged, and set aside; the other events of the batch are decided as if it were not there.
+A state file that cannot be written is counted (`agentdbg_safety_state_save_failures_total`)
+and logged; deciding goes on.
 
 After a restart (the state file written by an earlier run) open breakers hold only
 unconfirmed episodes: they half-open after their timeout and close one timeout later
@@ -83,10 +86,9 @@ class SafetyProcessor(Processor):
         try:
             if isinstance(validate(document), Trigger):
                 return True
-            problem = f"a {document.get('schema')} document is not a trigger event"
+            self._set_aside(document, "not_a_trigger", f"a {document.get('schema')} document is not a trigger event")
         except InvalidDocument as exc:
-            problem = str(exc)
-        self._set_aside(document, "invalid_document", problem)
+            self._set_aside(document, "invalid_document", str(exc))
         return False
 
     def _decide(self, events: list[dict[str, Any]], now: float) -> tuple[SafetyEngine, list[dict[str, Any]]]:
@@ -198,6 +200,8 @@ class SafetyProcessor(Processor):
                 known = self.engine.state.breakers if action.route == "breakers" else self.engine.state.throttles
                 raise web.HTTPNotFound(text=f"no {action.route[:-1]} {action.target!r}; known: "
                                             f"{', '.join(sorted(known)) or 'none'}")
+            if not decisions:  # the same Idempotency-Key again: done before, change nothing now
+                return web.json_response({"decisions": [], "already_done": action.request_id})
             try:
                 await self._commit(candidate, decisions)
             except Refused as exc:

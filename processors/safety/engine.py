@@ -57,6 +57,8 @@ class SafetyEngine:
         self.state = state or SafetyState()
         for name in config.breakers:
             self.state.breakers.setdefault(name, BreakerState())
+        for name in set(self.state.breakers) - set(config.breakers):
+            del self.state.breakers[name]  # removed from the config: nothing decides on it any more
 
     def copy(self) -> "SafetyEngine":
         """A candidate to run decisions on. The (large) set of decided ids is not copied: the

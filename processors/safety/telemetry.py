@@ -31,8 +31,8 @@ def publish(state: SafetyState) -> None:
             canary_phase.labels(canary.service, canary.version, phase).set(1 if canary.phase == phase else 0)
 rejected_events = Counter("agentdbg_safety_rejected_events",
                           "Documents the safety processor set aside without deciding on them, by reason: "
-                          "invalid_document (not a valid agentdbg.trigger/v1 event), engine_error (deciding "
-                          "on it failed).", ["reason"], registry=REGISTRY)
+                          "invalid_document (not a valid document of its schema), not_a_trigger (a valid "
+                          "document of another schema), engine_error (deciding on it failed).", ["reason"], registry=REGISTRY)
 tick_failures = Counter("agentdbg_safety_tick_failures",
                         "Time-driven transitions (half-open, close, step back) that failed and are tried again "
                         "at the next tick.", registry=REGISTRY)

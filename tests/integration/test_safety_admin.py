@@ -48,8 +48,9 @@ def start(tmp_path, token: str) -> Daemon:
     return daemon.start()
 
 
-def post(daemon: Daemon, path: str, body: dict | None = None, token: str | None = TOKEN) -> requests.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def post(daemon: Daemon, path: str, body: dict | None = None, token: str | None = TOKEN,
+         **headers: str) -> requests.Response:
+    headers = {**headers, "Authorization": f"Bearer {token}"} if token else headers
     return requests.post(f"http://127.0.0.1:{daemon.ports['debug']}/debug/{path}", json=body, headers=headers,
                          timeout=5)
 
@@ -78,9 +79,11 @@ def test_an_operator_resets_a_breaker_and_lifts_a_throttle(tmp_path):
         nobody = post(daemon, "breakers/database/reset", {"reason": "who?"})
         assert nobody.status_code == 400 and "requested_by" in nobody.text
 
-        reset = post(daemon, "breakers/database/reset", alice)
+        reset = post(daemon, "breakers/database/reset", alice, **{"Idempotency-Key": "op-1"})
         assert reset.status_code == 200, reset.text
         assert [d["action"] for d in reset.json()["decisions"]] == ["breaker_close", "fallback"]
+        again = post(daemon, "breakers/database/reset", alice, **{"Idempotency-Key": "op-1"})  # a client retry
+        assert again.status_code == 200 and again.json()["decisions"] == []
         assert get(daemon, "breakers")["database"] == {"state": "closed", "tier": 0, "fallback": None,
                                                        "open_until": None}
 

@@ -132,3 +132,10 @@ def test_an_operator_resets_a_breaker_and_lifts_a_throttle():
     assert engine.reset_breaker("database", "alice", "", "req-1", 7.0) == []  # the same request again
     for doc in [*reset, lifted]:
         validate(doc)
+
+
+def test_a_breaker_removed_from_the_config_is_dropped_from_a_restored_state():
+    engine = SafetyEngine(SafetyConfig())
+    engine.handle(event("dependency_failure", "firing", POSTGRES, observed=4), 0.0)
+    config = SafetyConfig.model_validate({"breakers": {"database": None}})
+    assert set(restarted(engine, config).state.breakers) == {"ollama_model", "external_api"}
