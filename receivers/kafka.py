@@ -128,6 +128,12 @@ class KafkaReceiver(Receiver):
         if self.config.dead_letter_topic:
             self.dead_letters = AIOKafkaProducer(bootstrap_servers=self.config.brokers, acks="all", **security)
         self._task = asyncio.create_task(self._run(), name=f"{self.id}-poll")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Nothing should end the poll loop but shutdown; if something does, say so loudly."""
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("the kafka receiver stopped consuming", exc_info=task.exception())
 
     async def shutdown(self, deadline: float | None = None) -> None:
         self._stopping.set()
