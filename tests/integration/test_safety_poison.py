@@ -11,12 +11,24 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.documents import validate
-from tests.harness import wait_until
-from tests.integration.test_safety_kafka import produce, safety_daemon, trigger
+from tests.harness import BASE_CONFIG, Daemon, wait_until
+from tests.integration.test_safety_kafka import OVERLAY, produce, trigger
 from tests.webhook_sink import WebhookSink
 
 TOPICS = ("agent.triggers", "agent.triggers.dlq", "agent.safety.decisions")
 POSTGRES = {"dependency": "postgres"}
+# The restarted consumer rejoins its group once the broker has dropped the old member.
+QUICK_REJOIN = """
+receivers:
+  kafka:
+    session_timeout: 2s
+    heartbeat_interval: 500ms
+"""
+
+
+def safety_daemon(tmp_path, broker, hook: str) -> Daemon:
+    overlay = OVERLAY.format(broker=broker.bootstrap, group="safety", state=tmp_path / "state.json", hook=hook)
+    return Daemon(BASE_CONFIG, workdir=tmp_path / "safety", overlay=[overlay, QUICK_REJOIN])
 
 
 def wrong_typed() -> list[dict]:
