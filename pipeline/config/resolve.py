@@ -81,8 +81,7 @@ def resolve(raw: dict[str, Any], factories: dict[Kind, dict[str, Factory]],
     _check_extensions(resolved, errors)
     resolved.pipelines = _check_pipelines(resolved, errors)
     _check_connectors(resolved, errors)
-    if not errors:
-        _check_addresses(resolved, errors)
+    _check_addresses(resolved, errors)
     if errors:
         raise ConfigErrors(errors)
     return resolved
