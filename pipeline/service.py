@@ -180,15 +180,10 @@ def status_keys(graph: Graph) -> dict[str, list[InstanceKey]]:
     """Each pipeline's component instances, as the status registry names them: receivers and
     connectors are one instance per id, exporters one per id and signal, processors one per
     pipeline."""
-    def shared(kind: Kind, cid: ComponentID) -> InstanceKey:
-        return instance_key(Kind.CONNECTOR, cid) if cid in graph.connectors else instance_key(kind, cid)
+    def end(kind: Kind, cid: ComponentID, scope: object = None) -> InstanceKey:
+        return instance_key(Kind.CONNECTOR, cid) if cid in graph.connectors else instance_key(kind, cid, scope)
 
-    keys: dict[str, list[InstanceKey]] = {}
-    for pipeline in graph.config.pipelines:
-        keys[pipeline.name] = [
-            *(shared(Kind.RECEIVER, cid) for cid in pipeline.receivers),
-            *(instance_key(Kind.PROCESSOR, cid, pipeline.name) for cid in pipeline.processors),
-            *(instance_key(Kind.CONNECTOR, cid) if cid in graph.connectors
-              else instance_key(Kind.EXPORTER, cid, pipeline.signal) for cid in pipeline.exporters),
-        ]
-    return keys
+    return {pipeline.name: [*(end(Kind.RECEIVER, cid) for cid in pipeline.receivers),
+                            *(instance_key(Kind.PROCESSOR, cid, pipeline.name) for cid in pipeline.processors),
+                            *(end(Kind.EXPORTER, cid, pipeline.signal) for cid in pipeline.exporters)]
+            for pipeline in graph.config.pipelines}
