@@ -61,6 +61,7 @@ class SafetyProcessor(Processor):
         self.recent: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._tick_failure_logged = -60.0
 
     async def start(self, host: Any) -> None:
         telemetry.publish(self.engine.state)
@@ -123,7 +124,9 @@ class SafetyProcessor(Processor):
                 pass  # state unchanged: the same transition is tried at the next tick
             except Exception:  # noqa: BLE001 - the ticker must outlive any one failure
                 telemetry.tick_failures.inc()
-                self.log.exception("safety tick failed; it is tried again at the next tick")
+                if time.monotonic() - self._tick_failure_logged >= 60.0:  # a lasting fault: once a minute
+                    self._tick_failure_logged = time.monotonic()
+                    self.log.exception("safety tick failed; it is tried again at every tick")
 
     async def _tick(self, now: float) -> None:
         if not self.engine.tick_due(now):

@@ -16,6 +16,7 @@ from pipeline.documents import InvalidDocument, validate
 from pipeline.documents.decision import Decision
 from pipeline.documents.trigger import Trigger
 from pipeline.events import Events
+from pipeline.host import Host
 from pipeline.telemetry.metrics import REGISTRY
 from processors.safety import SafetyProcessor
 from processors.safety.config import SafetyConfig
@@ -132,3 +133,32 @@ async def test_a_state_file_that_cannot_be_written_is_counted_and_deciding_goes_
     await safety.consume(Events([event("dependency_failure", "resolved", POSTGRES)]))
     assert REGISTRY.get_sample_value("agentdbg_safety_state_save_failures_total") - before == 2
     assert [d["action"] for d in sink.decisions if d["target"] == "database"] == ["breaker_open", "fallback"]
+
+
+async def test_the_ticker_outlives_a_failing_tick(monkeypatch):
+    """TEST CODE: one tick is made to fail, as a bug would; the next tick must still run."""
+    sink = Sink()
+    config = SafetyConfig(tick_interval=0.01)
+    safety = SafetyProcessor(Settings.make(Kind.PROCESSOR, ComponentID("safety"), Signal.EVENTS), config, sink)
+    await safety.consume(Events([GOOD]))
+    safety.engine.state.breakers["database"].since = 0.0  # opened long ago: the half-open is due
+    tick, failed = SafetyEngine.tick, []
+
+    def fails_once(self, now):
+        if not failed:
+            failed.append(now)
+            raise RuntimeError("a bug")
+        return tick(self, now)
+
+    monkeypatch.setattr(SafetyEngine, "tick", fails_once)
+    before = REGISTRY.get_sample_value("agentdbg_safety_tick_failures_total") or 0.0
+    await safety.start(Host())
+    try:
+        for _ in range(500):
+            if "breaker_half_open" in [d["action"] for d in sink.decisions]:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await safety.shutdown()
+    assert "breaker_half_open" in [d["action"] for d in sink.decisions]
+    assert REGISTRY.get_sample_value("agentdbg_safety_tick_failures_total") - before == 1
