@@ -5,23 +5,39 @@ request only when it carries `Authorization: Bearer <token>` (header name and sc
 configurable) with one of the configured tokens; otherwise HTTP 401 / gRPC
 UNAUTHENTICATED. Tokens come from `token`, `tokens` or `filename` (one per line, read
 again when the file changes, so tokens rotate without a restart).
+
+Each token may carry a role (`viewer`, `operator`, `admin`) and a subject, for the routes
+that need one: `tokens: [{token: ..., role: operator, subject: oncall}]`. The simple forms
+(`token:`, a string in `tokens:`, the lines of `filename`) take the top-level `role`. A
+token with no subject is named by where it was configured (`bearertokenauth[tokens.1]`),
+never by its value. Tokens are compared in constant time and never logged.
 """
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from pydantic import Field, model_validator
 
+from pipeline.auth import Principal, Role, Unauthenticated, credentials
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
+
+
+class TokenEntry(StrictConfig):
+    token: str
+    role: Role | None = None
+    subject: str = ""
 
 
 class BearerTokenAuthConfig(StrictConfig):
     header: str = "Authorization"
     scheme: str = "Bearer"
     token: str = ""
-    tokens: list[str] = Field(default_factory=list)
+    tokens: list[str | TokenEntry] = Field(default_factory=list)
     filename: str = ""
+    role: Role | None = None  # the role of `token`, of plain strings in `tokens` and of file tokens
 
     @model_validator(mode="after")
     def _one_source(self) -> "BearerTokenAuthConfig":
@@ -29,35 +45,65 @@ class BearerTokenAuthConfig(StrictConfig):
             raise ValueError("set token, tokens or filename")
         if self.filename and not Path(self.filename).is_file():
             raise ValueError(f"filename {self.filename!r} does not exist")
+        if any(isinstance(entry, TokenEntry) and not entry.token for entry in self.tokens):
+            raise ValueError("an entry of tokens has an empty token")
         return self
+
+
+@dataclass(frozen=True)
+class _Known:
+    secret: bytes
+    principal: Principal
 
 
 class BearerTokenAuth(Component):
     def __init__(self, settings: Settings, config: BearerTokenAuthConfig) -> None:
         super().__init__(settings)
         self.config = config
-        self._file_state: tuple[float, list[bytes]] = (-1.0, [])
+        self._configured = self._from_config()
+        self._file_state: tuple[float, list[_Known]] = (-1.0, [])
 
-    def _valid_tokens(self) -> list[bytes]:
-        tokens = [t.encode() for t in (self.config.token, *self.config.tokens) if t]
-        if self.config.filename:
-            path = Path(self.config.filename)
-            mtime = path.stat().st_mtime
-            if mtime != self._file_state[0]:
-                lines = [line.strip().encode() for line in path.read_text().splitlines() if line.strip()]
-                self._file_state = (mtime, lines)
-            tokens += self._file_state[1]
-        return tokens
+    def _known(self, secret: str, where: str, role: Role | None, subject: str = "") -> _Known:
+        name = subject or f"{self.id}[{where}]"
+        return _Known(secret.encode(), Principal(name, role, method=str(self.id)))
 
-    def authenticate(self, headers: dict[str, str]) -> bool:
-        """True when the header carries a configured token (compared in constant time)."""
-        value = headers.get(self.config.header) or headers.get(self.config.header.lower()) or ""
-        prefix = f"{self.config.scheme} "
-        if not value.startswith(prefix):
-            return False
-        given = value[len(prefix):].strip().encode()
-        return any(hmac.compare_digest(given, token) for token in self._valid_tokens())
+    def _from_config(self) -> list[_Known]:
+        config = self.config
+        known = [self._known(config.token, "token", config.role)] if config.token else []
+        for number, entry in enumerate(config.tokens):
+            if isinstance(entry, TokenEntry):
+                known.append(self._known(entry.token, f"tokens.{number}", entry.role, entry.subject))
+            elif entry:
+                known.append(self._known(entry, f"tokens.{number}", config.role))
+        return known
+
+    def _file_tokens(self) -> list[_Known]:
+        if not self.config.filename:
+            return []
+        path = Path(self.config.filename)
+        mtime = path.stat().st_mtime
+        if mtime != self._file_state[0]:
+            lines = [line.strip() for line in path.read_text().splitlines()]
+            known = [self._known(line, f"file:{number}", self.config.role)
+                     for number, line in enumerate(lines, 1) if line]
+            self._file_state = (mtime, known)
+        return self._file_state[1]
+
+    def principal_of(self, headers: Mapping[str, str]) -> Principal:
+        """Who the token in `headers` belongs to; raises `Unauthenticated` for none or an unknown one."""
+        given = credentials(headers, self.config.header, self.config.scheme).encode()
+        found = None
+        # Compare with every token (no early exit), so the time taken says nothing of which matched.
+        for known in (*self._configured, *self._file_tokens()):
+            if hmac.compare_digest(given, known.secret) and found is None:
+                found = known.principal
+        if found is None:
+            raise Unauthenticated("the token is not one of the configured tokens", self.config.scheme)
+        return found
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        return self.principal_of(headers)
 
 
 factory = Factory("bearertokenauth", Kind.EXTENSION, BearerTokenAuthConfig, BearerTokenAuth,
-                  description="bearer-token authentication for receivers")
+                  description="bearer-token authentication for receivers, with an optional role per token")

@@ -13,6 +13,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from pipeline.auth import Authenticator
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -41,9 +43,9 @@ class Host:
         self.debug_routes[path.strip("/")] = handler
 
     def authenticator(self, name: str) -> Any:
-        """The running extension a receiver's `auth.authenticator` names."""
+        """The running extension a receiver's `auth.authenticator` names (a `pipeline.auth.Authenticator`)."""
         extension = self.extensions.get(name)
-        if extension is None or not hasattr(extension, "authenticate"):
+        if extension is None or not isinstance(extension, Authenticator):
             raise ValueError(f'authenticator "{name}" is not a configured extension listed in service::extensions')
         return extension
 

@@ -23,6 +23,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from extensions.debug_api import factory as debug_api
     from extensions.file_storage import factory as file_storage
     from extensions.health_check import factory as health_check
+    from extensions.oidc import factory as oidc
     from processors.batch import factory as batch
     from processors.genai import factory as genai
     from processors.memory_limiter import factory as memory_limiter
@@ -35,7 +36,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
         batch, memory_limiter, safety, genai,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter,
-        health_check, debug_api, bearertokenauth, file_storage,
+        health_check, debug_api, bearertokenauth, oidc, file_storage,
         triggers,
     ]
     table: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import grpc
 from google.protobuf.message import DecodeError
 
+from pipeline.auth import Unauthenticated
 from pipeline.component import Consumer, Signal
 from pipeline.netaddr import BindError, probe_bind, split_host_port
 from receivers.otlp.config import GrpcConfig
@@ -66,8 +67,11 @@ class GrpcTransport:
         ingest = self.ingests[spec.signal]
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            if self.authenticator and not self.authenticator.authenticate(dict(context.invocation_metadata() or ())):
-                await _abort(context, ingest.reject_request("unauthenticated", Outcome.unauthenticated()))
+            if self.authenticator:
+                try:
+                    await self.authenticator.authenticate(dict(context.invocation_metadata() or ()))
+                except Unauthenticated as exc:
+                    await _abort(context, ingest.reject_request("unauthenticated", Outcome.unauthenticated(exc.reason)))
             try:
                 message = spec.request_type.FromString(request)
             except DecodeError as exc:

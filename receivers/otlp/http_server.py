@@ -15,6 +15,7 @@ from aiohttp import web
 from google.protobuf.message import DecodeError
 
 from pipeline import otlp_json
+from pipeline.auth import Unauthenticated
 from pipeline.component import Consumer, Signal
 from pipeline.netaddr import BindError, bind_reason, split_host_port
 from pipeline.telemetry.logs import ServerLog
@@ -71,9 +72,14 @@ class HttpTransport:
                 return web.Response(status=405, headers={"Allow": "POST"},
                                     text=f"405 method not allowed, supported: [POST]")
             content_type = request.content_type
-            if self.authenticator and not self.authenticator.authenticate(dict(request.headers)):
-                outcome = ingest.reject_request("unauthenticated", Outcome.unauthenticated())
-                return _answer(spec, outcome, content_type if content_type == JSON else PROTOBUF)
+            if self.authenticator:
+                try:
+                    await self.authenticator.authenticate(request.headers)
+                except Unauthenticated as exc:
+                    outcome = ingest.reject_request("unauthenticated", Outcome.unauthenticated(exc.reason))
+                    response = _answer(spec, outcome, content_type if content_type == JSON else PROTOBUF)
+                    response.headers["WWW-Authenticate"] = exc.challenge
+                    return response
             if content_type not in (PROTOBUF, JSON):
                 ingest.reject_request("unsupported", Outcome.bad_request(f"content type {content_type!r}"))
                 return web.Response(status=415, content_type="text/plain",

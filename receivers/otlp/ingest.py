@@ -58,8 +58,8 @@ class Outcome:
         return cls(code_pb2.INVALID_ARGUMENT, message)
 
     @classmethod
-    def unauthenticated(cls) -> "Outcome":
-        return cls(code_pb2.UNAUTHENTICATED, "missing or invalid bearer token")
+    def unauthenticated(cls, reason: str = "missing or invalid bearer token") -> "Outcome":
+        return cls(code_pb2.UNAUTHENTICATED, f"unauthenticated: {reason}")
 
     @classmethod
     def payload_too_large(cls, message: str) -> "Outcome":

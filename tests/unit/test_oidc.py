@@ -1,0 +1,227 @@
+"""The oidc authenticator on a paused clock, with real keys and real PyJWT tokens (no network:
+keys come from `public_keys` or a `jwks_file` the test rewrites); claim → role mapping;
+bearertokenauth's principals."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from extensions.bearertokenauth import BearerTokenAuth, BearerTokenAuthConfig
+from extensions.oidc import OidcAuth, OidcConfig, parse_jwks, role_from_claims
+from pipeline.auth import MISSING, Principal, Role, Unauthenticated
+from pipeline.component import ComponentID, Kind, Settings
+from tests.oidc_tokens import (AUDIENCE, ISSUER, bearer, claims, ec_key, ed_key, hs256_with_public_key, rsa_key,
+                               tampered, unsigned)
+
+NOW = 1_800_000_000.0
+RSA, EC, ED = rsa_key(), ec_key(), ed_key()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_oidc(clock: Clock, **config) -> OidcAuth:
+    settings = Settings.make(Kind.EXTENSION, ComponentID("oidc"))
+    auth = OidcAuth(settings, OidcConfig.model_validate({"issuer_url": ISSUER, "audience": AUDIENCE, **config}))
+    auth.clock = clock
+    auth.monotonic = clock
+    return auth
+
+
+def static_keys(*keys) -> list[dict]:
+    return [{"kid": key.kid, "pem": key.public_pem()} for key in keys]
+
+
+async def reason_of(auth: OidcAuth, token: str) -> str:
+    with pytest.raises(Unauthenticated) as error:
+        await auth.authenticate(bearer(token))
+    assert token not in str(error.value) and token not in error.value.challenge
+    return error.value.reason
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def oidc(clock):
+    auth = make_oidc(clock, public_keys=static_keys(RSA, EC, ED), roles_claim="roles")
+    await auth.start()
+    yield auth
+    await auth.shutdown()
+
+
+@pytest.mark.parametrize("key", [RSA, EC, ED], ids=["RS256", "ES256", "EdDSA"])
+async def test_a_valid_token_of_each_algorithm_gives_its_subject_and_role(oidc, key):
+    principal = await oidc.authenticate(bearer(key.mint(claims(NOW, roles=["operator"]))))
+    assert principal == Principal("agent-7", Role.OPERATOR, method="oidc")
+
+
+async def test_expiry_and_not_before_are_checked_with_the_leeway(oidc, clock):
+    token = RSA.mint(claims(NOW, exp=int(NOW) + 60, nbf=int(NOW) - 10))
+    clock.now = NOW + 60 + 29  # 29 s past exp: inside the default 30 s leeway
+    assert (await oidc.authenticate(bearer(token))).subject == "agent-7"
+    clock.now = NOW + 60 + 30
+    assert await reason_of(oidc, token) == "the token has expired"
+    early = RSA.mint(claims(NOW, nbf=int(NOW) + 31))
+    clock.now = NOW
+    assert await reason_of(oidc, early) == "the token is not valid yet (nbf)"
+    clock.now = NOW + 1
+    assert (await oidc.authenticate(bearer(early))).subject == "agent-7"
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("wrong audience", "the token is not meant for this audience"),
+    ("wrong issuer", "the token comes from another issuer"),
+    ("no exp", "the token has no exp claim"),
+    ("no sub", "the token has no sub claim"),
+    ("HS256 with the public key", "the token's algorithm HS256 is not allowed"),
+    ("alg none", "the token's algorithm none is not allowed"),
+    ("tampered", "the token's signature does not verify"),
+    ("signed by another key with the same kid", "the token's signature does not verify"),
+    ("ES256 header on the RSA kid", "no current key of the issuer matches the token's key id and algorithm"),
+    ("not a JWT", "the token is not a well-formed JWT"),
+])
+async def test_each_bad_token_is_refused_with_its_reason(oidc, case, expected):
+    tokens = {
+        "wrong audience": lambda: RSA.mint(claims(NOW, aud="someone-else")),
+        "wrong issuer": lambda: RSA.mint(claims(NOW, iss="https://evil.test")),
+        "no exp": lambda: RSA.mint(claims(NOW, exp=None)),
+        "no sub": lambda: RSA.mint(claims(NOW, sub=None)),
+        "HS256 with the public key": lambda: hs256_with_public_key(RSA, claims(NOW)),
+        "alg none": lambda: unsigned(claims(NOW)),
+        "tampered": lambda: tampered(RSA.mint(claims(NOW, roles=["viewer"])), roles=["admin"]),
+        "signed by another key with the same kid": lambda: rsa_key(RSA.kid).mint(claims(NOW)),
+        "ES256 header on the RSA kid": lambda: ec_key(RSA.kid).mint(claims(NOW)),
+        "not a JWT": lambda: "not-a-jwt",
+    }
+    assert await reason_of(oidc, tokens[case]()) == expected
+
+
+async def test_missing_or_other_scheme_credentials(oidc):
+    with pytest.raises(Unauthenticated) as error:
+        await oidc.authenticate({})
+    assert error.value.reason == MISSING and error.value.challenge == 'Bearer realm="agentdbg"'
+    with pytest.raises(Unauthenticated) as error:
+        await oidc.authenticate({"authorization": "Basic dXNlcjpwYXNz"})
+    assert "does not carry Bearer credentials" in error.value.reason
+    assert 'error="invalid_token"' in error.value.challenge
+
+
+def test_config_refuses_none_and_shared_secret_algorithms():
+    for bad in ("none", "HS256", "hs512"):
+        with pytest.raises(ValidationError, match="is not allowed"):
+            OidcConfig.model_validate({"issuer_url": ISSUER, "audience": AUDIENCE, "algorithms": ["RS256", bad]})
+    with pytest.raises(ValidationError, match="not a PEM public key"):
+        OidcConfig.model_validate({"issuer_url": ISSUER, "audience": AUDIENCE, "public_keys": [{"pem": "junk"}]})
+    with pytest.raises(ValidationError, match="issuer_url"):
+        OidcConfig.model_validate({"audience": AUDIENCE})
+
+
+async def test_an_algorithm_left_out_of_algorithms_is_refused(clock):
+    auth = make_oidc(clock, public_keys=static_keys(RSA, EC), algorithms=["ES256"])
+    await auth.start()
+    assert await reason_of(auth, RSA.mint(claims(NOW))) == "the token's algorithm RS256 is not allowed"
+    assert (await auth.authenticate(bearer(EC.mint(claims(NOW))))).subject == "agent-7"
+
+
+def test_jwks_parsing_keeps_only_signing_keys_of_allowed_algorithms():
+    document = {"keys": [RSA.jwk(), EC.jwk(), {**ED.jwk(), "use": "enc"},
+                         {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+                         {"kty": "RSA", "kid": "broken"}, "junk"]}
+    keys, skipped = parse_jwks(document, ["RS256", "ES256", "EdDSA"])
+    assert [key.kid for key in keys] == [RSA.kid, EC.kid] and skipped == 4
+    assert keys[0].algorithms == {"RS256"}  # the JWK names its alg: that one only
+    with pytest.raises(ValueError, match="not a JWKS"):
+        parse_jwks({"no": "keys"}, ["RS256"])
+
+
+def write_jwks(path: Path, *keys) -> None:
+    path.write_text(json.dumps({"keys": [key.jwk() for key in keys]}))
+
+
+async def test_an_unknown_kid_reloads_the_key_set_at_most_once_per_min_interval(tmp_path, clock):
+    jwks = tmp_path / "jwks.json"
+    write_jwks(jwks, RSA)
+    auth = make_oidc(clock, jwks_file=str(jwks), jwks_min_refresh_interval="10s")
+    await auth.start()
+    try:
+        assert auth.fetches == 1
+        rotated = rsa_key("rsa-2")
+        write_jwks(jwks, rotated)  # the issuer rotates; the old key is gone
+        token = rotated.mint(claims(NOW))
+        expected = "no current key of the issuer matches the token's key id and algorithm"
+        clock.now = NOW + 5  # within 10 s of the last load: no reload
+        assert await reason_of(auth, token) == expected
+        assert auth.fetches == 1
+        clock.now = NOW + 10
+        assert (await auth.authenticate(bearer(token))).subject == "agent-7"
+        assert auth.fetches == 2
+        assert await reason_of(auth, RSA.mint(claims(NOW + 10))) == expected  # the retired key is refused
+        for kid in ("made-up-1", "made-up-2", "made-up-3"):  # made-up kids cost no reload
+            await reason_of(auth, rsa_key(kid).mint(claims(NOW + 10)))
+        assert auth.fetches == 2
+    finally:
+        await auth.shutdown()
+
+
+async def test_a_static_key_without_kid_verifies_tokens_with_any_kid(clock):
+    auth = make_oidc(clock, public_keys=[{"pem": ED.public_pem()}])
+    await auth.start()
+    assert (await auth.authenticate(bearer(ED.mint(claims(NOW))))).subject == "agent-7"
+
+
+@pytest.mark.parametrize("token_claims, config, expected", [
+    ({"roles": ["viewer"]}, {"roles_claim": "roles"}, Role.VIEWER),
+    ({"roles": ["viewer", "admin", "operator"]}, {"roles_claim": "roles"}, Role.ADMIN),
+    ({"roles": "viewer operator"}, {"roles_claim": "roles"}, Role.OPERATOR),
+    ({"roles": ["superuser"]}, {"roles_claim": "roles"}, None),
+    ({"roles": ["superuser"]}, {"roles_claim": "roles", "default_role": Role.VIEWER}, Role.VIEWER),
+    ({"realm_access": {"roles": ["debug-admins"]}},
+     {"roles_claim": "realm_access.roles", "role_mapping": {"debug-admins": Role.ADMIN}}, Role.ADMIN),
+    ({"https://agentdbg.test/roles": ["operator"]}, {"roles_claim": "https://agentdbg.test/roles"}, Role.OPERATOR),
+    ({"groups": ["sre", "dev"]}, {"groups_claim": "groups", "role_mapping": {"sre": Role.OPERATOR}}, Role.OPERATOR),
+    ({"groups": ["admin"]}, {"groups_claim": "groups"}, None),  # a group counts only through role_mapping
+    ({"groups": ["dev"], "roles": ["viewer"]},
+     {"roles_claim": "roles", "groups_claim": "groups", "role_mapping": {"dev": Role.ADMIN}}, Role.ADMIN),
+    ({"roles": [1, None, {"admin": True}]}, {"roles_claim": "roles"}, None),
+    ({}, {"roles_claim": "roles", "groups_claim": "groups"}, None),
+])
+def test_claims_map_to_the_strongest_role(token_claims, config, expected):
+    assert role_from_claims(token_claims, **config) is expected
+
+
+def test_role_order_and_principal_rights():
+    assert Role.ADMIN.includes(Role.OPERATOR) and Role.OPERATOR.includes(Role.VIEWER)
+    assert not Role.VIEWER.includes(Role.OPERATOR)
+    operator = Principal("oncall", Role.OPERATOR)
+    assert operator.roles == {Role.VIEWER, Role.OPERATOR}
+    assert operator.allows(Role.VIEWER) and operator.allows(None) and not operator.allows(Role.ADMIN)
+    assert not Principal("agent").allows(Role.VIEWER) and Principal("agent").allows(None)
+
+
+async def test_bearer_tokens_carry_their_role_and_subject_and_keep_the_simple_form(tmp_path):
+    (tmp_path / "tokens.txt").write_text("file-token\n")
+    config = BearerTokenAuthConfig.model_validate({
+        "token": "plain", "role": "viewer", "filename": str(tmp_path / "tokens.txt"),
+        "tokens": ["listed", {"token": "ops-token", "role": "operator", "subject": "oncall"}]})
+    auth = BearerTokenAuth(Settings.make(Kind.EXTENSION, ComponentID("bearertokenauth")), config)
+    assert await auth.authenticate(bearer("ops-token")) == Principal("oncall", Role.OPERATOR, "bearertokenauth")
+    assert await auth.authenticate(bearer("plain")) == Principal("bearertokenauth[token]", Role.VIEWER,
+                                                                 "bearertokenauth")
+    assert (await auth.authenticate(bearer("listed"))).subject == "bearertokenauth[tokens.0]"
+    assert (await auth.authenticate({"authorization": "Bearer file-token"})).subject == "bearertokenauth[file:1]"
+    with pytest.raises(Unauthenticated) as error:
+        await auth.authenticate(bearer("wrong"))
+    assert "wrong" not in str(error.value)
+    with pytest.raises(ValidationError, match="empty token"):
+        BearerTokenAuthConfig.model_validate({"tokens": [{"token": ""}]})
