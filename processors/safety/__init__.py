@@ -22,7 +22,8 @@ and logged; deciding goes on.
 
 After a restart (the state file written by an earlier run) open breakers hold only
 unconfirmed episodes: they half-open after their timeout and close one timeout later
-unless a fresh failure arrives (processors/safety/breakers.py). Operators can reset a
+unless a fresh failure arrives (processors/safety/breakers.py; `restored_episodes: keep`
+trusts them instead). Operators can reset a
 breaker and lift a throttle over the debug API (processors/safety/admin.py).
 
 With `mode: dry_run` decisions are computed and exported but marked `"dry_run": true`.
@@ -56,7 +57,8 @@ class SafetyProcessor(Processor):
         saved = state_file.load(config.state_file)
         state = None
         if saved:
-            state = SafetyState.from_json(saved, restored=not state_file.written_by_this_run(saved))
+            earlier_run = not state_file.written_by_this_run(saved)
+            state = SafetyState.from_json(saved, restored=earlier_run and config.restored_episodes == "probe")
         self.engine = SafetyEngine(config, state)
         self.recent: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
         self._lock = asyncio.Lock()

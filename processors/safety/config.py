@@ -101,6 +101,14 @@ class SafetyConfig(StrictConfig):
     tick_interval: Duration = 0.5
     decisions_kept: PositiveInt = 1000
     mode: Literal["enforce", "dry_run"] = "enforce"
+    # What the failures an open breaker waits for mean after a restart (a state file written by
+    # an earlier run). `probe`: nothing: the detectors that raised them may have started afresh
+    # and will never resolve them, so the breaker half-opens after its timeout and closes one
+    # timeout later unless a fresh failure arrives. `keep`: still firing until resolved: right
+    # when only this consumer restarted and the collector's detectors still hold their episodes;
+    # the breaker then stays on its fallback (never stepping down) until they resolve or an
+    # operator resets it.
+    restored_episodes: Literal["probe", "keep"] = "probe"
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,11 @@
 explicit clock: restart, fallback tiers, one decision per target, an operator's reset."""
 from __future__ import annotations
 
+import json
+
+from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.documents import validate
+from processors.safety import SafetyProcessor
 from processors.safety.config import SafetyConfig
 from processors.safety.engine import SafetyEngine, SafetyState
 from tests.unit.test_safety_engine import actions, event
@@ -139,3 +143,18 @@ def test_a_breaker_removed_from_the_config_is_dropped_from_a_restored_state():
     engine.handle(event("dependency_failure", "firing", POSTGRES, observed=4), 0.0)
     config = SafetyConfig.model_validate({"breakers": {"database": None}})
     assert set(restarted(engine, config).state.breakers) == {"ollama_model", "external_api"}
+
+
+def test_restored_episodes_keep_trusts_the_episodes_of_an_earlier_run(tmp_path):
+    """`restored_episodes: keep` (a safety consumer whose collector kept running): the restored
+    breaker stays on its fallback while its episode is firing, and closes on its resolution."""
+    state = tmp_path / "safety.json"
+    engine = SafetyEngine(SafetyConfig())
+    engine.handle(event("dependency_failure", "firing", POSTGRES, observed=4, episode="ep"), 0.0)
+    state.write_text(json.dumps({**engine.state.to_json(), "run": "an earlier run"}))
+    settings = Settings.make(Kind.PROCESSOR, ComponentID("safety"), Signal.EVENTS)
+    for mode, second_tick in (("keep", ["breaker_open"]), ("probe", ["breaker_close"])):
+        safety = SafetyProcessor(settings, SafetyConfig(state_file=str(state), restored_episodes=mode), None)
+        restored = safety.engine
+        assert actions(restored.tick(10.0), "database") == ["breaker_half_open"]
+        assert actions(restored.tick(20.0), "database") == second_tick, mode
