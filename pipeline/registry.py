@@ -27,13 +27,14 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from processors.batch import factory as batch
     from processors.genai import factory as genai
     from processors.memory_limiter import factory as memory_limiter
+    from processors.redaction import factory as redaction
     from processors.safety import factory as safety
     from receivers.kafka import factory as kafka_receiver
     from receivers.otlp import factory as otlp_receiver
 
     listed = [
         otlp_receiver, kafka_receiver,
-        batch, memory_limiter, safety, genai,
+        batch, memory_limiter, safety, genai, redaction,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter,
         health_check, debug_api, bearertokenauth, oidc, file_storage,

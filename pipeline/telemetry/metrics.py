@@ -96,6 +96,11 @@ batch_timeout_trigger_send = Counter(
 config_reloads = Counter(
     "agentdbg_config_reloads", "Configuration reloads (SIGHUP), by result (applied or rejected).", ["result"],
     registry=REGISTRY)
+redaction_redacted_values = Counter(
+    "agentdbg_processor_redaction_redacted_values",
+    "Values the redaction processor masked or hashed, by rule (a detector's name, blocked_values, "
+    "blocked_key_patterns; allowed_keys: attributes removed for not being allowed; failed: values "
+    "replaced whole because they could not be scanned).", ["processor", "rule"], registry=REGISTRY)
 genai_unpriced_spans = Counter(
     "agentdbg_genai_unpriced_spans",
     "Spans with token usage that the genai processor could not price (model unknown to genai-prices and the "
