@@ -31,9 +31,15 @@ class DetectorConfig(StrictConfig):
 
 
 class OffDetectorConfig(DetectorConfig):
-    """A detector that is off unless switched on: `email: true` or `email: {enabled: true}`."""
+    """A detector that is off unless named: `email: true`, `email: {}` or `email: {mode: hash}`
+    switch it on (`enabled` defaults to false only when the detector is not named at all)."""
 
     enabled: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_is_on(cls, value: Any) -> Any:
+        return {"enabled": True, **value} if isinstance(value, dict) else value
 
 
 class DetectorsConfig(StrictConfig):

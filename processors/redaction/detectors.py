@@ -123,11 +123,12 @@ def is_phone(text: str) -> int:
 def is_bearer(text: str) -> int:
     """A token, not prose: 16+ characters in mixed case, or 8+ with a digit or a token
     punctuation mark ("the bearer of bad news" and "bearer credentials" stay)."""
-    token = text.split()[-1]
+    trimmed = text.rstrip(".")  # a sentence's full stop after the token
+    token = trimmed.split()[-1]
     mixed_case = not token[1:].islower() and not token.isupper()
     tokenish = len(token) >= 16 and mixed_case or len(token) >= 8 and any(
         ch.isdigit() or ch in "._~+/=-" for ch in token)
-    return len(text) if tokenish else 0
+    return len(trimmed) if tokenish else 0
 
 
 CARD_BODY = (r"(?:\d{13,19}"
