@@ -199,8 +199,7 @@ class SafetyProcessor(Processor):
             candidate = self.engine.copy()
             act = candidate.reset_breaker if action.route == "breakers" else candidate.lift_throttle
             try:
-                decisions = act(action.target, action.request.requested_by, action.request.reason,
-                                action.request_id, time.time())
+                decisions = act(action.target, action.requested_by, action.reason, action.request_id, time.time())
             except KeyError:
                 known = self.engine.state.breakers if action.route == "breakers" else self.engine.state.throttles
                 raise web.HTTPNotFound(text=f"no {action.route[:-1]} {action.target!r}; known: "

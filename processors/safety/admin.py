@@ -7,6 +7,9 @@ Body `{"requested_by": "<who>", "reason": "<why>"}` (`reason` optional). Each ac
 decision like any other (exported, audited, in `/debug/decisions`) with `requested_by`.
 An `Idempotency-Key` header makes a retried request decide nothing new. The debug API
 answers 403 to any of them unless it has an `auth.token`, and 401 without that token.
+When the debug API establishes who is calling (a `pipeline.auth.Principal` in
+`request["principal"]`), that principal is who asked (the body's `requested_by` is then
+optional) and it needs the `operator` role.
 """
 from __future__ import annotations
 
@@ -16,26 +19,30 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.auth import Principal, Role
+
 ROUTES = {"breakers": "reset", "throttles": "lift"}
 
 
 class AdminRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    requested_by: str = Field(min_length=1, max_length=200)
+    requested_by: str = Field("", max_length=200)
     reason: str = Field("", max_length=1000)
 
 
 @dataclass(frozen=True)
 class AdminAction:
-    route: str        # breakers | throttles
-    target: str       # breaker name | subject key
-    request: AdminRequest
+    route: str          # breakers | throttles
+    target: str         # breaker name | subject key
+    requested_by: str
+    reason: str
     request_id: str
 
 
 async def parse(request: web.Request) -> AdminAction:
-    """The action a POST asks for; HTTP 404 for an unknown path, 400 for a bad body."""
+    """The action a POST asks for; HTTP 404 for an unknown path, 400 for a bad body, 403 for
+    a principal without the operator role."""
     route, _, rest = request.match_info["name"].strip("/").partition("/")
     target, _, verb = rest.rpartition("/")
     if route not in ROUTES or verb != ROUTES[route] or not target:
@@ -48,4 +55,16 @@ async def parse(request: web.Request) -> AdminAction:
                              for e in exc.errors(include_url=False))
         raise web.HTTPBadRequest(text=f'the body must be {{"requested_by": "<who>", "reason": "<why>"}}: {problems}')
     request_id = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
-    return AdminAction(route, target, body, request_id)
+    return AdminAction(route, target, requested_by(request, body), body.reason, request_id)
+
+
+def requested_by(request: web.Request, body: AdminRequest) -> str:
+    principal = request.get("principal")
+    if isinstance(principal, Principal):
+        if not principal.allows(Role.OPERATOR):
+            raise web.HTTPForbidden(text=f"{principal.subject} may not change the safety state: that needs the "
+                                         f"operator role (has {principal.role.value if principal.role else 'none'})")
+        return principal.subject
+    if not body.requested_by.strip():
+        raise web.HTTPBadRequest(text='say who asks: the body must be {"requested_by": "<who>", "reason": "<why>"}')
+    return body.requested_by.strip()
