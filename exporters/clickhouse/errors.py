@@ -21,6 +21,7 @@ while the batch waits in the queue (until `retry_on_failure.max_elapsed_time`).
 """
 from __future__ import annotations
 
+import logging
 import re
 import struct
 
@@ -42,6 +43,10 @@ BAD_STATEMENT: frozenset[str] = frozenset({
 BAD_DATA: frozenset[str] = BAD_ROWS | BAD_STATEMENT
 # What clickhouse-connect's serializer raises for values it cannot encode (before the engine sees them).
 SERIALIZER_ERRORS: tuple[type[BaseException], ...] = (UnicodeError, OverflowError, struct.error)
+# The serializer also logs each refusal with a traceback at ERROR, before raising it. The exporters
+# report it themselves, once per batch (bisecting a batch meets the same bad value several times).
+for _name in ("clickhouse_connect.driver.transform", "clickhouse_connect.driver.rustcodec"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 # Codes for the names above and a few retryable ones, for errors that carry only the number.
 CODE_NAMES: dict[int, str] = {
     6: "CANNOT_PARSE_TEXT", 7: "INCORRECT_NUMBER_OF_COLUMNS", 8: "THERE_IS_NO_COLUMN",

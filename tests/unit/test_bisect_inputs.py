@@ -92,3 +92,35 @@ def test_audit_times_out_of_range_use_the_receive_time_and_text_is_made_utf8():
     assert columns[0] == [5_000_000_000, 1_704_067_200_000_000_000]
     assert columns[2] == ["a\ufffd", "b"]
     assert columns[6][0] == '{"id":"a\ufffd","kind":"k","emitted_at":"9999-12-31T23:59:59Z"}'
+
+
+async def test_a_value_the_serializer_refuses_costs_only_its_row(tmp_path, monkeypatch, caplog):
+    """The chdb exporter in-process, with clamping switched off so that clickhouse-connect's serializer
+    meets a 2^63 ns time (its `DataError: Unable to create native array`, raised before the engine)."""
+    import asyncio
+    import time
+
+    from exporters.chdb import ChdbConfig, ChdbExporter
+    from exporters.clickhouse import schema
+    from pipeline.component import ComponentID, Kind, Settings, Signal
+    from pipeline.telemetry import metrics
+
+    monkeypatch.setattr(schema, "MAX_TIME_NS", 2**64)
+    exporter = ChdbExporter(Settings.make(Kind.EXPORTER, ComponentID("chdb", "serializer"), Signal.TRACES),
+                            ChdbConfig(path=str(tmp_path / "chdb"), dead_letter=str(tmp_path / "dead")))
+    spans = [{"start_time_unix_nano": T + i, "end_time_unix_nano": T + i + 5} for i in range(10)]
+    spans[6] = {"start_time_unix_nano": 2**63, "end_time_unix_nano": 2**63}
+    await exporter.start(None)
+    try:
+        await exporter.consume(_batch(*spans))
+        while exporter.queued or exporter._in_flight_items:
+            await asyncio.sleep(0.02)
+        assert exporter.store is not None
+        names = exporter.store.conn.query("SELECT SpanName FROM otel.otel_traces ORDER BY SpanName", "CSV").bytes()
+    finally:
+        await exporter.shutdown(time.monotonic() + 10)
+    assert names.decode().split() == [f'"s{i}"' for i in range(10) if i != 6]
+    assert metrics.REGISTRY.get_sample_value("otelcol_exporter_send_failed_spans_total",
+                                             {"exporter": "chdb/serializer", "error_type": "invalid_data"}) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == ["dropping data"]
+    assert len(list((tmp_path / "dead" / "chdb_serializer").glob("*.batch"))) == 1
