@@ -74,14 +74,23 @@ def test_production_refuses_tempo_endpoint_that_is_its_own_receiver(tempo):
     assert "is this daemon's own receiver receivers::otlp::protocols::grpc::endpoint" in errors[0]
 
 
-def test_otlphttp_exporter_aimed_at_own_http_receiver_is_refused(tmp_path):
-    config = traces_to("  otlphttp:\n    endpoint: http://127.0.0.1:4318\n", "otlphttp")
+def test_self_loop_and_two_servers_on_one_address_are_one_line_each(tmp_path):
+    config = traces_to("  otlphttp:\n    endpoint: http://127.0.0.1:4318\n", "otlphttp") + """
+extensions:
+  health_check:
+    endpoint: localhost:13999
+  debug_api:
+    endpoint: 127.0.0.1:13999
+"""
+    config = config.replace("service:\n", "service:\n  extensions: [health_check, debug_api]\n")
     result = agentdbg("validate", "--config", write(tmp_path, config))
     assert result.returncode == 1
     assert error_lines(result) == [
         'exporters::otlphttp::endpoint "http://127.0.0.1:4318" is this daemon\'s own receiver '
         'receivers::otlp::protocols::http::endpoint ("localhost:4318"): every span sent there would come back '
-        "in and be sent again; point it at the backend"]
+        "in and be sent again; point it at the backend",
+        'extensions::debug_api::endpoint "127.0.0.1:13999" is also extensions::health_check::endpoint '
+        '("localhost:13999"): two servers cannot listen on one address']
 
 
 def test_exporter_to_another_port_or_host_is_accepted(tmp_path):
@@ -102,70 +111,6 @@ def test_start_up_refuses_a_self_loop(tmp_path):
     assert "Traceback" not in log
 
 
-def test_two_servers_on_one_address_are_refused(tmp_path):
-    config = traces_to("  debug:\n", "debug") + """
-extensions:
-  health_check:
-    endpoint: localhost:13999
-  debug_api:
-    endpoint: 127.0.0.1:13999
-"""
-    config = config.replace("service:\n", "service:\n  extensions: [health_check, debug_api]\n")
-    result = agentdbg("validate", "--config", write(tmp_path, config))
-    assert result.returncode == 1
-    assert error_lines(result) == [
-        'extensions::debug_api::endpoint "127.0.0.1:13999" is also extensions::health_check::endpoint '
-        '("localhost:13999"): two servers cannot listen on one address']
-
-
-# -- point 8: bad values get one clear line each -----------------------------------------------------
-@pytest.mark.parametrize("endpoint", ["localhost:99999", "localhost:65536"])
-def test_port_out_of_range_is_refused_naming_the_key(tmp_path, endpoint):
-    config = traces_to("  debug:\n", "debug", grpc=endpoint)
-    result = agentdbg("validate", "--config", write(tmp_path, config))
-    assert result.returncode == 1
-    port = endpoint.rpartition(":")[2]
-    assert error_lines(result) == [
-        f"receivers::otlp::protocols::grpc::endpoint: Value error, invalid endpoint '{endpoint}': "
-        f"port {port} is out of range 0-65535 (got '{endpoint}')"]
-
-
-def test_metrics_address_is_validated(tmp_path):
-    config = traces_to("  debug:\n", "debug").replace("level: none", "address: localhost:70000")
-    result = agentdbg("validate", "--config", write(tmp_path, config))
-    assert result.returncode == 1
-    assert error_lines(result)[0].startswith(
-        "service::telemetry::metrics::address: Value error, invalid endpoint 'localhost:70000'")
-
-
-def test_missing_environment_variable_is_named(tmp_path):
-    config = traces_to("  debug:\n", "debug", grpc="${env:AGENTDBG_TEST_NEVER_SET}")
-    result = agentdbg("validate", "--config", write(tmp_path, config))
-    assert result.returncode == 1
-    errors = error_lines(result)
-    assert len(errors) == 1, errors
-    assert errors[0].startswith("receivers::otlp::protocols::grpc::endpoint: Value error, invalid endpoint ''")
-    assert errors[0].endswith("(from ${env:AGENTDBG_TEST_NEVER_SET}; "
-                              "environment variable AGENTDBG_TEST_NEVER_SET is not set)")
-
-
-def test_one_invalid_processor_is_one_error(tmp_path):
-    overlay = pipeline_overlay(file_exporter(), "  batch:\n    timeout: 5 parsecs\n")
-    result = Daemon(BASE_CONFIG, workdir=tmp_path, overlay=overlay).validate()
-    assert result.returncode == 1
-    assert error_lines(result) == [
-        "processors::batch::timeout: Value error, invalid duration '5 parsecs': use a number with a unit "
-        "such as 200ms, 5s, 1m30s, 1h (got '5 parsecs')"]
-
-
-def test_unknown_exporter_type_is_one_error(tmp_path):
-    config = traces_to("  kafkaa:\n    brokers: [localhost:9092]\n", "kafkaa")
-    result = agentdbg("validate", "--config", write(tmp_path, config))
-    assert result.returncode == 1
-    errors = error_lines(result)
-    assert len(errors) == 1 and errors[0].startswith("exporters::kafkaa: unknown type 'kafkaa'"), errors
-
-
 def test_reload_refuses_a_self_loop_and_keeps_running(tmp_path):
     with Daemon(BASE_CONFIG, workdir=tmp_path, overlay=pipeline_overlay(file_exporter())) as daemon:
         daemon.write_overlay(pipeline_overlay("  otlp:\n    endpoint: {grpc}\n    tls: {insecure: true}\n"))
@@ -174,3 +119,52 @@ def test_reload_refuses_a_self_loop_and_keeps_running(tmp_path):
                    message="the reload to be rejected")
         assert "is this daemon's own receiver receivers::otlp::protocols::grpc::endpoint" in daemon.log()
         assert daemon.healthy()
+
+
+# -- point 8: bad values get one clear line each, and only the root causes ----------------------------
+BAD_VALUES = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: localhost:99999
+      http:
+        endpoint: ${env:AGENTDBG_TEST_NEVER_SET}
+processors:
+  batch:
+    timeout: 5 parsecs
+exporters:
+  kafkaa:
+    brokers: [localhost:9092]
+  debug:
+service:
+  telemetry:
+    metrics:
+      address: localhost:70000
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [kafkaa, debug]
+"""
+
+
+def test_bad_values_are_one_line_each_naming_key_and_variable(tmp_path):
+    """Before: `localhost:99999` and `localhost:70000` passed, the missing variable was only
+    "invalid endpoint ''", and the pipeline added "references processor "batch" / exporter
+    "kafkaa" which is not configured"."""
+    result = agentdbg("validate", "--config", write(tmp_path, BAD_VALUES))
+    assert result.returncode == 1
+    errors = error_lines(result)
+    assert len(errors) == 5, errors
+    assert errors.pop(3).startswith("exporters::kafkaa: unknown type 'kafkaa' (valid exporters: ")
+    assert errors == [
+        "receivers::otlp::protocols::grpc::endpoint: Value error, invalid endpoint 'localhost:99999': "
+        "port 99999 is out of range 0-65535 (got 'localhost:99999')",
+        "receivers::otlp::protocols::http::endpoint: Value error, invalid endpoint '': expected host:port "
+        "(got '') (from ${env:AGENTDBG_TEST_NEVER_SET}; environment variable AGENTDBG_TEST_NEVER_SET is not set)",
+        "processors::batch::timeout: Value error, invalid duration '5 parsecs': use a number with a unit "
+        "such as 200ms, 5s, 1m30s, 1h (got '5 parsecs')",
+        "service::telemetry::metrics::address: Value error, invalid endpoint 'localhost:70000': "
+        "port 70000 is out of range 0-65535 (got 'localhost:70000')",
+    ]
