@@ -57,17 +57,55 @@ class MemoryLimiterConfig(StrictConfig):
         return hard - spike, hard
 
 
-def total_memory() -> int:
-    """The cgroup v2 limit when there is one, else physical memory."""
-    cgroup = Path("/sys/fs/cgroup/memory.max")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def total_memory(proc_cgroup: Path = PROC_CGROUP, cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The memory this process may use: its cgroup's limit when there is one (and it is below
+    physical memory), else physical memory. What `limit_percentage` is a share of."""
     physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    limit = cgroup_memory_limit(proc_cgroup, cgroup_root)
+    return min(limit, physical) if limit else physical
+
+
+def cgroup_memory_limit(proc_cgroup: Path = PROC_CGROUP, cgroup_root: Path = CGROUP_ROOT) -> int | None:
+    """The tightest memory limit on this process's cgroup and its ancestors, in bytes; None
+    when none is set or none can be read.
+
+    cgroup v2 (`0::/path` in /proc/self/cgroup): `memory.max` ("max" is no limit) under the
+    unified mount. cgroup v1 (a `memory` controller line): `memory.limit_in_bytes` under
+    `<root>/memory` (no limit reads as a huge number, which the caller caps at physical
+    memory). Inside a container the path may be the host's while the mount shows the
+    container's own cgroup at its root, so the mount's root file is read too. As otelcol does
+    for `limit_percentage`, the limit is the smaller of this and physical memory."""
     try:
-        text = cgroup.read_text().strip()
-        if text != "max":
-            return min(int(text), physical)
-    except (OSError, ValueError):
-        pass
-    return physical
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    found: list[int] = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            found += _limits(cgroup_root, path, "memory.max")
+        elif "memory" in controllers.split(","):
+            found += _limits(cgroup_root / "memory", path, "memory.limit_in_bytes")
+    return min(found) if found else None
+
+
+def _limits(mount: Path, path: str, name: str) -> list[int]:
+    """The limits in `name` of the cgroup at `path` under `mount`, of its ancestors, and of the mount's root."""
+    directory = mount / path.strip("/")
+    candidates = [directory, *directory.parents]
+    out = []
+    for candidate in dict.fromkeys(c for c in candidates if c == mount or mount in c.parents):
+        try:
+            text = (candidate / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            out.append(int(text))
+    return out
 
 
 class MemoryLimiter(Processor):

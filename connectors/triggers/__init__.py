@@ -179,7 +179,7 @@ class TriggersConnector(Connector):
 
     def _count_drops(self, detector: Detector) -> None:
         for reason, count in detector.drops.items():
-            self.telemetry.detector_dropped.labels(str(self.id), detector.kind, reason).inc(count)
+            self.telemetry.state_evictions.labels(str(self.id), detector.kind, reason).inc(count)
         detector.drops.clear()
 
     async def _emit(self) -> None:

@@ -28,10 +28,12 @@ evaluation_seconds = Histogram("agentdbg_trigger_evaluation_seconds",
                                registry=REGISTRY)
 detector_errors = Counter("agentdbg_trigger_detector_errors", "Detector failures (logged), by kind.",
                           ["connector", "kind"], registry=REGISTRY)
-detector_dropped = Counter("agentdbg_trigger_detector_dropped",
-                           "Items a detector could not keep in its bounded state, by kind and reason "
-                           "(deadlock: trace_evicted; infinite_loop: call_untracked).",
-                           ["connector", "kind", "reason"], registry=REGISTRY)
+state_evictions = Counter("agentdbg_trigger_state_evictions",
+                          "Items a detector let go of because its state is bounded, by detector and reason: "
+                          "subject_untracked (a new subject past max_subjects), baseline_evicted, subject_evicted, "
+                          "series_untracked, instance_untracked, trace_evicted, span_limit, call_untracked, "
+                          "window_shortened (see each detector's limits in the README).",
+                          ["connector", "detector", "reason"], registry=REGISTRY)
 dropped_events = Counter("agentdbg_trigger_dropped_events",
                          "Trigger events dropped because the events pipeline kept refusing them.",
                          ["connector"], registry=REGISTRY)
@@ -44,7 +46,7 @@ class TriggerMetrics:
         self.prefetch_seconds = prefetch_seconds.labels(connector)
         self.evaluation_seconds = evaluation_seconds.labels(connector)
         self.detector_errors = detector_errors
-        self.detector_dropped = detector_dropped
+        self.state_evictions = state_evictions
         self.dropped_events = dropped_events.labels(connector)
         self._kinds: set[str] = set()
 

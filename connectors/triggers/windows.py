@@ -45,6 +45,12 @@ class SlidingSums:
                 if total[0] <= 1e-9:
                     del self.totals[key]
 
+    def forget(self, key: Hashable) -> None:
+        """Drop every count of `key` (bounded state: the key was evicted)."""
+        self.totals.pop(key, None)
+        for _, bucket in self.buckets:
+            bucket.pop(key, None)
+
     def span(self, now: float) -> tuple[float, float]:
         """The time range the totals cover."""
         start = self.buckets[0][0] if self.buckets else now
@@ -87,14 +93,25 @@ class SlidingCounts:
     def expire(self, now: float) -> None:
         horizon = now - self.window
         while self.buckets and self.buckets[0][0] + self.bucket <= horizon:
-            _, old = self.buckets.popleft()
-            totals = self.totals
-            for key, count in old.items():
-                left = totals[key] - count
-                if left > 0:
-                    totals[key] = left
-                else:
-                    del totals[key]
+            self._drop_oldest()
+
+    def shed_oldest(self, keys: int, now: float) -> int:
+        """Let go of the oldest buckets, never the one `now` falls in, until at most `keys` keys
+        are counted: the window shortens for a while (bounded memory). Returns the keys forgotten."""
+        before = len(self.totals)
+        while len(self.totals) > keys and self.buckets and self.buckets[0][0] + self.bucket <= now:
+            self._drop_oldest()
+        return before - len(self.totals)
+
+    def _drop_oldest(self) -> None:
+        _, old = self.buckets.popleft()
+        totals = self.totals
+        for key, count in old.items():
+            left = totals[key] - count
+            if left > 0:
+                totals[key] = left
+            else:
+                del totals[key]
 
     def span(self, now: float) -> tuple[float, float]:
         start = self.buckets[0][0] if self.buckets else now

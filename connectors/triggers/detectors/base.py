@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Container, Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from connectors.triggers.event import Observation
 from pipeline.columns import SpanColumns
@@ -24,6 +24,10 @@ class DetectorConfig(StrictConfig):
     enabled: bool = True
     severity: Severity = "warning"
     overrides: list[Override] = Field(default_factory=list)
+    # The most subjects (keys of windowed state) a detector holds at once; its docstring says
+    # what it does with the next one. Each eviction is counted in
+    # agentdbg_trigger_state_evictions_total{detector, reason}.
+    max_subjects: PositiveInt = 5000
 
 
 class Detector:
@@ -37,7 +41,8 @@ class Detector:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.peers: dict[str, Detector] = {}
-        # Items dropped because state is bounded, by reason, since the connector last counted them.
+        # Items let go of because state is bounded, by reason, since the connector last counted
+        # them (agentdbg_trigger_state_evictions_total{detector, reason}).
         self.drops: dict[str, int] = {}
         # The episode keys currently open (the connector's tracker), or None when unknown (a
         # detector used on its own): a detector may leave out observations of subjects that
@@ -49,6 +54,20 @@ class Detector:
         """Called once the connector has built every detector: `{kind: detector}` (e.g. the
         health snapshot reads the memory detector's latest readings)."""
         self.peers = peers
+
+    def evict(self, reason: str, count: int = 1) -> None:
+        """Count `count` items (subjects, traces, calls ...) not kept because state is bounded."""
+        if count:
+            self.drops[reason] = self.drops.get(reason, 0) + count
+
+    def admit(self, state: Any, key: Any, reason: str = "subject_untracked", pending: int = 0) -> bool:
+        """Whether `key` may be kept in `state` (a dict or set of subjects): it is there already,
+        or there is room under `max_subjects` (with `pending` new keys of this batch not yet in
+        `state`). A new key past the bound is counted under `reason`."""
+        if key in state or len(state) + pending < self.config.max_subjects:
+            return True
+        self.evict(reason)
+        return False
 
     def episode_open(self, key: str) -> bool:
         """Whether the episode of `key` (an Observation.key) is open; True when not known."""

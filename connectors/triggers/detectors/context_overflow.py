@@ -13,6 +13,11 @@ is the largest input/window ratio among the subject's overflowing spans since th
 evaluation, unit `ratio`. One episode per subject: a subject is reported only while it
 has overflowing spans, so its episode resolves once none has come for `resolve_after`.
 Per-subject `overrides` set the ratio.
+
+Bounded state: what is held between evaluations is at most `max_subjects` (5,000) subjects (a
+new one past that waits for the next evaluation: `agentdbg_trigger_state_evictions_total
+{reason="subject_untracked"}`), and the window cache holds at most 4,096 (provider, model)
+pairs (emptied when full).
 """
 from __future__ import annotations
 
@@ -127,6 +132,8 @@ class ContextOverflowDetector(Detector):
                 span_id: bytes) -> None:
         slot = self.pending.get(key)
         if slot is None:
+            if not self.admit(self.pending, key):
+                return
             self.pending[key] = slot = [0.0, 0, window, Examples()]
         if tokens / window > slot[0]:
             slot[0], slot[1], slot[2] = tokens / window, tokens, window

@@ -17,9 +17,15 @@ Subject: `{service}` (`per_service`) and `{agent}` for spans with `gen_ai.agent.
 (`per_agent`). Budgets per subject: `budgets: [{match: {agent: planner}, daily: 50,
 monthly: 1000}]`; the shared `overrides[].threshold` sets the daily budget. A budget of
 `null` turns that period off. The message names the period, its date and the fraction.
+
+Bounded state: spend is kept for at most `max_subjects` (5,000) subjects. Past that, at each
+evaluation the subjects that spent least this month and have no alert open are forgotten
+(`agentdbg_trigger_state_evictions_total{reason="subject_evicted"}`): the big spenders, which
+budgets are for, stay counted. The burn-rate window only holds subjects whose spend is kept.
 """
 from __future__ import annotations
 
+import heapq
 import time
 from itertools import compress, repeat
 from operator import lt
@@ -154,9 +160,23 @@ class CostBudgetDetector(Detector):
             if spend.month_usd == 0 and not any(k == key for k, _ in self.firing):
                 del self.spend[key]
                 self.examples.pop(key, None)
+        self._within_bound()
         if self.config.burn_rate:
             out.extend(self._burn(now))
         return out
+
+    def _within_bound(self) -> None:
+        """Forget the smallest spenders without an open alert past max_subjects."""
+        excess = len(self.spend) - self.config.max_subjects
+        if excess <= 0:
+            return
+        alerting = {key for key, _ in self.firing}
+        quiet = [key for key in self.spend if key not in alerting]
+        for key in heapq.nsmallest(excess, quiet, key=lambda k: self.spend[k].month_usd):
+            del self.spend[key]
+            self.examples.pop(key, None)
+            self.burn.forget(key)
+        self.evict("subject_evicted", min(excess, len(quiet)))
 
     def budgets_for(self, subject: dict[str, Any]) -> tuple[float | None, float | None]:
         daily, monthly = self.config.daily_budget, self.config.monthly_budget

@@ -10,7 +10,7 @@ are judged.
 When: like tail sampling, once the trace's spans have arrived — `decision_wait` (5 s)
 after the last span of the trace arrived. Until then the trace waits in a buffer of at
 most `max_traces` (50,000) traces keyed by trace id, ordered by last arrival; past the
-bound the oldest is evicted (counted: `agentdbg_trigger_detector_dropped_total{reason=
+bound the oldest is evicted (counted: `agentdbg_trigger_state_evictions_total{reason=
 "trace_evicted"}`; one holding a long agent span is still judged with the spans it has).
 A trace that goes quiet before its root span has arrived is still running (children are
 exported as they end, and one LLM call or tool can outlast the wait): it is kept aside (at
@@ -24,6 +24,12 @@ per long agent span. So the hot path does per-trace work, not per-span work. Off
 path, a trace still buffered `compact_after` (10 s) after its first span is compacted: its
 spans are copied out of those batches as (parent, start, end) tuples, so a long-running
 trace does not keep whole batches alive; short traces are judged and dropped before that.
+
+Bounded state: besides `max_traces` (buffered) and `max_traces` (kept aside), the compacted
+spans of all held traces are at most `max_spans` (200,000, about 25 MB); past that the traces
+kept aside longest are forgotten first, then the least recently arrived buffered ones
+(`agentdbg_trigger_state_evictions_total{reason="span_limit"}`, one per trace). Batches
+themselves are referenced only until `compact_after`.
 
 A span that never ends is never exported, so a deadlock that never resolves is seen only
 once the agent span ends (for example by a timeout).
@@ -57,6 +63,7 @@ class DeadlockConfig(DetectorConfig):
     blocked_limit: Duration = 10.0
     decision_wait: Duration = 5.0
     max_traces: PositiveInt = 50_000
+    max_spans: PositiveInt = 200_000
     compact_after: Duration = 10.0
 
 
@@ -72,14 +79,18 @@ class TraceEntry:
         self.candidates: list[Candidate] | tuple = ()
         self.rooted = False  # its root span (no parent) has arrived: nothing of it is still running
 
-    def compact(self, trace_id: bytes) -> None:
-        """Copy this trace's spans out of its batches, so they can be freed."""
+    def compact(self, trace_id: bytes) -> int:
+        """Copy this trace's spans out of its batches, so they can be freed; returns how many were added."""
+        if not self.batches:
+            return 0
         spans = list(self.spans)
         for trace_ids, parents, starts, ends in unique(self.batches):
             for i in indices(trace_ids, trace_id):
                 spans.append((parents[i], starts[i], ends[i]))
+        added = len(spans) - len(self.spans)
         self.spans = spans
         self.batches = []
+        return added
 
     def add_candidate(self, candidate: Candidate) -> None:
         self.candidates = [*self.candidates, candidate]
@@ -101,6 +112,7 @@ class DeadlockDetector(Detector):
         # running, and an agent span that ends later needs the children that came before it.
         self.waiting: OrderedDict[bytes, TraceEntry] = OrderedDict()
         self.evicted = 0
+        self.held = 0  # compacted spans of every trace still held (buffer, waiting, ready)
 
     # -- hot path --------------------------------------------------------------------------------
     def observe(self, batch: Any) -> None:
@@ -138,9 +150,11 @@ class DeadlockDetector(Detector):
         while len(buffer) > self.config.max_traces:
             trace_id, entry = buffer.popitem(last=False)
             self.evicted += 1
-            self.drops["trace_evicted"] = self.drops.get("trace_evicted", 0) + 1
+            self.evict("trace_evicted")
             if entry.candidates:
                 self.ready.append((trace_id, entry))
+            else:
+                self.held -= len(entry.spans)
 
     def _candidates(self, cols: Any) -> None:
         operations, agents = cols.attribute_rows("gen_ai.operation.name"), cols.attribute_rows("gen_ai.agent.name")
@@ -166,6 +180,9 @@ class DeadlockDetector(Detector):
                 if own > slot[0]:
                     slot[0], slot[3] = own, start / 1e9
             entry.candidates = ()  # judged: a trace kept waiting for its root is not judged twice
+            if self.waiting.get(trace_id) is not entry and self.buffer.get(trace_id) is not entry:
+                self.held -= len(entry.spans)  # judged and let go of
+        self._within_span_limit()
         return [self._observation(service, agent, *slot, now) for (service, agent), slot in blocked.items()]
 
     def _decided(self, now: float) -> list[tuple[bytes, TraceEntry]]:
@@ -183,9 +200,22 @@ class DeadlockDetector(Detector):
             if not entry.rooted:
                 self.waiting[trace_id] = entry
                 if len(self.waiting) > self.config.max_traces:
-                    self.waiting.popitem(last=False)
-                    self.drops["trace_evicted"] = self.drops.get("trace_evicted", 0) + 1
+                    self._forget(self.waiting, "trace_evicted")
+            elif not entry.candidates:
+                self.held -= len(entry.spans)
         return decided
+
+    def _forget(self, traces: "OrderedDict[bytes, TraceEntry]", reason: str) -> None:
+        """Let go of the oldest trace of `traces` (the buffer or the traces kept aside)."""
+        trace_id, entry = traces.popitem(last=False)
+        self.held -= len(entry.spans)
+        self.evict(reason)
+
+    def _within_span_limit(self) -> None:
+        """Past max_spans compacted spans, forget the traces kept aside longest, then the least
+        recently arrived buffered ones."""
+        while self.held > self.config.max_spans and (self.waiting or self.buffer):
+            self._forget(self.waiting if self.waiting else self.buffer, "span_limit")
 
     def _compact(self, now: float) -> None:
         """Compact the traces buffered for compact_after since their first span; one that keeps
@@ -197,15 +227,14 @@ class DeadlockDetector(Detector):
             for trace_id in trace_ids:
                 entry = self.buffer.get(trace_id) or self.waiting.get(trace_id)
                 if entry is not None and entry.batches:
-                    entry.compact(trace_id)
+                    self.held += entry.compact(trace_id)
                     again.append(trace_id)
             if again:
                 arrivals.append((now, again))
 
-    @staticmethod
-    def _own_times(trace_id: bytes, entry: TraceEntry) -> list[tuple[Candidate, int]]:
+    def _own_times(self, trace_id: bytes, entry: TraceEntry) -> list[tuple[Candidate, int]]:
         """Each long agent span with its own time: duration minus its children's union (ns)."""
-        entry.compact(trace_id)
+        self.held += entry.compact(trace_id)
         children: dict[bytes, list[tuple[int, int]]] = {c[0]: [] for c in entry.candidates}
         for parent, start, end in entry.spans:
             intervals = children.get(parent)

@@ -17,6 +17,11 @@ Subject: `dependency` and the calling `service` (`per_service: false` counts eve
 caller together, subject `dependency` only). `observed` is the number of timed-out calls
 in the window, unit `count`; it fires above `max_timeouts` (per-subject `overrides`).
 Severity critical. Examples are the timed-out spans.
+
+Bounded state: at most `max_subjects` (5,000) (caller, dependency) pairs in the window; a new
+pair past that is not counted until one leaves the window
+(`agentdbg_trigger_state_evictions_total{reason="subject_untracked"}`). Examples are kept only
+for pairs in the window.
 """
 from __future__ import annotations
 
@@ -79,6 +84,8 @@ class DependencyFailureDetector(Detector):
             if not target:
                 continue
             key = (cols.service[i] if self.config.per_service else "", target)
+            if key not in partial and not self.admit(self.timeouts.totals, key, pending=len(partial)):
+                continue
             partial[key] = partial.get(key, 0) + 1
             self.examples.setdefault(key, Examples()).add(cols.trace_id[i], cols.span_id[i])
         for key, count in partial.items():

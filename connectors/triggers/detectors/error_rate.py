@@ -8,6 +8,11 @@ window and 3 unrelated failures (5 %) does not fire (its bound is 2 %); 15 % err
 background failures every fleet has crossed 5 % in half of the labelled scenarios
 (benchmarks/scenarios). It clears when the observed rate is back to `resolve_ratio` ×
 threshold. The event's `observed` is the rate itself. Examples are the latest error spans.
+
+Bounded state: the window is summed in 60 buckets (5 s each for 5 minutes), and holds at most
+`max_subjects` (5,000) services; a new service past that is not counted until one leaves the
+window (`agentdbg_trigger_state_evictions_total{reason="subject_untracked"}`). Examples are
+kept only for services in the window.
 """
 from __future__ import annotations
 
@@ -52,7 +57,8 @@ class ErrorRateDetector(Detector):
 
     def __init__(self, config: ErrorRateConfig) -> None:
         super().__init__(config)
-        self.sums = SlidingSums(config.window, bucket=1.0, width=2)
+        # At most 60 buckets (of at least 1 s): memory per service stays flat however long the window.
+        self.sums = SlidingSums(config.window, bucket=max(config.window / 60, 1.0), width=2)
         self.examples: dict[str, Examples] = {}
         self.z = NormalDist().inv_cdf(config.confidence)
 
@@ -67,9 +73,10 @@ class ErrorRateDetector(Detector):
         errors = Counter(take(cols.service, failed))
         now = batch.received_at
         for service, total in totals.items():
-            self.sums.add(now, service, (total, errors.get(service, 0)))
+            if self.admit(self.sums.totals, service):
+                self.sums.add(now, service, (total, errors.get(service, 0)))
         if failed:
-            self._examples(cols, failed)
+            self._examples(cols, [i for i in failed if cols.service[i] in self.sums.totals])
 
     def _examples(self, cols: Any, failed: list[int]) -> None:
         """The last MAX_EXAMPLES error spans of each service, in order (what Examples keeps)."""
@@ -87,6 +94,9 @@ class ErrorRateDetector(Detector):
     def evaluate(self, now: float) -> list[Observation]:
         self.sums.expire(now)
         window = self.sums.span(now)
+        if len(self.examples) > len(self.sums.totals):
+            for service in [s for s in self.examples if s not in self.sums.totals]:
+                del self.examples[service]
         out = []
         for service, (total, errors) in self.sums.totals.items():
             if total < self.config.min_count:

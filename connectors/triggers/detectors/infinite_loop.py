@@ -9,8 +9,12 @@ What fires, two ways (one kind, told apart by their subjects):
    itself rather than fetched for every span); the session is `gen_ai.conversation.id`, else the trace id. A tool span
    without recorded arguments is not counted (`require_arguments`: instrumentations record
    arguments only when asked, and two calls we cannot compare are not a loop).
-   At most `max_tracked` (100,000) distinct calls are counted at once; past that, new calls
-   are not tracked (counted in `agentdbg_trigger_detector_dropped_total{reason="call_untracked"}`).
+   At most `max_tracked` (100,000) distinct calls are counted at once. Past that the oldest
+   buckets of the window are let go of early (the window shortens while the fleet makes that
+   many distinct calls: a loop repeats fast, the oldest calls matter least), counted as
+   `agentdbg_trigger_state_evictions_total{reason="window_shortened"}` per call forgotten;
+   only when the newest bucket alone is full are new calls not tracked
+   (`reason="call_untracked"`).
    Subject: `service`, `agent` (`gen_ai.agent.name`, else the service), `tool`, `session`;
    `observed` is the number of identical calls, unit `count`. Per-subject `overrides` set
    the repeat count.
@@ -24,7 +28,8 @@ What fires, two ways (one kind, told apart by their subjects):
    which is what a single spinning thread saturates)). Subject: `service` (worst
    instance); `observed` is the mean CPU over the sustained run, unit `ratio`.
    `cpu_overrides` set the threshold per subject. A process silent for `cpu_stale_after`
-   is forgotten. Note: the current semconv `process.cpu.utilization` is divided by the
+   is forgotten; at most `max_subjects` (5,000) processes × metrics are followed at once (a
+   new one past that is not: `reason="subject_untracked"`). Note: the current semconv `process.cpu.utilization` is divided by the
    number of CPUs, so one spinning thread on an 8-core host reads 0.125; send
    `process.cpu.time` (judged per core by default) or lower the threshold for such hosts.
 """
@@ -170,7 +175,7 @@ class InfiniteLoopDetector(Detector):
 
     def _count(self, now: float, cols: Any, picked: Sequence[int], keys: list[int], calls: list[Call]) -> None:
         totals = self.calls.totals
-        tracked = self._tracked(keys)
+        tracked = self._tracked(keys, now)
         if tracked is keys:
             self.calls.add_all(now, keys)
         else:
@@ -180,11 +185,14 @@ class InfiniteLoopDetector(Detector):
         if hot:
             self._hot(cols, picked, keys, calls, hot, tracked)
 
-    def _tracked(self, keys: list[int]) -> Any:
+    def _tracked(self, keys: list[int], now: float) -> Any:
         """`keys` when every call fits under `max_tracked`; otherwise a flag per key, false for
         the calls that found no room (new calls beyond the bound, in order of arrival: dropped
         and counted). Far from the bound this costs nothing per call."""
         totals, bound = self.calls.totals, self.config.max_tracked
+        if len(totals) + len(keys) <= bound:
+            return keys
+        self.evict("window_shortened", self.calls.shed_oldest(bound - len(keys), now))
         if len(totals) + len(keys) <= bound:
             return keys
         flags = list(map(totals.__contains__, keys))  # already tracked: always counted
@@ -238,6 +246,8 @@ class InfiniteLoopDetector(Detector):
         for origin, metric in matching_metrics(batch.message, self.cpu_matcher):
             run = self.cpu.get((origin, metric.name))
             if run is None:
+                if not self.admit(self.cpu, (origin, metric.name)):
+                    continue
                 self.cpu[(origin, metric.name)] = run = CpuRun()
             threshold = self._cpu_threshold(origin.service)
             if self.utilization_matcher(metric.name):

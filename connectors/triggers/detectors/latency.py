@@ -18,9 +18,18 @@ full read would: a subject that has few spans within a busy service needs about 
 many to be judged. The rare-event detectors (errors, timeouts, loops, deadlocks, overflow,
 cost) never sample. Per batch, the grouping (counts, log sums, slowest span per subject) is
 done by numpy, not per span.
+
+Bounded state: at most `max_subjects` (5,000) subjects in the window; a new subject past
+that is not judged until one leaves the window (counted as
+`agentdbg_trigger_state_evictions_total{reason="subject_untracked"}`). Baselines outlive the
+window (a subject quiet for a while keeps what it learned), up to `max_subjects` of them; past
+that the least recently updated are forgotten (`reason="baseline_evicted"`). The slowest-span
+examples are kept only for subjects in the window. So a stream of span names that are never
+repeated (ids in the name) costs a bounded amount of memory.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from itertools import repeat
 from operator import or_
@@ -182,6 +191,8 @@ class LatencyDetector(Detector):
         slowest = dict(zip(codes[order[last]].tolist(), order[last].tolist()))
         now = batch.received_at
         for code, key in enumerate(subjects):
+            if not self.admit(self.window.totals, key):
+                continue
             count, log_sum = int(counts[code]), float(log_sums[code])
             self.window.add(now, key, (count, log_sum))
             pending = self.pending.setdefault(key, [0, 0.0])
@@ -204,7 +215,22 @@ class LatencyDetector(Detector):
                 if observation is not None:
                     out.append(observation)
         self._learn(now)
+        self._forget(now)
         return out
+
+    def _forget(self, now: float) -> None:
+        """Keep examples for subjects in the window only, and at most max_subjects baselines
+        (the least recently updated go first)."""
+        totals = self.window.totals
+        if len(self.slowest) > len(totals):
+            for key in [k for k in self.slowest if k not in totals]:
+                del self.slowest[key]
+        excess = len(self.baselines) - self.config.max_subjects
+        if excess > 0:
+            for key in heapq.nsmallest(excess, self.baselines, key=lambda k: self.baselines[k].updated):
+                del self.baselines[key]
+                self.degraded.discard(key)
+            self.evict("baseline_evicted", excess)
 
     def _observation(self, key: tuple, count: float, log_sum: float, baseline: Baseline,
                      window: tuple[float, float]) -> Observation | None:

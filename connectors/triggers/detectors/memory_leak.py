@@ -8,6 +8,10 @@ series with no reading received for `window` is dropped. A series keeps at most
 `max_points` readings (one per `window / max_points` seconds; readings in between are
 skipped), and the regression sums are running totals, so evaluation is O(1) per series.
 
+Bounded state: at most `max_subjects` (2,000) series (each at most `max_points` readings,
+about 40 KB when full); a new series past that is not followed until one goes stale
+(`agentdbg_trigger_state_evictions_total{reason="series_untracked"}`).
+
 Subject: `service` (+ `service_version` when the resource has one). The trigger event
 contract (§12) has no instance key, so a service's observation is its worst instance's
 series, and the message names that instance and metric; `observed` is that slope in
@@ -66,6 +70,7 @@ HOUR = 3600.0
 
 class MemoryLeakConfig(DetectorConfig):
     severity: Severity = "critical"
+    max_subjects: PositiveInt = 2000  # series (process × source)
     growth_per_hour: ByteSize = 50_000_000
     window: Duration = 1800.0
     min_points: PositiveInt = 5
@@ -135,6 +140,16 @@ class Series:
 SeriesKey = tuple[Origin, str]
 
 
+class Untracked(Series):
+    """Where readings of a series past the bound go: nowhere."""
+
+    def add(self, t: float, v: float, resolution: float, seen_at: float) -> None:
+        pass
+
+
+UNTRACKED = Untracked()
+
+
 class MemoryLeakDetector(Detector):
     kind = "memory_leak"
     config_derived = ("matcher", "attribute_keys", "resolution")
@@ -202,12 +217,16 @@ class MemoryLeakDetector(Detector):
                 latest[r] = i
         for r, i in latest.items():
             series_key = (resource_origin(cols.resources[r]), "span:" + key)
-            self._series(series_key).add(ends[i] / 1e9, float(rows[i]), self.resolution, now)
-            self.examples.setdefault(series_key, Examples()).add(cols.trace_id[i], cols.span_id[i])
+            series = self._series(series_key)
+            series.add(ends[i] / 1e9, float(rows[i]), self.resolution, now)
+            if series is not UNTRACKED:
+                self.examples.setdefault(series_key, Examples()).add(cols.trace_id[i], cols.span_id[i])
 
     def _series(self, key: SeriesKey) -> Series:
         series = self.series.get(key)
         if series is None:
+            if not self.admit(self.series, key, "series_untracked"):
+                return UNTRACKED
             self.series[key] = series = Series()
         return series
 

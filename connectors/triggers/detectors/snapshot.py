@@ -24,6 +24,12 @@ the subject's resources from an offset that rotates batch by batch), each sample
 weighted by k in the reservoir (Chao's weighted reservoir, which with weight 1 is the plain
 algorithm R); the span and error counts stay exact. At five batches a second that still
 offers the reservoir over a thousand spans a second per subject.
+
+Bounded state: at most `max_subjects` (1,000) subjects per interval, each with a reservoir of
+`reservoir_size` durations and at most `max_instances` (1,000) instance ids; a new subject
+(instance) past that is left out of the interval
+(`agentdbg_trigger_state_evictions_total{reason="subject_untracked"}`, `"instance_untracked"`).
+Everything is emptied at each snapshot.
 """
 from __future__ import annotations
 
@@ -48,6 +54,8 @@ class HealthSnapshotConfig(DetectorConfig):
     snapshot_interval: Duration = 30.0
     reservoir_size: PositiveInt = 1024
     sample_above: PositiveInt = 256
+    max_subjects: PositiveInt = 1000
+    max_instances: PositiveInt = 1000
     canary_attribute: str = "deployment.canary"
     version_attribute: str = "service.version"
 
@@ -139,14 +147,18 @@ class HealthSnapshotDetector(Detector):
         key, instance = mark
         interval = self.intervals.get(key)
         if interval is None:
+            if not self.admit(self.intervals, key):
+                return
             self.intervals[key] = interval = Interval()
         interval.spans += hi - lo
         interval.errors += cols.status_code[lo:hi].count(STATUS_ERROR)
         sample = slice(first, hi, step)
         roots = map(or_, map(SERVER.__eq__, cols.kind[sample]), map(not_, cols.parent_span_id[sample]))
         interval.sample(list(compress(cols.duration_ns[sample], roots)), self.config.reservoir_size, self.rng, step)
-        if instance:
+        if instance and (instance in interval.instances or len(interval.instances) < self.config.max_instances):
             interval.instances.add(instance)
+        elif instance:
+            self.evict("instance_untracked")
         interval.last = now
 
     # -- emission --------------------------------------------------------------------------------
