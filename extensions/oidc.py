@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import ssl
 import time
@@ -262,7 +263,8 @@ def _reason_of(exc: jwt.exceptions.InvalidTokenError) -> str:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # NaN would compare as never expired, and JSON parsers read NaN and Infinity
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_times(claims: Mapping[str, Any], now: float, leeway: float) -> None:
@@ -282,7 +284,7 @@ def unverified_header(token: str, allowed: Iterable[str]) -> tuple[str, str | No
     """The token's (alg, kid) when its algorithm is allowed; Unauthenticated otherwise."""
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.exceptions.DecodeError:
+    except jwt.exceptions.InvalidTokenError:  # DecodeError, or a header field of the wrong type
         raise Unauthenticated("the token is not a well-formed JWT") from None
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in allowed:

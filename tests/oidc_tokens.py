@@ -46,6 +46,11 @@ class SigningKey:
     def mint(self, claims: dict[str, Any], **headers: Any) -> str:
         return jwt.encode(claims, self.private, algorithm=self.alg, headers={"kid": self.kid, **headers})
 
+    def sign_any(self, payload: Any) -> str:
+        """A signed token of any JSON payload, even claims PyJWT would refuse to encode."""
+        return jwt.PyJWS().encode(json.dumps(payload, default=str).encode(), self.private, algorithm=self.alg,
+                                  headers={"kid": self.kid})
+
 
 def rsa_key(kid: str = "rsa-1") -> SigningKey:
     return SigningKey(kid, "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
@@ -93,6 +98,14 @@ def tampered(token: str, **changes: Any) -> str:
     decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     decoded.update(changes)
     return f"{header}.{_b64(json.dumps(decoded).encode())}.{signature}"
+
+
+def with_header(token: str, **changes: Any) -> str:
+    """`token` with header fields changed after signing (the payload and signature kept)."""
+    header, payload, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    decoded.update(changes)
+    return f"{_b64(json.dumps(decoded).encode())}.{payload}.{signature}"
 
 
 def bearer(token: str) -> dict[str, str]:

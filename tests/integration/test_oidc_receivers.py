@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tests.harness import BASE_CONFIG, Daemon, wait_until
 from tests.oidc_tokens import (JwksServer, claims, ec_key, ed_key, hs256_with_public_key, rsa_key, tampered,
-                               unsigned)
+                               unsigned, with_header)
 from tests.otlp_spans import read_json_lines
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -119,6 +119,8 @@ def bad_tokens(iss: str) -> dict[str, tuple[str | None, str]]:
                                              "the token's algorithm HS256 is not allowed"),
         "alg none": (unsigned(claims(now, iss=iss)), "the token's algorithm none is not allowed"),
         "tampered": (tampered(RSA.mint(claims(now, iss=iss)), sub="admin"), "the token's signature does not verify"),
+        # PyJWT's own refusal of this header once escaped as a 500 / UNKNOWN
+        "kid not a string": (with_header(RSA.mint(claims(now, iss=iss)), kid=7), "the token is not a well-formed JWT"),
     }
 
 

@@ -90,6 +90,8 @@ async def test_expiry_and_not_before_are_checked_with_the_leeway(oidc, clock):
     ("signed by another key with the same kid", "the token's signature does not verify"),
     ("ES256 header on the RSA kid", "no current key of the issuer matches the token's key id and algorithm"),
     ("not a JWT", "the token is not a well-formed JWT"),
+    ("exp not a number", "the token's exp claim is not a number"),
+    ("exp NaN", "the token's exp claim is not a number"),
 ])
 async def test_each_bad_token_is_refused_with_its_reason(oidc, case, expected):
     tokens = {
@@ -103,6 +105,8 @@ async def test_each_bad_token_is_refused_with_its_reason(oidc, case, expected):
         "signed by another key with the same kid": lambda: rsa_key(RSA.kid).mint(claims(NOW)),
         "ES256 header on the RSA kid": lambda: ec_key(RSA.kid).mint(claims(NOW)),
         "not a JWT": lambda: "not-a-jwt",
+        "exp not a number": lambda: RSA.sign_any(claims(NOW, exp="tomorrow")),
+        "exp NaN": lambda: RSA.sign_any(claims(NOW, exp=float("nan"))),
     }
     assert await reason_of(oidc, tokens[case]()) == expected
 
