@@ -89,7 +89,8 @@ class RowIsolation:
 
     def failures(self, where: str = "") -> list[PartialFailure]:
         suffix = f"; kept in {where}" if where else ""
-        return [PartialFailure(len(r.rows), r.error_type, f"{len(r.rows)} of {self.rows} rows refused: {r.reason}{suffix}")
+        return [PartialFailure(len(r.rows), r.error_type,
+                               f"{len(r.rows)} of {self.rows} rows refused: {r.reason}{suffix}")
                 for r in self.refusals.values()]
 
 

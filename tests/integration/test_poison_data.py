@@ -20,7 +20,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -28,7 +27,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from exporters.clickhouse.schema import MAX_TIME_NS, schema_statements
 from pipeline import batch_codec
-from tests.harness import BASE_CONFIG, ROOT, Daemon, batch_processor, component, pipeline_overlay, query_json, wait_until
+from tests.harness import (BASE_CONFIG, ROOT, Daemon, batch_processor, component, pipeline_overlay, query_json,
+                           wait_until)
 
 NOW = (time.time_ns() // 10**9 - 600) * 10**9
 CONSTRAINT = "ALTER TABLE otel.otel_traces ADD CONSTRAINT no_poison CHECK SpanName != 'poison'"
@@ -88,7 +88,8 @@ def _post(daemon: Daemon, transport: str, service: str, spans: list[dict]) -> No
 
 
 def _good(first: int, count: int) -> list[dict]:
-    return [_json_span(seed, f"good-{seed}", NOW + seed, NOW + seed + 1000 * seed) for seed in range(first, first + count)]
+    return [_json_span(seed, f"good-{seed}", NOW + seed, NOW + seed + 1000 * seed)
+            for seed in range(first, first + count)]
 
 
 def _settled(daemon: Daemon, exporter: str) -> float:
