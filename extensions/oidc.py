@@ -43,7 +43,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping
 
 import aiohttp
 import jwt
@@ -303,6 +303,7 @@ class OidcAuth(Component):
         self.config = config
         self.clock: Callable[[], float] = time.time  # token times; tests drive a paused one
         self.monotonic: Callable[[], float] = time.monotonic  # refetch rate limit
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # between periodic refreshes
         allowed = config.algorithms
         static = [make_key(k.kid or None, load_public_pem(k.text()), allowed) for k in config.public_keys]
         self._static = [key for key in static if key is not None]
@@ -393,8 +394,9 @@ class OidcAuth(Component):
 
     async def _refresh_periodically(self) -> None:
         while True:
-            loaded = bool(self._remote) or not self._session
-            await asyncio.sleep(self.config.jwks_refresh_interval if loaded else self.config.jwks_min_refresh_interval)
+            # Until the issuer's keys could be fetched once, try again sooner.
+            loaded = bool(self._remote) or self._session is None
+            await self.sleep(self.config.jwks_refresh_interval if loaded else self.config.jwks_min_refresh_interval)
             await self.refresh()
 
     async def _load(self) -> None:

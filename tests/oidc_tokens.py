@@ -118,15 +118,20 @@ class JwksServer:
     def __init__(self, keys: list[SigningKey]) -> None:
         self.keys = list(keys)
         self.requests = 0
+        self.status = 200  # set another to make the issuer fail
+        self.padding = 0  # bytes of padding added to the JWKS, to make it too large
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 server.requests += 1
+                if server.status != 200:
+                    self.send_error(server.status)
+                    return
                 if self.path == "/.well-known/openid-configuration":
                     body = {"issuer": server.issuer, "jwks_uri": server.url}
                 elif self.path == "/jwks":
-                    body = {"keys": [key.jwk() for key in server.keys]}
+                    body = {"keys": [key.jwk() for key in server.keys], "padding": "x" * server.padding}
                 else:
                     self.send_error(404)
                     return

@@ -1,9 +1,12 @@
-"""The oidc authenticator on a paused clock, with real keys and real PyJWT tokens (no network:
-keys come from `public_keys` or a `jwks_file` the test rewrites); claim → role mapping;
+"""The oidc authenticator on a paused clock (token times, the refetch rate limit, and the
+periodic refresh's sleep), with real keys and real PyJWT tokens; keys come from `public_keys`,
+a `jwks_file` the test rewrites, or a JWKS served on 127.0.0.1. Claim → role mapping;
 bearertokenauth's principals."""
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from extensions.bearertokenauth import BearerTokenAuth, BearerTokenAuthConfig
 from extensions.oidc import OidcAuth, OidcConfig, parse_jwks, role_from_claims
 from pipeline.auth import MISSING, Principal, Role, Unauthenticated
 from pipeline.component import ComponentID, Kind, Settings
-from tests.oidc_tokens import (AUDIENCE, ISSUER, bearer, claims, ec_key, ed_key, hs256_with_public_key, rsa_key,
+from tests.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, bearer, claims, ec_key, ed_key, hs256_with_public_key, rsa_key,
                                tampered, unsigned)
 
 NOW = 1_800_000_000.0
@@ -229,3 +232,100 @@ async def test_bearer_tokens_carry_their_role_and_subject_and_keep_the_simple_fo
     assert "wrong" not in str(error.value)
     with pytest.raises(ValidationError, match="empty token"):
         BearerTokenAuthConfig.model_validate({"tokens": [{"token": ""}]})
+
+
+class Sleeps:
+    """The periodic refresh's sleep: records what it was asked for and returns when woken."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._wake = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await self._wake.get()
+
+    def wake(self) -> None:
+        self._wake.put_nowait(None)
+
+
+async def settle(predicate, rounds: int = 500) -> None:
+    """Let the event loop run (the refresh task, a fetch from 127.0.0.1) until `predicate()`."""
+    for _ in range(rounds):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the refresh did not happen")
+
+
+async def started(auth: OidcAuth, sleeps: Sleeps) -> OidcAuth:
+    auth.sleep = sleeps
+    await auth.start()
+    await settle(lambda: sleeps.asked)
+    return auth
+
+
+async def test_the_periodic_refresh_picks_up_a_rotated_key_before_any_token_needs_it(tmp_path, clock):
+    jwks, sleeps = tmp_path / "jwks.json", Sleeps()
+    write_jwks(jwks, RSA)
+    auth = await started(make_oidc(clock, jwks_file=str(jwks), jwks_refresh_interval="10m"), sleeps)
+    try:
+        rotated = ec_key("ec-2")
+        write_jwks(jwks, RSA, rotated)
+        os.utime(jwks, (NOW + 1, NOW + 1))  # a new mtime even on a coarse file system clock
+        sleeps.wake()
+        await settle(lambda: auth.fetches == 2)
+        assert auth.keys.kids == {RSA.kid, rotated.kid}
+        assert sleeps.asked[:2] == [600.0, 600.0]
+    finally:
+        await auth.shutdown()
+
+
+async def test_a_failed_fetch_keeps_the_keys_it_had(clock):
+    with JwksServer([RSA]) as issuer:
+        auth = await started(make_oidc(clock, jwks_url=issuer.url), Sleeps())
+        try:
+            token = RSA.mint(claims(NOW))
+            for failure in ({"status": 503}, {"padding": 2 * 1024 * 1024}):
+                issuer.status, issuer.padding = failure.get("status", 200), failure.get("padding", 0)
+                await auth.refresh()
+                assert auth.keys.kids == {RSA.kid}, failure
+                assert (await auth.authenticate(bearer(token))).subject == "agent-7"
+        finally:
+            await auth.shutdown()
+
+
+async def test_until_the_first_fetch_succeeds_tokens_are_refused_and_the_retry_comes_sooner(clock):
+    with JwksServer([RSA]) as issuer:
+        issuer.status = 503
+        sleeps = Sleeps()
+        auth = await started(make_oidc(clock, jwks_url=issuer.url, jwks_min_refresh_interval="30s",
+                                       jwks_refresh_interval="15m"), sleeps)
+        try:
+            token = RSA.mint(claims(NOW))
+            assert await reason_of(auth, token) == \
+                "no current key of the issuer matches the token's key id and algorithm"
+            assert sleeps.asked == [30.0]
+            issuer.status = 200
+            sleeps.wake()
+            await settle(lambda: len(sleeps.asked) == 2)
+            assert sleeps.asked == [30.0, 900.0]
+            assert (await auth.authenticate(bearer(token))).subject == "agent-7"
+        finally:
+            await auth.shutdown()
+
+
+async def test_requests_waiting_on_an_unknown_kid_share_one_fetch(clock):
+    with JwksServer([RSA]) as issuer:
+        auth = await started(make_oidc(clock, jwks_url=issuer.url, jwks_min_refresh_interval="1s"), Sleeps())
+        try:
+            fetched = issuer.requests
+            rotated = ed_key("ed-2")
+            issuer.keys = [RSA, rotated]
+            clock.now = NOW + 1
+            tokens = [rotated.mint(claims(NOW, sub=f"agent-{n}")) for n in range(5)]
+            principals = await asyncio.gather(*(auth.authenticate(bearer(token)) for token in tokens))
+            assert [p.subject for p in principals] == [f"agent-{n}" for n in range(5)]
+            assert issuer.requests - fetched == 1
+        finally:
+            await auth.shutdown()
