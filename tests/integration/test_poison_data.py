@@ -97,16 +97,17 @@ def _settled(daemon: Daemon, exporter: str) -> float:
             + daemon.metric("otelcol_exporter_send_failed_spans_total", exporter=exporter))
 
 
-def _send_waves(daemon: Daemon, transport: str, exporter: str, poison: list[dict]) -> list[dict]:
-    """Good and poison spans in one batch window, then a later batch; returns the good spans."""
+def _send_waves(daemon: Daemon, exporter: str, json_poison: list[dict], proto_poison: list[dict]) -> list[dict]:
+    """In one batch window an OTLP/JSON and a protobuf request, each with good spans around its
+    poison spans; then a later batch on its own. Returns the good spans."""
     first, beside, later = _good(1, 6), _good(101, 6), _good(201, 5)
-    _post(daemon, transport, "agent-a", first[:3] + poison + first[3:])
-    _post(daemon, transport, "agent-b", beside)
-    wait_until(lambda: _settled(daemon, exporter) >= len(first) + len(beside) + len(poison), timeout=30,
-               message="the batch with the poison span settled")
-    _post(daemon, transport, "agent-c", later)
-    wait_until(lambda: _settled(daemon, exporter) >= len(first) + len(beside) + len(poison) + len(later), timeout=30,
-               message="the later batch stored")
+    _post(daemon, "json", "agent-a", first[:3] + json_poison + first[3:])
+    _post(daemon, "protobuf", "agent-b", beside[:3] + proto_poison + beside[3:])
+    window = len(first) + len(beside) + len(json_poison) + len(proto_poison)
+    wait_until(lambda: _settled(daemon, exporter) >= window, timeout=30,
+               message="the batch with the poison spans settled")
+    _post(daemon, "protobuf", "agent-c", later)
+    wait_until(lambda: _settled(daemon, exporter) >= window + len(later), timeout=30, message="the later batch stored")
     return first + beside + later
 
 
@@ -128,34 +129,32 @@ def _chdb_rows(daemon: Daemon) -> list[dict]:
     return query_json(ROWS, "--path", str(daemon.dir / "chdb"))
 
 
-CLAMPED = {
-    # OTLP/JSON, start 2^64-1 and a normal end: start clamped, the negative duration stored as 0.
-    "json": ([_json_span(50, "poison-start", 2**64 - 1, NOW)],
-             {"poison-start": (MAX_TIME_NS, 0, "Timestamp,Duration", [])}),
-    # protobuf, start 2^63 (end 5 ns later: the true duration is kept), and an event at 2^64-1.
-    "protobuf": ([_json_span(50, "poison-start", 2**63, 2**63 + 5),
-                  {**_json_span(51, "poison-event", NOW, NOW + 7), "events": [2**64 - 1, NOW + 3]}],
-                 {"poison-start": (MAX_TIME_NS, 5, "Timestamp", []),
-                  "poison-event": (NOW, 7, "Events.Timestamp", [MAX_TIME_NS, NOW + 3])}),
+# OTLP/JSON: start 2^64-1 and a normal end: start clamped, the negative duration stored as 0.
+JSON_POISON = [_json_span(50, "poison-json-start", 2**64 - 1, NOW)]
+# protobuf: start 2^63 (end 5 ns later: the true duration is kept), and an event at 2^64-1.
+PROTO_POISON = [_json_span(51, "poison-start", 2**63, 2**63 + 5),
+                {**_json_span(52, "poison-event", NOW, NOW + 7), "events": [2**64 - 1, NOW + 3]}]
+CLAMPED = {  # name: (stored start, Duration, agentdbg.clamped, event times)
+    "poison-json-start": (MAX_TIME_NS, 0, "Timestamp,Duration", []),
+    "poison-start": (MAX_TIME_NS, 5, "Timestamp", []),
+    "poison-event": (NOW, 7, "Events.Timestamp", [MAX_TIME_NS, NOW + 3]),
 }
 
 
-@pytest.mark.parametrize("transport", ["json", "protobuf"])
-def test_times_a_column_cannot_hold_are_clamped_and_marked(transport):
-    poison, expected = CLAMPED[transport]
+def test_times_a_column_cannot_hold_are_clamped_and_marked():
     with _daemon("chdb") as daemon:
-        good = _send_waves(daemon, transport, "chdb", poison)
+        good = _send_waves(daemon, "chdb", JSON_POISON, PROTO_POISON)
         assert daemon.metric("otelcol_exporter_send_failed_spans_total", exporter="chdb") == 0
     rows = _chdb_rows(daemon)
     _assert_good_spans_stored(rows, good)
     stored = {row["SpanName"]: row for row in rows if row["SpanName"].startswith("poison")}
-    assert set(stored) == set(expected)
-    for name, (start, duration, marker, events) in expected.items():
+    assert set(stored) == set(CLAMPED)
+    for name, (start, duration, marker, events) in CLAMPED.items():
         row = stored[name]
         assert (int(row["start"]), int(row["Duration"])) == (start, duration)
         assert row["SpanAttributes"]["agentdbg.clamped"] == marker
         assert [int(t) for t in row["events"]] == events
-    assert len(rows) == len(good) + len(poison)
+    assert len(rows) == len(good) + len(CLAMPED)
 
 
 def _create_constrained_table(exporter: str, daemon: Daemon, server) -> None:
@@ -182,7 +181,7 @@ def test_a_row_the_engine_refuses_is_isolated_counted_and_dead_lettered(exporter
     _create_constrained_table(exporter, daemon, server)
     poison = [_json_span(50, "poison", NOW, NOW + 9)]
     with daemon:
-        good = _send_waves(daemon, "protobuf", exporter, poison)
+        good = _send_waves(daemon, exporter, [], poison)
         assert daemon.metric("otelcol_exporter_send_failed_spans_total", exporter=exporter,
                              error_type="invalid_data") == 1
         assert daemon.metric("otelcol_exporter_send_failed_spans_total", exporter=exporter) == 1
@@ -202,5 +201,5 @@ def test_a_row_the_engine_refuses_is_isolated_counted_and_dead_lettered(exporter
     spans = [span for rs in kept.resource_spans for ss in rs.scope_spans for span in ss.spans]
     assert [(span.name, span.span_id.hex(), span.start_time_unix_nano) for span in spans] == [
         ("poison", _span_id(50), NOW)]
-    assert kept.resource_spans[0].resource.attributes[0].value.string_value == "agent-a"
+    assert kept.resource_spans[0].resource.attributes[0].value.string_value == "agent-b"
     assert "VIOLATED_CONSTRAINT" in letters[0].with_suffix(".reason").read_text()
