@@ -6,7 +6,10 @@ headers, or gRPC metadata whose keys are lower case) and either returns who is c
 `Principal` with at most one of the three roles, or raises `Unauthenticated` with a short
 reason. The reason is safe to log and to send back: it never holds the token or any
 other secret. The caller answers HTTP 401 with `WWW-Authenticate: <challenge>` or gRPC
-UNAUTHENTICATED, and counts the request as refused.
+UNAUTHENTICATED, and counts the request as refused. A route that needs a role calls
+`authorize`, which also raises `Forbidden` (HTTP 403) for a principal whose role is too
+weak; `http_middleware` does both for an aiohttp app (the debug API), given the role each
+request needs.
 
 Roles are ordered, each one including the rights of those below it:
 `viewer` (reads sessions, spans, triggers, decisions) < `operator` (also resets breakers
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Protocol, runtime_checkable
+from typing import Awaitable, Callable, Iterable, Mapping, Protocol, runtime_checkable
+
+from aiohttp import web
 
 
 class Role(str, enum.Enum):
@@ -115,3 +120,49 @@ def credentials(headers: Mapping[str, str], header: str, scheme: str) -> str:
     if given.lower() != scheme.lower() or not rest.strip():
         raise Unauthenticated(f"the {header} header does not carry {scheme} credentials", scheme)
     return rest.strip()
+
+
+# Where `http_middleware` leaves the principal on the request (a typed key where aiohttp has them).
+PRINCIPAL = web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "principal"
+
+
+class Forbidden(Exception):
+    """The caller is known but its role does not allow the action."""
+
+    def __init__(self, principal: Principal, required: Role) -> None:
+        held = principal.role.value if principal.role else "no role"
+        self.reason = f"this needs the {required.value} role; the caller has {held}"
+        super().__init__(self.reason)
+        self.principal = principal
+        self.required = required
+
+
+async def authorize(authenticator: Authenticator, headers: Mapping[str, str], required: Role | None) -> Principal:
+    """The caller, when it may do what needs `required`; `Unauthenticated` or `Forbidden` otherwise."""
+    principal = await authenticator.authenticate(headers)
+    if not principal.allows(required):
+        raise Forbidden(principal, required)  # type: ignore[arg-type]  # allows(None) is always true
+    return principal
+
+
+def http_middleware(authenticator_of: Callable[[], Authenticator | None],
+                    required_role: Callable[[web.Request], Role | None]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """aiohttp middleware: 401 (with the challenge) / 403 unless the caller may make the request.
+
+    `authenticator_of` is asked on every request (an extension is replaced on reload); when it
+    gives None the request passes unchecked. The principal is left in `request[PRINCIPAL]`."""
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        authenticator = authenticator_of()
+        if authenticator is not None:
+            try:
+                request[PRINCIPAL] = await authorize(authenticator, request.headers, required_role(request))
+            except Unauthenticated as exc:
+                raise web.HTTPUnauthorized(text=f"401 unauthenticated: {exc.reason}",
+                                           headers={"WWW-Authenticate": exc.challenge}) from None
+            except Forbidden as exc:
+                raise web.HTTPForbidden(text=f"403 forbidden: {exc.reason}") from None
+        return await handler(request)
+
+    return check

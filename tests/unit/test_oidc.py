@@ -10,11 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
 from extensions.bearertokenauth import BearerTokenAuth, BearerTokenAuthConfig
 from extensions.oidc import OidcAuth, OidcConfig, parse_jwks, role_from_claims
-from pipeline.auth import MISSING, Principal, Role, Unauthenticated
+from pipeline.auth import MISSING, PRINCIPAL, Principal, Role, Unauthenticated, http_middleware
 from pipeline.component import ComponentID, Kind, Settings
 from tests.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, bearer, claims, ec_key, ed_key, hs256_with_public_key, rsa_key,
                                tampered, unsigned)
@@ -329,3 +331,26 @@ async def test_requests_waiting_on_an_unknown_kid_share_one_fetch(clock):
             assert issuer.requests - fetched == 1
         finally:
             await auth.shutdown()
+
+
+async def test_the_http_middleware_answers_401_403_or_lets_the_role_through(oidc):
+    roles = {"/read": Role.VIEWER, "/reset": Role.OPERATOR, "/sql": Role.ADMIN}
+    app = web.Application(middlewares=[http_middleware(lambda: oidc, lambda request: roles[request.path])])
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.json_response({"subject": request[PRINCIPAL].subject})
+
+    for path in roles:
+        app.router.add_get(path, whoami)
+    async with TestClient(TestServer(app)) as client:
+        answer = await client.get("/read")
+        assert answer.status == 401 and answer.headers["WWW-Authenticate"] == 'Bearer realm="agentdbg"'
+        operator = bearer(RSA.mint(claims(NOW, roles=["operator"])))
+        got = {path: (await client.get(path, headers=operator)).status for path in roles}
+        assert got == {"/read": 200, "/reset": 200, "/sql": 403}
+        forbidden = await client.get("/sql", headers=operator)
+        assert "needs the admin role; the caller has operator" in await forbidden.text()
+        assert (await (await client.get("/read", headers=operator)).json()) == {"subject": "agent-7"}
+        expired = await client.get("/read", headers=bearer(RSA.mint(claims(NOW - 3600))))
+        assert expired.status == 401 and 'error_description="the token has expired"' in \
+            expired.headers["WWW-Authenticate"]
