@@ -12,8 +12,14 @@ import math
 
 import pytest
 
-from exporters.helper.isolate import RowIsolation, run
+from exporters.helper import ExporterHelperConfig
+from exporters.helper.dead_letter import DeadLetters
+from exporters.helper.isolate import IsolatingExporter, RowIsolation, run
+from pipeline import batch_codec
+from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.errors import InvalidData, PermanentError, RetryableError
+from pipeline.events import Events
+from pipeline.telemetry import metrics
 
 
 class Sink:
@@ -87,3 +93,60 @@ def test_empty_batch_needs_no_insert():
     plan, sink = RowIsolation(0), Sink(set())
     _run(plan, sink)
     assert sink.calls == 0 and plan.done
+
+
+class RowsExporter(IsolatingExporter):
+    """An IsolatingExporter over a Sink: rows are plain row numbers, a batch is `Rows(n)`."""
+
+    def __init__(self, name: str, sink: Sink, dead_letter: str) -> None:
+        config = ExporterHelperConfig(retry_on_failure={"enabled": False}, timeout=0)
+        super().__init__(Settings.make(Kind.EXPORTER, ComponentID("rows", name), Signal.TRACES), config)
+        self.sink = sink
+        self.dead_letters = DeadLetters(dead_letter)
+
+    async def send(self, batch):
+        return await self.send_rows(batch)
+
+    async def prepare(self, batch):
+        return list(range(batch.span_count))
+
+    async def insert_rows(self, rows, start, stop):
+        await self.sink.insert(start, stop)
+
+    def refused_batch(self, batch, indices):
+        return Events([{"row": index} for index in indices])
+
+
+class Rows:
+    def __init__(self, count: int) -> None:
+        self.span_count = count
+
+
+def _sample(name: str, metric: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(metric, {"exporter": f"rows/{name}", **labels}) or 0.0
+
+
+def test_a_batch_given_up_on_counts_its_stored_rows_as_sent_and_keeps_its_refused_rows(tmp_path):
+    """Retries disabled: the first retryable failure ends the batch after part of it was stored."""
+
+    class FailLate(Sink):
+        async def insert(self, start: int, stop: int) -> None:
+            if start >= 50:
+                raise RetryableError("engine gone")
+            await super().insert(start, stop)
+
+    sink = FailLate({0})
+
+    async def scenario() -> None:
+        exporter = RowsExporter("late", sink, str(tmp_path / "dead"))
+        await exporter.start(None)
+        await exporter.consume(Rows(100))
+        await exporter.shutdown(None)  # drains the queue: the one batch is settled
+
+    asyncio.run(scenario())
+    assert sorted(sink.stored) == list(range(1, 50))
+    assert _sample("late", "otelcol_exporter_sent_spans_total") == 49
+    assert _sample("late", "otelcol_exporter_send_failed_spans_total", error_type="invalid_data") == 1
+    assert _sample("late", "otelcol_exporter_send_failed_spans_total", error_type="unavailable") == 50
+    letters = list((tmp_path / "dead").glob("*.batch"))
+    assert len(letters) == 1 and batch_codec.decode(letters[0].read_bytes()).documents == [{"row": 0}]
