@@ -26,6 +26,11 @@ to the issuer), `attribute` (the header, default `authorization`, holding `Beare
   and the values of `roles_claim` or `groups_claim` that `role_mapping` maps to a role;
   the strongest one wins, `default_role` when none does. A claim name is looked up as it
   is first, then as a dotted path (`realm_access.roles`).
+- Cost: verifying a token (PyJWT's parsing and the signature) takes about half a
+  millisecond, so the last `cache_size` verified tokens are kept: an agent sends the same
+  token with every export. A kept token's times are checked again on every request, and the
+  cache is emptied whenever the key set is loaded again.
+- The token's own pointers to keys (`jku`, `x5u`, `jwk` headers) are never followed.
 
 What it promises: a request is let through only with a token whose signature verifies with
 a current key of the issuer and whose issuer, audience and times are right. Everything else
@@ -41,6 +46,7 @@ import math
 import re
 import ssl
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping
@@ -97,6 +103,7 @@ class OidcConfig(StrictConfig):
     jwks_refresh_interval: Duration = 900.0
     jwks_min_refresh_interval: Duration = 30.0
     timeout: Duration = 5.0
+    cache_size: int = Field(default=1024, ge=0)  # verified tokens kept (0: verify every request)
 
     @field_validator("algorithms", mode="before")
     @classmethod
@@ -317,6 +324,7 @@ class OidcAuth(Component):
         self._ssl = ssl.create_default_context(cafile=config.issuer_ca_path) if config.issuer_ca_path else True
         self._refresher: asyncio.Task | None = None
         self.fetches = 0  # JWKS loads attempted (remote or file), for tests and the debug API
+        self._verified: OrderedDict[str, tuple[dict[str, Any], Principal]] = OrderedDict()
 
     async def start(self, host: Any = None) -> None:
         if self.config.jwks_url or self.config.discovers:
@@ -338,6 +346,27 @@ class OidcAuth(Component):
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         token = credentials(headers, self.config.attribute, "Bearer")
+        cached = self._verified.get(token)
+        if cached is not None:
+            return self._still_valid(token, *cached)
+        principal, claims = await self._verify(token)
+        if self.config.cache_size:
+            self._verified[token] = (claims, principal)
+            if len(self._verified) > self.config.cache_size:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _still_valid(self, token: str, claims: dict[str, Any], principal: Principal) -> Principal:
+        """A token verified before: its signature and claims cannot have changed, its times can."""
+        try:
+            check_times(claims, self.clock(), self.config.leeway)
+        except Unauthenticated:
+            self._verified.pop(token, None)
+            raise
+        self._verified.move_to_end(token)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, dict[str, Any]]:
         alg, kid = unverified_header(token, self.config.algorithms)
         candidates = self.keys.candidates(kid, alg)
         if not candidates and kid is not None and kid not in self.keys.kids:
@@ -347,7 +376,7 @@ class OidcAuth(Component):
             raise Unauthenticated("no current key of the issuer matches the token's key id and algorithm"
                                   if kid is not None else "no current key of the issuer can verify the token")
         claims = self._verified_claims(token, alg, candidates)
-        return self._principal(claims)
+        return self._principal(claims), claims
 
     def _verified_claims(self, token: str, alg: str, candidates: list[VerifyKey]) -> dict[str, Any]:
         error: jwt.exceptions.InvalidTokenError | None = None
@@ -406,6 +435,7 @@ class OidcAuth(Component):
         if self._session is not None:
             self._remote = await self._load_remote()
         self.keys = KeySet([*self._static, *file_keys, *self._remote])
+        self._verified.clear()  # a token verified with a key that has since left must be refused
         if self.keys.kids != before:
             self.log.info("signing keys loaded", extra={"kv": {"keys": len(self.keys.keys),
                                                                "kids": ",".join(sorted(self.keys.kids))}})

@@ -75,7 +75,7 @@ async def test_expiry_and_not_before_are_checked_with_the_leeway(oidc, clock):
     token = RSA.mint(claims(NOW, exp=int(NOW) + 60, nbf=int(NOW) - 10))
     clock.now = NOW + 60 + 29  # 29 s past exp: inside the default 30 s leeway
     assert (await oidc.authenticate(bearer(token))).subject == "agent-7"
-    clock.now = NOW + 60 + 30
+    clock.now = NOW + 60 + 30  # the token is in the cache of verified tokens now: it expires all the same
     assert await reason_of(oidc, token) == "the token has expired"
     early = RSA.mint(claims(NOW, nbf=int(NOW) + 31))
     clock.now = NOW
@@ -165,6 +165,8 @@ async def test_an_unknown_kid_reloads_the_key_set_at_most_once_per_min_interval(
     await auth.start()
     try:
         assert auth.fetches == 1
+        before = RSA.mint(claims(NOW))
+        assert (await auth.authenticate(bearer(before))).subject == "agent-7"  # verified, and kept
         rotated = rsa_key("rsa-2")
         write_jwks(jwks, rotated)  # the issuer rotates; the old key is gone
         token = rotated.mint(claims(NOW))
@@ -176,6 +178,7 @@ async def test_an_unknown_kid_reloads_the_key_set_at_most_once_per_min_interval(
         assert (await auth.authenticate(bearer(token))).subject == "agent-7"
         assert auth.fetches == 2
         assert await reason_of(auth, RSA.mint(claims(NOW + 10))) == expected  # the retired key is refused
+        assert await reason_of(auth, before) == expected  # even for a token verified with it before
         for kid in ("made-up-1", "made-up-2", "made-up-3"):  # made-up kids cost no reload
             await reason_of(auth, rsa_key(kid).mint(claims(NOW + 10)))
         assert auth.fetches == 2
