@@ -40,8 +40,8 @@ material is ever logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import logging
 import math
 import re
 import ssl
@@ -340,6 +340,8 @@ class OidcAuth(Component):
         for task in (self._refresher, self._inflight):
             if task is not None:
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -426,7 +428,10 @@ class OidcAuth(Component):
             # Until the issuer's keys could be fetched once, try again sooner.
             loaded = bool(self._remote) or self._session is None
             await self.sleep(self.config.jwks_refresh_interval if loaded else self.config.jwks_min_refresh_interval)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # noqa: BLE001 - a bug in one load must not end the refreshes
+                self.log.error("loading the signing keys failed; keeping the keys loaded before", exc_info=True)
 
     async def _load(self) -> None:
         self.fetches += 1
@@ -459,7 +464,7 @@ class OidcAuth(Component):
             if not self._jwks_url:
                 self._jwks_url = await self._discover()
             keys, skipped = parse_jwks(await self._get_json(self._jwks_url), self.config.algorithms)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             self.log.warning("cannot fetch the issuer's keys; keeping the keys loaded before",
                              extra={"kv": {"url": self._jwks_url or self.config.issuer_url,
                                            "error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}})

@@ -145,8 +145,11 @@ async def authorize(authenticator: Authenticator, headers: Mapping[str, str], re
     return principal
 
 
+Middleware = Callable[..., Awaitable[web.StreamResponse]]
+
+
 def http_middleware(authenticator_of: Callable[[], Authenticator | None],
-                    required_role: Callable[[web.Request], Role | None]) -> Callable[..., Awaitable[web.StreamResponse]]:
+                    required_role: Callable[[web.Request], Role | None]) -> Middleware:
     """aiohttp middleware: 401 (with the challenge) / 403 unless the caller may make the request.
 
     `authenticator_of` is asked on every request (an extension is replaced on reload); when it

@@ -18,8 +18,8 @@ from extensions.bearertokenauth import BearerTokenAuth, BearerTokenAuthConfig
 from extensions.oidc import OidcAuth, OidcConfig, parse_jwks, role_from_claims
 from pipeline.auth import MISSING, PRINCIPAL, Principal, Role, Unauthenticated, http_middleware
 from pipeline.component import ComponentID, Kind, Settings
-from tests.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, bearer, claims, ec_key, ed_key, hs256_with_public_key, rsa_key,
-                               tampered, unsigned)
+from tests.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, bearer, claims, ec_key, ed_key, hs256_with_public_key,
+                               rsa_key, tampered, tls_for_127_0_0_1, unsigned)
 
 NOW = 1_800_000_000.0
 RSA, EC, ED = rsa_key(), ec_key(), ed_key()
@@ -357,3 +357,19 @@ async def test_the_http_middleware_answers_401_403_or_lets_the_role_through(oidc
         expired = await client.get("/read", headers=bearer(RSA.mint(claims(NOW - 3600))))
         assert expired.status == 401 and 'error_description="the token has expired"' in \
             expired.headers["WWW-Authenticate"]
+
+
+async def test_an_issuer_over_tls_is_trusted_through_issuer_ca_path_only(tmp_path, clock):
+    tls, cert = tls_for_127_0_0_1(tmp_path)
+    with JwksServer([ED], tls=tls) as issuer:
+        token = ED.mint(claims(NOW, iss=issuer.issuer))
+        for config, accepted in (({}, False), ({"issuer_ca_path": str(cert)}, True)):
+            auth = await started(make_oidc(clock, issuer_url=issuer.issuer, **config), Sleeps())  # discovery
+            try:
+                if accepted:
+                    assert (await auth.authenticate(bearer(token))).subject == "agent-7"
+                else:  # the certificate is not one the system trusts: no keys, every token refused
+                    assert not auth.keys.keys
+                    await reason_of(auth, token)
+            finally:
+                await auth.shutdown()
