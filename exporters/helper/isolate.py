@@ -14,8 +14,9 @@ Other outcomes of an insert:
   helper's retry loop and the plan is kept: the next attempt resumes with the ranges not
   yet stored, so rows already stored are not written again.
 
-`IsolatingExporter` is the exporter side: it builds a batch's rows once (`prepare`), runs the
-plan through `insert_rows`, keeps the refused rows in a dead-letter directory
+`IsolatingExporter` is the exporter side: it builds a batch's rows once (`prepare`; a batch
+whose rows cannot be built at all is refused whole, as `invalid_data`, and dead-lettered:
+building them again would fail alike), runs the plan through `insert_rows`, keeps the refused rows in a dead-letter directory
 (`refused_batch` → exporters/helper/dead_letter.py) and reports them as `PartialFailure`s, so
 they are counted in `otelcol_exporter_send_failed_spans` under their error type
 (`invalid_data` for refused values) with one log line per batch and error type, never per row.
@@ -28,7 +29,7 @@ from typing import Any, Awaitable, Callable
 
 from exporters.helper.dead_letter import DeadLetters
 from exporters.helper.queued import QueuedExporter
-from pipeline.errors import InvalidData, PartialFailure, PermanentError
+from pipeline.errors import InvalidData, PartialFailure, PermanentError, RetryableError
 
 Range = tuple[int, int]
 
@@ -136,7 +137,12 @@ class IsolatingExporter(QueuedExporter):
         """Store every row of `batch` that the destination takes; the refused ones are dead-lettered."""
         entry = self._plans.get(id(batch))
         if entry is None or entry[0] is not batch:
-            rows = await self.prepare(batch)
+            try:
+                rows = await self.prepare(batch)
+            except (asyncio.CancelledError, RetryableError):
+                raise
+            except Exception as exc:  # building rows is a function of the data: a retry would fail alike
+                return await asyncio.get_running_loop().run_in_executor(None, self._unpreparable, batch, exc)
             entry = self._plans[id(batch)] = (batch, rows, RowIsolation(self.row_count(rows)))
         _, rows, plan = entry
 
@@ -157,6 +163,12 @@ class IsolatingExporter(QueuedExporter):
             reasons = "; ".join(f"{r.error_type}: {r.reason}" for r in plan.refusals.values())
             where = self.dead_letters.keep(self.refused_batch(batch, plan.refused_rows()), reasons)
         return plan.failures(where)
+
+    def _unpreparable(self, batch: Any, exc: Exception) -> list[PartialFailure]:
+        reason = f"cannot build the rows of the batch: {type(exc).__name__}: {exc}"
+        where = self.dead_letters.keep(batch, reason) if self.dead_letters is not None else ""
+        suffix = f"; kept in {where}" if where else ""
+        return [PartialFailure(self.item_count(batch), "invalid_data", reason + suffix)]
 
     # -- the helper's hooks for a batch that never finished (retries exhausted, shutdown) ----
     def unsent(self, batch: Any) -> int:

@@ -150,3 +150,26 @@ def test_a_batch_given_up_on_counts_its_stored_rows_as_sent_and_keeps_its_refuse
     assert _sample("late", "otelcol_exporter_send_failed_spans_total", error_type="unavailable") == 50
     letters = list((tmp_path / "dead").glob("*.batch"))
     assert len(letters) == 1 and batch_codec.decode(letters[0].read_bytes()).documents == [{"row": 0}]
+
+
+def test_a_batch_whose_rows_cannot_be_built_is_refused_whole_and_kept(tmp_path):
+    class Unbuildable(RowsExporter):
+        async def prepare(self, batch):
+            raise ValueError("no column for this")
+
+        def refused_batch(self, batch, indices):
+            raise AssertionError("the whole batch is kept, not a selection")
+
+    async def scenario() -> None:
+        exporter = Unbuildable("unbuildable", Sink(set()), str(tmp_path / "dead"))
+        exporter.dead_letters = DeadLetters(tmp_path / "dead")
+        await exporter.start(None)
+        await exporter.consume(Events([{"id": "a"}, {"id": "b"}]))
+        await exporter.shutdown(None)
+
+    asyncio.run(scenario())
+    assert _sample("unbuildable", "otelcol_exporter_send_failed_spans_total", error_type="invalid_data") == 2
+    assert _sample("unbuildable", "agentdbg_exporter_retried_requests_total") == 0
+    letters = list((tmp_path / "dead").glob("*.batch"))
+    assert [batch_codec.decode(path.read_bytes()).documents for path in letters] == [[{"id": "a"}, {"id": "b"}]]
+    assert "no column for this" in letters[0].with_suffix(".reason").read_text()
