@@ -177,9 +177,10 @@ class IsolatingExporter(QueuedExporter):
 
     def settled(self, batch: Any) -> None:
         """A batch the helper gave up on: its stored rows count as sent, its refused rows are kept."""
-        entry = self._plans.pop(id(batch), None)
+        entry = self._plans.get(id(batch))
         if entry is None or entry[0] is not batch:
             return
+        del self._plans[id(batch)]
         plan = entry[2]
         self.count_sent(plan.stored)
         for failure in self._settle(batch, plan):
