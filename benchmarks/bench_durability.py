@@ -16,6 +16,7 @@ a figure that does not depend on what else runs.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -86,15 +87,19 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5_000, help="offered spans/s of the paced rounds")
     args = parser.parse_args()
     data, spans = payloads(args.spans, args.batch_size, seed=7)
+    load_before = os.getloadavg()[0]
     full = rows(data, spans, args.rounds, args.concurrency, None)
     paced = rows(data, spans, args.rounds, args.concurrency, args.rate)
     append = append_seconds(data)
+    load = f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     body = (f"{spans} spans of the seeded agent fleet (seed 7) in {len(data)} OTLP gRPC requests of ~"
             f"{spans // len(data)} spans, {args.concurrency} concurrent senders, medians of {args.rounds} "
             "interleaved rounds. `durable` is `config/default.yaml` as shipped (chdb `sending_queue.storage: "
             "file_storage`: every request goes to the batch processor's write-ahead log, every merged batch "
             "to the chdb queue's file, before the answer); `in memory` is the same file with the storage "
-            "removed. Delivered = stored by chDB; CPU is the daemon's own; ratios are to `in memory`.\n\n"
+            "removed. Delivered = stored by chDB; CPU is the daemon's own; ratios are to `in memory`. "
+            f"Load average of the 2-core machine (1 min): {load}; above ~2, other work shares the cores and "
+            "the daemon figures move by ±20 % from run to run.\n\n"
             "As fast as the load generator can send:\n\n" + table(HEADERS, full) +
             f"\n\nAt {args.rate:,.0f} spans/s offered:\n\n" + table(HEADERS, paced) +
             f"\n\nThe write-ahead log's own work, in process (no fsync): {append / len(data) * 1e6:.0f} µs per "
