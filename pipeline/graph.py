@@ -182,7 +182,9 @@ class Graph:
         return {
             "pipelines": {p.name: {"receivers": [str(c) for c in p.receivers],
                                    "processors": [str(c) for c in p.processors],
-                                   "exporters": [str(c) for c in p.exporters]}
+                                   "exporters": [str(c) for c in p.exporters],
+                                   # answers OK only once the data is on disk in this storage
+                                   "persistent_storage": self._persistent_storage(p)}
                           for p in self.config.pipelines},
         }
 

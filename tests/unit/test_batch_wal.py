@@ -14,10 +14,13 @@ import pytest
 from extensions.file_storage import FileStorage, FileStorageConfig, read_segment
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.errors import Refused
+from pipeline.graph import Graph
 from pipeline.host import Downstream, Host
 from pipeline.telemetry import metrics
 from pipeline.traces import Traces, iter_spans
+from pipeline.service import load_config
 from processors.batch import BatchConfig, BatchProcessor
+from tests.harness import ROOT
 from tests.otlp_load import agent_request
 
 
@@ -162,3 +165,13 @@ async def test_a_reloaded_processor_does_not_resend_the_live_log_of_the_one_it_r
 async def test_a_storage_that_is_not_a_file_storage_extension_is_a_start_error(tmp_path):
     with pytest.raises(ValueError, match='"missing" downstream is not a file_storage extension'):
         await started(tmp_path, Next(), storage="missing")
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "production.yaml"])
+def test_the_shipped_span_pipelines_are_durable(name):
+    """The graph finds the persistent queue after the batch processor (and shows it on /debug/pipelines)."""
+    graph = Graph(load_config([str(ROOT / "config" / name)]))
+    pipelines = graph.describe()["pipelines"]
+    assert pipelines["traces"]["persistent_storage"] == "file_storage"
+    assert "batch" in pipelines["traces"]["processors"]
+    assert pipelines["metrics"]["persistent_storage"] is None  # only the triggers connector after it
