@@ -94,13 +94,13 @@ class Graph:
             settings.logger = logging.getLogger(f"agentdbg.processor.{cid}.{pipeline.name}")
             consumer = component_config.factory.create(settings, component_config.config, consumer)
             built.append(consumer)
-        downstream = Downstream(pipeline.name, self._persistent_storage(pipeline))
+        downstream = Downstream(pipeline.name, self.persistent_storage(pipeline))
         self._processor_downstream.extend((processor, downstream) for processor in built)
         fed_by_connector = any(cid in self.connectors for cid in pipeline.receivers)
         (self._downstream_processors if fed_by_connector else self.processors).extend(reversed(built))
         return consumer
 
-    def _persistent_storage(self, pipeline: Pipeline) -> str | None:
+    def persistent_storage(self, pipeline: Pipeline) -> str | None:
         """The storage of the first exporter of `pipeline` whose sending queue is on disk."""
         for cid in pipeline.exporters:
             if cid in self.connectors:
@@ -182,9 +182,7 @@ class Graph:
         return {
             "pipelines": {p.name: {"receivers": [str(c) for c in p.receivers],
                                    "processors": [str(c) for c in p.processors],
-                                   "exporters": [str(c) for c in p.exporters],
-                                   # answers OK only once the data is on disk in this storage
-                                   "persistent_storage": self._persistent_storage(p)}
+                                   "exporters": [str(c) for c in p.exporters]}
                           for p in self.config.pipelines},
         }
 

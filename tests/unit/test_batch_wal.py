@@ -169,9 +169,9 @@ async def test_a_storage_that_is_not_a_file_storage_extension_is_a_start_error(t
 
 @pytest.mark.parametrize("name", ["default.yaml", "production.yaml"])
 def test_the_shipped_span_pipelines_are_durable(name):
-    """The graph finds the persistent queue after the batch processor (and shows it on /debug/pipelines)."""
+    """The graph finds the persistent queue after the batch processor, which it tells the processor."""
     graph = Graph(load_config([str(ROOT / "config" / name)]))
-    pipelines = graph.describe()["pipelines"]
-    assert pipelines["traces"]["persistent_storage"] == "file_storage"
-    assert "batch" in pipelines["traces"]["processors"]
-    assert pipelines["metrics"]["persistent_storage"] is None  # only the triggers connector after it
+    pipelines = {pipeline.name: pipeline for pipeline in graph.config.pipelines}
+    assert "batch" in [str(cid) for cid in pipelines["traces"].processors]
+    assert graph.persistent_storage(pipelines["traces"]) == "file_storage"
+    assert graph.persistent_storage(pipelines["metrics"]) is None  # only the triggers connector after it
