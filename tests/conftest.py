@@ -11,7 +11,7 @@ _FUZZ_SETTINGS = dict(deadline=None, database=None, print_blob=True,
                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                              HealthCheck.function_scoped_fixture])
 settings.register_profile("ci", max_examples=40, derandomize=True, **_FUZZ_SETTINGS)
-settings.register_profile("fuzz", max_examples=2000, **_FUZZ_SETTINGS)
+settings.register_profile("fuzz", max_examples=1000, **_FUZZ_SETTINGS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -25,9 +25,23 @@ def require_binary(name: str) -> str:
     return path
 
 
-@pytest.fixture
-def kafka_broker():
-    """A Tansu Kafka broker on a free loopback port (tests/kafka_broker.py), stopped after the test."""
+def require_kafka() -> None:
+    """The Apache Kafka jars and Java (tests/kafka_broker.py); under CI missing ones are a failure."""
+    from tests.kafka_broker import java_binary, kafka_classpath
+
+    try:
+        java_binary(), kafka_classpath()
+    except FileNotFoundError as missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} (make test installs it)")
+        pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="session")
+def kafka_session_broker():
+    """One real Apache Kafka broker (a KRaft node, tests/kafka_broker.py) for the whole run: the
+    JVM starts once. Tests use `kafka_broker`, which cleans up after each of them."""
+    require_kafka()
     from tests.kafka_broker import KafkaBroker
 
     broker = KafkaBroker().start()
@@ -35,6 +49,15 @@ def kafka_broker():
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def kafka_broker(kafka_session_broker):
+    """The run's Kafka broker for one test. Afterwards it is thawed or started again if the test
+    left it paused or down, and the topics the test made are deleted (with their committed
+    offsets), so the next test finds a broker as new as a fresh one."""
+    yield kafka_session_broker
+    kafka_session_broker.reset()
 
 
 @pytest.fixture
@@ -63,3 +86,13 @@ def alertmanager():
         yield am
     finally:
         am.stop()
+
+
+@pytest.fixture(scope="session")
+def jaeger(tmp_path_factory):
+    """Jaeger v2 (tests/jaeger.py), the real OTLP backend: one per test run, so tests name their
+    own services and trace ids. A test that freezes it (`pause()`) resumes it before it ends."""
+    from tests.jaeger import JAEGER_BINARY, Jaeger
+
+    with Jaeger(require_binary(str(JAEGER_BINARY)), tmp_path_factory.mktemp("jaeger")) as running:
+        yield running

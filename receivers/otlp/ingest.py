@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from google.rpc import code_pb2
 
 from pipeline.component import ComponentID, Consumer
 from pipeline.errors import PermanentError, Refused
 from pipeline.telemetry import metrics
+from pipeline.telemetry.logs import RateLimit
 from receivers.otlp.signals import SignalSpec
 
 MAX_MESSAGE = 512
@@ -74,7 +75,15 @@ def clip(text: str, limit: int = MAX_MESSAGE) -> str:
 
 
 class Ingest:
-    def __init__(self, receiver: ComponentID, transport: str, spec: SignalSpec) -> None:
+    """One signal of one transport. A rejected request is always counted
+    (`agentdbg_receiver_rejected_requests_total{reason}`) but logged at most once per
+    `LOG_INTERVAL` seconds per reason, with how many were held back since: a client sending
+    garbage in a loop must not flood the log."""
+
+    LOG_INTERVAL = 10.0
+
+    def __init__(self, receiver: ComponentID, transport: str, spec: SignalSpec,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.spec = spec
         self.log = logging.getLogger(f"agentdbg.receiver.{receiver}")
         labels = (str(receiver), transport)
@@ -84,10 +93,15 @@ class Ingest:
         self.failed = failed.labels(*labels)
         self._rejected_requests = {reason: metrics.receiver_rejected_requests.labels(*labels, reason)
                                    for reason in ("malformed", "too_large", "unsupported", "no_pipeline", "unauthenticated")}
+        self._log_limits = {reason: RateLimit(self.LOG_INTERVAL, clock) for reason in self._rejected_requests}
 
     def reject_request(self, reason: str, outcome: Outcome) -> Outcome:
         self._rejected_requests[reason].inc()
-        self.log.warning("request rejected", extra={"kv": {"reason": reason, "error": outcome.message}})
+        held_back = self._log_limits[reason].allow()
+        if held_back is not None:
+            self.log.warning("request rejected", extra={"kv": {
+                "reason": reason, "error": outcome.message, "held_back": held_back,
+                "per_s": self.LOG_INTERVAL}})
         return outcome
 
     async def push(self, consumer: Consumer | None, message: Any, wire: bytes | None) -> Outcome:
