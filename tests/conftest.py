@@ -25,23 +25,9 @@ def require_binary(name: str) -> str:
     return path
 
 
-def require_kafka() -> None:
-    """The Apache Kafka jars and Java (tests/kafka_broker.py); under CI missing ones are a failure."""
-    from tests.kafka_broker import java_binary, kafka_classpath
-
-    try:
-        java_binary(), kafka_classpath()
-    except FileNotFoundError as missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing} (make test installs it)")
-        pytest.skip(str(missing))
-
-
-@pytest.fixture(scope="session")
-def kafka_session_broker():
-    """One real Apache Kafka broker (a KRaft node, tests/kafka_broker.py) for the whole run: the
-    JVM starts once. Tests use `kafka_broker`, which cleans up after each of them."""
-    require_kafka()
+@pytest.fixture
+def kafka_broker():
+    """A Tansu Kafka broker on a free loopback port (tests/kafka_broker.py), stopped after the test."""
     from tests.kafka_broker import KafkaBroker
 
     broker = KafkaBroker().start()
@@ -49,15 +35,6 @@ def kafka_session_broker():
         yield broker
     finally:
         broker.stop()
-
-
-@pytest.fixture
-def kafka_broker(kafka_session_broker):
-    """The run's Kafka broker for one test. Afterwards it is thawed or started again if the test
-    left it paused or down, and the topics the test made are deleted (with their committed
-    offsets), so the next test finds a broker as new as a fresh one."""
-    yield kafka_session_broker
-    kafka_session_broker.reset()
 
 
 @pytest.fixture
@@ -86,13 +63,3 @@ def alertmanager():
         yield am
     finally:
         am.stop()
-
-
-@pytest.fixture(scope="session")
-def jaeger(tmp_path_factory):
-    """Jaeger v2 (tests/jaeger.py), the real OTLP backend: one per test run, so tests name their
-    own services and trace ids. A test that freezes it (`pause()`) resumes it before it ends."""
-    from tests.jaeger import JAEGER_BINARY, Jaeger
-
-    with Jaeger(require_binary(str(JAEGER_BINARY)), tmp_path_factory.mktemp("jaeger")) as running:
-        yield running
