@@ -55,8 +55,8 @@ class DetectorsConfig(StrictConfig):
     slack_token: DetectorConfig = DetectorConfig()
     card: DetectorConfig = DetectorConfig()
     iban: DetectorConfig = DetectorConfig()
-    email: OffDetectorConfig = OffDetectorConfig()
-    phone: OffDetectorConfig = OffDetectorConfig()
+    email: OffDetectorConfig = OffDetectorConfig(enabled=False)
+    phone: OffDetectorConfig = OffDetectorConfig(enabled=False)
 
     def enabled(self) -> dict[str, DetectorConfig]:
         return {name: rule for name, rule in self if rule.enabled}

@@ -140,7 +140,7 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule("jwt", START + r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
          r"eyJ[A-Za-z0-9_-]{5}", "[REDACTED:jwt]"),
     Rule("bearer", START + r"[Bb]earer[ \t]+(?P<secret>[A-Za-z0-9._~+/=-]{8,})" + r"(?![\w~+/=.-])",
-         r"[Bb]earer[ \t]", "[REDACTED:bearer]", is_bearer),
+         r"earer[ \t]", "[REDACTED:bearer]", is_bearer),
     Rule("sk_api_key", START + r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}" + END,
          r"sk-[A-Za-z0-9_-]{20}", "[REDACTED:sk_api_key]"),
     Rule("aws_access_key", r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf]))(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])",
@@ -154,7 +154,7 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule("iban", START + r"[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)" + END,
          r"[A-Z]{2}\d{2}[A-Z0-9]{4}|[A-Z]{2}\d{2} [A-Z0-9]{4}", "[REDACTED:iban]", is_iban),
     Rule("card", START + r"(?<!\d[.,])" + CARD_BODY + r"(?![\w-])(?![.,]\d)",
-         r"\d{4}[ -]?\d{4}[ -]?\d{4}|\d{4}[ -]?\d{6}[ -]?\d{4}", "****{last4}", is_card),
+         r"\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d|\d{4}[ -]?\d{6}[ -]?\d{4}", "****{last4}", is_card),
     Rule("phone", r"(?:(?<![\w+.-])|(?<=\\[nrtbf]))(?:\+[1-9](?:[ .-]?\(?\d\)?){7,14}"
          r"|\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w.-]*\d)(?![\w+])",
          r"\+[1-9][ ().-]*\d[ ().-]*\d[ ().-]*\d[ ().-]*\d|\d{3}\)? ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4}",

@@ -15,6 +15,7 @@ from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Sig
 from pipeline.telemetry import metrics
 from pipeline.traces import Traces
 from processors.redaction.config import RedactionConfig
+from processors.redaction.locate import Hits, ResourcePlan, plan
 from processors.redaction.scanner import BLOCKED_KEYS, NOT_ALLOWED, Scanner
 
 FAILED = "failed"  # a value the scanner could not process: replaced whole, never passed on
@@ -35,7 +36,7 @@ class RedactionProcessor(Processor):
         self.key_rules = self.allowed is not None or self.blocked_keys is not None or config.summary != "silent"
         # One search over the batch's bytes skips a batch no detector can match; only sound when
         # the value detectors are all there is to do.
-        self.wire_hint = None if self.key_rules or config.redact_all_types else self.scanner.wire_hint()
+        self.wire_check = None if self.key_rules or config.redact_all_types else self.scanner.wire_check()
         self.failures = 0
         labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
         self._incoming = metrics.processor_incoming_items.labels(*labels)
@@ -58,28 +59,52 @@ class RedactionProcessor(Processor):
     def redact(self, batch: Traces) -> Counter[str]:
         """Redact every span of the batch in place; the redactions by rule (empty: untouched)."""
         hits: Counter[str] = Counter()
-        if self.wire_hint is not None and batch.unchanged and not self.wire_hint.search(batch.wire()):
+        if self.wire_check is not None and batch.unchanged:
+            wire = batch.wire()
+            ranges = self.wire_check.ranges(wire)
+            if not ranges:
+                return hits
+            self.process_planned(batch.message, plan(wire, Hits(ranges)), hits)
             return hits
         self.process(batch.message, hits)
         return hits
 
     def process(self, message: Any, hits: Counter[str]) -> None:
+        """Walk every resource, scope and span of the message."""
         attributes = self.attributes
         for resource_spans in message.resource_spans:
             attributes(resource_spans.resource.attributes, hits)
             for scope_spans in resource_spans.scope_spans:
                 attributes(scope_spans.scope.attributes, hits)
                 for span in scope_spans.spans:
-                    attributes(span.attributes, hits)
-                    for event in span.events:  # gen_ai prompt/completion events, exceptions
-                        attributes(event.attributes, hits)
-                    for link in span.links:
-                        attributes(link.attributes, hits)
-                    message_text = span.status.message
-                    if message_text:
-                        new = self._text(message_text, hits)
-                        if new is not None:
-                            span.status.message = new
+                    self.span(span, hits)
+
+    def process_planned(self, message: Any, plans: dict[int, ResourcePlan], hits: Counter[str]) -> None:
+        """Walk only the resources, scopes and spans whose bytes hold a hint."""
+        for r, resource_plan in plans.items():
+            resource_spans = message.resource_spans[r]
+            if resource_plan.header:
+                self.attributes(resource_spans.resource.attributes, hits)
+            for s, scope_plan in resource_plan.scopes.items():
+                scope_spans = resource_spans.scope_spans[s]
+                if scope_plan.header:
+                    self.attributes(scope_spans.scope.attributes, hits)
+                spans = scope_spans.spans
+                for i in scope_plan.spans:
+                    self.span(spans[i], hits)
+
+    def span(self, span: Any, hits: Counter[str]) -> None:
+        attributes = self.attributes
+        attributes(span.attributes, hits)
+        for event in span.events:  # gen_ai prompt/completion events, exceptions
+            attributes(event.attributes, hits)
+        for link in span.links:
+            attributes(link.attributes, hits)
+        message_text = span.status.message
+        if message_text:
+            new = self._text(message_text, hits)
+            if new is not None:
+                span.status.message = new
 
     def attributes(self, kvs: Any, hits: Counter[str]) -> None:
         if not self.key_rules:  # the usual case: value detectors only

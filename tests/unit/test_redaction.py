@@ -79,12 +79,12 @@ def test_checksums() -> None:
 def test_every_hint_is_found_wherever_its_detector_matches() -> None:
     """The pre-check may only skip what no detector matches: each sample's hint is present in
     its text and in a span's wire bytes holding it (whatever byte precedes it there)."""
-    wire_hint = scanner(detectors={"email": True, "phone": True}).wire_hint()
-    assert wire_hint is not None
+    wire_check = scanner(detectors={"email": True, "phone": True}).wire_check()
+    assert wire_check is not None
     for sample in samples(seed=5, per_kind=60):
         assert re.search(RULES[sample.kind].hint, sample.text), sample
         kv = KeyValue(key="k", value=AnyValue(string_value=sample.text))
-        assert wire_hint.search(kv.SerializeToString()), sample
+        assert wire_check.ranges(kv.SerializeToString()), sample
 
 
 def test_json_strings_are_redacted_inside_and_stay_valid_json() -> None:
@@ -285,3 +285,24 @@ def test_a_value_the_scanner_fails_on_is_replaced_whole(monkeypatch: pytest.Monk
     asyncio.run(proc.consume(batch))
     got = attrs(batch.message.resource_spans[0].scope_spans[0].spans[0].attributes)
     assert got["input"] == "[REDACTED:unprocessed]"
+
+
+def test_only_the_spans_holding_a_hint_are_walked_and_merged_batches_are_read_whole(monkeypatch: pytest.MonkeyPatch
+                                                                                   ) -> None:
+    clean = ExportTraceServiceRequest()
+    scope = clean.resource_spans.add().scope_spans.add()
+    for index in range(50):
+        scope.spans.add(name=f"op {index}", trace_id=bytes([index + 100]) * 16).attributes.extend(
+            [kv("tool.call.id", f"call_{index:04x}ab"), kv("n", index)])
+    dirty = request({"input": f"use {SECRET}"}, resource={"service.name": "agent", "key": SECRET})
+    dirty.resource_spans[0].scope_spans[0].scope.attributes.append(kv("scope.key", SECRET))
+    batch = Traces.merge([Traces.from_wire(clean.SerializeToString()), Traces.from_wire(dirty.SerializeToString())])
+    proc, walked = processor(), []
+    original = proc.span
+    monkeypatch.setattr(proc, "span", lambda span, hits: (walked.append(span.name), original(span, hits)))
+    asyncio.run(proc.consume(batch))
+    assert walked == [f"call with {SECRET}"]  # of 51 spans, the one with a secret
+    rs = batch.message.resource_spans[1]
+    assert attrs(rs.resource.attributes)["key"] == "[REDACTED:sk_api_key]"
+    assert attrs(rs.scope_spans[0].scope.attributes)["scope.key"] == "[REDACTED:sk_api_key]"
+    assert SECRET.encode() not in batch.wire().replace(f"call with {SECRET}".encode(), b"")
