@@ -40,133 +40,30 @@ What it promises:
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import IO, Any, ClassVar, Sequence
+from typing import Any, Sequence
 
 from exporters.clickhouse.errors import classify
 from exporters.clickhouse.rows import TableExporter
 from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, INSERT_SETTINGS, quote
 from exporters.clickhouse.tables import TableSpec, TablesConfig, preload_insert_modules, slice_columns
 from exporters.helper import QueueSettings
+from pipeline.chdb_engine import LOCK_NAME, ChdbStore, DirectoryInUse, lock_directory, unlock_directory
+from pipeline.chdb_engine import connect as _connect
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
 
-LOCK_NAME = "agentdbg.lock"
+# The engine, its lock and its threads live in pipeline/chdb_engine.py (the explorer reads the
+# same engine); these names stay importable from here for older callers.
+__all__ = ["LOCK_NAME", "ChdbStore", "DirectoryInUse", "lock_directory", "unlock_directory", "_connect",
+           "ChdbConfig", "ChdbExporter", "factory"]
 
 
 class ChdbConfig(TablesConfig):
     path: str = "./data/chdb"
     timeout: Duration = 0.0
     sending_queue: QueueSettings = QueueSettings(num_consumers=1)
-
-
-# -- the directory lock ---------------------------------------------------------------------------
-
-class DirectoryInUse(RuntimeError):
-    """Another process holds the data directory."""
-
-    def __init__(self, path: str, pid: str) -> None:
-        who = f"process {pid}" if pid else "another process"
-        super().__init__(
-            f"chdb data directory {path} is in use by {who} (lock file {os.path.join(path, LOCK_NAME)}); "
-            "chDB allows one process per data directory: stop that process or use another path")
-        self.path = path
-        self.pid = pid
-
-
-def lock_directory(path: str) -> IO[str]:
-    """Take the exclusive lock on `path` (created if missing) and write our pid; raise DirectoryInUse."""
-    Path(path).mkdir(parents=True, exist_ok=True)
-    handle = open(os.path.join(path, LOCK_NAME), "a+")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        handle.seek(0)
-        pid = handle.read().strip()
-        handle.close()
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise DirectoryInUse(path, pid) from None
-        raise
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-def unlock_directory(handle: IO[str]) -> None:
-    handle.seek(0)
-    handle.truncate()
-    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    handle.close()
-
-
-# -- the engine, one per process ------------------------------------------------------------------
-
-class ChdbStore:
-    """This process's chDB engine on one directory: the lock, a connection and its writer thread."""
-
-    _open: ClassVar[dict[str, "ChdbStore"]] = {}
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.refs = 0
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="chdb-writer")
-        self.conn: Any = None
-        self._lock: IO[str] | None = None
-
-    @classmethod
-    async def acquire(cls, path: str) -> "ChdbStore":
-        real = os.path.realpath(path)
-        store = cls._open.get(real)
-        if store is None:
-            if cls._open:
-                other = next(iter(cls._open))
-                raise RuntimeError(f"chDB hosts one data directory per process: cannot open {real} while {other} "
-                                   "is open; give every chdb exporter the same path")
-            store = cls(real)
-            await store._open_engine()
-            cls._open[real] = store
-        store.refs += 1
-        return store
-
-    async def _open_engine(self) -> None:
-        self._lock = lock_directory(self.path)
-        try:
-            self.conn = await self.call(_connect, self.path)
-        except BaseException:
-            unlock_directory(self._lock)
-            self.pool.shutdown(wait=False)
-            raise
-
-    async def call(self, func: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, func, *args)
-
-    async def release(self) -> None:
-        self.refs -= 1
-        if self.refs > 0:
-            return
-        self._open.pop(self.path, None)
-        try:
-            await self.call(self.conn.close)
-        finally:
-            self.pool.shutdown(wait=True)
-            if self._lock is not None:
-                unlock_directory(self._lock)
-
-
-def _connect(path: str) -> Any:
-    import chdb
-
-    try:
-        return chdb.connect(path)
-    except RuntimeError as exc:
-        raise RuntimeError(f"cannot open chdb data directory {path}: {exc}") from exc
 
 
 def native_chunks(table: str, columns: list, names: Sequence[str] = COLUMN_NAMES,
