@@ -1,11 +1,15 @@
 """`memory_limiter`: refuse data, retryably, while the process uses too much memory.
 
 Every `check_interval` it reads the resident set size. Above the soft limit
-(`limit_mib - spike_limit_mib`) it refuses new batches with "data refused due to high
-memory usage" (RESOURCE_EXHAUSTED / 429 with a retry hint at the receiver); above the
-hard limit (`limit_mib`) it also forces a garbage collection. Limits may instead be given
-as a percentage of the machine's (or cgroup's) memory. Nothing it refuses was accepted,
-so nothing is lost: the client retries.
+(`limit_mib - spike_limit_mib`) it first gives back what costs nothing to get again — the
+clean, read-only code pages of shared libraries that start-up touched once
+(pipeline/residency.py; chDB's alone are 100-300 MB) — and above the hard limit (`limit_mib`)
+it also forces a garbage collection; if usage is still above the soft limit it refuses new
+batches with "data refused due to high memory usage" (RESOURCE_EXHAUSTED / 429 with a retry
+hint at the receiver) until it is back below. Limits may instead be given as a percentage of
+the memory the process may use: its cgroup's limit (v2 `memory.max`, v1
+`memory.limit_in_bytes`, the tightest of its cgroup and their ancestors) when there is one,
+else the machine's. Nothing it refuses was accepted, so nothing is lost: the client retries.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pydantic import NonNegativeInt, model_validator
 from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
 from pipeline.config.units import Duration
 from pipeline.errors import Refused
+from pipeline.residency import release_clean_pages
 from pipeline.telemetry import metrics
 
 MIB = 1024 * 1024
@@ -110,11 +115,12 @@ def _limits(mount: Path, path: str, name: str) -> list[int]:
 
 class MemoryLimiter(Processor):
     def __init__(self, settings: Settings, config: MemoryLimiterConfig, next_consumer: Consumer,
-                 read_usage: Any = metrics.rss_bytes) -> None:
+                 read_usage: Any = metrics.rss_bytes, release_pages: Any = release_clean_pages) -> None:
         super().__init__(settings, next_consumer)
         self.config = config
         self.soft, self.hard = config.limits(total_memory())
         self.read_usage = read_usage
+        self.release_pages = release_pages
         self.refusing = False
         labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
         self._incoming = metrics.processor_incoming_items.labels(*labels)
@@ -133,8 +139,10 @@ class MemoryLimiter(Processor):
 
     def check(self) -> None:
         usage = self.read_usage()
-        if usage > self.hard:
-            gc.collect()
+        if usage > self.soft:
+            if usage > self.hard:
+                gc.collect()
+            self.release_pages()
             usage = self.read_usage()
         refusing = usage > self.soft
         if refusing != self.refusing:

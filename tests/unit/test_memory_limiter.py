@@ -77,9 +77,11 @@ def test_refuses_retryably_above_the_soft_limit_and_accepts_again_below() -> Non
     usage = [400 * MIB]
     config = MemoryLimiterConfig(check_interval=1, limit_mib=450, spike_limit_mib=64)
     sink = Sink()
+    released: list[int] = []
     limiter = MemoryLimiter(Settings.make(Kind.PROCESSOR, ComponentID("memory_limiter"), Signal.TRACES), config,
-                            sink, read_usage=lambda: usage[0])
+                            sink, read_usage=lambda: usage[0], release_pages=lambda: released.append(1))
     limiter.check()
+    assert released == [1]  # it gave back clean pages before deciding to refuse
     with pytest.raises(Refused) as refused:
         asyncio.run(limiter.consume(Batch()))
     assert refused.value.retry_after >= 1 and not sink.batches
@@ -87,3 +89,52 @@ def test_refuses_retryably_above_the_soft_limit_and_accepts_again_below() -> Non
     limiter.check()
     asyncio.run(limiter.consume(Batch()))
     assert len(sink.batches) == 1
+
+
+ENGINE_PROBE = """
+import json, sys
+from exporters.chdb import _connect
+conn = _connect(sys.argv[1])
+rows = conn.query("SELECT name, value FROM system.server_settings WHERE name IN "
+                  "('max_server_memory_usage', 'mark_cache_size', 'primary_index_cache_size')", "JSONEachRow")
+settings = {row["name"]: int(row["value"]) for row in map(json.loads, rows.bytes().decode().splitlines())}
+resident, current = 0, ""
+for line in open("/proc/self/smaps"):
+    parts = line.split()
+    if "-" in parts[0] and not parts[0].endswith(":"):
+        current = parts[5] if len(parts) > 5 else ""
+    elif parts[0] == "Rss:" and "/chdb/_chdb" in current:
+        resident += int(parts[1])
+total = conn.query("SELECT sum(number) FROM numbers(1000)", "TabSeparated").bytes().decode().strip()
+print(json.dumps({"settings": settings, "resident_kib": resident, "sum": total}))
+"""
+
+
+def test_the_chdb_engine_is_capped_by_its_own_settings_and_gives_back_its_start_up_pages(tmp_path: Path) -> None:
+    """The engine in a process of its own (chDB hosts one directory per process), opened as the
+    chdb exporter opens it: server-sized defaults (90 % of RAM, 5 GiB caches) are replaced, and
+    the library's code that start-up touched once (about 300 MB) is no longer resident."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.harness import ROOT
+
+    out = subprocess.run([sys.executable, "-c", ENGINE_PROBE, str(tmp_path / "chdb")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=True)
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["settings"] == {"max_server_memory_usage": 256 * MIB, "mark_cache_size": 16 * MIB,
+                                 "primary_index_cache_size": 16 * MIB}
+    assert probe["resident_kib"] * 1024 < 150 * MIB
+    assert probe["sum"] == "499500"  # and the engine still runs
+
+
+def test_released_pages_come_back_unchanged() -> None:
+    """Release every clean read-only mapping of this very process, then use the libraries again."""
+    import numpy
+
+    from pipeline.residency import clean_read_only_mappings, release_clean_pages
+
+    assert all(start < end for start, end, _ in clean_read_only_mappings("/"))
+    assert release_clean_pages() > 0
+    assert int(numpy.arange(1000).sum()) == 499500 and sorted({3, 1, 2}) == [1, 2, 3]

@@ -1,0 +1,63 @@
+"""Give back the resident pages of a shared library's code that its start-up touched once.
+
+chDB's library is 550 MB, most of it ClickHouse's machine code. Importing it and starting the
+engine run static initialisers spread over the whole text segment, which leaves about 300 MB
+of its file pages mapped into this process (RSS that is file-backed, clean and never used
+again: inserts and queries touch a fraction of it). The kernel would reclaim those pages
+under memory pressure; until then they count against the process's RSS, and so against a
+memory limit read from RSS.
+
+`release_clean_pages` drops them from this process's page tables with `madvise(MADV_DONTNEED)`
+— only for read-only mappings of the library that hold no private (written) pages, where
+that is exact: a page touched again is faulted back in from the page cache, unchanged. A
+mapping with a written page (relocations in RELRO) is left alone. Nothing is freed in the
+page cache; other processes mapping the same library are not affected.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+from pathlib import Path
+
+MADV_DONTNEED = 4
+log = logging.getLogger("agentdbg.residency")
+
+
+def clean_read_only_mappings(library: str, smaps: Path = Path("/proc/self/smaps")) -> list[tuple[int, int, int]]:
+    """(start, end, resident KiB) of the read-only private mappings of files whose path contains
+    `library` that have no anonymous (copied-on-write) or dirty pages."""
+    out: list[tuple[int, int, int]] = []
+    current: dict | None = None
+    mappings: list[dict] = []
+    for line in smaps.read_text().splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if "-" in parts[0] and not parts[0].endswith(":"):
+            current = {"range": parts[0], "perms": parts[1], "path": parts[5] if len(parts) > 5 else ""}
+            mappings.append(current)
+        elif current is not None and parts[0] in ("Rss:", "Anonymous:", "Private_Dirty:", "Shared_Dirty:"):
+            current[parts[0]] = int(parts[1])
+    for mapping in mappings:
+        clean = not mapping.get("Anonymous:", 1) and not mapping.get("Private_Dirty:", 1) \
+            and not mapping.get("Shared_Dirty:", 1)
+        if library in mapping["path"] and mapping["perms"] in ("r-xp", "r--p") and clean:
+            start, end = (int(x, 16) for x in mapping["range"].split("-"))
+            out.append((start, end, mapping.get("Rss:", 0)))
+    return out
+
+
+def release_clean_pages(library: str = "/") -> int:
+    """Drop the clean read-only resident pages of `library` (default: every mapped file) from
+    this process; returns the KiB released (0, logged, when the platform has no madvise or /proc)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        released = 0
+        for start, end, resident in clean_read_only_mappings(library):
+            if libc.madvise(start, end - start, MADV_DONTNEED) == 0:
+                released += resident
+        return released
+    except (OSError, AttributeError, ValueError) as exc:
+        log.info("could not release start-up pages", extra={"kv": {"library": library, "error": str(exc)}})
+        return 0
