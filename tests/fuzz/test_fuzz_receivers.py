@@ -2,8 +2,9 @@
 
 One daemon for the module (BASE_CONFIG's otlp receiver, gRPC and HTTP): the spans go
 unchanged through `batch` to two `file` exporters (protobuf records and OTLP/JSON lines),
-and through `genai` to the `triggers` connector as `config/default.yaml` has them, so the
-normaliser and the detectors see the same poison. Hypothesis sends valid and corrupted
+and through `genai` to the `triggers` connector and its events on to the `safety` processor
+as `config/default.yaml` has them, so the normaliser, the detectors and the safety engine
+see the same poison. Hypothesis sends valid and corrupted
 requests (tests/fuzz/strategies.py) with real clients: `requests` over HTTP (protobuf or
 JSON, plain, gzip or deflate, or a gzip stream that is itself corrupted), grpcio with and
 without gzip. For every request:
@@ -51,6 +52,8 @@ processors:
   batch:
     timeout: 50ms
   genai: {}
+  safety:
+    state_file: "{dir}/safety-state.json"
 connectors:
   triggers:
     evaluation_interval: 100ms
@@ -64,6 +67,9 @@ exporters:
     flush_interval: 50ms
   file/triggers:
     path: "{dir}/triggers.jsonl"
+    flush_interval: 50ms
+  file/decisions:
+    path: "{dir}/decisions.jsonl"
     flush_interval: 50ms
 service:
   pipelines:
@@ -82,6 +88,10 @@ service:
     events:
       receivers: [triggers]
       exporters: [file/triggers]
+    events/safety:
+      receivers: [triggers]
+      processors: [safety]
+      exporters: [file/decisions]
 """
 HTTP_STATUSES = {200, 400, 413, 415, 429, 503}
 MAX_MESSAGE = 600  # characters in an error message: what is wrong, not the client's data back
