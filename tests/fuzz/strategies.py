@@ -6,8 +6,9 @@
 - `proto_bodies()` / `json_bodies()`: such a request as protobuf or OTLP/JSON bytes, either as
   is or corrupted: bit flips, truncation, invalid UTF-8, wrong field types, huge integers,
   objects and arrays nested 1,000 levels, random bytes or random JSON;
-- `http_cases()`: a body with the headers it is sent with (content type, gzip or not, or a
-  gzip stream that is itself corrupted); `grpc_cases()`: a body and its call compression;
+- `http_cases()`: a body with the headers it is sent with (content type, with or without
+  parameters; gzip, deflate or none, a gzip stream that is itself corrupted, or a coding the
+  receiver does not take), whole or chunked; `grpc_cases()`: a body and its call compression;
 - `kafka_values(encoding)`: record values for the kafka receiver's decoder.
 
 Nothing here decides what the daemon should answer; the tests do (tests/fuzz/oracle.py).
@@ -269,10 +270,16 @@ class HttpCase:
     content_encoding: str | None
     body: bytes       # as sent on the wire
     plain: bytes | None  # the body before compression, when the compression was done right
+    chunk: int = 0    # > 0: sent with Transfer-Encoding: chunked, in chunks of this size
+
+    @property
+    def media_type(self) -> str:
+        """The content type without its parameters (`; charset=utf-8`), as the receiver reads it."""
+        return self.content_type.partition(";")[0].strip()
 
     def __repr__(self) -> str:  # hypothesis prints failing cases; 1 MiB bodies make that unreadable
-        return (f"HttpCase({self.content_type!r}, {self.content_encoding!r}, body={self.body[:200]!r}"
-                f"{'...' if len(self.body) > 200 else ''} ({len(self.body)} bytes))")
+        return (f"HttpCase({self.content_type!r}, {self.content_encoding!r}, chunk={self.chunk}, "
+                f"body={self.body[:200]!r}{'...' if len(self.body) > 200 else ''} ({len(self.body)} bytes))")
 
 
 @st.composite
@@ -280,23 +287,25 @@ def http_cases(draw: st.DrawFn) -> HttpCase:
     fmt = draw(st.sampled_from((PROTOBUF, JSON)))
     plain = draw(proto_bodies() if fmt == PROTOBUF else json_bodies())
     # Mostly the right content type; sometimes the other one, or one the receiver does not take.
-    content_type = draw(st.sampled_from((fmt, fmt, fmt, PROTOBUF if fmt == JSON else JSON, "text/plain")))
+    content_type = draw(st.sampled_from((fmt, fmt, fmt, f"{fmt}; charset=utf-8", PROTOBUF if fmt == JSON else JSON,
+                                         "text/plain")))
+    chunk = draw(st.sampled_from((0, 0, 0, 1, 7, 4096)))
     compression = draw(st.sampled_from(("none", "gzip", "gzip", "gzip_bitflip", "gzip_truncate", "gzip_claimed",
-                                        "deflate", "unknown")))
+                                        "deflate", "unknown", "stacked")))
     if compression == "none":
-        return HttpCase(content_type, None, plain, plain)
+        return HttpCase(content_type, None, plain, plain, chunk)
     if compression == "deflate":
-        return HttpCase(content_type, "deflate", zlib.compress(plain), plain)
-    if compression == "unknown":
-        return HttpCase(content_type, "br", plain, None)
+        return HttpCase(content_type, "deflate", zlib.compress(plain), plain, chunk)
+    if compression in ("unknown", "stacked"):  # br, or two codings: neither is taken
+        return HttpCase(content_type, "br" if compression == "unknown" else "gzip, deflate", plain, None, chunk)
     if compression == "gzip_claimed":  # says gzip, is not
-        return HttpCase(content_type, "gzip", plain, None)
+        return HttpCase(content_type, "gzip", plain, None, chunk)
     packed = gzip.compress(plain, mtime=0)
     if compression == "gzip_bitflip":
-        return HttpCase(content_type, "gzip", draw(bit_flipped(packed)), None)
+        return HttpCase(content_type, "gzip", draw(bit_flipped(packed)), None, chunk)
     if compression == "gzip_truncate":
-        return HttpCase(content_type, "gzip", draw(truncated(packed)), None)
-    return HttpCase(content_type, "gzip", packed, plain)
+        return HttpCase(content_type, "gzip", draw(truncated(packed)), None, chunk)
+    return HttpCase(content_type, "gzip", packed, plain, chunk)
 
 
 @dataclass(frozen=True)

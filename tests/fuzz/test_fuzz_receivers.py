@@ -142,7 +142,11 @@ def post(http: requests.Session, daemon: Daemon, case: HttpCase, path: str = "/v
     headers = {"Content-Type": case.content_type}
     if case.content_encoding:
         headers["Content-Encoding"] = case.content_encoding
-    return http.post(http_url(daemon, path), data=case.body, headers=headers, timeout=60)
+    body = case.body
+    if case.chunk:  # requests sends an iterator with Transfer-Encoding: chunked (at most 64 chunks)
+        size = max(case.chunk, len(case.body) // 64)
+        body = (case.body[i:i + size] for i in range(0, len(case.body), size))
+    return http.post(http_url(daemon, path), data=body, headers=headers, timeout=60)
 
 
 def parse(content_type: str, body: bytes, message_type: type):
@@ -155,7 +159,7 @@ def what_the_daemon_read(case: HttpCase) -> ExportTraceServiceRequest | None:
         plain = case.plain
         if plain is None:
             plain = {"gzip": gzip.decompress, "deflate": zlib.decompress}[case.content_encoding or ""](case.body)
-        return parse(case.content_type, plain, ExportTraceServiceRequest)
+        return parse(case.media_type, plain, ExportTraceServiceRequest)
     except Exception:  # noqa: BLE001 - any failure means: not decodable
         return None
 
@@ -164,17 +168,17 @@ def check_http_answer(case: HttpCase, response: requests.Response, ledger: Ledge
     status = response.status_code
     assert status in HTTP_STATUSES, f"HTTP {status}: {response.text[:500]}"
     if status == 415:
-        assert case.content_type not in (PROTOBUF, JSON)
+        assert case.media_type not in (PROTOBUF, JSON)
         return
-    assert response.headers["Content-Type"].startswith(case.content_type)
+    assert response.headers["Content-Type"].startswith(case.media_type)
     message = what_the_daemon_read(case)
     if status == 200:
         assert message is not None, "the daemon took a request that cannot be decoded"
-        answer = parse(case.content_type, response.content, ExportTraceServiceResponse)
+        answer = parse(case.media_type, response.content, ExportTraceServiceResponse)
         assert len(answer.partial_success.error_message) <= MAX_MESSAGE
         ledger.accepted(message, answer.partial_success.rejected_spans)
         return
-    error = parse(case.content_type, response.content, status_pb2.Status)
+    error = parse(case.media_type, response.content, status_pb2.Status)
     assert error.message, "an error answer says what is wrong"
     assert len(error.message) <= MAX_MESSAGE, f"{len(error.message)} characters: {error.message[:200]}"
     if status in (429, 503):
