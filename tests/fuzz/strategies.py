@@ -7,8 +7,8 @@
   is or corrupted: bit flips, truncation, invalid UTF-8, wrong field types, huge integers,
   objects and arrays nested 1,000 levels, random bytes or random JSON;
 - `http_cases()`: a body with the headers it is sent with (content type, with or without
-  parameters; gzip, deflate or none, a gzip stream that is itself corrupted, or a coding the
-  receiver does not take), whole or chunked; `grpc_cases()`: a body and its call compression;
+  parameters; gzip, deflate, zstd or none, a gzip or zstd stream that is itself corrupted, or
+  a coding the receiver does not take), whole or chunked; `grpc_cases()`: a body and its call compression;
 - `kafka_values(encoding)`: record values for the kafka receiver's decoder.
 
 Nothing here decides what the daemon should answer; the tests do (tests/fuzz/oracle.py).
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import zstandard
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
@@ -291,11 +292,17 @@ def http_cases(draw: st.DrawFn) -> HttpCase:
                                          "text/plain")))
     chunk = draw(st.sampled_from((0, 0, 0, 1, 7, 4096)))
     compression = draw(st.sampled_from(("none", "gzip", "gzip", "gzip_bitflip", "gzip_truncate", "gzip_claimed",
-                                        "deflate", "unknown", "stacked")))
+                                        "deflate", "zstd", "zstd_corrupt", "unknown", "stacked")))
     if compression == "none":
         return HttpCase(content_type, None, plain, plain, chunk)
     if compression == "deflate":
         return HttpCase(content_type, "deflate", zlib.compress(plain), plain, chunk)
+    if compression in ("zstd", "zstd_corrupt"):
+        packed = zstandard.ZstdCompressor(write_checksum=True).compress(plain)
+        if compression == "zstd":
+            return HttpCase(content_type, "zstd", packed, plain, chunk)
+        corrupt = draw(st.one_of(bit_flipped(packed), truncated(packed)))
+        return HttpCase(content_type, "zstd", corrupt, None, chunk)
     if compression in ("unknown", "stacked"):  # br, or two codings: neither is taken
         return HttpCase(content_type, "br" if compression == "unknown" else "gzip, deflate", plain, None, chunk)
     if compression == "gzip_claimed":  # says gzip, is not

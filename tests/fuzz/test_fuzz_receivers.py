@@ -29,6 +29,7 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
+import zstandard
 from google.rpc import code_pb2, status_pb2
 from hypothesis import given
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -158,7 +159,9 @@ def what_the_daemon_read(case: HttpCase) -> ExportTraceServiceRequest | None:
     try:
         plain = case.plain
         if plain is None:
-            plain = {"gzip": gzip.decompress, "deflate": zlib.decompress}[case.content_encoding or ""](case.body)
+            decompress = {"gzip": gzip.decompress, "deflate": zlib.decompress,
+                          "zstd": lambda data: zstandard.ZstdDecompressor().decompress(data)}
+            plain = decompress[case.content_encoding or ""](case.body)
         return parse(case.media_type, plain, ExportTraceServiceRequest)
     except Exception:  # noqa: BLE001 - any failure means: not decodable
         return None
