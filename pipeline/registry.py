@@ -15,6 +15,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from exporters.clickhouse import factory as clickhouse_exporter
     from exporters.debug import factory as debug_exporter
     from exporters.file import factory as file_exporter
+    from exporters.genai_metrics import factory as genai_metrics_exporter
     from exporters.kafka import factory as kafka_exporter
     from exporters.otlp import factory as otlp_exporter
     from exporters.otlphttp import factory as otlphttp_exporter
@@ -36,7 +37,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
         otlp_receiver, kafka_receiver,
         batch, memory_limiter, safety, genai, redaction,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
-        alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter,
+        alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter, genai_metrics_exporter,
         health_check, debug_api, bearertokenauth, oidc, file_storage,
         triggers,
     ]

@@ -20,4 +20,4 @@ def test_shipped_config_builds(path: Path):
 def test_the_embedded_default_needs_no_external_service():
     config = load_config([str(CONFIGS[0].parent / "default.yaml")])
     assert {cid.type for cid in config.section(Kind.RECEIVER)} == {"otlp"}
-    assert {cid.type for cid in config.section(Kind.EXPORTER)} <= {"chdb", "debug", "file"}
+    assert {cid.type for cid in config.section(Kind.EXPORTER)} <= {"chdb", "debug", "file", "genai_metrics"}
