@@ -7,9 +7,13 @@ otelcol's health_check answers.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -48,19 +52,20 @@ def traffic(daemon):
     return N
 
 
-@pytest.fixture(scope="module")
-def prometheus(daemon, tmp_path_factory):
+@contextmanager
+def run_prometheus(targets: list[str], work: Path, scrape_interval: str = "1s") -> Iterator[str]:
+    """Debian's `prometheus` on a free loopback port, scraping `targets` (job `agentdbg`); yields
+    its base URL once ready, and stops it on exit."""
     binary = require_binary("prometheus")
-    work = tmp_path_factory.mktemp("prometheus")
     config = work / "prometheus.yml"
     config.write_text(f"""
 global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
+  scrape_interval: {scrape_interval}
+  evaluation_interval: {scrape_interval}
 scrape_configs:
   - job_name: agentdbg
     static_configs:
-      - targets: ["127.0.0.1:{daemon.ports['metrics']}"]
+      - targets: {json.dumps(targets)}
 """)
     port = free_port()
     log = open(work / "prometheus.log", "wb")
@@ -87,6 +92,12 @@ scrape_configs:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(daemon, tmp_path_factory):
+    with run_prometheus([f"127.0.0.1:{daemon.ports['metrics']}"], tmp_path_factory.mktemp("prometheus")) as base:
+        yield base
 
 
 def query(base: str, expression: str) -> list[dict]:
