@@ -25,9 +25,10 @@ What it promises:
   `agentdbg_processor_redaction_redacted_values_total{processor,rule}` (rule `allowed_keys`:
   attributes removed for not being allowed); with `summary: info`/`debug` the counts (and
   keys) are also written on the item as otelcol does (`redaction.masked.count` ...).
-- Cost: one search of the detectors' combined hints over a batch's wire bytes skips a batch
-  with nothing to find; otherwise one search per string value, and the per-rule detectors
-  (and a JSON parse) only where it hit.
+- Cost: one RE2 search of the detectors' candidate expressions over a batch's wire bytes
+  skips a batch with nothing to find; otherwise only the spans whose bytes hold a candidate
+  are walked, one RE2 search per string value, and the detectors' full expressions, checks
+  (and a JSON parse) run only where a candidate was found.
 - Not covered: bytes values, secrets split by a JSON escape inside them (`sk-\\u0061...`),
   and formats no detector or `blocked_values` pattern describes.
 

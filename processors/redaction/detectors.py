@@ -1,10 +1,11 @@
 """The built-in detectors: what each finds, how a candidate is checked, and its mask.
 
-Every detector is a `Rule`: a full regular expression (with boundaries, run only on strings
-that passed the pre-check), a `hint` (a short expression with no look-arounds that every
-match of the full expression contains, so one combined search of the hints, over a string or
-over a whole batch's wire bytes, tells whether any detector can match), an optional
-`check` on the candidate text (Luhn, mod-97, digit counts) and the mask used in `mask` mode.
+Every detector is a `Rule`: a full regular expression (Python's, with its boundaries), its
+`candidate` (the same without look-arounds and back-references, in RE2's syntax: whatever the
+full expression matches, the candidate matches at the same place, whatever surrounds it, so
+one combined RE2 search of the candidates, over a string or over a whole batch's wire bytes,
+tells whether any detector can match, and where to try the full expression), an optional
+`check` on the matched text (Luhn, mod-97, digit counts) and the mask used in `mask` mode.
 
 Boundaries: a match may not touch a word character on either side, so ids, hashes and hex
 strings that merely contain a run of digits are left alone. A JSON string escape (`\\n`,
@@ -26,7 +27,7 @@ END = r"(?![\w-])"
 class Rule:
     name: str
     pattern: str          # full expression; group `secret`, when present, is the part replaced
-    hint: str             # no look-arounds: a substring-level superset of `pattern`
+    candidate: str        # RE2 syntax: `pattern` without its look-arounds and back-references
     mask: str             # replacement in mask mode ("{last4}" is the last four digits)
     check: Callable[[str], int] | None = None  # accepted length of the candidate (0: not this kind)
     flags: int = 0
@@ -131,6 +132,10 @@ def is_bearer(text: str) -> int:
     return len(trimmed) if tokenish else 0
 
 
+EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}"
+IBAN = r"[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)"
+PHONE = r"\+[1-9](?:[ .-]?\(?\d\)?){7,14}|\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4}"
+CARD_CANDIDATE = r"\d{13,19}|\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{1,4}(?:[ -]\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{4,5}"
 CARD_BODY = (r"(?:\d{13,19}"
              r"|\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?"   # 4-4-4-4(-3) with one separator kind
              r"|\d{4}([ -])\d{6}\2\d{4,5})")                     # Amex 4-6-5, Diners 4-6-4
@@ -138,26 +143,22 @@ CARD_BODY = (r"(?:\d{13,19}"
 RULES: dict[str, Rule] = {rule.name: rule for rule in (
     # Secrets first: where two rules overlap, the earlier one in this order wins.
     Rule("jwt", START + r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
-         r"eyJ[A-Za-z0-9_-]{5}", "[REDACTED:jwt]"),
+         r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", "[REDACTED:jwt]"),
     Rule("bearer", START + r"[Bb]earer[ \t]+(?P<secret>[A-Za-z0-9._~+/=-]{8,})" + r"(?![\w~+/=.-])",
-         r"earer[ \t]", "[REDACTED:bearer]", is_bearer),
+         r"[Bb]earer[ \t]+[A-Za-z0-9._~+/=-]{8,}", "[REDACTED:bearer]", is_bearer),
     Rule("sk_api_key", START + r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}" + END,
-         r"sk-[A-Za-z0-9_-]{20}", "[REDACTED:sk_api_key]"),
+         r"sk-[A-Za-z0-9_-]{20,}", "[REDACTED:sk_api_key]"),
     Rule("aws_access_key", r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf]))(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])",
          r"A[KS]IA[0-9A-Z]{16}", "[REDACTED:aws_access_key]"),
     Rule("github_token", START + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})" + END,
-         r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_", "[REDACTED:github_token]"),
+         r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}", "[REDACTED:github_token]"),
     Rule("slack_token", START + r"xox[abposr]-[A-Za-z0-9-]{10,}" + END,
-         r"xox[abposr]-", "[REDACTED:slack_token]"),
-    Rule("email", START.replace(r"\w-", r"\w.%+-") + r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-         r"\.[A-Za-z]{2,24}(?![\w-]|:[\w/])", r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+[.]", "[REDACTED:email]"),
-    Rule("iban", START + r"[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)" + END,
-         r"[A-Z]{2}\d{2}[A-Z0-9]{4}|[A-Z]{2}\d{2} [A-Z0-9]{4}", "[REDACTED:iban]", is_iban),
-    Rule("card", START + r"(?<!\d[.,])" + CARD_BODY + r"(?![\w-])(?![.,]\d)",
-         r"\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d|\d{4}[ -]?\d{6}[ -]?\d{4}", "****{last4}", is_card),
-    Rule("phone", r"(?:(?<![\w+.-])|(?<=\\[nrtbf]))(?:\+[1-9](?:[ .-]?\(?\d\)?){7,14}"
-         r"|\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w.-]*\d)(?![\w+])",
-         r"\+[1-9][ ().-]*\d[ ().-]*\d[ ().-]*\d[ ().-]*\d|\d{3}\)? ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4}",
+         r"xox[abposr]-[A-Za-z0-9-]{10,}", "[REDACTED:slack_token]"),
+    Rule("email", START.replace(r"\w-", r"\w.%+-") + EMAIL + r"(?![\w-]|:[\w/])", EMAIL, "[REDACTED:email]"),
+    Rule("iban", START + IBAN + END, IBAN, "[REDACTED:iban]", is_iban),
+    Rule("card", START + r"(?<!\d[.,])" + CARD_BODY + r"(?![\w-])(?![.,]\d)", CARD_CANDIDATE, "****{last4}",
+         is_card),
+    Rule("phone", r"(?:(?<![\w+.-])|(?<=\\[nrtbf]))(?:" + PHONE + r")(?![\w.-]*\d)(?![\w+])", PHONE,
          "[REDACTED:phone]", is_phone),
 )}
 

@@ -1,6 +1,6 @@
-"""Which spans of a batch a hint hit lies in, read from the wire bytes without parsing them.
+"""Which spans of a batch a candidate match lies in, read from the wire bytes without parsing them.
 
-The combined hints are searched once over the whole request; most batches have no hit and
+The detectors' combined candidates are searched once over the whole request; most batches have no hit and
 are done. Where there are hits, this walks the protobuf framing (ExportTraceServiceRequest →
 ResourceSpans → ScopeSpans → Span: length-delimited fields, so each level is a run of
 tag, length, bytes) and names only the resources, scopes and spans whose bytes overlap a

@@ -84,7 +84,7 @@ class RedactionProcessor(Processor):
                     self.span(span, hits)
 
     def process_planned(self, message: Any, plans: dict[int, ResourcePlan], hits: Counter[str]) -> None:
-        """Walk only the resources, scopes and spans whose bytes hold a hint."""
+        """Walk only the resources, scopes and spans whose bytes hold a candidate match."""
         for r, resource_plan in plans.items():
             resource_spans = message.resource_spans[r]
             if resource_plan.header:

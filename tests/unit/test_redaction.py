@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import re2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from pydantic import ValidationError
@@ -79,13 +80,13 @@ def test_checksums() -> None:
     assert is_iban("BE68 5390 0754 7034 THEN") == len("BE68 5390 0754 7034")  # cut to Belgium's 16
 
 
-def test_every_hint_is_found_wherever_its_detector_matches() -> None:
-    """The pre-check may only skip what no detector matches: each sample's hint is present in
+def test_every_candidate_is_found_wherever_its_detector_matches() -> None:
+    """The pre-check may only skip what no detector matches: each sample's candidate is found in
     its text and in a span's wire bytes holding it (whatever byte precedes it there)."""
     wire_check = scanner(detectors={"email": True, "phone": True}).wire_check()
     assert wire_check is not None
     for sample in samples(seed=5, per_kind=60):
-        assert re.search(RULES[sample.kind].hint, sample.text), sample
+        assert re2.search(RULES[sample.kind].candidate, sample.text), sample
         kv = KeyValue(key="k", value=AnyValue(string_value=sample.text))
         assert wire_check.ranges(kv.SerializeToString()), sample
 
@@ -309,3 +310,14 @@ def test_only_the_spans_holding_a_hint_are_walked_and_merged_batches_are_read_wh
     assert attrs(rs.resource.attributes)["key"] == "[REDACTED:sk_api_key]"
     assert attrs(rs.scope_spans[0].scope.attributes)["scope.key"] == "[REDACTED:sk_api_key]"
     assert SECRET.encode() not in batch.wire().replace(f"call with {SECRET}".encode(), b"")
+
+
+def test_non_ascii_text_is_redacted_at_the_right_places() -> None:
+    out = scanner().text("Grüße 👋, Karte 4111 1111 1111 1111 – Mail ana@example.com, 東京", Counter())
+    assert out == "Grüße 👋, Karte ****1111 – Mail [REDACTED:email], 東京"
+
+
+def test_a_long_prompt_is_redacted_everywhere_in_it() -> None:
+    prompt = ("Plan a trip. " * 400 + "card 4111 1111 1111 1111 ") * 3
+    out = scanner().text(prompt, hits := Counter())
+    assert out is not None and "4111 1111" not in out and hits == {"card": 3}
