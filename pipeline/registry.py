@@ -22,6 +22,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from exporters.webhook import factory as webhook_exporter
     from extensions.bearertokenauth import factory as bearertokenauth
     from extensions.debug_api import factory as debug_api
+    from extensions.explorer import factory as explorer
     from extensions.file_storage import factory as file_storage
     from extensions.health_check import factory as health_check
     from extensions.oidc import factory as oidc
@@ -38,7 +39,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
         batch, memory_limiter, safety, genai, redaction,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter, genai_metrics_exporter,
-        health_check, debug_api, bearertokenauth, oidc, file_storage,
+        health_check, debug_api, explorer, bearertokenauth, oidc, file_storage,
         triggers,
     ]
     table: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}

@@ -1,0 +1,63 @@
+"""`explorer`: the session explorer, a web UI and its JSON API (default localhost:10207).
+
+It reads the spans and the audit table (trigger events, safety decisions) where the daemon
+stores them: the embedded chDB engine of this process (`store: chdb`, read on its own
+read-only connection and thread while the `chdb` exporter writes) or a ClickHouse server
+(`store: clickhouse`, over HTTP). Its own port, not the debug API's: the debug API routes
+whole paths to components, and a UI of static assets plus an API under `/api/` is simpler
+served by its own small app (10205 is the default debug API, 10206 config/safety.yaml's).
+
+What it promises:
+- reading never blocks ingest for long: every query runs off the event loop on the reader
+  thread (chdb) or the HTTP client (clickhouse), never on the writer's connection;
+- it never writes: every statement runs with the engine's `readonly` setting; request values
+  are bound as parameters, never pasted into SQL;
+- a store that is down or a table not created yet gives an error (502) or an empty list, and
+  the daemon goes on; the UI shows the message;
+- every asset ships in the package (extensions/explorer/static/): no CDN, works offline.
+API and views: extensions/explorer/api.py.
+"""
+from __future__ import annotations
+
+from extensions.explorer.api import ExplorerApp
+from extensions.explorer.config import ExplorerConfig
+from extensions.explorer.store import ChdbReader, ClickHouseReader, Store
+from pipeline.component import Component, Factory, Kind, Settings
+from pipeline.host import Host
+from pipeline.httpserver import HttpServer
+
+
+def make_store(config: ExplorerConfig) -> Store:
+    if config.store == "clickhouse":
+        ch = config.clickhouse
+        return ClickHouseReader(ch.endpoint, ch.username, ch.password)
+    return ChdbReader(config.path)
+
+
+class Explorer(Component):
+    def __init__(self, settings: Settings, config: ExplorerConfig) -> None:
+        super().__init__(settings)
+        self.config = config
+        self.store = make_store(config)
+        self.server: HttpServer | None = None
+
+    async def start(self, host: Host) -> None:
+        await self.store.start()
+        try:
+            self.server = HttpServer(self.config.endpoint, ExplorerApp(self.config, self.store).app(), self.log)
+            await self.server.start()
+        except BaseException:
+            await self.store.close()
+            raise
+        self.log.info("explorer ready", extra={"kv": {"endpoint": self.config.endpoint, "store": self.config.store}})
+
+    async def shutdown(self, deadline: float | None = None) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        await self.store.close()
+
+
+factory = Factory("explorer", Kind.EXTENSION, ExplorerConfig, Explorer,
+                  description="session explorer: web UI and JSON API over the stored spans, trigger events and "
+                              "safety decisions (chdb in this process, or a ClickHouse server)")

@@ -1,0 +1,161 @@
+"""The explorer's HTTP app: the JSON API under `/api/` and the web UI (static files) at `/`.
+
+| route | answers |
+|---|---|
+| `GET /api/sessions` | sessions, newest first; filters `service`, `agent`, `since`/`until` (RFC 3339 or ns), `errors=1`, `min_cost`, `has_trigger=1`, `limit` |
+| `GET /api/sessions/{id}` | every span of every trace of the session, with kind marks and subtree totals |
+| `GET /api/spans/{trace_id}/{span_id}` | one span, every stored field |
+| `GET /api/triggers` | trigger events (`kind`, `limit`), their examples resolved to sessions and spans |
+| `GET /api/decisions` | safety decisions, newest first (`limit`) |
+| `GET /api/safety` | the latest decision per breaker, throttle, canary and alert target, and the debug API's address |
+| `POST /api/query` | `{"sql": ..., "format": "table"|"csv"|"json"}`: one read-only statement, the engine's output |
+
+A bad parameter is a 400 naming it; a store failure a 502 with the engine's message; with
+`auth.token` set, a request without the bearer token is a 401.
+"""
+from __future__ import annotations
+
+import hmac
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from extensions.explorer import queries as Q
+from extensions.explorer.config import ExplorerConfig
+from extensions.explorer.store import Store, StoreError
+
+STATIC = Path(__file__).resolve().parent / "static"
+QUERY_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSONEachRow"}
+READ_STATEMENT = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN)\b",
+                            re.IGNORECASE | re.DOTALL)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BadParameter(ValueError):
+    pass
+
+
+def _time_ns(text: str, name: str) -> int:
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1e9)
+    except ValueError:
+        raise BadParameter(f"{name}: an RFC 3339 time or nanoseconds since the epoch, not {text!r}") from None
+
+
+def _number(text: str, name: str, kind: type = float) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise BadParameter(f"{name}: a number, not {text!r}") from None
+    if value < 0:
+        raise BadParameter(f"{name}: must not be negative")
+    return value
+
+
+def _flag(text: str) -> bool:
+    return text.lower() in ("1", "true", "yes", "on")
+
+
+class ExplorerApp:
+    def __init__(self, config: ExplorerConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.tables = Q.Tables.of(config.database, config.traces_table_name, config.events_table_name)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors, self._auth])
+        routes = [("GET", "/api/sessions", self.sessions), ("GET", "/api/sessions/{id}", self.session),
+                  ("GET", "/api/spans/{trace}/{span}", self.span), ("GET", "/api/triggers", self.triggers),
+                  ("GET", "/api/decisions", self.decisions), ("GET", "/api/safety", self.safety),
+                  ("POST", "/api/query", self.query), ("GET", "/", self.index)]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+        app.router.add_static("/static/", STATIC, show_index=False)
+        return app
+
+    def _limit(self, request: web.Request) -> int:
+        return min(_number(request.query.get("limit", str(self.config.max_rows)), "limit", int) or 1,
+                   self.config.max_rows)
+
+    async def index(self, _: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def sessions(self, request: web.Request) -> web.Response:
+        query = request.query
+        where = Q.SessionFilter(
+            service=query.get("service", ""), agent=query.get("agent", ""),
+            since_ns=_time_ns(query["since"], "since") if query.get("since") else 0,
+            until_ns=_time_ns(query["until"], "until") if query.get("until") else Q.MAX_NS,
+            errors=_flag(query.get("errors", "")), min_cost=_number(query.get("min_cost") or "0", "min_cost"),
+            has_trigger=_flag(query.get("has_trigger", "")), limit=self._limit(request))
+        rows = await Q.sessions(self.store, self.tables, where, self.config.max_rows)
+        return web.json_response({"sessions": rows})
+
+    async def session(self, request: web.Request) -> web.Response:
+        found = await Q.session(self.store, self.tables, request.match_info["id"], 100_000)
+        if found is None:
+            raise web.HTTPNotFound(text=f"no stored span has session {request.match_info['id']!r}")
+        return web.json_response(found)
+
+    async def span(self, request: web.Request) -> web.Response:
+        found = await Q.span_detail(self.store, self.tables, request.match_info["trace"], request.match_info["span"])
+        if found is None:
+            raise web.HTTPNotFound(text=f"no stored span {request.match_info['span']!r} in trace "
+                                        f"{request.match_info['trace']!r}")
+        return web.json_response(found)
+
+    async def triggers(self, request: web.Request) -> web.Response:
+        events = await Q.triggers(self.store, self.tables, self._limit(request), request.query.get("kind", ""))
+        return web.json_response({"triggers": events})
+
+    async def decisions(self, request: web.Request) -> web.Response:
+        return web.json_response({"decisions": await Q.decisions(self.store, self.tables, self._limit(request))})
+
+    async def safety(self, _: web.Request) -> web.Response:
+        decided = await Q.decisions(self.store, self.tables, self.config.max_rows)
+        return web.json_response({"current": Q.current_state(decided),
+                                  "debug_api": {"breakers": f"{self.config.debug_api_url.rstrip('/')}/debug/breakers",
+                                                "decisions": f"{self.config.debug_api_url.rstrip('/')}/debug/decisions"}})
+
+    async def query(self, request: web.Request) -> web.Response:
+        """One read-only statement. The statement's first word is checked for a clear error, but
+        what makes it read-only is the engine's `readonly` setting on every statement."""
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadParameter('the body must be JSON: {"sql": "SELECT ...", "format": "table"}') from None
+        sql = body.get("sql") if isinstance(body, dict) else None
+        fmt = body.get("format", "table") if isinstance(body, dict) else "table"
+        if not isinstance(sql, str) or not sql.strip():
+            raise BadParameter('sql: the statement to run, e.g. {"sql": "SELECT count() FROM otel.otel_traces"}')
+        if fmt not in QUERY_FORMATS:
+            raise BadParameter(f"format: one of {', '.join(QUERY_FORMATS)}, not {fmt!r}")
+        if not READ_STATEMENT.match(sql):
+            raise web.HTTPForbidden(text="only read statements are allowed here: SELECT, WITH, SHOW, DESCRIBE, EXPLAIN")
+        data = await self.store.raw(sql.strip().rstrip(";"), QUERY_FORMATS[fmt])
+        return web.Response(body=data, content_type="application/json" if fmt == "json" else "text/plain")
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BadParameter as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        except StoreError as exc:
+            status = web.HTTPForbidden if "READONLY" in str(exc) else web.HTTPBadGateway
+            raise status(text=f"the store refused the query: {exc}") from None
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = self.config.auth.token
+        if token and request.path.startswith("/api/"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+                raise web.HTTPUnauthorized(text="this explorer API needs Authorization: Bearer <token>",
+                                           headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)

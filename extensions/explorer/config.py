@@ -1,0 +1,54 @@
+"""The `explorer` extension's config."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from pipeline.component import StrictConfig
+from pipeline.netaddr import Endpoint
+
+
+class AuthConfig(StrictConfig):
+    # With a token set, every API request needs `Authorization: Bearer <token>` (the UI asks once
+    # and keeps it for the tab); the page and its assets are served without it.
+    token: str = ""
+
+
+class ClickHouseConfig(StrictConfig):
+    """A ClickHouse server over HTTP (clickhouse-connect), for `store: clickhouse`."""
+
+    endpoint: str = "http://localhost:8123"
+    username: str = "default"
+    password: str = ""
+
+
+class ExplorerConfig(StrictConfig):
+    endpoint: Endpoint = "localhost:10207"
+    auth: AuthConfig = AuthConfig()
+    # `chdb`: the embedded engine of this process. `path` "" reads the directory the `chdb`
+    # exporter opened; a path opens (or shares) the engine on that directory.
+    store: Literal["chdb", "clickhouse"] = "chdb"
+    path: str = ""
+    clickhouse: ClickHouseConfig = ClickHouseConfig()
+    database: str = "otel"
+    traces_table_name: str = "otel_traces"
+    events_table_name: str = "agentdbg_decisions"
+    # Where the UI links for the safety processor's live state (/debug/breakers ...).
+    debug_api_url: str = "http://localhost:10205"
+    # Rows a list answers at most (sessions, triggers, decisions); a query may ask for fewer.
+    max_rows: int = 1000
+
+    @field_validator("database", "traces_table_name", "events_table_name")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("max_rows")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value

@@ -1,0 +1,380 @@
+"""The explorer's questions, as parameterised SQL over the otelcol `otel_traces` schema and the
+audit table `agentdbg_decisions`, and the shaping of their answers.
+
+The GenAI fields are the canonical keys the `genai` processor writes on every span it
+recognises, whatever instrumentation sent it: `gen_ai.conversation.id` (the session, given to
+every span of a GenAI trace), `gen_ai.agent.name`, `gen_ai.operation.name`,
+`gen_ai.usage.input_tokens` / `output_tokens`, and `gen_ai.usage.cost` (USD). A trace without
+a session id is its own session (its trace id), as the processor does for AgentOps.
+
+Table names come from the config (quoted here); every value from a request is a bound
+parameter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from extensions.explorer.store import Store, StoreError
+
+TRIGGER_SCHEMA = "agentdbg.trigger/v1"
+DECISION_SCHEMA = "agentdbg.decision/v1"
+# A trace's session, in a GROUP BY TraceId: the conversation id one of its spans carries. The
+# genai processor gives the spans of a GenAI trace that arrive before the one with the session
+# key the trace id instead (or nothing, for plain spans), so those values are passed over.
+CONVERSATION = "SpanAttributes['gen_ai.conversation.id']"
+TRACE_CONVERSATION = f"anyIf({CONVERSATION}, {CONVERSATION} != '' AND {CONVERSATION} != TraceId)"
+TRACE_SESSION = "if(conversation != '', conversation, TraceId)"
+TOKENS_IN, TOKENS_OUT, COST = "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.cost"
+# The attributes a session view carries per span (the span detail has all of them).
+SPAN_KEYS = (
+    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",
+    "gen_ai.agent.name", "gen_ai.tool.name", "gen_ai.tool.call.id", TOKENS_IN, TOKENS_OUT, COST,
+    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "error.type", "openinference.span.kind",
+    "http.request.method", "http.method", "url.full", "http.url", "http.response.status_code", "db.system",
+    "db.system.name", "gen_ai.data_source.id",
+)
+LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "embeddings"}
+AGENT_OPERATIONS = {"invoke_agent", "create_agent", "invoke_workflow"}
+# Decision actions by the state they change, for the "current state" view.
+FAMILIES = {"breaker_open": "breaker", "breaker_half_open": "breaker", "breaker_close": "breaker",
+            "fallback": "breaker", "rollback": "canary", "promote": "canary", "throttle": "throttle",
+            "unthrottle": "throttle", "alert": "alert", "resolve_alert": "alert"}
+MAX_NS = 2**63 - 1
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+@dataclass(frozen=True)
+class Tables:
+    traces: str
+    events: str
+
+    @classmethod
+    def of(cls, database: str, traces: str, events: str) -> "Tables":
+        return cls(f"{quote(database)}.{quote(traces)}", f"{quote(database)}.{quote(events)}")
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    service: str = ""
+    agent: str = ""
+    since_ns: int = 0
+    until_ns: int = MAX_NS
+    errors: bool = False
+    min_cost: float = 0.0
+    has_trigger: bool = False
+    limit: int = 100
+
+
+def span_kind(attrs: dict[str, str], otel_kind: str) -> str:
+    """The kind mark of a span: llm, tool, agent, retrieval, http, db, or the OTel span kind."""
+    operation = attrs.get("gen_ai.operation.name", "")
+    if operation in LLM_OPERATIONS:
+        return "llm"
+    if operation == "execute_tool":
+        return "tool"
+    if operation in AGENT_OPERATIONS:
+        return "agent"
+    if operation == "retrieval" or attrs.get("openinference.span.kind", "").lower() in ("retriever", "reranker") \
+            or "gen_ai.data_source.id" in attrs:
+        return "retrieval"
+    if any(key in attrs for key in ("http.request.method", "http.method", "url.full", "http.url")):
+        return "http"
+    if "db.system" in attrs or "db.system.name" in attrs:
+        return "db"
+    return (otel_kind or "internal").lower()
+
+
+def _int(text: Any) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+async def _rows(store: Store, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows, or none when the table does not exist yet (nothing stored so far)."""
+    try:
+        return await store.rows(sql, params)
+    except StoreError as exc:
+        if exc.missing:
+            return []
+        raise
+
+
+# -- triggers and decisions ---------------------------------------------------------------------
+
+async def documents(store: Store, tables: Tables, schema: str, limit: int, kind: str = "") -> list[dict[str, Any]]:
+    """The newest audit documents of one schema (duplicates collapsed with FINAL), newest first."""
+    sql = (f"SELECT Document AS document FROM {tables.events} FINAL WHERE Schema = {{schema:String}} "
+           "AND ({kind:String} = '' OR Kind = {kind:String}) ORDER BY Timestamp DESC, Id LIMIT {limit:UInt32}")
+    rows = await _rows(store, sql, {"schema": schema, "kind": kind, "limit": limit})
+    return [orjson.loads(row["document"]) for row in rows]
+
+
+async def triggers(store: Store, tables: Tables, limit: int, kind: str = "") -> list[dict[str, Any]]:
+    """Trigger events, each with `example_spans`: its example traces and spans resolved to sessions."""
+    events = await documents(store, tables, TRIGGER_SCHEMA, limit, kind)
+    trace_ids = sorted({t for event in events for t in _examples(event)[0]})
+    span_ids = sorted({s for event in events for s in _examples(event)[1]})
+    located = await _locate(store, tables, trace_ids, span_ids)
+    for event in events:
+        traces, spans = _examples(event)
+        found = [located["spans"][s] for s in spans if s in located["spans"]]
+        covered = {item["trace_id"] for item in found}
+        found += [{"trace_id": t, "span_id": "", "session": located["traces"][t]}
+                  for t in traces if t in located["traces"] and t not in covered]
+        event["example_spans"] = found
+    return events
+
+
+def _examples(event: dict[str, Any]) -> tuple[list[str], list[str]]:
+    examples = event.get("examples") or {}
+    return list(examples.get("trace_ids") or []), list(examples.get("span_ids") or [])
+
+
+async def _locate(store: Store, tables: Tables, trace_ids: list[str], span_ids: list[str]) -> dict[str, dict]:
+    """trace id → its session, span id → {trace_id, span_id, session}, for the ids that are stored."""
+    if not trace_ids:
+        return {"traces": {}, "spans": {}}
+    sql = (f"SELECT TraceId AS trace_id, {TRACE_CONVERSATION} AS conversation, {TRACE_SESSION} AS session, "
+           "arrayFilter(s -> has({spans:Array(String)}, s), groupArray(SpanId)) AS found "
+           f"FROM {tables.traces} WHERE TraceId IN {{traces:Array(String)}} GROUP BY TraceId")
+    rows = await _rows(store, sql, {"traces": trace_ids, "spans": span_ids})
+    spans = {span: {"trace_id": row["trace_id"], "span_id": span, "session": row["session"]}
+             for row in rows for span in row["found"]}
+    return {"traces": {row["trace_id"]: row["session"] for row in rows}, "spans": spans}
+
+
+async def decisions(store: Store, tables: Tables, limit: int) -> list[dict[str, Any]]:
+    return await documents(store, tables, DECISION_SCHEMA, limit)
+
+
+def current_state(decided: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest decision per (family, target): each breaker's, throttle's, canary's, alert's state now."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for doc in sorted(decided, key=lambda d: str(d.get("decided_at", ""))):
+        family = FAMILIES.get(str(doc.get("action")), "other")
+        target = doc.get("target")
+        key = target if isinstance(target, str) else orjson.dumps(target, option=orjson.OPT_SORT_KEYS).decode()
+        latest[(family, key)] = {"family": family, "target": target, "action": doc.get("action"),
+                                 "state": doc.get("state"), "decided_at": doc.get("decided_at"),
+                                 "reason": doc.get("reason"), "cause": doc.get("cause"), "id": doc.get("id")}
+    return sorted(latest.values(), key=lambda item: (item["family"], str(item["target"])))
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+async def sessions(store: Store, tables: Tables, where: SessionFilter, trigger_limit: int) -> list[dict[str, Any]]:
+    """One row per session, newest first, with the trigger events whose examples fall in it."""
+    events = await documents(store, tables, TRIGGER_SCHEMA, trigger_limit)
+    by_trace: dict[str, set[str]] = {}
+    for event in events:
+        for trace in _examples(event)[0]:
+            by_trace.setdefault(trace, set()).add(str(event.get("id")))
+    sql = f"""SELECT {TRACE_SESSION} AS session,
+        arrayDistinct(groupArrayArray(t_services)) AS services, arrayDistinct(groupArrayArray(t_agents)) AS agents,
+        groupArray(TraceId) AS traces, sum(t_spans) AS spans, min(t_start) AS start_ns, max(t_end) AS end_ns,
+        sum(t_in) AS tokens_in, sum(t_out) AS tokens_out, sum(t_cost) AS cost, sum(t_errors) AS errors
+    FROM (
+        SELECT TraceId, {TRACE_CONVERSATION} AS conversation,
+            groupUniqArray(ServiceName) AS t_services,
+            groupUniqArrayIf(SpanAttributes['gen_ai.agent.name'], SpanAttributes['gen_ai.agent.name'] != '') AS t_agents,
+            count() AS t_spans,
+            min(toUnixTimestamp64Nano(Timestamp)) AS t_start,
+            max(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration)) AS t_end,
+            sum(toUInt64OrZero(SpanAttributes['{TOKENS_IN}'])) AS t_in,
+            sum(toUInt64OrZero(SpanAttributes['{TOKENS_OUT}'])) AS t_out,
+            sum(toFloat64OrZero(SpanAttributes['{COST}'])) AS t_cost,
+            countIf(StatusCode = 'Error') AS t_errors
+        FROM {tables.traces}
+        WHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}})
+          AND Timestamp <= fromUnixTimestamp64Nano({{until:Int64}})
+        GROUP BY TraceId)
+    GROUP BY session
+    HAVING ({{service:String}} = '' OR has(services, {{service:String}}))
+       AND ({{agent:String}} = '' OR has(agents, {{agent:String}}))
+       AND (NOT {{errors:Bool}} OR errors > 0)
+       AND cost >= {{min_cost:Float64}}
+       AND (NOT {{has_trigger:Bool}} OR hasAny(traces, {{trigger_traces:Array(String)}}))
+    ORDER BY start_ns DESC, session
+    LIMIT {{limit:UInt32}}"""
+    params = {"since": where.since_ns, "until": min(where.until_ns, MAX_NS), "service": where.service,
+              "agent": where.agent, "errors": where.errors, "min_cost": where.min_cost,
+              "has_trigger": where.has_trigger, "trigger_traces": sorted(by_trace), "limit": where.limit}
+    out = []
+    for row in await _rows(store, sql, params):
+        traces = row.pop("traces")
+        fired = set().union(*(by_trace.get(t, set()) for t in traces)) if traces else set()
+        out.append({**row, "services": sorted(row["services"]), "agents": sorted(row["agents"]),
+                    "traces": len(traces), "duration_ns": row["end_ns"] - row["start_ns"],
+                    "triggers": len(fired), "cost": round(row["cost"], 10)})
+    return out
+
+
+async def session(store: Store, tables: Tables, session_id: str, limit: int) -> dict[str, Any] | None:
+    """Every span of every trace of the session, in start order, with subtree totals."""
+    sql = f"""SELECT TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_id, SpanName AS name,
+        SpanKind AS span_kind, ServiceName AS service, toUnixTimestamp64Nano(Timestamp) AS start_ns,
+        Duration AS duration_ns, StatusCode AS status, StatusMessage AS status_message,
+        mapFilter((k, v) -> has({{keys:Array(String)}}, k), SpanAttributes) AS attributes,
+        arrayFilter(e -> startsWith(e.1, 'gen_ai.') OR e.1 = 'exception',
+            arrayZip(Events.Name, arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp), Events.Attributes))
+            AS events
+    FROM {tables.traces}
+    WHERE TraceId IN (SELECT DISTINCT TraceId FROM {tables.traces}
+                      WHERE SpanAttributes['gen_ai.conversation.id'] = {{id:String}} OR TraceId = {{id:String}})
+    ORDER BY start_ns, span_id
+    LIMIT {{limit:UInt32}}"""
+    rows = await _rows(store, sql, {"keys": list(SPAN_KEYS), "id": session_id, "limit": limit + 1})
+    if not rows:
+        return None
+    truncated = len(rows) > limit
+    spans = [_span(row) for row in rows[:limit]]
+    roll_up(spans)
+    start = min(span["start_ns"] for span in spans)
+    end = max(span["start_ns"] + span["duration_ns"] for span in spans)
+    totals = {key: sum(span[key] for span in spans) for key in ("tokens_in", "tokens_out", "errors")}
+    return {"session": session_id, "start_ns": start, "end_ns": end, "duration_ns": end - start,
+            "spans": spans, "span_count": len(spans), "truncated": truncated,
+            "traces": sorted({span["trace_id"] for span in spans}),
+            "services": sorted({span["service"] for span in spans}),
+            "agents": sorted({span["agent"] for span in spans if span["agent"]}),
+            "cost": round(sum(span["cost"] for span in spans), 10), **totals}
+
+
+def _span(row: dict[str, Any]) -> dict[str, Any]:
+    attrs = row.pop("attributes")
+    events = [{"name": name, "time_ns": time_ns, "attributes": event_attrs}
+              for name, time_ns, event_attrs in row.pop("events")]
+    error = row["status"] == "Error"
+    return {**row, "kind": span_kind(attrs, row["span_kind"]), "attributes": attrs, "events": events,
+            "agent": attrs.get("gen_ai.agent.name", ""), "tool": attrs.get("gen_ai.tool.name", ""),
+            "model": attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model", ""),
+            "operation": attrs.get("gen_ai.operation.name", ""),
+            "tokens_in": _int(attrs.get(TOKENS_IN)), "tokens_out": _int(attrs.get(TOKENS_OUT)),
+            "cost": _float(attrs.get(COST)), "errors": int(error), "error": error,
+            "messages": messages(attrs, events)}
+
+
+def roll_up(spans: list[dict[str, Any]]) -> None:
+    """Give each span `total`: its own tokens, cost and errors plus its descendants' (same trace);
+    and `depth`. A span whose parent is not stored is a root."""
+    by_id = {(span["trace_id"], span["span_id"]): span for span in spans}
+    children: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    roots = []
+    for span in spans:
+        parent = (span["trace_id"], span["parent_id"])
+        if span["parent_id"] and parent in by_id and parent != (span["trace_id"], span["span_id"]):
+            children.setdefault(parent, []).append(span)
+        else:
+            roots.append(span)
+    for root in roots:
+        stack = [(root, 0, False)]
+        while stack:  # iterative post-order: deep agent recursions must not hit Python's recursion limit
+            span, depth, done = stack.pop()
+            kids = children.get((span["trace_id"], span["span_id"]), [])
+            if not done:
+                span["depth"] = depth
+                stack.append((span, depth, True))
+                stack.extend((kid, depth + 1, False) for kid in reversed(kids))
+                continue
+            total = {key: span[key] for key in ("tokens_in", "tokens_out", "cost", "errors")}
+            for kid in kids:
+                for key in total:
+                    total[key] += kid["total"][key]
+            total["cost"] = round(total["cost"], 10)
+            span["total"] = total
+            span["children"] = [kid["span_id"] for kid in kids]
+
+
+def messages(attrs: dict[str, str], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation turns a span carries: `gen_ai.input.messages` / `output.messages` (JSON
+    arrays of {role, parts}), the older per-message events, and tool call arguments/results."""
+    out: list[dict[str, Any]] = []
+    for key, direction in (("gen_ai.input.messages", "in"), ("gen_ai.output.messages", "out")):
+        for item in _json_list(attrs.get(key)):
+            if isinstance(item, dict):
+                out.append({"direction": direction, "role": str(item.get("role", "")), "text": _parts_text(item)})
+    for event in events:
+        name = event["name"]
+        if name.startswith("gen_ai.") and (name.endswith(".message") or name == "gen_ai.choice"):
+            role = name[len("gen_ai."):-len(".message")] if name.endswith(".message") else "assistant"
+            body = event["attributes"]
+            text = body.get("content") or body.get("message") or orjson.dumps(body).decode()
+            out.append({"direction": "out" if name == "gen_ai.choice" else "in", "role": role, "text": str(text)})
+    if "gen_ai.tool.call.arguments" in attrs:
+        out.append({"direction": "in", "role": "tool_call", "text": attrs["gen_ai.tool.call.arguments"]})
+    if "gen_ai.tool.call.result" in attrs:
+        out.append({"direction": "out", "role": "tool_result", "text": attrs["gen_ai.tool.call.result"]})
+    return out
+
+
+def _json_list(text: str | None) -> list[Any]:
+    if not text:
+        return []
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return [{"role": "", "parts": [{"type": "text", "content": text}]}]
+    return value if isinstance(value, list) else [value]
+
+
+def _parts_text(message: dict[str, Any]) -> str:
+    parts = message.get("parts")
+    if not isinstance(parts, list):
+        return str(message.get("content", ""))
+    texts = []
+    for part in parts:
+        if not isinstance(part, dict):
+            texts.append(str(part))
+        elif part.get("type") == "text":
+            texts.append(str(part.get("content", "")))
+        elif part.get("type") == "tool_call":
+            texts.append(f"→ {part.get('name', '')}({orjson.dumps(part.get('arguments')).decode()})")
+        elif part.get("type") == "tool_call_response":
+            texts.append(f"← {orjson.dumps(part.get('response')).decode()}")
+        else:
+            texts.append(orjson.dumps(part).decode())
+    return "\n".join(texts)
+
+
+# -- one span -----------------------------------------------------------------------------------
+
+async def span_detail(store: Store, tables: Tables, trace_id: str, span_id: str) -> dict[str, Any] | None:
+    """Everything stored of one span, values whole (the UI folds long ones)."""
+    sql = f"""SELECT TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_id, TraceState AS trace_state,
+        SpanName AS name, SpanKind AS span_kind, ServiceName AS service, ResourceAttributes AS resource,
+        ScopeName AS scope_name, ScopeVersion AS scope_version, SpanAttributes AS attributes,
+        toUnixTimestamp64Nano(Timestamp) AS start_ns, Duration AS duration_ns, StatusCode AS status,
+        StatusMessage AS status_message,
+        arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_times, Events.Name AS event_names,
+        Events.Attributes AS event_attributes, Links.TraceId AS link_trace_ids, Links.SpanId AS link_span_ids,
+        Links.TraceState AS link_trace_states, Links.Attributes AS link_attributes,
+        (SELECT {TRACE_SESSION} FROM (SELECT TraceId, {TRACE_CONVERSATION} AS conversation FROM {tables.traces}
+         WHERE TraceId = {{trace:String}} GROUP BY TraceId)) AS session
+    FROM {tables.traces} WHERE TraceId = {{trace:String}} AND SpanId = {{span:String}} LIMIT 1"""
+    rows = await _rows(store, sql, {"trace": trace_id, "span": span_id})
+    if not rows:
+        return None
+    row = rows[0]
+    row["events"] = [{"time_ns": t, "name": n, "attributes": a} for t, n, a in
+                     zip(row.pop("event_times"), row.pop("event_names"), row.pop("event_attributes"))]
+    row["links"] = [{"trace_id": t, "span_id": s, "trace_state": ts, "attributes": a} for t, s, ts, a in
+                    zip(row.pop("link_trace_ids"), row.pop("link_span_ids"), row.pop("link_trace_states"),
+                        row.pop("link_attributes"))]
+    row["kind"] = span_kind(row["attributes"], row["span_kind"])
+    return row
