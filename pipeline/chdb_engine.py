@@ -38,6 +38,7 @@ LOCK_NAME = "agentdbg.lock"
 READ_SETTINGS: dict[str, Any] = {
     "output_format_json_quote_64bit_integers": 0,
     "output_format_json_quote_denormals": 1,
+    "output_format_pretty_color": 0,
     "max_execution_time": 30,
     "max_result_rows": 500_000,
     "result_overflow_mode": "'throw'",
@@ -150,7 +151,10 @@ class ChdbStore:
         if self._read_conn is None:
             self._read_conn = _read_connection(self.path)
         try:
-            result = self._read_conn.query(sql, fmt, params=params) if params else self._read_conn.query(sql, fmt)
+            if params:
+                result = self._read_conn.query(sql, fmt, params={k: param_text(v) for k, v in params.items()})
+            else:
+                result = self._read_conn.query(sql, fmt)
         except Exception as exc:  # noqa: BLE001 - the engine's message is the answer
             raise ReadError(" ".join(str(exc).split())) from None
         return result.bytes() or b""
@@ -173,6 +177,33 @@ class ChdbStore:
             self.pool.shutdown(wait=True)
             if self._lock is not None:
                 unlock_directory(self._lock)
+
+
+def param_text(value: Any) -> str:
+    """A parameter value as text the engine parses for its `{name:Type}` (chDB passes text
+    through): a scalar in its escaped (TabSeparated) form, so backslash, tab and newline are
+    escaped; an array as a literal `['a', 'b']`, each string quoted with `\\` and `\'` escaped
+    (checked: quotes, backslashes, tabs, newlines, braces and non-ASCII text come back as given)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_literal(item) for item in value) + "]"
+    if isinstance(value, str):
+        return _escaped(value)
+    return str(value)
+
+
+def _escaped(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return param_text(value)
 
 
 def _read_connection(path: str) -> Any:
