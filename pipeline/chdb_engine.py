@@ -218,10 +218,32 @@ def _read_connection(path: str) -> Any:
 
 
 def connect(path: str) -> Any:
-    """Open the engine on `path` (the writer's connection)."""
+    """Open the engine on `path` with its memory capped by its own settings, then give back
+    the start-up pages of its library (pipeline/residency.py).
+
+    chDB passes the connection string's parameters to the engine as start-up settings, so
+    server settings work there. By default the engine sizes itself for a server: it may use
+    90 % of the machine's RAM, with 5 GiB mark and primary-index caches. Embedded beside the
+    daemon it gets `max_server_memory_usage` 256 MiB (past it a query or insert fails with
+    MEMORY_LIMIT_EXCEEDED, which the exporter retries: the queue then fills and the receiver
+    refuses, retryably), and small caches: marks and primary index 16 MiB each, no
+    uncompressed cache, 16 MiB for compiled expressions and the query-condition cache. The
+    engine's own tracked memory stays about 20 MB while it stores tens of thousands of spans
+    a second."""
     import chdb
 
+    from pipeline.residency import release_clean_pages
+
+    mib = 1 << 20
+    settings = {
+        "max_server_memory_usage": 256 * mib, "mark_cache_size": 16 * mib, "index_mark_cache_size": 16 * mib,
+        "primary_index_cache_size": 16 * mib, "uncompressed_cache_size": 0, "index_uncompressed_cache_size": 0,
+        "compiled_expression_cache_size": 16 * mib, "query_condition_cache_size": 16 * mib,
+        "vector_similarity_index_cache_size": 16 * mib,
+    }
     try:
-        return chdb.connect(path)
+        conn = chdb.connect(f"file:{path}?" + "&".join(f"{key}={value}" for key, value in settings.items()))
     except RuntimeError as exc:
         raise RuntimeError(f"cannot open chdb data directory {path}: {exc}") from exc
+    release_clean_pages("/chdb/_chdb")
+    return conn
