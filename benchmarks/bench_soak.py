@@ -48,7 +48,7 @@ from benchmarks.fleet import Fleet
 from benchmarks.loadgen import EXPORT
 from benchmarks.results import table, write_section
 from pipeline.traces import count_spans
-from tests.harness import ROOT, Daemon, query_json, wait_until
+from tests.harness import ROOT, Daemon, free_port, metric_value, query_json, wait_until
 
 SECTION = "soak: memory under sustained load (config/default.yaml)"
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
@@ -62,11 +62,12 @@ ENV_DEFAULTS = {
 
 
 def default_config() -> str:
-    """config/default.yaml with `${env:VAR:-default}` of ENV_DEFAULTS turned into the harness's placeholders."""
+    """config/default.yaml with `${env:VAR:-default}` of ENV_DEFAULTS turned into the harness's
+    placeholders, and any other `AGENTDBG_*_ENDPOINT` moved to a free port."""
     text = (ROOT / "config" / "default.yaml").read_text()
     for var, placeholder in ENV_DEFAULTS.items():
         text = re.sub(r"\$\{env:" + var + r":-[^}]*\}", placeholder, text)
-    return text
+    return re.sub(r"\$\{env:AGENTDBG_\w+_(?:ENDPOINT|ADDRESS):-[^}]*\}", lambda _: f"127.0.0.1:{free_port()}", text)
 
 
 # -- the load ------------------------------------------------------------------------------------
@@ -245,6 +246,18 @@ def chdb_sent(daemon: Daemon) -> float:
     return daemon.metric("otelcol_exporter_sent_spans_total", exporter="chdb")
 
 
+def evictions(text: str) -> dict[str, float]:
+    """agentdbg_trigger_state_evictions_total by `detector/reason`."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("agentdbg_trigger_state_evictions_total{"):
+            labels, _, value = line.rpartition(" ")
+            found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            key = f"{found.get('detector')}/{found.get('reason')}"
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
 def calibrate(templates: list[Template], seconds: float, concurrency: int, seed: int) -> float:
     """Spans/s stored by a fresh default.yaml daemon offered as much as it takes."""
     with Daemon(default_config()) as daemon:
@@ -271,9 +284,13 @@ def soak(templates: list[Template], rate: float, args: argparse.Namespace) -> di
         sampler.phase = "drain"
         accepted = steady.accepted_spans + burst.accepted_spans
         wait_until(lambda: chdb_sent(daemon) >= accepted, timeout=600, interval=1.0, message="every span stored")
-        metrics = {name: daemon.metric(name) for name in (
-            "otelcol_processor_refused_spans_total", "otelcol_exporter_enqueue_failed_spans_total",
-            "agentdbg_trigger_state_evictions_total")}
+        text = daemon.metrics_text()
+        metrics = {
+            "receiver_refused": metric_value(text, "otelcol_receiver_refused_spans_total"),
+            "limiter_refused": metric_value(text, "agentdbg_processor_refused_items_total", processor="memory_limiter"),
+            "queue_refused": metric_value(text, "otelcol_exporter_enqueue_failed_spans_total"),
+            "evictions": evictions(text),
+        }
     finally:
         sampler.stop()
         code = daemon.stop(timeout=120)
@@ -297,6 +314,8 @@ def report(result: dict, rate: float, args: argparse.Namespace) -> str:
     refusals = steady_t.refusals + burst_t.refusals
     errors = steady_t.errors + burst_t.errors
     verdict_rss = "met" if peak.rss < 512 * MIB else "NOT met"
+    m = result["metrics"]
+    evictions_text = ", ".join(f"{key} {count:,.0f}" for key, count in sorted(m["evictions"].items())) or "none"
     lines = [
         f"Sustainable rate (calibrated: {args.headroom:g} × the stored rate of a fresh daemon offered all it takes): "
         f"**{rate:,.0f} spans/s** for {args.minutes:g} min, then {args.burst_factor:g}× that offer for "
@@ -310,10 +329,9 @@ def report(result: dict, rate: float, args: argparse.Namespace) -> str:
         f"stored {result['stored']:,}: {'equal' if result['stored'] == result['accepted'] else 'DIFFERENT'}",
         f"- refusals (retried): {dict(refusals) or 'none'} (steady {sum(steady_t.refusals.values())}, burst "
         f"{sum(burst_t.refusals.values())}); non-retryable errors: {dict(errors) or 'none'}",
-        f"- daemon counters: memory_limiter refused {result['metrics']['otelcol_processor_refused_spans_total']:,.0f} "
-        f"spans, exporter queues refused {result['metrics']['otelcol_exporter_enqueue_failed_spans_total']:,.0f}, "
-        f"detector state evictions {result['metrics']['agentdbg_trigger_state_evictions_total']:,.0f}; "
-        f"exit code {result['exit']}",
+        f"- daemon counters: receiver refused {m['receiver_refused']:,.0f} spans (memory_limiter "
+        f"{m['limiter_refused']:,.0f}, full exporter queues {m['queue_refused']:,.0f}); detector state evictions "
+        f"{evictions_text}; exit code {result['exit']}",
         "",
         table(["minute", "phase", "max RSS MiB", "max anonymous MiB", "max file-backed MiB"], rows),
     ]

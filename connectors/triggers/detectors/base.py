@@ -24,7 +24,12 @@ class DetectorConfig(StrictConfig):
     enabled: bool = True
     severity: Severity = "warning"
     overrides: list[Override] = Field(default_factory=list)
-    # The most subjects (keys of windowed state) a detector holds at once; its docstring says
+
+
+class BoundedConfig(DetectorConfig):
+    """A detector that keeps state per subject."""
+
+    # The most subjects (keys of windowed state) the detector holds at once; its docstring says
     # what it does with the next one. Each eviction is counted in
     # agentdbg_trigger_state_evictions_total{detector, reason}.
     max_subjects: PositiveInt = 5000

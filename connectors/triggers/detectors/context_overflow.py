@@ -30,7 +30,7 @@ from typing import Any, Callable
 from pydantic import Field, PositiveInt
 
 from connectors.triggers.columnar import where, where_equal
-from connectors.triggers.detectors.base import Detector, DetectorConfig
+from connectors.triggers.detectors.base import BoundedConfig, Detector
 from connectors.triggers.event import Examples, Observation
 
 log = logging.getLogger("agentdbg.connector.triggers")
@@ -40,7 +40,7 @@ TOKENS, PROVIDER = "gen_ai.usage.input_tokens", "gen_ai.provider.name"
 NUMBER_TYPES = frozenset({int, float})  # token counts judged: not bool, not text
 
 
-class ContextOverflowConfig(DetectorConfig):
+class ContextOverflowConfig(BoundedConfig):
     threshold: float = Field(0.9, gt=0)
     context_windows: dict[str, PositiveInt] = Field(default_factory=dict)
     prices_file: str | None = None

@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import Field, PositiveFloat
 
 from connectors.triggers.columnar import rows_with_fallback, take, where
-from connectors.triggers.detectors.base import Detector, DetectorConfig
+from connectors.triggers.detectors.base import BoundedConfig, Detector
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
 from pipeline.component import StrictConfig
@@ -51,7 +51,7 @@ class Budget(StrictConfig):
     monthly: PositiveFloat | None = None
 
 
-class CostBudgetConfig(DetectorConfig):
+class CostBudgetConfig(BoundedConfig):
     daily_budget: PositiveFloat | None = 10.0
     monthly_budget: PositiveFloat | None = 300.0
     alert_fractions: list[PositiveFloat] = Field(default_factory=lambda: [0.8, 1.0])

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import NonNegativeInt
 
 from connectors.triggers.columnar import positions
-from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
+from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
 from pipeline.columns import any_value_text
@@ -47,7 +47,7 @@ CODE_KEYS = ("http.response.status_code", "http.status_code", "rpc.grpc.status_c
 READ_KEYS = frozenset(TARGET_KEYS + CODE_KEYS)
 
 
-class DependencyFailureConfig(DetectorConfig):
+class DependencyFailureConfig(BoundedConfig):
     severity: Severity = "critical"
     max_timeouts: NonNegativeInt = 3
     window: Duration = 60.0

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field, PositiveInt
 
 from connectors.triggers.columnar import positions, take
-from connectors.triggers.detectors.base import Detector, DetectorConfig
+from connectors.triggers.detectors.base import BoundedConfig, Detector
 from connectors.triggers.event import MAX_EXAMPLES, Examples, Observation
 from connectors.triggers.windows import SlidingSums
 from pipeline.config.units import Duration
@@ -32,7 +32,7 @@ from pipeline.config.units import Duration
 STATUS_ERROR = 2
 
 
-class ErrorRateConfig(DetectorConfig):
+class ErrorRateConfig(BoundedConfig):
     threshold: float = 0.05
     window: Duration = 300.0
     min_count: PositiveInt = 50

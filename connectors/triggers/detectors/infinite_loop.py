@@ -43,7 +43,7 @@ from typing import Any, Sequence
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from connectors.triggers.columnar import rows_with_fallback, take, truthy_rows, where
-from connectors.triggers.detectors.base import Detector, DetectorConfig, Override
+from connectors.triggers.detectors.base import BoundedConfig, Detector, Override
 from connectors.triggers.detectors.otlp_metrics import (
     DELTA,
     NameMatcher,
@@ -67,7 +67,7 @@ NOT_BUSY = frozenset({"idle", "wait", "iowait"})
 Call = tuple[Any, Any, Any, Any]
 
 
-class InfiniteLoopConfig(DetectorConfig):
+class InfiniteLoopConfig(BoundedConfig):
     repeat_threshold: PositiveInt = 5
     window: Duration = 600.0
     require_arguments: bool = True

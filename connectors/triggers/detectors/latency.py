@@ -39,7 +39,7 @@ import numpy as np
 from pydantic import PositiveInt
 
 from connectors.triggers.columnar import stride_for, take, where, where_equal
-from connectors.triggers.detectors.base import Detector, DetectorConfig
+from connectors.triggers.detectors.base import BoundedConfig, Detector
 from connectors.triggers.event import Examples, Observation, subject_key
 from connectors.triggers.windows import SlidingSums
 from pipeline.config.units import Duration
@@ -60,7 +60,7 @@ def judged_operations(ops: list[Any]) -> Any:
         return [op.__class__ is str and op in JUDGED_OPERATIONS for op in ops]
 
 
-class LatencyConfig(DetectorConfig):
+class LatencyConfig(BoundedConfig):
     factor: float = 2.0
     window: Duration = 60.0
     baseline_half_life: Duration = 1800.0

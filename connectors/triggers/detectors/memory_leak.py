@@ -41,7 +41,7 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
+from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.detectors.otlp_metrics import (
     NameMatcher,
     Origin,
@@ -68,7 +68,7 @@ NOT_USED = frozenset({"free", "cached", "buffered", "slab_reclaimable", "slab_un
 HOUR = 3600.0
 
 
-class MemoryLeakConfig(DetectorConfig):
+class MemoryLeakConfig(BoundedConfig):
     severity: Severity = "critical"
     max_subjects: PositiveInt = 2000  # series (process × source)
     growth_per_hour: ByteSize = 50_000_000

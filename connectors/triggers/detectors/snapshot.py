@@ -41,7 +41,7 @@ from typing import Any
 from pydantic import PositiveInt
 
 from connectors.triggers.columnar import stride_for
-from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
+from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.event import Observation, document, stable_id
 from pipeline.config.units import Duration
 
@@ -49,7 +49,7 @@ SERVER, STATUS_ERROR = 2, 2
 SubjectKey = tuple[str, str, bool]  # service, version, canary
 
 
-class HealthSnapshotConfig(DetectorConfig):
+class HealthSnapshotConfig(BoundedConfig):
     severity: Severity = "info"
     snapshot_interval: Duration = 30.0
     reservoir_size: PositiveInt = 1024
