@@ -1,7 +1,9 @@
 """The `redaction` processor in the running daemon: the seeded PII/PCI/secret corpus goes in
 through the OpenTelemetry SDK (gRPC and HTTP) in span attributes, arrays, event attributes,
 status messages, a resource attribute and GenAI chat JSON; none of it may come out in the
-file exporter's output, the chDB store or the daemon's log (a `debug` exporter with
+file exporter's output, the chDB store, the Kafka topic (a real broker: the kafka exporter
+sends a batch's wire bytes, so this is where cached original bytes would show) or the
+daemon's log (a `debug` exporter with
 `verbosity: detailed` logs every attribute, so the log is a real place to look). Each
 span's redacted text keeps everything around the secret, the JSON stays valid, and the
 HMAC of one email sent twice is the same."""
@@ -18,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Status, StatusCode
 
 from tests.harness import BASE_CONFIG, Daemon, query_json, wait_until
+from tests.kafka_broker import read_topic
 from tests.otlp_spans import attributes, each_span, otlp_exporter, read_json_lines, sdk_provider
 from tests.unit.test_redaction_corpus import Sample, chat_json, samples
 
@@ -36,14 +39,16 @@ processors:
 exporters:
   file: {path: "{dir}/out/spans.jsonl", flush_interval: 50ms}
   chdb: {path: "{dir}/chdb"}
+  kafka: {brokers: [%(bootstrap)s], topic: %(topic)s}
   debug: {verbosity: detailed}
 service:
   telemetry:
     logs: {level: debug}
   pipelines:
-    traces: {receivers: [otlp], processors: [redaction, batch], exporters: [file, chdb, debug]}
+    traces: {receivers: [otlp], processors: [redaction, batch], exporters: [file, chdb, kafka, debug]}
 """
 CORPUS = list(samples(seed=41, per_kind=8))
+TOPIC = "redaction_spans"
 
 
 def leaked(text: str, sample: Sample) -> list[str]:
@@ -77,20 +82,32 @@ def send(daemon: Daemon) -> int:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    daemon = Daemon(BASE_CONFIG, workdir=tmp_path_factory.mktemp("redaction"), overlay=OVERLAY,
+def run(tmp_path_factory: pytest.TempPathFactory, kafka_session_broker: Any) -> dict[str, Any]:
+    kafka_session_broker.create_topic(TOPIC)
+    overlay = OVERLAY.replace("%(bootstrap)s", kafka_session_broker.bootstrap).replace("%(topic)s", TOPIC)
+    daemon = Daemon(BASE_CONFIG, workdir=tmp_path_factory.mktemp("redaction"), overlay=overlay,
                     env={"REDACTION_KEY": HASH_KEY})
-    with daemon:
-        sent = send(daemon)
-        out = daemon.dir / "out" / "spans.jsonl"
-        wait_until(lambda: len(list(each_span(read_json_lines(out)))) >= sent if out.exists() else False,
-                   timeout=30, message="every span in the file exporter's output")
-        wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="chdb") >= sent,
-                   timeout=30, message="every span in chdb")
-        counted = {kind: daemon.metric("agentdbg_processor_redaction_redacted_values_total", rule=kind)
-                   for kind in {s.kind for s in CORPUS}}
-    rows = query_json("SELECT * FROM otel.otel_traces", "--path", str(daemon.dir / "chdb"))
-    return {"daemon": daemon, "sent": sent, "file": out, "rows": rows, "counted": counted}
+    try:
+        with daemon:
+            result = _send_and_collect(daemon, kafka_session_broker)
+    finally:
+        kafka_session_broker.delete_topics([TOPIC])
+    result["rows"] = query_json("SELECT * FROM otel.otel_traces", "--path", str(daemon.dir / "chdb"))
+    return result
+
+
+def _send_and_collect(daemon: Daemon, broker: Any) -> dict[str, Any]:
+    sent = send(daemon)
+    out = daemon.dir / "out" / "spans.jsonl"
+    wait_until(lambda: len(list(each_span(read_json_lines(out)))) >= sent if out.exists() else False,
+               timeout=30, message="every span in the file exporter's output")
+    wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="chdb") >= sent,
+               timeout=30, message="every span in chdb")
+    counted = {kind: daemon.metric("agentdbg_processor_redaction_redacted_values_total", rule=kind)
+               for kind in {s.kind for s in CORPUS}}
+    span_ids = {span.span_id.hex() for _, _, span in each_span(read_json_lines(out))}
+    kafka = b"".join(message.value for message in read_topic(broker, TOPIC, span_ids))
+    return {"daemon": daemon, "sent": sent, "file": out, "counted": counted, "kafka": kafka}
 
 
 def test_no_secret_in_the_file_output_the_store_or_the_log(run: dict[str, Any]) -> None:
@@ -99,7 +116,10 @@ def test_no_secret_in_the_file_output_the_store_or_the_log(run: dict[str, Any]) 
     log_text = run["daemon"].log()
     assert len(run["rows"]) == run["sent"] == len(CORPUS)
     assert "chat 0" in log_text  # the debug exporter did log the spans
-    for where, text in (("file exporter", file_text), ("chdb store", store_text), ("daemon log", log_text)):
+    kafka_text = run["kafka"].decode("utf-8", "replace")
+    assert "chat 0" in kafka_text  # the topic holds the spans
+    for where, text in (("file exporter", file_text), ("chdb store", store_text), ("daemon log", log_text),
+                        ("kafka topic", kafka_text)):
         found = {sample.secret: leaked(text, sample) for sample in CORPUS if leaked(text, sample)}
         assert not found, f"{where} holds {found}"
         assert RESOURCE_SECRET not in text and REPEATED_EMAIL not in text, where
