@@ -63,3 +63,21 @@ def alertmanager():
         yield am
     finally:
         am.stop()
+
+
+@pytest.fixture(scope="session")
+def jaeger_binary() -> str:
+    """The Jaeger v2 binary `make test` builds into .cache/jaeger/ (tests/jaeger.py)."""
+    from tests.jaeger import JAEGER_BINARY
+
+    return require_binary(str(JAEGER_BINARY))
+
+
+@pytest.fixture(scope="session")
+def jaeger(jaeger_binary, tmp_path_factory):
+    """Jaeger v2 (tests/jaeger.py), the real OTLP backend: one per test run, so tests name their
+    own services and trace ids. A test that freezes it (`pause()`) resumes it before it ends."""
+    from tests.jaeger import Jaeger
+
+    with Jaeger(jaeger_binary, tmp_path_factory.mktemp("jaeger")) as running:
+        yield running

@@ -52,6 +52,7 @@ extensions:
         memory: {max_traces: %(max_traces)d}
   jaeger_query:
     storage: {traces: memstore}
+    enable_tracing: false  # on by default: it would send Jaeger's own spans to 127.0.0.1:4317
     http: {endpoint: "127.0.0.1:%(query_http)d"}
     grpc: {endpoint: "127.0.0.1:%(query_grpc)d"}
 receivers:
@@ -73,7 +74,12 @@ class Jaeger:
         self.config_path = self.dir / "jaeger.yaml"
         self.log_path = self.dir / "jaeger.log"
         self.proc: subprocess.Popen | None = None
-        self.ports: dict[str, int] = {}
+        # Picked now, so an exporter can be pointed at a Jaeger that is not up yet.
+        self.ports = self._free_ports()
+
+    @staticmethod
+    def _free_ports() -> dict[str, int]:
+        return {name: free_port() for name in ("grpc", "http", "query_http", "query_grpc")}
 
     # -- where the exporters point -------------------------------------------------------------
     @property
@@ -94,7 +100,8 @@ class Jaeger:
     def start(self, timeout: float = 60.0, attempts: int = 3) -> "Jaeger":
         """Start and wait until it serves; new ports are picked if one was taken meanwhile."""
         for attempt in range(attempts):
-            self.ports = {name: free_port() for name in ("grpc", "http", "query_http", "query_grpc")}
+            if attempt:
+                self.ports = self._free_ports()
             self.config_path.write_text(CONFIG % {**self.ports, "max_traces": MAX_TRACES})
             logged = self.log_path.stat().st_size if self.log_path.exists() else 0
             self._log = open(self.log_path, "ab")
