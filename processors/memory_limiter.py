@@ -126,6 +126,9 @@ class MemoryLimiter(Processor):
         self._incoming = metrics.processor_incoming_items.labels(*labels)
         self._outgoing = metrics.processor_outgoing_items.labels(*labels)
         self._refused = metrics.processor_refused_items.labels(*labels)
+        metrics.memory_limiter_limit_bytes.labels(str(settings.id), "soft").set(self.soft)
+        metrics.memory_limiter_limit_bytes.labels(str(settings.id), "hard").set(self.hard)
+        self._usage = metrics.memory_limiter_usage_bytes.labels(str(settings.id))
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, host: Any) -> None:
@@ -144,6 +147,7 @@ class MemoryLimiter(Processor):
                 gc.collect()
             self.release_pages()
             usage = self.read_usage()
+        self._usage.set(usage)
         refusing = usage > self.soft
         if refusing != self.refusing:
             level = self.log.warning if refusing else self.log.info

@@ -77,6 +77,13 @@ processor_outgoing_items = Counter(
 processor_refused_items = Counter(
     "agentdbg_processor_refused_items", "Number of items the processor refused retryably.", PROCESSOR,
     registry=REGISTRY)
+memory_limiter_limit_bytes = Gauge(
+    "agentdbg_memory_limiter_limit_bytes",
+    "The memory_limiter's limits on the process's RSS: soft (refuses above it) and hard (also collects garbage).",
+    ["processor", "limit"], registry=REGISTRY)
+memory_limiter_usage_bytes = Gauge(
+    "agentdbg_memory_limiter_usage_bytes", "RSS at the memory_limiter's last check.", ["processor"],
+    registry=REGISTRY)
 batch_send_size = Histogram(
     "otelcol_processor_batch_batch_send_size", "Number of spans in each batch sent.", ["processor"],
     buckets=(10, 25, 50, 75, 100, 250, 500, 750, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000,

@@ -138,3 +138,27 @@ def test_released_pages_come_back_unchanged() -> None:
     assert all(start < end for start, end, _ in clean_read_only_mappings("/"))
     assert release_clean_pages() > 0
     assert int(numpy.arange(1000).sum()) == 499500 and sorted({3, 1, 2}) == [1, 2, 3]
+
+
+def test_the_shipped_default_config_limits_the_daemon_under_512_mib() -> None:
+    """config/default.yaml as shipped (ports and data directory moved by its own environment
+    variables): its memory_limiter's hard limit is below 512 MiB, and the idle daemon is below
+    the soft limit, so it accepts data. Before, the limit was 80 % of the machine (18 GiB here)."""
+    import re
+
+    from tests.harness import ROOT, Daemon, free_port
+
+    text = (ROOT / "config" / "default.yaml").read_text()
+    daemon = Daemon(text)
+    names = {"grpc": "OTLP_GRPC", "http": "OTLP_HTTP", "health": "HEALTH", "debug": "DEBUG"}
+    daemon.env = {f"AGENTDBG_{var}_ENDPOINT": f"127.0.0.1:{daemon.ports[port]}" for port, var in names.items()}
+    daemon.env |= {f"AGENTDBG_{var}_ENDPOINT": f"127.0.0.1:{free_port()}"
+                   for var in set(re.findall(r"AGENTDBG_(\w+)_ENDPOINT", text)) - set(names.values())}
+    daemon.env |= {"AGENTDBG_METRICS_ADDRESS": f"127.0.0.1:{daemon.ports['metrics']}",
+                   "AGENTDBG_DATA_DIR": str(daemon.dir / "data")}
+    with daemon:
+        hard = daemon.metric("agentdbg_memory_limiter_limit_bytes", processor="memory_limiter", limit="hard")
+        soft = daemon.metric("agentdbg_memory_limiter_limit_bytes", processor="memory_limiter", limit="soft")
+        usage = daemon.metric("agentdbg_memory_limiter_usage_bytes", processor="memory_limiter")
+    assert 0 < soft < hard <= 512 * MIB
+    assert 0 < usage < soft

@@ -157,3 +157,21 @@ def test_the_connector_counts_evictions_by_detector_and_reason() -> None:
 
     asyncio.run(run())
     assert REGISTRY.get_sample_value("agentdbg_trigger_state_evictions_total", labels) == before + 2
+
+
+def test_the_running_daemon_counts_evictions_on_its_metrics_endpoint() -> None:
+    """What an operator sees: a daemon whose error-rate detector holds 2 services, sent 5."""
+    import requests
+
+    from tests.harness import BASE_CONFIG, Daemon, wait_until
+    from tests.trigger_helpers import triggers_overlay
+
+    overlay = triggers_overlay("      error_rate_spike: {max_subjects: 2}\n      evaluation_interval: 50ms")
+    body = traces(*[resource(f"svc-{n}", [span("op", error=True)]) for n in range(5)]).wire()
+    with Daemon(BASE_CONFIG, overlay=overlay) as daemon:
+        answer = requests.post(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", data=body, timeout=10,
+                               headers={"Content-Type": "application/x-protobuf"})
+        assert answer.status_code == 200
+        wait_until(lambda: daemon.metric("agentdbg_trigger_state_evictions_total", detector="error_rate_spike",
+                                         reason="subject_untracked") == 3, timeout=15,
+                   message="3 services past the bound counted")
