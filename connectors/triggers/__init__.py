@@ -17,7 +17,11 @@ the hot path and emits one firing event per episode and one resolved event when 
 condition clears (hysteresis: `resolve_ratio`, `resolve_after`); documents that are not
 episodes (`health_snapshot`) come from a detector's `emit` hook as they are. When the events pipeline
 refuses, events wait in a bounded buffer (`max_pending_events`) and are re-offered; past
-the bound the oldest are dropped, counted and logged. Windowed state survives a SIGHUP
+the bound the oldest are dropped, counted and logged. Every detector's state is bounded
+(`max_subjects`, and deadlock's `max_traces` / `max_spans`, infinite_loop's `max_tracked`;
+each detector's docstring says what it lets go of first), so memory does not grow with the
+number of distinct services, span names, sessions or traces; what is let go of is counted in
+`agentdbg_trigger_state_evictions_total{detector, reason}`. Windowed state survives a SIGHUP
 reload (it is handed to the new instance); it starts empty after a process restart.
 """
 from __future__ import annotations
