@@ -35,9 +35,11 @@ class RedactionProcessor(Processor):
         self.blocked_keys = _combined(config.blocked_key_patterns)
         self.replace_whole = self.scanner.whole_replacer(config.mode_of(None))
         self.key_rules = self.allowed is not None or self.blocked_keys is not None or config.summary != "silent"
-        # One search over the batch's bytes skips a batch no detector can match; only sound when
-        # the value detectors are all there is to do.
-        self.wire_check = None if self.key_rules or config.redact_all_types else self.scanner.wire_check()
+        # One search over the batch's bytes finds the spans a detector can match; only sound when
+        # the value detectors are all there is to do (a summary is written only where they hit;
+        # removed keys and blocked keys need every attribute; integers are varints on the wire).
+        every_attribute = self.allowed is not None or self.blocked_keys is not None or config.redact_all_types
+        self.wire_check = None if every_attribute else self.scanner.wire_check()
         self.failures = 0
         labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
         self._incoming = metrics.processor_incoming_items.labels(*labels)

@@ -262,9 +262,10 @@ def test_key_rules_and_summary_as_otelcol() -> None:
     assert resource == {"redaction.redacted.keys": "service.name", "redaction.redacted.count": 1}
 
 
-def test_summary_info_writes_counts_only() -> None:
+def test_summary_info_writes_counts_only_and_keeps_the_one_pass_pre_check() -> None:
     proc = processor(summary="info")
-    batch = Traces.from_message(request({"note": f"k={SECRET}"}))
+    assert proc.wire_check is not None
+    batch = Traces.from_wire(request({"note": f"k={SECRET}"}).SerializeToString())
     asyncio.run(proc.consume(batch))
     got = attrs(batch.message.resource_spans[0].scope_spans[0].spans[0].attributes)
     assert got["redaction.masked.count"] == 1 and "redaction.masked.keys" not in got
