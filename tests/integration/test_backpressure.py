@@ -1,19 +1,19 @@
 """Acceptance 3: a full queue turns into retryable refusals, and nothing accepted is lost.
 
-Two daemons: B is the sink (otlp receiver → batch → file); A forwards to B (otlp receiver →
-batch → otlphttp exporter with a 2-batch sending queue, one consumer, 1 s timeout and
-retries forever). B is frozen with SIGSTOP, the way an unreachable backend looks from A (its
-kernel still takes connections, nothing answers). A client then posts to A by hand and sees
-each answer: once A's queue is full, HTTP 503/429 with Retry-After and gRPC
+The daemon A forwards to B, a real OTLP backend: Jaeger v2 (tests/jaeger.py, the test run's
+one instance), through otlp receiver → batch → otlphttp exporter with a 2-batch sending
+queue, one consumer, 1 s timeout and retries forever. B is frozen with SIGSTOP, the way an
+unreachable backend looks from A (its kernel still takes connections, nothing answers).
+A client then posts to A by hand and sees each answer: once A's queue is full, HTTP 503/429 with Retry-After and gRPC
 UNAVAILABLE/RESOURCE_EXHAUSTED with RetryInfo, all counted in A's
 `otelcol_receiver_refused_spans_total`. After SIGCONT the client retries what was refused
-until A takes it, and B's file then holds exactly the spans A accepted: none lost,
-duplicates (a request B got after A's attempt had timed out) allowed and counted.
+until A takes it, and B then holds exactly the spans A accepted (read back through Jaeger's
+query API, by this test's service name): none lost, duplicates (a request B got after A's
+attempt had timed out) allowed and counted.
 """
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import grpc
@@ -23,7 +23,8 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.harness import BASE_CONFIG, Daemon, pipeline_overlay, wait_until
-from tests.otlp_sink import sink_daemon, sink_ids
+from tests.jaeger import Jaeger
+from tests.otlp_spans import span_ids
 
 FORWARDER = pipeline_overlay("""
   otlphttp:
@@ -40,12 +41,13 @@ FORWARDER = pipeline_overlay("""
 """)
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SPANS_PER_REQUEST = 5
+SERVICE = "backpressure-agent"  # named for this test: Jaeger serves the whole test run
 
 
 def make_request() -> tuple[bytes, list[str]]:
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
-    rs.resource.attributes.add(key="service.name").value.string_value = "backpressure"
+    rs.resource.attributes.add(key="service.name").value.string_value = SERVICE
     scope = rs.scope_spans.add()
     now = time.time_ns()
     ids = []
@@ -68,21 +70,20 @@ def retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo | None:
     return None
 
 
-@pytest.fixture
-def sink(tmp_path):
-    with sink_daemon(tmp_path / "sink") as running:
-        yield running
+def sink_ids(jaeger: Jaeger) -> list[str]:
+    """Span id of every copy of a span of this test's service that Jaeger stored."""
+    return span_ids(jaeger.service_spans(SERVICE))
 
 
 @pytest.fixture
-def forwarder(sink, tmp_path):
+def forwarder(jaeger, tmp_path):
     (tmp_path / "forwarder").mkdir()
     with Daemon(BASE_CONFIG, workdir=tmp_path / "forwarder",
-                overlay=FORWARDER.replace("SINK_URL", f"http://127.0.0.1:{sink.ports['http']}")) as running:
+                overlay=FORWARDER.replace("SINK_URL", jaeger.http_url)) as running:
         yield running
 
 
-def test_full_queue_refuses_retryably_and_loses_nothing(sink, forwarder):
+def test_full_queue_refuses_retryably_and_loses_nothing(jaeger, forwarder):
     url = f"http://127.0.0.1:{forwarder.ports['http']}/v1/traces"
     headers = {"Content-Type": "application/x-protobuf"}
     session = requests.Session()
@@ -93,11 +94,11 @@ def test_full_queue_refuses_retryably_and_loses_nothing(sink, forwarder):
     body, ids = make_request()
     assert session.post(url, data=body, headers=headers, timeout=10).status_code == 200
     accepted += ids
-    wait_until(lambda: set(ids) <= set(sink_ids(sink)), timeout=15, message="spans forwarded to the sink")
+    wait_until(lambda: set(ids) <= set(sink_ids(jaeger)), timeout=15, message="spans forwarded to Jaeger")
 
     channel = grpc.insecure_channel(f"127.0.0.1:{forwarder.ports['grpc']}")
     export = channel.unary_unary(EXPORT)  # raw bytes in and out
-    sink.signal(signal.SIGSTOP)
+    jaeger.pause()
     try:
         # Fill A: one batch stuck in the consumer, two queued, one held by the batch processor.
         deadline = time.monotonic() + 30
@@ -133,7 +134,7 @@ def test_full_queue_refuses_retryably_and_loses_nothing(sink, forwarder):
         wait_until(lambda: forwarder.metric("agentdbg_exporter_retried_requests_total", exporter="otlphttp") > 0,
                    timeout=15, interval=0.1, message="the forwarder to time out and retry")
     finally:
-        sink.signal(signal.SIGCONT)
+        jaeger.resume()
 
     # B is back: what was refused is retried, as a client honouring the refusal would.
     def retry_http(body: bytes) -> bool:
@@ -153,11 +154,11 @@ def test_full_queue_refuses_retryably_and_loses_nothing(sink, forwarder):
             accepted += ids
     channel.close()
 
-    wait_until(lambda: set(accepted) <= set(sink_ids(sink)), timeout=30,
-               message="every accepted span at the sink")
+    wait_until(lambda: set(accepted) <= set(sink_ids(jaeger)), timeout=30,
+               message="every accepted span in Jaeger")
     wait_until(lambda: forwarder.metric("otelcol_exporter_sent_spans_total", exporter="otlphttp") == len(accepted),
                timeout=15, message="the forwarder's queue to drain")
-    at_sink = sink_ids(sink)
+    at_sink = sink_ids(jaeger)
     duplicates = len(at_sink) - len(set(at_sink))
     # Duplicates are allowed (at-least-once): a request B read after A's attempt had timed out.
     print(f"accepted={len(accepted)} refused_requests={len(refused) + 1} at_sink={len(at_sink)} "

@@ -4,33 +4,33 @@
     (two agents: every span kind, Ok/Error/Unset status, every attribute type, events, links,
     a remote parent with trace state) over OTLP/gRPC to ONE daemon whose traces pipeline has,
     side by side, `kafka` (Tansu), `clickhouse` (the chDB-backed HTTP test endpoint), `otlp`
-    (gRPC, Tempo's protocol) to an OTLP sink daemon whose `file` exporter records what
-    arrives, and `otlphttp` with `headers: {X-Scope-OrgID: tenant-a}` to a recording
-    OTLP/HTTP server run by the test. Read back:
+    (gRPC, the protocol of Tempo, Jaeger and every OTLP backend) to Jaeger v2 (tests/jaeger.py,
+    memory storage), and `otlphttp` with `headers: {X-Scope-OrgID: tenant-a}` to a recording
+    OTLP/HTTP server run by the test (it shows the headers each request carried, which no
+    backend's query API does). Read back:
     - ClickHouse (clickhouse-connect SELECT): every span is exactly one `otel_traces` row with
       every REFERENCE.md §6 field right (hex ids, `Server`/`Error` strings, nanosecond
       Timestamp and Duration, attribute maps, events, links, resource, scope);
-    - the Kafka topic (aiokafka consumer), the sink daemon's file and the OTLP/HTTP server:
-      every span exactly once with every field equal to what the SDK recorded, and the
-      Resource, Scope and Span messages equal between Kafka and each sink;
+    - the Kafka topic (aiokafka consumer), Jaeger (its query API, `/api/v3/traces/{id}`, raw)
+      and the OTLP/HTTP server: every span exactly once with every field equal to what the SDK
+      recorded, and the Resource, Scope and Span messages equal between Kafka and each of them;
     - every request at the OTLP/HTTP server carried `X-Scope-OrgID: tenant-a` (gzip-encoded,
       the default); each exporter counted exactly the spans as sent and none as failed.
-    The `otlp` exporter sends the same header as gRPC metadata; the sink daemon does not
-    record metadata, so that one is exercised (an invalid key would fail every send), not
-    observed.
+    The `otlp` exporter sends the same header as gRPC metadata; Jaeger does not show
+    metadata, so that one is exercised (an invalid key would fail every send), not observed.
 (3) Outage and recovery per exporter. With load running (a thread posting 20-span requests,
     retrying 503/429), each backend is taken down in turn and brought back: the Kafka broker
-    frozen (SIGSTOP), the ClickHouse endpoint stopped (connection refused), the OTLP sink
-    daemon frozen (SIGSTOP). Asserted: (a) every span the receiver accepted arrives at every
-    backend, duplicates allowed, counted and printed, none missing; (b) during each outage the
+    frozen (SIGSTOP), the ClickHouse endpoint stopped (connection refused), Jaeger frozen
+    (SIGSTOP; the load's service is named for this test). Asserted: (a) every span the
+    receiver accepted arrives at every backend, duplicates allowed, counted and printed, none
+    missing; (b) during each outage the
     OTHER exporters' `otelcol_exporter_sent_spans_total` kept rising (sampled at the start and
     at the end of the outage window).
 """
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -40,12 +40,14 @@ from tests.harness import BASE_CONFIG, Daemon, batch_processor, pipeline_overlay
 from tests.kafka_broker import KafkaBroker, read_topic
 from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
 from tests.otlp_load import Load, agent_request
-from tests.otlp_sink import RecordingSink, sink_daemon, sink_ids, sink_requests
-from tests.otlp_spans import assert_spans_once, expected_from_sdk, raw_spans, spans_out
+from tests.jaeger import Jaeger
+from tests.otlp_sink import RecordingSink
+from tests.otlp_spans import assert_spans_once, expected_from_sdk, raw_spans, span_ids, spans_out
 
 TOPIC = "fanout_spans"
 TENANT = "tenant-a"
 BACKENDS = ("kafka", "clickhouse", "otlp")  # exporter ids in the fan-out pipeline
+OUTAGE_SERVICE = "fanout-outage-agent"  # the load's service in (3), so Jaeger is searched for it alone
 
 # Queue sizing for (3): the load is ~20-span requests back to back (tens per second), and
 # the batch processor turns them into about five batches a second (`timeout: 200ms`). Each
@@ -69,7 +71,7 @@ EXPORTERS = """
     sending_queue: {queue_size: 1000}
     retry_on_failure: %(retry)s
   otlp:
-    endpoint: %(sink)s
+    endpoint: %(jaeger)s
     tls: {insecure: true}
     headers: {X-Scope-OrgID: %(tenant)s}
     timeout: 1s
@@ -83,24 +85,17 @@ OTLPHTTP = """  otlphttp:
     retry_on_failure: %(retry)s"""
 
 
-def fanout_daemon(broker: KafkaBroker, clickhouse: ClickHouseHTTP, sink: Daemon,
+def fanout_daemon(broker: KafkaBroker, clickhouse: ClickHouseHTTP, jaeger: Jaeger,
                   recorder: RecordingSink | None = None) -> Daemon:
-    """The daemon: kafka, clickhouse and otlp (plus otlphttp to `recorder`) in one traces pipeline."""
+    """The daemon: kafka, clickhouse and otlp to Jaeger (plus otlphttp to `recorder`) in one traces pipeline."""
     extra = OTLPHTTP % {"url": recorder.url, "tenant": TENANT, "retry": RETRY} if recorder else ""
     exporters = EXPORTERS % {"broker": broker.bootstrap, "topic": TOPIC, "clickhouse": clickhouse.url,
-                             "sink": f"127.0.0.1:{sink.ports['grpc']}", "tenant": TENANT, "retry": RETRY}
+                             "jaeger": jaeger.grpc_endpoint, "tenant": TENANT, "retry": RETRY}
     return Daemon(BASE_CONFIG, overlay=pipeline_overlay(exporters + extra, batch_processor("200ms")))
 
 
 def sent(daemon: Daemon, exporter: str) -> float:
     return daemon.metric("otelcol_exporter_sent_spans_total", exporter=exporter)
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[Daemon]:
-    """The Tempo stand-in: a second daemon whose file exporter records what arrives."""
-    with sink_daemon(tmp_path / "sink") as running:
-        yield running
 
 
 @pytest.fixture
@@ -110,19 +105,21 @@ def recorder() -> Iterator[RecordingSink]:
 
 
 # -- (1) end to end ------------------------------------------------------------------------------
-def test_every_span_reaches_kafka_clickhouse_and_the_otlp_sinks(kafka_broker, clickhouse_http, sink, recorder):
-    with fanout_daemon(kafka_broker, clickhouse_http, sink, recorder) as daemon:
+def test_every_span_reaches_kafka_clickhouse_jaeger_and_the_otlphttp_recorder(kafka_broker, clickhouse_http,
+                                                                              jaeger, recorder):
+    with fanout_daemon(kafka_broker, clickhouse_http, jaeger, recorder) as daemon:
         spans = send_agent_traces(f"http://127.0.0.1:{daemon.ports['grpc']}")
         for exporter in (*BACKENDS, "otlphttp"):
             wait_until(lambda: sent(daemon, exporter) == len(spans), timeout=60, message=f"{exporter} sending")
         assert daemon.metric("otelcol_exporter_send_failed_spans_total") == 0
 
     want = expected_from_sdk(spans)
-    wait_until(lambda: set(want) <= set(sink_ids(sink)), timeout=30, message="spans in the sink's file")
+    traces = {fields["trace_id"] for fields in want.values()}
+    wait_until(lambda: set(want) <= set(span_ids(jaeger.traces(traces))), timeout=30, message="spans in Jaeger")
     copies = {
         "kafka": [m.request for m in read_topic(kafka_broker, TOPIC, set(want))],
-        "otlp sink (gRPC)": sink_requests(sink),
-        "otlphttp sink": recorder.requests(),
+        "Jaeger (otlp, gRPC)": jaeger.traces(traces),
+        "otlphttp recorder": recorder.requests(),
     }
     for where, requests_ in copies.items():
         assert_spans_once(spans_out(requests_), want, where)
@@ -134,7 +131,7 @@ def test_every_span_reaches_kafka_clickhouse_and_the_otlp_sinks(kafka_broker, cl
     finally:
         client.close()
 
-    assert recorder.received, "nothing reached the OTLP/HTTP sink"
+    assert recorder.received, "nothing reached the OTLP/HTTP recorder"
     for received in recorder.received:
         assert received.headers.get("x-scope-orgid") == TENANT, received.headers
         assert received.headers.get("content-encoding") == "gzip"
@@ -142,7 +139,7 @@ def test_every_span_reaches_kafka_clickhouse_and_the_otlp_sinks(kafka_broker, cl
 
 
 def assert_same_messages(copies: dict[str, list[Any]], span_ids: set[str]) -> None:
-    """Kafka's Resource, Scope and Span messages of each span equal each sink's, field for field."""
+    """Kafka's Resource, Scope and Span messages of each span equal each other copy's, field for field."""
     (first, requests_), *others = copies.items()
     reference = raw_spans(requests_)
     for where, other_requests in others:
@@ -196,13 +193,13 @@ def run_outage(daemon: Daemon, load: Load, outage: Outage) -> Window:
     return Window(outage.backend, start, end)
 
 
-def arrived_everywhere(kafka_broker: KafkaBroker, clickhouse: ClickHouseHTTP, sink: Daemon,
+def arrived_everywhere(kafka_broker: KafkaBroker, clickhouse: ClickHouseHTTP, jaeger: Jaeger,
                        accepted: set[str]) -> dict[str, list[str]]:
     """backend → span id of every copy it holds, once every accepted span is there."""
     wait_until(lambda: clickhouse.scalar("SELECT uniqExact(SpanId) FROM otel.otel_traces") >= len(accepted),
                timeout=120, interval=0.5, message="every accepted span in ClickHouse")
-    wait_until(lambda: accepted <= set(sink_ids(sink)), timeout=120, interval=0.5,
-               message="every accepted span at the OTLP sink")
+    wait_until(lambda: accepted <= set(span_ids(jaeger.service_spans(OUTAGE_SERVICE))), timeout=120, interval=0.5,
+               message="every accepted span in Jaeger")
     client = clickhouse.client()
     try:
         stored = [row[0] for row in client.query("SELECT SpanId FROM otel.otel_traces").result_rows]
@@ -210,19 +207,20 @@ def arrived_everywhere(kafka_broker: KafkaBroker, clickhouse: ClickHouseHTTP, si
         client.close()
     return {"kafka": [span_id for m in read_topic(kafka_broker, TOPIC, accepted, timeout=120)
                       for span_id in m.span_ids()],
-            "clickhouse": stored, "otlp": sink_ids(sink)}
+            "clickhouse": stored, "otlp": span_ids(jaeger.service_spans(OUTAGE_SERVICE))}
 
 
-def test_each_backend_down_in_turn_loses_nothing_and_stalls_no_other(kafka_broker, clickhouse_http, sink):
+def test_each_backend_down_in_turn_loses_nothing_and_stalls_no_other(kafka_broker, clickhouse_http, jaeger):
     outages = [Outage("kafka", kafka_broker.pause, kafka_broker.resume),
                Outage("clickhouse", clickhouse_http.stop, clickhouse_http.start),
-               Outage("otlp", lambda: sink.signal(signal.SIGSTOP), lambda: sink.signal(signal.SIGCONT))]
-    with fanout_daemon(kafka_broker, clickhouse_http, sink) as daemon:
-        with Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", agent_request) as load:
+               Outage("otlp", jaeger.pause, jaeger.resume)]
+    with fanout_daemon(kafka_broker, clickhouse_http, jaeger) as daemon:
+        with Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces",
+                  partial(agent_request, service=OUTAGE_SERVICE)) as load:
             wait_until(lambda: min(sent_counts(daemon).values()) > 0, timeout=60, message="spans at every backend")
             windows = [run_outage(daemon, load, outage) for outage in outages]
         assert not load.errors, load.errors[:5]
-        copies = arrived_everywhere(kafka_broker, clickhouse_http, sink, load.accepted)
+        copies = arrived_everywhere(kafka_broker, clickhouse_http, jaeger, load.accepted)
         failed = daemon.metric("otelcol_exporter_send_failed_spans_total")
         refused = daemon.metric("otelcol_receiver_refused_spans_total")
 

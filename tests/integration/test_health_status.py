@@ -1,7 +1,7 @@
 """Issue 9, point 9: the health endpoint reports component status (health check v2 style).
 
-A real otlphttp exporter points at a backend that is not listening yet (a `RecordingSink`
-whose port is chosen but not bound). Spans sent by the OpenTelemetry SDK are queued and
+A real otlphttp exporter points at a backend that is not listening yet (a Jaeger v2 of its
+own, tests/jaeger.py, whose ports are chosen but not bound). Spans sent by the OpenTelemetry SDK are queued and
 retried; the exporter reports StatusRecoverableError. Two health_check extensions read the
 same status with different `component_health` rules: `health_check/strict`
 (recovery_duration 0s) turns 503 with the exporter's error; `health_check` (the default,
@@ -16,7 +16,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 
 from tests.harness import BASE_CONFIG, Daemon, free_port, wait_until
-from tests.otlp_sink import RecordingSink
+from tests.jaeger import Jaeger
 from tests.otlp_spans import sdk_provider, span_ids
 
 OVERLAY = """
@@ -47,10 +47,10 @@ def exporter_status(body: dict) -> dict:
     return body["components"]["pipeline:traces"]["components"]["exporter:otlphttp"]
 
 
-def test_health_turns_unhealthy_while_an_exporter_fails_and_back_when_it_recovers(tmp_path):
-    backend = RecordingSink()  # port picked, nothing listening yet
+def test_health_turns_unhealthy_while_an_exporter_fails_and_back_when_it_recovers(tmp_path, jaeger_binary):
+    backend = Jaeger(jaeger_binary, tmp_path / "jaeger")  # ports picked, nothing listening yet
     strict = free_port()
-    overlay = OVERLAY.format(strict=strict, backend=backend.url)
+    overlay = OVERLAY.format(strict=strict, backend=backend.http_url)
     with Daemon(BASE_CONFIG, workdir=tmp_path, overlay=overlay) as daemon:
         health = daemon.ports["health"]
         assert get(strict).status_code == 200
@@ -64,6 +64,7 @@ def test_health_turns_unhealthy_while_an_exporter_fails_and_back_when_it_recover
                 pass
         provider.shutdown()
         sent = {format(span.context.span_id, "016x") for span in made.get_finished_spans()}
+        traces = {format(span.context.trace_id, "032x") for span in made.get_finished_spans()}
         assert len(sent) == 5
 
         failing = wait_until(lambda: [r for r in [get(strict, "/?verbose")] if r.status_code == 503], timeout=20,
@@ -96,5 +97,6 @@ def test_health_turns_unhealthy_while_an_exporter_fails_and_back_when_it_recover
             assert exporter_status(get(strict, "/?verbose").json())["status"] == "StatusOK"
             assert get(strict, "/status").json() | {"start_time": None, "status_time": None} == {
                 "start_time": None, "status_time": None, "healthy": True, "status": "StatusOK"}
-            wait_until(lambda: sent <= set(span_ids(backend.requests())), timeout=20, message="every span delivered")
-        assert sorted(span_ids(backend.requests())) == sorted(sent)
+            wait_until(lambda: sent <= set(span_ids(backend.traces(traces))), timeout=20,
+                       message="every span delivered")
+            assert sorted(span_ids(backend.traces(traces))) == sorted(sent)
