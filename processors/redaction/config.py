@@ -4,6 +4,11 @@ Key rules (`allow_all_keys`, `allowed_keys`, `ignored_keys`, `blocked_key_patter
 value rules (`blocked_values`, `allowed_values`, the built-in `detectors`) work as there;
 `hash_function: hmac-sha256` with `hash_key` hashes instead of masking (keyed, so equal
 values still match across spans, and a reader without the key cannot test guesses).
+
+Cost: with the built-in detectors alone, a batch is searched once (RE2, over its bytes) and
+only spans holding a candidate are walked. `allowed_keys` (allow_all_keys false),
+`blocked_key_patterns`, `blocked_values` and `redact_all_types` need every attribute looked
+at: the processor then walks every span (about 20 µs per span in Python).
 """
 from __future__ import annotations
 

@@ -322,3 +322,12 @@ def test_a_long_prompt_is_redacted_everywhere_in_it() -> None:
     prompt = ("Plan a trip. " * 400 + "card 4111 1111 1111 1111 ") * 3
     out = scanner().text(prompt, hits := Counter())
     assert out is not None and "4111 1111" not in out and hits == {"card": 3}
+
+
+def test_with_every_detector_off_a_batch_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    off = {name: False for name in RULES}
+    proc = processor(detectors=off)
+    monkeypatch.setattr(proc, "process", lambda message, hits: pytest.fail("walked"))
+    batch = Traces.from_wire(request({"input": f"use {SECRET}"}).SerializeToString())
+    asyncio.run(proc.consume(batch))
+    assert batch.unchanged
