@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 from pathlib import Path
 
 MADV_DONTNEED = 4
@@ -47,17 +48,43 @@ def clean_read_only_mappings(library: str, smaps: Path = Path("/proc/self/smaps"
     return out
 
 
-def release_clean_pages(library: str = "/") -> int:
+# library → (when /proc/self/smaps was read, the clean mappings found): reading smaps costs
+# ~20 ms in a daemon with chDB loaded, /proc/self/maps (which re-checks them) ~1 ms.
+_found: dict[str, tuple[float, list[tuple[int, int, int]]]] = {}
+
+
+def release_clean_pages(library: str = "/", rescan_after: float = 60.0) -> int:
     """Drop the clean read-only resident pages of `library` (default: every mapped file) from
-    this process; returns the KiB released (0, logged, when the platform has no madvise or /proc)."""
+    this process; returns the KiB that were resident in those mappings when they were last
+    scanned (0, logged, when the platform has no madvise or /proc).
+
+    The mappings are found in /proc/self/smaps at most every `rescan_after` seconds; in
+    between, each is released only if /proc/self/maps still shows a read-only private mapping
+    of a file at exactly that range (a range unmapped and reused for other memory is skipped)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        scanned, ranges = _found.get(library, (float("-inf"), []))
+        if time.monotonic() - scanned > rescan_after:
+            ranges = clean_read_only_mappings(library)
+            _found[library] = (time.monotonic(), ranges)
+        current = _read_only_file_ranges()
         released = 0
-        for start, end, resident in clean_read_only_mappings(library):
-            if libc.madvise(start, end - start, MADV_DONTNEED) == 0:
+        for start, end, resident in ranges:
+            if (start, end) in current and libc.madvise(start, end - start, MADV_DONTNEED) == 0:
                 released += resident
         return released
     except (OSError, AttributeError, ValueError) as exc:
         log.info("could not release start-up pages", extra={"kv": {"library": library, "error": str(exc)}})
         return 0
+
+
+def _read_only_file_ranges(maps: Path = Path("/proc/self/maps")) -> set[tuple[int, int]]:
+    """The address ranges of read-only private mappings of files, now."""
+    out = set()
+    for line in maps.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] in ("r-xp", "r--p") and parts[5].startswith("/"):
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            out.add((start, end))
+    return out
