@@ -19,7 +19,8 @@ from typing import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporters.genai_metrics.store import SeriesStore, cumulative
+from exporters.genai_metrics.fold import text
+from exporters.genai_metrics.store import HistogramPoint, SeriesStore, cumulative
 from pipeline.telemetry.metrics import REGISTRY
 
 TOKEN_USAGE = "gen_ai_client_token_usage"
@@ -117,17 +118,30 @@ def same_shape(old: Stores, new: Stores) -> bool:
 
 def histogram_family(name: str, store: SeriesStore) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, HELP[name], labels=list(store.label_names))
-    histograms, _ = store.snapshot()
+    merged: dict[tuple[str, ...], HistogramPoint] = {}
+    for key, point in store.snapshot()[0]:
+        labels = tuple(map(text, key))
+        seen = merged.get(labels)
+        if seen is None:
+            merged[labels] = point
+        else:  # raw values that read the same (1 and "1") are one Prometheus series
+            seen.counts = [a + b for a, b in zip(seen.counts, point.counts)]
+            seen.total += point.total
+            seen.count += point.count
     bounds = [repr(float(b)) for b in store.bounds] + ["+Inf"]
-    for key, point in histograms:
-        family.add_metric(list(key), list(zip(bounds, cumulative(point.counts))), point.total)
+    for labels, point in merged.items():
+        family.add_metric(list(labels), list(zip(bounds, cumulative(point.counts))), point.total)
     return family
 
 
 def counter_family(name: str, store: SeriesStore) -> CounterMetricFamily:
     family = CounterMetricFamily(name, HELP[name], labels=list(store.label_names))
+    merged: dict[tuple[str, ...], float] = {}
     for key, value in store.snapshot()[1]:
-        family.add_metric(list(key), value)
+        labels = tuple(map(text, key))
+        merged[labels] = merged.get(labels, 0.0) + value
+    for labels, value in merged.items():
+        family.add_metric(list(labels), value)
     return family
 
 

@@ -3,7 +3,9 @@
 Reads the canonical keys the `genai` processor writes (the OpenTelemetry GenAI semantic
 conventions, plus our `gen_ai.usage.cost` in USD) from the batch's shared `SpanColumns`:
 `attribute_rows(key)` hands over only the spans that have a key, so a batch without GenAI
-spans costs a few dict lookups, and the Python loops below run over the GenAI spans alone.
+spans costs a few dict lookups. Per span, the work is C-level passes (`map`, `zip`,
+`itemgetter`): label tuples are made of the raw values, and turned into label text once per
+series when Prometheus scrapes, never per span.
 
 - duration: every span with `gen_ai.operation.name`, its end − start in seconds;
 - token usage: every span with `gen_ai.usage.input_tokens` / `output_tokens` (a non-negative
@@ -16,7 +18,9 @@ which Prometheus treats as no label.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import eq, itemgetter, truediv
 from typing import Any, Iterable, Sequence
 
 OPERATION = "gen_ai.operation.name"
@@ -48,13 +52,16 @@ class Dimension:
 
 @dataclass
 class Folded:
-    durations: dict[Key, list[float]] = field(default_factory=dict)
-    tokens: dict[Key, list[float]] = field(default_factory=dict)
-    costs: dict[Key, tuple[float, int]] = field(default_factory=dict)
+    """Per metric, one raw label tuple per observation (values as the spans hold them, None
+    for absent: turned into label text once per series, at scrape time) beside the values."""
+
+    durations: tuple[Sequence[Key], Sequence[float]] = ((), ())
+    tokens: tuple[Sequence[Key], Sequence[float]] = ((), ())
+    costs: tuple[Sequence[Key], Sequence[float]] = ((), ())
 
 
 def text(value: Any) -> str:
-    """A label value: strings as they are, bools as `true`/`false`, numbers in decimal."""
+    """A label value: strings as they are, bools as `true`/`false`, numbers in decimal, absent as ""."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -64,15 +71,26 @@ def text(value: Any) -> str:
     return str(value)
 
 
-def amount(value: Any) -> float | None:
-    """A count or cost: a non-negative int or float (a bool or a string is not one)."""
-    if type(value) in (int, float) and value >= 0:
-        return float(value)
-    return None
+def take(column: Sequence[Any], indices: list[int]) -> list[Any]:
+    """`column`'s values at `indices`, in one C call."""
+    if len(indices) > 1:
+        return list(itemgetter(*indices)(column))
+    return [column[i] for i in indices]
+
+
+def amounts(rows: dict[int, Any]) -> tuple[list[int], list[Any]]:
+    """(span indices, values) of the rows that hold a count or cost: a non-negative int or float
+    (a bool or a string is not one). The common case, every value an int or a float, is checked
+    by C-level passes; only a batch with an odd value is filtered span by span."""
+    values = list(rows.values())
+    if set(map(type, values)) <= NUMBERS and min(values) >= 0:
+        return list(rows), values
+    kept = [(i, v) for i, v in rows.items() if type(v) in NUMBERS and v >= 0]
+    return [i for i, _ in kept], [v for _, v in kept]
 
 
 class Folder:
-    """Turns batches into `Folded` groups for a fixed set of extra dimensions."""
+    """Turns batches into `Folded` observations for a fixed set of extra dimensions."""
 
     def __init__(self, dimensions: Sequence[Dimension]) -> None:
         self.dimensions = tuple(dimensions)
@@ -86,67 +104,69 @@ class Folder:
         out = Folded()
         ops, inputs = cols.attribute_rows(OPERATION), cols.attribute_rows(INPUT_TOKENS)
         outputs, costs = cols.attribute_rows(OUTPUT_TOKENS), cols.attribute_rows(COST)
-        if not (ops or inputs or outputs or costs):
-            return out
         if ops:
-            self._durations(cols, list(ops), out.durations)
-        for rows, token_type in ((inputs, "input"), (outputs, "output")):
-            if rows:
-                self._tokens(cols, rows, token_type, out.tokens)
+            out.durations = self._durations(cols, ops)
+        if inputs or outputs:
+            out.tokens = self._tokens(cols, ((inputs, "input"), (outputs, "output")))
         if costs:
-            self._costs(cols, costs, out.costs)
+            out.costs = self._costs(cols, costs)
         return out
 
-    def _model_labels(self, cols: Any, indices: list[int]) -> list[Iterable[str]]:
-        return [labels(cols, key, indices) for key in (OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL)]
+    def _durations(self, cols: Any, ops: dict[int, Any]) -> tuple[list[Key], list[float]]:
+        indices = list(ops)
+        keys = list(zip(ops.values(), *(cols.values_at(k, indices) for k in (PROVIDER, REQUEST_MODEL, RESPONSE_MODEL)),
+                        error_types(cols, indices), *self._extras(cols, indices)))
+        seconds = list(map(truediv, take(cols.duration_ns, indices), repeat(1e9)))
+        return keys, seconds
 
-    def _extra_labels(self, cols: Any, indices: list[int]) -> list[Iterable[str]]:
-        return [dimension_labels(cols, d, indices) for d in self.dimensions]
+    def _tokens(self, cols: Any, parts: Iterable[tuple[dict[int, Any], str]]) -> tuple[list[Key], list[float]]:
+        keys: list[Key] = []
+        values: list[float] = []
+        for rows, token_type in parts:
+            if rows:
+                indices, counted = amounts(rows)
+                keys.extend(zip(*(cols.values_at(k, indices) for k in MODEL_KEYS), repeat(token_type),
+                                *self._extras(cols, indices)))
+                values.extend(counted)
+        return keys, values
 
-    def _durations(self, cols: Any, indices: list[int], groups: dict[Key, list[float]]) -> None:
-        keys = zip(*self._model_labels(cols, indices), error_labels(cols, indices),
-                   *self._extra_labels(cols, indices))
-        duration = cols.duration_ns
-        for key, i in zip(keys, indices):
-            seconds = duration[i] / 1e9
-            groups.setdefault(key, []).append(seconds if seconds > 0 else 0.0)
+    def _costs(self, cols: Any, rows: dict[int, Any]) -> tuple[list[Key], list[float]]:
+        indices, usd = amounts(rows)
+        models = [response or request for response, request in
+                  zip(cols.values_at(RESPONSE_MODEL, indices), cols.values_at(REQUEST_MODEL, indices))]
+        return list(zip(take(cols.service, indices), cols.values_at(AGENT_NAME, indices), models)), usd
 
-    def _tokens(self, cols: Any, rows: dict[int, Any], token_type: str, groups: dict[Key, list[float]]) -> None:
-        counted = {i: n for i, value in rows.items() if (n := amount(value)) is not None}
-        indices = list(counted)
-        keys = zip(*self._model_labels(cols, indices), [token_type] * len(indices),
-                   *self._extra_labels(cols, indices))
-        for key, value in zip(keys, counted.values()):
-            groups.setdefault(key, []).append(value)
-
-    def _costs(self, cols: Any, rows: dict[int, Any], groups: dict[Key, tuple[float, int]]) -> None:
-        priced = {i: usd for i, value in rows.items() if (usd := amount(value)) is not None}
-        indices = list(priced)
-        services = [cols.service[i] for i in indices]
-        models = map(lambda response, request: response or request,
-                     labels(cols, RESPONSE_MODEL, indices), labels(cols, REQUEST_MODEL, indices))
-        for key, usd in zip(zip(services, labels(cols, AGENT_NAME, indices), models), priced.values()):
-            total, spans = groups.get(key, (0.0, 0))
-            groups[key] = (total + usd, spans + 1)
+    def _extras(self, cols: Any, indices: list[int]) -> list[list[Any]]:
+        return [dimension_values(cols, d, indices) for d in self.dimensions]
 
 
-def labels(cols: Any, key: str, indices: list[int]) -> list[str]:
-    return list(map(text, cols.values_at(key, indices)))
+MODEL_KEYS = (OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL)
+NUMBERS = frozenset({int, float})
 
 
-def error_labels(cols: Any, indices: list[int]) -> list[str]:
-    status = cols.status_code
-    return [value or (OTHER_ERROR if status[i] == STATUS_ERROR else "")
-            for value, i in zip(labels(cols, ERROR_TYPE, indices), indices)]
+def error_types(cols: Any, indices: list[int]) -> list[Any]:
+    """`error.type` per span, `_OTHER` for an Error-status span without one. Errors are rare, so
+    only the Error spans (found by a C scan) are visited."""
+    values = cols.values_at(ERROR_TYPE, indices)
+    status = take(cols.status_code, indices)
+    if STATUS_ERROR in status:
+        for j in compress(range(len(status)), map(eq, status, repeat(STATUS_ERROR))):
+            if values[j] is None:
+                values[j] = OTHER_ERROR
+    return values
 
 
-def dimension_labels(cols: Any, dimension: Dimension, indices: list[int]) -> list[str]:
+def dimension_values(cols: Any, dimension: Dimension, indices: list[int]) -> list[Any]:
+    """Span attribute, else resource attribute (text), else the default, else None."""
     if dimension.name == SERVICE_NAME:
-        values = [cols.service[i] for i in indices]
-    else:
-        values = labels(cols, dimension.name, indices)
-        if not all(values) and indices:
-            resource = cols.resource_attribute(dimension.name)
-            values = [value or text(resource[i]) for value, i in zip(values, indices)]
-    default = dimension.default or ""
-    return [value or default for value in values] if default else values
+        return take(cols.service, indices)
+    values = cols.values_at(dimension.name, indices)
+    if None not in values:
+        return values
+    maps = cols.resource_attribute_maps
+    if any(dimension.name in m for m in maps):
+        resource_of = cols.resource_index
+        values = [maps[resource_of[i]].get(dimension.name) if v is None else v for v, i in zip(values, indices)]
+    if dimension.default is not None:
+        values = [dimension.default if v is None else v for v in values]
+    return values

@@ -9,16 +9,21 @@ breakdown of the late series is lost, and how much went there is counted
 never goes backwards while the process runs.
 
 The caller folds whole batches (`add_counts`/`add`) and reads a snapshot (`snapshot`) from
-the scrape thread; both take the store's lock, once per batch and once per scrape.
+the scrape thread; both take the store's lock, once per batch and once per scrape. Keys are
+the raw attribute values; the collector turns them into label text.
 """
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from itertools import repeat
+from operator import add, mul
+from typing import Any, Iterable, Sequence
 
-LabelValues = tuple[str, ...]
+LabelValues = tuple[Any, ...]  # raw attribute values (None: absent), the overflow label last
+OPEN = (None,)  # the overflow label of a regular series
 
 
 @dataclass
@@ -44,8 +49,8 @@ class SeriesStore:
 
     @property
     def overflow_key(self) -> LabelValues:
-        """The overflow series: every label empty but the last (`otel_metric_overflow`)."""
-        return ("",) * (len(self.label_names) - 1) + ("true",)
+        """The overflow series: every label absent but the last (`otel_metric_overflow`)."""
+        return (None,) * (len(self.label_names) - 1) + ("true",)
 
     def _admit(self, key: LabelValues, series: dict, observations: int) -> LabelValues:
         """`key` itself when it has (or may get) a series, else the overflow key, counting the
@@ -56,30 +61,47 @@ class SeriesStore:
         self.overflowed += observations
         return self.overflow_key
 
-    def add(self, groups: dict[LabelValues, Sequence[float]]) -> None:
-        """Fold one batch of histogram observations: `{label values: values}`."""
-        bounds, buckets = self.bounds, len(self.bounds) + 1
-        with self.lock:
-            for key, values in groups.items():
-                admitted = self._admit(key + ("",), self.histograms, len(values))
-                point = self.histograms.get(admitted)
-                if point is None:
-                    point = self.histograms[admitted] = HistogramPoint([0] * buckets)
-                counts = point.counts
-                for value in values:
-                    # Prometheus buckets are upper-inclusive (`le`): bisect_left puts a value equal
-                    # to a bound in that bound's bucket.
-                    counts[bisect_left(bounds, value)] += 1
-                point.total += sum(values)
-                point.count += len(values)
+    def add(self, keys: Sequence[LabelValues], values: Sequence[float]) -> None:
+        """Fold one batch of histogram observations: `values[i]` under label values `keys[i]`.
 
-    def add_counts(self, groups: dict[LabelValues, tuple[float, int]]) -> None:
-        """Fold one batch of counter increments: `{label values: (amount, spans)}`."""
+        A label tuple's hash is not cached, so each key is hashed twice, by C-level passes, to
+        number the batch's series; from there on everything is small ints: bucket indices from
+        `map(bisect_left, ...)` (Prometheus buckets are upper-inclusive, `le`: bisect_left puts a
+        value equal to a bound in that bound's bucket) counted per (series, bucket) by `Counter`.
+        Only the sums take a Python loop."""
+        series, codes = number(keys)
+        size = len(self.bounds) + 1
+        cells = Counter(map(add, map(mul, codes, repeat(size)), map(bisect_left, repeat(self.bounds), values)))
+        sums, counts = [0.0] * len(series), [0] * len(series)
+        for code, value in zip(codes, values):
+            sums[code] += value
+        for cell, count in cells.items():
+            counts[cell // size] += count
+        with self.lock:
+            histograms = self.histograms
+            points = []
+            for code, key in enumerate(series):
+                admitted = self._admit(key + OPEN, histograms, counts[code])
+                point = histograms.get(admitted)
+                if point is None:  # stored now, so the next key sees the store's new size
+                    point = histograms[admitted] = HistogramPoint([0] * size)
+                point.count += counts[code]
+                point.total += sums[code]
+                points.append(point)
+            for cell, count in cells.items():
+                points[cell // size].counts[cell % size] += count
+
+    def add_counts(self, keys: Sequence[LabelValues], amounts: Sequence[float]) -> None:
+        """Fold one batch of counter increments: `amounts[i]` under label values `keys[i]`."""
+        series, codes = number(keys)
+        sums, spans = [0.0] * len(series), Counter(codes)
+        for code, amount in zip(codes, amounts):
+            sums[code] += amount
         with self.lock:
             counters = self.counters
-            for key, (amount, spans) in groups.items():
-                admitted = self._admit(key + ("",), counters, spans)
-                counters[admitted] = counters.get(admitted, 0.0) + amount
+            for code, key in enumerate(series):
+                admitted = self._admit(key + OPEN, counters, spans[code])
+                counters[admitted] = counters.get(admitted, 0.0) + sums[code]
 
     def snapshot(self) -> tuple[list[tuple[LabelValues, HistogramPoint]], list[tuple[LabelValues, float]]]:
         """A consistent copy for one scrape (histogram points copied, so later batches do not
@@ -91,6 +113,14 @@ class SeriesStore:
 
     def series_count(self) -> int:
         return len(self.histograms) + len(self.counters)
+
+
+def number(keys: Sequence[LabelValues]) -> tuple[list[LabelValues], list[int]]:
+    """(the distinct keys in first-seen order, each key's position among them)."""
+    index = dict.fromkeys(keys)
+    for code, key in enumerate(index):
+        index[key] = code
+    return list(index), list(map(index.__getitem__, keys))
 
 
 def cumulative(counts: Iterable[int]) -> list[int]:

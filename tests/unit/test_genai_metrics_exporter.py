@@ -196,3 +196,20 @@ def test_a_batch_without_genai_spans_adds_no_series(running):
     asyncio.run(component.consume(traces(resource("svc", [span("plain")]))))
     assert samples("gen_ai_client_token_usage") == []
     assert value("agentdbg_genai_metrics_series", "agentdbg_genai_metrics_series") == 0
+
+
+def test_values_that_read_the_same_are_one_series(running):
+    component = running(dimensions=[{"name": "tenant"}])
+    asyncio.run(component.consume(traces(resource("svc", [chat(tenant=7), chat(tenant="7"), chat(tenant=True)]))))
+    duration = "gen_ai_client_operation_duration_seconds"
+    counts = {s.labels["tenant"]: s.value for s in samples(duration) if s.name == duration + "_count"}
+    assert counts == {"7": 2, "true": 1}
+
+
+def test_odd_token_values_are_not_counted(running):
+    component = running()
+    asyncio.run(component.consume(traces(resource("svc", [chat(input_tokens="12", output_tokens=-3),
+                                                          chat(input_tokens=True, output_tokens=5)]))))
+    family = "gen_ai_client_token_usage"
+    assert value(family, family + "_count", gen_ai_token_type="input") == 0
+    assert value(family, family + "_sum", gen_ai_token_type="output") == 5
