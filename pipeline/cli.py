@@ -23,15 +23,46 @@ def _parser() -> argparse.ArgumentParser:
     components = sub.add_parser("components", help="list the component types this build knows, per kind")
     components.add_argument("--markdown", action="store_true", help="print the full config reference")
     _query_parser(sub)
+    _explorer_parsers(sub)
     return parser
+
+
+def _explorer_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--url", help="the explorer's address (default: $AGENTDBG_URL, else the config's explorer "
+                                   "endpoint, else http://localhost:10207)")
+    cmd.add_argument("--token", help="the explorer's bearer token (default: $AGENTDBG_EXPLORER_TOKEN)")
+    cmd.add_argument("--config", action="append", metavar="FILE",
+                     help=f"config whose explorer endpoint to use (default: {DEFAULT_CONFIG})")
+
+
+def _explorer_parsers(sub: argparse._SubParsersAction) -> None:
+    """Commands that ask the running daemon's explorer API (they never open the store directory)."""
+    sessions = sub.add_parser("sessions", help="list sessions (spans, duration, tokens, cost, errors, triggers)")
+    for flag, text in (("--service", "only sessions with this service"), ("--agent", "only sessions with this agent"),
+                       ("--since", "start time, RFC 3339"), ("--until", "end time, RFC 3339"),
+                       ("--min-cost", "at least this cost in USD")):
+        sessions.add_argument(flag, default="", help=text)
+    sessions.add_argument("--errors", action="store_true", help="only sessions with an error span")
+    sessions.add_argument("--has-trigger", action="store_true", help="only sessions a trigger event points at")
+    session = sub.add_parser("session", help="one session as a span tree with durations, tokens, cost and errors")
+    session.add_argument("id", help="the session id (gen_ai.conversation.id, or a trace id)")
+    triggers = sub.add_parser("triggers", help="trigger events with their example sessions and spans")
+    triggers.add_argument("--kind", default="", help="only this trigger kind, e.g. error_rate_spike")
+    decisions = sub.add_parser("decisions", help="safety decisions with their causes")
+    for cmd in (sessions, session, triggers, decisions):
+        _explorer_options(cmd)
+        cmd.add_argument("--json", action="store_true", help="print the API's JSON")
+        if cmd is not session:
+            cmd.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
 
 
 def _query_parser(sub: argparse._SubParsersAction) -> None:
     query = sub.add_parser(
         "query", help="run SQL on the chdb exporter's data directory and print the result",
         description="Run SQL (e.g. SELECT ... FROM otel.otel_traces) on the data directory of the config's "
-                    "chdb exporter, read-only. chDB allows one process per directory: stop the daemon first, "
-                    "or pass --snapshot to query a copy while it runs.")
+                    "chdb exporter, read-only. While the daemon runs its explorer (or with --url), the statement "
+                    "runs in the daemon, read-only. Otherwise the directory is opened here: chDB allows one process "
+                    "per directory, so stop the daemon first, or pass --snapshot to query a copy while it runs.")
     query.add_argument("sql", help='the SQL, e.g. "SELECT ServiceName, count() FROM otel.otel_traces GROUP BY 1"')
     query.add_argument("--config", action="append", metavar="FILE",
                        help=f"config whose chdb exporter's path to read (default: {DEFAULT_CONFIG})")
@@ -40,17 +71,20 @@ def _query_parser(sub: argparse._SubParsersAction) -> None:
                        help="table (default), csv with a header, or json (an array of row objects)")
     query.add_argument("--snapshot", action="store_true",
                        help="query a copy of the directory (works while the daemon runs)")
+    query.add_argument("--url", help="ask this explorer (default: $AGENTDBG_URL, else the config's explorer when the "
+                                     "config runs it; then the statement runs read-only in the daemon)")
+    query.add_argument("--token", help="the explorer's bearer token (default: $AGENTDBG_EXPLORER_TOKEN)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "components":
         return _components(args.markdown)
-    if args.command == "query":
+    if args.command in ("query", "sessions", "session", "triggers", "decisions"):
         from pipeline.registry import command
 
         args.config = args.config or [DEFAULT_CONFIG]
-        return command("query")(args)
+        return command(args.command)(args)
     sources = args.config or [DEFAULT_CONFIG]
     from pipeline.service import load_config
 

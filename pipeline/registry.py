@@ -50,8 +50,12 @@ def factories() -> dict[Kind, dict[str, Factory]]:
 
 def command(name: str) -> Callable[[Any], int]:
     """CLI commands that live beside their components, imported only when they run."""
-    if name == "query":
-        from exporters.chdb_query import main as query
+    from extensions.explorer.cli import COMMANDS, main as explorer_command, query_through_api
 
-        return query
+    if name == "query":  # the daemon's explorer API, or (no explorer, --path, --snapshot) the directory
+        from exporters.chdb_query import main as query_directory
+
+        return lambda args: explorer_command("query", args) if query_through_api(args) else query_directory(args)
+    if name in COMMANDS:
+        return lambda args: explorer_command(name, args)
     raise KeyError(f"unknown command {name!r}")
