@@ -111,11 +111,23 @@ def is_iban(text: str) -> int:
     return 0
 
 
+def _balanced(text: str) -> str:
+    """The longest start of `text` with balanced parentheses: a ')' closing the surrounding text
+    ("(call +1 415 555 2671)") or a '(' opening it ("+1 415 555 2671 (mobile") ends the number."""
+    depth = 0
+    for index, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth < 0:
+            return text[:index].rstrip(" .-")
+    while text.count("(") > text.count(")"):
+        text = text[:text.rfind("(")].rstrip(" .-")
+    return text
+
+
 def is_phone(text: str) -> int:
     """8 to 15 digits in all (E.164's limit, with the country code), at most 5 separators and
     balanced parentheses (a closing one of the surrounding text is given back)."""
-    while text.endswith(")") and text.count(")") > text.count("("):  # "(call +1 415 555 2671)"
-        text = text[:-1]
+    text = _balanced(text)
     count = sum(ch.isdigit() for ch in text)
     separators = sum(ch in " .-" for ch in text)
     return len(text) if 8 <= count <= 15 and separators <= 5 and text.count("(") == text.count(")") <= 1 else 0

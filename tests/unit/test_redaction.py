@@ -331,3 +331,14 @@ def test_with_every_detector_off_a_batch_is_not_walked(monkeypatch: pytest.Monke
     batch = Traces.from_wire(request({"input": f"use {SECRET}"}).SerializeToString())
     asyncio.run(proc.consume(batch))
     assert batch.unchanged
+
+
+@pytest.mark.parametrize("text, want", [
+    ("(call +1 415 555 2671)", "(call [REDACTED:phone])"),
+    ("+1 (862) 806-1772 (0", "[REDACTED:phone] (0"),
+    ("+1 (862) 806-1772) 0", "[REDACTED:phone]) 0"),
+])
+def test_a_phone_ends_where_the_surrounding_brackets_do(text: str, want: str) -> None:
+    """Found by the property test: the bracket of the text around was taken into the number,
+    which then failed its balance check and passed through whole."""
+    assert scanner().text(text, Counter()) == want
