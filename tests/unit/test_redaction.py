@@ -292,8 +292,8 @@ def test_a_value_the_scanner_fails_on_is_replaced_whole(monkeypatch: pytest.Monk
     assert got["input"] == "[REDACTED:unprocessed]"
 
 
-def test_only_the_spans_holding_a_hint_are_walked_and_merged_batches_are_read_whole(monkeypatch: pytest.MonkeyPatch
-                                                                                   ) -> None:
+def test_only_the_spans_holding_a_candidate_are_walked_and_merged_batches_are_read_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     clean = ExportTraceServiceRequest()
     scope = clean.resource_spans.add().scope_spans.add()
     for index in range(50):
