@@ -7,6 +7,7 @@
 | `GET /api/spans/{trace_id}/{span_id}` | one span, every stored field |
 | `GET /api/triggers` | trigger events (`kind`, `limit`), their examples resolved to sessions and spans |
 | `GET /api/decisions` | safety decisions, newest first (`limit`) |
+| `GET /api/graph` | agents, tools, models and dependencies with call counts and error rates per parent → child edge (`since`/`until`) |
 | `GET /api/safety` | the latest decision per breaker, throttle, canary and alert target, and the debug API's address |
 | `POST /api/query` | `{"sql": ..., "format": "table"|"csv"|"json"}`: one read-only statement, the engine's output |
 
@@ -72,7 +73,7 @@ class ExplorerApp:
         routes = [("GET", "/api/sessions", self.sessions), ("GET", "/api/sessions/{id}", self.session),
                   ("GET", "/api/spans/{trace}/{span}", self.span), ("GET", "/api/triggers", self.triggers),
                   ("GET", "/api/decisions", self.decisions), ("GET", "/api/safety", self.safety),
-                  ("POST", "/api/query", self.query), ("GET", "/", self.index)]
+                  ("GET", "/api/graph", self.graph), ("POST", "/api/query", self.query), ("GET", "/", self.index)]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
         app.router.add_static("/static/", STATIC, show_index=False)
@@ -108,6 +109,12 @@ class ExplorerApp:
             raise web.HTTPNotFound(text=f"no stored span {request.match_info['span']!r} in trace "
                                         f"{request.match_info['trace']!r}")
         return web.json_response(found)
+
+    async def graph(self, request: web.Request) -> web.Response:
+        query = request.query
+        since = _time_ns(query["since"], "since") if query.get("since") else 0
+        until = _time_ns(query["until"], "until") if query.get("until") else Q.MAX_NS
+        return web.json_response(await Q.graph(self.store, self.tables, since, until, self._limit(request)))
 
     async def triggers(self, request: web.Request) -> web.Response:
         events = await Q.triggers(self.store, self.tables, self._limit(request), request.query.get("kind", ""))

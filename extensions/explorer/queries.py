@@ -378,3 +378,48 @@ async def span_detail(store: Store, tables: Tables, trace_id: str, span_id: str)
                         row.pop("link_attributes"))]
     row["kind"] = span_kind(row["attributes"], row["span_kind"])
     return row
+
+
+# -- the agent graph ------------------------------------------------------------------------------
+
+def _node(alias: str) -> str:
+    """SQL: the graph node of a span: its agent, tool, model or external dependency, else its service."""
+    attr = f"{alias}.SpanAttributes"
+    op = f"{attr}['gen_ai.operation.name']"
+    llm = ", ".join(f"'{name}'" for name in sorted(LLM_OPERATIONS))
+    agents = ", ".join(f"'{name}'" for name in sorted(AGENT_OPERATIONS))
+    host = (f"coalesce(nullIf({attr}['server.address'], ''), nullIf(domain({attr}['url.full']), ''), "
+            f"nullIf(domain({attr}['http.url']), ''), {alias}.ServiceName)")
+    return (f"multiIf({op} IN ({agents}) AND {attr}['gen_ai.agent.name'] != '', concat('agent:', {attr}['gen_ai.agent.name']), "
+            f"{op} = 'execute_tool' AND {attr}['gen_ai.tool.name'] != '', concat('tool:', {attr}['gen_ai.tool.name']), "
+            f"{op} IN ({llm}), concat('model:', if({attr}['gen_ai.request.model'] != '', {attr}['gen_ai.request.model'], "
+            f"{attr}['gen_ai.response.model'])), "
+            f"{attr}['db.system'] != '' OR {attr}['db.system.name'] != '', "
+            f"concat('db:', if({attr}['db.system'] != '', {attr}['db.system'], {attr}['db.system.name'])), "
+            f"{attr}['http.request.method'] != '' OR {attr}['http.method'] != '', concat('http:', {host}), "
+            f"concat('service:', {alias}.ServiceName))")
+
+
+async def graph(store: Store, tables: Tables, since_ns: int, until_ns: int, limit: int) -> dict[str, Any]:
+    """Agents, tools, models and dependencies as nodes; an edge per (parent node, child node) with
+    its call count, errors (the child's status) and error rate, from the stored parent/child links."""
+    window = ("Timestamp >= fromUnixTimestamp64Nano({since:Int64}) "
+              "AND Timestamp <= fromUnixTimestamp64Nano({until:Int64})")
+    sql = f"""SELECT parent.node AS source, child.node AS target, count() AS calls,
+        countIf(child.StatusCode = 'Error') AS errors
+    FROM (SELECT TraceId, ParentSpanId, StatusCode, {_node('c')} AS node FROM {tables.traces} AS c
+          WHERE ParentSpanId != '' AND {window}) AS child
+    INNER JOIN (SELECT TraceId, SpanId, {_node('p')} AS node FROM {tables.traces} AS p WHERE {window}) AS parent
+        ON child.TraceId = parent.TraceId AND child.ParentSpanId = parent.SpanId
+    WHERE source != target
+    GROUP BY source, target ORDER BY calls DESC, source, target LIMIT {{limit:UInt32}}"""
+    rows = await _rows(store, sql, {"since": since_ns, "until": min(until_ns, MAX_NS), "limit": limit})
+    nodes: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        row["error_rate"] = round(row["errors"] / row["calls"], 4) if row["calls"] else 0.0
+        for key in (row["source"], row["target"]):
+            kind, _, name = key.partition(":")
+            nodes.setdefault(key, {"id": key, "kind": kind, "name": name, "calls_in": 0, "errors_in": 0})
+        nodes[row["target"]]["calls_in"] += row["calls"]
+        nodes[row["target"]]["errors_in"] += row["errors"]
+    return {"nodes": sorted(nodes.values(), key=lambda n: (n["kind"], n["name"])), "edges": rows}

@@ -168,3 +168,17 @@ def test_trigger_opens_its_example_span_and_safety_shows_the_breaker_with_its_ca
     opened.get_by_role("link", name="error_rate_spike").click()
     page.locator("#triggers tr.selected").wait_for()
     assert page.locator("#triggers tr.selected").get_attribute("data-kind") == "error_rate_spike"
+
+
+def test_agent_graph_shows_edges_with_calls_and_errors(explorer, page) -> None:
+    _, api, sent = explorer
+    page.goto(f"{api.url}/#/safety")
+    page.locator("#current").wait_for()
+    link = page.get_by_role("link", name="Agent graph")
+    link.focus()
+    page.keyboard.press("Enter")
+    edge = page.locator('#edges tr[data-source="agent:checkout"][data-target="http:payments.internal"]')
+    edge.wait_for()
+    assert edge.locator("td").all_inner_texts()[2:] == ["30", str(sent.checkout_errors), "50.0 %"]
+    assert page.locator("svg text.node-label", has_text="book_hotel").count() == 1
+    shot(page, "7-graph")

@@ -138,7 +138,8 @@ def send_checkout(port: int, base: int, sent: Sent) -> None:
                 "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "checkout",
                 "gen_ai.conversation.id": CHECKOUT}):
             with tracer.start_as_current_span("POST /pay", kind=SpanKind.CLIENT,
-                                              attributes={"http.request.method": "POST"}) as span:
+                                              attributes={"http.request.method": "POST",
+                                                          "server.address": "payments.internal"}) as span:
                 if index % 2 == 0:
                     span.set_status(Status(StatusCode.ERROR, "payment provider failed"))
     provider.shutdown()
@@ -296,3 +297,18 @@ def test_bad_parameters_are_400_and_the_query_api_is_read_only(explorer) -> None
     sneaky = "WITH 1 AS x SELECT * FROM file('/etc/hostname', 'LineAsString')"
     refused = requests.post(f"{api.url}/api/query", json={"sql": sneaky}, timeout=5)
     assert refused.status_code == 403 and "readonly" in refused.text.lower()
+
+
+def test_agent_graph_counts_calls_and_errors_per_edge(explorer) -> None:
+    _, api, sent = explorer
+    answer = api.get("/api/graph")
+    edges = {(e["source"], e["target"]): e for e in answer["edges"]}
+    assert {key: (e["calls"], e["errors"]) for key, e in edges.items()} == {
+        ("agent:planner", "model:gpt-4o"): (2, 0),
+        ("agent:planner", "tool:search_flights"): (1, 0),
+        ("agent:planner", "tool:book_hotel"): (1, 1),
+        ("agent:checkout", "http:payments.internal"): (30, sent.checkout_errors),
+    }
+    assert edges[("agent:checkout", "http:payments.internal")]["error_rate"] == 0.5
+    assert {n["id"]: n["kind"] for n in answer["nodes"]}["tool:book_hotel"] == "tool"
+    assert api.get("/api/graph", until=str(sent.base_ns - 1)) == {"nodes": [], "edges": []}

@@ -334,6 +334,68 @@ async function safetyView() {
       : el("p", { class: "muted" }, "none"));
 }
 
+// -- Agent graph ----------------------------------------------------------------------------
+const COLUMNS = ["agent", "model", "tool", "http", "db", "service"];
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+async function graphView(params) {
+  const { nodes, edges } = await api("graph", { since: params.get("since") || "", until: params.get("until") || "" });
+  // Columns by call depth (a node one step right of its deepest caller; cycles stop at the node count),
+  // nodes in a column ordered by kind, then name.
+  const depth = new Map(nodes.map((n) => [n.id, 0]));
+  for (let pass = 0; pass < nodes.length; pass++) {
+    let changed = false;
+    for (const e of edges) {
+      const next = depth.get(e.source) + 1;
+      if (next > depth.get(e.target) && next < nodes.length) { depth.set(e.target, next); changed = true; }
+    }
+    if (!changed) break;
+  }
+  const columnCount = Math.max(0, ...depth.values()) + 1;
+  const place = new Map();
+  const colWidth = 300, rowHeight = 56, boxW = 190, boxH = 34;
+  let tallest = 1;
+  for (let c = 0; c < columnCount; c++) {
+    const here = nodes.filter((n) => depth.get(n.id) === c)
+      .sort((a, b) => COLUMNS.indexOf(a.kind) - COLUMNS.indexOf(b.kind) || a.name.localeCompare(b.name));
+    here.forEach((n, r) => place.set(n.id, { x: 20 + c * colWidth, y: 20 + r * rowHeight }));
+    tallest = Math.max(tallest, here.length);
+  }
+  const drawing = svg("svg", { width: 40 + columnCount * colWidth, height: 40 + tallest * rowHeight, role: "img",
+    "aria-label": "Agent graph: the table below lists the same edges" });
+  for (const e of edges) {
+    const a = place.get(e.source), b = place.get(e.target);
+    if (!a || !b) continue;
+    const x1 = a.x + boxW, y1 = a.y + boxH / 2, x2 = b.x, y2 = b.y + boxH / 2, bend = (x2 - x1) / 2;
+    drawing.append(svg("path", { d: `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`,
+      class: e.errors ? "edge err" : "edge" }),
+      svg("text", { x: x2 - 8, y: y2 - 6, class: "edge-label" },
+        `${e.calls}×${e.errors ? " · " + Math.round(e.error_rate * 100) + "% err" : ""}`));
+  }
+  for (const n of nodes) {
+    const p = place.get(n.id);
+    if (!p) continue;
+    const label = `${n.kind}: ${n.name}`;
+    drawing.append(svg("rect", { x: p.x, y: p.y, width: boxW, height: boxH, rx: 6, class: `node ${n.kind}` }),
+      svg("text", { x: p.x + 8, y: p.y + 21, class: "node-label" }, label.length > 26 ? label.slice(0, 25) + "…" : label));
+  }
+  const rows = edges.map((e) => el("tr", { class: e.errors ? "error" : "", dataset: { source: e.source, target: e.target } },
+    el("td", {}, e.source), el("td", {}, e.target), el("td", { class: "num" }, e.calls), el("td", { class: "num" }, e.errors),
+    el("td", { class: "num" }, `${(e.error_rate * 100).toFixed(1)} %`)));
+  show(el("h1", {}, "Agent graph"),
+    el("p", { class: "muted" }, "Agents, models, tools and dependencies, from the stored parent → child span relations."),
+    edges.length ? el("div", { class: "card graph" }, drawing) : el("p", { class: "notice" }, "No parent → child relation stored yet."),
+    edges.length ? el("table", { id: "edges" }, el("thead", {}, el("tr", {}, ["From", "To", "Calls", "Errors", "Error rate"]
+      .map((h, i) => el("th", { scope: "col", class: i >= 2 ? "num" : "" }, h)))), el("tbody", {}, rows)) : null);
+}
+
 // -- routing --------------------------------------------------------------------------------
 async function route() {
   clearTimeout(replayTimer);
@@ -351,6 +413,7 @@ async function route() {
     else if (view === "replay" && parts[1]) await replayView(parts[1]);
     else if (view === "triggers") await triggersView(params);
     else if (view === "safety") await safetyView();
+    else if (view === "graph") await graphView(params);
     else await sessionsView(params);
   } catch (error) {
     failure(error);
