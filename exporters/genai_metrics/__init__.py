@@ -137,12 +137,12 @@ class GenAIMetricsExporter(Exporter):
 
     def fold(self, cols: SpanColumns) -> None:
         folded = self.folder.fold(cols)
-        if folded.durations[0]:
-            self.stores.durations.add(*folded.durations)
-        if folded.tokens[0]:
-            self.stores.tokens.add(*folded.tokens)
-        if folded.costs[0]:
-            self.stores.costs.add_counts(*folded.costs)
+        for observations in folded.durations:
+            self.stores.durations.add(observations.labels, observations.values)
+        for observations in folded.tokens:
+            self.stores.tokens.add(observations.labels, observations.values)
+        for observations in folded.costs:
+            self.stores.costs.add_counts(observations.labels, observations.values)
 
 
 factory = Factory("genai_metrics", Kind.EXPORTER, GenAIMetricsConfig, GenAIMetricsExporter,

@@ -3,8 +3,8 @@
 Reads the canonical keys the `genai` processor writes (the OpenTelemetry GenAI semantic
 conventions, plus our `gen_ai.usage.cost` in USD) from the batch's shared `SpanColumns`:
 `attribute_rows(key)` hands over only the spans that have a key, so a batch without GenAI
-spans costs a few dict lookups. Per span, the work is C-level passes (`map`, `zip`,
-`itemgetter`): label tuples are made of the raw values, and turned into label text once per
+spans costs a few dict lookups. Per span, the work is C-level passes (`map`, `itemgetter`)
+over label columns of raw values; the store numbers them, and label text is made once per
 series when Prometheus scrapes, never per span.
 
 - duration: every span with `gen_ai.operation.name`, its end − start in seconds;
@@ -18,10 +18,15 @@ which Prometheus treats as no label.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import eq, itemgetter, truediv
 from typing import Any, Iterable, Sequence
+
+import orjson
+
+from pipeline.columns import format_double
 
 OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"
@@ -38,7 +43,6 @@ KEYS = (OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL, ERROR_TYPE, INPUT_TO
 STATUS_ERROR = 2
 OTHER_ERROR = "_OTHER"
 
-Key = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -51,23 +55,37 @@ class Dimension:
 
 
 @dataclass
-class Folded:
-    """Per metric, one raw label tuple per observation (values as the spans hold them, None
-    for absent: turned into label text once per series, at scrape time) beside the values."""
+class Observations:
+    """One batch's observations of one metric, as columns: `labels[j][i]` is label j's raw value
+    (None: absent) for observation i, `values[i]` its value. Label text is made once per series,
+    at scrape time, never per span."""
 
-    durations: tuple[Sequence[Key], Sequence[float]] = ((), ())
-    tokens: tuple[Sequence[Key], Sequence[float]] = ((), ())
-    costs: tuple[Sequence[Key], Sequence[float]] = ((), ())
+    labels: list[Sequence[Any]]
+    values: Sequence[float]
+
+
+@dataclass
+class Folded:
+    durations: list[Observations] = field(default_factory=list)
+    tokens: list[Observations] = field(default_factory=list)
+    costs: list[Observations] = field(default_factory=list)
 
 
 def text(value: Any) -> str:
-    """A label value: strings as they are, bools as `true`/`false`, numbers in decimal, absent as ""."""
+    """A label value as otelcol's AsString writes it: strings as they are, bools `true`/`false`,
+    numbers in decimal, bytes base64, arrays and maps compact JSON; absent as ""."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return format_double(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (list, dict)):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     return str(value)
 
 
@@ -105,36 +123,31 @@ class Folder:
         ops, inputs = cols.attribute_rows(OPERATION), cols.attribute_rows(INPUT_TOKENS)
         outputs, costs = cols.attribute_rows(OUTPUT_TOKENS), cols.attribute_rows(COST)
         if ops:
-            out.durations = self._durations(cols, ops)
-        if inputs or outputs:
-            out.tokens = self._tokens(cols, ((inputs, "input"), (outputs, "output")))
+            out.durations.append(self._durations(cols, ops))
+        for rows, token_type in ((inputs, "input"), (outputs, "output")):
+            if rows:
+                out.tokens.append(self._tokens(cols, rows, token_type))
         if costs:
-            out.costs = self._costs(cols, costs)
+            out.costs.append(self._costs(cols, costs))
         return out
 
-    def _durations(self, cols: Any, ops: dict[int, Any]) -> tuple[list[Key], list[float]]:
+    def _durations(self, cols: Any, ops: dict[int, Any]) -> Observations:
         indices = list(ops)
-        keys = list(zip(ops.values(), *(cols.values_at(k, indices) for k in (PROVIDER, REQUEST_MODEL, RESPONSE_MODEL)),
-                        error_types(cols, indices), *self._extras(cols, indices)))
-        seconds = list(map(truediv, take(cols.duration_ns, indices), repeat(1e9)))
-        return keys, seconds
+        labels = [list(ops.values()), *(cols.values_at(k, indices) for k in (PROVIDER, REQUEST_MODEL, RESPONSE_MODEL)),
+                  error_types(cols, indices), *self._extras(cols, indices)]
+        return Observations(labels, list(map(truediv, take(cols.duration_ns, indices), repeat(1e9))))
 
-    def _tokens(self, cols: Any, parts: Iterable[tuple[dict[int, Any], str]]) -> tuple[list[Key], list[float]]:
-        keys: list[Key] = []
-        values: list[float] = []
-        for rows, token_type in parts:
-            if rows:
-                indices, counted = amounts(rows)
-                keys.extend(zip(*(cols.values_at(k, indices) for k in MODEL_KEYS), repeat(token_type),
-                                *self._extras(cols, indices)))
-                values.extend(counted)
-        return keys, values
+    def _tokens(self, cols: Any, rows: dict[int, Any], token_type: str) -> Observations:
+        indices, counted = amounts(rows)
+        labels = [*(cols.values_at(k, indices) for k in MODEL_KEYS), [token_type] * len(indices),
+                  *self._extras(cols, indices)]
+        return Observations(labels, counted)
 
-    def _costs(self, cols: Any, rows: dict[int, Any]) -> tuple[list[Key], list[float]]:
+    def _costs(self, cols: Any, rows: dict[int, Any]) -> Observations:
         indices, usd = amounts(rows)
         models = [response or request for response, request in
                   zip(cols.values_at(RESPONSE_MODEL, indices), cols.values_at(REQUEST_MODEL, indices))]
-        return list(zip(take(cols.service, indices), cols.values_at(AGENT_NAME, indices), models)), usd
+        return Observations([take(cols.service, indices), cols.values_at(AGENT_NAME, indices), models], usd)
 
     def _extras(self, cols: Any, indices: list[int]) -> list[list[Any]]:
         return [dimension_values(cols, d, indices) for d in self.dimensions]

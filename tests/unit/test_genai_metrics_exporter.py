@@ -213,3 +213,17 @@ def test_odd_token_values_are_not_counted(running):
     family = "gen_ai_client_token_usage"
     assert value(family, family + "_count", gen_ai_token_type="input") == 0
     assert value(family, family + "_sum", gen_ai_token_type="output") == 5
+
+
+def test_an_array_valued_dimension_is_labelled_by_its_text(running):
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    component = running(dimensions=[{"name": "tags"}])
+    tagged = chat()
+    tags = KeyValue(key="tags", value=AnyValue())
+    tags.value.array_value.values.add(string_value="a")
+    tagged.attributes.append(tags)
+    asyncio.run(component.consume(traces(resource("svc", [tagged, chat()]))))
+    duration = "gen_ai_client_operation_duration_seconds"
+    counts = {s.labels["tags"]: s.value for s in samples(duration) if s.name == duration + "_count"}
+    assert counts == {'["a"]': 1, "": 1}  # compact JSON, as otelcol writes an array as text
