@@ -46,7 +46,7 @@ class Detector:
     candidate: Any = None          # RE2 over str: where `regex` may match (None: a user pattern)
     candidate_bytes: Any = None    # the same over ASCII bytes (offsets equal; no conversion per call)
 
-    def matches(self, value: str, ascii_value: bytes | None) -> Iterator[re.Match[str]]:
+    def matches(self, value: str, ascii_value: bytes | None, start: int = 0) -> Iterator[re.Match[str]]:
         """Every match of `regex`, left to right. With a candidate, RE2 finds each place the
         expression could match and Python's engine only confirms it there (anchored, its
         look-arounds seeing the text around): Python's own scan of a long prompt costs up to a
@@ -56,7 +56,7 @@ class Detector:
             return
         subject: str | bytes = value if ascii_value is None else ascii_value
         search = (self.candidate if ascii_value is None else self.candidate_bytes).search
-        position, match = 0, self.regex.match
+        position, match = start, self.regex.match
         while True:
             found = search(subject, position)
             if found is None:
@@ -123,7 +123,8 @@ class Scanner:
 
     def text(self, value: str, hits: Counter[str], depth: int = 0) -> str | None:
         """`value` with every match replaced (counted in `hits` by rule), or None if none."""
-        if not self.could_match(value):
+        first = self.first_candidate(value)
+        if first is None and not any(pattern.search(value) for pattern in self.user):
             return None
         if self.allowed and any(pattern.search(value) for pattern in self.allowed):
             return None
@@ -131,22 +132,25 @@ class Scanner:
             document = _parse(value)
             if document is not _NOT_JSON:
                 return self._json(document, hits, depth)
-        return self.plain(value, hits)
+        return self.plain(value, hits, first)
 
-    def could_match(self, value: str) -> bool:
-        """The pre-check: one RE2 search of every built-in candidate (and the user's patterns)."""
-        if self.any_built_in is not None:
-            found = self.any_built_in_bytes.search(value.encode()) if value.isascii() else \
-                self.any_built_in.search(value)
-            if found is not None:
-                return True
-        return any(pattern.search(value) for pattern in self.user)
+    def first_candidate(self, value: str) -> int | None:
+        """The pre-check: one RE2 search of every built-in candidate at once; where the first
+        starts (no built-in detector can match before it), or None."""
+        if self.any_built_in is None:
+            return None
+        found = self.any_built_in_bytes.search(value.encode()) if value.isascii() else self.any_built_in.search(value)
+        return None if found is None else found.start()
 
-    def plain(self, value: str, hits: Counter[str]) -> str | None:
+    def plain(self, value: str, hits: Counter[str], first: int | None = 0) -> str | None:
+        """`value` with every match replaced; the built-in detectors search from `first` on
+        (None: none of them can match)."""
         found: list[tuple[int, int, int, Detector]] = []  # (start, order, end, detector)
         ascii_value = value.encode() if value.isascii() else None
         for order, detector in enumerate(self.detectors):
-            for match in detector.matches(value, ascii_value):
+            if first is None and detector.candidate is not None:
+                continue
+            for match in detector.matches(value, ascii_value, first or 0):
                 start, end = match.span(detector.group)
                 if detector.check is not None:
                     accepted = detector.check(value[start:end])
@@ -205,7 +209,8 @@ class Scanner:
             return self.text(item, hits, depth + 1)
         if isinstance(item, bool) or item < 10**11:  # too short for any detector's digits
             return None
-        return self.plain(str(item), hits)
+        text = str(item)
+        return self.plain(text, hits, self.first_candidate(text))
 
 
 class WireCheck:
