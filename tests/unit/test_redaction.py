@@ -342,3 +342,12 @@ def test_a_phone_ends_where_the_surrounding_brackets_do(text: str, want: str) ->
     """Found by the property test: the bracket of the text around was taken into the number,
     which then failed its balance check and passed through whole."""
     assert scanner().text(text, Counter()) == want
+
+
+def test_defaults_are_the_known_secret_formats_cards_and_ibans() -> None:
+    """Email and phone are off unless named (a first version turned them on by default)."""
+    assert list(RedactionConfig().detectors.enabled()) == [
+        "jwt", "bearer", "sk_api_key", "aws_access_key", "github_token", "slack_token", "card", "iban"]
+    assert "email" in RedactionConfig(detectors={"email": {}}).detectors.enabled()
+    assert "email" in RedactionConfig(detectors={"email": {"mode": "mask"}}).detectors.enabled()
+    assert "card" not in RedactionConfig(detectors={"card": False}).detectors.enabled()
