@@ -8,6 +8,7 @@
 | `GET /api/triggers` | trigger events (`kind`, `limit`), their examples resolved to sessions and spans |
 | `GET /api/decisions` | safety decisions, newest first (`limit`) |
 | `GET /api/graph` | agents, tools, models and dependencies with call counts and error rates per parent → child edge (`since`/`until`) |
+| `GET /api/tail` | the newest spans of a `service` and/or `session` of the last `seconds` (default 300), newest first, for the live tail |
 | `GET /api/safety` | the latest decision per breaker, throttle, canary and alert target, and the debug API's address |
 | `POST /api/query` | `{"sql": ..., "format": "table"|"csv"|"json"}`: one read-only statement, the engine's output |
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -73,7 +75,7 @@ class ExplorerApp:
         routes = [("GET", "/api/sessions", self.sessions), ("GET", "/api/sessions/{id}", self.session),
                   ("GET", "/api/spans/{trace}/{span}", self.span), ("GET", "/api/triggers", self.triggers),
                   ("GET", "/api/decisions", self.decisions), ("GET", "/api/safety", self.safety),
-                  ("GET", "/api/graph", self.graph), ("POST", "/api/query", self.query), ("GET", "/", self.index)]
+                  ("GET", "/api/graph", self.graph), ("GET", "/api/tail", self.tail), ("POST", "/api/query", self.query), ("GET", "/", self.index)]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
         app.router.add_static("/static/", STATIC, show_index=False)
@@ -115,6 +117,14 @@ class ExplorerApp:
         since = _time_ns(query["since"], "since") if query.get("since") else 0
         until = _time_ns(query["until"], "until") if query.get("until") else Q.MAX_NS
         return web.json_response(await Q.graph(self.store, self.tables, since, until, self._limit(request)))
+
+    async def tail(self, request: web.Request) -> web.Response:
+        query = request.query
+        seconds = _number(query.get("seconds") or "300", "seconds")
+        since = _time_ns(query["since"], "since") if query.get("since") else time.time_ns() - int(seconds * 1e9)
+        spans = await Q.tail(self.store, self.tables, query.get("service", ""), query.get("session", ""), since,
+                             min(self._limit(request), 500))
+        return web.json_response({"spans": spans, "since_ns": since})
 
     async def triggers(self, request: web.Request) -> web.Response:
         events = await Q.triggers(self.store, self.tables, self._limit(request), request.query.get("kind", ""))

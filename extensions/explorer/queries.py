@@ -423,3 +423,32 @@ async def graph(store: Store, tables: Tables, since_ns: int, until_ns: int, limi
         nodes[row["target"]]["calls_in"] += row["calls"]
         nodes[row["target"]]["errors_in"] += row["errors"]
     return {"nodes": sorted(nodes.values(), key=lambda n: (n["kind"], n["name"])), "edges": rows}
+
+
+# -- live tail ------------------------------------------------------------------------------------
+
+async def tail(store: Store, tables: Tables, service: str, session_id: str, since_ns: int, limit: int) -> list[dict]:
+    """The newest spans (by start) of a service and/or session that started at `since_ns` or later,
+    newest first; the UI polls it and shows the spans it has not seen."""
+    sql = f"""SELECT TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_id, SpanName AS name,
+        SpanKind AS span_kind, ServiceName AS service, toUnixTimestamp64Nano(Timestamp) AS start_ns,
+        Duration AS duration_ns, StatusCode AS status, StatusMessage AS status_message,
+        mapFilter((k, v) -> has({{keys:Array(String)}}, k), SpanAttributes) AS attributes
+    FROM {tables.traces}
+    WHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}})
+      AND ({{service:String}} = '' OR ServiceName = {{service:String}})
+      AND ({{session:String}} = '' OR TraceId IN (SELECT DISTINCT TraceId FROM {tables.traces}
+           WHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}})
+             AND ({CONVERSATION} = {{session:String}} OR TraceId = {{session:String}})))
+    ORDER BY start_ns DESC, span_id LIMIT {{limit:UInt32}}"""
+    keys = ["gen_ai.operation.name", "gen_ai.agent.name", "gen_ai.tool.name", "gen_ai.request.model",
+            TOKENS_IN, TOKENS_OUT, COST, "gen_ai.conversation.id", "http.request.method", "http.method", "url.full",
+            "db.system", "openinference.span.kind"]
+    rows = await _rows(store, sql, {"keys": keys, "since": since_ns, "service": service, "session": session_id,
+                                    "limit": limit})
+    for row in rows:
+        attrs = row["attributes"]
+        row.update(kind=span_kind(attrs, row["span_kind"]), tokens_in=_int(attrs.get(TOKENS_IN)),
+                   tokens_out=_int(attrs.get(TOKENS_OUT)), cost=_float(attrs.get(COST)),
+                   session=attrs.get("gen_ai.conversation.id") or row["trace_id"], error=row["status"] == "Error")
+    return rows

@@ -182,3 +182,14 @@ def test_agent_graph_shows_edges_with_calls_and_errors(explorer, page) -> None:
     assert edge.locator("td").all_inner_texts()[2:] == ["30", str(sent.checkout_errors), "50.0 %"]
     assert page.locator("svg text.node-label", has_text="book_hotel").count() == 1
     shot(page, "7-graph")
+
+
+def test_live_tail_lists_a_services_spans(explorer, page) -> None:
+    _, api, sent = explorer
+    page.goto(f"{api.url}/#/tail?service=checkout-agent")
+    page.wait_for_function("() => document.querySelectorAll('#tail tbody tr').length > 0")
+    shown = page.locator("#tail tbody tr").evaluate_all("rows => rows.map(r => r.dataset.spanId)")
+    assert len(shown) == sent.checkout_spans  # the whole session started in the last 5 minutes
+    page.locator("#tail-pause").click()
+    assert page.locator("#tail-pause").inner_text() == "Resume"
+    shot(page, "8-tail")

@@ -312,3 +312,13 @@ def test_agent_graph_counts_calls_and_errors_per_edge(explorer) -> None:
     assert edges[("agent:checkout", "http:payments.internal")]["error_rate"] == 0.5
     assert {n["id"]: n["kind"] for n in answer["nodes"]}["tool:book_hotel"] == "tool"
     assert api.get("/api/graph", until=str(sent.base_ns - 1)) == {"nodes": [], "edges": []}
+
+
+def test_live_tail_gives_the_newest_spans_of_a_service_or_session(explorer) -> None:
+    _, api, sent = explorer
+    spans = api.get("/api/tail", service="travel-agent", seconds=3600)["spans"]
+    assert [s["span_id"] for s in spans] == [hex_id(s) for s in sorted(sent.spans.values(), key=lambda s: -s.start_time)]
+    assert {s["session"] for s in spans} <= {SESSION} | {f"{s.context.trace_id:032x}" for s in sent.spans.values()}
+    by_session = api.get("/api/tail", session=CHECKOUT, seconds=3600, limit=10)["spans"]
+    assert len(by_session) == 10 and all(s["service"] == "checkout-agent" for s in by_session)
+    assert api.get("/api/tail", service="travel-agent", since=str(sent.base_ns + 1))["spans"][-1]["start_ns"] > sent.base_ns

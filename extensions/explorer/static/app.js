@@ -396,9 +396,55 @@ async function graphView(params) {
       .map((h, i) => el("th", { scope: "col", class: i >= 2 ? "num" : "" }, h)))), el("tbody", {}, rows)) : null);
 }
 
+// -- Live tail ------------------------------------------------------------------------------
+let tailTimer = null;
+
+async function tailView(params) {
+  const service = params.get("service") || "", session = params.get("session") || "";
+  const seen = new Set();
+  let paused = false;
+  const body = el("tbody", {});
+  const status = el("span", { id: "tail-status", class: "muted", "aria-live": "polite" });
+  const pauseButton = el("button", { type: "button", id: "tail-pause", onclick: () => {
+    paused = !paused; pauseButton.textContent = paused ? "Resume" : "Pause";
+  } }, "Pause");
+  const form = el("form", { class: "filters card", onsubmit: (event) => {
+    event.preventDefault();
+    const data = new URLSearchParams([...new FormData(event.target).entries()].filter(([, v]) => v));
+    location.hash = `#/tail?${data}`;
+  } }, el("label", {}, "Service", el("input", { name: "service", value: service })),
+  el("label", {}, "Session", el("input", { name: "session", value: session })),
+  el("button", { type: "submit" }, "Tail"), pauseButton, status);
+  const head = el("tr", {}, ["Start (UTC)", "Span", "Service", "Session", "Duration", "Tokens in / out", "Cost"]
+    .map((h, i) => el("th", { scope: "col", class: i >= 4 ? "num" : "" }, h)));
+  show(el("h1", {}, "Live tail"), form, el("table", { id: "tail" }, el("thead", {}, head), body));
+  const poll = async () => {
+    if (!document.getElementById("tail")) return; // the view was left
+    if (!paused) {
+      try {
+        const { spans } = await api("tail", { service, session, limit: 200 });
+        const fresh = spans.filter((s) => !seen.has(s.span_id)).reverse(); // oldest first, each on top
+        for (const s of fresh) {
+          seen.add(s.span_id);
+          body.prepend(el("tr", { class: s.error ? "error" : "", dataset: { spanId: s.span_id } },
+            el("td", {}, when(s.start_ns)), el("td", {}, kindBadge(s.kind), s.name), el("td", {}, s.service),
+            el("td", {}, sessionLink(s.session, s.span_id)), el("td", { class: "num" }, duration(s.duration_ns)),
+            el("td", { class: "num" }, tokens(s.tokens_in, s.tokens_out)), el("td", { class: "num" }, usd(s.cost))));
+        }
+        status.textContent = `${seen.size} spans · updated ${new Date().toISOString().slice(11, 19)} UTC`;
+      } catch (error) {
+        status.textContent = error.message;
+      }
+    }
+    tailTimer = setTimeout(poll, 2000);
+  };
+  await poll();
+}
+
 // -- routing --------------------------------------------------------------------------------
 async function route() {
   clearTimeout(replayTimer);
+  clearTimeout(tailTimer);
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
@@ -414,6 +460,7 @@ async function route() {
     else if (view === "triggers") await triggersView(params);
     else if (view === "safety") await safetyView();
     else if (view === "graph") await graphView(params);
+    else if (view === "tail") await tailView(params);
     else await sessionsView(params);
   } catch (error) {
     failure(error);
