@@ -15,12 +15,14 @@ What it promises:
 - a store that is down or a table not created yet gives an error (502) or an empty list, and
   the daemon goes on; the UI shows the message;
 - every asset ships in the package (extensions/explorer/static/): no CDN, works offline.
-API and views: extensions/explorer/api.py.
+API and views: extensions/explorer/api.py. The OpenAPI document of this API and the debug API
+is on the debug API: `/debug/docs` (a page) and `/debug/docs/openapi.json`.
 """
 from __future__ import annotations
 
 from extensions.explorer.api import ExplorerApp
 from extensions.explorer.config import ExplorerConfig
+from extensions.explorer.openapi import add_routes as add_openapi_routes
 from extensions.explorer.store import ChdbReader, ClickHouseReader, Store
 from pipeline.component import Component, Factory, Kind, Settings
 from pipeline.host import Host
@@ -49,6 +51,9 @@ class Explorer(Component):
         except BaseException:
             await self.store.close()
             raise
+        host_part, _, port = self.config.endpoint.rpartition(":")
+        host_part = "localhost" if host_part.strip("[]") in ("", "0.0.0.0", "::") else host_part
+        add_openapi_routes(host, f"http://{host_part}:{port}")
         self.log.info("explorer ready", extra={"kv": {"endpoint": self.config.endpoint, "store": self.config.store}})
 
     async def shutdown(self, deadline: float | None = None) -> None:

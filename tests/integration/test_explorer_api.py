@@ -322,3 +322,23 @@ def test_live_tail_gives_the_newest_spans_of_a_service_or_session(explorer) -> N
     by_session = api.get("/api/tail", session=CHECKOUT, seconds=3600, limit=10)["spans"]
     assert len(by_session) == 10 and all(s["service"] == "checkout-agent" for s in by_session)
     assert api.get("/api/tail", service="travel-agent", since=str(sent.base_ns + 1))["spans"][-1]["start_ns"] > sent.base_ns
+
+
+def test_openapi_document_on_the_debug_api_matches_what_is_served(explorer) -> None:
+    daemon, api, _ = explorer
+    debug = f"http://127.0.0.1:{daemon.ports['debug']}"
+    doc = requests.get(f"{debug}/debug/docs/openapi.json", timeout=5).json()
+    assert doc["openapi"] == "3.1.0"
+    assert {"/api/sessions", "/api/sessions/{id}", "/api/spans/{trace}/{span}", "/api/triggers", "/api/decisions",
+            "/api/safety", "/api/graph", "/api/tail", "/api/query", "/debug/health", "/debug/pipelines",
+            "/debug/breakers", "/debug/docs"} <= set(doc["paths"])
+    for path, item in doc["paths"].items():  # every parameterless GET answers where the document says
+        if "get" in item and "{" not in path:
+            base = item["servers"][0]["url"] if "servers" in item else debug
+            answer = requests.get(base + path, timeout=10)
+            assert answer.status_code == 200, (path, answer.text)
+    assert item["get"]["summary"]
+    filters = {p["name"] for p in doc["paths"]["/api/sessions"]["get"]["parameters"]}
+    assert filters == {"service", "agent", "since", "until", "errors", "min_cost", "has_trigger", "limit"}
+    rendered = requests.get(f"{debug}/debug/docs", timeout=5)
+    assert rendered.status_code == 200 and "GET http://127.0.0.1" in rendered.text and "/api/sessions" in rendered.text
