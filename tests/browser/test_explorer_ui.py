@@ -100,6 +100,8 @@ def test_sessions_list_then_session_tree_from_the_keyboard(explorer, page) -> No
     root_text = page.locator(f'#tree tr[data-span-id="{hex_id(sent.spans["invoke_agent planner"])}"]').inner_text()
     assert "3.00 s" in root_text and "2700 / 280" in root_text
 
+    shot(page, "2-session")
+
     # Span detail: the long attribute is folded, and "show all" shows all 5000 characters.
     page.locator(f'#tree tr[data-span-id="{hex_id(sent.spans["execute_tool search_flights"])}"] button.row').focus()
     page.keyboard.press("Enter")
@@ -108,7 +110,7 @@ def test_sessions_list_then_session_tree_from_the_keyboard(explorer, page) -> No
     toggle.focus()
     page.keyboard.press("Enter")
     assert "x" * 5000 in page.locator("#detail").inner_text()
-    shot(page, "2-session")
+    shot(page, "2b-span-detail-unfolded")
 
 
 def test_replay_steps_through_spans_and_shows_the_conversation(explorer, page) -> None:

@@ -168,7 +168,7 @@ async function sessionView(id, params) {
         el("div", { class: `bar ${span.error ? "error" : span.kind}`, style: `left:${left}%;width:${width}%` }))));
     return row;
   });
-  const head = el("tr", {}, ["Span", "Service", "Duration", "Tokens in / out (subtree)", "Cost (subtree)", "Timeline"].map((h, i) => el("th", { scope: "col", class: i >= 2 && i <= 4 ? "num" : "" }, h)));
+  const head = el("tr", {}, ["Span", "Service", "Duration", "Tokens (subtree)", "Cost (subtree)", "Timeline"].map((h, i) => el("th", { scope: "col", class: i >= 2 && i <= 4 ? "num" : "" }, h)));
   const summary = el("div", { class: "summary card" },
     [["Spans", data.span_count], ["Traces", data.traces.length], ["Duration", duration(data.duration_ns)],
      ["Tokens in / out", tokens(data.tokens_in, data.tokens_out)], ["Cost", usd(data.cost)], ["Errors", data.errors],
