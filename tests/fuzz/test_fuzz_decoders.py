@@ -73,7 +73,7 @@ def test_json_within_the_depth_limit_decodes_and_reparses_as_protobuf():
         otlp_json.decode(deep_json("attribute", depth + 1), ExportTraceServiceRequest)
 
 
-@budget(4)
+@budget(3)
 @given(data=any_body, message_type=st.sampled_from((ExportTraceServiceRequest, ExportMetricsServiceRequest)))
 @example(data=b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"18446744073709551616"}]}]}]}',
          message_type=ExportTraceServiceRequest)
@@ -110,7 +110,7 @@ def malformed_count(receiver: KafkaReceiver) -> float:
 def test_kafka_record_decoder_gives_an_item_or_counts_a_malformed_record(encoding):
     receiver = kafka_receiver(encoding)
 
-    @budget(3)
+    @budget(2)
     @given(value=kafka_values(encoding))
     def decode_one(value: bytes) -> None:
         before = malformed_count(receiver)
