@@ -118,6 +118,11 @@ class ChdbStore:
         store.refs += 1
         return store
 
+    @classmethod
+    def current(cls) -> "ChdbStore | None":
+        """The store this process has open, if any (a reader that shares the writer's engine)."""
+        return next(iter(cls._open.values()), None)
+
     async def _open_engine(self) -> None:
         self._lock = lock_directory(self.path)
         try:

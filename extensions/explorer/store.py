@@ -57,7 +57,7 @@ class ChdbReader:
     def _engine(self) -> ChdbStore:
         if self._store is not None:
             return self._store
-        opened = next(iter(ChdbStore._open.values()), None)
+        opened = ChdbStore.current()
         if opened is None:
             raise StoreError("no chdb store is open in this process (is a chdb exporter configured and started?); "
                              "set extensions::explorer::path to open one")
