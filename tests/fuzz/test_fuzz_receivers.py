@@ -24,7 +24,6 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections import Counter
-from pathlib import Path
 
 import grpc
 import pytest
