@@ -75,7 +75,8 @@ class ExplorerApp:
         routes = [("GET", "/api/sessions", self.sessions), ("GET", "/api/sessions/{id}", self.session),
                   ("GET", "/api/spans/{trace}/{span}", self.span), ("GET", "/api/triggers", self.triggers),
                   ("GET", "/api/decisions", self.decisions), ("GET", "/api/safety", self.safety),
-                  ("GET", "/api/graph", self.graph), ("GET", "/api/tail", self.tail), ("POST", "/api/query", self.query), ("GET", "/", self.index)]
+                  ("GET", "/api/graph", self.graph), ("GET", "/api/tail", self.tail),
+                  ("POST", "/api/query", self.query), ("GET", "/", self.index)]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
         app.router.add_static("/static/", STATIC, show_index=False)
@@ -135,9 +136,10 @@ class ExplorerApp:
 
     async def safety(self, _: web.Request) -> web.Response:
         decided = await Q.decisions(self.store, self.tables, self.config.max_rows)
+        debug = self.config.debug_api_url.rstrip("/")
         return web.json_response({"current": Q.current_state(decided),
-                                  "debug_api": {"breakers": f"{self.config.debug_api_url.rstrip('/')}/debug/breakers",
-                                                "decisions": f"{self.config.debug_api_url.rstrip('/')}/debug/decisions"}})
+                                  "debug_api": {"breakers": f"{debug}/debug/breakers",
+                                                "decisions": f"{debug}/debug/decisions"}})
 
     async def query(self, request: web.Request) -> web.Response:
         """One read-only statement. The statement's first word is checked for a clear error, but

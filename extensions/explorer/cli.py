@@ -146,7 +146,8 @@ def session(args: Any, out: Any) -> None:
         out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     print(f"session {data['session']}: {data['span_count']} spans in {len(data['traces'])} trace(s), "
-          f"{duration(data['duration_ns'])}, tokens {data['tokens_in']}/{data['tokens_out']}, cost {usd(data['cost'])}, "
+          f"{duration(data['duration_ns'])}, tokens {data['tokens_in']}/{data['tokens_out']}, "
+          f"cost {usd(data['cost'])}, "
           f"{data['errors']} error(s); services {', '.join(data['services'])}", file=out)
     for line in tree_lines(data["spans"]):
         print(line, file=out)

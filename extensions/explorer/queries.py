@@ -192,7 +192,8 @@ async def sessions(store: Store, tables: Tables, where: SessionFilter, trigger_l
     FROM (
         SELECT TraceId, {TRACE_CONVERSATION} AS conversation,
             groupUniqArray(ServiceName) AS t_services,
-            groupUniqArrayIf(SpanAttributes['gen_ai.agent.name'], SpanAttributes['gen_ai.agent.name'] != '') AS t_agents,
+            groupUniqArrayIf(SpanAttributes['gen_ai.agent.name'],
+                             SpanAttributes['gen_ai.agent.name'] != '') AS t_agents,
             count() AS t_spans,
             min(toUnixTimestamp64Nano(Timestamp)) AS t_start,
             max(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration)) AS t_end,
@@ -390,9 +391,11 @@ def _node(alias: str) -> str:
     agents = ", ".join(f"'{name}'" for name in sorted(AGENT_OPERATIONS))
     host = (f"coalesce(nullIf({attr}['server.address'], ''), nullIf(domain({attr}['url.full']), ''), "
             f"nullIf(domain({attr}['http.url']), ''), {alias}.ServiceName)")
-    return (f"multiIf({op} IN ({agents}) AND {attr}['gen_ai.agent.name'] != '', concat('agent:', {attr}['gen_ai.agent.name']), "
+    return (f"multiIf({op} IN ({agents}) AND {attr}['gen_ai.agent.name'] != '', "
+            f"concat('agent:', {attr}['gen_ai.agent.name']), "
             f"{op} = 'execute_tool' AND {attr}['gen_ai.tool.name'] != '', concat('tool:', {attr}['gen_ai.tool.name']), "
-            f"{op} IN ({llm}), concat('model:', if({attr}['gen_ai.request.model'] != '', {attr}['gen_ai.request.model'], "
+            f"{op} IN ({llm}), "
+            f"concat('model:', if({attr}['gen_ai.request.model'] != '', {attr}['gen_ai.request.model'], "
             f"{attr}['gen_ai.response.model'])), "
             f"{attr}['db.system'] != '' OR {attr}['db.system.name'] != '', "
             f"concat('db:', if({attr}['db.system'] != '', {attr}['db.system'], {attr}['db.system.name'])), "

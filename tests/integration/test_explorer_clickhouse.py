@@ -49,10 +49,12 @@ def test_sessions_and_spans_read_from_a_clickhouse_server(tmp_path, clickhouse_h
         spans = {span["span_id"]: span for span in found["spans"]}
         assert set(spans) == {hex_id(span) for span in sent.values()}
         chat = spans[hex_id(sent["chat#1"])]
-        assert (chat["kind"], chat["duration_ns"], chat["tokens_in"], chat["tokens_out"]) == ("llm", 1000 * MS, 1200, 80)
+        assert (chat["kind"], chat["duration_ns"]) == ("llm", 1000 * MS)
+        assert (chat["tokens_in"], chat["tokens_out"]) == (1200, 80)
         assert chat["cost"] == pytest.approx(cost(1200, 80))
         assert found["duration_ns"] == 3000 * MS and found["errors"] == 1
-        [row] = [r for r in requests.get(f"{url}/api/sessions", timeout=10).json()["sessions"] if r["session"] == SESSION]
+        listed = requests.get(f"{url}/api/sessions", timeout=10).json()["sessions"]
+        [row] = [r for r in listed if r["session"] == SESSION]
         assert (row["spans"], row["tokens_in"], row["tokens_out"], row["start_ns"]) == (5, 2700, 280, base)
         span = sent["execute_tool search_flights"]
         detail = requests.get(f"{url}/api/spans/{span.context.trace_id:032x}/{hex_id(span)}", timeout=10).json()

@@ -31,13 +31,15 @@ def test_reads_see_writes_bind_parameters_and_refuse_changes(tmp_path) -> None:
                 await store.read("SELECT * FROM nowhere")
             assert await store.read("SELECT count() AS n FROM t") == [{"n": 3}]  # nothing was written
             for text in ("a'b", "back\\slash", "tab\there", "new\nline", "{x:String}", "x\\'y", "é😀"):
-                assert await store.read("SELECT {v:String} AS v, {a:Array(String)} AS a", {"v": text, "a": [text, ""]}) \
-                    == [{"v": text, "a": [text, ""]}]
+                sql = "SELECT {v:String} AS v, {a:Array(String)} AS a"
+                echoed = await store.read(sql, {"v": text, "a": [text, ""]})
+                assert echoed == [{"v": text, "a": [text, ""]}]
             # the writer still writes after the reader's session went read-only
             await store.call(_write, store.conn, "INSERT INTO t VALUES (4, 'w')")
             assert await store.read("SELECT count() AS n FROM t") == [{"n": 4}]
-            names = await asyncio.get_running_loop().run_in_executor(store.reader, lambda: threading.current_thread().name)
-            assert names.startswith("chdb-reader")
+            loop = asyncio.get_running_loop()
+            name = await loop.run_in_executor(store.reader, lambda: threading.current_thread().name)
+            assert name.startswith("chdb-reader")
         finally:
             await store.release()
         assert not ChdbStore._open
