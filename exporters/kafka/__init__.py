@@ -16,10 +16,12 @@ What it promises (the exporter helper's queue and retries around aiokafka):
   retried with backoff until `retry_on_failure.max_elapsed_time`, then counted as failed
   (`retries_exhausted`) and logged. A send that timed out may still be delivered by the
   producer, so recovery can bring duplicates, never gaps.
-- Kafka refuses: a missing topic the brokers do not create (`unknown_topic`), failed
-  authentication or authorisation (`auth`), a broker that rejects the request
-  (`invalid_request`, `message_too_large`) are permanent: not retried, counted in
-  `otelcol_exporter_send_failed_spans_total{error_type=...}` and logged with the reason.
+- Topic missing and the brokers do not create it: retried like an outage (Kafka classes
+  it as retriable), each retry logged naming the topic and saying to create it; once it
+  exists the queued batches go out.
+- Kafka refuses: failed authentication or authorisation (`auth`), a broker that rejects
+  the request (`invalid_request`, `message_too_large`) are permanent: not retried, counted
+  in `otelcol_exporter_send_failed_spans_total{error_type=...}` and logged with the reason.
 - Too large: a batch over `producer.max_message_bytes` is split by resource, scope and
   span into several valid requests, never failed whole. Only a span too large even alone
   is dropped, counted as `message_too_large` with its size in the log; the other spans of

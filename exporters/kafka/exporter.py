@@ -31,6 +31,12 @@ _CONFIG_ERRORS = (
     kafka_errors.InvalidTopicError, kafka_errors.UnsupportedCodecError, kafka_errors.InvalidRequiredAcksError,
     kafka_errors.PolicyViolationError, kafka_errors.UnsupportedForMessageFormatError,
 )
+# The brokers refuse this idempotent producer's sequence state (after a broker restart or a
+# send cut short by a timeout); aiokafka does not reset it, so every later send fails alike.
+_PRODUCER_STATE_ERRORS = (
+    kafka_errors.OutOfOrderSequenceNumber, kafka_errors.InvalidProducerEpoch,
+    kafka_errors.InvalidProducerIdMapping, kafka_errors.DuplicateSequenceNumber,
+)
 # Enough for a first try at start-up; after that sends retry with the helper's backoff.
 _START_PROBE_SECONDS = 5.0
 _STOP_GRACE_SECONDS = 5.0
@@ -77,10 +83,16 @@ class KafkaExporter(QueuedExporter):
         encoded = self.encoder.encode(batch)
         if encoded.records:
             producer = await self._client()
+            await self._require_topic(producer)
             try:
                 await self._produce(producer, encoded)
             except kafka_errors.UnknownTopicOrPartitionError as exc:
-                raise await self._unknown_topic(producer, exc) from exc
+                raise (await self._unknown_topic(producer) or RetryableError(
+                    f"topic {self.kafka.topic!r} has no leader yet", error_type="unavailable")) from exc
+            except _PRODUCER_STATE_ERRORS as exc:
+                await self._discard(producer)
+                raise RetryableError(f"the brokers refused this producer's sequence numbers ({describe(exc)}); "
+                                     f"retrying with a new idempotent producer", error_type="unavailable") from exc
             except kafka_errors.KafkaError as exc:
                 raise classify(exc) from exc
         return self._refused(encoded)
@@ -103,17 +115,39 @@ class KafkaExporter(QueuedExporter):
                               f"too large for one Kafka message even alone (producer.max_message_bytes "
                               f"{limit}): {reasons}")
 
-    async def _unknown_topic(self, producer: AIOKafkaProducer, exc: Exception) -> Exception:
-        """aiokafka reports a missing topic and unreachable brokers alike; ask the brokers which."""
+    async def _require_topic(self, producer: AIOKafkaProducer) -> None:
+        """Before a topic's first send: with auto-creation off, aiokafka would poll for a missing
+        topic's metadata until the send times out, so the retry said only `TimeoutError` (and
+        aiokafka logged an error every 100 ms). Ask the brokers once instead."""
+        if producer.client.cluster.partitions_for_topic(self.kafka.topic) is None:
+            missing = await self._unknown_topic(producer)
+            if missing is not None:
+                raise missing
+
+    async def _unknown_topic(self, producer: AIOKafkaProducer) -> RetryableError | None:
+        """Whether the brokers lack the topic (or cannot be asked). Retryable, as Kafka itself
+        classes it and otelcol retries it: an operator who reads the log creates the topic and
+        every batch waiting in the queue is delivered."""
         try:
             metadata = await producer.client.fetch_all_metadata()
         except kafka_errors.KafkaError as fetch_error:
             return RetryableError(f"no broker answered for topic {self.kafka.topic!r}: {fetch_error}",
                                   error_type="unavailable")
         if self.kafka.topic in metadata.topics():
-            return RetryableError(f"topic {self.kafka.topic!r} has no leader yet", error_type="unavailable")
-        return PermanentError(f"topic {self.kafka.topic!r} does not exist and the brokers do not create it: "
-                              f"create it, or enable auto.create.topics.enable", error_type="unknown_topic")
+            return None
+        return RetryableError(f"topic {self.kafka.topic!r} does not exist and the brokers do not create it: "
+                              f"create it (or enable auto.create.topics.enable); retrying", error_type="unknown_topic")
+
+    async def _discard(self, producer: AIOKafkaProducer) -> None:
+        """Drop a producer the brokers no longer accept; the next attempt starts a new one (a new
+        producer id). What it had in flight fails and is retried by the helper: at least once."""
+        if self._producer is not producer:
+            return  # another sender already replaced it
+        self._producer = None
+        try:
+            await asyncio.wait_for(producer.stop(), _STOP_GRACE_SECONDS)
+        except Exception:  # noqa: BLE001 - it is being thrown away; its batches are retried
+            pass
 
     # -- the producer ---------------------------------------------------------------------------
     async def _client(self) -> AIOKafkaProducer:
@@ -163,7 +197,8 @@ class KafkaExporter(QueuedExporter):
                                          request_timeout_ms=options["request_timeout_ms"],
                                          **_connection_options(options))
             except _AUTH_ERRORS as auth_error:
-                return PermanentError(f"authentication to {broker} failed: {describe(auth_error)}",
+                user = self.kafka.sasl.username if self.kafka.sasl else ""
+                return PermanentError(f"authentication to {broker} as {user!r} failed: {describe(auth_error)}",
                                       error_type="auth")
             except Exception as other:  # noqa: BLE001 - this is a diagnosis, the first error stands
                 if self._scram_refused(other):
