@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/default.yaml
 
-.PHONY: run test validate bench docs system-deps clean fuzz
+.PHONY: run test validate bench docs system-deps clean fuzz kafka
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,38 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# Apache Kafka (a single KRaft node, tests/kafka_broker.py) for the tests and benchmarks: the jars
+# of tests/kafka/pom.xml and their dependencies from Maven Central into the ignored cache, run
+# with the machine's Java 17. Skipped once the jars are there; missing java or mvn is installed
+# from Debian's packages, as system-deps does.
+KAFKA_LIBS  := .cache/kafka/libs
+KAFKA_STAMP := $(KAFKA_LIBS)/.installed-stamp
+
+kafka: $(KAFKA_STAMP)
+
+$(KAFKA_STAMP): tests/kafka/pom.xml
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for Kafka:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
+		|| { echo "Kafka needs java (Java 17: openjdk-17-jre-headless) and mvn (maven): install them"; exit 1; }; \
+	fi
+	@echo "fetching Apache Kafka's jars (tests/kafka/pom.xml) into $(KAFKA_LIBS)"
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	touch $@
+
 run: $(STAMP)
 	$(BIN)/agentdbg run --config $(CONFIG)
 
 validate: $(STAMP)
 	$(BIN)/agentdbg validate --config $(CONFIG)
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps kafka
 	$(BIN)/pytest
 
 # The property-based fuzz tests (tests/fuzz/) with a fresh seed and 25x the suite's budget
@@ -46,7 +71,7 @@ fuzz: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m pipeline.reference --write README.md
 
-bench: $(STAMP)
+bench: $(STAMP) kafka
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run_all
 

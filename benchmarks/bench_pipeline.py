@@ -11,7 +11,8 @@ The exporter rows run against real backends started for the run, on this machine
 - `clickhouse`: the chDB-backed ClickHouse HTTP *test* endpoint (tests/clickhouse_http.py),
   a separate process: the figure is the daemon's CPU (columns, Native serialisation, HTTP),
   not ClickHouse's;
-- `kafka`: Tansu (tests/kafka_broker.py), a separate process; `otlp_proto` passthrough;
+- `kafka`: Apache Kafka, one KRaft node (tests/kafka_broker.py), a separate JVM; `otlp_proto`
+  passthrough, the default idempotent producer with `required_acks: all`;
 - `otlp`: a second daemon (tests/otlp_sink.py, file exporter in protobuf) standing in for Tempo.
 
     .venv/bin/python -m benchmarks.bench_pipeline [--spans 200000]
@@ -49,7 +50,7 @@ EXPORTERS = {
     "file/file_json": '{path: "{dir}/out.jsonl", format: json}',
     "chdb": '{path: "{dir}/chdb"}',
     "clickhouse": "{endpoint: %(clickhouse)s, async_insert: false}",
-    "kafka": "{brokers: [%(kafka)s], topic: bench_spans, producer: {enable_idempotence: false}}",
+    "kafka": "{brokers: [%(kafka)s], topic: bench_spans}",
     "otlp": "{endpoint: %(otlp)s, tls: {insecure: true}}",
 }
 OVERLAY = """
@@ -75,7 +76,9 @@ class Backends:
             "kafka": self._kafka, "clickhouse": self._clickhouse, "otlp": self._otlp_sink}
 
     def _kafka(self) -> str:
-        return self._stack.enter_context(KafkaBroker()).bootstrap
+        broker = self._stack.enter_context(KafkaBroker(fast_start=False))  # full JIT: it must keep up
+        broker.create_topic("bench_spans")  # auto-creation is off
+        return broker.bootstrap
 
     def _clickhouse(self) -> str:
         return self._stack.enter_context(ClickHouseHTTP(self.dir / "clickhouse")).url
@@ -130,7 +133,7 @@ def main() -> None:
             "and the backends' CPU is not counted; the `chdb` engine runs inside the daemon and is counted. "
             "Backends, all on this 2-core machine: `clickhouse` writes to the chDB-backed ClickHouse HTTP *test* "
             "endpoint (tests/clickhouse_http.py), so its figure is the daemon's CPU, not ClickHouse's; `kafka` "
-            "produces to Tansu (`otlp_proto`, wire bytes passed through); `otlp` sends to a second daemon "
+            "produces to Apache Kafka (one KRaft node; `otlp_proto`, wire bytes passed through; idempotent producer, acks all); `otlp` sends to a second daemon "
             "(file exporter, protobuf) standing in for Tempo. The load generator and the backends share the "
             "two cores with the daemon, so absolute rates are a floor.\n\n"
             + table(PIPELINE_HEADERS, rows))

@@ -2,7 +2,7 @@
 
 The chain of tests/safety_chain.py, all real processes: an OpenTelemetry SDK agent in this
 process → collector daemon (otlp → batch 200 ms → triggers connector → kafka/triggers) →
-Tansu → safety daemon (config/safety.yaml) → a webhook sink in this process (and the decisions
+Apache Kafka → safety daemon (config/safety.yaml) → a webhook sink in this process (and the decisions
 topic, and a real Alertmanager for the alerts the faults also raise). Each run deploys a new
 canary version (a new SDK resource: `deployment.canary=true`, `service.version=1.<run>`),
 waits a random part of a snapshot interval (so runs land anywhere in the snapshot cycle, as
@@ -109,7 +109,7 @@ def main() -> None:
         f"{args.runs} canaries (each a new `service.version` with `deployment.canary=true`), each sending one "
         f"export of {SPANS} server spans with {ERRORS} failed ({ERRORS / SPANS:.0%} errors; rollback limit 10 %) "
         "at a random point of the snapshot cycle, through the real chain: OpenTelemetry SDK (OTLP/HTTP) → "
-        "collector daemon (batch 200 ms → triggers) → Tansu (in-memory) → safety daemon (config/safety.yaml) → "
+        "collector daemon (batch 200 ms → triggers) → Apache Kafka (one KRaft node) → safety daemon (config/safety.yaml) → "
         "webhook sink. All processes on one host, one wall clock.\n\n"
         f"Config: `health_snapshot.snapshot_interval` **{interval:g} s** (the product default is 30 s), "
         f"triggers `evaluation_interval` {EVALUATION_INTERVAL:g} s, collector batch `timeout` 200 ms, kafka "

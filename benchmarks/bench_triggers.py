@@ -2,7 +2,7 @@
 
 Acceptance 4 of the triggers issue: the same seeded agent load through the same pipeline,
 `otlp → batch → chdb` (the heaviest realistic embedded exporter; `--kafka` adds the kafka
-exporter against a Tansu broker), with and without `genai` and `triggers`, side by side in
+exporter against an Apache Kafka broker), with and without `genai` and `triggers`, side by side in
 one run, as daemon CPU seconds per 1,000 spans:
 
     A  otlp → batch → chdb                               (baseline)
@@ -89,7 +89,7 @@ service:
 """
 TRIGGERS = "connectors:\n  triggers: {}\n"
 EVENTS = "    events: {receivers: [triggers], exporters: [file/events]}\n"
-KAFKA = "  kafka: {brokers: [%s], topic: bench_spans, producer: {enable_idempotence: false}}"
+KAFKA = "  kafka: {brokers: [%s], topic: bench_spans}"
 
 
 def overlay(processors: list[str], triggers: bool, kafka: str | None) -> str:
@@ -180,7 +180,9 @@ def daemon_runs(data: list[bytes], spans: int, rounds: int, kafka: bool, rate: f
         if kafka:
             from tests.kafka_broker import KafkaBroker
 
-            bootstrap = stack.enter_context(KafkaBroker()).bootstrap
+            broker = stack.enter_context(KafkaBroker(fast_start=False))  # full JIT: it must keep up
+            broker.create_topic("bench_spans")  # auto-creation is off
+            bootstrap = broker.bootstrap
         exporters = ["chdb"] + (["kafka"] if kafka else [])
         for round_ in range(rounds):
             for name, (processors, triggers, default_gc) in variants.items():
@@ -215,7 +217,7 @@ def daemon_table(runs: dict[str, list[Run]], spans: int) -> str:
 
 def daemon_section(data: list[bytes], spans: int, rounds: int, kafka: bool, rate: float, gc_variants: bool
                    ) -> tuple[str, dict[float, dict[str, list[Run]]]]:
-    exporter_set = "chdb + kafka (Tansu)" if kafka else "chdb"
+    exporter_set = "chdb + kafka (Apache Kafka)" if kafka else "chdb"
     head = (f"{spans} spans of the seeded agent fleet (benchmarks/fleet.py, seed 7) in {len(data)} OTLP/HTTP "
             f"requests (~{spans // len(data)} spans each), `batch` at 8192 spans / 200 ms, exporters: "
             f"{exporter_set}; the `triggers` connector with the product defaults (all nine detectors) feeding an "
@@ -493,7 +495,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--kafka", action="store_true", help="add the kafka exporter (Tansu broker)")
+    parser.add_argument("--kafka", action="store_true", help="add the kafka exporter (Apache Kafka broker)")
     parser.add_argument("--rate", type=float, default=20_000, help="offered load, spans/s (0: as fast as possible)")
     parser.add_argument("--no-gc-variants", action="store_true",
                         help="leave out A′/B′ (the daemon with Python's default garbage collector)")

@@ -25,9 +25,23 @@ def require_binary(name: str) -> str:
     return path
 
 
-@pytest.fixture
-def kafka_broker():
-    """A Tansu Kafka broker on a free loopback port (tests/kafka_broker.py), stopped after the test."""
+def require_kafka() -> None:
+    """The Apache Kafka jars and Java (tests/kafka_broker.py); under CI missing ones are a failure."""
+    from tests.kafka_broker import java_binary, kafka_classpath
+
+    try:
+        java_binary(), kafka_classpath()
+    except FileNotFoundError as missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} (make test installs it)")
+        pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="session")
+def kafka_session_broker():
+    """One real Apache Kafka broker (a KRaft node, tests/kafka_broker.py) for the whole run: the
+    JVM starts once. Tests use `kafka_broker`, which cleans up after each of them."""
+    require_kafka()
     from tests.kafka_broker import KafkaBroker
 
     broker = KafkaBroker().start()
@@ -35,6 +49,15 @@ def kafka_broker():
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def kafka_broker(kafka_session_broker):
+    """The run's Kafka broker for one test. Afterwards it is thawed or started again if the test
+    left it paused or down, and the topics and consumer groups the test made are deleted, so
+    the next test finds a broker as new as a fresh one."""
+    yield kafka_session_broker
+    kafka_session_broker.reset()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 benchmarks/bench_safety_latency.py:
 
     OpenTelemetry SDK agents ──OTLP/HTTP──▶ collector daemon (otlp → batch → triggers
-    connector; events → kafka/triggers, JSON keyed by subject) ──▶ Kafka (Tansu), topic
+    connector; events → kafka/triggers, JSON keyed by subject) ──▶ Apache Kafka, topic
     agent.triggers ──▶ safety daemon (config/safety.yaml as shipped, set up through its
     environment variables, plus an overlay) ──▶ topic agent.safety.decisions, a real
     Alertmanager, and two webhooks served by one `WebhookSink` in the caller's process:
@@ -56,8 +56,6 @@ exporters:
   kafka/triggers:
     brokers: [%(broker)s]
     topic: agent.triggers
-    producer:
-      enable_idempotence: false
 service:
   pipelines:
     traces:
@@ -69,8 +67,8 @@ service:
       exporters: [kafka/triggers]
 """
 
-# Over config/safety.yaml: loopback ports (filled in by tests.harness.Daemon), the test
-# broker's producer setting, a second webhook for the breaker and throttle decisions.
+# Over config/safety.yaml: loopback ports (filled in by tests.harness.Daemon), a second
+# webhook for the breaker and throttle decisions.
 SAFETY_OVERLAY = """
 extensions:
   health_check:
@@ -81,9 +79,6 @@ processors:
   safety:
 %(safety)s
 exporters:
-  kafka/decisions:
-    producer:
-      enable_idempotence: false
   webhook/actions:
     endpoint: %(actions_hook)s
     actions: [%(actions)s]
@@ -102,8 +97,10 @@ service:
 
 
 class SafetyChain:
-    def __init__(self, workdir: Path, triggers: str, safety: str, alertmanager_binary: str | None = None) -> None:
+    def __init__(self, workdir: Path, triggers: str, safety: str, alertmanager_binary: str | None = None,
+                 broker: KafkaBroker | None = None) -> None:
         self.workdir = workdir
+        self._given_broker = broker  # a running broker to use (the test run's), else one of its own
         self.triggers = triggers
         self.safety_yaml = safety
         self.alertmanager_binary = alertmanager_binary or shutil.which("prometheus-alertmanager")
@@ -129,7 +126,7 @@ class SafetyChain:
 
     def _start(self) -> None:
         stack = self._stack
-        self.broker = stack.enter_context(KafkaBroker())
+        self.broker = self._given_broker or stack.enter_context(KafkaBroker())
         for topic in (TRIGGERS_TOPIC, DECISIONS_TOPIC, DEAD_LETTER_TOPIC):
             self.broker.create_topic(topic)
         self.alertmanager = Alertmanager(self.alertmanager_binary)
@@ -155,8 +152,8 @@ class SafetyChain:
 
     def _wait_consuming(self, timeout: float = 60.0) -> None:
         """The safety daemon is healthy before its consumer has joined its group (the broker
-        holds a group's first join for its initial rebalance delay: about 5 s with Tansu, 3 s
-        by Kafka's default). Send a probe through the whole chain, a baseline service whose
+        holds a group's first join for its initial rebalance delay: 3 s by Kafka's default, none
+        on the test broker). Send a probe through the whole chain, a baseline service whose
         health snapshots decide nothing, until the safety daemon has consumed one."""
         probe = self.agent("chain-probe", **{"service.version": "probe"})
 

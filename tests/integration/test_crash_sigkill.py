@@ -22,7 +22,7 @@ import pytest
 
 from tests.harness import BASE_CONFIG, Daemon, query_json, wait_until
 from tests.integration.test_chdb_exporter import default_daemon
-from tests.kafka_broker import KafkaBroker, read_topic
+from tests.kafka_broker import read_topic
 from tests.otlp_load import Load, agent_request
 
 KILLS = 5
@@ -40,7 +40,6 @@ exporters:
   kafka:
     brokers: [{broker}]
     topic: {topic}
-    producer: {{enable_idempotence: false}}
     sending_queue: {{storage: file_storage}}
 service:
   extensions: [health_check, debug_api, file_storage]
@@ -97,11 +96,10 @@ def test_default_config_loses_no_acked_span_across_sigkills(tmp_path):
     check_delivered(acked, (row["SpanId"] for row in rows))
 
 
-@pytest.fixture(scope="module")
-def broker():
-    with KafkaBroker() as running:
-        running.create_topic(TOPIC)
-        yield running
+@pytest.fixture
+def broker(kafka_broker):
+    kafka_broker.create_topic(TOPIC)
+    return kafka_broker
 
 
 def test_batch_with_persistent_queue_loses_no_acked_span_across_sigkills(tmp_path, broker):

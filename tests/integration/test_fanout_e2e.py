@@ -3,7 +3,7 @@
 (1) End to end. The OpenTelemetry SDK sends the known agent traces of tests/otel_traces_check.py
     (two agents: every span kind, Ok/Error/Unset status, every attribute type, events, links,
     a remote parent with trace state) over OTLP/gRPC to ONE daemon whose traces pipeline has,
-    side by side, `kafka` (Tansu), `clickhouse` (the chDB-backed HTTP test endpoint), `otlp`
+    side by side, `kafka` (Apache Kafka), `clickhouse` (the chDB-backed HTTP test endpoint), `otlp`
     (gRPC, the protocol of Tempo, Jaeger and every OTLP backend) to Jaeger v2 (tests/jaeger.py,
     memory storage), and `otlphttp` with `headers: {X-Scope-OrgID: tenant-a}` to a recording
     OTLP/HTTP server run by the test (it shows the headers each request carried, which no
@@ -61,7 +61,6 @@ EXPORTERS = """
     brokers: [%(broker)s]
     topic: %(topic)s
     timeout: 2s
-    producer: {enable_idempotence: false}
     sending_queue: {queue_size: 1000}
     retry_on_failure: %(retry)s
   clickhouse:
@@ -88,6 +87,7 @@ OTLPHTTP = """  otlphttp:
 def fanout_daemon(broker: KafkaBroker, clickhouse: ClickHouseHTTP, jaeger: Jaeger,
                   recorder: RecordingSink | None = None) -> Daemon:
     """The daemon: kafka, clickhouse and otlp to Jaeger (plus otlphttp to `recorder`) in one traces pipeline."""
+    broker.create_topic(TOPIC)  # auto-creation is off, as on a production cluster
     extra = OTLPHTTP % {"url": recorder.url, "tenant": TENANT, "retry": RETRY} if recorder else ""
     exporters = EXPORTERS % {"broker": broker.bootstrap, "topic": TOPIC, "clickhouse": clickhouse.url,
                              "jaeger": jaeger.grpc_endpoint, "tenant": TENANT, "retry": RETRY}

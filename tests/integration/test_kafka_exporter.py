@@ -1,4 +1,5 @@
-"""The `kafka` exporter against a real Kafka-protocol broker (Tansu, tests/kafka_broker.py).
+"""The `kafka` exporter against a real Apache Kafka broker (tests/kafka_broker.py), with the
+product's default idempotent producer.
 
 (a) End to end: the OpenTelemetry SDK sends known agent traces over OTLP/gRPC to the daemon
     (otlp → batch → several kafka exporters, one topic each); an aiokafka consumer reads
@@ -13,8 +14,8 @@
 (c) Outage: the broker is frozen (SIGSTOP) while load runs, then thawed; every span the
     receiver accepted arrives (duplicates allowed and counted, none missing).
 (d) In-process, same broker: events batches (`kafka_records()`) are produced keyed by
-    subject; refused credentials, a refused idempotent producer and a dead broker come out
-    as the right permanent / retryable errors.
+    subject; the default idempotent producer is accepted; refused credentials and a dead
+    broker come out as the right permanent / retryable errors.
 """
 from __future__ import annotations
 
@@ -36,35 +37,40 @@ from pipeline.events import Events
 from pipeline.traces import Traces, iter_spans
 from tests import otlp_spans
 from tests.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until
-from tests.kafka_broker import KafkaBroker, Message, decode_json, decode_proto, read_topic
+from tests.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, Message, decode_json, decode_proto, read_topic
 from tests.otlp_load import Load
 from tests.otlp_spans import assert_spans_once, expected_from_sdk, export_spans, otlp_exporter, spans_out
 
 LIMIT = 1_000_000
 CODECS = ("gzip", "snappy", "lz4", "zstd")
-# exporter name → (topic, extra settings); Tansu cannot do idempotence, so tests turn it off.
+# exporter name → (topic, extra settings); every one with the default idempotent producer.
 EXPORTERS = {
     "proto": ("spans_proto", ""),
     "json": ("spans_json", "encoding: otlp_json"),
     "bytrace": ("spans_bytrace", "partition_traces_by_id: true"),
-    **{codec: (f"spans_{codec}", f"producer: {{enable_idempotence: false, compression: {codec}}}")
-       for codec in CODECS},
+    **{codec: (f"spans_{codec}", f"producer: {{compression: {codec}}}") for codec in CODECS},
 }
+OTHER_TOPICS = ("spans_outage", "agentdbg_triggers")
 
 
 def exporter_yaml(name: str, topic: str, extra: str, broker: str) -> str:
-    lines = [f"  kafka/{name}:", f"    brokers: [{broker}]", f"    topic: {topic}"]
-    if not extra.startswith("producer:"):
-        lines.append("    producer: {enable_idempotence: false}")
+    # Seven exporters producing a 3.3 MB batch at once on a loaded 2-core machine can take
+    # longer than the default timeout; a timed-out send is retried whole (at least once), and
+    # these tests count every span exactly once.
+    lines = [f"  kafka/{name}:", f"    brokers: [{broker}]", f"    topic: {topic}", "    timeout: 30s"]
     if extra:
         lines.append(f"    {extra}")
     return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
-def broker():
-    with KafkaBroker() as running:
-        yield running
+def broker(kafka_session_broker):
+    """The run's broker with this module's topics (auto-creation is off), deleted afterwards."""
+    topics = [topic for topic, _ in EXPORTERS.values()] + list(OTHER_TOPICS)
+    for topic in topics:
+        kafka_session_broker.create_topic(topic)
+    yield kafka_session_broker
+    kafka_session_broker.reset()
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +204,6 @@ def test_a_2mb_span_is_counted_and_logged_and_does_not_block(daemon, broker):
 
 # -- (c) outage ------------------------------------------------------------------------------------
 OUTAGE_EXPORTER = component("kafka", brokers="[BROKER]", topic="spans_outage", timeout="2s",
-                            producer="{enable_idempotence: false}",
                             retry_on_failure="{initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0}")
 
 
@@ -207,7 +212,8 @@ def load_request() -> ExportTraceServiceRequest:
     return otlp_request(agent_run()[:10] + agent_run()[:10])
 
 
-def test_broker_outage_loses_nothing(kafka_broker, record_property):
+def test_broker_outage_loses_nothing(broker, record_property):
+    kafka_broker = broker
     overlay = pipeline_overlay(OUTAGE_EXPORTER.replace("BROKER", kafka_broker.bootstrap))
     with Daemon(BASE_CONFIG, overlay=overlay) as daemon:
         load = Load(f"http://127.0.0.1:{daemon.ports['http']}/v1/traces", load_request)
@@ -256,7 +262,7 @@ async def test_events_batches_go_out_as_json_keyed_by_subject(broker):
                   "subject": {"service": "planner-agent"}, "subject_key": "service=planner-agent"},
                  {"schema": "agentdbg.trigger/v1", "id": os.urandom(8).hex(), "kind": "cost_budget",
                   "subject": {"agent": "travel"}, "subject_key": "agent=travel"}]
-    kafka = exporter(brokers=[broker.bootstrap], topic="agentdbg_triggers", producer={"enable_idempotence": False})
+    kafka = exporter(brokers=[broker.bootstrap], topic="agentdbg_triggers")
     await kafka.start_client()
     try:
         assert await kafka.send(Events(documents)) is None
@@ -275,28 +281,30 @@ async def test_events_batches_go_out_as_json_keyed_by_subject(broker):
     assert got == {doc["subject_key"].encode(): doc for doc in documents}
 
 
-async def test_refused_credentials_are_a_permanent_auth_error():
-    with KafkaBroker(authentication=True) as secured:
-        kafka = exporter(brokers=[secured.bootstrap], producer={"enable_idempotence": False},
-                         sasl={"mechanism": "SCRAM-SHA-256", "username": "agent", "password": "wrong"})
-        with pytest.raises(PermanentError) as refused:
-            await kafka.send(small_traces())
-        await kafka.stop_client()
-    assert refused.value.error_type == "auth" and "agent" in str(refused.value)
-
-
-async def test_an_idempotent_producer_the_broker_refuses_is_a_clear_permanent_error(broker):
-    """The product default (idempotence on) against a broker without it: say so, do not retry."""
-    kafka = exporter(brokers=[broker.bootstrap])
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+async def test_refused_credentials_are_a_permanent_auth_error(broker, mechanism):
+    kafka = exporter(brokers=[broker.sasl_bootstrap], topic="spans_proto",
+                     sasl={"mechanism": mechanism, "username": SCRAM_USER, "password": "wrong"})
     with pytest.raises(PermanentError) as refused:
         await kafka.send(small_traces())
     await kafka.stop_client()
-    assert refused.value.error_type == "idempotence_refused"
-    assert "enable_idempotence: false" in str(refused.value)
+    assert refused.value.error_type == "auth" and SCRAM_USER in str(refused.value)
+
+
+async def test_the_right_credentials_are_accepted(broker):
+    spans = agent_run()[:3]
+    kafka = exporter(brokers=[broker.sasl_bootstrap], topic="spans_proto",
+                     sasl={"mechanism": "SCRAM-SHA-256", "username": SCRAM_USER, "password": SCRAM_PASSWORD})
+    try:
+        assert await kafka.send(Traces.from_wire(otlp_request(spans).SerializeToString())) is None
+    finally:
+        await kafka.stop_client()
+    assert_every_span(read_topic(broker, "spans_proto", set(expected_from_sdk(spans))), expected_from_sdk(spans),
+                      "spans_proto")
 
 
 async def test_no_broker_is_retryable():
-    kafka = exporter(brokers=[f"127.0.0.1:{free_port()}"], producer={"enable_idempotence": False})
+    kafka = exporter(brokers=[f"127.0.0.1:{free_port()}"])
     await kafka.start_client()  # must not raise: the daemon starts while Kafka is down
     with pytest.raises(RetryableError):
         await kafka.send(small_traces())

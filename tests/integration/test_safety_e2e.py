@@ -1,6 +1,6 @@
 """Acceptance 1 of the safety consumer: the whole chain with real parts (tests/safety_chain.py).
 
-OpenTelemetry SDK agents → collector daemon (triggers connector, short windows) → Tansu →
+OpenTelemetry SDK agents → collector daemon (triggers connector, short windows) → Apache Kafka →
 safety daemon (config/safety.yaml, short breaker timeout and canary hold) → the decisions
 topic, a real Alertmanager and webhooks served by the test. The tests share the running
 chain; each plays its own services, so they do not see each other's faults:
@@ -61,10 +61,12 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SafetyChain]:
+def chain(tmp_path_factory: pytest.TempPathFactory, kafka_session_broker) -> Iterator[SafetyChain]:
     workdir: Path = tmp_path_factory.mktemp("safety-e2e")
-    with SafetyChain(workdir, TRIGGERS, SAFETY, require_binary("prometheus-alertmanager")) as running:
+    with SafetyChain(workdir, TRIGGERS, SAFETY, require_binary("prometheus-alertmanager"),
+                     broker=kafka_session_broker) as running:
         yield running
+    kafka_session_broker.reset()  # this module's topics go, as after any test
 
 
 def assert_each_key_once(chain: SafetyChain) -> None:

@@ -37,7 +37,6 @@ exporters:
   kafka/decisions:
     brokers: [{broker}]
     topic: agent.safety.decisions
-    producer: {{enable_idempotence: false}}
     sending_queue: {{enabled: false}}
   webhook:
     endpoint: {hook}
@@ -61,7 +60,7 @@ def trigger(kind: str, subject: dict, episode: str, status: str = "firing", **ex
 
 def produce(broker: str, topic: str, values: list[bytes]) -> None:
     async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=broker, enable_idempotence=False, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=broker, enable_idempotence=True, acks="all")
         await producer.start()
         try:
             for value in values:
