@@ -28,6 +28,32 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# Go builds into the ignored cache, from the Go module proxy with the machine's Go (no system
+# GOPATH touched): Jaeger v2, the OTLP backend the otlp/otlphttp exporter tests read traces
+# back from (`make test`), and the OpenTelemetry Collector the benchmarks run beside agentdbg
+# (`make bench`, benchmarks/otelcol/). Jaeger's go.mod has a replace directive, which
+# `go install pkg@version` refuses, so its module source is copied out and built in place.
+GO             ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+GOCACHEDIR     := $(CURDIR)/.cache/go
+GOENV          := GOPATH=$(GOCACHEDIR) GOMODCACHE=$(GOCACHEDIR)/pkg/mod GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+JAEGER_VERSION := v1.76.0
+JAEGER         := .cache/jaeger/jaeger-$(JAEGER_VERSION)
+OTELCOL        := .cache/otelcol/otelcol-bench
+
+$(JAEGER):
+	@echo "building Jaeger $(JAEGER_VERSION) (cmd/jaeger) with $(GO); several minutes the first time"
+	rm -rf .cache/jaeger/src && mkdir -p .cache/jaeger
+	src=$$($(GOENV) $(GO) mod download -json github.com/jaegertracing/jaeger@$(JAEGER_VERSION) \
+	       | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') && \
+	cp -r "$$src" .cache/jaeger/src && chmod -R u+w .cache/jaeger/src
+	cd .cache/jaeger/src && $(GOENV) $(GO) build -trimpath -o $(CURDIR)/$@.tmp ./cmd/jaeger
+	mv $@.tmp $@ && rm -rf .cache/jaeger/src
+
+$(OTELCOL): benchmarks/otelcol/go.mod benchmarks/otelcol/go.sum benchmarks/otelcol/main.go
+	@echo "building the OpenTelemetry Collector of benchmarks/otelcol with $(GO)"
+	mkdir -p .cache/otelcol
+	cd benchmarks/otelcol && $(GOENV) $(GO) build -trimpath -o $(CURDIR)/$@ .
+
 # Apache Kafka (a single KRaft node, tests/kafka_broker.py) for the tests and benchmarks: the jars
 # of tests/kafka/pom.xml and their dependencies from Maven Central into the ignored cache, run
 # with the machine's Java 17. Skipped once the jars are there; missing java or mvn is installed
@@ -59,7 +85,7 @@ run: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/agentdbg validate --config $(CONFIG)
 
-test: $(STAMP) system-deps kafka
+test: $(STAMP) system-deps $(JAEGER) kafka
 	$(BIN)/pytest
 
 # The property-based fuzz tests (tests/fuzz/) with a fresh seed and 25x the suite's budget
@@ -71,7 +97,7 @@ fuzz: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m pipeline.reference --write README.md
 
-bench: $(STAMP) kafka
+bench: $(STAMP) $(OTELCOL) kafka
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run_all
 
