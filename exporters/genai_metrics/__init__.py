@@ -23,7 +23,10 @@ Bounded cardinality, as spanmetrics' `aggregation_cardinality_limit`: each metri
 most `aggregation_cardinality_limit` label sets (default 2,000); observations of any further
 label set go to one overflow series labelled `otel_metric_overflow="true"`, and are counted
 in `agentdbg_genai_metrics_overflow_spans_total{metric}`. Totals stay exact; series are never
-evicted, so counters never go backwards while the process runs.
+evicted, so counters never go backwards while the process runs. There is no counterpart of
+spanmetrics' `dimensions_cache_size`: that bounds a cache of per-span key lookups, and here the
+label sets are built per batch from the shared columns, with nothing cached between batches but
+the bounded series themselves.
 
 What it promises when the next stage is slow or down: there is no next stage. It works on
 the batch's shared columns on the event loop (no queue, no I/O), never refuses or delays a
