@@ -6,10 +6,9 @@ ignored. This is the JSON path only (receiver, file exporter); the hot path stay
 
 `decode` promises: for any bytes it returns the message or raises `JsonDecodeError` (the
 receivers answer that with 400 / INVALID_ARGUMENT), never anything else. A document nested
-deeper than `MAX_DEPTH` levels is refused up front with a short message: that is the
-nesting the protobuf decoders accept for messages, so JSON and protobuf input meet the same
-bound, and the document is walked without recursion, so no depth reaches Python's
-recursion limit.
+more than `MAX_DEPTH` levels deep is refused up front with a short message: that is the
+nesting the protobuf decoder accepts, so JSON and protobuf input meet the same bound, and
+the document is walked without recursion, so no depth reaches Python's recursion limit.
 """
 from __future__ import annotations
 
@@ -27,8 +26,9 @@ M = TypeVar("M", bound=Message)
 _TRACE_ID_KEYS = ("traceId", "trace_id")
 _SPAN_ID_KEYS = ("spanId", "span_id", "parentSpanId", "parent_span_id")
 _ID_KEYS = frozenset(_TRACE_ID_KEYS + _SPAN_ID_KEYS)
-# Levels of nesting (see _walk_ids), the top level counting as 1: json_format's own limit on
-# nested messages, and about what upb allows for binary input.
+# Levels of nesting below the top object (see _walk_ids): what upb allows binary input (the
+# top message and 100 levels of messages in it), so every request the protobuf path takes can
+# be written as OTLP/JSON (file exporter, Kafka otlp_json) and read back, and the other way.
 MAX_DEPTH = 100
 
 
@@ -46,7 +46,9 @@ def decode(data: bytes, message_type: type[M]) -> M:
         raise JsonDecodeError("invalid OTLP/JSON: the top level must be an object")
     _walk_ids(document, _hex_to_base64, max_depth=MAX_DEPTH)
     try:
-        return json_format.ParseDict(document, message_type(), ignore_unknown_fields=True)
+        # json_format counts the top message too.
+        return json_format.ParseDict(document, message_type(), ignore_unknown_fields=True,
+                                     max_recursion_depth=MAX_DEPTH + 1)
     except json_format.ParseError as exc:
         raise JsonDecodeError(f"invalid OTLP/JSON: {exc}") from exc
 
@@ -69,15 +71,15 @@ def _walk_ids(node: Any, convert: Callable[[str, str], str], max_depth: int | No
 
     Iterative, so a deep document cannot exhaust the stack. With `max_depth`, a document
     nested deeper than that is refused (JsonDecodeError) before anything else reads it. The
-    depth counts what protobuf counts: each object is a level, and an array is one only
-    inside another array (the array of a repeated field belongs to its object). Attribute
-    values are walked for depth too, but their keys are never ids.
+    depth counts what protobuf counts: each object below the top one is a level, and an
+    array is one only inside another array (the array of a repeated field belongs to its
+    object). Attribute values are walked for depth too, but their keys are never ids.
     """
-    stack: list[tuple[Any, int, bool]] = [(node, 1, True)]  # (value, depth, ids may sit here)
+    stack: list[tuple[Any, int, bool]] = [(node, 0, True)]  # (value, depth, ids may sit here)
     while stack:
         value, depth, ids = stack.pop()
         if max_depth is not None and depth > max_depth:
-            raise JsonDecodeError(f"invalid OTLP/JSON: nested deeper than {max_depth} levels")
+            raise JsonDecodeError(f"invalid OTLP/JSON: nested more than {max_depth} levels deep")
         if isinstance(value, dict):
             for key, item in value.items():
                 if ids and isinstance(item, str) and key in _ID_KEYS:

@@ -13,12 +13,14 @@ the error they document, for any input.
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
 from aiokafka.structs import ConsumerRecord
+from google.protobuf.message import DecodeError
 from hypothesis import example, given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -28,7 +30,10 @@ from pipeline import otlp_json
 from pipeline.component import ComponentID, Kind, Settings
 from receivers.kafka import KafkaReceiver, KafkaReceiverConfig, malformed_messages
 from tests.fuzz.budget import budget
-from tests.fuzz.strategies import DEEP_PLACES, deep_json, json_bodies, json_values, kafka_values, _dumps
+from tests.fuzz.strategies import (
+    DEEP_PLACES, _dumps, deep_any_value, deep_json, json_bodies, json_values, kafka_values, proto_bodies,
+)
+from tests.otlp_spans import each_span
 
 any_body = st.one_of(json_bodies(), json_bodies(), json_values.map(_dumps), st.binary(max_size=256))
 
@@ -66,11 +71,55 @@ def test_json_nested_1000_levels_is_a_decode_error(place):
 
 def test_json_within_the_depth_limit_decodes_and_reparses_as_protobuf():
     """The deepest attribute the JSON limit lets through is one protobuf still parses."""
-    depth = 47  # 5 objects above the attribute value, then 2 per level, the leaf: 100 objects
+    depth = 47  # 5 objects above the attribute value, then 2 per level: the leaf 99 levels down
     message = otlp_json.decode(deep_json("attribute", depth), ExportTraceServiceRequest)
     assert ExportTraceServiceRequest.FromString(message.SerializeToString()) == message
-    with pytest.raises(otlp_json.JsonDecodeError, match="nested deeper than 100 levels"):
+    with pytest.raises(otlp_json.JsonDecodeError, match="nested more than 100 levels deep"):
         otlp_json.decode(deep_json("attribute", depth + 1), ExportTraceServiceRequest)
+
+
+def test_the_deepest_protobuf_request_round_trips_through_otlp_json():
+    """Found by the receiver fuzz: a request upb takes (38 levels of AnyValue, 101 messages)
+    was written by the file exporter as a JSON line our decoder refused (its limit was 100
+    messages, upb's is 101), so the exporter's own output could not be read back."""
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+    deep_any_value(span.attributes.add(key="deep").value, 38)
+    wire = request.SerializeToString()
+    assert ExportTraceServiceRequest.FromString(wire) == request  # upb takes it
+    again = otlp_json.decode(otlp_json.encode(request), ExportTraceServiceRequest)
+    assert again.SerializeToString() == wire
+
+
+@budget(2)
+@given(body=proto_bodies())
+def test_every_protobuf_request_upb_takes_round_trips_through_otlp_json(body):
+    try:
+        message = ExportTraceServiceRequest.FromString(body)
+    except DecodeError:
+        return
+    again = otlp_json.decode(otlp_json.encode(message), ExportTraceServiceRequest)
+    # Unknown fields have no JSON form; NaN payloads come back as the one NaN JSON has.
+    message.DiscardUnknownFields()
+    assert again.SerializeToString(deterministic=True) == canonical_nans(message).SerializeToString(
+        deterministic=True)
+
+
+def canonical_nans(message: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
+    """`message` with every NaN double replaced by float('nan') (JSON keeps no NaN payload)."""
+    stack = [value for _, _, span in each_span([message]) for value in
+             [kv.value for kv in span.attributes] + [kv.value for e in span.events for kv in e.attributes]]
+    stack += [kv.value for rs in message.resource_spans for kv in rs.resource.attributes]
+    while stack:
+        value = stack.pop()
+        which = value.WhichOneof("value")
+        if which == "double_value" and math.isnan(value.double_value):
+            value.double_value = math.nan
+        elif which == "array_value":
+            stack.extend(value.array_value.values)
+        elif which == "kvlist_value":
+            stack.extend(kv.value for kv in value.kvlist_value.values)
+    return message
 
 
 @budget(3)

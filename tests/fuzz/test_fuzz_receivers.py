@@ -2,9 +2,9 @@
 
 One daemon for the module (BASE_CONFIG's otlp receiver, gRPC and HTTP): the spans go
 unchanged through `batch` to two `file` exporters (protobuf records and OTLP/JSON lines),
-and through `genai` to the `triggers` connector and its events on to the `safety` processor
-as `config/default.yaml` has them, so the normaliser, the detectors and the safety engine
-see the same poison. Hypothesis sends valid and corrupted
+and through `redaction` and `genai` to the `triggers` connector and its events on to the
+`safety` processor as `config/default.yaml` has them, so the redactor, the normaliser, the
+detectors and the safety engine see the same poison. Hypothesis sends valid and corrupted
 requests (tests/fuzz/strategies.py) with real clients: `requests` over HTTP (protobuf or
 JSON, plain, gzip or deflate, or a gzip stream that is itself corrupted), grpcio with and
 without gzip. For every request:
@@ -51,6 +51,8 @@ PIPELINES = """
 processors:
   batch:
     timeout: 50ms
+  redaction:
+    allow_all_keys: true
   genai: {}
   safety:
     state_file: "{dir}/safety-state.json"
@@ -79,7 +81,7 @@ service:
       exporters: [file/proto, file/json]
     traces/default:
       receivers: [otlp]
-      processors: [genai, batch]
+      processors: [redaction, genai, batch]
       exporters: [triggers]
     metrics:
       receivers: [otlp]
@@ -301,7 +303,7 @@ def test_json_nested_1000_levels_gets_400_with_a_status(daemon, http, place):
     error = otlp_json.decode(response.content, status_pb2.Status)
     assert error.code == code_pb2.INVALID_ARGUMENT, error
     # Past 1,024 levels of JSON (objects and arrays) orjson itself stops; below that, the limit.
-    assert "nested deeper than 100 levels" in error.message or "depth limit exceeded" in error.message, error
+    assert "nested more than 100 levels deep" in error.message or "depth limit exceeded" in error.message, error
     assert daemon.healthy()
 
 
