@@ -17,6 +17,10 @@ OTLP/JSON uncompressed. What Jaeger stored is read back through its query API
 - each (Resource, Scope, Span) message equals the one the SDK's own OTLP encoder makes of
   that span, field for field, so trace state, flags and dropped counts arrive too;
 - the exporter counted every span as sent, in one batch, and none as failed.
+
+A batch a processor changed goes out re-serialised, not as the received bytes: with
+`redaction` first in the pipeline, Jaeger holds the masked value (`[REDACTED:sk_api_key]`),
+no copy of the secret anywhere in what it stores, and every other field as the SDK sent it.
 """
 from __future__ import annotations
 
@@ -124,3 +128,28 @@ def test_spans_reach_jaeger_field_for_field(jaeger, tmp_path, variant):
     stored = jaeger.traces(trace_ids)
     assert_spans_once(spans_out(stored), want, f"Jaeger via {variant}")
     assert raw_spans(stored) == sdk_messages(spans), f"Jaeger via {variant}: messages differ from the SDK's"
+
+
+SECRET = "sk-proj-" + "a1B2c3D4e5F6g7H8i9J0kLmN"  # an OpenAI-style key, as an agent might log it
+
+
+def test_a_batch_changed_by_redaction_reaches_jaeger_re_serialised(jaeger, tmp_path):
+    spans = agent_run({**ROOT_ATTRIBUTES, "gen_ai.prompt": f"use key {SECRET} please"},
+                      resource={"service.namespace": "jaeger-redaction"})
+    want = expected_from_sdk(spans)
+    for fields in want.values():  # what the redaction processor promises to make of the prompt
+        if "gen_ai.prompt" in fields["attributes"]:
+            fields["attributes"]["gen_ai.prompt"] = "use key [REDACTED:sk_api_key] please"
+    trace_ids = {fields["trace_id"] for fields in want.values()}
+    processors = "  redaction: {allow_all_keys: true}\n" + batch_processor("60s", send_batch_size=len(spans))
+    overlay = pipeline_overlay(exporter_to(jaeger, "otlp", {}), processors)
+    with Daemon(BASE_CONFIG, workdir=tmp_path, overlay=overlay) as daemon:
+        export_per_service(daemon.ports["grpc"], spans)
+        wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="otlp") == len(spans),
+                   timeout=30, message="otlp sending to Jaeger")
+
+    wait_until(lambda: set(want) <= set(span_ids(jaeger.traces(trace_ids))), timeout=30,
+               message="every span queryable in Jaeger")
+    stored = jaeger.traces(trace_ids)
+    assert_spans_once(spans_out(stored), want, "Jaeger after redaction")
+    assert all(SECRET.encode() not in request.SerializeToString() for request in stored)
