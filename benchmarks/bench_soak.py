@@ -23,14 +23,13 @@ spends on it, so a pool of requests is built once and sent again with fresh trac
 ids' byte offsets in each request are found once; every round splices in new ids): each
 round is new traces, sessions and tool calls to the detectors, as a live fleet would be.
 
-    .venv/bin/python -m benchmarks.bench_soak                 # full: ~12 minutes
+    .venv/bin/python -m benchmarks.bench_soak                 # full: ~15 minutes with calibration
     .venv/bin/python -m benchmarks.bench_soak --minutes 2 --burst-seconds 20 --no-write  # smoke
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import threading
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Iterator
 
 import grpc
-import psutil
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from benchmarks.fleet import Fleet
@@ -296,13 +294,14 @@ def soak(templates: list[Template], rate: float, args: argparse.Namespace) -> di
         code = daemon.stop(timeout=120)
     rows = query_json("SELECT count() AS n FROM otel.otel_traces", "--path", str(daemon.dir / "chdb"))
     return {"steady": steady, "burst": burst, "samples": sampler.samples, "stored": int(rows[0]["n"]),
-            "accepted": accepted, "exit": code, "metrics": metrics, "hwm": None}
+            "accepted": accepted, "exit": code, "metrics": metrics}
 
 
 def report(result: dict, rate: float, args: argparse.Namespace) -> str:
     samples: list[Sample] = result["samples"]
     steady = [s for s in samples if s.phase == "soak"]
     after_warmup = [s for s in steady if s.t >= args.warmup * 60]
+    second_half = [s for s in steady if s.t >= args.minutes * 30]
     peak = max(samples, key=lambda s: s.rss)
     minutes: dict[int, list[Sample]] = {}
     for s in samples:
@@ -324,7 +323,8 @@ def report(result: dict, rate: float, args: argparse.Namespace) -> str:
         f"- peak RSS **{peak.rss / MIB:.0f} MiB** at {peak.t / 60:.1f} min ({peak.phase}); anonymous "
         f"{peak.anon / MIB:.0f} MiB, file-backed {peak.file / MIB:.0f} MiB. Target < 512 MiB: {verdict_rss}.",
         f"- slope after {args.warmup:g} min of warm-up, steady phase: RSS {slope_per_minute(after_warmup):+.2f} MiB/min, "
-        f"anonymous {slope_per_minute(after_warmup, 'anon'):+.2f} MiB/min",
+        f"anonymous {slope_per_minute(after_warmup, 'anon'):+.2f} MiB/min; over its second half: RSS "
+        f"{slope_per_minute(second_half):+.2f} MiB/min, anonymous {slope_per_minute(second_half, 'anon'):+.2f} MiB/min",
         f"- accepted {result['accepted']:,} spans (steady {steady_t.accepted_spans:,}, burst {burst_t.accepted_spans:,}); "
         f"stored {result['stored']:,}: {'equal' if result['stored'] == result['accepted'] else 'DIFFERENT'}",
         f"- refusals (retried): {dict(refusals) or 'none'} (steady {sum(steady_t.refusals.values())}, burst "
