@@ -4,9 +4,10 @@ The jars come from Maven Central through tests/kafka/pom.xml (`make kafka` copie
 .cache/kafka/libs) and run with the machine's Java 17. `KafkaBroker().start()` formats a fresh
 KRaft log directory (the SCRAM user is written then, so it exists from the first start), writes
 a server.properties that listens on free 127.0.0.1 ports only, starts `kafka.Kafka` and waits
-until the broker answers a metadata request as a live broker. Topic auto-creation is off, as in a careful production cluster:
-whoever writes or reads a topic creates it first (`create_topic`), so a producer sending to a
-missing topic sees the real unknown-topic error.
+until the broker answers a metadata request as a live broker. Topic auto-creation is off, as
+in a careful production cluster: whoever writes or reads a topic creates it first
+(`create_topic`), so a producer sending to a missing topic sees the real unknown-topic error.
+One broker serves a whole test run (tests/conftest.py); `reset()` deletes what a test made.
 
 `pause()` / `resume()` freeze and thaw the JVM (SIGSTOP / SIGCONT): open connections, no answers,
 what a hung broker looks like. `restart()` is a real bounce: SIGTERM (SIGKILL with `hard=True`
@@ -327,7 +328,8 @@ async def _delete_groups(admin: AIOKafkaAdminClient) -> None:
     """Every consumer group, empty by now (a group with live members is left, with an error code)."""
     groups = [group[0] for group in await admin.list_consumer_groups()]
     if groups:
-        await admin._send_request(DeleteGroupsRequest(groups), 1)  # noqa: SLF001 - no public call; node 1 is the coordinator
+        # aiokafka has no public call for it; node 1, the only broker, coordinates every group.
+        await admin._send_request(DeleteGroupsRequest(groups), 1)  # noqa: SLF001
 
 
 # -- reading and writing topics -----------------------------------------------------------------

@@ -4,11 +4,15 @@
     producer, acks=all) keeps taking OTLP load while the broker is stopped with SIGTERM and
     started again, then killed with SIGKILL and started again, on the same log directory.
     Every span the receiver acknowledged is on the topic afterwards (acked ⊆ delivered),
-    read from the start, so nothing acknowledged before a bounce was lost in it.
+    read from the start, so nothing acknowledged before a bounce was lost in it. This found
+    that after a bounce the brokers refused the idempotent producer's sequence numbers
+    (OutOfOrderSequenceNumber) on every retry, which aiokafka never resets: nothing was
+    sent again until shutdown dropped the queue. The exporter now starts a new producer.
 (b) Topic auto-creation off: spans for a topic that does not exist are retried with a log
     line that names the topic and says to create it, counted as retries; once an operator
     creates the topic every one of them arrives. An exporter whose retries run out counts
-    its spans as failed, with the same clear reason in the log.
+    its spans as failed, with the same clear reason in the log. (Before, the retry said only
+    `TimeoutError`: aiokafka polled for the topic's metadata until the send timed out.)
 (c) A compacted decisions topic (`cleanup.policy=compact`): the safety consumer's decisions
     are keyed by target, so once the broker compacts the topic a reader rebuilding state
     from it finds exactly the latest decision of each breaker, matching the daemon's view.
