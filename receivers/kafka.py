@@ -116,6 +116,11 @@ class KafkaReceiver(Receiver):
         return signal == self.config.signal
 
     async def start(self, host: Any) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.id}-poll")
+        self._task.add_done_callback(self._ended)
+
+    def _make_clients(self) -> None:
+        """Fresh clients: aiokafka's cannot be started again after a start that failed half-way."""
         security = {"security_protocol": "SSL", "ssl_context": self.config.tls.ssl_context()} \
             if self.config.tls and not self.config.tls.insecure else {}
         self.consumer = AIOKafkaConsumer(
@@ -127,8 +132,15 @@ class KafkaReceiver(Receiver):
         self.consumer.subscribe(self.config.topics, listener=_Revoke(self))
         if self.config.dead_letter_topic:
             self.dead_letters = AIOKafkaProducer(bootstrap_servers=self.config.brokers, acks="all", **security)
-        self._task = asyncio.create_task(self._run(), name=f"{self.id}-poll")
-        self._task.add_done_callback(self._ended)
+
+    async def _discard_clients(self) -> None:
+        for client in (self.consumer, self.dead_letters):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception:  # noqa: BLE001 - a client that never started may fail to stop
+                    pass
+        self.consumer = self.dead_letters = None
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """Nothing should end the poll loop but shutdown; if something does, say so loudly."""
@@ -148,15 +160,18 @@ class KafkaReceiver(Receiver):
 
     async def _run(self) -> None:
         """Connect (retrying while Kafka is away), then poll, deliver and commit until stopped."""
-        assert self.consumer is not None
         while True:
+            self._make_clients()
+            assert self.consumer is not None
             try:
                 await self.consumer.start()
                 if self.dead_letters:
                     await self.dead_letters.start()
                 break
             except KafkaError as exc:
-                self.log.warning("cannot reach Kafka; retrying", extra={"kv": {"error": str(exc)}})
+                self.log.warning("cannot start consuming from Kafka; retrying with new clients", extra={"kv": {
+                    "error": f"{type(exc).__name__}: {exc}", "brokers": ",".join(self.config.brokers)}})
+                await self._discard_clients()
                 await asyncio.sleep(2.0)
         self.log.info("consuming", extra={"kv": {"topics": ",".join(self.config.topics),
                                                  "group": self.config.group_id}})
