@@ -157,6 +157,8 @@ class ExplorerApp:
         if not READ_STATEMENT.match(sql):
             raise web.HTTPForbidden(text="only read statements are allowed here: SELECT, WITH, SHOW, DESCRIBE, EXPLAIN")
         data = await self.store.raw(sql.strip().rstrip(";"), QUERY_FORMATS[fmt])
+        if fmt == "json":  # an array of row objects, as `agentdbg query --format json` prints from a directory
+            data = b"[" + b",".join(line for line in data.splitlines() if line.strip()) + b"]\n"
         return web.Response(body=data, content_type="application/json" if fmt == "json" else "text/plain")
 
     @web.middleware

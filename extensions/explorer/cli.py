@@ -14,6 +14,7 @@ engine. Otherwise, and with `--path` / `--snapshot`, it reads the directory itse
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -212,12 +213,26 @@ def query(args: Any, out: Any) -> None:
 
 
 def query_through_api(args: Any) -> bool:
-    """Whether `agentdbg query` asks the daemon (see the module's docstring)."""
+    """Whether `agentdbg query` asks the daemon (see the module's docstring).
+
+    Asked for an address (`--url`, `$AGENTDBG_URL`): always. Otherwise only when the config runs
+    the explorer and something answers there: with the daemon stopped, the directory is free to
+    open, which is what a user who stopped it expects."""
     if args.path or args.snapshot:
         return False
     if args.url or os.environ.get("AGENTDBG_URL"):
         return True
-    return explorer_from_config(args.config)[1]
+    url, runs = explorer_from_config(args.config)
+    return runs and url is not None and _listening(url)
+
+
+def _listening(url: str, timeout: float = 1.0) -> bool:
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parsed.hostname or "localhost", parsed.port or 80), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 COMMANDS: dict[str, Callable[[Any, Any], None]] = {

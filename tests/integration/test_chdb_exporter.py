@@ -3,8 +3,9 @@
 - the SDK's spans land in the embedded engine, every REFERENCE.md §6 field right, read back
   with `agentdbg query --format json`;
 - the daemon restarts on the same directory: the old rows are still there and new ones append;
-- `agentdbg query` prints tables, CSV (header + rows) and JSON; while the daemon runs it fails
-  with an error naming the directory and the daemon's pid, and `--snapshot` works;
+- `agentdbg query` prints tables, CSV (header + rows) and JSON; while the daemon runs, opening its
+  directory fails with an error naming the directory and the daemon's pid, `--snapshot` works,
+  and the statement goes through the daemon's explorer API;
 - a second daemon on the same directory fails at start with an error naming the directory
   and the first daemon's pid.
 """
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Daemon, agentdbg_query, query_json, wait_until
+from tests.harness import ROOT, Daemon, agentdbg_query, free_port, query_json, wait_until
 from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
@@ -34,17 +36,23 @@ def default_daemon(data_dir: Path) -> Daemon:
         "AGENTDBG_HEALTH_ENDPOINT": f"127.0.0.1:{daemon.ports['health']}",
         "AGENTDBG_DEBUG_ENDPOINT": f"127.0.0.1:{daemon.ports['debug']}",
         "AGENTDBG_METRICS_ADDRESS": f"127.0.0.1:{daemon.ports['metrics']}",
+        "AGENTDBG_EXPLORER_ENDPOINT": f"127.0.0.1:{free_port()}",
     }
     return daemon
 
 
+def explorer_url(daemon: Daemon) -> str:
+    return "http://" + daemon.env["AGENTDBG_EXPLORER_ENDPOINT"]
+
+
 def query(data_dir: Path, sql: str, *args: str) -> subprocess.CompletedProcess:
-    """`agentdbg query` with the default config, as a user would run it."""
-    return agentdbg_query(sql, *args, env={"AGENTDBG_DATA_DIR": str(data_dir)})
+    """`agentdbg query` on the default config's data directory, as a user would run it once the daemon
+    stopped (`--path`: the test's own directory, whatever listens on the default explorer port)."""
+    return agentdbg_query(sql, "--path", str(data_dir / "chdb"), *args)
 
 
 def json_rows(data_dir: Path, sql: str) -> list[dict]:
-    return query_json(sql, env={"AGENTDBG_DATA_DIR": str(data_dir)})
+    return query_json(sql, "--path", str(data_dir / "chdb"))
 
 
 def send_and_wait(daemon: Daemon) -> list:
@@ -115,6 +123,12 @@ def test_one_process_per_directory(data_dir):
         busy = query(data_dir, f"SELECT count() FROM {TABLE}")
         assert busy.returncode == 1
         assert directory in busy.stderr and pid in busy.stderr and "--snapshot" in busy.stderr
+
+        # The daemon runs its explorer: without --path, `query` asks it, read-only, while it writes.
+        through_api = agentdbg_query(f"SELECT count() AS n FROM {TABLE}", "--format", "json",
+                                     env={**daemon.env, "AGENTDBG_URL": explorer_url(daemon)})
+        assert through_api.returncode == 0, through_api.stderr
+        assert json.loads(through_api.stdout) == [{"n": 5}]
 
         snapshot = query(data_dir, f"SELECT count() FROM {TABLE}", "--snapshot", "--format", "csv")
         assert snapshot.returncode == 0, snapshot.stderr

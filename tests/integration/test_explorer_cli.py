@@ -79,7 +79,7 @@ def test_query_runs_read_only_in_the_daemon_and_the_token_is_required(explorer) 
     counted = run(cwd, "query", "SELECT count() AS n FROM otel.otel_traces WHERE ServiceName = 'travel-agent'",
                   "--url", api.url, "--format", "json")
     assert counted.returncode == 0, counted.stderr
-    assert json.loads(counted.stdout) == {"n": 5}
+    assert json.loads(counted.stdout) == [{"n": 5}]  # an array of rows, as from a directory
     refused = run(cwd, "query", "INSERT INTO otel.otel_traces (SpanName) VALUES ('x')", "--url", api.url)
     assert refused.returncode == 1 and "403" in refused.stderr and "read statements" in refused.stderr
     # The address and the token from the environment; without a token, a clear refusal.
