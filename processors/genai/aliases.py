@@ -158,6 +158,7 @@ CANONICAL_TOKENS = frozenset((INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ, CACHE_CRE
 ROLE_KEYS = frozenset(("traceloop.span.kind", "langfuse.observation.type", "openinference.span.kind"))
 COST_KEYS = frozenset((COST, OPENINFERENCE_COST, LANGFUSE_COST))
 # Also picked out of every span, but too generic to mark one as GenAI on their own: Logfire
-# puts a message template on every span, `name` is anyone's, exceptions happen everywhere.
-CONTEXT_KEYS = frozenset({LOGFIRE_TEMPLATE, BRIDGE_NAME, "exception.type"})
+# puts a message template on every span, `name` is anyone's, exceptions happen everywhere, and
+# `error.type` is read so that a value the span already carries wins over the one we would add.
+CONTEXT_KEYS = frozenset({LOGFIRE_TEMPLATE, BRIDGE_NAME, "exception.type", ERROR_TYPE})
 WANTED_KEYS = KNOWN_KEYS | CONTEXT_KEYS

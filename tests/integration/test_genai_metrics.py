@@ -218,9 +218,6 @@ def test_promtool_accepts_the_scrape(daemon, sent):
     assert "gen_ai_client_token_usage" not in result.stdout + result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="processors/genai reads a span's attributes through its alias tables only, "
-                   "so it does not see an error.type the span already has and appends a second error.type "
-                   "(_OTHER), which wins; fix there, then drop this mark")
 def test_an_error_type_the_span_already_has_is_the_label(daemon):
     provider, memory = sdk_provider(Resource({"service.name": "own-error-type"}))
     span = provider.get_tracer("genai-metrics-test").start_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes={
