@@ -175,3 +175,14 @@ def test_the_running_daemon_counts_evictions_on_its_metrics_endpoint() -> None:
         wait_until(lambda: daemon.metric("agentdbg_trigger_state_evictions_total", detector="error_rate_spike",
                                          reason="subject_untracked") == 3, timeout=15,
                    message="3 services past the bound counted")
+
+
+def test_latency_counts_the_good_spans_of_a_batch_that_holds_an_absurd_duration() -> None:
+    """A span lasting 2^64-1 ns (a client's bad end time) beside good ones: before, numpy raised
+    OverflowError and the detector skipped the whole batch."""
+    detector = LatencyDetector(LatencyConfig())
+    absurd = span("GET /broken", kind=SERVER, start=0)
+    absurd.end_time_unix_nano = 2 ** 64 - 1
+    good = [span("GET /ok", kind=SERVER, start=T0, duration=0.2) for _ in range(3)]
+    observe_all(detector, [traces(resource("api", [absurd, *good]))])
+    assert detector.window.totals[("span", "api", "GET /ok")][0] == 3

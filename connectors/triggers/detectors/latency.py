@@ -172,8 +172,10 @@ class LatencyDetector(Detector):
     def _fold(self, batch: Any, cols: Any, keys: list[tuple], rows: list[int]) -> None:
         """Per subject: span count, sum of log seconds and the slowest span, grouped by numpy
         (bincount and one sort) rather than a Python loop per span."""
+        # float64, not int64: a span of 2^63 ns or more (times a client got wrong) must not make
+        # numpy overflow and cost the detector the whole batch, good spans included.
         durations = np.array(take(cols.duration_ns, rows) if len(rows) > 1 else [cols.duration_ns[rows[0]]],
-                             dtype=np.int64)
+                             dtype=np.float64)
         if durations.min() <= 0:  # a span without a duration says nothing about response time
             kept = np.flatnonzero(durations > 0)
             if not len(kept):
