@@ -35,8 +35,13 @@ granules and compresses well; time-range queries are served by the daily partiti
 minmax index on `Timestamp`. The version column `Timestamp` keeps the latest copy.
 Collapsing happens at background merges and only within a partition (a copy redelivered
 on another UTC day stays until read): read with `FINAL` (or `argMax(Document, Timestamp)
-... GROUP BY Id`) for an exact, duplicate-free answer. The audit table has no TTL (`ttl`
-applies to the spans tables only).
+... GROUP BY Id`) for an exact, duplicate-free answer.
+
+Retention: `events_ttl` (default 8760h, 365 days; 0 = for ever), separate from the spans'
+`ttl` (default 360h, 15 days). The audit table is the trail of who did what (safety decisions,
+erasures): it must outlive the spans it talks about, and it holds a few rows a minute, so a
+year costs little. Like the spans tables, a table created earlier gets it by
+`ALTER TABLE ... MODIFY TTL` at each start.
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ from typing import Any, Sequence
 
 import orjson
 
+from exporters.clickhouse.schema import modify_ttl, ttl_clause
 from pipeline.events import Events, document_key
 
 MIN_TIME_NS = -2_208_988_800 * 1_000_000_000  # 1900-01-01: DateTime64's first day
@@ -76,14 +82,16 @@ _EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
 ) ENGINE = ReplacingMergeTree(Timestamp)
 PARTITION BY toDate(Timestamp)
 ORDER BY (Kind, Id)
+{ttl}
 SETTINGS index_granularity = 8192"""
 
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)")
 
 
-def events_table_statement(table: str) -> str:
-    """CREATE TABLE for the audit table; `table` is already qualified and quoted."""
-    return _EVENTS_TABLE.format(table=table)
+def events_table_statements(table: str, ttl_seconds: float = 0) -> list[str]:
+    """CREATE TABLE for the audit table (and its TTL's ALTER); `table` is already qualified and quoted."""
+    ttl = ttl_clause(ttl_seconds, "toDateTime(Timestamp)")
+    return [_EVENTS_TABLE.format(table=table, ttl=ttl), *modify_ttl(table, ttl)]
 
 
 def rfc3339_ns(text: Any) -> int | None:

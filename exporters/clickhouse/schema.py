@@ -3,8 +3,12 @@
 The DDL is otelcol's clickhouseexporter schema, so Grafana's ClickHouse plugin reads the
 tables: the `otel_traces` MergeTree table, the `otel_traces_trace_id_ts` lookup table
 (first/last time of each trace) and the `otel_traces_trace_id_ts_mv` materialized view that
-feeds it. Every statement is `IF NOT EXISTS`, so running the schema again (each start) is
-harmless and never alters an existing table.
+feeds it. Every CREATE is `IF NOT EXISTS`, so running the schema again (each start) is
+harmless and never changes an existing table's columns. The retention (`ttl`) is the one
+exception: with a `ttl` above 0 each start also runs `ALTER TABLE ... MODIFY TTL` on the spans
+and lookup tables, so a table created earlier (without a TTL, or with another one) gets the
+configured retention. `ttl: 0` adds no TTL but does not remove one a table already has
+(`ALTER TABLE ... REMOVE TTL` does that, by hand).
 
 `insert_columns(SpanColumns)` gives the column-oriented insert data in `INSERT_COLUMNS`
 order: plain lists taken from the batch's shared columnar view, no row dicts. The events
@@ -167,12 +171,20 @@ def schema_statements(database: str, table: str, ttl_seconds: float = 0,
     traces = qualified(database, table)
     lookup = qualified(database, f"{table}_trace_id_ts")
     view = qualified(database, f"{table}_trace_id_ts_mv")
+    traces_ttl = ttl_clause(ttl_seconds, "toDateTime(Timestamp)")
+    lookup_ttl = ttl_clause(ttl_seconds, "toDateTime(Start)")
     return [
         f"CREATE DATABASE IF NOT EXISTS {quote(database)}",
-        _TRACES_TABLE.format(table=traces, engine=engine, ttl=ttl_clause(ttl_seconds, "toDateTime(Timestamp)")),
-        _LOOKUP_TABLE.format(lookup=lookup, ttl=ttl_clause(ttl_seconds, "toDateTime(Start)")),
+        _TRACES_TABLE.format(table=traces, engine=engine, ttl=traces_ttl),
+        _LOOKUP_TABLE.format(lookup=lookup, ttl=lookup_ttl),
         _LOOKUP_VIEW.format(view=view, lookup=lookup, table=traces),
+        *modify_ttl(traces, traces_ttl), *modify_ttl(lookup, lookup_ttl),
     ]
+
+
+def modify_ttl(table: str, ttl: str) -> list[str]:
+    """The ALTER that gives a table created earlier the TTL `ttl` (a `ttl_clause`); none for ""."""
+    return [f"ALTER TABLE {table} MODIFY {ttl}"] if ttl else []
 
 
 def insert_columns(cols: SpanColumns) -> list[Sequence]:

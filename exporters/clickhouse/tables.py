@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from pydantic import field_validator
 
-from exporters.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statement, select_documents
+from exporters.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statements, select_documents
 from exporters.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema_statements, select_spans,
                                          traces_columns)
 from exporters.helper import ExporterHelperConfig
@@ -29,7 +29,14 @@ class TablesConfig(ExporterHelperConfig):
     database: str = "otel"
     traces_table_name: str = "otel_traces"
     events_table_name: str = "agentdbg_decisions"
-    ttl: Duration = 0.0
+    # Retention of the spans table and its trace-id lookup table: rows older than this are
+    # dropped by the engine (whole daily parts). 360h = 15 days, the product's Prometheus
+    # retention; 0 = keep for ever. Applied to a table created earlier too (ALTER ... MODIFY TTL).
+    ttl: Duration = 360 * 3600.0
+    # Retention of the audit table (trigger events, safety decisions, erasures): longer than the
+    # spans by default (8760h = 365 days), because an audit trail must outlive the data it is
+    # about (who erased what, which breaker opened when) and its rows are few; 0 = for ever.
+    events_ttl: Duration = 8760 * 3600.0
     create_schema: bool = True
     # Where rows the engine refuses for good are kept (exporters/helper/dead_letter.py), in a
     # subdirectory per exporter id; "" = the exporter's default (beside its data).
@@ -78,7 +85,8 @@ def traces_spec(config: TablesConfig) -> TableSpec:
 
 def events_spec(config: TablesConfig) -> TableSpec:
     table = qualified(config.database, config.events_table_name)
-    statements = (f"CREATE DATABASE IF NOT EXISTS {quote(config.database)}", events_table_statement(table))
+    statements = (f"CREATE DATABASE IF NOT EXISTS {quote(config.database)}",
+                  *events_table_statements(table, config.events_ttl))
     return TableSpec(table, EVENTS_COLUMNS, statements, Events, events_columns, select_documents)
 
 
