@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Protocol
 
 from pipeline.component import ComponentID, Kind
+from pipeline.telemetry.redact import redact_text
 
 
 class Status(str, enum.Enum):
@@ -87,10 +88,11 @@ class ComponentStatus:
         self.registry.set(self.key, Status.OK)
 
     def recoverable_error(self, error: str) -> None:
-        self.registry.set(self.key, Status.RECOVERABLE_ERROR, error)
+        # health and /debug report this text: a URL's credentials in it are masked
+        self.registry.set(self.key, Status.RECOVERABLE_ERROR, redact_text(error))
 
     def permanent_error(self, error: str) -> None:
-        self.registry.set(self.key, Status.PERMANENT_ERROR, error)
+        self.registry.set(self.key, Status.PERMANENT_ERROR, redact_text(error))
 
 
 @dataclass(frozen=True)

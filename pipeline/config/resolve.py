@@ -14,13 +14,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from pipeline.component import ComponentID, Factory, Kind, Signal
 from pipeline.config import endpoints
 from pipeline.config.expand import Origins
 from pipeline.config.service import PipelineConfig, ServiceConfig
 from pipeline.errors import ConfigErrors
+from pipeline.telemetry.redact import is_secret_key, redact_text
 
 SECTIONS = {"receivers": Kind.RECEIVER, "processors": Kind.PROCESSOR, "exporters": Kind.EXPORTER,
             "extensions": Kind.EXTENSION, "connectors": Kind.CONNECTOR}
@@ -138,9 +139,37 @@ def format_validation_error(exc: ValidationError, path: str, model: type[BaseMod
         elif err["type"] == "model_type" and err["input"] is not None:
             lines.append(f"{loc}: must be a mapping, got {type(err['input']).__name__}")
         else:
-            shown = f" (got {err['input']!r})" if err["type"] not in ("missing",) and "input" in err else ""
-            lines.append(f"{loc}: {err['msg']}{shown}{note}")
-    return lines
+            lines.append(f"{loc}: {err['msg']}{_shown(err, model)}{note}")
+    return [redact_text(line) for line in lines]
+
+
+def _shown(err: Any, model: type[BaseModel]) -> str:
+    """What the error echoes of the value: nothing for a secret (named by the key or marked
+    `SecretStr` / `json_schema_extra={"secret": True}` in the model), only its type."""
+    if err["type"] == "missing" or "input" not in err:
+        return ""
+    if _is_secret(model, err["loc"]):
+        return f" (got a {type(err['input']).__name__}; the value of a secret is not shown)"
+    return f" (got {err['input']!r})"
+
+
+def _is_secret(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    if any(is_secret_key(part) for part in loc):
+        return True
+    for depth in range(len(loc)):
+        parent = _model_at(model, loc[:depth])
+        field = parent.model_fields.get(loc[depth]) if parent and isinstance(loc[depth], str) else None
+        if field is not None and _marked_secret(field):
+            return True
+    return False
+
+
+def _marked_secret(field: Any) -> bool:
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and extra.get("secret"):
+        return True
+    return any(candidate in (SecretStr, SecretBytes)
+               for candidate in (field.annotation, *typing.get_args(field.annotation)))
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

@@ -1,6 +1,7 @@
 """Structured logs: one line per event, `key=value` (console) or JSON.
 
 Pass fields with `extra={"kv": {...}}`; the component id comes from the logger name.
+Every line, ours or a library's, has the credentials of the URLs in it masked (`redact`).
 `ServerLog` is what our aiohttp servers log through: a request that is not HTTP/1.x at all
 (a gRPC client aimed at the HTTP port, TLS to a plaintext port, a port scanner) is one
 warning line per `interval` naming the endpoint and how many more were held back, never a
@@ -14,6 +15,8 @@ import time
 from typing import Any, Callable
 
 import orjson
+
+from pipeline.telemetry.redact import redact_text
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
            "error": logging.ERROR}
@@ -39,7 +42,7 @@ class ConsoleFormatter(logging.Formatter):
             parts.append(f"{key}={_quote(value)}")
         if record.exc_info:
             parts.append(f"error={_quote(self.formatException(record.exc_info))}")
-        return " ".join(parts)
+        return redact_text(" ".join(parts))
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         doc.update(getattr(record, "kv", None) or {})
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc, default=str).decode()
+        return redact_text(orjson.dumps(doc, default=str).decode())
 
 
 def _quote(value: Any) -> str:
