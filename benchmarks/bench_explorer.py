@@ -1,0 +1,203 @@
+"""Explorer: the sessions list and a 2,000-span session view over a store of 1 M spans, served
+while the daemon ingests; and what the UI's polling costs ingest.
+
+Against `config/default.yaml` as shipped (endpoints and data directory moved to free ports and a
+temporary directory, as in bench_soak):
+
+1. load: the daemon starts once (its chdb exporter creates the schema) and stops; this process
+   then opens the store and inserts `--spans` (1 M) spans directly with `INSERT ... SELECT FROM
+   numbers()`: agent sessions of 20 traces × 10 spans (an `invoke_agent` root, `chat` spans with
+   tokens and cost, `execute_tool` spans, 2 % errors) spread over the last hour, over 8 services,
+   plus one session of 2,000 spans (100 traces × 20). Direct insert takes seconds where OTLP at
+   this machine's rate would take minutes; its parts are fewer and larger than ingest leaves, and
+   the ingest during the measurement adds the small live parts on top.
+2. measure (the daemon again, on that store): benchmarks/fleet.py's seeded fleet is offered over
+   OTLP/gRPC at `--rate` (10k spans/s, open loop, as bench_soak) for `--rounds` interleaved rounds
+   of `--seconds`: without polling, then with a UI poller that each `--poll-interval` asks
+   `GET /api/sessions` (the list page as the UI opens it: no filter, the configured row limit)
+   and `GET /api/sessions/<the 2,000-span session>`, one after the other. Ingest per round is the
+   spans the chdb exporter stored (its sent-spans counter), per second; latencies are client-side.
+
+    .venv/bin/python -m benchmarks.bench_explorer                       # ~5 minutes
+    .venv/bin/python -m benchmarks.bench_explorer --spans 100000 --rounds 2 --seconds 10 --no-write
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from benchmarks.bench_soak import Tally, chdb_sent, default_config, offer, pool, requests_of
+from benchmarks.results import table, write_section
+from tests.harness import Daemon, wait_until
+
+SECTION = "explorer: sessions list and a 2,000-span session under ingest (config/default.yaml)"
+TABLE = "otel.otel_traces"
+BIG_SESSION = "bench-session-2000"
+# One generated span per number n: trace n/10 (or /20), position n%10 in it, session trace/20.
+SPAN_SQL = """INSERT INTO {table} (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName,
+    ResourceAttributes, ScopeName, SpanAttributes, Duration, StatusCode, StatusMessage)
+SELECT fromUnixTimestamp64Nano(toInt64({base_ns} + s * {session_gap_ns} + (t % {traces}) * 30000000 + i * 1000000)),
+    lower(hex(MD5(concat('{prefix}t', toString(t))))), lower(substring(hex(MD5(concat('{prefix}s', toString(n)))), 1, 16)),
+    if(i = 0, '', lower(substring(hex(MD5(concat('{prefix}s', toString(t * {per_trace} + intDiv(i - 1, 3))))), 1, 16))),
+    multiIf(i = 0, 'invoke_agent planner', i % 2 = 1, 'chat gpt-4o', 'execute_tool search'),
+    if(i % 2 = 1, 'Client', 'Internal'), service, map('service.name', service), 'bench',
+    mapUpdate(map('gen_ai.conversation.id', session, 'gen_ai.agent.name', concat('agent-', toString(s % 50)),
+                  'gen_ai.operation.name', multiIf(i = 0, 'invoke_agent', i % 2 = 1, 'chat', 'execute_tool')),
+              if(i % 2 = 1, map('gen_ai.request.model', 'gpt-4o', 'gen_ai.usage.input_tokens', toString(100 + n % 900),
+                                'gen_ai.usage.output_tokens', toString(20 + n % 300),
+                                'gen_ai.usage.cost', toString((100 + n % 900) * 0.0000025)),
+                 map('gen_ai.tool.name', 'search', 'gen_ai.tool.call.arguments', '{{"q": "weather"}}'))),
+    toUInt64(1000000 + cityHash64(n) % 900000000), if(cityHash64(n, 7) % 50 = 0, 'Error', 'Unset'),
+    if(cityHash64(n, 7) % 50 = 0, 'tool timed out', '')
+FROM (SELECT number AS n, intDiv(number, {per_trace}) AS t, number % {per_trace} AS i, intDiv(t, {traces}) AS s,
+             {session_expr} AS session, concat('agent-svc-', toString(s % 8)) AS service
+      FROM numbers({start}, {count}))"""
+
+
+def explorer_config() -> tuple[str, str]:
+    """default.yaml on free ports, and the explorer's base URL in it."""
+    text = default_config()
+    endpoint = re.search(r"explorer:\s*\n\s*endpoint: (\S+)", text).group(1)
+    return text, f"http://{endpoint}"
+
+
+def load(path: Path, spans: int) -> float:
+    """Insert `spans` generated spans and the 2,000-span session into the store at `path`; seconds taken."""
+    import chdb
+
+    started = time.monotonic()
+    conn = chdb.connect(str(path))
+    base_ns = time.time_ns() - 3600 * 10**9
+    per_session = 20 * 10
+    gap = 3600 * 10**9 // max(1, spans // per_session)
+    for start in range(0, spans, 200_000):
+        conn.query(SPAN_SQL.format(table=TABLE, base_ns=base_ns, session_gap_ns=gap, traces=20, per_trace=10,
+                                   prefix="", session_expr="concat('session-', toString(s))", start=start,
+                                   count=min(200_000, spans - start)))
+    conn.query(SPAN_SQL.format(table=TABLE, base_ns=time.time_ns() - 600 * 10**9, session_gap_ns=0, traces=100,
+                               per_trace=20, prefix="big", session_expr=f"'{BIG_SESSION}'", start=0, count=2000))
+    stored = int(conn.query(f"SELECT count() FROM {TABLE}", "CSV").bytes().strip())
+    conn.close()
+    assert stored >= spans + 2000, f"stored {stored} spans, meant {spans + 2000}"
+    return time.monotonic() - started
+
+
+class Poller(threading.Thread):
+    """The UI: the sessions list and the big session, every `interval` seconds, while `on` is set."""
+
+    def __init__(self, base: str, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.base, self.interval = base, interval
+        self.on, self.done = threading.Event(), threading.Event()
+        self.samples: dict[str, list[float]] = {"sessions": [], "session": []}
+        self.checked: dict[str, int] = {}
+
+    def run(self) -> None:
+        with requests.Session() as http:
+            while not self.done.is_set():
+                if not self.on.wait(0.1):
+                    continue
+                began = time.monotonic()
+                self._get(http, "sessions", "/api/sessions")
+                self._get(http, "session", f"/api/sessions/{BIG_SESSION}")
+                time.sleep(max(0.0, began + self.interval - time.monotonic()))
+
+    def _get(self, http: requests.Session, name: str, path: str) -> None:
+        began = time.perf_counter()
+        response = http.get(self.base + path, timeout=60)
+        elapsed = time.perf_counter() - began
+        response.raise_for_status()
+        body = response.json()
+        self.checked[name] = len(body["sessions"]) if name == "sessions" else body["span_count"]
+        self.samples[name].append(elapsed * 1000)
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def measure(daemon: Daemon, base: str, args: argparse.Namespace) -> dict:
+    """Interleaved rounds of ingest without and with the poller; stored spans/s per round."""
+    templates = pool(4000, 512, args.seed)
+    source = requests_of(templates, args.seed)
+    target = f"127.0.0.1:{daemon.ports['grpc']}"
+    poller = Poller(base, args.poll_interval)
+    poller.start()
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    tally = Tally()
+    asyncio.run(offer(target, source, args.rate, 5, tally, 16, 0.05))  # warm-up
+    for number in range(args.rounds * 2):
+        polling = number % 2 == 1
+        before, began = chdb_sent(daemon), time.monotonic()
+        if polling:
+            poller.on.set()
+        asyncio.run(offer(target, source, args.rate, args.seconds, tally, 16, 0.05))
+        poller.on.clear()
+        rates[polling].append((chdb_sent(daemon) - before) / (time.monotonic() - began))
+        print(f"round {number + 1}: polling={polling} stored {rates[polling][-1]:,.0f} spans/s", flush=True)
+    poller.done.set()
+    poller.join(60)
+    return {"rates": rates, "samples": poller.samples, "checked": poller.checked, "tally": tally}
+
+
+def report(result: dict, args: argparse.Namespace, load_seconds: float) -> str:
+    rates, samples, checked = result["rates"], result["samples"], result["checked"]
+    quiet, polled = statistics.mean(rates[False]), statistics.mean(rates[True])
+    ratio = polled / quiet
+    rows = [[f"`GET /api/sessions` ({checked.get('sessions', 0)} rows)", len(samples["sessions"]),
+             f"{quantile(samples['sessions'], 0.5):.0f}", f"{quantile(samples['sessions'], 0.95):.0f}",
+             "< 200", "yes" if quantile(samples["sessions"], 0.95) < 200 else "**no**"],
+            [f"`GET /api/sessions/<id>` ({checked.get('session', 0)} spans)", len(samples["session"]),
+             f"{quantile(samples['session'], 0.5):.0f}", f"{quantile(samples['session'], 0.95):.0f}",
+             "< 200", "yes" if quantile(samples["session"], 0.95) < 200 else "**no**"]]
+    ingest = [["without polling", " / ".join(f"{r:,.0f}" for r in rates[False]), f"{quiet:,.0f}"],
+              ["with the UI polling", " / ".join(f"{r:,.0f}" for r in rates[True]), f"{polled:,.0f}"]]
+    refused = dict(result["tally"].refusals)
+    return (f"Store: {args.spans:,} generated spans + one session of 2,000, inserted directly into the "
+            f"store before the daemon started ({load_seconds:.0f} s); then the fleet offered at "
+            f"{args.rate:,.0f} spans/s over OTLP/gRPC during {args.rounds} × 2 interleaved rounds of "
+            f"{args.seconds:.0f} s; the poller asks both endpoints every {args.poll_interval:g} s in the "
+            "polling rounds.\n\n"
+            + table(["request, while ingesting", "samples", "p50 ms", "p95 ms", "target", "met"], rows)
+            + "\n\n" + table(["ingest (stored spans/s)", "per round", "mean"], ingest)
+            + f"\n\nIngest with polling / without: **{ratio:.3f}** ({(1 - ratio) * 100:.1f} % slowdown; target "
+            f"≤ 5 %). Offered {args.rate:,.0f} spans/s; the stored rate is what this shared 2-core machine "
+            f"sustained (refusals, retried: {refused or 'none'}).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=float, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--poll-interval", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    config, base = explorer_config()
+    daemon = Daemon(config)
+    daemon.start()
+    daemon.stop()
+    load_seconds = load(daemon.dir / "chdb", args.spans)
+    print(f"loaded {args.spans:,} spans in {load_seconds:.0f}s", flush=True)
+    with daemon:
+        wait_until(lambda: requests.get(f"{base}/api/sessions/{BIG_SESSION}", timeout=60).ok, timeout=60,
+                   message="explorer answers")
+        result = measure(daemon, base, args)
+    text = report(result, args, load_seconds)
+    print(text)
+    if not args.no_write:
+        write_section(SECTION, "python -m benchmarks.bench_explorer", text)
+
+
+if __name__ == "__main__":
+    main()
