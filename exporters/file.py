@@ -23,6 +23,7 @@ from pipeline import otlp_json
 from pipeline.component import Factory, Kind, Settings, Signal, StrictConfig
 from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
+from pipeline.private_files import open_private, private_dir
 from pipeline.traces import OtlpBatch
 
 
@@ -52,12 +53,12 @@ class FileExporter(QueuedExporter):
         self._flusher: asyncio.Task[None] | None = None
 
     async def start_client(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._open()
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"{self.id}-flush")
 
     def _open(self) -> None:
-        self._file = open(self.path, "ab")
+        self._file = open_private(self.path, "ab")
         self._size = self._file.tell()
 
     def encode(self, batch: Any) -> bytes:

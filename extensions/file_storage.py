@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 from pipeline import batch_codec
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
+from pipeline.private_files import FILE_MODE, open_private, private_dir
 
 SUFFIX = ".batch"
 WAL_SUFFIX = ".wal"
@@ -45,7 +46,7 @@ class BatchStore:
     def __init__(self, directory: Path, fsync: bool) -> None:
         self.directory = directory
         self.fsync = fsync
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         existing = [int(p.stem) for p in directory.glob(f"*{SUFFIX}") if p.stem.isdigit()]
         self.next_seq = max(existing, default=0) + 1
 
@@ -63,7 +64,7 @@ class BatchStore:
         self.next_seq += 1
         temp = path.with_suffix(".tmp")
         tag, body = batch_codec.encode_parts(batch)
-        with open(temp, "wb") as handle:
+        with open_private(temp, "wb") as handle:
             handle.write(tag)  # two writes: no copy of a merged batch's megabytes to join them
             handle.write(body)
             if self.fsync:
@@ -91,7 +92,7 @@ class Segment:
         self.fsync = fsync
         self._fd: int | None = None
         if create:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
 
     def append(self, batch: Any) -> None:
         assert self._fd is not None, "append to a closed segment"
@@ -146,7 +147,7 @@ class WriteAheadLog:
         self.directory = directory
         self.fsync = fsync
         self.users = 0
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self._left = sorted(directory.glob(f"*{WAL_SUFFIX}"))
         seqs = [int(p.stem) for p in self._left if p.stem.isdigit()]
         self.next_seq = max(seqs, default=0) + 1

@@ -28,10 +28,11 @@ import errno
 import fcntl
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import IO, Any, ClassVar, Mapping
 
 import orjson
+
+from pipeline.private_files import open_private, private_dir
 
 LOCK_NAME = "agentdbg.lock"
 # The reader session's settings, set before `readonly` forbids changing any of them.
@@ -63,8 +64,8 @@ class ReadError(RuntimeError):
 
 def lock_directory(path: str) -> IO[str]:
     """Take the exclusive lock on `path` (created if missing) and write our pid; raise DirectoryInUse."""
-    Path(path).mkdir(parents=True, exist_ok=True)
-    handle = open(os.path.join(path, LOCK_NAME), "a+")
+    private_dir(path)
+    handle = open_private(os.path.join(path, LOCK_NAME), "a+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import batch_codec
+from pipeline.private_files import open_private, private_dir
 
 log = logging.getLogger("agentdbg.exporter.dead_letter")
 _SEQUENCE = itertools.count()
@@ -35,7 +36,7 @@ class DeadLetters:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = self.directory / f"{stamp}-{os.getpid()}-{next(_SEQUENCE):06d}.batch"
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
             _write(path.with_suffix(".reason"), reason.encode("utf-8", "replace") + b"\n")
             _write(path, batch_codec.encode(batch))
         except OSError as exc:
@@ -47,7 +48,7 @@ class DeadLetters:
 
 def _write(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".tmp")
-    with open(partial, "wb") as handle:
+    with open_private(partial, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

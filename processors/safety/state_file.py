@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.private_files import open_private, private_dir
+
 RUN_ID = uuid.uuid4().hex  # this process
 
 
@@ -31,9 +33,9 @@ def save(path: str | None, data: dict[str, Any]) -> None:
     if not path:
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     temp = target.with_suffix(target.suffix + ".tmp")
-    with open(temp, "wb") as handle:
+    with open_private(temp, "wb") as handle:
         handle.write(orjson.dumps({**data, "run": RUN_ID}))
         handle.flush()
         os.fsync(handle.fileno())
