@@ -6,15 +6,19 @@ request must carry `Authorization: Bearer <token>` (401 otherwise).
 
 A POST to `/debug/<name>/...` is an admin action (reset a breaker, lift a throttle), handled
 by the component that serves `/debug/<name>`. Admin actions change what the daemon does, so
-they are refused (403) unless `auth.token` is set.
+they are refused (403) unless `auth.token` or `auth.authenticator` is set. With
+`auth.authenticator` (an oidc or bearertokenauth extension) a read needs the `viewer` role and
+an action `operator`: 401 with WWW-Authenticate without valid credentials, 403 for a weaker role.
 """
 from __future__ import annotations
 
 import hmac
 from aiohttp import web
+from pydantic import model_validator
 
 from extensions.health_check import health_body
 from pipeline import status
+from pipeline.auth import Authenticator, Role, http_middleware
 from pipeline.httpserver import HttpServer
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
 from pipeline.host import Host
@@ -23,6 +27,14 @@ from pipeline.netaddr import Endpoint
 
 class AuthConfig(StrictConfig):
     token: str = ""
+    # The id of an authenticator extension (oidc, bearertokenauth): reads need `viewer`, actions `operator`.
+    authenticator: str = ""
+
+    @model_validator(mode="after")
+    def _one(self) -> "AuthConfig":
+        if self.token and self.authenticator:
+            raise ValueError("set token or authenticator, not both")
+        return self
 
 
 class DebugApiConfig(StrictConfig):
@@ -37,7 +49,8 @@ class DebugApi(Component):
         self.server: HttpServer | None = None
 
     async def start(self, host: Host) -> None:
-        app = web.Application(middlewares=[self._auth_middleware()])
+        app = web.Application(middlewares=[self._auth_middleware(),
+                                           http_middleware(lambda: self._authenticator(host), _required_role)])
         app.router.add_get("/debug/health", lambda _: self._health(host))
         app.router.add_get("/debug/pipelines", lambda _: self._json(host.describe_graph()))
         app.router.add_get("/debug/{name:.+}", lambda request: self._route(host, request))
@@ -66,7 +79,7 @@ class DebugApi(Component):
         return await handler(request)
 
     async def _action(self, host: Host, request: web.Request) -> web.StreamResponse:
-        if not self.config.auth.token:
+        if not (self.config.auth.token or self.config.auth.authenticator):
             raise web.HTTPForbidden(text="admin actions need the debug API to require a token: set "
                                          "extensions::debug_api::auth::token (config/safety.yaml reads it from "
                                          "AGENTDBG_DEBUG_TOKEN) and send Authorization: Bearer <token>")
@@ -74,6 +87,15 @@ class DebugApi(Component):
         if handler is None:
             raise web.HTTPNotFound(text=f"no admin action at {request.path}")
         return await handler(request)
+
+    def _authenticator(self, host: Host) -> Authenticator | None:
+        name = self.config.auth.authenticator
+        if not name:
+            return None
+        try:
+            return host.authenticator(name)
+        except ValueError as exc:  # fail closed while it is not running
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
 
     def _auth_middleware(self):
         expected = f"Bearer {self.config.auth.token}".encode()
@@ -88,6 +110,11 @@ class DebugApi(Component):
             return await handler(request)
 
         return check
+
+
+def _required_role(request: web.Request) -> Role:
+    """Reads need `viewer`; a POST (reset a breaker, lift a throttle) needs `operator`."""
+    return Role.VIEWER if request.method in ("GET", "HEAD") else Role.OPERATOR
 
 
 factory = Factory("debug_api", Kind.EXTENSION, DebugApiConfig, DebugApi,
