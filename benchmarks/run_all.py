@@ -9,7 +9,8 @@ import sys
 import time
 
 BENCHMARKS = ["bench_core", "bench_pipeline", "bench_columns", "bench_kafka", "bench_genai", "bench_triggers",
-              "bench_detection_latency", "bench_safety_latency", "scenarios", "profile_pipeline", "bench_otelcol"]
+              "bench_detection_latency", "bench_safety_latency", "scenarios", "profile_pipeline", "bench_otelcol",
+              "bench_explorer"]
 
 
 def main() -> int:
