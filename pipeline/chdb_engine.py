@@ -145,6 +145,20 @@ class ChdbStore:
         pasted into `sql`."""
         return await asyncio.get_running_loop().run_in_executor(self.reader, self._read, sql, dict(params or {}))
 
+    async def write(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The rows (if any) of a statement run on the writer's connection and thread, in order with
+        the exporter's inserts: for the few writes that are not inserts (an erasure's DELETE and its
+        audit row). Values go in as `params`, as for `read`; raises ReadError with the engine's message."""
+        return await self.call(self._write, sql, dict(params or {}))
+
+    def _write(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            bound = {"params": {k: param_text(v) for k, v in params.items()}} if params else {}
+            result = self.conn.query(sql, "JSONEachRow", **bound)
+        except Exception as exc:  # noqa: BLE001 - the engine's message is the answer
+            raise ReadError(" ".join(str(exc).split())) from None
+        return [orjson.loads(line) for line in (result.bytes() or b"").splitlines() if line]
+
     async def read_raw(self, sql: str, fmt: str) -> bytes:
         """The engine's own output of a read-only statement in format `fmt`; raises ReadError."""
         return await asyncio.get_running_loop().run_in_executor(self.reader, self._read_bytes, sql, fmt, {})

@@ -49,10 +49,15 @@ def _explorer_parsers(sub: argparse._SubParsersAction) -> None:
     triggers = sub.add_parser("triggers", help="trigger events with their example sessions and spans")
     triggers.add_argument("--kind", default="", help="only this trigger kind, e.g. error_rate_spike")
     decisions = sub.add_parser("decisions", help="safety decisions with their causes")
-    for cmd in (sessions, session, triggers, decisions):
+    forget = sub.add_parser("forget", help="erase a session's or a user's data from every table (admin token); "
+                                           "the erasure is recorded in the audit table")
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("--session", help="the session id (gen_ai.conversation.id / session.id, or a trace id)")
+    who.add_argument("--user", help="the user id (user.id / enduser.id)")
+    for cmd in (sessions, session, triggers, decisions, forget):
         _explorer_options(cmd)
         cmd.add_argument("--json", action="store_true", help="print the API's JSON")
-        if cmd is not session:
+        if cmd not in (session, forget):
             cmd.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
 
 
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "components":
         return _components(args.markdown)
-    if args.command in ("query", "sessions", "session", "triggers", "decisions"):
+    if args.command in ("query", "sessions", "session", "triggers", "decisions", "forget"):
         from pipeline.registry import command
 
         args.config = args.config or [DEFAULT_CONFIG]

@@ -7,6 +7,7 @@
 | `GET /api/spans/{trace_id}/{span_id}` | one span, every stored field |
 | `GET /api/triggers` | trigger events (`kind`, `limit`), their examples resolved to sessions and spans |
 | `GET /api/decisions` | safety decisions, newest first (`limit`) |
+| `POST /api/forget` | erase a `session`'s or `user`'s data from every table, audited (admin token; forget.py) |
 | `GET /api/graph` | agents, tools, models and dependencies with call counts and error rates per parent → child edge (`since`/`until`) |
 | `GET /api/tail` | the newest spans of a `service` and/or `session` of the last `seconds` (default 300), newest first, for the live tail |
 | `GET /api/safety` | the latest decision per breaker, throttle, canary and alert target, and the debug API's address |
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from extensions.explorer import queries as Q
 from extensions.explorer.config import ExplorerConfig
+from extensions.explorer.forget import Forget
 from extensions.explorer.store import Store, StoreError
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -79,6 +81,7 @@ class ExplorerApp:
                   ("POST", "/api/query", self.query), ("GET", "/", self.index)]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
+        app.router.add_route("POST", "/api/forget", Forget(self.config, self.store, self.tables).handle)  # admin
         app.router.add_static("/static/", STATIC, show_index=False)
         return app
 

@@ -1,5 +1,5 @@
 """Terminal commands over the running daemon's explorer API: `agentdbg sessions`,
-`session <id>`, `triggers`, `decisions`, and `query` (read-only SQL).
+`session <id>`, `triggers`, `decisions`, `query` (read-only SQL) and `forget` (erasure, admin token).
 
 They talk HTTP to the explorer (`--url`, else `$AGENTDBG_URL`, else the `explorer` endpoint
 of the config, else http://localhost:10207), with `--token` / `$AGENTDBG_EXPLORER_TOKEN` as
@@ -235,8 +235,22 @@ def _listening(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def forget(args: Any, out: Any) -> None:
+    """Erase a session's or a user's data in the daemon (POST /api/forget, admin token)."""
+    body = {"session": args.session} if args.session else {"user": args.user}
+    body["requested_by"] = os.environ.get("USER", "")
+    done = orjson.loads(request(resolve_url(args), _token(args), "/api/forget", body=body))
+    if args.json:
+        out.write(orjson.dumps(done, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    counts = ", ".join(f"{n} {table}" for table, n in done["deleted"].items())
+    print(f"erased {done['target_key']}: {len(done['trace_ids'])} trace(s); rows deleted: {counts}; "
+          f"audit record {done['id']}", file=out)
+
+
 COMMANDS: dict[str, Callable[[Any, Any], None]] = {
-    "sessions": sessions, "session": session, "triggers": triggers, "decisions": decisions, "query": query}
+    "sessions": sessions, "session": session, "triggers": triggers, "decisions": decisions, "query": query,
+    "forget": forget}
 
 
 def main(name: str, args: Any) -> int:
