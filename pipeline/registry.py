@@ -33,9 +33,10 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from processors.safety import factory as safety
     from receivers.kafka import factory as kafka_receiver
     from receivers.otlp import factory as otlp_receiver
+    from receivers.zipkin import factory as zipkin_receiver
 
     listed = [
-        otlp_receiver, kafka_receiver,
+        otlp_receiver, kafka_receiver, zipkin_receiver,
         batch, memory_limiter, safety, genai, redaction,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter, genai_metrics_exporter,
