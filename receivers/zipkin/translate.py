@@ -41,7 +41,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from google.protobuf.message import DecodeError
 
-from receivers.zipkin import zipkin_pb2
+from receivers.zipkin import zipkin_v2_pb2
 
 ABSENT_START = "otel.zipkin.absentField.startTime"
 RESOURCE_PREFIXES = ("service.", "telemetry.sdk.", "telemetry.auto.", "host.", "process.", "os.", "container.",
@@ -160,10 +160,10 @@ def from_json(body: bytes) -> list[ZSpan]:
 
 # --- protobuf ---------------------------------------------------------------------------------
 
-_PROTO_KINDS = {number: name for name, number in zipkin_pb2.Span.Kind.items() if number}
+_PROTO_KINDS = {number: name for name, number in zipkin_v2_pb2.Span.Kind.items() if number}
 
 
-def _proto_endpoint(message: zipkin_pb2.Endpoint, where: str) -> ZEndpoint:
+def _proto_endpoint(message: zipkin_v2_pb2.Endpoint, where: str) -> ZEndpoint:
     try:
         ip = (ipaddress.IPv6Address(message.ipv6) if message.ipv6 else
               ipaddress.IPv4Address(message.ipv4) if message.ipv4 else None)
@@ -172,7 +172,7 @@ def _proto_endpoint(message: zipkin_pb2.Endpoint, where: str) -> ZEndpoint:
     return ZEndpoint(message.service_name, str(ip) if ip else "", max(0, message.port))
 
 
-def _proto_span(message: zipkin_pb2.Span, index: int) -> ZSpan:
+def _proto_span(message: zipkin_v2_pb2.Span, index: int) -> ZSpan:
     where = f"spans[{index}]"
     if len(message.trace_id) not in (8, 16) or len(message.id) != 8 or len(message.parent_id) not in (0, 8):
         raise BadSpans(f"{where}: trace_id must be 8 or 16 bytes, id 8 bytes and parent_id 8 bytes or absent "
@@ -194,7 +194,7 @@ def _proto_span(message: zipkin_pb2.Span, index: int) -> ZSpan:
 def from_proto(body: bytes) -> list[ZSpan]:
     """A serialized `zipkin.proto3.ListOfSpans`; `BadSpans` when it does not parse or an id is wrong."""
     try:
-        spans = zipkin_pb2.ListOfSpans.FromString(body).spans
+        spans = zipkin_v2_pb2.ListOfSpans.FromString(body).spans
     except DecodeError as exc:
         raise BadSpans(f"not a Zipkin ListOfSpans protobuf: {exc}") from None
     return [_proto_span(span, i) for i, span in enumerate(spans)]

@@ -17,10 +17,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import given, settings, strategies as st
 from py_zipkin import Kind
 from py_zipkin.encoding import Encoding
 from py_zipkin.encoding.protobuf import zipkin_pb2 as pyzipkin_pb2
@@ -29,7 +32,7 @@ from py_zipkin.zipkin import ZipkinAttrs, zipkin_span
 
 from opentelemetry.exporter.zipkin.json import ZipkinExporter
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from tests.harness import BASE_CONFIG, Daemon, batch_processor, file_exporter, free_port, wait_until
+from tests.harness import BASE_CONFIG, ROOT, Daemon, batch_processor, file_exporter, free_port, wait_until
 from tests.otlp_spans import agent_run, expected_from_sdk, read_json_lines, spans_out
 
 ZIPKIN, REFUSING, DEAD = free_port(), free_port(), free_port()
@@ -280,3 +283,51 @@ def test_a_refusing_pipeline_answers_503_with_retry_after(daemon):
     [response] = wait_until(refused, message="the full queue refusing a request")
     assert int(response.headers["Retry-After"]) >= 1
     assert daemon.metric("otelcol_receiver_refused_spans_total", receiver="zipkin/refusing", transport="http") >= 1
+
+
+def test_the_daemon_loads_beside_other_zipkin_protobuf_bindings():
+    """Zipkin's own proto names in the receiver's bindings clashed in protobuf's default pool
+    with py_zipkin's (or the OTel exporter's) in one process: building the registry failed."""
+    code = ("from py_zipkin.encoding.protobuf import zipkin_pb2\n"
+            "from pipeline.registry import factories\n"
+            "assert 'zipkin' in {t for table in factories().values() for t in table}\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                      max_size=3), max_leaves=8)
+FIELDS = ["parentId", "kind", "name", "timestamp", "duration", "localEndpoint",
+          "remoteEndpoint", "annotations", "tags", "debug", "shared"]
+HEX = st.text("0123456789abcdef", min_size=1, max_size=32)
+POISON_SPANS = st.lists(st.fixed_dictionaries(
+    {"traceId": HEX | JSON_VALUES, "id": HEX | JSON_VALUES}, optional={key: JSON_VALUES | HEX for key in FIELDS}), max_size=4)
+
+
+@settings(deadline=None)
+@given(spans=POISON_SPANS)
+def test_poison_json_is_either_translated_whole_or_refused_with_a_reason(spans):
+    """Any JSON body: BadSpans (the 400) or one OTLP request holding every span, never another error."""
+    from receivers.zipkin.translate import BadSpans, from_json, to_otlp
+
+    try:
+        decoded = from_json(json.dumps(spans).encode())
+    except BadSpans as exc:
+        assert "not a list of Zipkin v2 spans" in str(exc)
+        return
+    request = to_otlp(decoded, parse_string_tags=True)
+    assert sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans) == len(spans)
+    assert request.SerializeToString() is not None
+
+
+@settings(deadline=None)
+@given(body=st.binary(max_size=200))
+def test_poison_protobuf_is_either_translated_or_refused_with_a_reason(body):
+    from receivers.zipkin.translate import BadSpans, from_proto, to_otlp
+
+    try:
+        decoded = from_proto(body)
+    except BadSpans:
+        return
+    assert to_otlp(decoded).SerializeToString() is not None
