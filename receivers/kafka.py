@@ -43,6 +43,7 @@ from pipeline.config.units import Duration
 from pipeline.errors import PermanentError, Refused
 from pipeline.events import Events
 from pipeline.telemetry import metrics
+from pipeline.telemetry.logs import Throttled
 from pipeline.traces import Traces
 
 malformed_messages = Counter("agentdbg_kafka_receiver_malformed_messages",
@@ -107,6 +108,7 @@ class KafkaReceiver(Receiver):
                          ).labels(str(self.id), "kafka")
         self.refused = metrics.receiver_refused_spans.labels(str(self.id), "kafka")
         self.done: dict[TopicPartition, int] = {}   # next offset to commit, per partition
+        self.throttled = Throttled(self.log)  # a broker outage repeats these every second
         self.consumer: AIOKafkaConsumer | None = None
         self.dead_letters: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -179,7 +181,7 @@ class KafkaReceiver(Receiver):
             try:
                 polled = await self.consumer.getmany(timeout_ms=200)
             except KafkaError as exc:
-                self.log.warning("poll failed; retrying", extra={"kv": {"error": str(exc)}})
+                self.throttled.warning("poll failed; retrying", {"error": str(exc)})
                 await asyncio.sleep(1.0)
                 continue
             for partition, records in polled.items():
@@ -311,8 +313,7 @@ class KafkaReceiver(Receiver):
             for tp in offsets:
                 self.done.pop(tp, None)
         except (CommitFailedError, KafkaError) as exc:
-            self.log.warning("offset commit failed; those records will be redelivered",
-                             extra={"kv": {"error": str(exc)}})
+            self.throttled.warning("offset commit failed; those records will be redelivered", {"error": str(exc)})
 
 
 factory = Factory("kafka", Kind.RECEIVER, KafkaReceiverConfig, KafkaReceiver,

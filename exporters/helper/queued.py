@@ -11,6 +11,8 @@ Guarantees (Vector-style):
 - A retryable failure (`RetryableError`, timeout, connection error) is retried with
   exponential backoff and jitter, never sooner than the server's hint; when
   `max_elapsed_time` runs out the batch is dropped, counted as `retries_exhausted` and logged.
+  Each retry is counted (`otelcol_exporter_retried_requests`); "send failed, will retry" is
+  logged at most once per 10 s, with how many retries were held back since.
 - A `PermanentError` is not retried: counted under its `error_type` and logged.
 - `send` may report that the destination took only part of a batch (`PartialFailure`, or a
   list of them, one per error type): the rest is counted as failed, never retried. An
@@ -36,6 +38,7 @@ from pipeline.component import Exporter, Settings
 from pipeline.errors import PartialFailure, PermanentError, Refused, RetryableError
 from pipeline import status
 from pipeline.telemetry import metrics
+from pipeline.telemetry.logs import Throttled
 
 
 class QueuedExporter(Exporter):
@@ -47,6 +50,7 @@ class QueuedExporter(Exporter):
         self._sent = metrics.exporter_sent_spans.labels(name)
         self._enqueue_failed = metrics.exporter_enqueue_failed_spans.labels(name)
         self._retried = metrics.exporter_retried_requests.labels(name)
+        self._retry_log = Throttled(self.log)  # every retry is counted; one line per 10 s is logged
         self._status: status.StatusReporter = status.reporter(settings.kind, settings.id, settings.signal)
         self._failed_by_type: dict[str, Any] = {}
         self._queue_size = metrics.exporter_queue_size.labels(name, data_type)
@@ -208,8 +212,8 @@ class QueuedExporter(Exporter):
                     self.count_failed(self.unsent(batch), reason, describe(exc))
                     return
                 self._retried.inc()
-                self.log.warning("send failed, will retry", extra={"kv": {
-                    "error": describe(exc), "retry_in_s": round(delay, 3), "spans": self.item_count(batch)}})
+                self._retry_log.warning("send failed, will retry", {
+                    "error": describe(exc), "retry_in_s": round(delay, 3), "spans": self.item_count(batch)})
                 await asyncio.sleep(delay)
 
     def count_sent(self, count: int) -> None:

@@ -95,6 +95,31 @@ class RateLimit:
         return held
 
 
+class Throttled:
+    """A logger's repeated lines, each kind (`key`, else the message) at most once per `interval`
+    seconds, with `held_back` (how many of that kind were left out since) and `per_s`: an
+    outage or a client in a loop must not flood the log; the metrics still count every event."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._limits: dict[str, RateLimit] = {}
+
+    def warning(self, msg: str, kv: dict[str, Any] | None = None, key: str | None = None, **kwargs: Any) -> bool:
+        """Log `msg` with `kv` unless held back; whether it was logged."""
+        limit = self._limits.get(key or msg)
+        if limit is None:
+            limit = self._limits[key or msg] = RateLimit(self.interval, self.clock)
+        held_back = limit.allow()
+        if held_back is None:
+            return False
+        self.logger.warning(msg, extra={"kv": {**(kv or {}), "held_back": held_back, "per_s": self.interval}},
+                            **kwargs)
+        return True
+
+
 def _protocol_error(exc_info: Any) -> BaseException | None:
     """The exception when it is the peer's malformed request (not our handler's bug)."""
     from aiohttp.http_exceptions import HttpProcessingError
