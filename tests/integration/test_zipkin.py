@@ -36,7 +36,7 @@ from tests.harness import BASE_CONFIG, ROOT, Daemon, batch_processor, file_expor
 from tests.otlp_spans import agent_run, expected_from_sdk, read_json_lines, spans_out
 
 ZIPKIN, REFUSING, DEAD = free_port(), free_port(), free_port()
-LIMIT = 256 * 1024
+LIMIT = 1024 * 1024
 OVERLAY = f"""
 receivers:
   zipkin:
@@ -223,6 +223,17 @@ def test_gzip_body_is_accepted(daemon):
     assert response.status_code == 202, response.text
     [got] = stored(daemon, {"00000000000000a1"})["00000000000000a1"]
     assert got["resource"] == {"service.name": "api"} and got["end"] - got["start"] == 1_500_000
+
+
+def test_a_large_body_is_translated_whole(daemon):
+    """Over 256 KiB the translation runs in a thread: every span still arrives, once."""
+    spans = [{**GOOD[0], "traceId": os.urandom(16).hex(), "id": os.urandom(8).hex(),
+              "tags": {"padding": "x" * 200}} for _ in range(2000)]
+    body = json.dumps(spans).encode()
+    assert 256 * 1024 < len(body) < LIMIT
+    assert post(body).status_code == 202
+    out = stored(daemon, {s["id"] for s in spans})
+    assert all(len(copies) == 1 for copies in out.values()) and len(out) == len(spans)
 
 
 BAD_JSON = {
