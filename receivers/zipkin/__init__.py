@@ -10,7 +10,7 @@ pipeline it feeds has taken the spans. When a stage refuses (full queue, memory 
 client gets 503, or 429 for overload, with `Retry-After`, and nothing is counted as
 accepted; a stage's permanent error is 400. Bad input is refused as a whole with a clear
 message and never reaches the pipeline: 400 for malformed JSON / protobuf, wrong types and
-wrong id lengths; 415 for another Content-Type; 413 for a body (decompressed) over
+wrong id lengths; 415 for another Content-Type or Content-Encoding; 413 for a body (decompressed) over
 `max_request_body_size`, stopped at the cap rather than inflated; 405 for a method other
 than POST; 404 on `/api/v1/spans` (Zipkin v1 is not supported: send v2). Spans are counted
 with otelcol's receiver metrics (`otelcol_receiver_accepted_spans_total`, `..._refused_...`,
