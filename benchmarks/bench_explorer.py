@@ -101,6 +101,7 @@ class Poller(threading.Thread):
         self.on, self.done = threading.Event(), threading.Event()
         self.samples: dict[str, list[float]] = {"sessions": [], "session": [], "tail": []}
         self.checked: dict[str, int] = {}
+        self.failures: dict[str, int] = {}
 
     def run(self) -> None:
         with requests.Session() as http:
@@ -117,7 +118,10 @@ class Poller(threading.Thread):
         began = time.perf_counter()
         response = http.get(self.base + path, timeout=60)
         elapsed = time.perf_counter() - began
-        response.raise_for_status()
+        if not response.ok:  # counted and shown, not fatal: the UI would show the error and ask again
+            what = f"{name}: {response.status_code} {' '.join(response.text.split())[:300]}"
+            self.failures[what] = self.failures.get(what, 0) + 1
+            return
         body = response.json()
         self.checked[name] = len(body["sessions"]) if name == "sessions" else len(body["spans"])
         self.samples[name].append(elapsed * 1000)
@@ -149,7 +153,8 @@ def measure(daemon: Daemon, base: str, args: argparse.Namespace) -> dict:
         print(f"round {number + 1}: polling={polling} stored {rates[polling][-1]:,.0f} spans/s", flush=True)
     poller.done.set()
     poller.join(60)
-    return {"rates": rates, "samples": poller.samples, "checked": poller.checked, "tally": tally}
+    return {"rates": rates, "samples": poller.samples, "checked": poller.checked, "tally": tally,
+            "failures": poller.failures}
 
 
 def report(result: dict, args: argparse.Namespace, load_seconds: float) -> str:
@@ -176,7 +181,8 @@ def report(result: dict, args: argparse.Namespace, load_seconds: float) -> str:
             + "\n\n" + table(["ingest (stored spans/s)", "per round", "mean"], ingest)
             + f"\n\nIngest with polling / without: **{ratio:.3f}** ({(1 - ratio) * 100:.1f} % slowdown; target "
             f"≤ 5 %). Offered {args.rate:,.0f} spans/s; the stored rate is what this shared 2-core machine "
-            f"sustained (refusals, retried: {refused or 'none'}).")
+            f"sustained (refusals, retried: {refused or 'none'}).\n\nFailed UI requests (not in the latencies): "
+            + ("; ".join(f"{count} × {what}" for what, count in result["failures"].items()) or "none") + ".")
 
 
 def main() -> None:
