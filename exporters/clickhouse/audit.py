@@ -90,7 +90,7 @@ _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]
 
 def events_table_statements(table: str, ttl_seconds: float = 0) -> list[str]:
     """CREATE TABLE for the audit table (and its TTL's ALTER); `table` is already qualified and quoted."""
-    ttl = ttl_clause(ttl_seconds, "toDateTime(Timestamp)")
+    ttl = ttl_clause(ttl_seconds, "toDateTime(Timestamp)", "Timestamp")
     return [_EVENTS_TABLE.format(table=table, ttl=ttl), *modify_ttl(table, ttl)]
 
 

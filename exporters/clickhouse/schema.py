@@ -154,15 +154,24 @@ def qualified(database: str, table: str) -> str:
     return f"{quote(database)}.{quote(table)}"
 
 
-def ttl_clause(ttl_seconds: float, time_expr: str) -> str:
-    """otelcol's TTL expression: the largest whole unit (day, hour, minute, second); "" for 0."""
+# Rows this late are never expired by a TTL: `toDateTime` of a later time (a clamped 2262 start,
+# a lookup `Start` saturated at 2106) plus the TTL wraps past DateTime's end into the past, which
+# would drop the row at once (checked on chDB 4.4). Far enough below 2106 for a TTL of years.
+TTL_KEEP_FROM = "2100-01-01 00:00:00"
+
+
+def ttl_clause(ttl_seconds: float, time_expr: str, column: str = "") -> str:
+    """otelcol's TTL expression: the largest whole unit (day, hour, minute, second); "" for 0.
+
+    With `column`, rows whose `column` is at or after TTL_KEEP_FROM are left alone (`WHERE`)."""
     seconds = int(ttl_seconds)
     if seconds <= 0:
         return ""
+    where = f" WHERE {column} < '{TTL_KEEP_FROM}'" if column else ""
     for unit, size in (("Day", 86400), ("Hour", 3600), ("Minute", 60)):
         if seconds % size == 0:
-            return f"TTL {time_expr} + toInterval{unit}({seconds // size})"
-    return f"TTL {time_expr} + toIntervalSecond({seconds})"
+            return f"TTL {time_expr} + toInterval{unit}({seconds // size}){where}"
+    return f"TTL {time_expr} + toIntervalSecond({seconds}){where}"
 
 
 def schema_statements(database: str, table: str, ttl_seconds: float = 0,
@@ -171,8 +180,8 @@ def schema_statements(database: str, table: str, ttl_seconds: float = 0,
     traces = qualified(database, table)
     lookup = qualified(database, f"{table}_trace_id_ts")
     view = qualified(database, f"{table}_trace_id_ts_mv")
-    traces_ttl = ttl_clause(ttl_seconds, "toDateTime(Timestamp)")
-    lookup_ttl = ttl_clause(ttl_seconds, "toDateTime(Start)")
+    traces_ttl = ttl_clause(ttl_seconds, "toDateTime(Timestamp)", "Timestamp")
+    lookup_ttl = ttl_clause(ttl_seconds, "toDateTime(Start)", "Start")
     return [
         f"CREATE DATABASE IF NOT EXISTS {quote(database)}",
         _TRACES_TABLE.format(table=traces, engine=engine, ttl=traces_ttl),
