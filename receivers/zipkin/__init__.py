@@ -87,6 +87,8 @@ class ZipkinReceiver(Receiver):
         self._runner: web.AppRunner | None = None
 
     async def start(self, host) -> None:
+        # First: an unreadable certificate is its own error, not a bind error, and leaves nothing open.
+        ssl_context = self.config.tls.ssl_context() if self.config.tls else None
         app = web.Application(client_max_size=self.config.max_request_body_size + 1)
         app.router.add_route("*", "/api/v2/spans", self._spans)
         app.router.add_route("*", "/api/v1/spans", self._v1)
@@ -96,7 +98,7 @@ class ZipkinReceiver(Receiver):
         await self._runner.setup()
         host_name, port = split_host_port(self.config.endpoint)
         try:
-            await web.TCPSite(self._runner, host_name, port, reuse_port=False).start()
+            await web.TCPSite(self._runner, host_name, port, ssl_context=ssl_context, reuse_port=False).start()
         except OSError as exc:
             await self.shutdown()
             raise BindError(self.config.endpoint, bind_reason(exc), "Zipkin") from None

@@ -1,7 +1,8 @@
-"""Config of the `zipkin` receiver, with otelcol's keys (`endpoint`, `parse_string_tags`)."""
+"""Config of the `zipkin` receiver, with otelcol's keys (`endpoint`, `parse_string_tags`, `tls`)."""
 from __future__ import annotations
 
 from pipeline.component import StrictConfig
+from pipeline.config.tls import TlsServerConfig
 from pipeline.config.units import ByteSize
 from pipeline.netaddr import Endpoint
 
@@ -13,3 +14,4 @@ class ZipkinReceiverConfig(StrictConfig):
     parse_string_tags: bool = False
     # Cap on the (decompressed) body; a larger one is answered 413 and never inflated past it.
     max_request_body_size: ByteSize = 20 * 1024 * 1024
+    tls: TlsServerConfig | None = None  # HTTPS on `endpoint` (plain HTTP is then refused there)

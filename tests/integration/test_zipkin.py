@@ -32,6 +32,7 @@ from py_zipkin.zipkin import ZipkinAttrs, zipkin_span
 
 from opentelemetry.exporter.zipkin.json import ZipkinExporter
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from tests.conftest import require_binary
 from tests.harness import BASE_CONFIG, ROOT, Daemon, batch_processor, file_exporter, free_port, wait_until
 from tests.otlp_spans import agent_run, expected_from_sdk, read_json_lines, spans_out
 
@@ -342,3 +343,34 @@ def test_poison_protobuf_is_either_translated_or_refused_with_a_reason(body):
     except BadSpans:
         return
     assert to_otlp(decoded).SerializeToString() is not None
+
+
+def test_tls_endpoint_serves_the_zipkin_exporter_over_https(tmp_path, monkeypatch):
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's CA file (psf/requests#3829).
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([require_binary("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    overlay = f"""
+receivers:
+  zipkin:
+    endpoint: 127.0.0.1:{port}
+    tls: {{cert_file: {cert}, key_file: {key}}}
+exporters:
+{file_exporter()}
+service:
+  pipelines:
+    traces: {{receivers: [zipkin], exporters: [file]}}
+"""
+    spans = agent_run({"gen_ai.agent.name": "tls"})
+    with Daemon(BASE_CONFIG, workdir=tmp_path, overlay=overlay) as running:
+        session = requests.Session()
+        session.verify = str(cert)
+        exporter = ZipkinExporter(endpoint=f"https://localhost:{port}/api/v2/spans", session=session)
+        assert exporter.export(spans).name == "SUCCESS"
+        assert set(stored(running, set(expected_from_sdk(spans)))) == set(expected_from_sdk(spans))
+        with pytest.raises(requests.exceptions.ConnectionError):  # no plain HTTP on a TLS endpoint
+            requests.post(f"http://127.0.0.1:{port}/api/v2/spans", data=b"[]", timeout=5)
