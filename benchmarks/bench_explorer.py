@@ -145,8 +145,9 @@ def measure(daemon: Daemon, base: str, args: argparse.Namespace) -> dict:
     for number in range(args.rounds * 2):
         polling = number % 2 == 1
         before, began = chdb_sent(daemon), time.monotonic()
-        if polling:
+        if polling:  # the poller stops with the offer, not after the refused requests' retries drain
             poller.on.set()
+            threading.Timer(args.seconds, poller.on.clear).start()
         asyncio.run(offer(target, source, args.rate, args.seconds, tally, 16, 0.05))
         poller.on.clear()
         rates[polling].append((chdb_sent(daemon) - before) / (time.monotonic() - began))
@@ -190,7 +191,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--poll-interval", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-write", action="store_true")
