@@ -176,8 +176,8 @@ def report(result: dict, args: argparse.Namespace, load_seconds: float) -> str:
     return (f"Store: {args.spans:,} generated spans + one session of 2,000, inserted directly into the "
             f"store before the daemon started ({load_seconds:.0f} s); then the fleet offered at "
             f"{args.rate:,.0f} spans/s over OTLP/gRPC during {args.rounds} × 2 interleaved rounds of "
-            f"{args.seconds:.0f} s; the poller asks the three endpoints below, one after the other (back to back when they take longer), every {args.poll_interval:g} s in the "
-            "polling rounds.\n\n"
+            f"{args.seconds:.0f} s; the poller asks the three endpoints below, one after the other (back to "
+            f"back when they take longer), every {args.poll_interval:g} s in the polling rounds.\n\n"
             + table(["request, while ingesting", "samples", "p50 ms", "p95 ms", "target", "met"], rows)
             + "\n\n" + table(["ingest (stored spans/s)", "per round", "mean"], ingest)
             + f"\n\nIngest with polling / without: **{ratio:.3f}** ({(1 - ratio) * 100:.1f} % slowdown; target "
