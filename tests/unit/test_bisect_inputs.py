@@ -6,6 +6,7 @@ real failures: chDB 4.4's constraint error, the serializer's DataError for a 2^6
 """
 from __future__ import annotations
 
+import time
 import pytest
 from clickhouse_connect.driver.exceptions import DataError, DatabaseError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -17,7 +18,8 @@ from pipeline.errors import InvalidData, PermanentError, RetryableError
 from pipeline.events import Events
 from pipeline.traces import Traces
 
-T = 1_700_000_000_000_000_000
+# Now, not a fixed date: the tables expire rows past their TTL (15 days by default).
+T = int(time.time()) * 1_000_000_000
 
 
 @pytest.mark.parametrize("exc", [
