@@ -7,6 +7,7 @@ real failures: chDB 4.4's constraint error, the serializer's DataError for a 2^6
 from __future__ import annotations
 
 import time
+
 import pytest
 from clickhouse_connect.driver.exceptions import DataError, DatabaseError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
