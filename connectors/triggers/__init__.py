@@ -33,14 +33,14 @@ from typing import Any
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.detectors.base import Detector
 from connectors.triggers.detectors.context_overflow import ContextOverflowDetector
-from connectors.triggers.detectors.cost import CostBudgetDetector
+from connectors.triggers.detectors.cost_budget import CostBudgetDetector
 from connectors.triggers.detectors.deadlock import DeadlockDetector
 from connectors.triggers.detectors.dependency_failure import DependencyFailureDetector
-from connectors.triggers.detectors.error_rate import ErrorRateDetector
+from connectors.triggers.detectors.error_rate_spike import ErrorRateSpikeDetector
+from connectors.triggers.detectors.health_snapshot import HealthSnapshotDetector
 from connectors.triggers.detectors.infinite_loop import InfiniteLoopDetector
-from connectors.triggers.detectors.latency import LatencyDetector
 from connectors.triggers.detectors.memory_leak import MemoryLeakDetector
-from connectors.triggers.detectors.snapshot import HealthSnapshotDetector
+from connectors.triggers.detectors.performance_degradation import PerformanceDegradationDetector
 from connectors.triggers.episodes import EpisodeTracker
 from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
@@ -51,8 +51,8 @@ from pipeline.metrics_data import Metrics
 from pipeline.traces import Traces
 
 DETECTORS: dict[str, type[Detector]] = {
-    "performance_degradation": LatencyDetector,
-    "error_rate_spike": ErrorRateDetector,
+    "performance_degradation": PerformanceDegradationDetector,
+    "error_rate_spike": ErrorRateSpikeDetector,
     "memory_leak": MemoryLeakDetector,
     "infinite_loop": InfiniteLoopDetector,
     "dependency_failure": DependencyFailureDetector,

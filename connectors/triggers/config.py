@@ -5,14 +5,14 @@ from __future__ import annotations
 from pydantic import Field, PositiveInt
 
 from connectors.triggers.detectors.context_overflow import ContextOverflowConfig
-from connectors.triggers.detectors.cost import CostBudgetConfig
+from connectors.triggers.detectors.cost_budget import CostBudgetConfig
 from connectors.triggers.detectors.deadlock import DeadlockConfig
 from connectors.triggers.detectors.dependency_failure import DependencyFailureConfig
-from connectors.triggers.detectors.error_rate import ErrorRateConfig
+from connectors.triggers.detectors.error_rate_spike import ErrorRateSpikeConfig
+from connectors.triggers.detectors.health_snapshot import HealthSnapshotConfig
 from connectors.triggers.detectors.infinite_loop import InfiniteLoopConfig
-from connectors.triggers.detectors.latency import LatencyConfig
 from connectors.triggers.detectors.memory_leak import MemoryLeakConfig
-from connectors.triggers.detectors.snapshot import HealthSnapshotConfig
+from connectors.triggers.detectors.performance_degradation import PerformanceDegradationConfig
 from pipeline.component import StrictConfig
 from pipeline.config.units import Duration
 
@@ -22,8 +22,8 @@ class TriggersConfig(StrictConfig):
     resolve_after: Duration = 60.0
     resolve_ratio: float = Field(0.8, gt=0, le=1)
     max_pending_events: PositiveInt = 10000
-    performance_degradation: LatencyConfig = LatencyConfig()
-    error_rate_spike: ErrorRateConfig = ErrorRateConfig()
+    performance_degradation: PerformanceDegradationConfig = PerformanceDegradationConfig()
+    error_rate_spike: ErrorRateSpikeConfig = ErrorRateSpikeConfig()
     memory_leak: MemoryLeakConfig = MemoryLeakConfig()
     infinite_loop: InfiniteLoopConfig = InfiniteLoopConfig()
     dependency_failure: DependencyFailureConfig = DependencyFailureConfig()

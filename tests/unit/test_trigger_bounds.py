@@ -11,21 +11,21 @@ import asyncio
 from connectors.triggers import TriggersConnector
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.detectors.context_overflow import ContextOverflowConfig, ContextOverflowDetector
-from connectors.triggers.detectors.cost import CostBudgetConfig, CostBudgetDetector
+from connectors.triggers.detectors.cost_budget import CostBudgetConfig, CostBudgetDetector
 from connectors.triggers.detectors.deadlock import DeadlockConfig, DeadlockDetector
 from connectors.triggers.detectors.dependency_failure import DependencyFailureConfig, DependencyFailureDetector
-from connectors.triggers.detectors.error_rate import ErrorRateConfig, ErrorRateDetector
+from connectors.triggers.detectors.error_rate_spike import ErrorRateSpikeConfig, ErrorRateSpikeDetector
+from connectors.triggers.detectors.health_snapshot import HealthSnapshotConfig, HealthSnapshotDetector
 from connectors.triggers.detectors.infinite_loop import InfiniteLoopConfig, InfiniteLoopDetector
-from connectors.triggers.detectors.latency import LatencyConfig, LatencyDetector
 from connectors.triggers.detectors.memory_leak import MemoryLeakConfig, MemoryLeakDetector
-from connectors.triggers.detectors.snapshot import HealthSnapshotConfig, HealthSnapshotDetector
+from connectors.triggers.detectors.performance_degradation import PerformanceDegradationConfig, PerformanceDegradationDetector
 from pipeline.component import ComponentID, Kind, Settings
 from pipeline.telemetry.metrics import REGISTRY
 from tests.trigger_helpers import CLIENT, SERVER, T0, gauge, metrics, new_span_id, observe_all, resource, span, traces
 
 
 def test_latency_subjects_and_baselines_stay_under_max_subjects() -> None:
-    detector = LatencyDetector(LatencyConfig(max_subjects=3, window=10))
+    detector = PerformanceDegradationDetector(PerformanceDegradationConfig(max_subjects=3, window=10))
     names = [f"GET /users/{n}" for n in range(5)]  # ids in span names: never repeated
     observe_all(detector, [traces(resource("api", [span(name, kind=SERVER, start=T0) for name in names]))])
     assert len(detector.window.totals) == 3 and detector.drops == {"subject_untracked": 2}
@@ -43,7 +43,7 @@ def test_latency_subjects_and_baselines_stay_under_max_subjects() -> None:
 
 
 def test_error_rate_services_past_the_bound_are_not_counted_and_examples_go_with_the_window() -> None:
-    detector = ErrorRateDetector(ErrorRateConfig(max_subjects=2, window=60, min_count=1))
+    detector = ErrorRateSpikeDetector(ErrorRateSpikeConfig(max_subjects=2, window=60, min_count=1))
     spans = [resource(f"svc-{n}", [span("op", start=T0, error=True)]) for n in range(3)]
     observe_all(detector, [traces(*spans)])
     assert set(detector.sums.totals) == {"svc-0", "svc-1"} and set(detector.examples) == {"svc-0", "svc-1"}
@@ -180,7 +180,7 @@ def test_the_running_daemon_counts_evictions_on_its_metrics_endpoint() -> None:
 def test_latency_counts_the_good_spans_of_a_batch_that_holds_an_absurd_duration() -> None:
     """A span lasting 2^64-1 ns (a client's bad end time) beside good ones: before, numpy raised
     OverflowError and the detector skipped the whole batch."""
-    detector = LatencyDetector(LatencyConfig())
+    detector = PerformanceDegradationDetector(PerformanceDegradationConfig())
     absurd = span("GET /broken", kind=SERVER, start=0)
     absurd.end_time_unix_nano = 2 ** 64 - 1
     good = [span("GET /ok", kind=SERVER, start=T0, duration=0.2) for _ in range(3)]

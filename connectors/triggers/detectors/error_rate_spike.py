@@ -32,7 +32,7 @@ from pipeline.config.units import Duration
 STATUS_ERROR = 2
 
 
-class ErrorRateConfig(BoundedConfig):
+class ErrorRateSpikeConfig(BoundedConfig):
     threshold: float = 0.05
     window: Duration = 300.0
     min_count: PositiveInt = 50
@@ -51,11 +51,11 @@ def wilson_lower_bound(errors: float, total: float, z: float) -> float:
     return max(0.0, (centre - spread) / (1 + z2 / total))
 
 
-class ErrorRateDetector(Detector):
+class ErrorRateSpikeDetector(Detector):
     kind = "error_rate_spike"
     config_derived = ("z",)
 
-    def __init__(self, config: ErrorRateConfig) -> None:
+    def __init__(self, config: ErrorRateSpikeConfig) -> None:
         super().__init__(config)
         # At most 60 buckets (of at least 1 s): memory per service stays flat however long the window.
         self.sums = SlidingSums(config.window, bucket=max(config.window / 60, 1.0), width=2)

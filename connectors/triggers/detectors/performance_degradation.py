@@ -60,7 +60,7 @@ def judged_operations(ops: list[Any]) -> Any:
         return [op.__class__ is str and op in JUDGED_OPERATIONS for op in ops]
 
 
-class LatencyConfig(BoundedConfig):
+class PerformanceDegradationConfig(BoundedConfig):
     factor: float = 2.0
     window: Duration = 60.0
     baseline_half_life: Duration = 1800.0
@@ -87,11 +87,11 @@ class Baseline:
         return math.exp(self.log_sum / self.weight) if self.weight else 0.0
 
 
-class LatencyDetector(Detector):
+class PerformanceDegradationDetector(Detector):
     kind = "performance_degradation"
     attribute_keys = ("gen_ai.operation.name", "gen_ai.agent.name", "gen_ai.tool.name")
 
-    def __init__(self, config: LatencyConfig) -> None:
+    def __init__(self, config: PerformanceDegradationConfig) -> None:
         super().__init__(config)
         self.window = SlidingSums(config.window, bucket=1.0, width=2)
         self.pending: dict[tuple, list[float]] = {}

@@ -5,7 +5,7 @@ import calendar
 
 import pytest
 
-from connectors.triggers.detectors.cost import CostBudgetConfig, CostBudgetDetector, periods
+from connectors.triggers.detectors.cost_budget import CostBudgetConfig, CostBudgetDetector, periods
 from connectors.triggers.episodes import EpisodeTracker
 from tests.trigger_helpers import CLIENT, fired, observe_all, resource, span, traces
 

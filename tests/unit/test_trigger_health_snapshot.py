@@ -7,7 +7,7 @@ import random
 import pytest
 
 from connectors.triggers.detectors.memory_leak import MemoryLeakConfig, MemoryLeakDetector
-from connectors.triggers.detectors.snapshot import HealthSnapshotConfig, HealthSnapshotDetector
+from connectors.triggers.detectors.health_snapshot import HealthSnapshotConfig, HealthSnapshotDetector
 from connectors.triggers.event import SCHEMA
 from tests.trigger_helpers import CLIENT, SERVER, T0, gauge, metrics, new_span_id, observe_all, resource, span, traces
 

@@ -1,7 +1,7 @@
 """error_rate_spike: a rate over 5 % with confidence (Wilson lower bound), hysteresis on the rate."""
 from __future__ import annotations
 
-from connectors.triggers.detectors.error_rate import ErrorRateConfig, ErrorRateDetector, wilson_lower_bound
+from connectors.triggers.detectors.error_rate_spike import ErrorRateSpikeConfig, ErrorRateSpikeDetector, wilson_lower_bound
 from connectors.triggers.episodes import EpisodeTracker
 from tests.trigger_helpers import SERVER, T0, firing, observe_all, resource, span, traces
 
@@ -18,14 +18,14 @@ def test_wilson_bound_matches_hand_figures():
 
 
 def test_a_quiet_service_with_three_unrelated_failures_does_not_fire():
-    detector = ErrorRateDetector(ErrorRateConfig())
+    detector = ErrorRateSpikeDetector(ErrorRateSpikeConfig())
     observe_all(detector, [batch("billing", 20, 1, T0 + i) for i in range(3)])  # 3 of 60 = 5 %
     [obs] = detector.evaluate(T0 + 3)
     assert obs.observed == 0.05 and not firing([obs])
 
 
 def test_a_real_spike_fires_with_the_observed_rate_and_clears_with_hysteresis():
-    detector = ErrorRateDetector(ErrorRateConfig(window=60))
+    detector = ErrorRateSpikeDetector(ErrorRateSpikeConfig(window=60))
     tracker = EpisodeTracker("triggers", resolve_after=0.0, resolve_ratio=0.8)
     observe_all(detector, [batch("checkout", 50, 8, T0), batch("checkout", 50, 7, T0 + 1)])
     [fired] = tracker.update(detector.kind, detector.evaluate(T0 + 2), T0 + 2)
@@ -40,6 +40,6 @@ def test_a_real_spike_fires_with_the_observed_rate_and_clears_with_hysteresis():
 
 
 def test_below_min_count_nothing_is_judged():
-    detector = ErrorRateDetector(ErrorRateConfig())
+    detector = ErrorRateSpikeDetector(ErrorRateSpikeConfig())
     observe_all(detector, [batch("tiny", 10, 10, T0)])
     assert detector.evaluate(T0 + 1) == []
