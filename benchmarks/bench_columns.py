@@ -35,7 +35,7 @@ from benchmarks.fleet import Fleet
 from benchmarks.results import table, write_section
 from exporters.chdb import native_chunks
 from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, quote, schema_statements
-from pipeline.columns import SpanColumns
+from pipeline.pdata.spans import SpanColumns
 from pipeline.traces import chunk_spans, count_spans
 
 BATCH = 8192

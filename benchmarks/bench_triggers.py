@@ -316,7 +316,7 @@ class Stages:
     def time(self, prepare: Callable[[Traces], Any], measured: Callable[[Traces], Any],
              registered: frozenset[str] | None = None) -> float:
         """CPU seconds per span of `measured` over one fresh load."""
-        from pipeline.columns import SpanColumns
+        from pipeline.pdata.spans import SpanColumns
 
         saved = SpanColumns.typed_keys
         if registered is not None:
@@ -350,7 +350,7 @@ def shared_rows(spans: int, genai: bool, rounds: int, keys: frozenset[str]) -> t
     wires, count = batch_wires(data, genai)
 
     def timed(prepare: Callable[[Traces], Any], measured: Callable[[Traces], Any], registered: frozenset[str]) -> float:
-        from pipeline.columns import SpanColumns
+        from pipeline.pdata.spans import SpanColumns
 
         saved, SpanColumns.typed_keys = SpanColumns.typed_keys, registered
         try:

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 if TYPE_CHECKING:
-    from pipeline.columns import SpanColumns
+    from pipeline.pdata.spans import SpanColumns
 
 
 def count_spans(message: ExportTraceServiceRequest) -> int:
@@ -108,7 +108,7 @@ class Traces(OtlpBatch):
     @property
     def columns(self) -> "SpanColumns":
         if self._columns is None:
-            from pipeline.columns import SpanColumns
+            from pipeline.pdata.spans import SpanColumns
 
             self._columns = SpanColumns.build(self.message, self._wire)
         return self._columns

@@ -46,7 +46,7 @@ from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
 from pipeline.errors import PermanentError, Refused
 from pipeline.events import Events
-from pipeline.columns import SpanColumns
+from pipeline.pdata.spans import SpanColumns
 from pipeline.metrics_data import Metrics
 from pipeline.traces import Traces
 

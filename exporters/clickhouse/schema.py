@@ -45,7 +45,7 @@ from typing import Sequence
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from pipeline.columns import SpanColumns
+from pipeline.pdata.spans import SpanColumns
 from pipeline.traces import Traces
 
 MAP = "Map(LowCardinality(String), String)"

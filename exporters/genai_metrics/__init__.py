@@ -48,7 +48,7 @@ from exporters.genai_metrics.collector import (COLLECTOR, COST_LABELS, MODEL_LAB
                                                label_name)
 from exporters.genai_metrics.fold import Dimension, Folder
 from exporters.genai_metrics.store import SeriesStore
-from pipeline.columns import SpanColumns
+from pipeline.pdata.spans import SpanColumns
 from pipeline.component import Exporter, Factory, Kind, Settings, Signal, StrictConfig
 from pipeline.telemetry.metrics import REGISTRY
 from pipeline.traces import Traces

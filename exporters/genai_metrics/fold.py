@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 
-from pipeline.columns import format_double
+from pipeline.pdata.anyvalue import format_double
 
 OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"

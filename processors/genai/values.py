@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from pipeline.pdata.wire import varint
+
 Scalar = str | int | float | bool | None
 
 
@@ -93,34 +95,20 @@ class Encoder:
         name = self._names.get(key)
         if name is None:
             raw = key.encode()
-            name = self._names[key] = b"\x0a" + _varint(len(raw)) + raw + b"\x12"
-        kv = name + _varint(len(any_value)) + any_value
-        return b"\x4a" + _varint(len(kv)) + kv
+            name = self._names[key] = b"\x0a" + varint(len(raw)) + raw + b"\x12"
+        kv = name + varint(len(any_value)) + any_value
+        return b"\x4a" + varint(len(kv)) + kv
 
 
 def _any_value(value: str | int | float) -> bytes:
     if type(value) is str:
         data = value.encode()
-        return b"\x0a" + _varint(len(data)) + data
+        return b"\x0a" + varint(len(data)) + data
     if type(value) is bool:
         return b"\x10\x01" if value else b"\x10\x00"
     if type(value) is int:
-        return b"\x18" + _varint(value & 0xFFFF_FFFF_FFFF_FFFF)  # int64: negatives as two's complement
+        return b"\x18" + varint(value & 0xFFFF_FFFF_FFFF_FFFF)  # int64: negatives as two's complement
     return b"\x21" + _DOUBLE.pack(float(value))
 
 
-def _varint(number: int) -> bytes:
-    if number < 0x80:  # lengths and most counts: one or two bytes, no loop
-        return _BYTE[number]
-    if number < 0x4000:
-        return bytes(((number & 0x7F) | 0x80, number >> 7))
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
 _DOUBLE = struct.Struct("<d")
-_BYTE = [bytes((i,)) for i in range(0x80)]

@@ -8,8 +8,9 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from exporters.clickhouse.schema import COLUMN_NAMES, insert_columns, schema_statements, ttl_clause
-from pipeline.columns import SpanColumns, any_value_text, format_double
+from pipeline.clickhouse.schema import COLUMN_NAMES, insert_columns, schema_statements, ttl_clause
+from pipeline.pdata.anyvalue import any_value_text, format_double
+from pipeline.pdata.spans import SpanColumns
 from pipeline.traces import Traces
 
 T0 = 1_700_000_000_123_456_789

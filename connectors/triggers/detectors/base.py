@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Container, Literal
 from pydantic import Field, PositiveInt
 
 from connectors.triggers.event import Observation
-from pipeline.columns import SpanColumns
+from pipeline.pdata.spans import SpanColumns
 from pipeline.component import StrictConfig
 
 

@@ -34,7 +34,7 @@ from connectors.triggers.columnar import positions
 from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
-from pipeline.columns import any_value_text
+from pipeline.pdata.anyvalue import any_value_text
 from pipeline.config.units import Duration
 
 CLIENT = 3

@@ -53,7 +53,7 @@ from connectors.triggers.detectors.otlp_metrics import (
     resource_origin,
 )
 from connectors.triggers.event import Examples, Observation
-from pipeline.columns import SpanColumns
+from pipeline.pdata.spans import SpanColumns
 from pipeline.config.units import ByteSize, Duration
 
 MEMORY_METRICS = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from pipeline.columns import any_value_text
+from pipeline.pdata.anyvalue import any_value_text
 
 # Units whose values are bytes, and the factor to bytes (UCUM as OTel writes it, plus the
 # spellings some exporters use).

@@ -55,7 +55,7 @@ from connectors.triggers.detectors.otlp_metrics import (
 )
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingCounts
-from pipeline.columns import any_value_text
+from pipeline.pdata.anyvalue import any_value_text
 from pipeline.config.units import Duration
 
 CPU_POINT_KEYS = frozenset({"state", "cpu.mode", "system.cpu.state", "process.cpu.state", "type",

@@ -6,7 +6,7 @@ that belong to a resource or a scope (service name, resource attributes, scope n
 version) are read once per resource or scope and shared by its spans, never per span.
 
 Who reads it: `Traces.columns` builds it lazily, once per batch, and every reader of that
-batch shares it — the ClickHouse and chDB exporters (`exporters/clickhouse/schema.py`
+batch shares it — the ClickHouse and chDB exporters (`pipeline/clickhouse/schema.py`
 turns it into the `otel_traces` insert columns) and the streaming trigger detectors
 (`connectors/triggers/` detectors, which read `service`, `name`, `duration_ns`, `status_code` and
 `attribute(key)`). A processor that changes spans calls `Traces.mark_changed()`, which
@@ -38,30 +38,22 @@ not occur in the wire bytes).
 
 Every list and dict handed out is shared: treat them as read-only.
 
-AnyValue to text follows otelcol's `pcommon.Value.AsString`: strings as they are, ints in
-decimal, doubles in shortest fixed notation (`1.5`, `1000000000000000000000`, `NaN`,
-`+Inf`), bools `true`/`false`, bytes base64, arrays and kvlists as compact JSON (kvlist
-keys sorted), an empty value as "". JSON floats are written by orjson (`1.0` where Go
-writes `1`); that is the one known difference.
+Values are converted to text and Python as anyvalue.py says (otelcol's `AsString` / `AsRaw`).
 """
 from __future__ import annotations
 
-import base64
-import math
-from decimal import Decimal
 from itertools import compress, repeat
 from operator import is_not, sub
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
-import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from pipeline.lazy import lazy
+from pipeline.pdata.anyvalue import TEXT_OF, TYPED_OF, Value, any_value_text, any_value_typed, attribute_map, key_field
 
 KIND_NAMES: tuple[str, ...] = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_NAMES: tuple[str, ...] = ("Unset", "Ok", "Error")
 SERVICE_NAME = "service.name"
-
-Value = str | int | float | bool | bytes | list | dict | None
 
 
 class EventColumns(NamedTuple):
@@ -84,107 +76,6 @@ class LinkColumns(NamedTuple):
 _EMPTY: tuple = ()
 
 
-class lazy:  # noqa: N801 - used like functools.cached_property
-    """A computed-once attribute, without `functools.cached_property`'s lock.
-
-    Python 3.11's cached_property takes one lock per property shared by every instance, so an
-    exporter building one batch's columns in a worker thread would stall the event loop's
-    reads of another batch. Two threads racing here both compute and one result wins: same
-    values, no harm.
-    """
-
-    def __init__(self, func: Callable[[Any], Any]) -> None:
-        self.func = func
-        self.name = func.__name__
-        self.__doc__ = func.__doc__
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        value = self.func(obj)
-        obj.__dict__[self.name] = value
-        return value
-
-
-# -- AnyValue conversion ----------------------------------------------------------------------
-
-def format_double(value: float) -> str:
-    """Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = repr(value)
-    if "e" in text:
-        return format(Decimal(text), "f")
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _raw_array(value: AnyValue) -> list:
-    return [any_value_raw(item) for item in value.array_value.values]
-
-
-def _raw_kvlist(value: AnyValue) -> dict:
-    return {kv.key: any_value_raw(kv.value) for kv in value.kvlist_value.values}
-
-
-def _raw_bytes(value: AnyValue) -> str:
-    return base64.b64encode(value.bytes_value).decode("ascii")
-
-
-_RAW: dict[str | None, Callable[[AnyValue], Any]] = {
-    "string_value": lambda v: v.string_value,
-    "int_value": lambda v: v.int_value,
-    "double_value": lambda v: v.double_value,
-    "bool_value": lambda v: v.bool_value,
-    "bytes_value": _raw_bytes,
-    "array_value": _raw_array,
-    "kvlist_value": _raw_kvlist,
-    None: lambda v: None,
-}
-
-_TEXT: dict[str | None, Callable[[AnyValue], str]] = {
-    "string_value": lambda v: v.string_value,
-    "int_value": lambda v: str(v.int_value),
-    "double_value": lambda v: format_double(v.double_value),
-    "bool_value": lambda v: "true" if v.bool_value else "false",
-    "bytes_value": _raw_bytes,
-    "array_value": lambda v: orjson.dumps(_raw_array(v)).decode(),
-    "kvlist_value": lambda v: orjson.dumps(_raw_kvlist(v), option=orjson.OPT_SORT_KEYS).decode(),
-    None: lambda v: "",
-}
-
-_TYPED: dict[str | None, Callable[[AnyValue], Any]] = {**_RAW, "bytes_value": lambda v: v.bytes_value}
-
-
-def any_value_raw(value: AnyValue) -> Any:
-    """The JSON-ready Python value (bytes as base64), as pcommon's `AsRaw` gives it."""
-    return _RAW[value.WhichOneof("value")](value)
-
-
-def any_value_text(value: AnyValue) -> str:
-    """The text ClickHouse's `Map(String, String)` stores for a value (otelcol's AsString)."""
-    text = value.string_value
-    if text:
-        return text
-    return _TEXT[value.WhichOneof("value")](value)
-
-
-def any_value_typed(value: AnyValue) -> Value:
-    """The Python value: str, int, float, bool, bytes, list, dict, or None when empty."""
-    return _TYPED[value.WhichOneof("value")](value)
-
-
-def attribute_map(attributes: Iterable) -> dict[str, str]:
-    """`{key: text}` of a repeated KeyValue (later duplicates win)."""
-    out: dict[str, str] = {}
-    for kv in attributes:
-        value = kv.value
-        text = value.string_value
-        out[kv.key] = text if text else _TEXT[value.WhichOneof("value")](value)
-    return out
-
-
 def attribute_pass(spans: Sequence, registered: Iterable[str]
                    ) -> tuple[list[dict[str, str]], dict[str, dict[int, Value]]]:
     """Per span `{key: text}` and, in the same loop, the typed values of the `registered` keys.
@@ -196,7 +87,7 @@ def attribute_pass(spans: Sequence, registered: Iterable[str]
     `WhichOneof`.
     """
     rows: dict[str, dict[int, Value]] = {key: {} for key in registered}
-    text_of, typed_of = _TEXT, _TYPED
+    text_of, typed_of = TEXT_OF, TYPED_OF
     maps: list[dict[str, str]] = []
     append = maps.append
     i = 0
@@ -218,18 +109,6 @@ def attribute_pass(spans: Sequence, registered: Iterable[str]
         append(out)
         i += 1
     return maps, rows
-
-
-def key_field(key: str) -> bytes:
-    """How a KeyValue's key is encoded (field 1, length-delimited): searching the wire bytes
-    for this, not the bare key, keeps `tool.name` from matching inside `gen_ai.tool.name`."""
-    data = key.encode()
-    length, prefix = len(data), bytearray(b"\x0a")
-    while length >= 0x80:
-        prefix.append((length & 0x7F) | 0x80)
-        length >>= 7
-    prefix.append(length)
-    return bytes(prefix) + data
 
 
 def _service_name(attributes: Iterable) -> str:
@@ -501,7 +380,7 @@ class SpanColumns:
                 column = scan.get(kv.key)
                 if column is not None:
                     value = kv.value
-                    column[i] = _TYPED[value.WhichOneof("value")](value)
+                    column[i] = TYPED_OF[value.WhichOneof("value")](value)
                     seen.add(kv.key)
         for key in scan:
             if key not in seen:
