@@ -34,7 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from benchmarks.fleet import Fleet
 from benchmarks.results import table, write_section
 from exporters.chdb import native_chunks
-from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, quote, schema_statements
+from pipeline.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, quote, schema_statements
 from pipeline.pdata.spans import SpanColumns
 from pipeline.traces import chunk_spans, count_spans
 

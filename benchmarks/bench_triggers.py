@@ -425,7 +425,7 @@ def evaluate_now(conn: Any, now: float) -> None:
 
 
 def insert_columns_of(batch: Traces) -> Any:
-    from exporters.clickhouse.schema import insert_columns
+    from pipeline.clickhouse.schema import insert_columns
 
     return insert_columns(batch.columns)
 

@@ -1,10 +1,10 @@
 """`chdb`: spans into the embedded ClickHouse engine (chDB), in a local data directory.
 
 In an `events` pipeline it writes trigger events and safety decisions to the audit table
-`events_table_name` (`agentdbg_decisions`; exporters/clickhouse/audit.py) in the same engine,
+`events_table_name` (`agentdbg_decisions`; pipeline/clickhouse/audit.py) in the same engine,
 through the same Native insert path and error mapping.
 
-The same `otel_traces` schema (exporters/clickhouse/schema.py) and the same column path as
+The same `otel_traces` schema (pipeline/clickhouse/schema.py) and the same column path as
 the `clickhouse` exporter: the batch's `SpanColumns` → `insert_columns` → Native blocks
 (clickhouse-connect's serializer) written to an in-memory file (`memfd`) → one
 `INSERT ... SELECT ... FROM file('/proc/self/fd/N', 'Native')` statement. Not chDB's streaming
@@ -35,7 +35,7 @@ What it promises:
   engine still refuses are isolated by bisection, every good row is stored, and the refused
   ones are counted (`error_type="invalid_data"`), logged once per batch and kept in
   `dead_letter` (default: `dead_letter/` beside `path`, one subdirectory per exporter id;
-  exporters/clickhouse/rows.py). Everything else (disk full, too many parts, memory) is retried.
+  exporters/clickhousehelper/exporter.py). Everything else (disk full, too many parts, memory) is retried.
 """
 from __future__ import annotations
 
@@ -44,13 +44,13 @@ import functools
 import os
 from typing import Any, Sequence
 
-from exporters.clickhouse.errors import classify
-from exporters.clickhouse.rows import TableExporter
-from exporters.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, INSERT_SETTINGS, quote
-from exporters.clickhouse.tables import TableSpec, TablesConfig, preload_insert_modules, slice_columns
+from exporters.clickhousehelper import TableExporter, TablesConfig
 from exporters.helper import QueueSettings
 from pipeline.chdb_engine import LOCK_NAME, ChdbStore, DirectoryInUse, lock_directory, unlock_directory
 from pipeline.chdb_engine import connect as _connect
+from pipeline.clickhouse.errors import classify
+from pipeline.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, INSERT_SETTINGS, quote
+from pipeline.clickhouse.tables import TableSpec, preload_insert_modules, slice_columns
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
 

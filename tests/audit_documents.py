@@ -3,7 +3,7 @@
 `sample_documents()` builds real trigger events and safety decisions with the producers'
 own builders (connectors/triggers/event.py, processors/safety/decision.py);
 `assert_audit_rows` checks the `agentdbg_decisions` rows read back against them: every
-column (exporters/clickhouse/audit.py) and the stored JSON equal to the document.
+column (pipeline/clickhouse/audit.py) and the stored JSON equal to the document.
 """
 from __future__ import annotations
 

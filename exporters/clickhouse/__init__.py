@@ -3,12 +3,12 @@
 Each batch is inserted as one column-oriented `INSERT ... FORMAT Native` (clickhouse-connect's
 async client) built from the batch's shared `SpanColumns`: no row dicts, no JSON. With
 `create_schema` the exporter creates the database, the `otel_traces` table, the
-`otel_traces_trace_id_ts` lookup table and its materialized view (`exporters/clickhouse/schema.py`,
+`otel_traces_trace_id_ts` lookup table and its materialized view (`pipeline/clickhouse/schema.py`,
 the same DDL the `chdb` exporter uses) before its first insert.
 
 In an `events` pipeline it writes trigger events and safety decisions, one row per document, to
 the audit table `events_table_name` (`agentdbg_decisions`, a ReplacingMergeTree keyed so that a
-redelivered document collapses; exporters/clickhouse/audit.py), with the same insert path and
+redelivered document collapses; pipeline/clickhouse/audit.py), with the same insert path and
 the same error mapping.
 
 What it promises when ClickHouse is slow, down or refuses:
@@ -37,10 +37,10 @@ from urllib.parse import urlparse
 
 from pydantic import field_validator
 
-from exporters.clickhouse.errors import classify
-from exporters.clickhouse.rows import TableExporter
-from exporters.clickhouse.schema import INSERT_SETTINGS
-from exporters.clickhouse.tables import TablesConfig, preload_insert_modules, slice_columns
+from exporters.clickhousehelper import TableExporter, TablesConfig
+from pipeline.clickhouse.errors import classify
+from pipeline.clickhouse.schema import INSERT_SETTINGS
+from pipeline.clickhouse.tables import preload_insert_modules, slice_columns
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.errors import RetryableError
 

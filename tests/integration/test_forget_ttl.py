@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from exporters.clickhouse.audit import events_table_statements
-from exporters.clickhouse.schema import schema_statements
+from pipeline.clickhouse.audit import events_table_statements
+from pipeline.clickhouse.schema import schema_statements
 from tests.harness import ROOT
 from tests.integration.test_explorer_api import Api, start_daemon
 from tests.integration.test_forget import sql

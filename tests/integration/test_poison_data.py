@@ -6,7 +6,7 @@ batch on its own. Two kinds of poison:
 - times the columns cannot hold (a start of 2^64−1 ns through OTLP/JSON
   `"startTimeUnixNano":"18446744073709551615"`, a start of 2^63 ns and an event time of
   2^64−1 ns through protobuf): stored clamped to DateTime64(9)'s last instant, marked with the
-  span attribute `agentdbg.clamped` (exporters/clickhouse/schema.py "Limits"), nothing failed;
+  span attribute `agentdbg.clamped` (pipeline/clickhouse/schema.py "Limits"), nothing failed;
 - a span the engine refuses (a table constraint the operator added, violated by that span's
   name): the batch is bisected, every good span is stored, the refused one is counted under
   `error_type="invalid_data"`, its reason logged once and the span kept, as sent, in a
@@ -25,7 +25,7 @@ import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from exporters.clickhouse.schema import MAX_TIME_NS, schema_statements
+from pipeline.clickhouse.schema import MAX_TIME_NS, schema_statements
 from pipeline import batch_codec
 from tests.harness import (BASE_CONFIG, ROOT, Daemon, batch_processor, component, pipeline_overlay, query_json,
                            wait_until)

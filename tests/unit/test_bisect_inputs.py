@@ -1,5 +1,5 @@
 """What feeds the bisection: which ClickHouse errors mean "some rows are bad", and the clamping of
-values a column cannot hold (exporters/clickhouse/errors.py, schema.py "Limits", audit.py).
+values a column cannot hold (pipeline/clickhouse/errors.py, schema.py "Limits", audit.py).
 
 The exceptions are the ones the engine and clickhouse-connect raise (their text copied from
 real failures: chDB 4.4's constraint error, the serializer's DataError for a 2^63 ns time).
@@ -12,9 +12,9 @@ import pytest
 from clickhouse_connect.driver.exceptions import DataError, DatabaseError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from exporters.clickhouse.audit import events_columns
-from exporters.clickhouse.errors import classify
-from exporters.clickhouse.schema import CLAMPED, COLUMN_NAMES, MAX_TIME_NS, insert_columns, select_spans
+from pipeline.clickhouse.audit import events_columns
+from pipeline.clickhouse.errors import classify
+from pipeline.clickhouse.schema import CLAMPED, COLUMN_NAMES, MAX_TIME_NS, insert_columns, select_spans
 from pipeline.errors import InvalidData, PermanentError, RetryableError
 from pipeline.events import Events
 from pipeline.traces import Traces
@@ -104,7 +104,7 @@ async def test_a_value_the_serializer_refuses_costs_only_its_row(tmp_path, monke
     import time
 
     from exporters.chdb import ChdbConfig, ChdbExporter
-    from exporters.clickhouse import schema
+    from pipeline.clickhouse import schema
     from pipeline.component import ComponentID, Kind, Settings, Signal
     from pipeline.telemetry import metrics
 

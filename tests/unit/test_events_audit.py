@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from exporters.chdb import ChdbConfig, ChdbExporter
-from exporters.clickhouse.audit import EVENTS_COLUMNS, events_columns, rfc3339_ns
+from pipeline.clickhouse.audit import EVENTS_COLUMNS, events_columns, rfc3339_ns
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.events import Events
 from pipeline.registry import factories

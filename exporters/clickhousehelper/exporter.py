@@ -1,9 +1,10 @@
-"""What the `clickhouse` and `chdb` exporters share: one table per instance, rows stored by isolation.
+"""The base of the `clickhouse` and `chdb` exporters: one table per instance, rows stored by isolation.
 
 `TableExporter` writes a batch as column-oriented insert data built once (`TableSpec.to_columns`,
-off the event loop, with the values a column cannot hold clamped: schema.py "Limits"). When the
-engine refuses the insert because of some rows (`InvalidData`, errors.py), the rows are bisected
-(exporters/helper/isolate.py): every good row is stored, the refused ones are counted under
+off the event loop, with the values a column cannot hold clamped: pipeline/clickhouse/schema.py
+"Limits"). When the engine refuses the insert because of some rows (`InvalidData`,
+pipeline/clickhouse/errors.py), the rows are bisected (exporters/helper/isolate.py): every good
+row is stored, the refused ones are counted under
 `otelcol_exporter_send_failed_spans{error_type="invalid_data"}`, logged once per batch with the
 engine's reason, and kept, as sent, in a dead-letter file under `dead_letter/<exporter id>/`
 (exporters/helper/dead_letter.py). The queue then moves on: a batch with bad rows never holds
@@ -15,9 +16,10 @@ import asyncio
 from pathlib import Path
 from typing import Any, Sequence
 
-from exporters.clickhouse.tables import TableSpec, TablesConfig, table_spec
+from exporters.clickhousehelper.config import TablesConfig
 from exporters.helper.dead_letter import DeadLetters
 from exporters.helper.isolate import IsolatingExporter
+from pipeline.clickhouse.tables import TableSpec, table_spec
 from pipeline.component import Settings
 from pipeline.errors import PartialFailure
 

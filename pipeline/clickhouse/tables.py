@@ -1,5 +1,8 @@
 """What the `clickhouse` and `chdb` exporters write for each pipeline type: table, DDL, insert columns.
 
+Storage code shared by every user of the ClickHouse tables (the exporters write them, the
+explorer reads them); the exporters' shared config and base class are in exporters/clickhousehelper.
+
 The graph builds one exporter instance per id and pipeline type, so an exporter named in a
 `traces` pipeline writes spans to `traces_table_name` (the otelcol schema, schema.py) and the
 same exporter named in an `events` pipeline writes trigger events and safety decisions to
@@ -9,45 +12,24 @@ insert and the same error mapping (errors.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-from pydantic import field_validator
-
-from exporters.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statements, select_documents
-from exporters.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema_statements, select_spans,
-                                         traces_columns)
-from exporters.helper import ExporterHelperConfig
+from pipeline.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statements, select_documents
+from pipeline.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema_statements, select_spans,
+                                        traces_columns)
 from pipeline.component import Signal
-from pipeline.config.units import Duration
 from pipeline.events import Events
 from pipeline.traces import Traces
 
 
-class TablesConfig(ExporterHelperConfig):
-    """The keys both exporters share: where the tables are and whether to create them."""
+class TableNames(Protocol):
+    """Where the tables are (the `clickhouse` and `chdb` exporters' shared config keys) and their retention."""
 
-    database: str = "otel"
-    traces_table_name: str = "otel_traces"
-    events_table_name: str = "agentdbg_decisions"
-    # Retention of the spans table and its trace-id lookup table: rows older than this are
-    # dropped by the engine (whole daily parts). 360h = 15 days, the product's Prometheus
-    # retention; 0 = keep for ever. Applied to a table created earlier too (ALTER ... MODIFY TTL).
-    ttl: Duration = 360 * 3600.0
-    # Retention of the audit table (trigger events, safety decisions, erasures): longer than the
-    # spans by default (8760h = 365 days), because an audit trail must outlive the data it is
-    # about (who erased what, which breaker opened when) and its rows are few; 0 = for ever.
-    events_ttl: Duration = 8760 * 3600.0
-    create_schema: bool = True
-    # Where rows the engine refuses for good are kept (exporters/helper/dead_letter.py), in a
-    # subdirectory per exporter id; "" = the exporter's default (beside its data).
-    dead_letter: str = ""
-
-    @field_validator("database", "traces_table_name", "events_table_name")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
+    database: str
+    traces_table_name: str
+    events_table_name: str
+    ttl: float  # seconds; 0 = keep for ever
+    events_ttl: float
 
 
 @dataclass(frozen=True)
@@ -77,13 +59,13 @@ class TableSpec:
         return isinstance(batch, self.batch_type) and batch.span_count > 0
 
 
-def traces_spec(config: TablesConfig) -> TableSpec:
+def traces_spec(config: TableNames) -> TableSpec:
     return TableSpec(qualified(config.database, config.traces_table_name), INSERT_COLUMNS,
                      tuple(schema_statements(config.database, config.traces_table_name, config.ttl)),
                      Traces, traces_columns, select_spans)
 
 
-def events_spec(config: TablesConfig) -> TableSpec:
+def events_spec(config: TableNames) -> TableSpec:
     table = qualified(config.database, config.events_table_name)
     statements = (f"CREATE DATABASE IF NOT EXISTS {quote(config.database)}",
                   *events_table_statements(table, config.events_ttl))
@@ -104,7 +86,7 @@ def preload_insert_modules() -> None:
         getattr(options, name)
 
 
-def table_spec(signal: Signal | None, config: TablesConfig) -> TableSpec:
+def table_spec(signal: Signal | None, config: TableNames) -> TableSpec:
     """The table for the pipeline type an exporter instance serves (traces unless events)."""
     return events_spec(config) if signal == Signal.EVENTS else traces_spec(config)
 
