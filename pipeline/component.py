@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
+
 if TYPE_CHECKING:
     from pipeline.host import Host
 
@@ -131,6 +133,7 @@ class Settings:
     kind: Kind
     signal: Signal | None = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("agentdbg"))
+    clock: Clock = SYSTEM_CLOCK  # what the component reads time from and sleeps on; tests pass a ManualClock
 
     @classmethod
     def make(cls, kind: Kind, cid: ComponentID, signal: Signal | None = None) -> "Settings":

@@ -26,7 +26,6 @@ persistent queue downstream nothing is written.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +74,7 @@ class BatchProcessor(Processor):
     def __init__(self, settings: Settings, config: BatchConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self.config = config
+        self.clock = settings.clock
         labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
         self._incoming = metrics.processor_incoming_items.labels(*labels)
         self._outgoing = metrics.processor_outgoing_items.labels(*labels)
@@ -110,7 +110,7 @@ class BatchProcessor(Processor):
             self._log(batch)
         self._incoming.inc(batch.span_count)
         if not self._pending:
-            self._first_at = time.monotonic()
+            self._first_at = self.clock.monotonic()
             self._wakeup.set()
         self._pending.append(batch)
         self._pending_spans += batch.span_count
@@ -204,11 +204,11 @@ class BatchProcessor(Processor):
         while True:
             await self._wakeup.wait()
             if self._held:
-                await asyncio.sleep(RETRY_INTERVAL)
+                await self.clock.sleep(RETRY_INTERVAL)
                 await self._retry_held()
             elif self._pending:
-                await asyncio.sleep(max(0.0, self._first_at + self.config.timeout - time.monotonic()))
-                if self._pending and time.monotonic() >= self._first_at + self.config.timeout:
+                await self.clock.sleep(max(0.0, self._first_at + self.config.timeout - self.clock.monotonic()))
+                if self._pending and self.clock.monotonic() >= self._first_at + self.config.timeout:
                     self._timeout_trigger.inc()
                     await self._flush()
             if not self._pending and not self._held:
@@ -220,8 +220,8 @@ class BatchProcessor(Processor):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._flush()
-        while self._held and (deadline is None or time.monotonic() < deadline):
-            await asyncio.sleep(RETRY_INTERVAL)
+        while self._held and (deadline is None or self.clock.monotonic() < deadline):
+            await self.clock.sleep(RETRY_INTERVAL)
             await self._retry_held()
         if self._held:
             self._give_up_held()

@@ -29,7 +29,6 @@ Guarantees (Vector-style):
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from exporters.helper.backoff import Backoff
@@ -45,6 +44,7 @@ class QueuedExporter(Exporter):
     def __init__(self, settings: Settings, config: ExporterHelperConfig) -> None:
         super().__init__(settings)
         self.config = config
+        self.clock = settings.clock
         data_type = (settings.signal.value if settings.signal else "traces")
         name = str(settings.id)
         self._sent = metrics.exporter_sent_spans.labels(name)
@@ -133,9 +133,9 @@ class QueuedExporter(Exporter):
     async def shutdown(self, deadline: float | None = None) -> None:
         self._closing = True
         if self._workers:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
             try:
-                await asyncio.wait_for(self._queue.join(), remaining)
+                await self.clock.wait_for(self._queue.join(), remaining)
             except asyncio.TimeoutError:
                 self._drop_remaining()
             for task in self._workers:
@@ -166,7 +166,7 @@ class QueuedExporter(Exporter):
                 self._queue.task_done()
 
     async def _attempt(self, batch: Any) -> None:
-        outcome = await asyncio.wait_for(self.send(batch), self.config.timeout or None)
+        outcome = await self.clock.wait_for(self.send(batch), self.config.timeout or None)
         failures = outcome if isinstance(outcome, list) else [
             outcome if isinstance(outcome, PartialFailure) else PartialFailure(outcome or 0)]
         self._sent.inc(self.item_count(batch) - sum(failure.rejected for failure in failures))
@@ -192,7 +192,7 @@ class QueuedExporter(Exporter):
     async def _deliver(self, batch: Any) -> None:
         retry = self.config.retry_on_failure
         backoff = Backoff(retry)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         while True:
             try:
                 await self._attempt(batch)
@@ -206,7 +206,7 @@ class QueuedExporter(Exporter):
                 hint = getattr(exc, "retry_after", None)
                 self._status.recoverable_error(describe(exc))
                 delay = backoff.next_delay(hint)
-                elapsed = time.monotonic() - started
+                elapsed = self.clock.monotonic() - started
                 if not retry.enabled or (retry.max_elapsed_time and elapsed + delay > retry.max_elapsed_time):
                     reason = "retries_exhausted" if retry.enabled else getattr(exc, "error_type", "send_failed")
                     self.count_failed(self.unsent(batch), reason, describe(exc))
@@ -214,7 +214,7 @@ class QueuedExporter(Exporter):
                 self._retried.inc()
                 self._retry_log.warning("send failed, will retry", {
                     "error": describe(exc), "retry_in_s": round(delay, 3), "spans": self.item_count(batch)})
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
 
     def count_sent(self, count: int) -> None:
         self._sent.inc(count)
