@@ -72,7 +72,7 @@ def test_infinite_loop_sheds_its_oldest_calls_to_keep_counting_new_ones() -> Non
     # 5 new distinct calls a minute later: the oldest bucket (8 calls) is let go of early.
     observe_all(detector, [traces(resource("a", [tool_call(100 + n, T0 + 60) for n in range(5)]),
                                   received_at=T0 + 60)])
-    assert len(detector.calls.totals) == 5 and detector.drops == {"window_shortened": 8}
+    assert len(detector.tool_calls.calls.totals) == 5 and detector.drops == {"window_shortened": 8}
     # A loop among the new calls is still seen.
     observe_all(detector, [traces(resource("a", [tool_call(100, T0 + 61) for _ in range(5)]), received_at=T0 + 61)])
     (obs,) = detector.evaluate(T0 + 62)

@@ -177,4 +177,26 @@ def test_silent_processes_are_forgotten() -> None:
 def test_distinct_calls_beyond_max_tracked_are_dropped_and_counted() -> None:
     detector = InfiniteLoopDetector(InfiniteLoopConfig(max_tracked=10))
     observe_all(detector, [traces(resource("a", [tool_span("t", f"{i}", T0) for i in range(15)]))])
-    assert len(detector.calls.totals) == 10 and detector.drops == {"call_untracked": 5}
+    assert len(detector.tool_calls.calls.totals) == 10 and detector.drops == {"call_untracked": 5}
+
+
+def test_a_reload_keeps_both_halves_counting_under_the_new_config() -> None:
+    """The detector routes to two halves (tool calls, CPU): a reload hands each its own state
+    and gives it the new thresholds, and evictions of both still reach the connector."""
+    old = InfiniteLoopDetector(InfiniteLoopConfig(max_tracked=6))
+    observe_all(old, [traces(resource("a", [tool_span("t", "x", T0 + i) for i in range(4)]), received_at=T0 + 4)])
+    feed(old, "spinner", lambda t, s: gauge("process.cpu.utilization", [(t, 0.97)], unit="1"), 20)
+    new = InfiniteLoopDetector(InfiniteLoopConfig(repeat_threshold=6, cpu_threshold=0.95, max_tracked=6,
+                                                  max_subjects=1))
+    new.take_state_from(old)
+    observe_all(new, [traces(resource("a", [tool_span("t", "x", T0 + 21), tool_span("t", "x", T0 + 22)]),
+                             received_at=T0 + 22)])
+    feed(new, "spinner", lambda t, s: gauge("process.cpu.utilization", [(t, 0.97)], unit="1"), 40)
+    by_kind = {o.unit: o for o in firing(new.evaluate(T0 + 41))}
+    assert (by_kind["count"].observed, by_kind["count"].threshold) == (6, 6)  # 4 before the reload + 2 after
+    assert (by_kind["ratio"].subject, by_kind["ratio"].threshold) == ({"service": "spinner"}, 0.95)
+    observe_all(new, [traces(resource("a", [tool_span("t", f"{i}", T0 + 42) for i in range(8)]), received_at=T0 + 42)])
+    observe_all(new, [metrics("other", gauge("process.cpu.utilization", [(T0 + 42, 0.5)], unit="1"),
+                              received_at=T0 + 42)])
+    # the oldest bucket (the first call) is let go of, 6 of the 8 new calls fit; a 2nd process does not
+    assert new.drops == {"window_shortened": 1, "call_untracked": 2, "subject_untracked": 1}
