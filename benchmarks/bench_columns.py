@@ -36,7 +36,7 @@ from benchmarks.results import table, write_section
 from exporters.chdb import native_chunks
 from pipeline.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, quote, schema_statements
 from pipeline.pdata.spans import SpanColumns
-from pipeline.traces import chunk_spans, count_spans
+from pipeline.pdata.traces import chunk_spans, count_spans
 
 BATCH = 8192
 DETECTOR_KEYS = ("gen_ai.request.model", "gen_ai.usage.input_tokens")

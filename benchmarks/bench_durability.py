@@ -26,7 +26,7 @@ from benchmarks.bench_core import median
 from benchmarks.results import table, write_section
 from benchmarks.runner import Figures, drive, payloads
 from extensions.file_storage import WriteAheadLog
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from tests.harness import BASE_CONFIG, ROOT, Daemon
 
 DEFAULT = (ROOT / "config" / "default.yaml").read_text()

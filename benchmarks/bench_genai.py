@@ -31,7 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from benchmarks.fleet import kv
 from benchmarks.results import table, write_section
 from pipeline.component import ComponentID, Kind, Settings, Signal
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from processors.genai import GenAIConfig, GenAIProcessor
 from processors.genai.aliases import WANTED_KEYS
 from processors.genai.values import pick

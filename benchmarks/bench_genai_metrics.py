@@ -29,7 +29,7 @@ import psutil
 
 from benchmarks.bench_triggers import batch_wires, payloads, post_paced
 from benchmarks.results import table, write_section
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from tests.harness import BASE_CONFIG, Daemon, wait_until
 
 SECTION = "genai_metrics overhead"

@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from benchmarks.fleet import Fleet
 from benchmarks.results import table, write_section
 from exporters.kafka.records import RecordEncoder
-from pipeline.traces import Traces, count_spans
+from pipeline.pdata.traces import Traces, count_spans
 
 LIMIT = 1_000_000
 FULL_BATCH = 8192  # the batch processor's send_batch_size

@@ -36,7 +36,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from benchmarks.results import table, write_section
 from benchmarks.runner import Figures, drive, payloads, run_ceiling
-from pipeline.traces import count_spans, iter_spans
+from pipeline.pdata.traces import count_spans, iter_spans
 from tests.harness import BASE_CONFIG, ROOT, Daemon, free_port, metric_value, wait_until
 from tests.kafka_broker import KafkaBroker, read_topic
 

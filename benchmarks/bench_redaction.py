@@ -36,7 +36,7 @@ from benchmarks.fleet import Fleet, kv
 from benchmarks.results import table, write_section
 from tests.harness import BASE_CONFIG, Daemon, wait_until
 from pipeline.component import ComponentID, Kind, Settings, Signal
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from processors.genai import GenAIConfig, GenAIProcessor
 from processors.redaction import RedactionConfig, RedactionProcessor
 from processors.redaction.scanner import Scanner

@@ -45,7 +45,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from benchmarks.fleet import Fleet
 from benchmarks.loadgen import EXPORT
 from benchmarks.results import table, write_section
-from pipeline.traces import count_spans
+from pipeline.pdata.traces import count_spans
 from tests.harness import ROOT, Daemon, free_port, metric_value, query_json, wait_until
 
 SECTION = "soak: memory under sustained load (config/default.yaml)"

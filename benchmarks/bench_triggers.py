@@ -51,7 +51,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from benchmarks.fleet import Fleet
 from benchmarks.loadgen import post_http
 from benchmarks.results import table, write_section
-from pipeline.traces import Traces, chunk_spans, count_spans
+from pipeline.pdata.traces import Traces, chunk_spans, count_spans
 from tests.harness import BASE_CONFIG, Daemon, wait_until
 
 SECTION = "triggers and genai overhead"

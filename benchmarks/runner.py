@@ -29,7 +29,7 @@ import psutil
 from benchmarks.fleet import Fleet
 from benchmarks.loadgen import post_grpc
 from benchmarks.results import table
-from pipeline.traces import count_spans
+from pipeline.pdata.traces import count_spans
 from tests.harness import ROOT, Daemon, free_port, wait_until
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import PositiveInt
 
 from pipeline.component import Exporter, Factory, Settings, Signal, StrictConfig, Kind
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 
 class DebugConfig(StrictConfig):

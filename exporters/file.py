@@ -24,7 +24,7 @@ from pipeline.component import Factory, Kind, Settings, Signal, StrictConfig
 from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
 from pipeline.private_files import open_private, private_dir
-from pipeline.traces import OtlpBatch
+from pipeline.pdata.batch import OtlpBatch
 
 
 class RotationConfig(StrictConfig):

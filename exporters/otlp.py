@@ -23,7 +23,7 @@ from exporters.helper import ExporterHelperConfig, QueuedExporter
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.tls import TlsClientConfig
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,

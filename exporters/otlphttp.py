@@ -28,7 +28,7 @@ from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 
 class OtlpHttpConfig(ExporterHelperConfig):

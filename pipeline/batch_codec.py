@@ -11,7 +11,7 @@ import orjson
 
 from pipeline.events import Events
 from pipeline.metrics_data import Metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 _TAGS = {Traces: b"T", Metrics: b"M", Events: b"E"}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from pipeline.traces import OtlpBatch
+from pipeline.pdata.batch import OtlpBatch
 
 _POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 

@@ -35,7 +35,7 @@ from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Sig
 from pipeline.config.units import Duration
 from pipeline.errors import PermanentError, Refused
 from pipeline.telemetry import metrics
-from pipeline.traces import OtlpBatch
+from pipeline.pdata.batch import OtlpBatch
 
 RETRY_INTERVAL = 0.5
 

@@ -44,7 +44,7 @@ from pipeline.errors import PermanentError, Refused
 from pipeline.events import Events
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import Throttled
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 malformed_messages = Counter("agentdbg_kafka_receiver_malformed_messages",
                              "Kafka records set aside (dead-lettered when a topic is set) before delivery, by "

@@ -44,7 +44,7 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline import otlp_json
-from pipeline.traces import iter_spans
+from pipeline.pdata.traces import iter_spans
 from tests.harness import free_port
 
 T = TypeVar("T")

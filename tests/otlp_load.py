@@ -16,7 +16,7 @@ from typing import Callable
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from pipeline.traces import iter_spans
+from pipeline.pdata.traces import iter_spans
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 

@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from connectors.triggers.episodes import EpisodeTracker
 from connectors.triggers.event import Observation
 from pipeline.metrics_data import Metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 T0 = 1_780_000_000.0  # a fixed wall-clock second (2026-05-28) for unit tests
 INTERNAL, SERVER, CLIENT = Span.SPAN_KIND_INTERNAL, Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT

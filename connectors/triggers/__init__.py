@@ -48,7 +48,7 @@ from pipeline.errors import PermanentError, Refused
 from pipeline.events import Events
 from pipeline.pdata.spans import SpanColumns
 from pipeline.metrics_data import Metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 DETECTORS: dict[str, type[Detector]] = {
     "performance_degradation": PerformanceDegradationDetector,

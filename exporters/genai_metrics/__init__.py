@@ -51,7 +51,7 @@ from exporters.genai_metrics.store import SeriesStore
 from pipeline.pdata.spans import SpanColumns
 from pipeline.component import Exporter, Factory, Kind, Settings, Signal, StrictConfig
 from pipeline.telemetry.metrics import REGISTRY
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 # The GenAI semantic conventions' advised explicit bucket boundaries.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)

@@ -3,8 +3,8 @@
 Traces become OTLP `ExportTraceServiceRequest` messages (protobuf or OTLP/JSON). The
 common case costs nothing: an unchanged batch that fits goes out as its received wire
 bytes, and one that does not is cut between its resources' bytes
-(`pipeline.traces.wire_ranges`), still without re-serialising. Anything else too large is
-split by resource, scope and span (`pipeline.traces.chunk_by_size`) into several valid
+(split.py: `wire_ranges`), still without re-serialising. Anything else too large is
+split by resource, scope and span (split.py: `chunk_by_size`) into several valid
 requests; only a span too large even alone is refused, reported as `Oversize`. Batches
 that carry their own records (events pipeline: `kafka_records()` → [(key, value)]) are
 passed through, refusing any too large.
@@ -17,8 +17,9 @@ from typing import Any, Callable, Literal
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
 from pipeline import otlp_json
-from pipeline.traces import chunk_by_size, count_spans, iter_spans, split_by_trace, wire_ranges
+from pipeline.pdata.traces import count_spans, iter_spans
 
 # The value's own length prefix: a varint of at most 5 bytes.
 _VALUE_LENGTH_PREFIX = 5

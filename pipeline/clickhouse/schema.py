@@ -46,7 +46,7 @@ from typing import Sequence
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline.pdata.spans import SpanColumns
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 MAP = "Map(LowCardinality(String), String)"
 MAX_TIME_NS = 2**63 - 1  # DateTime64(9)'s last instant, 2262-04-11 23:47:16.854775807 UTC

@@ -19,7 +19,7 @@ from pipeline.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema
                                         traces_columns)
 from pipeline.component import Signal
 from pipeline.events import Events
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 
 class TableNames(Protocol):

@@ -7,7 +7,7 @@ from pydantic import field_validator
 
 from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
 from pipeline.telemetry import metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from processors.genai import aliases as A
 from processors.genai.normalise import Normaliser, Result
 from processors.genai.prices import load_overrides, price_book

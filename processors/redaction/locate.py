@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Iterator
 
-from pipeline.traces import _read_varint
-
-LENGTH_DELIMITED = 2
+from pipeline.pdata.wire import fields
 
 
 @dataclass
@@ -45,33 +42,6 @@ class Hits:
         """The end of the last hit starting before `end` (or -1)."""
         index = bisect_right(self.starts, end - 1) - 1
         return self.ends[index] if index >= 0 else -1
-
-
-def fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(field number, value start, value end) of each length-delimited field in data[start:end];
-    other wire types are stepped over."""
-    pos = start
-    while pos < end:
-        tag = data[pos]
-        if tag < 0x80:  # one-byte tags and lengths are the rule: no call for them
-            pos += 1
-        else:
-            tag, pos = _read_varint(data, pos)
-        wire_type = tag & 7
-        if wire_type == LENGTH_DELIMITED:
-            length = data[pos]
-            if length < 0x80:
-                pos += 1
-            else:
-                length, pos = _read_varint(data, pos)
-            yield tag >> 3, pos, pos + length
-            pos += length
-        elif wire_type == 0:
-            pos = _read_varint(data, pos)[1]
-        elif wire_type in (1, 5):
-            pos += 8 if wire_type == 1 else 4
-        else:
-            raise ValueError(f"unexpected protobuf wire type {wire_type} at byte {pos}")
 
 
 def plan(wire: bytes, hits: Hits) -> dict[int, ResourcePlan]:

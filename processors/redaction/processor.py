@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal
 from pipeline.telemetry import metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from processors.redaction.config import RedactionConfig
 from processors.redaction.locate import Hits, ResourcePlan, plan
 from processors.redaction.scanner import BLOCKED_KEYS, NOT_ALLOWED, Scanner

@@ -12,7 +12,7 @@ from prometheus_client import Counter
 from pipeline.component import Signal
 from pipeline.metrics_data import Metrics
 from pipeline.telemetry import metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 
 @dataclass(frozen=True)

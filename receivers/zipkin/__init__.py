@@ -31,7 +31,7 @@ from pipeline.errors import PermanentError, Refused
 from pipeline.netaddr import BindError, bind_reason, split_host_port
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import RateLimit, ServerLog
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from receivers.zipkin.config import ZipkinReceiverConfig
 from receivers.zipkin.translate import BadSpans, from_json, from_proto, to_otlp
 

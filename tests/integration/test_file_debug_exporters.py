@@ -8,7 +8,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from benchmarks.fleet import Fleet
 from benchmarks.loadgen import post_http
 from pipeline import otlp_json
-from pipeline.traces import count_spans
+from pipeline.pdata.traces import count_spans
 from tests.harness import BASE_CONFIG, Daemon, wait_until
 
 ROTATING = """

@@ -34,7 +34,7 @@ from exporters.kafka import KafkaConfig, KafkaExporter
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.events import Events
-from pipeline.traces import Traces, iter_spans
+from pipeline.pdata.traces import Traces, iter_spans
 from tests import otlp_spans
 from tests.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until
 from tests.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, Message, decode_json, decode_proto, read_topic

@@ -7,7 +7,7 @@ import signal
 
 from benchmarks.fleet import Fleet
 from benchmarks.loadgen import post_http
-from pipeline.traces import count_spans
+from pipeline.pdata.traces import count_spans
 from tests.harness import BASE_CONFIG, Daemon, wait_until
 
 SINK = """

@@ -17,7 +17,7 @@ from pipeline.errors import Refused
 from pipeline.graph import Graph
 from pipeline.host import Downstream, Host
 from pipeline.telemetry import metrics
-from pipeline.traces import Traces, iter_spans
+from pipeline.pdata.traces import Traces, iter_spans
 from pipeline.service import load_config
 from processors.batch import BatchConfig, BatchProcessor
 from tests.harness import ROOT

@@ -12,7 +12,7 @@ import exporters.chdb as chdb_exporter
 from exporters.chdb import ChdbConfig, ChdbExporter, ChdbStore, DirectoryInUse, lock_directory, unlock_directory
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.telemetry import metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 
 def _batch(spans: int, seed: int) -> Traces:

@@ -11,7 +11,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from pipeline.clickhouse.schema import COLUMN_NAMES, insert_columns, schema_statements, ttl_clause
 from pipeline.pdata.anyvalue import any_value_text, format_double
 from pipeline.pdata.spans import SpanColumns
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 T0 = 1_700_000_000_123_456_789
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.telemetry import metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from processors.genai import aliases as A
 from processors.genai.prices import PriceBook, context_window, price_book
 from processors.genai.processor import GenAIConfig, GenAIProcessor

@@ -13,7 +13,7 @@ from exporters.helper.dead_letter import DeadLetters
 from pipeline.config.resolve import format_validation_error
 from pipeline.private_files import open_private, private_dir
 from pipeline.telemetry.redact import redact_text
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 
 
 @pytest.mark.parametrize("text, expected", [

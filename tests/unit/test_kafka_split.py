@@ -1,5 +1,5 @@
-"""Splitting batches to fit Kafka messages: `pipeline.traces.wire_ranges`, `chunk_by_size`,
-`split_by_trace` and the kafka exporter's `RecordEncoder` built on them (plus its config's safe defaults)."""
+"""Splitting batches to fit Kafka messages: `exporters.kafka.split`'s `wire_ranges`,
+`chunk_by_size`, `split_by_trace` and the kafka exporter's `RecordEncoder` built on them (plus its config's safe defaults)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,8 @@ from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import RecordEncoder, value_budget
 from pipeline import otlp_json
 from pipeline.events import Events
-from pipeline.traces import Traces, chunk_by_size, count_spans, iter_spans, split_by_trace, wire_ranges
+from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
+from pipeline.pdata.traces import Traces, count_spans, iter_spans
 
 
 def request(resources: int = 3, scopes: int = 2, spans: int = 40, max_name: int = 3000,

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.telemetry import metrics
-from pipeline.traces import Traces
+from pipeline.pdata.traces import Traces
 from processors.redaction import RedactionConfig, RedactionProcessor
 from processors.redaction.detectors import RULES, is_card, is_iban, luhn
 from processors.redaction.scanner import Scanner

@@ -9,7 +9,7 @@ import pytest
 import zstandard
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from pipeline.traces import Traces, chunk_spans, count_spans, iter_spans
+from pipeline.pdata.traces import Traces, chunk_spans, count_spans, iter_spans
 from receivers.otlp.decompress import CorruptBody, TooLarge, UnsupportedEncoding, decoder_for
 
 

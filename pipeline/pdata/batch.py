@@ -1,0 +1,86 @@
+"""The batch contract and `OtlpBatch`, the base of the OTLP batch types (`Traces`, `Metrics`).
+
+`OtlpBatch` keeps one OTLP export request as its wire bytes and/or its parsed (upb) message:
+the bytes while nothing changed the items, so exporters that send OTLP protobuf forward them
+as they are; the message parsed from them on first use. Merging concatenates wire bytes: the
+top level of every OTLP export request is one repeated field, so the concatenation of two
+requests is their merged request.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+
+class OtlpBatch:
+    """Wire bytes and lazily parsed message of one OTLP request; subclasses name the message."""
+
+    __slots__ = ("_wire", "_message", "_columns", "span_count", "received_at")
+    request_type: type = ExportTraceServiceRequest
+
+    def __init__(self, message: Any = None, wire: bytes | None = None,
+                 span_count: int | None = None, received_at: float | None = None) -> None:
+        if message is None and wire is None:
+            raise ValueError(f"{type(self).__name__} needs a message or wire bytes")
+        self._message = message
+        self._wire = wire
+        self._columns: Any = None
+        self.received_at = time.time() if received_at is None else received_at
+        # `span_count` is the item count: spans for traces, data points for metrics.
+        self.span_count = self.count(self.message) if span_count is None else span_count
+
+    @staticmethod
+    def count(message: Any) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def from_wire(cls, wire: bytes, received_at: float | None = None):
+        """Parse (and so validate) wire bytes; raises google.protobuf DecodeError when malformed."""
+        message = cls.request_type.FromString(wire)
+        return cls(message, wire, cls.count(message), received_at)
+
+    @classmethod
+    def from_message(cls, message: Any, received_at: float | None = None):
+        return cls(message, None, None, received_at)
+
+    @property
+    def message(self) -> Any:
+        if self._message is None:
+            assert self._wire is not None
+            self._message = self.request_type.FromString(self._wire)
+        return self._message
+
+    def clone(self):
+        """A wrapper of its own for another pipeline: shares the bytes, parses again only if used."""
+        return type(self)(None, self.wire(), self.span_count, self.received_at)
+
+    @property
+    def unchanged(self) -> bool:
+        """True while the wire bytes are the ones received (or the ones last serialised)."""
+        return self._wire is not None
+
+    def wire(self) -> bytes:
+        """The protobuf encoding: the original bytes when unchanged, otherwise serialised once."""
+        if self._wire is None:
+            self._wire = self.message.SerializeToString()
+        return self._wire
+
+    def mark_changed(self) -> None:
+        """Call after changing items in `message`: drops cached bytes and columns, recounts."""
+        self.message  # parse before dropping the bytes
+        self._wire = None
+        self._columns = None
+        self.span_count = self.count(self.message)
+
+    @classmethod
+    def merge(cls, batches: list):
+        """One batch holding every item of `batches`, by concatenating their wire bytes."""
+        if len(batches) == 1:
+            return batches[0]
+        wire = b"".join(batch.wire() for batch in batches)
+        return cls(None, wire, sum(b.span_count for b in batches), min(b.received_at for b in batches))
+
+    def split(self, max_items: int) -> list:
+        return [self]

@@ -1,0 +1,81 @@
+"""`Traces`: the batch that flows through a traces pipeline.
+
+It wraps the OTLP `ExportTraceServiceRequest` (upb-backed) and keeps:
+- the original wire bytes while nothing changed the spans, so exporters that send OTLP
+  protobuf (Kafka, OTLP) forward them without re-serialising;
+- the parsed message, built lazily from the bytes on first use;
+- a lazily built columnar view (`SpanColumns`) shared by every reader of the batch;
+- the span count and the time the receiver took the data in.
+
+A processor that changes spans calls `mark_changed()`, which drops the cached bytes and
+columns. Merging concatenates wire bytes: OTLP's top level is a repeated field, so the
+concatenation of two requests is their merged request (batch.py: `OtlpBatch`).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+
+from pipeline.pdata.batch import OtlpBatch
+from pipeline.pdata.spans import SpanColumns
+
+
+def count_spans(message: ExportTraceServiceRequest) -> int:
+    return sum(len(scope.spans) for rs in message.resource_spans for scope in rs.scope_spans)
+
+
+class Traces(OtlpBatch):
+    __slots__ = ()
+    request_type = ExportTraceServiceRequest
+    count = staticmethod(count_spans)
+
+    @property
+    def columns(self) -> SpanColumns:
+        if self._columns is None:
+            self._columns = SpanColumns.build(self.message, self._wire)
+        return self._columns
+
+    def split(self, max_spans: int) -> list["Traces"]:
+        """Batches of at most `max_spans` spans each, keeping resource and scope with their spans."""
+        if max_spans <= 0 or self.span_count <= max_spans:
+            return [self]
+        return [Traces(message, None, count, self.received_at)
+                for message, count in chunk_spans(self.message, max_spans)]
+
+
+def chunk_spans(message: ExportTraceServiceRequest, max_spans: int) -> Iterator[tuple[ExportTraceServiceRequest, int]]:
+    """Yield requests of at most `max_spans` spans, in order, copying resource and scope headers."""
+    out, count = ExportTraceServiceRequest(), 0
+    for rs in message.resource_spans:
+        target_rs: ResourceSpans | None = None
+        for scope in rs.scope_spans:
+            spans, start = scope.spans, 0
+            while start < len(spans):
+                if count == max_spans:
+                    yield out, count
+                    out, count, target_rs = ExportTraceServiceRequest(), 0, None
+                if target_rs is None:
+                    target_rs = copy_resource_header(out, rs)
+                take = min(max_spans - count, len(spans) - start)
+                target_scope = target_rs.scope_spans.add(schema_url=scope.schema_url)
+                target_scope.scope.CopyFrom(scope.scope)
+                target_scope.spans.extend(spans[start:start + take])
+                start += take
+                count += take
+    if count:
+        yield out, count
+
+
+def copy_resource_header(out: ExportTraceServiceRequest, rs: ResourceSpans) -> ResourceSpans:
+    """Add to `out` a ResourceSpans with `rs`'s resource and schema URL and no scopes yet."""
+    target = out.resource_spans.add(schema_url=rs.schema_url)
+    target.resource.CopyFrom(rs.resource)
+    return target
+
+
+def iter_spans(message: ExportTraceServiceRequest) -> Iterable:
+    for rs in message.resource_spans:
+        for scope in rs.scope_spans:
+            yield from scope.spans
