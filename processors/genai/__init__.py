@@ -21,11 +21,10 @@ What it promises:
   A batch it wrote nothing to keeps its original wire bytes.
 
 Modules: `aliases` (the source → canonical tables), `values` (attribute reading/writing),
-`tokens` (per-family token arithmetic), `session` (session id per trace), `prices`
-(prices and context windows: `context_window(provider, model)`), `normalise` (one span),
-`processor` (the batch walk, config and factory).
+`tokens` (per-family token arithmetic), `session` (session id per trace), `normalise` (one
+span), `processor` (the batch walk, config and factory). Prices and context windows come from
+the model catalogue, pipeline/catalogue/ (shared with the context_overflow detector).
 """
-from processors.genai.prices import context_window, price_book
 from processors.genai.processor import GenAIConfig, GenAIProcessor, factory
 
-__all__ = ["GenAIConfig", "GenAIProcessor", "context_window", "factory", "price_book"]
+__all__ = ["GenAIConfig", "GenAIProcessor", "factory"]

@@ -90,16 +90,8 @@ PROVIDER_ALIASES: tuple[tuple[str, frozenset[str]], ...] = (
     ("llm.system", frozenset({OPENINFERENCE})),
 )
 ADK_SYSTEM = "gcp.vertex.agent"  # Google ADK puts its own name in gen_ai.system: a framework, not a provider
-# Values seen in the wild → the well-known gen_ai.provider.name values. Others pass lowercased.
-PROVIDER_VALUES: dict[str, str] = {
-    "az.ai.openai": "azure.ai.openai", "azure_openai": "azure.ai.openai", "azure-openai": "azure.ai.openai",
-    "az.ai.inference": "azure.ai.inference", "azure": "azure.ai.inference",
-    "bedrock": "aws.bedrock", "aws": "aws.bedrock", "amazon": "aws.bedrock", "aws_bedrock": "aws.bedrock",
-    "gemini": "gcp.gemini", "vertex_ai": "gcp.vertex_ai", "vertexai": "gcp.vertex_ai", "vertex": "gcp.vertex_ai",
-    "google": "gcp.gen_ai", "google_genai": "gcp.gen_ai", "google-genai": "gcp.gen_ai",
-    "mistralai": "mistral_ai", "mistral": "mistral_ai", "xai": "x_ai", "x-ai": "x_ai", "grok": "x_ai",
-    "watsonx": "ibm.watsonx.ai", "ibm": "ibm.watsonx.ai",
-}
+# Provider values seen in the wild → gen_ai.provider.name: pipeline/catalogue/providers.py (the
+# price catalogue keys its override file by the same names).
 
 # --- tokens ------------------------------------------------------------------------------------
 # (input, output, cache read, cache creation, reasoning, total) per inclusive source family.

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, NamedTuple
 
+from pipeline.catalogue import PriceBook, normalise_provider
 from processors.genai import aliases as A
 from processors.genai import tokens as T
-from processors.genai.prices import PriceBook, normalise_provider
 from processors.genai.values import Scalar, text
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR

@@ -5,12 +5,12 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
+from pipeline.catalogue import load_overrides, price_book
 from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
 from pipeline.telemetry import metrics
 from pipeline.pdata.traces import Traces
 from processors.genai import aliases as A
 from processors.genai.normalise import Normaliser, Result
-from processors.genai.prices import load_overrides, price_book
 from processors.genai.session import BatchSessions, TraceMemory
 from processors.genai.values import Encoder, pick
 

@@ -19,11 +19,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from pydantic import ValidationError
 
+from pipeline.catalogue import PriceBook, context_window, price_book
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.telemetry import metrics
 from pipeline.pdata.traces import Traces
 from processors.genai import aliases as A
-from processors.genai.prices import PriceBook, context_window, price_book
 from processors.genai.processor import GenAIConfig, GenAIProcessor
 from processors.genai.values import Encoder
 from tests.trigger_helpers import value

@@ -55,7 +55,7 @@ def test_prices_file_adds_a_window(tmp_path: Path) -> None:
 
 def test_without_the_prices_module_only_configured_windows_apply() -> None:
     detector = ContextOverflowDetector(ContextOverflowConfig(context_windows={"tiny": 1000}))
-    detector._lookup = None  # what a failed import of processors.genai.prices leaves
+    detector._lookup = None  # what a failed import of pipeline.catalogue leaves
     observe_all(detector, [traces(resource("svc", [chat("gpt-4o", 127_000), chat("tiny", 990)]))])
     assert [o.subject["model"] for o in detector.evaluate(T0 + 1)] == ["tiny"]
 

@@ -3,7 +3,7 @@
 What fires: any span whose `gen_ai.usage.input_tokens` is more than `threshold` × the
 context window of its model (`gen_ai.response.model`, else `gen_ai.request.model`). The
 window comes from `context_windows:` in this config (model name, case-insensitive →
-tokens) first, then from the `genai` processor's price book (`processors/genai/prices.py`,
+tokens) first, then from the model catalogue's price book (`pipeline/catalogue/prices.py`,
 genai-prices data plus the optional `prices_file` override file), looked up once per
 (provider, model) and cached. Without that module, or for a model nobody knows, spans of
 that model are not judged.
@@ -50,9 +50,9 @@ def price_book_lookup(prices_file: str | None) -> WindowLookup | None:
     """`context_window(provider, model)` from the genai processor's prices module, or None
     when it cannot be imported (the detector then knows only `context_windows`)."""
     try:
-        from processors.genai.prices import context_window
+        from pipeline.catalogue import context_window
     except Exception:  # the module is optional: any import failure degrades to the config table
-        log.warning("context windows: processors.genai.prices is unavailable; only context_windows apply")
+        log.warning("context windows: pipeline.catalogue is unavailable; only context_windows apply")
         return None
     return lambda provider, model: context_window(provider, model, prices_file)
 
@@ -63,7 +63,7 @@ def load_price_data(prices_file: str | None) -> None:
     try:
         from genai_prices import data_snapshot
 
-        from processors.genai.prices import price_book
+        from pipeline.catalogue import price_book
 
         price_book(prices_file)
         data_snapshot.get_snapshot()

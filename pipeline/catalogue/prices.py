@@ -28,13 +28,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt, ValidationError, model_validator
 
-from processors.genai.aliases import PROVIDER_VALUES
-from processors.genai.tokens import Usage
+from pipeline.catalogue.providers import normalise_provider
 
 PER_MILLION = 1_000_000
 MAX_ENTRIES = 4096  # distinct (provider, model) pairs kept; a flood of made-up names cannot grow memory
@@ -45,6 +44,23 @@ PRICES_PROVIDER = {
     "gcp.gemini": "google", "gcp.vertex_ai": "google", "gcp.gen_ai": "google",
     "x_ai": "x-ai", "mistral_ai": "mistral",
 }
+
+
+class TokenCounts(Protocol):
+    """One call's canonical, inclusive token counts (cache ⊂ input, reasoning ⊂ output); None = not said.
+
+    The genai processor's `Usage` is one."""
+
+    @property
+    def input(self) -> int | None: ...
+    @property
+    def output(self) -> int | None: ...
+    @property
+    def cache_read(self) -> int | None: ...
+    @property
+    def cache_creation(self) -> int | None: ...
+    @property
+    def reasoning(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +97,7 @@ class Rates:
     reasoning: Rate | None = None
     per_request: float = 0.0
 
-    def cost(self, usage: Usage) -> float:
+    def cost(self, usage: TokenCounts) -> float:
         """USD for one call with these (canonical, inclusive) counts."""
         total_in, out = usage.input or 0, usage.output or 0
         # Parts with a price of their own leave the input (output) bucket; unpriced parts stay in it.
@@ -154,11 +170,6 @@ def load_overrides(path: str | os.PathLike[str]) -> dict[tuple[str, str], PriceO
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"prices_file {str(path)!r}: {problems}") from exc
     return {(normalise_provider(o.provider) if o.provider else "", o.model.lower()): o for o in parsed.models}
-
-
-def normalise_provider(value: str) -> str:
-    lowered = value.strip().lower()
-    return PROVIDER_VALUES.get(lowered, lowered)
 
 
 class PriceBook:
