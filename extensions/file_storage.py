@@ -22,7 +22,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline import batch_codec
+from pipeline.pdata import batch_codec
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
 from pipeline.private_files import FILE_MODE, open_private, private_dir
 

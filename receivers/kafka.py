@@ -41,7 +41,7 @@ from pipeline.component import Factory, Kind, Receiver, Settings, Signal, Strict
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import Duration
 from pipeline.errors import PermanentError, Refused
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import Throttled
 from pipeline.pdata.traces import Traces

@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from connectors.triggers.episodes import EpisodeTracker
 from connectors.triggers.event import Observation
-from pipeline.metrics_data import Metrics
+from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 
 T0 = 1_780_000_000.0  # a fixed wall-clock second (2026-05-28) for unit tests

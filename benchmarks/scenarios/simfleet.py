@@ -27,7 +27,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from benchmarks.fleet import Fleet, kv
 from benchmarks.scenarios.profiles import STANDARD, ServiceProfile, Tool
-from pipeline.metrics_data import Metrics
+from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 
 # 09:00 UTC: a scenario of a few hours never crosses a UTC day, so daily budgets do not roll over.

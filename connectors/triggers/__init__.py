@@ -45,9 +45,9 @@ from connectors.triggers.episodes import EpisodeTracker
 from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
 from pipeline.errors import PermanentError, Refused
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.pdata.spans import SpanColumns
-from pipeline.metrics_data import Metrics
+from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 
 DETECTORS: dict[str, type[Detector]] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.documents.common import stable_id
 from pipeline.documents.trigger import MAX_EXAMPLES, SCHEMA, subject_key, trigger_id
-from pipeline.events import rfc3339
+from pipeline.pdata.events import rfc3339
 
 __all__ = ["MAX_EXAMPLES", "SCHEMA", "Examples", "Observation", "document", "stable_id",
            "subject_key"]

@@ -1,10 +1,10 @@
 """Dead-letter files: data a destination refused for good, kept on disk instead of dropped.
 
 `DeadLetters(directory).keep(batch, reason)` writes one file per refused part of a batch:
-`<directory>/<UTC time>-<pid>-<sequence>.batch`, holding the batch in pipeline/batch_codec's
+`<directory>/<UTC time>-<pid>-<sequence>.batch`, holding the batch in pipeline/pdata/batch_codec's
 encoding (one tag byte, `T` then an OTLP protobuf `ExportTraceServiceRequest` for spans, `E`
 then JSON lines for events), and `<same name>.reason` beside it with the error text. Read one
-back with `pipeline.batch_codec.decode(path.read_bytes())`; the spans can be sent again to any
+back with `pipeline.pdata.batch_codec.decode(path.read_bytes())`; the spans can be sent again to any
 OTLP endpoint once the cause is fixed.
 
 Each file is written to a temporary name, flushed to disk and renamed, so a crash leaves no
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import batch_codec
+from pipeline.pdata import batch_codec
 from pipeline.private_files import open_private, private_dir
 
 log = logging.getLogger("agentdbg.exporter.dead_letter")

@@ -52,7 +52,7 @@ from typing import Any, Sequence
 import orjson
 
 from pipeline.clickhouse.schema import modify_ttl, ttl_clause
-from pipeline.events import Events, document_key
+from pipeline.pdata.events import Events, document_key
 
 MIN_TIME_NS = -2_208_988_800 * 1_000_000_000  # 1900-01-01: DateTime64's first day
 MAX_TIME_NS = 2**63 - 1

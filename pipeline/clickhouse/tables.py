@@ -18,7 +18,7 @@ from pipeline.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_tab
 from pipeline.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema_statements, select_spans,
                                         traces_columns)
 from pipeline.component import Signal
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces
 
 

@@ -44,7 +44,7 @@ from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Sig
 from pipeline.documents import InvalidDocument, validate
 from pipeline.documents.trigger import Trigger
 from pipeline.errors import PermanentError, Refused
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from processors.safety import admin, state_file, telemetry
 from processors.safety.config import SafetyConfig
 from processors.safety.engine import SafetyEngine, SafetyState

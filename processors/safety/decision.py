@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from pipeline.documents.decision import ACTIONS, ADMIN_KIND, SCHEMA, decision_id
-from pipeline.events import rfc3339
+from pipeline.pdata.events import rfc3339
 
 __all__ = ["ACTIONS", "SCHEMA", "admin_cause", "cause_of", "decision"]
 

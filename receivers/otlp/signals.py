@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client import Counter
 
 from pipeline.component import Signal
-from pipeline.metrics_data import Metrics
+from pipeline.pdata.metrics import Metrics
 from pipeline.telemetry import metrics
 from pipeline.pdata.traces import Traces
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from exporters.alertmanager import AlertmanagerConfig, AlertmanagerExporter
 from pipeline.component import ComponentID, Kind, Settings
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.host import Host
 from processors.safety.decision import decision
 from tests.alertmanager import Alertmanager

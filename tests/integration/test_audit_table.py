@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.events import document_key
+from pipeline.pdata.events import document_key
 from tests.audit_documents import AUDIT_SQL, assert_audit_rows, sample_documents
 from tests.harness import BASE_CONFIG, Daemon, query_json, wait_until
 from tests.kafka_broker import produce

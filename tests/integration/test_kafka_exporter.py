@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from exporters.kafka import KafkaConfig, KafkaExporter
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces, iter_spans
 from tests import otlp_spans
 from tests.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until

@@ -26,7 +26,7 @@ import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline.clickhouse.schema import MAX_TIME_NS, schema_statements
-from pipeline import batch_codec
+from pipeline.pdata import batch_codec
 from tests.harness import (BASE_CONFIG, ROOT, Daemon, batch_processor, component, pipeline_overlay, query_json,
                            wait_until)
 

@@ -10,7 +10,7 @@ import pytest
 
 from exporters.webhook import WebhookConfig, WebhookExporter
 from pipeline.component import ComponentID, Kind, Settings
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.host import Host
 from pipeline.telemetry import metrics
 from tests.webhook_sink import WebhookSink

@@ -15,10 +15,10 @@ import pytest
 from exporters.helper import ExporterHelperConfig
 from exporters.helper.dead_letter import DeadLetters
 from exporters.helper.isolate import IsolatingExporter, RowIsolation, run
-from pipeline import batch_codec
+from pipeline.pdata import batch_codec
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.errors import InvalidData, PermanentError, RetryableError
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.telemetry import metrics
 
 

@@ -16,7 +16,7 @@ from pipeline.clickhouse.audit import events_columns
 from pipeline.clickhouse.errors import classify
 from pipeline.clickhouse.schema import CLAMPED, COLUMN_NAMES, MAX_TIME_NS, insert_columns, select_spans
 from pipeline.errors import InvalidData, PermanentError, RetryableError
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces
 
 # Now, not a fixed date: the tables expire rows past their TTL (15 days by default).

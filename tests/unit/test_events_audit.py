@@ -22,7 +22,7 @@ import pytest
 from exporters.chdb import ChdbConfig, ChdbExporter
 from pipeline.clickhouse.audit import EVENTS_COLUMNS, events_columns, rfc3339_ns
 from pipeline.component import ComponentID, Kind, Settings, Signal
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.registry import factories
 from processors.safety.decision import decision
 from tests.audit_documents import AUDIT_SQL, NOW, assert_audit_rows, epoch_ns, sample_documents

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import RecordEncoder, value_budget
 from pipeline import otlp_json
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
 from pipeline.pdata.traces import Traces, count_spans, iter_spans
 

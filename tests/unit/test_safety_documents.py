@@ -15,7 +15,7 @@ from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.documents import InvalidDocument, validate
 from pipeline.documents.decision import Decision
 from pipeline.documents.trigger import Trigger
-from pipeline.events import Events
+from pipeline.pdata.events import Events
 from pipeline.host import Host
 from pipeline.telemetry.metrics import REGISTRY
 from processors.safety import SafetyProcessor

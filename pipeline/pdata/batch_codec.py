@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.events import Events
-from pipeline.metrics_data import Metrics
+from pipeline.pdata.events import Events
+from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 
 _TAGS = {Traces: b"T", Metrics: b"M", Events: b"E"}
