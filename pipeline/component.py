@@ -7,6 +7,7 @@ pipeline. Components raise `pipeline.errors.Refused` (retryable) or `PermanentEr
 """
 from __future__ import annotations
 
+import builtins
 import enum
 import logging
 import re
@@ -98,8 +99,19 @@ class Receiver(Component):
         """Point the receiver at a (new) consumer; used at build time and on reload."""
         self.consumers[signal] = consumer
 
+    def accepts(self, signal: Signal) -> bool:
+        """`pipeline.contracts.SignalFilter`: a receiver that can feed only some pipeline types
+        (by its config, e.g. kafka's `signal`) answers False for the others. Default: all."""
+        return True
+
 
 class Processor(Component):
+    """One stage of one pipeline: takes a batch, hands on (changed, merged or new) batches to `next`.
+
+    The graph counts every processor's items in and out (`pipeline.processorhelper`), so a
+    processor counts only what is its own (its refusals, its sizes). A refusal by `next`
+    propagates unless the processor keeps the batch and says so in its docstring."""
+
     def __init__(self, settings: "Settings", next_consumer: Consumer) -> None:
         super().__init__(settings)
         self.next = next_consumer
@@ -155,7 +167,7 @@ class Factory:
 
     type: str
     kind: Kind
-    config_model: type[BaseModel]
+    config_model: builtins.type[BaseModel]  # `type` here is the field above
     create: CreateFn
     signals: frozenset[Signal] = frozenset({Signal.TRACES})
     description: str = ""

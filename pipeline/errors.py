@@ -7,7 +7,10 @@ INVALID_ARGUMENT / 400 and is never retried.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.component import Consumer
 
 
 class RetryableError(Exception):
@@ -31,12 +34,12 @@ class Refused(RetryableError):
         message: str,
         retry_after: float = 1.0,
         overload: bool = False,
-        retry_consumer: Any = None,
+        retry_consumer: Consumer | None = None,
         error_type: str = "refused",
     ) -> None:
         super().__init__(message, retry_after, error_type)
         self.overload = overload
-        self.retry_consumer = retry_consumer
+        self.retry_consumer: Consumer | None = retry_consumer
 
 
 class PermanentError(Exception):

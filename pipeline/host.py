@@ -9,11 +9,15 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
 from pipeline.auth import Authenticator
+from pipeline.contracts import Storage
+
+if TYPE_CHECKING:
+    from pipeline.component import Component
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -34,25 +38,35 @@ class Host:
         self.ready = False
         self.status = "starting"
         self.debug_routes: dict[str, Handler] = {}
-        self.extensions: dict[str, Any] = {}  # running extensions by id, for receivers' `auth`
+        self.extensions: dict[str, Component] = {}  # running extensions by id (auth, storage)
         self.describe_graph: Callable[[], dict[str, Any]] = lambda: {}
-        self._downstream: weakref.WeakKeyDictionary[Any, Downstream] = weakref.WeakKeyDictionary()
+        # Load the config files again (the service sets it; the debug API's POST /debug/reload).
+        self.reload: Callable[[], Awaitable[bool]] | None = None
+        self._downstream: weakref.WeakKeyDictionary[Component, Downstream] = weakref.WeakKeyDictionary()
 
     def add_debug_route(self, path: str, handler: Handler) -> None:
         """Serve `handler` at `/debug/<path>` on the debug API (replacing an earlier one)."""
         self.debug_routes[path.strip("/")] = handler
 
-    def authenticator(self, name: str) -> Any:
+    def authenticator(self, name: str) -> Authenticator:
         """The running extension a receiver's `auth.authenticator` names (a `pipeline.auth.Authenticator`)."""
         extension = self.extensions.get(name)
         if extension is None or not isinstance(extension, Authenticator):
             raise ValueError(f'authenticator "{name}" is not a configured extension listed in service::extensions')
         return extension
 
-    def set_downstream(self, processor: Any, downstream: Downstream) -> None:
+    def storage(self, name: str, setting: str) -> Storage:
+        """The running storage extension (`pipeline.contracts.Storage`) that `setting` names;
+        ValueError (a start error) when `name` is not one."""
+        extension = self.extensions.get(name)
+        if extension is None or not isinstance(extension, Storage):
+            raise ValueError(f'{setting} "{name}" is not a file_storage extension listed in service::extensions')
+        return extension
+
+    def set_downstream(self, processor: Component, downstream: Downstream) -> None:
         self._downstream[processor] = downstream
 
-    def downstream(self, processor: Any) -> Downstream:
+    def downstream(self, processor: Component) -> Downstream:
         """Set by the graph before it starts `processor`; empty for a processor it did not build."""
         return self._downstream.get(processor, Downstream())
 

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import NonNegativeInt, model_validator
 
 from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
 from pipeline.config.units import Duration
+from pipeline.contracts import LogSegment, LogStore
 from pipeline.errors import PermanentError, Refused
+from pipeline.host import Host
 from pipeline.telemetry import metrics
 from pipeline.pdata.batch import OtlpBatch
 
@@ -57,7 +58,7 @@ class Flight:
     """A merged batch on its way out: the log segments holding its parts, deleted once every
     piece of it was taken (or refused for good) downstream."""
 
-    segments: list[Any]
+    segments: list[LogSegment]
     pieces: int = 0
 
     def piece_done(self) -> None:
@@ -76,8 +77,6 @@ class BatchProcessor(Processor):
         self.config = config
         self.clock = settings.clock
         labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
-        self._incoming = metrics.processor_incoming_items.labels(*labels)
-        self._outgoing = metrics.processor_outgoing_items.labels(*labels)
         self._refused = metrics.processor_refused_items.labels(*labels)
         self._replayed = metrics.batch_wal_replayed_items.labels(*labels)
         self._send_size = metrics.batch_send_size.labels(str(settings.id))
@@ -90,10 +89,10 @@ class BatchProcessor(Processor):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._wal: Any = None  # a file_storage WriteAheadLog when an exporter downstream persists
-        self._segments: list[Any] = []  # the log segments of `_pending`, the current one last
+        self._wal: LogStore | None = None  # the storage's log when an exporter downstream persists
+        self._segments: list[LogSegment] = []  # the log segments of `_pending`, the current one last
 
-    async def start(self, host: Any) -> None:
+    async def start(self, host: Host) -> None:
         downstream = host.downstream(self)
         if downstream.storage:
             await self._open_log(host, downstream.storage, f"{self.id}-{downstream.pipeline}")
@@ -107,8 +106,7 @@ class BatchProcessor(Processor):
             self._refused.inc(batch.span_count)
             raise Refused("the next stage is refusing data; retry later", retry_after=1.0)
         if self._wal is not None:
-            self._log(batch)
-        self._incoming.inc(batch.span_count)
+            self._log(self._wal, batch)
         if not self._pending:
             self._first_at = self.clock.monotonic()
             self._wakeup.set()
@@ -119,14 +117,11 @@ class BatchProcessor(Processor):
             await self._flush()
 
     # -- the write-ahead log ---------------------------------------------------------------------
-    async def _open_log(self, host: Any, storage: str, owner: str) -> None:
-        extension = host.extensions.get(storage)
-        if extension is None or not hasattr(extension, "open_log"):
-            raise ValueError(f'processor {self.id}: sending_queue.storage "{storage}" downstream is not a '
-                             "file_storage extension listed in service::extensions")
-        self._wal = extension.open_log(owner)
+    async def _open_log(self, host: Host, storage: str, owner: str) -> None:
+        self._wal = wal = host.storage(storage, f"processor {self.id}: the sending_queue.storage downstream"
+                                       ).open_log(owner)
         recovered = 0
-        for batches, segment in self._wal.take_recovered():
+        for batches, segment in wal.take_recovered():
             if not batches:
                 segment.remove()
                 continue
@@ -138,14 +133,14 @@ class BatchProcessor(Processor):
         if recovered:
             self._replayed.inc(recovered)
             self.log.info("sending what an earlier run left in the write-ahead log, before new data",
-                          extra={"kv": {"items": recovered, "directory": str(self._wal.directory)}})
+                          extra={"kv": {"items": recovered, "directory": str(wal.directory)}})
             await self._retry_held()
 
-    def _log(self, batch: OtlpBatch) -> None:
+    def _log(self, wal: LogStore, batch: OtlpBatch) -> None:
         """Append `batch` to the log before it is answered OK; a write that fails is a refusal."""
         try:
             if not self._segments or self._segments[-1].closed:
-                self._segments.append(self._wal.open_segment())
+                self._segments.append(wal.open_segment())
             self._segments[-1].append(batch)
         except OSError as exc:
             if self._segments:
@@ -187,8 +182,6 @@ class BatchProcessor(Processor):
         except PermanentError as exc:
             self.log.error("dropping data: the next stage refused it permanently",
                            extra={"kv": {"error": str(exc), "spans": batch.span_count}})
-        else:
-            self._outgoing.inc(batch.span_count)
         if flight is not None:
             flight.piece_done()
         return True

@@ -24,7 +24,7 @@ from pydantic import NonNegativeInt, model_validator
 from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
 from pipeline.config.units import Duration
 from pipeline.errors import Refused
-from pipeline.residency import release_clean_pages
+from pipeline.residency import release_memory
 from pipeline.telemetry import metrics
 
 MIB = 1024 * 1024
@@ -115,7 +115,7 @@ def _limits(mount: Path, path: str, name: str) -> list[int]:
 
 class MemoryLimiter(Processor):
     def __init__(self, settings: Settings, config: MemoryLimiterConfig, next_consumer: Consumer,
-                 read_usage: Any = metrics.rss_bytes, release_pages: Any = release_clean_pages) -> None:
+                 read_usage: Any = metrics.rss_bytes, release_pages: Any = release_memory) -> None:
         super().__init__(settings, next_consumer)
         self.config = config
         self.soft, self.hard = config.limits(total_memory())
@@ -123,8 +123,6 @@ class MemoryLimiter(Processor):
         self.release_pages = release_pages
         self.refusing = False
         labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
-        self._incoming = metrics.processor_incoming_items.labels(*labels)
-        self._outgoing = metrics.processor_outgoing_items.labels(*labels)
         self._refused = metrics.processor_refused_items.labels(*labels)
         metrics.memory_limiter_limit_bytes.labels(str(settings.id), "soft").set(self.soft)
         metrics.memory_limiter_limit_bytes.labels(str(settings.id), "hard").set(self.hard)
@@ -163,14 +161,11 @@ class MemoryLimiter(Processor):
             self.check()
 
     async def consume(self, batch: Any) -> None:
-        count = batch.span_count
-        self._incoming.inc(count)
         if self.refusing:
-            self._refused.inc(count)
+            self._refused.inc(batch.span_count)
             raise Refused("data refused due to high memory usage",
                           retry_after=max(1.0, self.config.check_interval), overload=True)
         await self.next.consume(batch)
-        self._outgoing.inc(count)
 
 
 factory = Factory("memory_limiter", Kind.PROCESSOR, MemoryLimiterConfig, MemoryLimiter,

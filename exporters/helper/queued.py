@@ -34,7 +34,9 @@ from typing import Any
 from exporters.helper.backoff import Backoff
 from exporters.helper.settings import ExporterHelperConfig
 from pipeline.component import Exporter, Settings
+from pipeline.contracts import QueueStore
 from pipeline.errors import PartialFailure, PermanentError, Refused, RetryableError
+from pipeline.host import Host
 from pipeline import status
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import Throttled
@@ -63,7 +65,7 @@ class QueuedExporter(Exporter):
         self._workers: list[asyncio.Task[None]] = []
         self._closing = False
         self._in_flight_items = 0
-        self._store: Any = None  # a file_storage BatchStore when the queue is persistent
+        self._store: QueueStore | None = None  # the storage extension's files when the queue is persistent
 
     # -- subclass hooks ----------------------------------------------------------------------
     async def start_client(self) -> None:
@@ -94,8 +96,8 @@ class QueuedExporter(Exporter):
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, host: Any) -> None:
         await self.start_client()
-        if self.config.sending_queue.enabled and self.config.sending_queue.storage:
-            self._open_store(host)
+        if self.persistent_storage:
+            self._open_store(host, self.persistent_storage)
         if self.config.sending_queue.enabled:
             self._workers = [asyncio.create_task(self._worker(), name=f"{self.id}-sender-{i}")
                              for i in range(self.config.sending_queue.num_consumers)]
@@ -116,15 +118,17 @@ class QueuedExporter(Exporter):
         self._queue.put_nowait((batch, token))
         self._queue_size.set(self._queue.qsize())
 
-    def _open_store(self, host: Any) -> None:
-        name = self.config.sending_queue.storage
-        extension = host.extensions.get(name)
-        if extension is None or not hasattr(extension, "open_store"):
-            raise ValueError(f'exporter {self.id}: sending_queue.storage "{name}" is not a file_storage '
-                             "extension listed in service::extensions")
-        self._store = extension.open_store(str(self.id))
+    @property
+    def persistent_storage(self) -> str | None:
+        """`pipeline.contracts.QueueOwner`: the storage extension the sending queue is kept in."""
+        queue = self.config.sending_queue
+        return str(queue.storage) if queue.enabled and queue.storage else None
+
+    def _open_store(self, host: Host, name: str) -> None:
+        storage = host.storage(name, f"exporter {self.id}: sending_queue.storage")
+        self._store = store = storage.open_store(str(self.id))
         recovered = 0
-        for batch, path in self._store.recover():
+        for batch, path in store.recover():
             self._queue.put_nowait((batch, path))
             recovered += self.item_count(batch)
         if recovered:
@@ -157,7 +161,7 @@ class QueuedExporter(Exporter):
             self._in_flight.inc()
             try:
                 await self._deliver(batch)
-                if token is not None:
+                if token is not None and self._store is not None:
                     self._store.remove(token)  # sent or failed for good: not after a cancellation
             finally:
                 self.settled(batch)

@@ -55,17 +55,11 @@ class GenAIProcessor(Processor):
         self.encoder = Encoder()
         self.fallback_priority = len(A.SESSION_KEYS)
         self.failures = 0
-        labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
-        self._incoming = metrics.processor_incoming_items.labels(*labels)
-        self._outgoing = metrics.processor_outgoing_items.labels(*labels)
 
     async def consume(self, batch: Any) -> None:
-        count = batch.span_count
-        self._incoming.inc(count)
         if isinstance(batch, Traces) and self.process(batch.message):
             batch.mark_changed()
         await self.next.consume(batch)
-        self._outgoing.inc(count)
 
     def process(self, message: Any) -> int:
         """Add the canonical attributes to every span of an ExportTraceServiceRequest in place;

@@ -42,16 +42,11 @@ class RedactionProcessor(Processor):
         self.wire_check = None if every_attribute else self.scanner.wire_check()
         self.idle = not self.scanner.detectors and not every_attribute  # every detector switched off
         self.failures = 0
-        labels = (str(settings.id), (settings.signal or Signal.TRACES).value)
-        self._incoming = metrics.processor_incoming_items.labels(*labels)
-        self._outgoing = metrics.processor_outgoing_items.labels(*labels)
         rules = [d.name for d in self.scanner.detectors] + [BLOCKED_KEYS, NOT_ALLOWED, FAILED]
         self._cpu = metrics.redaction_cpu_seconds.labels(str(settings.id))
         self._redacted = {rule: metrics.redaction_redacted_values.labels(str(settings.id), rule) for rule in rules}
 
     async def consume(self, batch: Any) -> None:
-        count = batch.span_count
-        self._incoming.inc(count)
         if isinstance(batch, Traces):
             started = time.thread_time()
             hits = self.redact(batch)
@@ -61,7 +56,6 @@ class RedactionProcessor(Processor):
                 for rule, number in hits.items():
                     self._redacted[rule].inc(number)
         await self.next.consume(batch)
-        self._outgoing.inc(count)
 
     def redact(self, batch: Traces) -> Counter[str]:
         """Redact every span of the batch in place; the redactions by rule (empty: untouched)."""

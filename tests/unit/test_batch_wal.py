@@ -163,7 +163,7 @@ async def test_a_reloaded_processor_does_not_resend_the_live_log_of_the_one_it_r
 
 
 async def test_a_storage_that_is_not_a_file_storage_extension_is_a_start_error(tmp_path):
-    with pytest.raises(ValueError, match='"missing" downstream is not a file_storage extension'):
+    with pytest.raises(ValueError, match='storage downstream "missing" is not a file_storage extension'):
         await started(tmp_path, Next(), storage="missing")
 
 
