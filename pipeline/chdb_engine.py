@@ -33,6 +33,7 @@ from typing import IO, Any, ClassVar, Mapping
 import orjson
 
 from pipeline.private_files import open_private, private_dir
+from pipeline.residency import register_releaser, unregister_releaser
 
 LOCK_NAME = "agentdbg.lock"
 # The reader session's settings, set before `readonly` forbids changing any of them.
@@ -43,6 +44,11 @@ READ_SETTINGS: dict[str, Any] = {
     "max_execution_time": 30,
     "max_result_rows": 500_000,
     "result_overflow_mode": "'throw'",
+    # Bounded so a read cannot starve the writer: one thread, a quarter of the engine's memory cap
+    # (`connect`: 256 MiB; a read past it fails alone), and below the inserts' priority.
+    "max_threads": 1,
+    "max_memory_usage": 64 << 20,
+    "priority": 2,
 }
 
 
@@ -103,6 +109,7 @@ class ChdbStore:
         self.conn: Any = None
         self._read_conn: Any = None
         self._lock: IO[str] | None = None
+        self._purge_pending = False
 
     @classmethod
     async def acquire(cls, path: str) -> "ChdbStore":
@@ -133,6 +140,25 @@ class ChdbStore:
             self.pool.shutdown(wait=False)
             self.reader.shutdown(wait=False)
             raise
+        register_releaser(f"chdb:{self.path}", self.purge_allocator)
+
+    def purge_allocator(self) -> None:
+        """Queue `SYSTEM JEMALLOC PURGE` on the writer thread (behind the inserts already queued;
+        at most one pending): the engine's allocator keeps freed pages for reuse, which after an
+        insert burst is tens of MiB of RSS that memory_limiter would otherwise count against the
+        daemon. Called by pipeline/residency.release_memory; never blocks the caller."""
+        if self._purge_pending or self.conn is None:
+            return
+        self._purge_pending = True
+        self.pool.submit(self._purge)
+
+    def _purge(self) -> None:
+        try:
+            self.conn.query("SYSTEM JEMALLOC PURGE", "TabSeparated")
+        except Exception:  # a build without jemalloc, or a closing engine: nothing to give back
+            pass
+        finally:
+            self._purge_pending = False
 
     async def call(self, func: Any, *args: Any) -> Any:
         """Run `func(*args)` on the writer thread (after every call made before it)."""
@@ -189,6 +215,7 @@ class ChdbStore:
         if self.refs > 0:
             return
         self._open.pop(self.path, None)
+        unregister_releaser(f"chdb:{self.path}")
         try:
             await asyncio.get_running_loop().run_in_executor(self.reader, self._close_reader)
             await self.call(self.conn.close)

@@ -19,6 +19,7 @@ import ctypes
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 MADV_DONTNEED = 4
 log = logging.getLogger("agentdbg.residency")
@@ -88,3 +89,44 @@ def _read_only_file_ranges(maps: Path = Path("/proc/self/maps")) -> set[tuple[in
             start, end = (int(x, 16) for x in parts[0].split("-"))
             out.add((start, end))
     return out
+
+
+# name → a callable that asks an allocator this process hosts (chDB's jemalloc) to give its
+# free pages back to the kernel. Registered by whoever owns that allocator, so memory_limiter
+# can ask for them without knowing which engines are loaded.
+_releasers: dict[str, Callable[[], None]] = {}
+
+
+def register_releaser(name: str, release: Callable[[], None]) -> None:
+    """Have `release_memory` call `release` (it must not block: queue the work and return)."""
+    _releasers[name] = release
+
+
+def unregister_releaser(name: str) -> None:
+    _releasers.pop(name, None)
+
+
+def trim_heap() -> bool:
+    """Return the C heap's free pages to the kernel (glibc's `malloc_trim`). Python's large
+    objects (request bytes, column buffers) come from that heap; freed, they stay resident until
+    trimmed, so a burst's peak would otherwise stay in RSS long after the burst. False where
+    there is no glibc."""
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def release_memory() -> int:
+    """What memory_limiter does above its soft limit, in the way otelcol's forces a GC there:
+    drop clean library pages (returns their KiB, as `release_clean_pages`), trim the C heap,
+    and ask each registered allocator to purge its free pages."""
+    released = release_clean_pages()
+    trim_heap()
+    for release in list(_releasers.values()):
+        try:
+            release()
+        except Exception as exc:  # a releaser's failure must not stop the limiter's check
+            log.info("could not release an allocator's pages", extra={"kv": {"error": str(exc)}})
+    return released
