@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
 from pipeline.component import Kind
+from pipeline.config.shipped import default_config
 from pipeline.errors import ConfigErrors
 
-DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "config" / "default.yaml")
+DEFAULT_CONFIG = default_config()  # the wheel's packaged copy, else the checkout's config/default.yaml
 
 
 def _parser() -> argparse.ArgumentParser:
