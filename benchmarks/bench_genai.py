@@ -173,8 +173,8 @@ def measure(requests: int, rounds: int, traces_per_request: int) -> tuple[list[l
     mix = Mix()
     wires = [mix.request(traces_per_request).SerializeToString() for _ in range(requests)]
     plain = [mix.request(traces_per_request * 2, genai=False).SerializeToString() for _ in range(requests)]
-    spans = sum(Traces.from_wire(w).span_count for w in wires)
-    plain_spans = sum(Traces.from_wire(w).span_count for w in plain)
+    spans = sum(Traces.from_wire(w).item_count for w in wires)
+    plain_spans = sum(Traces.from_wire(w).item_count for w in plain)
     proc = GenAIProcessor(Settings.make(Kind.PROCESSOR, ComponentID("genai"), Signal.TRACES), GenAIConfig(), None)
     runs = variants(proc)
     for run in runs.values():  # warm up: price lookups, imports, allocator

@@ -41,11 +41,11 @@ class DebugExporter(Exporter):
         if not self._sampled():
             return
         if not isinstance(batch, Traces):
-            self.log.info(type(batch).__name__, extra={"kv": {"items": getattr(batch, "span_count", 1)}})
+            self.log.info(type(batch).__name__, extra={"kv": {"items": batch.item_count}})
             return
         message = batch.message
         self.log.info("Traces", extra={"kv": {"resource_spans": len(message.resource_spans),
-                                               "spans": batch.span_count}})
+                                               "spans": batch.item_count}})
         if self.config.verbosity != "basic":
             self._log_spans(message)
 

@@ -46,7 +46,7 @@ class CountIn:
         self._counter = counter
 
     async def consume(self, batch: Batch) -> None:
-        self._counter.inc(batch.span_count)
+        self._counter.inc(batch.item_count)
         await self.processor.consume(batch)
 
 
@@ -60,7 +60,7 @@ class CountOut:
         self._counter = counter
 
     async def consume(self, batch: Batch) -> None:
-        count = batch.span_count  # before: a later stage may change the batch it was given
+        count = batch.item_count  # before: a later stage may change the batch it was given
         try:
             await self.next.consume(batch)
         except Refused as exc:

@@ -103,7 +103,7 @@ class BatchProcessor(Processor):
             await self.next.consume(batch)
             return
         if self._held:
-            self._refused.inc(batch.span_count)
+            self._refused.inc(batch.item_count)
             raise Refused("the next stage is refusing data; retry later", retry_after=1.0)
         if self._wal is not None:
             self._log(self._wal, batch)
@@ -111,7 +111,7 @@ class BatchProcessor(Processor):
             self._first_at = self.clock.monotonic()
             self._wakeup.set()
         self._pending.append(batch)
-        self._pending_spans += batch.span_count
+        self._pending_spans += batch.item_count
         if self._pending_spans >= self.config.send_batch_size or self.config.timeout == 0:
             self._size_trigger.inc()
             await self._flush()
@@ -129,7 +129,7 @@ class BatchProcessor(Processor):
             pieces = merged.split(self.config.send_batch_max_size)
             flight = Flight([segment], len(pieces))
             self._held.extend((piece, self.next, flight) for piece in pieces)
-            recovered += merged.span_count
+            recovered += merged.item_count
         if recovered:
             self._replayed.inc(recovered)
             self.log.info("sending what an earlier run left in the write-ahead log, before new data",
@@ -145,9 +145,9 @@ class BatchProcessor(Processor):
         except OSError as exc:
             if self._segments:
                 self._segments[-1].close()  # a torn record may end it: later records go to a new one
-            self._refused.inc(batch.span_count)
+            self._refused.inc(batch.item_count)
             self.log.error("cannot write the write-ahead log; refusing data",
-                           extra={"kv": {"error": str(exc), "spans": batch.span_count}})
+                           extra={"kv": {"error": str(exc), "spans": batch.item_count}})
             raise Refused(f"processor {self.id}: cannot write the write-ahead log: {exc}", retry_after=1.0) from exc
 
     # -- sending ---------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ class BatchProcessor(Processor):
         if flight is not None:
             flight.pieces = len(pieces)
         for piece in pieces:
-            self._send_size.observe(piece.span_count)
+            self._send_size.observe(piece.item_count)
             await self._offer(piece, self.next, flight)
 
     def _take_flight(self) -> Flight | None:
@@ -181,7 +181,7 @@ class BatchProcessor(Processor):
             return False
         except PermanentError as exc:
             self.log.error("dropping data: the next stage refused it permanently",
-                           extra={"kv": {"error": str(exc), "spans": batch.span_count}})
+                           extra={"kv": {"error": str(exc), "spans": batch.item_count}})
         if flight is not None:
             flight.piece_done()
         return True
@@ -222,7 +222,7 @@ class BatchProcessor(Processor):
             self._wal.release()
 
     def _give_up_held(self) -> None:
-        spans = sum(batch.span_count for batch, _, _ in self._held)
+        spans = sum(batch.item_count for batch, _, _ in self._held)
         self._held = []
         if self._wal is not None:
             self.log.warning("shutdown deadline passed; batches the next stage kept refusing stay in the "

@@ -162,7 +162,7 @@ class MemoryLimiter(Processor):
 
     async def consume(self, batch: Any) -> None:
         if self.refusing:
-            self._refused.inc(batch.span_count)
+            self._refused.inc(batch.item_count)
             raise Refused("data refused due to high memory usage",
                           retry_after=max(1.0, self.config.check_interval), overload=True)
         await self.next.consume(batch)

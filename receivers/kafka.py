@@ -264,10 +264,10 @@ class KafkaReceiver(Receiver):
             batch = self._batch(items)  # afresh for each attempt: a failed stage may have changed it
             try:
                 await consumer.consume(batch)
-                self.accepted.inc(batch.span_count)
+                self.accepted.inc(batch.item_count)
                 return None
             except Refused as exc:
-                self.refused.inc(batch.span_count)
+                self.refused.inc(batch.item_count)
                 await asyncio.sleep(min(exc.retry_after, 5.0))
             except PermanentError as exc:
                 return "permanent", str(exc)

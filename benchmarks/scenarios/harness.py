@@ -67,7 +67,7 @@ async def _drive(fleet: SimFleet, duration: int, config: TriggersConfig) -> Run:
     for t in range(1, duration + 1):
         traces, metrics = fleet.second(t)
         if traces is not None:
-            run.spans += traces.span_count
+            run.spans += traces.item_count
             await genai.consume(traces)
         if metrics is not None:
             await connector.consume(metrics)

@@ -123,7 +123,7 @@ class TriggersConnector(Connector):
         # time would count its work as ours.
         started = time.thread_time()
         if isinstance(batch, Traces):
-            if batch.span_count:
+            if batch.item_count:
                 self.prefetch(batch)
                 prefetched = time.thread_time()
                 self.telemetry.prefetch_seconds.inc(prefetched - started)

@@ -128,7 +128,7 @@ class GenAIMetricsExporter(Exporter):
         COLLECTOR.stop(self)
 
     async def consume(self, batch: Any) -> None:
-        if not isinstance(batch, Traces) or not batch.span_count:
+        if not isinstance(batch, Traces) or not batch.item_count:
             return
         started = time.thread_time()
         try:

@@ -91,7 +91,7 @@ class QueuedExporter(Exporter):
         """Close connections after the queue has drained."""
 
     def item_count(self, batch: Any) -> int:
-        return getattr(batch, "span_count", 1)
+        return batch.item_count
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, host: Any) -> None:

@@ -79,7 +79,7 @@ class RecordEncoder:
         elif self.proto:
             self._wire(batch.wire(), out)
         else:
-            self._fit(batch.message, batch.span_count, None, out)
+            self._fit(batch.message, batch.item_count, None, out)
         return out
 
     def _events(self, records: list[tuple[bytes, bytes]], out: Encoded) -> None:

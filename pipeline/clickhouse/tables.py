@@ -56,7 +56,7 @@ class TableSpec:
 
     def wants(self, batch: Any) -> bool:
         """True for a non-empty batch of this table's kind."""
-        return isinstance(batch, self.batch_type) and batch.span_count > 0
+        return isinstance(batch, self.batch_type) and batch.item_count > 0
 
 
 def traces_spec(config: TableNames) -> TableSpec:

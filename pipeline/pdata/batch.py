@@ -1,4 +1,14 @@
-"""The batch contract and `OtlpBatch`, the base of the OTLP batch types (`Traces`, `Metrics`).
+"""The batch contract (`Batch`) and `OtlpBatch`, the base of the OTLP batch types.
+
+Every batch that flows through a pipeline, whatever its signal, is a `Batch`:
+- `item_count`: how many items it holds, as otelcol counts them: spans for `Traces`, data
+  points for `Metrics`, documents for `Events`. Receivers, processors and exporters count
+  accepted, refused, sent and failed items with it (the metric names still say "spans");
+- `received_at`: the UNIX time the receiver took the data in (a merged batch keeps the
+  earliest), for latency and for windowed detectors;
+- `clone()`: a wrapper of its own for another pipeline, sharing whatever it safely can;
+  a fan-out gives each pipeline one, so a processor changing its batch never changes
+  another pipeline's.
 
 `OtlpBatch` keeps one OTLP export request as its wire bytes and/or its parsed (upb) message:
 the bytes while nothing changed the items, so exporters that send OTLP protobuf forward them
@@ -9,27 +19,42 @@ requests is their merged request.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+
+B = TypeVar("B", bound="Batch")
+
+
+@runtime_checkable
+class Batch(Protocol):
+    """What every batch type keeps; see the module docstring."""
+
+    received_at: float
+
+    @property
+    def item_count(self) -> int: ...
+
+    def clone(self: B) -> B: ...
 
 
 class OtlpBatch:
     """Wire bytes and lazily parsed message of one OTLP request; subclasses name the message."""
 
-    __slots__ = ("_wire", "_message", "_columns", "span_count", "received_at")
+    __slots__ = ("_wire", "_message", "_columns", "item_count", "received_at")
     request_type: type = ExportTraceServiceRequest
 
     def __init__(self, message: Any = None, wire: bytes | None = None,
-                 span_count: int | None = None, received_at: float | None = None) -> None:
+                 item_count: int | None = None, received_at: float | None = None) -> None:
         if message is None and wire is None:
             raise ValueError(f"{type(self).__name__} needs a message or wire bytes")
         self._message = message
         self._wire = wire
         self._columns: Any = None
         self.received_at = time.time() if received_at is None else received_at
-        # `span_count` is the item count: spans for traces, data points for metrics.
-        self.span_count = self.count(self.message) if span_count is None else span_count
+        # Spans for traces, data points for metrics: `count` of the message, unless the caller knows it.
+        self.item_count: int = self.count(self.message) if item_count is None else item_count
 
     @staticmethod
     def count(message: Any) -> int:
@@ -54,7 +79,7 @@ class OtlpBatch:
 
     def clone(self):
         """A wrapper of its own for another pipeline: shares the bytes, parses again only if used."""
-        return type(self)(None, self.wire(), self.span_count, self.received_at)
+        return type(self)(None, self.wire(), self.item_count, self.received_at)
 
     @property
     def unchanged(self) -> bool:
@@ -72,7 +97,7 @@ class OtlpBatch:
         self.message  # parse before dropping the bytes
         self._wire = None
         self._columns = None
-        self.span_count = self.count(self.message)
+        self.item_count = self.count(self.message)
 
     @classmethod
     def merge(cls, batches: list):
@@ -80,7 +105,7 @@ class OtlpBatch:
         if len(batches) == 1:
             return batches[0]
         wire = b"".join(batch.wire() for batch in batches)
-        return cls(None, wire, sum(b.span_count for b in batches), min(b.received_at for b in batches))
+        return cls(None, wire, sum(b.item_count for b in batches), min(b.received_at for b in batches))
 
     def split(self, max_items: int) -> list:
         return [self]

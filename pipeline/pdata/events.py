@@ -3,7 +3,7 @@
 Events are our own versioned JSON documents (trigger events `agentdbg.trigger/v1`, safety
 decisions `agentdbg.decision/v1`; REFERENCE.md §12). They are few compared with spans, so a
 batch simply holds the documents as dicts; each is encoded to JSON once and cached.
-`span_count` is the number of documents, so the exporter helper counts them like spans.
+Its `item_count` (the `Batch` protocol, batch.py) is the number of documents.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class Events:
         self._encoded: list[bytes] | None = None
 
     @property
-    def span_count(self) -> int:
+    def item_count(self) -> int:
         return len(self.documents)
 
     def clone(self) -> "Events":

@@ -5,7 +5,7 @@ It wraps the OTLP `ExportTraceServiceRequest` (upb-backed) and keeps:
   protobuf (Kafka, OTLP) forward them without re-serialising;
 - the parsed message, built lazily from the bytes on first use;
 - a lazily built columnar view (`SpanColumns`) shared by every reader of the batch;
-- the span count and the time the receiver took the data in.
+- the span count (`item_count`) and the time the receiver took the data in (`received_at`).
 
 A processor that changes spans calls `mark_changed()`, which drops the cached bytes and
 columns. Merging concatenates wire bytes: OTLP's top level is a repeated field, so the
@@ -39,7 +39,7 @@ class Traces(OtlpBatch):
 
     def split(self, max_spans: int) -> list["Traces"]:
         """Batches of at most `max_spans` spans each, keeping resource and scope with their spans."""
-        if max_spans <= 0 or self.span_count <= max_spans:
+        if max_spans <= 0 or self.item_count <= max_spans:
             return [self]
         return [Traces(message, None, count, self.received_at)
                 for message, count in chunk_spans(self.message, max_spans)]

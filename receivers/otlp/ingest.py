@@ -114,7 +114,7 @@ class Ingest:
             wire = None
             self.failed.inc(rejected)
         batch = self.spec.make_batch(message, wire, received_at)
-        count = batch.span_count
+        count = batch.item_count
         if count:
             try:
                 await consumer.consume(batch)

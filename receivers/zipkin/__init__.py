@@ -156,7 +156,7 @@ class ZipkinReceiver(Receiver):
         if consumer is None:
             raise Rejected(404, "no_pipeline", "no traces pipeline takes spans from this receiver")
         batch = Traces(message, None, None, received_at)
-        count = batch.span_count
+        count = batch.item_count
         if not count:
             return
         try:

@@ -108,7 +108,7 @@ class RowsExporter(IsolatingExporter):
         return await self.send_rows(batch)
 
     async def prepare(self, batch):
-        return list(range(batch.span_count))
+        return list(range(batch.item_count))
 
     async def insert_rows(self, rows, start, stop):
         await self.sink.insert(start, stop)
@@ -119,7 +119,7 @@ class RowsExporter(IsolatingExporter):
 
 class Rows:
     def __init__(self, count: int) -> None:
-        self.span_count = count
+        self.item_count = count
 
 
 def _sample(name: str, metric: str, **labels: str) -> float:

@@ -70,7 +70,7 @@ class Sink:
 
 
 class Batch:
-    span_count = 3
+    item_count = 3
 
 
 def test_refuses_retryably_above_the_soft_limit_and_accepts_again_below() -> None:

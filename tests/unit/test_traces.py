@@ -43,7 +43,7 @@ def test_from_wire_keeps_the_received_bytes_and_counts():
     request = make_request([[2, 3], [1]])
     wire = request.SerializeToString()
     batch = Traces.from_wire(wire, received_at=123.0)
-    assert batch.span_count == 6 == count_spans(request)
+    assert batch.item_count == 6 == count_spans(request)
     assert batch.unchanged and batch.wire() is wire
     assert batch.received_at == 123.0
     assert batch.message == request
@@ -75,7 +75,7 @@ def test_merge_concatenates_wire_bytes_into_one_valid_request():
     batches = [Traces.from_wire(p.SerializeToString(), received_at=t) for p, t in zip(parts, (5.0, 3.0, 4.0))]
     merged = Traces.merge(batches)
     assert merged.wire() == b"".join(p.SerializeToString() for p in parts)
-    assert merged.span_count == 8 == count_spans(merged.message)
+    assert merged.item_count == 8 == count_spans(merged.message)
     assert merged.received_at == 3.0
     assert placed_spans(merged.message) == sum((placed_spans(p) for p in parts), [])
     assert Traces.merge(batches[:1]) is batches[0]
@@ -87,7 +87,7 @@ def test_merge_of_changed_batches_uses_their_new_content():
     first.mark_changed()
     second = Traces.from_message(make_request([[1]], "b"))
     merged = Traces.merge([first, second])
-    assert merged.span_count == 2
+    assert merged.item_count == 2
     assert [s.name for s in iter_spans(merged.message)] == ["a-0-0-1", "b-0-0-0"]
 
 
@@ -96,8 +96,8 @@ def test_split_keeps_resource_and_scope_with_every_span(max_spans):
     request = make_request([[3, 0, 2], [1], [4, 1]])
     batch = Traces.from_wire(request.SerializeToString(), received_at=42.0)
     pieces = batch.split(max_spans)
-    assert all(0 < p.span_count <= max_spans for p in pieces)
-    assert all(p.span_count == count_spans(p.message) for p in pieces)
+    assert all(0 < p.item_count <= max_spans for p in pieces)
+    assert all(p.item_count == count_spans(p.message) for p in pieces)
     assert [p.received_at for p in pieces] == [42.0] * len(pieces)
     assert sum((placed_spans(p.message) for p in pieces), []) == placed_spans(request)
     # Full pieces except maybe the last: as few pieces as the cap allows.
@@ -129,7 +129,7 @@ def test_clone_shares_bytes_but_not_the_message():
     original = Traces.from_wire(make_request([[2]]).SerializeToString(), received_at=1.0)
     copy = original.clone()
     assert copy.wire() is original.wire()
-    assert (copy.span_count, copy.received_at) == (2, 1.0)
+    assert (copy.item_count, copy.received_at) == (2, 1.0)
     copy.message.resource_spans[0].scope_spans[0].spans[0].name = "changed in one pipeline"
     copy.mark_changed()
     assert original.message.resource_spans[0].scope_spans[0].spans[0].name == "r-0-0-0"
@@ -147,7 +147,7 @@ def test_mark_changed_drops_cached_bytes_and_columns_and_recounts():
     batch.mark_changed()
     assert not batch.unchanged
     assert batch._columns is None
-    assert batch.span_count == 2
+    assert batch.item_count == 2
     new_wire = batch.wire()
     assert new_wire != wire
     reparsed = ExportTraceServiceRequest.FromString(new_wire)
@@ -156,9 +156,9 @@ def test_mark_changed_drops_cached_bytes_and_columns_and_recounts():
 
 
 def test_mark_changed_on_a_batch_never_parsed_keeps_its_content():
-    batch = Traces(None, make_request([[2]]).SerializeToString(), span_count=2)
+    batch = Traces(None, make_request([[2]]).SerializeToString(), item_count=2)
     batch.mark_changed()
-    assert batch.span_count == 2
+    assert batch.item_count == 2
     assert count_spans(ExportTraceServiceRequest.FromString(batch.wire())) == 2
 
 
