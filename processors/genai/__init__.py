@@ -22,9 +22,15 @@ What it promises:
 
 Modules: `aliases` (the source → canonical tables), `values` (attribute reading/writing),
 `tokens` (per-family token arithmetic), `session` (session id per trace), `normalise` (one
-span), `processor` (the batch walk, config and factory). Prices and context windows come from
-the model catalogue, pipeline/catalogue/ (shared with the context_overflow detector).
+span), `config` (the YAML block), `processor` (the batch walk); the factory is here. Prices and
+context windows come from the model catalogue, pipeline/catalogue/ (shared with the
+context_overflow detector).
 """
-from processors.genai.processor import GenAIConfig, GenAIProcessor, factory
+from pipeline.component import Factory, Kind, Signal
+from processors.genai.config import GenAIConfig
+from processors.genai.processor import GenAIProcessor
+
+factory = Factory("genai", Kind.PROCESSOR, GenAIConfig, GenAIProcessor, signals=frozenset({Signal.TRACES}),
+                  description="normalise spans to the OpenTelemetry GenAI conventions, with cost and session")
 
 __all__ = ["GenAIConfig", "GenAIProcessor", "factory"]

@@ -1,37 +1,20 @@
-"""The `genai` processor: walk a batch, add canonical GenAI attributes, resolve sessions."""
+"""The `genai` processor's batch walk: add canonical GenAI attributes, resolve sessions."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import field_validator
-
-from pipeline.catalogue import load_overrides, price_book
-from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
-from pipeline.telemetry import metrics
+from pipeline.catalogue import price_book
+from pipeline.component import Consumer, Processor, Settings
 from pipeline.pdata.traces import Traces
+from pipeline.telemetry import metrics
 from processors.genai import aliases as A
+from processors.genai.config import GenAIConfig
 from processors.genai.normalise import Normaliser, Result
 from processors.genai.session import BatchSessions, TraceMemory
 from processors.genai.values import Encoder, pick
 
-Source = Literal["otel_legacy", "openinference", "openllmetry", "langfuse", "agentops", "openai_agents",
-                 "google_adk"]
 MAX_MODEL_LABELS = 200  # distinct `model` label values on the unpriced metric; the rest count as "other"
 _labelled_models: set[str] = set()
-
-
-class GenAIConfig(StrictConfig):
-    enabled_sources: tuple[Source, ...] = A.SOURCES  # type: ignore[assignment]
-    prices_file: str | None = None
-    write_cost: bool = True
-    session_from_trace: bool = True
-
-    @field_validator("prices_file")
-    @classmethod
-    def _readable(cls, value: str | None) -> str | None:
-        if value is not None:
-            load_overrides(value)  # raises ValueError with the reason: reported at config time
-        return value
 
 
 def count_unpriced(model: str) -> None:
@@ -125,7 +108,3 @@ class GenAIProcessor(Processor):
             remembered = self.memory.get(trace_id)  # a GenAI trace seen in an earlier batch
             session = remembered[1] if remembered else None
         return self.encoder.encode(A.CONVERSATION, session) if session else None
-
-
-factory = Factory("genai", Kind.PROCESSOR, GenAIConfig, GenAIProcessor, signals=frozenset({Signal.TRACES}),
-                  description="normalise spans to the OpenTelemetry GenAI conventions, with cost and session")

@@ -21,10 +21,10 @@ from pydantic import ValidationError
 
 from pipeline.catalogue import PriceBook, context_window, price_book
 from pipeline.component import ComponentID, Kind, Settings, Signal
-from pipeline.telemetry import metrics
 from pipeline.pdata.traces import Traces
+from pipeline.telemetry import metrics
+from processors.genai import GenAIConfig, GenAIProcessor
 from processors.genai import aliases as A
-from processors.genai.processor import GenAIConfig, GenAIProcessor
 from processors.genai.values import Encoder
 from tests.trigger_helpers import value
 
