@@ -1,4 +1,4 @@
-"""Unit tests of the batch that flows (`Traces`) and of the receiver's bounded decompression."""
+"""Unit tests of the batches that flow (`Traces`, the `Batch` protocol of every batch type) and of the receiver's bounded decompression."""
 from __future__ import annotations
 
 import gzip
@@ -7,8 +7,12 @@ import zlib
 
 import pytest
 import zstandard
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.events import Events
+from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces, chunk_spans, count_spans, iter_spans
 from receivers.otlp.decompress import CorruptBody, TooLarge, UnsupportedEncoding, decoder_for
 
@@ -160,6 +164,42 @@ def test_mark_changed_on_a_batch_never_parsed_keeps_its_content():
     batch.mark_changed()
     assert batch.item_count == 2
     assert count_spans(ExportTraceServiceRequest.FromString(batch.wire())) == 2
+
+
+# -- the Batch protocol ----------------------------------------------------------------------
+def metrics_request(points: list[int]) -> ExportMetricsServiceRequest:
+    """One gauge, one sum and one histogram per entry of `points`, each with that many data points."""
+    request = ExportMetricsServiceRequest()
+    scope = request.resource_metrics.add().scope_metrics.add()
+    for i, count in enumerate(points):
+        gauge, total, histogram = scope.metrics.add(name=f"g{i}"), scope.metrics.add(name=f"s{i}"), \
+            scope.metrics.add(name=f"h{i}")
+        for k in range(count):
+            gauge.gauge.data_points.add(as_int=k)
+            total.sum.data_points.add(as_double=k)
+            histogram.histogram.data_points.add(count=k)
+    scope.metrics.add(name="no data")  # a metric with no data field counts nothing
+    return request
+
+
+def test_every_batch_type_counts_its_items_and_clones_with_its_receive_time():
+    traces = Traces.from_wire(make_request([[2, 3], [1]]).SerializeToString(), received_at=5.0)
+    metrics = Metrics.from_wire(metrics_request([2, 1]).SerializeToString(), received_at=6.0)
+    events = Events([{"kind": "a"}, {"kind": "b"}], received_at=7.0)
+    for batch, items in ((traces, 6), (metrics, 9), (events, 2)):
+        assert isinstance(batch, Batch)
+        copy = batch.clone()
+        assert copy is not batch and type(copy) is type(batch)
+        assert (batch.item_count, copy.item_count) == (items, items)
+        assert copy.received_at == batch.received_at
+
+
+def test_a_merged_batch_counts_every_item_and_keeps_the_earliest_receive_time():
+    batches = [Metrics.from_wire(metrics_request([n]).SerializeToString(), received_at=t)
+               for n, t in ((1, 9.0), (2, 4.0))]
+    merged = Metrics.merge(batches)
+    assert merged.item_count == 9 == Metrics.from_wire(merged.wire()).item_count
+    assert merged.received_at == 4.0
 
 
 # -- bounded decompression -------------------------------------------------------------------
