@@ -11,6 +11,11 @@ that need one: `tokens: [{token: ..., role: operator, subject: oncall}]`. The si
 (`token:`, a string in `tokens:`, the lines of `filename`) take the top-level `role`. A
 token with no subject is named by where it was configured (`bearertokenauth[tokens.1]`),
 never by its value. Tokens are compared in constant time and never logged.
+
+An empty token in `tokens` (`{token: "${env:AGENTDBG_DEBUG_TOKEN:-}"}` with the variable
+unset) passes `validate`, so a config can be checked without its secrets, but the extension
+refuses to start, naming the entry: nobody could present that token, and an operator who wrote
+it expects it to work.
 """
 from __future__ import annotations
 
@@ -45,9 +50,12 @@ class BearerTokenAuthConfig(StrictConfig):
             raise ValueError("set token, tokens or filename")
         if self.filename and not Path(self.filename).is_file():
             raise ValueError(f"filename {self.filename!r} does not exist")
-        if any(isinstance(entry, TokenEntry) and not entry.token for entry in self.tokens):
-            raise ValueError("an entry of tokens has an empty token")
         return self
+
+    def empty_entries(self) -> list[int]:
+        """The positions in `tokens` whose token is empty (an unset environment variable)."""
+        return [number for number, entry in enumerate(self.tokens)
+                if not (entry.token if isinstance(entry, TokenEntry) else entry)]
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,13 @@ class BearerTokenAuth(Component):
         self._configured = self._from_config()
         self._file_state: tuple[float, list[_Known]] = (-1.0, [])
 
+    async def start(self, host: object = None) -> None:
+        empty = self.config.empty_entries()
+        if empty:
+            where = ", ".join(f"extensions::{self.id}::tokens::{number}" for number in empty)
+            raise ValueError(f"{where}: the token is empty (is the environment variable it reads unset?); "
+                             "refusing to start with a token nobody can present")
+
     def _known(self, secret: str, where: str, role: Role | None, subject: str = "") -> _Known:
         name = subject or f"{self.id}[{where}]"
         return _Known(secret.encode(), Principal(name, role, method=str(self.id)))
@@ -73,9 +88,9 @@ class BearerTokenAuth(Component):
         for number, entry in enumerate(config.tokens):
             if isinstance(entry, TokenEntry):
                 known.append(self._known(entry.token, f"tokens.{number}", entry.role, entry.subject))
-            elif entry:
+            else:
                 known.append(self._known(entry, f"tokens.{number}", config.role))
-        return known
+        return [entry for entry in known if entry.secret]  # empty ones: start() refuses them
 
     def _file_tokens(self) -> list[_Known]:
         if not self.config.filename:

@@ -16,6 +16,10 @@ with per-pipeline and per-component status as otelcol's health check v2 reports 
   whose destination is failing and is being retried) once it has lasted
   `recovery_duration` (`include_recoverable_errors`). It is healthy again as soon as the
   component reports StatusOK (the exporter's next send succeeds).
+- `auth.authenticator` (an oidc or bearertokenauth extension) makes both paths need the
+  `viewer` role (401/403 otherwise, 503 while the authenticator is not running); a path listed
+  in `auth.public` (say `/`, for a load balancer's liveness probe) stays open. Without an
+  authenticator (the default, so `make run` and probes stay simple) both are open.
 """
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field, model_validator
 
 from pipeline import status
+from pipeline.auth import PUBLIC, Authenticator, Needs, Role, Route, RouteTable, http_middleware
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
 from pipeline.config.units import Duration
 from pipeline.host import Host
@@ -45,11 +51,30 @@ class ComponentHealthConfig(StrictConfig):
                                  self.recovery_duration)
 
 
+class HealthAuthConfig(StrictConfig):
+    authenticator: str = ""  # an oidc or bearertokenauth extension; both paths then need `viewer`
+    public: list[str] = Field(default_factory=list)  # paths answered without credentials (liveness)
+
+
 class HealthCheckConfig(StrictConfig):
     endpoint: Endpoint = "localhost:13133"
     path: str = "/"
     status_path: str = "/status"
     component_health: ComponentHealthConfig = ComponentHealthConfig()
+    auth: HealthAuthConfig = HealthAuthConfig()
+
+    @model_validator(mode="after")
+    def _public_paths_are_served(self) -> "HealthCheckConfig":
+        unknown = [path for path in self.auth.public if path not in (self.path, self.status_path)]
+        if unknown:
+            raise ValueError(f"auth::public {unknown} must name path {self.path!r} or status_path "
+                             f"{self.status_path!r}")
+        return self
+
+    def routes(self) -> RouteTable:
+        """The role of each route: `viewer`, or public when listed in `auth.public`."""
+        return RouteTable(Route("GET", path, PUBLIC if path in self.auth.public else Role.VIEWER)
+                          for path in dict.fromkeys([self.path, self.status_path]) if path)
 
 
 def health_body(host: Host) -> dict[str, str]:
@@ -66,11 +91,12 @@ class HealthCheck(Component):
         super().__init__(settings)
         self.config = config
         self.rule = config.component_health.rule()
+        self.table = config.routes()
         self.registry = status.registry
         self.server: HttpServer | None = None
 
     async def start(self, host: Host) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[http_middleware(lambda: self._authenticator(host), self._needs)])
         app.router.add_get(self.config.path, lambda request: self._health(host, request))
         if self.config.status_path and self.config.status_path != self.config.path:
             app.router.add_get(self.config.status_path, lambda request: self._status(host, request))
@@ -80,6 +106,17 @@ class HealthCheck(Component):
     async def shutdown(self, deadline: float | None = None) -> None:
         if self.server:
             await self.server.stop()
+
+    def _needs(self, request: web.Request) -> Needs:
+        return self.table.needs(request.method, request.path)
+
+    def _authenticator(self, host: Host) -> Authenticator | None:
+        if not self.config.auth.authenticator:
+            return None
+        try:
+            return host.authenticator(self.config.auth.authenticator)
+        except ValueError as exc:  # fail closed while it is not running
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
 
     def _healthy(self, host: Host) -> bool:
         return host.ready and self.registry.healthy(self.rule)

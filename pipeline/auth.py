@@ -20,6 +20,8 @@ telemetry to an OTLP receiver).
 from __future__ import annotations
 
 import enum
+import hmac
+import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
@@ -56,6 +58,9 @@ class Principal:
     role: Role | None = None
     method: str = ""  # the authenticator's id, e.g. "oidc" or "bearertokenauth/agents"
     groups: tuple[str, ...] = field(default=())
+    # A shared credential (the debug API's or the explorer's `auth.token`): it proves the role,
+    # not the person, so an action still asks the body who is acting (`requested_by`).
+    shared: bool = False
 
     @property
     def roles(self) -> frozenset[Role]:
@@ -122,8 +127,14 @@ def credentials(headers: Mapping[str, str], header: str, scheme: str) -> str:
     return rest.strip()
 
 
-# Where `http_middleware` leaves the principal on the request (a typed key where aiohttp has them).
-PRINCIPAL = web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "principal"
+# Where `http_middleware` leaves the principal on the request (read it with `principal_of`).
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def principal_of(request: web.Request) -> Principal | None:
+    """The principal `http_middleware` established for `request`, if any."""
+    found = request.get(PRINCIPAL)
+    return found if isinstance(found, Principal) else None
 
 
 class Forbidden(Exception):
@@ -148,19 +159,81 @@ async def authorize(authenticator: Authenticator, headers: Mapping[str, str], re
 Middleware = Callable[..., Awaitable[web.StreamResponse]]
 
 
+class Public(enum.Enum):
+    """A route anyone may call without credentials (a liveness probe the user made public, UI assets)."""
+
+    PUBLIC = "public"
+
+
+PUBLIC = Public.PUBLIC
+Needs = Role | Public  # what a route declares: a role, or that it is public
+
+
+@dataclass(frozen=True)
+class Route:
+    """One line of a surface's route table: `method` and `pattern` (aiohttp's `{name}` for one
+    path segment, `{name:.+}` for the rest) and the role it needs."""
+
+    method: str
+    pattern: str
+    needs: Needs
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method == method or (self.method == "GET" and method == "HEAD")) and \
+            _pattern_regex(self.pattern).fullmatch(path) is not None
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", pattern)
+    regex = "".join((".+" if ":" in part else "[^/]+") if part.startswith("{") else re.escape(part)
+                    for part in parts)
+    return re.compile(regex)
+
+
+class RouteTable:
+    """A surface's declared routes → roles. A request no line matches needs `admin` (fail
+    closed: a route someone adds without declaring its role is not opened by accident)."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = tuple(routes)
+
+    def needs(self, method: str, path: str) -> Needs:
+        return next((route.needs for route in self.routes if route.matches(method, path)), Role.ADMIN)
+
+    def declared(self, method: str, path: str) -> bool:
+        return any(route.matches(method, path) for route in self.routes)
+
+
+class StaticToken:
+    """The simple option of the debug API and the explorer (`auth.token`): one shared token whose
+    holder is `subject` with `role` (admin: it is the one credential of that surface)."""
+
+    def __init__(self, token: str, subject: str, role: Role = Role.ADMIN) -> None:
+        self._expected = token.encode()
+        self.principal = Principal(subject, role, method="token", shared=True)
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        given = credentials(headers, "Authorization", "Bearer").encode()
+        if not hmac.compare_digest(given, self._expected):
+            raise Unauthenticated("the token is not the configured token")
+        return self.principal
+
+
 def http_middleware(authenticator_of: Callable[[], Authenticator | None],
-                    required_role: Callable[[web.Request], Role | None]) -> Middleware:
+                    required_role: Callable[[web.Request], Needs | None]) -> Middleware:
     """aiohttp middleware: 401 (with the challenge) / 403 unless the caller may make the request.
 
     `authenticator_of` is asked on every request (an extension is replaced on reload); when it
-    gives None the request passes unchecked. The principal is left in `request[PRINCIPAL]`."""
+    gives None the request passes unchecked, and so does a route that `required_role` says is
+    `PUBLIC`. The principal is left in `request[PRINCIPAL]`."""
 
     @web.middleware
     async def check(request: web.Request, handler):
         authenticator = authenticator_of()
-        if authenticator is not None:
+        needs = required_role(request) if authenticator is not None else PUBLIC
+        if needs is not PUBLIC and authenticator is not None:
             try:
-                request[PRINCIPAL] = await authorize(authenticator, request.headers, required_role(request))
+                request[PRINCIPAL] = await authorize(authenticator, request.headers, needs)  # type: ignore[arg-type]  # not PUBLIC here
             except Unauthenticated as exc:
                 raise web.HTTPUnauthorized(text=f"401 unauthenticated: {exc.reason}",
                                            headers={"WWW-Authenticate": exc.challenge}) from None

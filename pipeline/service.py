@@ -15,6 +15,9 @@ import logging
 import signal
 import time
 
+from aiohttp import web
+
+from pipeline.auth import Authenticator
 from pipeline.config.endpoints import bind_failure
 from pipeline.config.loader import load_with_origins
 from pipeline.config.resolve import ResolvedConfig, resolve
@@ -52,7 +55,7 @@ class Service:
         telemetry = self.config.service.telemetry
         logs.setup(telemetry.logs.level, telemetry.logs.encoding)
         if telemetry.metrics.level != "none":
-            server = MetricsServer(telemetry.metrics.address)
+            server = MetricsServer(telemetry.metrics.address, self._metrics_authenticator)
             try:
                 await server.start()
             except BindError as exc:
@@ -61,6 +64,7 @@ class Service:
             self._metrics_server = server
         self.graph = Graph(self.config)
         self.host.describe_graph = lambda: self.graph.describe() if self.graph else {}
+        self.host.reload = self.reload
         status_registry.track(status_keys(self.graph))
         if not await self._start_graph():
             return 1
@@ -72,6 +76,16 @@ class Service:
                  extra={"kv": {"pipelines": ",".join(p.name for p in self.config.pipelines)}})
         await self._stop.wait()
         return await self._shutdown()
+
+    def _metrics_authenticator(self) -> Authenticator | None:
+        """The authenticator `/metrics` needs now (the config may have been reloaded)."""
+        name = self.config.service.telemetry.metrics.auth.authenticator
+        if not name:
+            return None
+        try:
+            return self.host.authenticator(name)
+        except ValueError as exc:  # fail closed while it is not running (before start, during a reload)
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
 
     async def _start_graph(self) -> bool:
         """Start the graph; a component that cannot start (port taken, directory locked) is

@@ -21,9 +21,16 @@ class LogsConfig(StrictConfig):
     encoding: Literal["console", "json"] = "console"
 
 
+class MetricsAuthConfig(StrictConfig):
+    # An oidc or bearertokenauth extension: scraping /metrics then needs the `viewer` role.
+    # Unset (the default), /metrics is open, so a local Prometheus scrapes `make run` as it is.
+    authenticator: str = ""
+
+
 class MetricsConfig(StrictConfig):
     level: Literal["none", "basic", "normal", "detailed"] = "normal"
     address: Endpoint = "127.0.0.1:8888"
+    auth: MetricsAuthConfig = MetricsAuthConfig()
 
 
 class TelemetryConfig(StrictConfig):

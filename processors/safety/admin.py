@@ -6,10 +6,12 @@
 Body `{"requested_by": "<who>", "reason": "<why>"}` (`reason` optional). Each action is a
 decision like any other (exported, audited, in `/debug/decisions`) with `requested_by`.
 An `Idempotency-Key` header makes a retried request decide nothing new. The debug API
-answers 403 to any of them unless it has an `auth.token`, and 401 without that token.
-When the debug API establishes who is calling (a `pipeline.auth.Principal` in
-`request["principal"]`), that principal is who asked (the body's `requested_by` is then
-optional) and it needs the `operator` role.
+answers 403 to any of them unless it has an `auth.token` or `auth.authenticator`, 401 without
+valid credentials, 403 for a role weaker than `operator` (its route table), and records each
+one in the audit trail (who, role, peer address, outcome, the decision ids). When the debug API
+establishes who is calling (a `pipeline.auth.Principal`, `pipeline.auth.principal_of`), that
+principal is who asked (the body's `requested_by` is then optional) and it needs the
+`operator` role; a shared token (`auth.token`) proves the role only, so the body names who asks.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.auth import Principal, Role
+from pipeline.auth import Role, principal_of
 
 ROUTES = {"breakers": "reset", "throttles": "lift"}
 
@@ -59,8 +61,8 @@ async def parse(request: web.Request) -> AdminAction:
 
 
 def requested_by(request: web.Request, body: AdminRequest) -> str:
-    principal = request.get("principal")
-    if isinstance(principal, Principal):
+    principal = principal_of(request)
+    if principal is not None and not principal.shared:
         if not principal.allows(Role.OPERATOR):
             raise web.HTTPForbidden(text=f"{principal.subject} may not change the safety state: that needs the "
                                          f"operator role (has {principal.role.value if principal.role else 'none'})")

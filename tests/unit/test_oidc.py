@@ -235,8 +235,10 @@ async def test_bearer_tokens_carry_their_role_and_subject_and_keep_the_simple_fo
     with pytest.raises(Unauthenticated) as error:
         await auth.authenticate(bearer("wrong"))
     assert "wrong" not in str(error.value)
-    with pytest.raises(ValidationError, match="empty token"):
-        BearerTokenAuthConfig.model_validate({"tokens": [{"token": ""}]})
+    # An empty token (an unset ${env:...}) validates but refuses to start, naming the entry.
+    empty = BearerTokenAuthConfig.model_validate({"tokens": ["ok", {"token": "", "role": "admin"}]})
+    with pytest.raises(ValueError, match="extensions::bearertokenauth::tokens::1: the token is empty"):
+        await BearerTokenAuth(Settings.make(Kind.EXTENSION, ComponentID("bearertokenauth")), empty).start()
 
 
 class Sleeps:

@@ -6,14 +6,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from pipeline.auth import Principal, Role
+from pipeline.auth import PRINCIPAL, Principal, Role
 from processors.safety.admin import AdminRequest, requested_by
 
 
 def request(principal: Principal | None = None) -> web.Request:
     made = make_mocked_request("POST", "/debug/breakers/database/reset")
     if principal is not None:
-        made["principal"] = principal
+        made[PRINCIPAL] = principal
     return made
 
 
