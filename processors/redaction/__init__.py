@@ -32,9 +32,15 @@ What it promises:
 - Not covered: bytes values, secrets split by a JSON escape inside them (`sk-\\u0061...`),
   and formats no detector or `blocked_values` pattern describes.
 
-Modules: `detectors` (the rules), `config`, `scanner` (one string), `processor` (the batch walk).
+Modules: `detectors` (the rules), `config`, `scanner` (one string), `processor` (the batch walk);
+the factory is here.
 """
+from pipeline.component import Factory, Kind, Signal
 from processors.redaction.config import RedactionConfig
-from processors.redaction.processor import RedactionProcessor, factory
+from processors.redaction.processor import RedactionProcessor
+
+factory = Factory("redaction", Kind.PROCESSOR, RedactionConfig, RedactionProcessor,
+                  signals=frozenset({Signal.TRACES}),
+                  description="mask or hash secrets and personal data in attribute values before anything is stored")
 
 __all__ = ["RedactionConfig", "RedactionProcessor", "factory"]

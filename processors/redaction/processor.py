@@ -3,7 +3,7 @@
 API keys and tokens, card numbers, IBANs (and, switched on, emails and phone numbers) in span,
 event, link, scope and resource attribute values, status messages and GenAI messages inside
 JSON strings; otelcol's key rules besides. This module: the batch walk over the OTLP
-messages, in place, and the factory (see the package docstring for what it promises).
+messages, in place (the package holds the factory and says what it promises).
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal
-from pipeline.telemetry import metrics
+from pipeline.component import Consumer, Processor, Settings
 from pipeline.pdata.traces import Traces
+from pipeline.telemetry import metrics
 from processors.redaction.config import RedactionConfig
 from processors.redaction.locate import Hits, ResourcePlan, plan
 from processors.redaction.scanner import BLOCKED_KEYS, NOT_ALLOWED, Scanner
@@ -195,8 +195,3 @@ def _as_text(value: Any) -> str:
 
 def _combined(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
-
-
-factory = Factory("redaction", Kind.PROCESSOR, RedactionConfig, RedactionProcessor,
-                  signals=frozenset({Signal.TRACES}),
-                  description="mask or hash secrets and personal data in attribute values before anything is stored")
