@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 
 from pipeline.component import Kind
@@ -85,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "components":
         return _components(args.markdown)
-    if args.command in ("query", "sessions", "session", "triggers", "decisions", "forget"):
-        from pipeline.registry import command
-
-        args.config = args.config or [DEFAULT_CONFIG]
-        return command(args.command)(args)
     sources = args.config or [DEFAULT_CONFIG]
     from pipeline.service import load_config
 
+    if args.command not in ("run", "validate"):  # pipeline/commands/: resolved config, read once if needed
+        from pipeline.commands import run
+
+        args.config = sources
+        return run(args.command, args, functools.cache(lambda: load_config(sources)))
     try:
         config = load_config(sources)
     except ConfigErrors as exc:

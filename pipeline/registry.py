@@ -1,8 +1,11 @@
-"""The one place that lists the concrete component types the daemon knows."""
+"""The one place that lists the concrete component types the daemon knows.
+
+Factories only: the terminal commands (`query`, `sessions` ...) are not components and live in
+pipeline/commands/, dispatched by pipeline/cli.py.
+"""
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Callable
 
 from pipeline.component import Factory, Kind
 
@@ -48,15 +51,3 @@ def factories() -> dict[Kind, dict[str, Factory]]:
         table[factory.kind][factory.type] = factory
     return table
 
-
-def command(name: str) -> Callable[[Any], int]:
-    """CLI commands that live beside their components, imported only when they run."""
-    from extensions.explorer.cli import COMMANDS, main as explorer_command, query_through_api
-
-    if name == "query":  # the daemon's explorer API, or (no explorer, --path, --snapshot) the directory
-        from exporters.chdb_query import main as query_directory
-
-        return lambda args: explorer_command("query", args) if query_through_api(args) else query_directory(args)
-    if name in COMMANDS:
-        return lambda args: explorer_command(name, args)
-    raise KeyError(f"unknown command {name!r}")

@@ -1,8 +1,10 @@
 """`agentdbg query "SELECT ..."`: run SQL on a `chdb` exporter's data directory and print the result.
 
+(When the daemon runs its explorer, `query` asks it instead: explorer.py, `query_through_api`.)
 The directory is the `path` of the first `chdb` exporter in the config (`--config`, default
 config/default.yaml, `${env:...}` expanded as the daemon does; a relative path is relative to
-the current directory, as it is for the daemon), or `--path DIR`. It is opened read-only
+the current directory, as it is for the daemon), or `--path DIR`. The lock helpers are the
+embedded engine's own (pipeline/chdb_engine.py), so the daemon and this command agree on them. It is opened read-only
 (chDB `mode=ro`: writes and DDL are refused).
 
 chDB cannot open a directory that another process has open — not even read-only: the engine
@@ -21,9 +23,13 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Callable
 
-from exporters.chdb import LOCK_NAME, DirectoryInUse, lock_directory, unlock_directory
+from pipeline.chdb_engine import LOCK_NAME, DirectoryInUse, lock_directory, unlock_directory
+from pipeline.component import Kind
+
+if TYPE_CHECKING:
+    from pipeline.config.resolve import ResolvedConfig
 
 FORMATS = {
     "table": ("PrettyCompactMonoBlock", {"output_format_pretty_color": "0"}),
@@ -39,12 +45,8 @@ class QueryError(Exception):
     pass
 
 
-def path_from_config(sources: list[str]) -> str:
-    """The `path` of the first `chdb` exporter in the config files."""
-    from pipeline.component import Kind
-    from pipeline.service import load_config
-
-    config = load_config(sources)
+def path_from_config(config: ResolvedConfig, sources: list[str]) -> str:
+    """The `path` of the first `chdb` exporter in the resolved config (read from `sources`)."""
     for cid, component in sorted(config.section(Kind.EXPORTER).items()):
         if cid.type == "chdb":
             return str(component.config.path)  # type: ignore[attr-defined]
@@ -119,10 +121,10 @@ def snapshot_directory(source: str, target: str) -> None:
                     ignore_dangling_symlinks=True, dirs_exist_ok=False)
 
 
-def main(args: Any) -> int:
-    """Entry point for `agentdbg query` (arguments parsed by pipeline/cli.py)."""
+def main(args: Any, config: Callable[[], ResolvedConfig]) -> int:
+    """`agentdbg query` on the directory (arguments parsed, config loader given, by pipeline/cli.py)."""
     try:
-        path = args.path or path_from_config(args.config)
+        path = args.path or path_from_config(config(), args.config)
         run_query(args.sql, path, args.format, args.snapshot)
     except QueryError as exc:
         print(f"agentdbg query: {exc}", file=sys.stderr)

@@ -9,7 +9,10 @@ process per directory, and that is the daemon.
 `query` goes through the API when `--url` or `$AGENTDBG_URL` is given, or the config runs the
 explorer (it is in `service::extensions`); the statement then runs read-only in the daemon's
 engine. Otherwise, and with `--path` / `--snapshot`, it reads the directory itself as before
-(exporters/chdb_query.py: the daemon must be stopped, or `--snapshot` copies the directory).
+(query.py: the daemon must be stopped, or `--snapshot` copies the directory).
+
+The config (for the explorer's endpoint) comes from pipeline/cli.py as a loader, read only when
+no address is given; an unreadable config then just gives no address.
 """
 from __future__ import annotations
 
@@ -19,9 +22,18 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
+
+from pipeline.component import Kind
+from pipeline.netaddr import split_host_port
+
+if TYPE_CHECKING:
+    from pipeline.config.resolve import ResolvedConfig
+
+ConfigLoader = Callable[[], "ResolvedConfig"]
 
 DEFAULT_URL = "http://localhost:10207"
 
@@ -32,14 +44,10 @@ class ApiError(Exception):
 
 # -- where the explorer is -----------------------------------------------------------------------
 
-def explorer_from_config(sources: list[str]) -> tuple[str | None, bool]:
+def explorer_from_config(load: ConfigLoader) -> tuple[str | None, bool]:
     """(the explorer's URL in the config or None, whether the config runs it)."""
-    from pipeline.component import Kind
-    from pipeline.netaddr import split_host_port
-    from pipeline.service import load_config
-
     try:
-        config = load_config(sources)
+        config = load()
     except Exception:  # noqa: BLE001 - an unreadable config just gives no address
         return None, False
     for cid, component in config.section(Kind.EXTENSION).items():
@@ -50,12 +58,12 @@ def explorer_from_config(sources: list[str]) -> tuple[str | None, bool]:
     return None, False
 
 
-def resolve_url(args: Any) -> str:
+def resolve_url(args: Any, config: ConfigLoader) -> str:
     if getattr(args, "url", None):
         return args.url.rstrip("/")
     if os.environ.get("AGENTDBG_URL"):
         return os.environ["AGENTDBG_URL"].rstrip("/")
-    found, _ = explorer_from_config(args.config)
+    found, _ = explorer_from_config(config)
     return (found or DEFAULT_URL).rstrip("/")
 
 
@@ -86,8 +94,18 @@ def request(url: str, token: str, path: str, params: dict[str, Any] | None = Non
                        "extension? Pass --url or set AGENTDBG_URL") from None
 
 
-def get_json(args: Any, path: str, params: dict[str, Any] | None = None) -> Any:
-    return orjson.loads(request(resolve_url(args), _token(args), path, params))
+@dataclass(frozen=True)
+class Api:
+    """The explorer one command talks to."""
+
+    url: str
+    token: str
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return orjson.loads(request(self.url, self.token, path, params))
+
+    def post(self, path: str, body: dict[str, Any]) -> bytes:
+        return request(self.url, self.token, path, body=body)
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -126,11 +144,11 @@ def subject(value: Any) -> str:
 
 # -- commands ------------------------------------------------------------------------------------
 
-def sessions(args: Any, out: Any) -> None:
+def sessions(api: Api, args: Any, out: Any) -> None:
     params = {"service": args.service, "agent": args.agent, "since": args.since, "until": args.until,
               "errors": "1" if args.errors else "", "min_cost": args.min_cost,
               "has_trigger": "1" if args.has_trigger else "", "limit": args.limit}
-    rows = get_json(args, "/api/sessions", params)["sessions"]
+    rows = api.get("/api/sessions", params)["sessions"]
     if args.json:
         out.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -141,8 +159,8 @@ def sessions(args: Any, out: Any) -> None:
             str(r["triggers"])] for r in rows], out)
 
 
-def session(args: Any, out: Any) -> None:
-    data = get_json(args, f"/api/sessions/{urllib.parse.quote(args.id, safe='')}")
+def session(api: Api, args: Any, out: Any) -> None:
+    data = api.get(f"/api/sessions/{urllib.parse.quote(args.id, safe='')}")
     if args.json:
         out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -179,8 +197,8 @@ def tree_lines(spans: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def triggers(args: Any, out: Any) -> None:
-    events = get_json(args, "/api/triggers", {"kind": args.kind, "limit": args.limit})["triggers"]
+def triggers(api: Api, args: Any, out: Any) -> None:
+    events = api.get("/api/triggers", {"kind": args.kind, "limit": args.limit})["triggers"]
     if args.json:
         out.write(orjson.dumps(events, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -191,8 +209,8 @@ def triggers(args: Any, out: Any) -> None:
             e.get("message", "")] for e in events], out)
 
 
-def decisions(args: Any, out: Any) -> None:
-    decided = get_json(args, "/api/decisions", {"limit": args.limit})["decisions"]
+def decisions(api: Api, args: Any, out: Any) -> None:
+    decided = api.get("/api/decisions", {"limit": args.limit})["decisions"]
     if args.json:
         out.write(orjson.dumps(decided, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -204,15 +222,15 @@ def decisions(args: Any, out: Any) -> None:
             d.get("reason", "")] for d in decided], out)
 
 
-def query(args: Any, out: Any) -> None:
-    data = request(resolve_url(args), _token(args), "/api/query", body={"sql": args.sql, "format": args.format})
+def query(api: Api, args: Any, out: Any) -> None:
+    data = api.post("/api/query", {"sql": args.sql, "format": args.format})
     out.write(data.decode())
     if data and not data.endswith(b"\n"):
         out.write("\n")
     out.flush()
 
 
-def query_through_api(args: Any) -> bool:
+def query_through_api(args: Any, config: ConfigLoader) -> bool:
     """Whether `agentdbg query` asks the daemon (see the module's docstring).
 
     Asked for an address (`--url`, `$AGENTDBG_URL`): always. Otherwise only when the config runs
@@ -222,7 +240,7 @@ def query_through_api(args: Any) -> bool:
         return False
     if args.url or os.environ.get("AGENTDBG_URL"):
         return True
-    url, runs = explorer_from_config(args.config)
+    url, runs = explorer_from_config(config)
     return runs and url is not None and _listening(url)
 
 
@@ -235,11 +253,11 @@ def _listening(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def forget(args: Any, out: Any) -> None:
+def forget(api: Api, args: Any, out: Any) -> None:
     """Erase a session's or a user's data in the daemon (POST /api/forget, admin token)."""
     body = {"session": args.session} if args.session else {"user": args.user}
     body["requested_by"] = os.environ.get("USER", "")
-    done = orjson.loads(request(resolve_url(args), _token(args), "/api/forget", body=body))
+    done = orjson.loads(api.post("/api/forget", body))
     if args.json:
         out.write(orjson.dumps(done, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -248,15 +266,15 @@ def forget(args: Any, out: Any) -> None:
           f"audit record {done['id']}", file=out)
 
 
-COMMANDS: dict[str, Callable[[Any, Any], None]] = {
+COMMANDS: dict[str, Callable[[Api, Any, Any], None]] = {
     "sessions": sessions, "session": session, "triggers": triggers, "decisions": decisions, "query": query,
     "forget": forget}
 
 
-def main(name: str, args: Any) -> int:
-    """Entry point of the commands (arguments parsed by pipeline/cli.py)."""
+def main(name: str, args: Any, config: ConfigLoader) -> int:
+    """Entry point of the commands (arguments parsed, config loader given, by pipeline/cli.py)."""
     try:
-        COMMANDS[name](args, sys.stdout)
+        COMMANDS[name](Api(resolve_url(args, config), _token(args)), args, sys.stdout)
     except ApiError as exc:
         print(f"agentdbg {name}: {exc}", file=sys.stderr)
         return 1
