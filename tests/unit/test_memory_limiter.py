@@ -91,6 +91,30 @@ def test_refuses_retryably_above_the_soft_limit_and_accepts_again_below() -> Non
     assert len(sink.batches) == 1
 
 
+def test_a_burst_between_ticks_is_refused_once_the_last_reading_is_100_ms_old() -> None:
+    """The tick is `check_interval` (10 s here) apart; usage crosses the soft limit just after
+    one. A batch within 100 ms of that reading passes (the reading is fresh); one 150 ms after it
+    re-reads usage and is refused, long before the next tick."""
+    from dataclasses import replace
+
+    from pipeline.clock import ManualClock
+
+    clock = ManualClock()
+    usage = [300 * MIB]
+    config = MemoryLimiterConfig(check_interval=10, limit_mib=450, spike_limit_mib=64)
+    sink = Sink()
+    settings = replace(Settings.make(Kind.PROCESSOR, ComponentID("memory_limiter"), Signal.TRACES), clock=clock)
+    limiter = MemoryLimiter(settings, config, sink, read_usage=lambda: usage[0], release_pages=lambda: None)
+    limiter.check()
+    usage[0] = 420 * MIB
+    asyncio.run(limiter.consume(Batch()))
+    assert len(sink.batches) == 1
+    asyncio.run(clock.advance(0.15))
+    with pytest.raises(Refused):
+        asyncio.run(limiter.consume(Batch()))
+    assert len(sink.batches) == 1 and limiter.refusing
+
+
 ENGINE_PROBE = """
 import json, sys
 from exporters.chdb import _connect
