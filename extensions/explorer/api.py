@@ -13,7 +13,9 @@
 | `GET /api/safety` | the latest decision per breaker, throttle, canary and alert target, and the debug API's address |
 | `POST /api/query` | `{"sql": ..., "format": "table"|"csv"|"json"}`: one read-only statement, the engine's output |
 
-A bad parameter is a 400 naming it; a store failure a 502 with the engine's message; with
+A bad parameter is a 400 naming it; a store failure a 502 with the engine's message; a store
+with too many reads running and queued a 503 with Retry-After (store.py `ReadGate`). The sessions
+list says `truncated` when more sessions matched than it answers. With
 `auth.token` set, a request without the bearer token is a 401.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from aiohttp import web
 from extensions.explorer import queries as Q
 from extensions.explorer.config import ExplorerConfig
 from extensions.explorer.forget import Forget
-from extensions.explorer.store import Store, StoreError
+from extensions.explorer.store import Store, StoreBusy, StoreError
 
 STATIC = Path(__file__).resolve().parent / "static"
 QUERY_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSONEachRow"}
@@ -100,8 +102,8 @@ class ExplorerApp:
             until_ns=_time_ns(query["until"], "until") if query.get("until") else Q.MAX_NS,
             errors=_flag(query.get("errors", "")), min_cost=_number(query.get("min_cost") or "0", "min_cost"),
             has_trigger=_flag(query.get("has_trigger", "")), limit=self._limit(request))
-        rows = await Q.sessions(self.store, self.tables, where, self.config.max_rows)
-        return web.json_response({"sessions": rows})
+        rows, truncated = await Q.sessions(self.store, self.tables, where, self.config.max_rows)
+        return web.json_response({"sessions": rows, "truncated": truncated})
 
     async def session(self, request: web.Request) -> web.Response:
         found = await Q.session(self.store, self.tables, request.match_info["id"], 100_000)
@@ -170,6 +172,8 @@ class ExplorerApp:
             return await handler(request)
         except BadParameter as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
+        except StoreBusy as exc:  # refused before it queued: the caller asks again later
+            raise web.HTTPServiceUnavailable(text=str(exc), headers={"Retry-After": f"{exc.retry_after:.0f}"}) from None
         except StoreError as exc:
             status = web.HTTPForbidden if "READONLY" in str(exc) else web.HTTPBadGateway
             raise status(text=f"the store refused the query: {exc}") from None

@@ -9,6 +9,17 @@ a session id is its own session (its trace id), as the processor does for AgentO
 
 Table names come from the config (quoted here); every value from a request is a bound
 parameter.
+
+What each view reads (none scans the spans table's Map columns for the whole store):
+- the sessions list: the per-session summary kept at insert time (pipeline/clickhouse/sessions.py),
+  its rows merged per session with `GROUP BY` (no `FINAL`), newest last activity first. A row
+  counted under a trace id (spans that came before the trace's session key) is folded into the
+  session the session → trace lookup names for that trace. Totals are the whole session's; the
+  `since`/`until` window selects the sessions active in it;
+- a session: its trace ids and time range from the session → trace lookup (primary key), then
+  those traces' spans by the spans table's `TraceId` bloom filter within that range;
+- the live tail: the newest span start times first (one narrow column), then only the spans at
+  or after the n-th newest, with their attributes.
 """
 from __future__ import annotations
 
@@ -18,15 +29,10 @@ from typing import Any
 import orjson
 
 from extensions.explorer.store import Store, StoreError
+from pipeline.clickhouse.sessions import summary_tables
 
 TRIGGER_SCHEMA = "agentdbg.trigger/v1"
 DECISION_SCHEMA = "agentdbg.decision/v1"
-# A trace's session, in a GROUP BY TraceId: the conversation id one of its spans carries. The
-# genai processor gives the spans of a GenAI trace that arrive before the one with the session
-# key the trace id instead (or nothing, for plain spans), so those values are passed over.
-CONVERSATION = "SpanAttributes['gen_ai.conversation.id']"
-TRACE_CONVERSATION = f"anyIf({CONVERSATION}, {CONVERSATION} != '' AND {CONVERSATION} != TraceId)"
-TRACE_SESSION = "if(conversation != '', conversation, TraceId)"
 TOKENS_IN, TOKENS_OUT, COST = "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.cost"
 # The attributes a session view carries per span (the span detail has all of them).
 SPAN_KEYS = (
@@ -54,10 +60,14 @@ def quote(identifier: str) -> str:
 class Tables:
     traces: str
     events: str
+    sessions: str = ""  # the per-session summary (pipeline/clickhouse/sessions.py)
+    session_traces: str = ""  # its session → trace lookup
 
     @classmethod
     def of(cls, database: str, traces: str, events: str) -> "Tables":
-        return cls(f"{quote(database)}.{quote(traces)}", f"{quote(database)}.{quote(events)}")
+        sessions, session_traces = summary_tables(database, traces)
+        return cls(f"{quote(database)}.{quote(traces)}", f"{quote(database)}.{quote(events)}", sessions,
+                   session_traces)
 
 
 @dataclass(frozen=True)
@@ -150,13 +160,24 @@ async def _locate(store: Store, tables: Tables, trace_ids: list[str], span_ids: 
     """trace id → its session, span id → {trace_id, span_id, session}, for the ids that are stored."""
     if not trace_ids:
         return {"traces": {}, "spans": {}}
-    sql = (f"SELECT TraceId AS trace_id, {TRACE_CONVERSATION} AS conversation, {TRACE_SESSION} AS session, "
-           "arrayFilter(s -> has({spans:Array(String)}, s), groupArray(SpanId)) AS found "
-           f"FROM {tables.traces} WHERE TraceId IN {{traces:Array(String)}} GROUP BY TraceId")
-    rows = await _rows(store, sql, {"traces": trace_ids, "spans": span_ids})
-    spans = {span: {"trace_id": row["trace_id"], "span_id": span, "session": row["session"]}
-             for row in rows for span in row["found"]}
-    return {"traces": {row["trace_id"]: row["session"] for row in rows}, "spans": spans}
+    sessions = await trace_sessions(store, tables, trace_ids)
+    spans: dict[str, dict] = {}
+    if span_ids and sessions:
+        sql = (f"SELECT TraceId AS trace_id, SpanId AS span_id FROM {tables.traces} "
+               "WHERE TraceId IN {traces:Array(String)} AND SpanId IN {spans:Array(String)}")
+        for row in await _rows(store, sql, {"traces": sorted(sessions), "spans": span_ids}):
+            spans[row["span_id"]] = {**row, "session": sessions[row["trace_id"]]}
+    return {"traces": sessions, "spans": spans}
+
+
+async def trace_sessions(store: Store, tables: Tables, trace_ids: list[str]) -> dict[str, str]:
+    """trace id → its session, for the stored traces among `trace_ids` (a session its spans name
+    wins over the trace's own id)."""
+    if not trace_ids:
+        return {}
+    sql = (f"SELECT TraceId AS trace_id, argMax(Session, Session != TraceId) AS session FROM {tables.session_traces} "
+           "WHERE TraceId IN {traces:Array(String)} GROUP BY TraceId")
+    return {row["trace_id"]: row["session"] for row in await _rows(store, sql, {"traces": trace_ids})}
 
 
 async def decisions(store: Store, tables: Tables, limit: int) -> list[dict[str, Any]]:
@@ -178,57 +199,60 @@ def current_state(decided: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # -- sessions -----------------------------------------------------------------------------------
 
-async def sessions(store: Store, tables: Tables, where: SessionFilter, trigger_limit: int) -> list[dict[str, Any]]:
-    """One row per session, newest first, with the trigger events whose examples fall in it."""
+SESSION_TOTALS = """SELECT if(u.real != '', u.real, s.Session) AS session,
+    min(s.Start) AS start_ns, max(s.End) AS end_ns, sum(s.Spans) AS spans, sum(s.Errors) AS errors,
+    sum(s.TokensIn) AS tokens_in, sum(s.TokensOut) AS tokens_out, sum(s.Cost) AS cost,
+    groupUniqArrayArray(s.Services) AS services, groupUniqArrayArray(s.Agents) AS agents,
+    uniqExactMerge(s.Traces) AS traces
+FROM {sessions} AS s
+LEFT JOIN (SELECT TraceId, max(Session) AS real FROM {session_traces}
+           WHERE Session != TraceId AND TraceId IN (SELECT Session FROM {sessions} WHERE ByTrace = 1)
+           GROUP BY TraceId) AS u ON s.Session = u.TraceId
+GROUP BY session"""
+
+
+async def sessions(store: Store, tables: Tables, where: SessionFilter,
+                   trigger_limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """One row per session active in the window, newest last activity first, with the number of
+    trigger events whose example traces fall in it; and whether more than `where.limit` matched."""
     events = await documents(store, tables, TRIGGER_SCHEMA, trigger_limit)
-    by_trace: dict[str, set[str]] = {}
+    located = await trace_sessions(store, tables, sorted({t for event in events for t in _examples(event)[0]}))
+    fired: dict[str, set[str]] = {}
     for event in events:
         for trace in _examples(event)[0]:
-            by_trace.setdefault(trace, set()).add(str(event.get("id")))
-    sql = f"""SELECT {TRACE_SESSION} AS session,
-        arrayDistinct(groupArrayArray(t_services)) AS services, arrayDistinct(groupArrayArray(t_agents)) AS agents,
-        groupArray(TraceId) AS traces, sum(t_spans) AS spans, min(t_start) AS start_ns, max(t_end) AS end_ns,
-        sum(t_in) AS tokens_in, sum(t_out) AS tokens_out, sum(t_cost) AS cost, sum(t_errors) AS errors
-    FROM (
-        SELECT TraceId, {TRACE_CONVERSATION} AS conversation,
-            groupUniqArray(ServiceName) AS t_services,
-            groupUniqArrayIf(SpanAttributes['gen_ai.agent.name'],
-                             SpanAttributes['gen_ai.agent.name'] != '') AS t_agents,
-            count() AS t_spans,
-            min(toUnixTimestamp64Nano(Timestamp)) AS t_start,
-            max(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration)) AS t_end,
-            sum(toUInt64OrZero(SpanAttributes['{TOKENS_IN}'])) AS t_in,
-            sum(toUInt64OrZero(SpanAttributes['{TOKENS_OUT}'])) AS t_out,
-            sum(toFloat64OrZero(SpanAttributes['{COST}'])) AS t_cost,
-            countIf(StatusCode = 'Error') AS t_errors
-        FROM {tables.traces}
-        WHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}})
-          AND Timestamp <= fromUnixTimestamp64Nano({{until:Int64}})
-        GROUP BY TraceId)
-    GROUP BY session
-    HAVING ({{service:String}} = '' OR has(services, {{service:String}}))
+            if trace in located:
+                fired.setdefault(located[trace], set()).add(str(event.get("id")))
+    sql = f"""{SESSION_TOTALS.format(sessions=tables.sessions, session_traces=tables.session_traces)}
+    HAVING start_ns <= {{until:Int64}} AND end_ns >= {{since:Int64}}
+       AND ({{service:String}} = '' OR has(services, {{service:String}}))
        AND ({{agent:String}} = '' OR has(agents, {{agent:String}}))
        AND (NOT {{errors:Bool}} OR errors > 0)
        AND cost >= {{min_cost:Float64}}
-       AND (NOT {{has_trigger:Bool}} OR hasAny(traces, {{trigger_traces:Array(String)}}))
-    ORDER BY start_ns DESC, session
+       AND (NOT {{has_trigger:Bool}} OR has({{fired:Array(String)}}, session))
+    ORDER BY end_ns DESC, session
     LIMIT {{limit:UInt32}}"""
     params = {"since": where.since_ns, "until": min(where.until_ns, MAX_NS), "service": where.service,
               "agent": where.agent, "errors": where.errors, "min_cost": where.min_cost,
-              "has_trigger": where.has_trigger, "trigger_traces": sorted(by_trace), "limit": where.limit}
-    out = []
-    for row in await _rows(store, sql, params):
-        traces = row.pop("traces")
-        fired = set().union(*(by_trace.get(t, set()) for t in traces)) if traces else set()
-        out.append({**row, "services": sorted(row["services"]), "agents": sorted(row["agents"]),
-                    "traces": len(traces), "duration_ns": row["end_ns"] - row["start_ns"],
-                    "triggers": len(fired), "cost": round(row["cost"], 10)})
-    return out
+              "has_trigger": where.has_trigger, "fired": sorted(fired), "limit": where.limit + 1}
+    rows = await _rows(store, sql, params)
+    out = [{**row, "services": sorted(row["services"]), "agents": sorted(row["agents"]),
+            "duration_ns": row["end_ns"] - row["start_ns"], "triggers": len(fired.get(row["session"], ())),
+            "cost": round(row["cost"], 10)} for row in rows[:where.limit]]
+    return out, len(rows) > where.limit
+
+
+# The traces of session {id:String} and the first and last start of their spans (all of them:
+# a trace's spans that came before its session key are under the trace's own id).
+SESSION_TRACES = ("SELECT TraceId, min(Start) AS first, max(End) AS last FROM {session_traces} "
+                  "WHERE TraceId IN (SELECT TraceId FROM {session_traces} WHERE Session = {{id:String}}) "
+                  "GROUP BY TraceId")
 
 
 async def session(store: Store, tables: Tables, session_id: str, limit: int) -> dict[str, Any] | None:
-    """Every span of every trace of the session, in start order, with subtree totals."""
-    sql = f"""SELECT TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_id, SpanName AS name,
+    """Every span of every trace of the session, in start order, with subtree totals (the first
+    `limit` spans, and `truncated`, when there are more)."""
+    sql = f"""WITH ids AS ({SESSION_TRACES.format(session_traces=tables.session_traces)})
+    SELECT TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_id, SpanName AS name,
         SpanKind AS span_kind, ServiceName AS service, toUnixTimestamp64Nano(Timestamp) AS start_ns,
         Duration AS duration_ns, StatusCode AS status, StatusMessage AS status_message,
         mapFilter((k, v) -> has({{keys:Array(String)}}, k), SpanAttributes) AS attributes,
@@ -236,8 +260,8 @@ async def session(store: Store, tables: Tables, session_id: str, limit: int) -> 
             arrayZip(Events.Name, arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp), Events.Attributes))
             AS events
     FROM {tables.traces}
-    WHERE TraceId IN (SELECT DISTINCT TraceId FROM {tables.traces}
-                      WHERE SpanAttributes['gen_ai.conversation.id'] = {{id:String}} OR TraceId = {{id:String}})
+    WHERE TraceId IN (SELECT TraceId FROM ids)
+      AND Timestamp >= (SELECT min(first) FROM ids) AND Timestamp <= (SELECT max(last) FROM ids)
     ORDER BY start_ns, span_id
     LIMIT {{limit:UInt32}}"""
     rows = await _rows(store, sql, {"keys": list(SPAN_KEYS), "id": session_id, "limit": limit + 1})
@@ -365,8 +389,8 @@ async def span_detail(store: Store, tables: Tables, trace_id: str, span_id: str)
         arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_times, Events.Name AS event_names,
         Events.Attributes AS event_attributes, Links.TraceId AS link_trace_ids, Links.SpanId AS link_span_ids,
         Links.TraceState AS link_trace_states, Links.Attributes AS link_attributes,
-        (SELECT {TRACE_SESSION} FROM (SELECT TraceId, {TRACE_CONVERSATION} AS conversation FROM {tables.traces}
-         WHERE TraceId = {{trace:String}} GROUP BY TraceId)) AS session
+        (SELECT argMax(Session, Session != TraceId) FROM {tables.session_traces}
+         WHERE TraceId = {{trace:String}}) AS session
     FROM {tables.traces} WHERE TraceId = {{trace:String}} AND SpanId = {{span:String}} LIMIT 1"""
     rows = await _rows(store, sql, {"trace": trace_id, "span": span_id})
     if not rows:
@@ -433,16 +457,20 @@ async def graph(store: Store, tables: Tables, since_ns: int, until_ns: int, limi
 async def tail(store: Store, tables: Tables, service: str, session_id: str, since_ns: int, limit: int) -> list[dict]:
     """The newest spans (by start) of a service and/or session that started at `since_ns` or later,
     newest first; the UI polls it and shows the spans it has not seen."""
-    sql = f"""SELECT TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_id, SpanName AS name,
+    match = f"""Timestamp >= fromUnixTimestamp64Nano({{since:Int64}})
+      AND ({{service:String}} = '' OR ServiceName = {{service:String}})
+      AND ({{session:String}} = '' OR TraceId IN (SELECT TraceId FROM {tables.session_traces}
+                                                WHERE Session = {{session:String}}))"""
+    # The n-th newest start first (the Timestamp column alone), so only the spans from there on
+    # are read with their attributes, not every span since `since`.
+    sql = f"""WITH (SELECT min(t) FROM (SELECT Timestamp AS t FROM {tables.traces} WHERE {match}
+                   ORDER BY t DESC LIMIT {{limit:UInt32}})) AS cutoff
+    SELECT TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_id, SpanName AS name,
         SpanKind AS span_kind, ServiceName AS service, toUnixTimestamp64Nano(Timestamp) AS start_ns,
         Duration AS duration_ns, StatusCode AS status, StatusMessage AS status_message,
         mapFilter((k, v) -> has({{keys:Array(String)}}, k), SpanAttributes) AS attributes
     FROM {tables.traces}
-    WHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}})
-      AND ({{service:String}} = '' OR ServiceName = {{service:String}})
-      AND ({{session:String}} = '' OR TraceId IN (SELECT DISTINCT TraceId FROM {tables.traces}
-           WHERE Timestamp >= fromUnixTimestamp64Nano({{since:Int64}})
-             AND ({CONVERSATION} = {{session:String}} OR TraceId = {{session:String}})))
+    WHERE {match} AND Timestamp >= cutoff
     ORDER BY start_ns DESC, span_id LIMIT {{limit:UInt32}}"""
     keys = ["gen_ai.operation.name", "gen_ai.agent.name", "gen_ai.tool.name", "gen_ai.request.model",
             TOKENS_IN, TOKENS_OUT, COST, "gen_ai.conversation.id", "http.request.method", "http.method", "url.full",

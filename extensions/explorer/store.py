@@ -10,10 +10,24 @@ Both bind values as query parameters (`{name:Type}` placeholders, bound by the e
 no SQL text is ever built from what a user typed. Both answer rows as dicts of JSON-ready
 values (times as integer nanoseconds, maps as objects) and raise `StoreError` with the
 engine's message.
+
+Reads must not starve the writer (the exporter inserting into the same engine):
+- every read runs with bounded engine settings: one or two threads, a memory cap well under the
+  engine's (a read past it fails alone, with MEMORY_LIMIT_EXCEEDED, instead of pushing the
+  writer's inserts over the engine's total), a time limit, a result-row limit, and a lower
+  `priority` than the writer's inserts (the engine pauses a read while an insert runs). For chDB
+  they are the reader session's settings (pipeline/chdb_engine.py `READ_SETTINGS`); for a server,
+  `ClickHouseReader.SETTINGS` on every statement;
+- a `ReadGate` admits a few reads at a time and queues a few more: a read past the queue, or
+  one that waited longer than `max_wait` for its turn, is refused at once with `StoreBusy`
+  (the API answers 503 with Retry-After) rather than waiting in an unbounded queue. A read
+  whose caller went away keeps its slot until the engine has finished it.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+import asyncio
+import math
+from typing import Any, Awaitable, Callable, Mapping, Protocol, TypeVar
 
 from pipeline.chdb_engine import ChdbStore, ReadError
 
@@ -24,6 +38,50 @@ class StoreError(RuntimeError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.missing = "UNKNOWN_TABLE" in message or "UNKNOWN_DATABASE" in message
+
+
+class StoreBusy(StoreError):
+    """Too many reads are running or waiting: try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+T = TypeVar("T")
+
+
+class ReadGate:
+    """At most `running` reads at once, `waiting` more queued for at most `max_wait` seconds."""
+
+    def __init__(self, running: int, waiting: int, max_wait: float) -> None:
+        self.running, self.waiting, self.max_wait = running, waiting, max_wait
+        self._slots = asyncio.Semaphore(running)
+        self.admitted = 0  # running or queued now
+
+    def _busy(self, why: str) -> StoreBusy:
+        return StoreBusy(f"the store is busy ({why}); try again shortly", max(1.0, math.ceil(self.max_wait / 5)))
+
+    async def run(self, read: Callable[[], Awaitable[T]]) -> T:
+        if self.admitted >= self.running + self.waiting:
+            raise self._busy(f"{self.running} reads running and {self.waiting} waiting")
+        self.admitted += 1
+        try:
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.max_wait)
+            except asyncio.TimeoutError:
+                raise self._busy(f"no read finished within {self.max_wait:g} s") from None
+            future = asyncio.ensure_future(read())
+            try:
+                return await asyncio.shield(future)
+            finally:  # a cancelled caller: the engine still runs the read, so it keeps the slot
+                if future.done():
+                    self._slots.release()
+                else:
+                    future.add_done_callback(lambda done: (done.cancelled() or done.exception(),
+                                                           self._slots.release()))
+        finally:
+            self.admitted -= 1
 
 
 class Store(Protocol):
@@ -43,6 +101,7 @@ class ChdbReader:
         self.path = path
         self._store: ChdbStore | None = None
         self._owned = False
+        self.gate = ReadGate(1, 8, 5.0)  # the engine's one reader thread
 
     async def start(self) -> None:
         if self.path:
@@ -64,14 +123,16 @@ class ChdbReader:
         return opened
 
     async def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        engine = self._engine()
         try:
-            return await self._engine().read(sql, params)
+            return await self.gate.run(lambda: engine.read(sql, params))
         except ReadError as exc:
             raise StoreError(str(exc)) from None
 
     async def raw(self, sql: str, fmt: str) -> bytes:
+        engine = self._engine()
         try:
-            return await self._engine().read_raw(sql, fmt)
+            return await self.gate.run(lambda: engine.read_raw(sql, fmt))
         except ReadError as exc:
             raise StoreError(str(exc)) from None
 
@@ -79,13 +140,16 @@ class ChdbReader:
 class ClickHouseReader:
     """A ClickHouse server over HTTP, read-only per statement."""
 
-    SETTINGS = {"readonly": 2, "max_execution_time": 30, "output_format_json_quote_64bit_integers": 0}
+    SETTINGS = {"readonly": 2, "max_execution_time": 30, "output_format_json_quote_64bit_integers": 0,
+                "max_threads": 2, "max_memory_usage": 512 << 20, "max_result_rows": 500_000,
+                "result_overflow_mode": "throw", "priority": 2}
 
     def __init__(self, endpoint: str, username: str, password: str) -> None:
         self.endpoint = endpoint
         self.username = username
         self.password = password
         self._client: Any = None
+        self.gate = ReadGate(2, 8, 5.0)
 
     async def start(self) -> None:
         import clickhouse_connect
@@ -115,6 +179,10 @@ class ClickHouseReader:
         if self._client is None:
             raise StoreError("the ClickHouse client is not started")
         try:
-            return await self._client.raw_query(sql, parameters=dict(params or {}), settings=self.SETTINGS, fmt=fmt)
+            client = self._client
+            return await self.gate.run(lambda: client.raw_query(sql, parameters=dict(params or {}),
+                                                                settings=self.SETTINGS, fmt=fmt))
+        except StoreBusy:
+            raise
         except Exception as exc:  # noqa: BLE001 - the server's message is the answer
             raise StoreError(" ".join(str(exc).split())) from None

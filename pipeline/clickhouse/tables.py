@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol, Sequence
 from pipeline.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statements, select_documents
 from pipeline.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema_statements, select_spans,
                                         traces_columns)
+from pipeline.clickhouse.sessions import summary_statements
 from pipeline.component import Signal
 from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces
@@ -60,8 +61,10 @@ class TableSpec:
 
 
 def traces_spec(config: TableNames) -> TableSpec:
-    return TableSpec(qualified(config.database, config.traces_table_name), INSERT_COLUMNS,
-                     tuple(schema_statements(config.database, config.traces_table_name, config.ttl)),
+    """The spans table, its trace-id lookup and its per-session summaries (sessions.py)."""
+    statements = (*schema_statements(config.database, config.traces_table_name, config.ttl),
+                  *summary_statements(config.database, config.traces_table_name, config.ttl))
+    return TableSpec(qualified(config.database, config.traces_table_name), INSERT_COLUMNS, statements,
                      Traces, traces_columns, select_spans)
 
 
