@@ -1,7 +1,8 @@
 """TEST CODE: a ClickHouse HTTP endpoint served by the ClickHouse engine in chDB.
 
 Not a ClickHouse server and not for production: it answers clickhouse-connect's HTTP
-requests well enough for the integration tests (REFERENCE.md §6) by running them in an
+requests well enough for the integration tests
+(docs/clickhouse-schema.md#what-clickhouse-connect-sends-over-http) by running them in an
 embedded chDB session over its own data directory:
 - `POST /` (or `GET /`) with the SQL in the `query` URL parameter or the body; settings
   as URL parameters (protocol hints such as `query_id`, `session_id`,

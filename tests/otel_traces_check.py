@@ -2,7 +2,8 @@
 
 `send_agent_traces` plays two agents with the OpenTelemetry SDK (OTLP/gRPC to the daemon) and
 returns the SDK's own record of every span; `expected_row` is the `otel_traces` row
-REFERENCE.md §6 says that span becomes; `ROWS_SQL` reads rows back with nanosecond times.
+docs/clickhouse-schema.md#the-spans-table-otel_traces says that span becomes; `ROWS_SQL` reads
+rows back with nanosecond times.
 """
 from __future__ import annotations
 

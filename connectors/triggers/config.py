@@ -1,5 +1,5 @@
 """Config of the `triggers` connector: shared evaluation settings and one block per detector,
-with the product defaults of REFERENCE.md §10 written in the models."""
+with the product defaults of docs/triggers.md#what-fires written in the models."""
 from __future__ import annotations
 
 from pydantic import Field, PositiveInt

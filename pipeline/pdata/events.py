@@ -1,7 +1,7 @@
 """`Events`: the batch that flows through an `events` pipeline.
 
 Events are our own versioned JSON documents (trigger events `agentdbg.trigger/v1`, safety
-decisions `agentdbg.decision/v1`; REFERENCE.md §12). They are few compared with spans, so a
+decisions `agentdbg.decision/v1`; docs/contracts.md). They are few compared with spans, so a
 batch simply holds the documents as dicts; each is encoded to JSON once and cached.
 Its `item_count` (the `Batch` protocol, batch.py) is the number of documents.
 """

@@ -1,4 +1,4 @@
-"""Own metrics, with the OpenTelemetry Collector's names (REFERENCE.md §4).
+"""Own metrics, with the OpenTelemetry Collector's names (docs/telemetry.md).
 
 Counters carry the Prometheus `_total` suffix (prometheus-client adds it to the names below).
 Components bind their label values once, at construction, never per batch.

@@ -1,9 +1,10 @@
 """The alias tables: which attribute of which instrumentation family means which canonical key.
 
 Pure data, no logic beyond small lookups. Every source key here is a published attribute
-name (REFERENCE.md §11 and each project's semantic-convention file). A row belongs to one
-or more *sources*; `enabled_sources` in the config switches whole families off. The
-canonical OpenTelemetry GenAI keys themselves are always read: they are the target.
+name (docs/genai-attributes.md#aliases-family-by-family, and each project's
+semantic-convention file). A row belongs to one or more *sources*; `enabled_sources` in the
+config switches whole families off. The canonical OpenTelemetry GenAI keys themselves are
+always read: they are the target.
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ LANGFUSE_USAGE = "langfuse.observation.usage_details"
 LANGFUSE_COST = "langfuse.observation.cost_details"
 OPENINFERENCE_COST = "llm.cost.total"
 
-# --- sessions: per trace, the first non-empty of these keys wins (REFERENCE.md §11 order) -------
+# --- sessions: per trace, the first non-empty of these keys wins (docs/genai-attributes.md#session-id)
 SESSION_KEYS: tuple[tuple[str, frozenset[str]], ...] = (
     (CONVERSATION, frozenset(SOURCES)),
     ("session.id", frozenset({OPENINFERENCE, LANGFUSE})),

@@ -1,6 +1,6 @@
 """Session (conversation) id per trace.
 
-A trace's session is the first non-empty of the session keys (REFERENCE.md §11 order:
+A trace's session is the first non-empty of the session keys (docs/genai-attributes.md#session-id:
 `gen_ai.conversation.id`, `session.id`, `langfuse.session.id`,
 `traceloop.association.properties.session_id`, the OpenAI Agents group ids,
 `gcp.vertex.agent.session_id`) found on any of its spans; failing that, the trace id

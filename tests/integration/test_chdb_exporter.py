@@ -1,7 +1,8 @@
 """The `chdb` exporter under config/default.yaml itself (ports and data directory from its env vars).
 
-- the SDK's spans land in the embedded engine, every REFERENCE.md §6 field right, read back
-  with `agentdbg query --format json`;
+- the SDK's spans land in the embedded engine, every field of
+  docs/clickhouse-schema.md#the-spans-table-otel_traces right, read back with
+  `agentdbg query --format json`;
 - the daemon restarts on the same directory: the old rows are still there and new ones append;
 - `agentdbg query` prints tables, CSV (header + rows) and JSON; while the daemon runs, opening its
   directory fails with an error naming the directory and the daemon's pid, `--snapshot` works,

@@ -1,8 +1,9 @@
 """The `clickhouse` exporter end to end: OpenTelemetry SDK → daemon → ClickHouse HTTP (chDB-backed fixture).
 
-- every span the SDK sent is one `otel_traces` row with every REFERENCE.md §6 field right
-  (hex ids, `Server`/`Error` strings, nanosecond Timestamp and Duration, attribute maps,
-  events, links, ServiceName, ResourceAttributes), read back with clickhouse-connect; the
+- every span the SDK sent is one `otel_traces` row with every field of
+  docs/clickhouse-schema.md#the-spans-table-otel_traces right (hex ids, `Server`/`Error`
+  strings, nanosecond Timestamp and Duration, attribute maps, events, links, ServiceName,
+  ResourceAttributes), read back with clickhouse-connect; the
   schema was created by the exporter, and the trace-id lookup table holds every trace;
 - outage: the endpoint is stopped while load runs and started again; every span the
   receiver accepted arrives (duplicates counted and reported, none missing); ClickHouse

@@ -9,8 +9,9 @@
     OTLP/HTTP server run by the test (it shows the headers each request carried, which no
     backend's query API does). Read back:
     - ClickHouse (clickhouse-connect SELECT): every span is exactly one `otel_traces` row with
-      every REFERENCE.md §6 field right (hex ids, `Server`/`Error` strings, nanosecond
-      Timestamp and Duration, attribute maps, events, links, resource, scope);
+      every field of docs/clickhouse-schema.md#the-spans-table-otel_traces right (hex ids,
+      `Server`/`Error` strings, nanosecond Timestamp and Duration, attribute maps, events,
+      links, resource, scope);
     - the Kafka topic (aiokafka consumer), Jaeger (its query API, `/api/v3/traces/{id}`, raw)
       and the OTLP/HTTP server: every span exactly once with every field equal to what the SDK
       recorded, and the Resource, Scope and Span messages equal between Kafka and each of them;

@@ -1,4 +1,4 @@
-"""Acceptance 2: every refusal of REFERENCE.md §2, against one running daemon.
+"""Acceptance 2: every refusal of docs/protocols.md (#status-mapping), against one running daemon.
 
 Each test sends one kind of bad request and checks the answer a client sees (status, error
 body in the request's encoding, headers), then that the daemon still takes a good request

@@ -343,7 +343,8 @@ def test_google_adk_spans() -> None:
     ({}, TRACE_A.hex()),
 ])
 def test_session_resolution_order(present: dict[str, str], expected: str) -> None:
-    """Each key on a span of its own, last-priority first: the earliest key in §11's order wins."""
+    """Each key on a span of its own, last-priority first: the earliest key in the order of
+    docs/genai-attributes.md#session-id wins."""
     spans = [span(f"s{i}", {"gen_ai.operation.name": "chat", key: val})
              for i, (key, val) in enumerate(reversed(list(present.items())))]
     spans.append(span("GET /weather", {"http.request.method": "GET"}))

@@ -13,9 +13,9 @@ about 40 KB when full); a new series past that is not followed until one goes st
 (`agentdbg_trigger_state_evictions_total{reason="series_untracked"}`).
 
 Subject: `service` (+ `service_version` when the resource has one). The trigger event
-contract (§12) has no instance key, so a service's observation is its worst instance's
-series, and the message names that instance and metric; `observed` is that slope in
-`bytes_per_hour`. Severity critical.
+contract (docs/contracts.md#trigger-event-agentdbgtriggerv1) has no instance key, so a
+service's observation is its worst instance's series, and the message names that instance
+and metric; `observed` is that slope in `bytes_per_hour`. Severity critical.
 
 Where readings come from:
 - OTLP metrics (gauges and non-monotonic sums; monotonic counters such as total allocated
