@@ -27,7 +27,6 @@ import orjson
 from aiohttp import web
 from pydantic import model_validator
 
-from extensions.health_check import health_body
 from pipeline import audit, status
 from pipeline.auth import (Authenticator, Needs, Role, Route, RouteTable, StaticToken, http_middleware,
                            principal_of)
@@ -105,7 +104,7 @@ class DebugApi(Component):
     async def _health(self, host: Host) -> web.Response:
         # Every pipeline's components with their status (the health_check's verbose view).
         components = status.registry.report(status.HealthRule(), verbose=True)["components"]
-        return web.json_response({**health_body(host), "components": components},
+        return web.json_response({**status.health_body(host), "components": components},
                                  status=200 if host.ready else 503)
 
     async def _json(self, body: dict) -> web.Response:

@@ -23,8 +23,6 @@ with per-pipeline and per-component status as otelcol's health check v2 reports 
 """
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -77,11 +75,6 @@ class HealthCheckConfig(StrictConfig):
                           for path in dict.fromkeys([self.path, self.status_path]) if path)
 
 
-def health_body(host: Host) -> dict[str, str]:
-    up_since = datetime.fromtimestamp(host.started_at, timezone.utc).isoformat().replace("+00:00", "Z")
-    return {"status": host.status, "upSince": up_since, "uptime": f"{time.time() - host.started_at:.3f}s"}
-
-
 def _verbose(request: web.Request) -> bool:
     return "verbose" in request.query and request.query["verbose"].lower() not in ("0", "false")
 
@@ -123,7 +116,7 @@ class HealthCheck(Component):
 
     async def _health(self, host: Host, request: web.Request) -> web.Response:
         healthy = self._healthy(host)
-        body: dict[str, Any] = health_body(host)
+        body: dict[str, Any] = status.health_body(host)
         if host.ready and not healthy:
             body["status"] = "Server not available"
         body["components"] = self.registry.report(self.rule, verbose=_verbose(request))["components"]

@@ -186,6 +186,19 @@ def _rfc3339(moment: float) -> str:
     return datetime.fromtimestamp(moment, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+class Started(Protocol):
+    """What the health line reads from the daemon's host: its status text and start time."""
+
+    started_at: float  # time.time() at start
+    status: str
+
+
+def health_body(host: Started, now: float | None = None) -> dict[str, str]:
+    """otelcol's health line (`status`, `upSince`, `uptime`): served by health_check and debug_api alike."""
+    uptime = (time.time() if now is None else now) - host.started_at
+    return {"status": host.status, "upSince": _rfc3339(host.started_at), "uptime": f"{uptime:.3f}s"}
+
+
 def _event_view(event: StatusEvent | None, healthy: bool) -> dict[str, Any]:
     if event is None:
         return {"healthy": healthy, "status": Status.STARTING.value, "status_time": None}
