@@ -88,12 +88,15 @@ class HealthCheck(Component):
         self.registry = status.registry
         self.server: HttpServer | None = None
 
-    async def start(self, host: Host) -> None:
+    def app(self, host: Host) -> web.Application:
         app = web.Application(middlewares=[http_middleware(lambda: self._authenticator(host), self._needs)])
         app.router.add_get(self.config.path, lambda request: self._health(host, request))
         if self.config.status_path and self.config.status_path != self.config.path:
             app.router.add_get(self.config.status_path, lambda request: self._status(host, request))
-        self.server = HttpServer(self.config.endpoint, app)
+        return app
+
+    async def start(self, host: Host) -> None:
+        self.server = HttpServer(self.config.endpoint, self.app(host))
         await self.server.start()
 
     async def shutdown(self, deadline: float | None = None) -> None:

@@ -10,8 +10,11 @@ served by its own small app (10205 is the default debug API, 10206 config/safety
 What it promises:
 - reading never blocks ingest for long: every query runs off the event loop on the reader
   thread (chdb) or the HTTP client (clickhouse), never on the writer's connection;
-- it never writes: every statement runs with the engine's `readonly` setting; request values
-  are bound as parameters, never pasted into SQL;
+- reads never write: every read runs with the engine's `readonly` setting; request values
+  are bound as parameters, never pasted into SQL. It writes only for an admin: an erasure's
+  deletes (forget.py) and the audit table's rows (a SQL query, an erasure, and the debug API's
+  actions of this process, pipeline/audit.py), inserted, never updated or deleted;
+- who may call which route: api.py's table, through `auth.token` or `auth.authenticator`;
 - a store that is down or a table not created yet gives an error (502) or an empty list, and
   the daemon goes on; the UI shows the message;
 - every asset ships in the package (extensions/explorer/static/): no CDN, works offline.
@@ -20,10 +23,17 @@ is on the debug API: `/debug/docs` (a page) and `/debug/docs/openapi.json`.
 """
 from __future__ import annotations
 
+from typing import Callable
+
+from aiohttp import web
+
 from extensions.explorer.api import ExplorerApp
 from extensions.explorer.config import ExplorerConfig
+from extensions.explorer.forget import AuditSink, ClickHouseWriter, writer_for
 from extensions.explorer.openapi import add_routes as add_openapi_routes
 from extensions.explorer.store import ChdbReader, ClickHouseReader, Store
+from pipeline import audit
+from pipeline.auth import Authenticator, StaticToken
 from pipeline.component import Component, Factory, Kind, Settings
 from pipeline.host import Host
 from pipeline.httpserver import HttpServer
@@ -41,25 +51,49 @@ class Explorer(Component):
         super().__init__(settings)
         self.config = config
         self.store = make_store(config)
+        self.writer = writer_for(config, self.store)
         self.server: HttpServer | None = None
 
     async def start(self, host: Host) -> None:
+        auth = self.config.auth
+        if auth.required and not (auth.token or auth.authenticator):
+            raise ValueError(f"extensions::{self.id}::auth: required is true but neither auth::token nor "
+                             "auth::authenticator is set; refusing to serve the explorer without authentication")
         await self.store.start()
         try:
-            self.server = HttpServer(self.config.endpoint, ExplorerApp(self.config, self.store).app(), self.log)
+            explorer = ExplorerApp(self.config, self.store, self._authenticator_of(host), self.writer)
+            self.server = HttpServer(self.config.endpoint, explorer.app(), self.log)
             await self.server.start()
         except BaseException:
             await self.store.close()
             raise
+        audit.add_sink(str(self.id), AuditSink(self.writer, explorer.tables, self.config.database))
         host_part, _, port = self.config.endpoint.rpartition(":")
         host_part = "localhost" if host_part.strip("[]") in ("", "0.0.0.0", "::") else host_part
         add_openapi_routes(host, f"http://{host_part}:{port}")
         self.log.info("explorer ready", extra={"kv": {"endpoint": self.config.endpoint, "store": self.config.store}})
 
+    def _authenticator_of(self, host: Host) -> Callable[[], Authenticator | None]:
+        static = StaticToken(self.config.auth.token, f"{self.id}:token") if self.config.auth.token else None
+        name = self.config.auth.authenticator
+
+        def authenticator() -> Authenticator | None:
+            if not name:
+                return static
+            try:
+                return host.authenticator(name)
+            except ValueError as exc:  # fail closed while it is not running
+                raise web.HTTPServiceUnavailable(text=str(exc)) from None
+
+        return authenticator
+
     async def shutdown(self, deadline: float | None = None) -> None:
+        audit.remove_sink(str(self.id))
         if self.server is not None:
             await self.server.stop()
             self.server = None
+        if isinstance(self.writer, ClickHouseWriter):
+            await self.writer.close()
         await self.store.close()
 
 

@@ -15,12 +15,18 @@
 
 A bad parameter is a 400 naming it; a store failure a 502 with the engine's message; a store
 with too many reads running and queued a 503 with Retry-After (store.py `ReadGate`). The sessions
-list says `truncated` when more sessions matched than it answers. With
-`auth.token` set, a request without the bearer token is a 401.
+list says `truncated` when more sessions matched than it answers.
+
+Who may call what is one table, `ROUTES` below: the page and its assets are public, every read
+needs `viewer`, SQL (`POST /api/query`) and erasure (`POST /api/forget`) need `admin`; a route
+missing from the table needs `admin`. Credentials come from `auth.token` (one shared token, its
+holder admin) or `auth.authenticator` (an oidc or bearertokenauth extension): 401 with
+WWW-Authenticate without valid ones, 403 naming the role for a weaker one. With neither set
+every route is open but erasure (the embedded default). Every SQL statement and erasure is
+recorded in the audit trail (pipeline/audit.py) with who, the role, the peer address.
 """
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from datetime import datetime
@@ -31,8 +37,10 @@ from aiohttp import web
 
 from extensions.explorer import queries as Q
 from extensions.explorer.config import ExplorerConfig
-from extensions.explorer.forget import Forget
+from extensions.explorer.forget import Forget, Writer, writer_for
 from extensions.explorer.store import Store, StoreBusy, StoreError
+from pipeline import audit
+from pipeline.auth import PUBLIC, Authenticator, Role, Route, RouteTable, StaticToken, http_middleware, principal_of
 
 STATIC = Path(__file__).resolve().parent / "static"
 QUERY_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSONEachRow"}
@@ -68,22 +76,44 @@ def _flag(text: str) -> bool:
     return text.lower() in ("1", "true", "yes", "on")
 
 
+ROUTES = RouteTable([
+    Route("GET", "/", PUBLIC),
+    Route("GET", "/static/{filename:.+}", PUBLIC),
+    Route("GET", "/api/sessions", Role.VIEWER),
+    Route("GET", "/api/sessions/{id}", Role.VIEWER),
+    Route("GET", "/api/spans/{trace}/{span}", Role.VIEWER),
+    Route("GET", "/api/triggers", Role.VIEWER),
+    Route("GET", "/api/decisions", Role.VIEWER),
+    Route("GET", "/api/safety", Role.VIEWER),
+    Route("GET", "/api/graph", Role.VIEWER),
+    Route("GET", "/api/tail", Role.VIEWER),
+    Route("POST", "/api/query", Role.ADMIN),
+    Route("POST", "/api/forget", Role.ADMIN),
+])
+
+
 class ExplorerApp:
-    def __init__(self, config: ExplorerConfig, store: Store) -> None:
+    def __init__(self, config: ExplorerConfig, store: Store,
+                 authenticator_of: Callable[[], Authenticator | None] | None = None,
+                 writer: Writer | None = None) -> None:
         self.config = config
         self.store = store
         self.tables = Q.Tables.of(config.database, config.traces_table_name, config.events_table_name)
+        static = StaticToken(config.auth.token, "explorer:token") if config.auth.token else None
+        self.authenticator_of = authenticator_of or (lambda: static)
+        self.writer = writer or writer_for(config, store)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._auth])
+        needs = http_middleware(self.authenticator_of, lambda request: ROUTES.needs(request.method, request.path))
+        app = web.Application(middlewares=[self._errors, needs])
         routes = [("GET", "/api/sessions", self.sessions), ("GET", "/api/sessions/{id}", self.session),
                   ("GET", "/api/spans/{trace}/{span}", self.span), ("GET", "/api/triggers", self.triggers),
                   ("GET", "/api/decisions", self.decisions), ("GET", "/api/safety", self.safety),
                   ("GET", "/api/graph", self.graph), ("GET", "/api/tail", self.tail),
-                  ("POST", "/api/query", self.query), ("GET", "/", self.index)]
+                  ("POST", "/api/query", self.query), ("GET", "/", self.index),
+                  ("POST", "/api/forget", Forget(self.config, self.writer, self.tables).handle)]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
-        app.router.add_route("POST", "/api/forget", Forget(self.config, self.store, self.tables).handle)  # admin
         app.router.add_static("/static/", STATIC, show_index=False)
         return app
 
@@ -160,11 +190,22 @@ class ExplorerApp:
         if fmt not in QUERY_FORMATS:
             raise BadParameter(f"format: one of {', '.join(QUERY_FORMATS)}, not {fmt!r}")
         if not READ_STATEMENT.match(sql):
+            await self._audit_query(request, sql, 403)
             raise web.HTTPForbidden(text="only read statements are allowed here: SELECT, WITH, SHOW, DESCRIBE, EXPLAIN")
-        data = await self.store.raw(sql.strip().rstrip(";"), QUERY_FORMATS[fmt])
+        try:
+            data = await self.store.raw(sql.strip().rstrip(";"), QUERY_FORMATS[fmt])
+        except StoreError as exc:
+            await self._audit_query(request, sql, 403 if "READONLY" in str(exc) else 502)
+            raise
+        await self._audit_query(request, sql, 200, len(data))
         if fmt == "json":  # an array of row objects, as `agentdbg query --format json` prints from a directory
             data = b"[" + b",".join(line for line in data.splitlines() if line.strip()) + b"]\n"
         return web.Response(body=data, content_type="application/json" if fmt == "json" else "text/plain")
+
+    async def _audit_query(self, request: web.Request, sql: str, status: int, size: int = 0) -> None:
+        details = {"sql": sql[:4000], "answer_bytes": size}
+        await audit.record(audit.document("sql_query", "", principal_of(request), request.remote or "", status,
+                                          details))
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -177,13 +218,3 @@ class ExplorerApp:
         except StoreError as exc:
             status = web.HTTPForbidden if "READONLY" in str(exc) else web.HTTPBadGateway
             raise status(text=f"the store refused the query: {exc}") from None
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        token = self.config.auth.token
-        if token and request.path.startswith("/api/"):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {token}".encode()):
-                raise web.HTTPUnauthorized(text="this explorer API needs Authorization: Bearer <token>",
-                                           headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from pipeline.component import StrictConfig
 from pipeline.netaddr import Endpoint
@@ -11,8 +11,18 @@ from pipeline.netaddr import Endpoint
 
 class AuthConfig(StrictConfig):
     # With a token set, every API request needs `Authorization: Bearer <token>` (the UI asks once
-    # and keeps it for the tab); the page and its assets are served without it.
+    # and keeps it for the tab), whose holder is admin; the page and its assets are public.
     token: str = ""
+    # Or an oidc / bearertokenauth extension: each route then needs the role api.py's table gives it.
+    authenticator: str = ""
+    # Refuse to start when neither is set (an empty ${env:...} token must not leave the API open).
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> "AuthConfig":
+        if self.token and self.authenticator:
+            raise ValueError("set token or authenticator, not both")
+        return self
 
 
 class ClickHouseConfig(StrictConfig):

@@ -1,46 +1,54 @@
 """`POST /api/forget`: erase one person's data from every table (`agentdbg forget`).
 
 Body `{"session": "<id>"}` or `{"user": "<id>"}`, optionally `"requested_by": "<name>"`.
-Admin only: the explorer must have a token (`extensions::explorer::auth::token`) and the
-request must carry it; without a configured token the route answers 403 (an open API never
-erases), without the right token 401.
+Admin only: the route table of api.py gives it the `admin` role, resolved through the
+explorer's `auth` (`auth.token`, whose holder is admin, or `auth.authenticator`, an oidc or
+bearertokenauth extension). An explorer with no auth configured answers 403: an open API
+never erases.
 
-What is erased, on the embedded chDB engine (`store: chdb`):
+What is erased:
 - every trace one of whose spans carries the session (`gen_ai.conversation.id`, the canonical
   key the genai processor writes, or `session.id`; a session id that is a trace id, as the
   explorer shows a trace without a session, names that trace) or the user (`user.id` or
   `enduser.id`, on the span or its resource): the whole trace, every span of it, so nothing of
   the session is left;
-- those traces' rows in the trace-id lookup table (`<traces>_trace_id_ts`);
-- audit-table documents that name one of those traces anywhere (a trigger event's example
-  traces, a safety decision's cause quoting them) or whose subject is the session: a trace id
-  is 32 hex digits, so a document holding one is about that trace. Erasure records are kept.
-Deletes are lightweight `DELETE FROM ... WHERE` statements, synchronous, on the writer's
-connection and thread (pipeline/chdb_engine.py `ChdbStore.write`): the explorer's reader
-connection is read-only. Spans of the session that arrive after the erasure are stored as
-usual (erase again once the agent is stopped).
+- those traces' rows in the trace-id lookup table (`<traces>_trace_id_ts`).
 
-The erasure itself is recorded in the audit table: a document `agentdbg.erasure/v1` with who
-asked (the token's holder, the claimed `requested_by`, the client address), what (the session
-or user, the trace ids), when, and how many rows each table lost. The answer is that document.
+The audit table is not touched: it is append-only for the daemon (pipeline/audit.py). Trigger
+events and safety decisions that name the erased traces stay, as the record of what the daemon
+saw and did, until the audit table's own TTL (`events_ttl`, a year by default) expires them;
+the erasure's answer says how many there are (`audit_kept`). Audit documents of SQL queries
+keep the statement's text, which may quote a session id; they are kept too. The erasure records itself by
+adding one row, a document `agentdbg.erasure/v1` with who asked (subject, role and how they
+authenticated, the claimed `requested_by`, the client address), what (the session or user,
+the trace ids), when, and how many rows each table lost. The answer is that document.
 
-A ClickHouse server store (`store: clickhouse`) answers 501: its reader is read-only by
-design and has no writer here.
+Where it runs:
+- the embedded chDB engine (`store: chdb`): lightweight `DELETE FROM ... WHERE` statements,
+  synchronous, on the writer's connection and thread (pipeline/chdb_engine.py
+  `ChdbStore.write`; the explorer's reader connection is read-only);
+- a ClickHouse server (`store: clickhouse`): the same lightweight `DELETE` statements over a
+  second clickhouse-connect client of its own, without the reader's `readonly` setting, with
+  `lightweight_deletes_sync = 2` so the answer comes once every replica has applied them.
+Spans of the session that arrive after the erasure are stored as usual (erase again once the
+agent is stopped).
 """
 from __future__ import annotations
 
-import time
+import logging
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
-import orjson
 from aiohttp import web
 
-from extensions.explorer.config import ExplorerConfig
+from extensions.explorer.config import ClickHouseConfig, ExplorerConfig
 from extensions.explorer.queries import Tables
-from extensions.explorer.store import ChdbReader, Store
-from pipeline.chdb_engine import ChdbStore, ReadError
+from extensions.explorer.store import ChdbReader, ClickHouseReader, StoreError
+from pipeline import audit
+from pipeline.auth import principal_of
+from pipeline.chdb_engine import ReadError
+from pipeline.clickhouse.audit import events_table_statements
 
 SCHEMA = "agentdbg.erasure/v1"
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id")
@@ -48,10 +56,93 @@ USER_KEYS = ("user.id", "enduser.id")
 # An audit document naming one of the traces, or whose subject is the session (its JSON text).
 NAMES_TRACE = "arrayExists(t -> position(Document, t) > 0, {ids:Array(String)})"
 SUBJECT_SESSION = "JSONExtractString(Document, 'subject', 'session')"
+log = logging.getLogger("agentdbg.explorer")
 
 
 class ForgetError(web.HTTPBadRequest):
     pass
+
+
+class Writer(Protocol):
+    """Where the explorer may write: the erasure's deletes and the audit table's inserts."""
+
+    async def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    async def execute(self, sql: str, params: dict[str, Any]) -> None: ...
+
+
+class ChdbWriter:
+    """The writer connection of the process's chDB engine (the one the explorer reads)."""
+
+    def __init__(self, reader: ChdbReader) -> None:
+        self.reader = reader
+
+    async def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self.reader._engine().write(sql, params)
+
+    async def execute(self, sql: str, params: dict[str, Any]) -> None:
+        await self.reader._engine().write(sql, params)
+
+
+class ClickHouseWriter:
+    """A clickhouse-connect client of its own, allowed to write (the reader's is `readonly`)."""
+
+    SETTINGS = {"lightweight_deletes_sync": 2}
+
+    def __init__(self, config: ClickHouseConfig) -> None:
+        # A reader's connection (its settings apply per statement: this one sends none of them).
+        self._connection = ClickHouseReader(config.endpoint, config.username, config.password)
+        self._client: Any = None
+
+    async def _connected(self) -> Any:
+        if self._client is None:
+            await self._connection.start()
+            self._client = self._connection._client
+        return self._client
+
+    async def close(self) -> None:
+        await self._connection.close()
+        self._client = None
+
+    async def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        client = await self._connected()
+        try:
+            return list((await client.query(sql, parameters=params)).named_results())
+        except Exception as exc:  # noqa: BLE001 - the server's message is the answer
+            raise StoreError(" ".join(str(exc).split())) from None
+
+    async def execute(self, sql: str, params: dict[str, Any]) -> None:
+        client = await self._connected()
+        settings = self.SETTINGS if sql.lstrip().upper().startswith("DELETE") else {}
+        try:
+            await client.command(sql, parameters=params, settings=settings)
+        except Exception as exc:  # noqa: BLE001 - the server's message is the answer
+            raise StoreError(" ".join(str(exc).split())) from None
+
+
+def writer_for(config: ExplorerConfig, store: Any) -> Writer:
+    if isinstance(store, ChdbReader):
+        return ChdbWriter(store)
+    return ClickHouseWriter(config.clickhouse)
+
+
+class AuditSink:
+    """Inserts audit documents into the store's audit table (created when no exporter has yet)."""
+
+    def __init__(self, writer: Writer, tables: Tables, database: str) -> None:
+        self.writer = writer
+        self.tables = tables
+        self.database = database
+        self._created = False
+
+    async def __call__(self, document: dict[str, Any]) -> None:
+        if not self._created:
+            from pipeline.clickhouse.schema import quote
+
+            await self.writer.execute(f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}", {})
+            await self.writer.execute(events_table_statements(self.tables.events)[0], {})
+            self._created = True
+        await self.writer.execute(audit.insert_statement(self.tables.events), audit.insert_parameters(document))
 
 
 def _target(body: Any) -> tuple[str, str]:
@@ -74,70 +165,77 @@ def _matches(field: str) -> str:
     return " OR ".join(keys)
 
 
-async def _count_and_delete(engine: ChdbStore, table: str, where: str, params: dict[str, Any]) -> int:
-    [row] = await engine.write(f"SELECT count() AS n FROM {table} WHERE {where}", params)
-    if row["n"]:
-        await engine.write(f"DELETE FROM {table} WHERE {where}", params)
+async def _count(writer: Writer, table: str, where: str, params: dict[str, Any]) -> int:
+    [row] = await writer.rows(f"SELECT count() AS n FROM {table} WHERE {where}", params)
     return int(row["n"])
 
 
-async def erase(engine: ChdbStore, tables: Tables, lookup: str, field: str, value: str) -> dict[str, Any]:
-    """Delete the session's or user's traces from the spans, lookup and audit tables; the counts."""
-    found = await engine.write(f"SELECT DISTINCT TraceId AS t FROM {tables.traces} WHERE {_matches(field)}",
-                               {"id": value})
+async def _count_and_delete(writer: Writer, table: str, where: str, params: dict[str, Any]) -> int:
+    found = await _count(writer, table, where, params)
+    if found:
+        await writer.execute(f"DELETE FROM {table} WHERE {where}", params)
+    return found
+
+
+async def erase(writer: Writer, tables: Tables, lookup: str, field: str, value: str) -> dict[str, Any]:
+    """Delete the session's or user's traces from the spans and lookup tables; the counts, and
+    how many audit documents name them (kept: the audit table is append-only)."""
+    found = await writer.rows(f"SELECT DISTINCT TraceId AS t FROM {tables.traces} WHERE {_matches(field)}",
+                              {"id": value})
     trace_ids = sorted(row["t"] for row in found)
-    params: dict[str, Any] = {"ids": trace_ids, "id": value, "schema": SCHEMA}
+    params: dict[str, Any] = {"ids": trace_ids, "id": value, "schema": SCHEMA, "audit": audit.SCHEMA}
     by_trace = "TraceId IN {ids:Array(String)}"
     about = NAMES_TRACE + (f" OR {SUBJECT_SESSION} = {{id:String}}" if field == "session" else "")
-    about = f"Schema != {{schema:String}} AND ({about})"
-    deleted = {"spans": await _count_and_delete(engine, tables.traces, by_trace, params) if trace_ids else 0,
-               "trace_lookup": await _count_and_delete(engine, lookup, by_trace, params) if trace_ids else 0,
-               "audit": await _count_and_delete(engine, tables.events, about, params)}
-    return {"trace_ids": trace_ids, "deleted": deleted}
+    about = f"Schema NOT IN ({{schema:String}}, {{audit:String}}) AND ({about})"  # trigger events, decisions
+    deleted = {"spans": await _count_and_delete(writer, tables.traces, by_trace, params) if trace_ids else 0,
+               "trace_lookup": await _count_and_delete(writer, lookup, by_trace, params) if trace_ids else 0}
+    return {"trace_ids": trace_ids, "deleted": deleted, "audit_kept": await _audit_rows(writer, tables, about, params)}
 
 
-async def record(engine: ChdbStore, events: str, document: dict[str, Any]) -> None:
-    """The erasure's row in the audit table (the columns pipeline/clickhouse/audit.py writes)."""
-    sql = (f"INSERT INTO {events} (Timestamp, Schema, Id, Kind, Status, Target, Document) "
-           "SELECT fromUnixTimestamp64Nano({ts:Int64}), {schema:String}, {id:String}, 'forget', '', "
-           "{target:String}, {doc:String}")
-    await engine.write(sql, {"ts": time.time_ns(), "schema": SCHEMA, "id": document["id"],
-                             "target": document["target_key"], "doc": orjson.dumps(document).decode()})
+async def _audit_rows(writer: Writer, tables: Tables, about: str, params: dict[str, Any]) -> int:
+    try:
+        return await _count(writer, tables.events, about, params)
+    except (ReadError, StoreError) as exc:
+        if "UNKNOWN_TABLE" in str(exc):  # no audit table yet: nothing names the traces
+            return 0
+        raise
 
 
 class Forget:
-    """The route's handler, bound to the explorer's config, store and tables."""
+    """The route's handler, bound to the explorer's config, store, writer and tables."""
 
-    def __init__(self, config: ExplorerConfig, store: Store, tables: Tables) -> None:
+    def __init__(self, config: ExplorerConfig, writer: Writer, tables: Tables) -> None:
         self.config = config
-        self.store = store
+        self.writer = writer
         self.tables = tables
         self.lookup = tables.traces[:-1] + "_trace_id_ts`"  # the traces table's quoted name + suffix
-
-    def _engine(self) -> ChdbStore:
-        if not isinstance(self.store, ChdbReader):
-            raise web.HTTPNotImplemented(text="erasure runs on the embedded chdb store only (store: chdb)")
-        return self.store._engine()
+        self.sink = AuditSink(writer, tables, config.database)
 
     async def handle(self, request: web.Request) -> web.Response:
-        if not self.config.auth.token:  # the auth middleware has checked the token when there is one
-            raise web.HTTPForbidden(text="erasure needs an admin token: set extensions::explorer::auth::token")
+        principal = principal_of(request)
+        if principal is None:  # no auth configured: the route table's admin role was not checked
+            raise web.HTTPForbidden(text="erasure needs an admin: set extensions::explorer::auth::token or "
+                                         "extensions::explorer::auth::authenticator")
         try:
             body = await request.json()
         except ValueError:
             body = None
         field, value = _target(body)
-        engine = self._engine()
         try:
-            erased = await erase(engine, self.tables, self.lookup, field, value)
+            erased = await erase(self.writer, self.tables, self.lookup, field, value)
             document = {"schema": SCHEMA, "id": str(uuid.uuid4()), "action": "forget",
                         "decided_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
                         "target": {field: value}, "target_key": f"{field}={value}",
-                        "requested_by": {"subject": "explorer-token", "role": "admin",
+                        "requested_by": {"subject": principal.subject,
+                                         "role": principal.role.value if principal.role else "",
+                                         "method": principal.method,
                                          "claimed": str((body or {}).get("requested_by") or ""),
                                          "remote": request.remote or ""},
                         **erased}
-            await record(engine, self.tables.events, document)
-        except ReadError as exc:
+            await self.sink(document)
+        except (ReadError, StoreError) as exc:
             raise web.HTTPBadGateway(text=f"the store refused the erasure: {exc}") from None
+        log.info("audit", extra={"kv": {"action": "forget", "target": document["target_key"],
+                                        "subject": principal.subject, "remote": request.remote or "",
+                                        "traces": len(erased["trace_ids"])}})
         return web.json_response(document)

@@ -1,6 +1,7 @@
 """Retention and erasure on config/default.yaml (chdb store, explorer with a token): the TTLs on
 every table, and `agentdbg forget --session | --user` against the running daemon, checked by
-queries on every table (spans, trace-id lookup, audit).
+queries on every table (spans, trace-id lookup erased; the append-only audit table kept, plus
+the erasure's own row).
 
 Traffic: test_explorer_api.py's two sessions (`sess-travel-1`, `sess-checkout` whose errors
 fire a trigger and open a breaker, both audit documents naming checkout traces), plus a
@@ -62,7 +63,9 @@ def stored(api: Api, trace_ids: set[str]) -> dict[str, int]:
         # traces, not rows: the AggregatingMergeTree merges a trace's rows only in the background
         "trace_lookup": sql(api, "SELECT uniqExact(TraceId) AS n FROM otel.otel_traces_trace_id_ts "
                                  f"WHERE has({ids}, TraceId)")[0]["n"],
-        "audit": sql(api, "SELECT count() AS n FROM otel.agentdbg_decisions WHERE Schema != 'agentdbg.erasure/v1' "
+        # trigger events and decisions (not the audit rows of this test's own SQL, which quote the ids)
+        "audit": sql(api, "SELECT count() AS n FROM otel.agentdbg_decisions WHERE Schema NOT IN "
+                          "('agentdbg.erasure/v1', 'agentdbg.audit/v1') "
                           f"AND arrayExists(t -> position(Document, t) > 0, {ids})")[0]["n"]}
 
 
@@ -143,7 +146,8 @@ def test_forget_session_erases_it_from_every_table_and_is_audited(explorer) -> N
     assert done.returncode == 0, done.stderr
     assert f"erased session={CHECKOUT}: 30 trace(s)" in done.stdout
 
-    assert stored(api, sent.checkout_traces) == {"spans": 0, "trace_lookup": 0, "audit": 0}
+    # The audit table is append-only: the trigger events and decisions naming the traces stay.
+    assert stored(api, sent.checkout_traces) == {"spans": 0, "trace_lookup": 0, "audit": before["audit"]}
     assert session_spans(api, CHECKOUT) == 0
     assert stored(api, {row["t"] for row in sql(
         api, f"SELECT DISTINCT TraceId AS t FROM otel.otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] "
@@ -152,7 +156,9 @@ def test_forget_session_erases_it_from_every_table_and_is_audited(explorer) -> N
     [record] = [doc for doc in erasures(api) if doc["target"] == {"session": CHECKOUT}]
     assert record["action"] == "forget" and record["requested_by"]["role"] == "admin"
     assert set(record["trace_ids"]) == sent.checkout_traces
-    assert record["deleted"]["spans"] == sent.checkout_spans and record["deleted"]["audit"] == before["audit"]
+    assert record["deleted"]["spans"] == sent.checkout_spans and "audit" not in record["deleted"]
+    assert record["audit_kept"] == before["audit"]
+    assert record["requested_by"]["subject"] == "explorer:token" and record["requested_by"]["remote"] == "127.0.0.1"
     assert record["deleted"]["trace_lookup"] >= 30  # rows: one or more per trace until merged
     assert record["decided_at"].endswith("Z")
 
