@@ -46,18 +46,15 @@ from typing import Any, Sequence
 
 from exporters.clickhousehelper import TableExporter, TablesConfig
 from exporters.helper import QueueSettings
-from pipeline.chdb_engine import LOCK_NAME, ChdbStore, DirectoryInUse, lock_directory, unlock_directory
-from pipeline.chdb_engine import connect as _connect
+from pipeline.chdb_engine import ChdbStore
 from pipeline.clickhouse.errors import classify
 from pipeline.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, INSERT_SETTINGS, quote
 from pipeline.clickhouse.tables import TableSpec, preload_insert_modules, slice_columns
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
 
-# The engine, its lock and its threads live in pipeline/chdb_engine.py (the explorer reads the
-# same engine); these names stay importable from here for older callers.
-__all__ = ["LOCK_NAME", "ChdbStore", "DirectoryInUse", "lock_directory", "unlock_directory", "_connect",
-           "ChdbConfig", "ChdbExporter", "factory"]
+# The engine, its lock and its threads live in pipeline/chdb_engine.py: the explorer reads the
+# same engine and `agentdbg query` takes the same lock.
 
 
 class ChdbConfig(TablesConfig):

@@ -9,7 +9,8 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import exporters.chdb as chdb_exporter
-from exporters.chdb import ChdbConfig, ChdbExporter, ChdbStore, DirectoryInUse, lock_directory, unlock_directory
+from exporters.chdb import ChdbConfig, ChdbExporter
+from pipeline.chdb_engine import ChdbStore, DirectoryInUse, lock_directory, unlock_directory
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.telemetry import metrics
 from pipeline.pdata.traces import Traces

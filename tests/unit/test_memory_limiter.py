@@ -117,8 +117,8 @@ def test_a_burst_between_ticks_is_refused_once_the_last_reading_is_100_ms_old() 
 
 ENGINE_PROBE = """
 import json, sys
-from exporters.chdb import _connect
-conn = _connect(sys.argv[1])
+from pipeline.chdb_engine import connect
+conn = connect(sys.argv[1])
 rows = conn.query("SELECT name, value FROM system.server_settings WHERE name IN "
                   "('max_server_memory_usage', 'mark_cache_size', 'primary_index_cache_size')", "JSONEachRow")
 settings = {row["name"]: int(row["value"]) for row in map(json.loads, rows.bytes().decode().splitlines())}
