@@ -43,7 +43,7 @@ class AlertmanagerConfig(ExporterHelperConfig):
 
 
 
-class AlertmanagerExporter(QueuedExporter):
+class AlertmanagerExporter(QueuedExporter[Events]):
     def __init__(self, settings: Settings, config: AlertmanagerConfig) -> None:
         super().__init__(settings, config)
         self.am = config
@@ -63,7 +63,7 @@ class AlertmanagerExporter(QueuedExporter):
         if self._session:
             await self._session.close()
 
-    def item_count(self, batch: Any) -> int:
+    def item_count(self, batch: Events) -> int:
         return sum(1 for doc in batch.documents if doc.get("action") in ("alert", "resolve_alert"))
 
     def _alert(self, doc: dict[str, Any], now: float) -> dict[str, Any]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import PositiveInt
 
 from pipeline.component import Exporter, Factory, Settings, Signal, StrictConfig, Kind
+from pipeline.pdata.batch import Batch
 from pipeline.pdata.traces import Traces
 
 
@@ -22,7 +24,7 @@ class DebugConfig(StrictConfig):
     sampling_thereafter: PositiveInt = 1
 
 
-class DebugExporter(Exporter):
+class DebugExporter(Exporter[Batch]):
     def __init__(self, settings: Settings, config: DebugConfig) -> None:
         super().__init__(settings)
         self.config = config
@@ -37,7 +39,7 @@ class DebugExporter(Exporter):
         excess = self._seen - self.config.sampling_initial
         return excess <= 0 or excess % self.config.sampling_thereafter == 0
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: Batch) -> None:
         if not self._sampled():
             return
         if not isinstance(batch, Traces):
@@ -49,7 +51,7 @@ class DebugExporter(Exporter):
         if self.config.verbosity != "basic":
             self._log_spans(message)
 
-    def _log_spans(self, message: Any) -> None:
+    def _log_spans(self, message: ExportTraceServiceRequest) -> None:
         detailed = self.config.verbosity == "detailed"
         for rs in message.resource_spans:
             service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")

@@ -14,7 +14,7 @@ import os
 import struct
 import time
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 from pydantic import NonNegativeInt, PositiveInt
 
@@ -25,6 +25,7 @@ from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
 from pipeline.private_files import open_private, private_dir
 from pipeline.pdata.batch import OtlpBatch
+from pipeline.pdata.events import Events
 
 
 class RotationConfig(StrictConfig):
@@ -40,7 +41,7 @@ class FileConfig(ExporterHelperConfig):
     sending_queue: QueueSettings = QueueSettings(num_consumers=1)
 
 
-class FileExporter(QueuedExporter):
+class FileExporter(QueuedExporter[OtlpBatch | Events]):
     def __init__(self, settings: Settings, config: FileConfig) -> None:
         # One writer keeps lines whole and in order.
         config = config.model_copy(update={"sending_queue": config.sending_queue.model_copy(
@@ -61,7 +62,7 @@ class FileExporter(QueuedExporter):
         self._file = open_private(self.path, "ab")
         self._size = self._file.tell()
 
-    def encode(self, batch: Any) -> bytes:
+    def encode(self, batch: OtlpBatch | Events) -> bytes:
         if self.file_config.format == "proto":
             wire = batch.wire() if isinstance(batch, OtlpBatch) else batch.to_json_line()
             return struct.pack(">I", len(wire)) + wire
@@ -69,7 +70,7 @@ class FileExporter(QueuedExporter):
             return otlp_json.encode(batch.message) + b"\n"
         return batch.to_json_line()
 
-    async def send(self, batch: Any) -> None:
+    async def send(self, batch: OtlpBatch | Events) -> None:
         record = self.encode(batch)
         try:
             self._rotate_if_needed(len(record))

@@ -61,7 +61,7 @@ def retry_info_delay(error: grpc.aio.AioRpcError) -> float | None:
     return None
 
 
-class OtlpGrpcExporter(QueuedExporter):
+class OtlpGrpcExporter(QueuedExporter[Traces]):
     def __init__(self, settings: Settings, config: OtlpGrpcConfig) -> None:
         super().__init__(settings, config)
         self.grpc_config = config

@@ -56,7 +56,7 @@ class OtlpHttpConfig(ExporterHelperConfig):
         return self.endpoint.rstrip("/") + "/v1/traces" if self.endpoint else None
 
 
-class OtlpHttpExporter(QueuedExporter):
+class OtlpHttpExporter(QueuedExporter[Traces]):
     def __init__(self, settings: Settings, config: OtlpHttpConfig) -> None:
         super().__init__(settings, config)
         self.http_config = config

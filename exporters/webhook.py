@@ -36,7 +36,7 @@ class WebhookConfig(ExporterHelperConfig):
 
 
 
-class WebhookExporter(QueuedExporter):
+class WebhookExporter(QueuedExporter[Events]):
     def __init__(self, settings: Settings, config: WebhookConfig) -> None:
         super().__init__(settings, config)
         self.hook = config
@@ -50,7 +50,7 @@ class WebhookExporter(QueuedExporter):
         if self._session:
             await self._session.close()
 
-    def item_count(self, batch: Any) -> int:
+    def item_count(self, batch: Events) -> int:
         return len(self._selected(batch))
 
     def _selected(self, batch: Events) -> list[tuple[dict[str, Any], bytes]]:

@@ -12,11 +12,12 @@ import enum
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.clock import SYSTEM_CLOCK, Clock
+from pipeline.pdata.batch import Batch
 
 if TYPE_CHECKING:
     from pipeline.host import Host
@@ -70,7 +71,15 @@ class ComponentID:
 
 
 class Consumer(Protocol):
-    async def consume(self, batch: Any) -> None: ...
+    async def consume(self, batch: Batch) -> None:
+        """Take `batch`, or raise `Refused` (retryable: nothing of it was kept here, unless
+        `retry_consumer` says which part still wants it) or `PermanentError` (never retried)."""
+        ...
+
+
+# The batch type a processor, exporter or connector takes: its factory's `signals` say which
+# pipelines it is in, so the graph only ever gives it that type.
+B = TypeVar("B", bound=Batch)
 
 
 class Component:
@@ -105,7 +114,7 @@ class Receiver(Component):
         return True
 
 
-class Processor(Component):
+class Processor(Component, Generic[B]):
     """One stage of one pipeline: takes a batch, hands on (changed, merged or new) batches to `next`.
 
     The graph counts every processor's items in and out (`pipeline.processorhelper`), so a
@@ -116,24 +125,24 @@ class Processor(Component):
         super().__init__(settings)
         self.next = next_consumer
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: B) -> None:
         await self.next.consume(batch)
 
 
-class Exporter(Component):
-    async def consume(self, batch: Any) -> None:
+class Exporter(Component, Generic[B]):
+    async def consume(self, batch: B) -> None:
         raise NotImplementedError
 
 
-class Connector(Receiver):
+class Connector(Receiver, Generic[B]):
     """Both ends at once, as in otelcol: an exporter of the pipelines that list it under
     `exporters` (it consumes their batches) and a receiver of the pipelines that list it
     under `receivers` (it emits into them), e.g. spans in, trigger events out."""
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: B) -> None:
         raise NotImplementedError
 
-    def take_state_from(self, previous: "Connector") -> None:
+    def take_state_from(self, previous: Connector[Any]) -> None:
         """On reload, carry windowed state over from the instance this one replaces."""
 
 

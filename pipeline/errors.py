@@ -27,7 +27,10 @@ class Refused(RetryableError):
 
     `retry_consumer`, when set, is the part of a fan-out that refused: a caller that keeps the
     batch (the batch processor) retries only there, so the exporters that took it see it once.
+    A refusal always carries a retry hint (`retry_after`, seconds).
     """
+
+    retry_after: float
 
     def __init__(
         self,

@@ -71,7 +71,7 @@ class Flight:
 Held = tuple[OtlpBatch, Consumer, "Flight | None"]
 
 
-class BatchProcessor(Processor):
+class BatchProcessor(Processor[OtlpBatch]):
     def __init__(self, settings: Settings, config: BatchConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self.config = config
@@ -125,7 +125,10 @@ class BatchProcessor(Processor):
             if not batches:
                 segment.remove()
                 continue
-            merged = type(batches[0]).merge(batches)
+            first = batches[0]
+            if not isinstance(first, OtlpBatch):  # only this processor appends to its log: never so
+                raise ValueError(f"{wal.directory}: a {type(first).__name__} in a batch processor's log")
+            merged = type(first).merge(batches)
             pieces = merged.split(self.config.send_batch_max_size)
             flight = Flight([segment], len(pieces))
             self._held.extend((piece, self.next, flight) for piece in pieces)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from exporters.clickhousehelper.config import TablesConfig
 from exporters.helper.dead_letter import DeadLetters
@@ -22,9 +22,14 @@ from exporters.helper.isolate import IsolatingExporter
 from pipeline.clickhouse.tables import TableSpec, table_spec
 from pipeline.component import Settings
 from pipeline.errors import PartialFailure
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.events import Events
+from pipeline.pdata.traces import Traces
+
+T = TypeVar("T")
 
 
-class TableExporter(IsolatingExporter):
+class TableExporter(IsolatingExporter[Traces | Events, list[Sequence]]):
     def __init__(self, settings: Settings, config: TablesConfig, default_dead_letter: str) -> None:
         super().__init__(settings, config)
         self.spec: TableSpec = table_spec(settings.signal, config)
@@ -32,20 +37,20 @@ class TableExporter(IsolatingExporter):
         directory = Path(config.dead_letter or default_dead_letter) / str(settings.id).replace("/", "_")
         self.dead_letters = DeadLetters(directory)
 
-    async def send(self, batch: Any) -> list[PartialFailure] | None:
+    async def send(self, batch: Traces | Events) -> list[PartialFailure] | None:
         if not self.spec.wants(batch):
             return None
         return await self.send_rows(batch)
 
-    async def in_worker(self, func: Any, *args: Any) -> Any:
+    async def in_worker(self, func: Callable[..., T], *args: Any) -> T:
         """Run CPU work off the event loop (the chdb exporter uses its writer thread)."""
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
-    async def prepare(self, batch: Any) -> list[Sequence]:
+    async def prepare(self, batch: Traces | Events) -> list[Sequence]:
         return await self.in_worker(self.spec.to_columns, batch)
 
     def row_count(self, rows: list[Sequence]) -> int:
         return len(rows[0]) if rows else 0
 
-    def refused_batch(self, batch: Any, indices: list[int]) -> Any:
+    def refused_batch(self, batch: Traces | Events, indices: list[int]) -> Batch:
         return self.spec.select(batch, indices)

@@ -18,9 +18,9 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from pipeline.pdata import batch_codec
+from pipeline.pdata.batch import Batch
 from pipeline.private_files import open_private, private_dir
 
 log = logging.getLogger("agentdbg.exporter.dead_letter")
@@ -31,7 +31,7 @@ class DeadLetters:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
 
-    def keep(self, batch: Any, reason: str) -> str:
+    def keep(self, batch: Batch, reason: str) -> str:
         """Write `batch` and its `reason`; returns the file's path, or "" when it could not be written."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = self.directory / f"{stamp}-{os.getpid()}-{next(_SEQUENCE):06d}.batch"

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable, Generic, Sized, TypeVar
 
 from exporters.helper.dead_letter import DeadLetters
 from exporters.helper.queued import QueuedExporter
+from exporters.helper.settings import ExporterHelperConfig
+from pipeline.component import B, Settings
 from pipeline.errors import InvalidData, PartialFailure, PermanentError, RetryableError
+from pipeline.pdata.batch import Batch
 
 Range = tuple[int, int]
 
@@ -107,7 +110,10 @@ async def run(plan: RowIsolation, insert: Callable[[int, int], Awaitable[None]])
             plan.stored_next()
 
 
-class IsolatingExporter(QueuedExporter):
+R = TypeVar("R", bound=Sized)  # the rows a batch becomes, as the destination's insert takes them
+
+
+class IsolatingExporter(QueuedExporter[B], Generic[B, R]):
     """A queued exporter whose destination takes a batch as one all-or-nothing insert of rows.
 
     Subclasses give `prepare` (the batch's rows, built once per batch), `row_count` (how many
@@ -117,23 +123,23 @@ class IsolatingExporter(QueuedExporter):
 
     dead_letters: DeadLetters | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._plans: dict[int, tuple[Any, Any, RowIsolation]] = {}
+    def __init__(self, settings: Settings, config: ExporterHelperConfig) -> None:
+        super().__init__(settings, config)
+        self._plans: dict[int, tuple[B, R, RowIsolation]] = {}
 
-    async def prepare(self, batch: Any) -> Any:
+    async def prepare(self, batch: B) -> R:
         raise NotImplementedError
 
-    def row_count(self, rows: Any) -> int:
+    def row_count(self, rows: R) -> int:
         return len(rows)
 
-    async def insert_rows(self, rows: Any, start: int, stop: int) -> None:
+    async def insert_rows(self, rows: R, start: int, stop: int) -> None:
         raise NotImplementedError
 
-    def refused_batch(self, batch: Any, indices: list[int]) -> Any:
+    def refused_batch(self, batch: B, indices: list[int]) -> Batch:
         raise NotImplementedError
 
-    async def send_rows(self, batch: Any) -> list[PartialFailure]:
+    async def send_rows(self, batch: B) -> list[PartialFailure]:
         """Store every row of `batch` that the destination takes; the refused ones are dead-lettered."""
         entry = self._plans.get(id(batch))
         if entry is None or entry[0] is not batch:
@@ -155,7 +161,7 @@ class IsolatingExporter(QueuedExporter):
             return []
         return await asyncio.get_running_loop().run_in_executor(None, self._settle, batch, plan)  # file I/O
 
-    def _settle(self, batch: Any, plan: RowIsolation) -> list[PartialFailure]:
+    def _settle(self, batch: B, plan: RowIsolation) -> list[PartialFailure]:
         if not plan.refusals:
             return []
         where = ""
@@ -164,18 +170,18 @@ class IsolatingExporter(QueuedExporter):
             where = self.dead_letters.keep(self.refused_batch(batch, plan.refused_rows()), reasons)
         return plan.failures(where)
 
-    def _unpreparable(self, batch: Any, exc: Exception) -> list[PartialFailure]:
+    def _unpreparable(self, batch: B, exc: Exception) -> list[PartialFailure]:
         reason = f"cannot build the rows of the batch: {type(exc).__name__}: {exc}"
         where = self.dead_letters.keep(batch, reason) if self.dead_letters is not None else ""
         suffix = f"; kept in {where}" if where else ""
         return [PartialFailure(self.item_count(batch), "invalid_data", reason + suffix)]
 
     # -- the helper's hooks for a batch that never finished (retries exhausted, shutdown) ----
-    def unsent(self, batch: Any) -> int:
+    def unsent(self, batch: B) -> int:
         entry = self._plans.get(id(batch))
         return entry[2].unsettled if entry is not None and entry[0] is batch else super().unsent(batch)
 
-    def settled(self, batch: Any) -> None:
+    def settled(self, batch: B) -> None:
         """A batch the helper gave up on: its stored rows count as sent, its refused rows are kept."""
         entry = self._plans.get(id(batch))
         if entry is None or entry[0] is not batch:

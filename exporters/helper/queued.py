@@ -29,11 +29,14 @@ Guarantees (Vector-style):
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from pathlib import Path
+from typing import cast
+
+from prometheus_client import Counter
 
 from exporters.helper.backoff import Backoff
 from exporters.helper.settings import ExporterHelperConfig
-from pipeline.component import Exporter, Settings
+from pipeline.component import B, Exporter, Settings
 from pipeline.contracts import QueueStore
 from pipeline.errors import PartialFailure, PermanentError, Refused, RetryableError
 from pipeline.host import Host
@@ -42,7 +45,7 @@ from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import Throttled
 
 
-class QueuedExporter(Exporter):
+class QueuedExporter(Exporter[B]):
     def __init__(self, settings: Settings, config: ExporterHelperConfig) -> None:
         super().__init__(settings)
         self.config = config
@@ -54,13 +57,13 @@ class QueuedExporter(Exporter):
         self._retried = metrics.exporter_retried_requests.labels(name)
         self._retry_log = Throttled(self.log)  # every retry is counted; one line per 10 s is logged
         self._status: status.StatusReporter = status.reporter(settings.kind, settings.id, settings.signal)
-        self._failed_by_type: dict[str, Any] = {}
+        self._failed_by_type: dict[str, Counter] = {}
         self._queue_size = metrics.exporter_queue_size.labels(name, data_type)
         self._in_flight = metrics.exporter_in_flight_requests.labels(name, data_type)
         metrics.exporter_queue_capacity.labels(name, data_type).set(config.sending_queue.queue_size)
         # Capacity is enforced in `consume`, not by the Queue: batches recovered from disk at
         # start may exceed it, and then new data waits (or is refused) until they drain.
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[B, Path | None]] = asyncio.Queue()
         self._space = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._closing = False
@@ -71,7 +74,7 @@ class QueuedExporter(Exporter):
     async def start_client(self) -> None:
         """Open connections. Failing here must not stop the daemon: raise nothing for outages."""
 
-    async def send(self, batch: Any) -> int | PartialFailure | list[PartialFailure] | None:
+    async def send(self, batch: B) -> int | PartialFailure | list[PartialFailure] | None:
         """Deliver one batch; raise RetryableError / PermanentError on failure.
 
         May return how many items the destination rejected while taking the rest
@@ -80,21 +83,22 @@ class QueuedExporter(Exporter):
         """
         raise NotImplementedError
 
-    def unsent(self, batch: Any) -> int:
+    def unsent(self, batch: B) -> int:
         """Items of `batch` not delivered yet, counted as failed when the helper gives up on it."""
         return self.item_count(batch)
 
-    def settled(self, batch: Any) -> None:
+    def settled(self, batch: B) -> None:
         """Called once the helper is done with `batch`, whatever the outcome."""
 
     async def stop_client(self) -> None:
         """Close connections after the queue has drained."""
 
-    def item_count(self, batch: Any) -> int:
+    def item_count(self, batch: B) -> int:
+        """The items of `batch` the counters count (an exporter that sends fewer may say so)."""
         return batch.item_count
 
     # -- lifecycle -----------------------------------------------------------------------------
-    async def start(self, host: Any) -> None:
+    async def start(self, host: Host) -> None:
         await self.start_client()
         if self.persistent_storage:
             self._open_store(host, self.persistent_storage)
@@ -102,7 +106,7 @@ class QueuedExporter(Exporter):
             self._workers = [asyncio.create_task(self._worker(), name=f"{self.id}-sender-{i}")
                              for i in range(self.config.sending_queue.num_consumers)]
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: B) -> None:
         if self._closing:
             raise Refused(f"exporter {self.id} is shutting down", retry_after=1.0)
         if not self.config.sending_queue.enabled:
@@ -128,7 +132,8 @@ class QueuedExporter(Exporter):
         storage = host.storage(name, f"exporter {self.id}: sending_queue.storage")
         self._store = store = storage.open_store(str(self.id))
         recovered = 0
-        for batch, path in store.recover():
+        for stored, path in store.recover():
+            batch = cast(B, stored)  # the store gives back what this exporter put there
             self._queue.put_nowait((batch, path))
             recovered += self.item_count(batch)
         if recovered:
@@ -169,7 +174,7 @@ class QueuedExporter(Exporter):
                 self._in_flight_items -= self.item_count(batch)
                 self._queue.task_done()
 
-    async def _attempt(self, batch: Any) -> None:
+    async def _attempt(self, batch: B) -> None:
         outcome = await self.clock.wait_for(self.send(batch), self.config.timeout or None)
         failures = outcome if isinstance(outcome, list) else [
             outcome if isinstance(outcome, PartialFailure) else PartialFailure(outcome or 0)]
@@ -179,7 +184,7 @@ class QueuedExporter(Exporter):
             if failure.rejected:
                 self.count_failed(failure.rejected, failure.error_type, failure.reason)
 
-    async def _send_now(self, batch: Any) -> None:
+    async def _send_now(self, batch: B) -> None:
         """Queue disabled: one attempt, outcome handed back to the caller."""
         try:
             await self._attempt(batch)
@@ -187,13 +192,13 @@ class QueuedExporter(Exporter):
             self.count_failed(self.unsent(batch), exc.error_type, str(exc))
             raise
         except (RetryableError, asyncio.TimeoutError, OSError) as exc:
-            hint = getattr(exc, "retry_after", None) or 1.0
+            hint = retry_hint(exc) or 1.0
             self._status.recoverable_error(describe(exc))
             raise Refused(f"exporter {self.id}: {describe(exc)}", retry_after=hint) from exc
         finally:
             self.settled(batch)
 
-    async def _deliver(self, batch: Any) -> None:
+    async def _deliver(self, batch: B) -> None:
         retry = self.config.retry_on_failure
         backoff = Backoff(retry)
         started = self.clock.monotonic()
@@ -207,12 +212,13 @@ class QueuedExporter(Exporter):
                 self.count_failed(self.unsent(batch), exc.error_type, str(exc))
                 return
             except Exception as exc:  # otelcol's rule: anything not marked permanent is retryable
-                hint = getattr(exc, "retry_after", None)
+                hint = retry_hint(exc)
                 self._status.recoverable_error(describe(exc))
                 delay = backoff.next_delay(hint)
                 elapsed = self.clock.monotonic() - started
                 if not retry.enabled or (retry.max_elapsed_time and elapsed + delay > retry.max_elapsed_time):
-                    reason = "retries_exhausted" if retry.enabled else getattr(exc, "error_type", "send_failed")
+                    reason = "retries_exhausted" if retry.enabled else \
+                        exc.error_type if isinstance(exc, RetryableError) else "send_failed"
                     self.count_failed(self.unsent(batch), reason, describe(exc))
                     return
                 self._retried.inc()
@@ -247,6 +253,11 @@ class QueuedExporter(Exporter):
     def _refusal_hint(self) -> float:
         """Suggest a retry after roughly the time one retry interval takes to free room."""
         return max(1.0, min(self.config.retry_on_failure.initial_interval, 5.0))
+
+
+def retry_hint(exc: BaseException) -> float | None:
+    """The destination's "retry after" in seconds, when the failure carries one."""
+    return exc.retry_after if isinstance(exc, RetryableError) else None
 
 
 def describe(exc: BaseException) -> str:

@@ -15,6 +15,8 @@ from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import Encoded, RecordEncoder
 from pipeline.component import Settings
 from pipeline.errors import PartialFailure, PermanentError, RetryableError
+from pipeline.pdata.events import Events
+from pipeline.pdata.traces import Traces
 
 # Retrying these cannot help until someone changes the config, the ACLs or the broker.
 _AUTH_ERRORS = (
@@ -42,7 +44,7 @@ _START_PROBE_SECONDS = 5.0
 _STOP_GRACE_SECONDS = 5.0
 
 
-class KafkaExporter(QueuedExporter):
+class KafkaExporter(QueuedExporter[Traces | Events]):
     def __init__(self, settings: Settings, config: KafkaConfig) -> None:
         super().__init__(settings, config)
         self.kafka = config
@@ -78,8 +80,8 @@ class KafkaExporter(QueuedExporter):
                 "brokers": ",".join(self.kafka.brokers)}})
 
     # -- sending --------------------------------------------------------------------------------
-    async def send(self, batch: Any) -> PartialFailure | None:
-        """Produce a traces batch, or any batch with `kafka_records()` (events), as fitting records."""
+    async def send(self, batch: Traces | Events) -> PartialFailure | None:
+        """Produce a traces or an events batch as records that fit the broker's message size."""
         encoded = self.encoder.encode(batch)
         if encoded.records:
             producer = await self._client()
@@ -141,7 +143,7 @@ class KafkaExporter(QueuedExporter):
     async def _discard(self, producer: AIOKafkaProducer) -> None:
         """Drop a producer the brokers no longer accept; the next attempt starts a new one (a new
         producer id). What it had in flight fails and is retried by the helper: at least once."""
-        if self._producer is not producer:
+        if self._producer is None or self._producer is not producer:
             return  # another sender already replaced it
         self._producer = None
         try:

@@ -12,14 +12,15 @@ passed through, refusing any too large.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
 from pipeline import otlp_json
-from pipeline.pdata.traces import count_spans, iter_spans
+from pipeline.pdata.events import Events
+from pipeline.pdata.traces import Traces, count_spans, iter_spans
 
 # The value's own length prefix: a varint of at most 5 bytes.
 _VALUE_LENGTH_PREFIX = 5
@@ -69,9 +70,9 @@ class RecordEncoder:
         self.serialise: Callable[[ExportTraceServiceRequest], bytes] = (
             ExportTraceServiceRequest.SerializeToString if self.proto else otlp_json.encode)
 
-    def encode(self, batch: Any) -> Encoded:
+    def encode(self, batch: Traces | Events) -> Encoded:
         out = Encoded()
-        if hasattr(batch, "kafka_records"):
+        if isinstance(batch, Events):
             self._events(batch.kafka_records(), out)
         elif self.by_trace:
             for trace_id, (message, count) in split_by_trace(batch.message).items():

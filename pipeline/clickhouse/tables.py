@@ -26,11 +26,16 @@ from pipeline.pdata.traces import Traces
 class TableNames(Protocol):
     """Where the tables are (the `clickhouse` and `chdb` exporters' shared config keys) and their retention."""
 
-    database: str
-    traces_table_name: str
-    events_table_name: str
-    ttl: float  # seconds; 0 = keep for ever
-    events_ttl: float
+    @property
+    def database(self) -> str: ...
+    @property
+    def traces_table_name(self) -> str: ...
+    @property
+    def events_table_name(self) -> str: ...
+    @property
+    def ttl(self) -> float: ...  # seconds; 0 = keep for ever
+    @property
+    def events_ttl(self) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
 from pipeline.catalogue import price_book
 from pipeline.component import Consumer, Processor, Settings
+from pipeline.pdata.batch import Batch
 from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
 from processors.genai import aliases as A
@@ -28,7 +32,7 @@ def count_unpriced(model: str) -> None:
     metrics.genai_unpriced_spans.labels(label).inc()
 
 
-class GenAIProcessor(Processor):
+class GenAIProcessor(Processor[Batch]):
     def __init__(self, settings: Settings, config: GenAIConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self.config = config
@@ -39,16 +43,16 @@ class GenAIProcessor(Processor):
         self.fallback_priority = len(A.SESSION_KEYS)
         self.failures = 0
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: Batch) -> None:
         if isinstance(batch, Traces) and self.process(batch.message):
             batch.mark_changed()
         await self.next.consume(batch)
 
-    def process(self, message: Any) -> int:
+    def process(self, message: ExportTraceServiceRequest) -> int:
         """Add the canonical attributes to every span of an ExportTraceServiceRequest in place;
         returns how many attributes were written (0: the message is untouched)."""
         sessions = BatchSessions(self.memory, self.fallback_priority, self.config.session_from_trace)
-        lacking: list[tuple[bytes, Any]] = []  # spans without gen_ai.conversation.id, by trace
+        lacking: list[tuple[bytes, Span]] = []  # spans without gen_ai.conversation.id, by trace
         written = 0
         wanted = A.WANTED_KEYS
         for resource_spans in message.resource_spans:
@@ -65,7 +69,7 @@ class GenAIProcessor(Processor):
                         lacking.append((trace_id, span))
         return written + self._assign_sessions(sessions, lacking)
 
-    def _normalise(self, attrs: dict[str, Any], span: Any, scope_name: str) -> Result | None:
+    def _normalise(self, attrs: dict[str, Any], span: Span, scope_name: str) -> Result | None:
         """The normaliser's answer; a span it cannot handle passes on as it came, never failing
         the batch (nothing is written to a span before its answer is complete)."""
         try:
@@ -77,7 +81,7 @@ class GenAIProcessor(Processor):
                                    extra={"kv": {"span": span.name, "failures": self.failures}})
             return None
 
-    def _apply(self, span: Any, trace_id: bytes, result: Result, sessions: BatchSessions) -> int:
+    def _apply(self, span: Span, trace_id: bytes, result: Result, sessions: BatchSessions) -> int:
         """Write one GenAI span's new attributes (one merge of encoded bytes) and note its session."""
         sessions.genai_trace(trace_id)
         if result.session is not None:
@@ -88,7 +92,7 @@ class GenAIProcessor(Processor):
         span.MergeFromString(b"".join([encode(key, value) for key, value in result.writes.items()]))
         return len(result.writes)
 
-    def _assign_sessions(self, sessions: BatchSessions, lacking: list[tuple[bytes, Any]]) -> int:
+    def _assign_sessions(self, sessions: BatchSessions, lacking: list[tuple[bytes, Span]]) -> int:
         """Give every span of a GenAI trace its trace's session id, where it has none."""
         resolved = sessions.resolve()
         entries: dict[bytes, bytes | None] = {}  # trace id → its encoded session attribute (None: none)

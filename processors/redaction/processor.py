@@ -10,9 +10,13 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from typing import Any
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline.component import Consumer, Processor, Settings
+from pipeline.pdata.batch import Batch
 from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
 from processors.redaction.config import RedactionConfig
@@ -23,9 +27,10 @@ FAILED = "failed"  # a value the scanner could not process: replaced whole, neve
 FAILED_MASK = "[REDACTED:unprocessed]"
 REDACTED_KEYS, REDACTED_COUNT = "redaction.redacted.keys", "redaction.redacted.count"
 MASKED_KEYS, MASKED_COUNT = "redaction.masked.keys", "redaction.masked.count"
+Attributes = RepeatedCompositeFieldContainer[KeyValue]
 
 
-class RedactionProcessor(Processor):
+class RedactionProcessor(Processor[Batch]):
     def __init__(self, settings: Settings, config: RedactionConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self.config = config
@@ -46,7 +51,7 @@ class RedactionProcessor(Processor):
         self._cpu = metrics.redaction_cpu_seconds.labels(str(settings.id))
         self._redacted = {rule: metrics.redaction_redacted_values.labels(str(settings.id), rule) for rule in rules}
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: Batch) -> None:
         if isinstance(batch, Traces):
             started = time.thread_time()
             hits = self.redact(batch)
@@ -72,7 +77,7 @@ class RedactionProcessor(Processor):
         self.process(batch.message, hits)
         return hits
 
-    def process(self, message: Any, hits: Counter[str]) -> None:
+    def process(self, message: ExportTraceServiceRequest, hits: Counter[str]) -> None:
         """Walk every resource, scope and span of the message."""
         attributes = self.attributes
         for resource_spans in message.resource_spans:
@@ -82,7 +87,7 @@ class RedactionProcessor(Processor):
                 for span in scope_spans.spans:
                     self.span(span, hits)
 
-    def process_planned(self, message: Any, plans: dict[int, ResourcePlan], hits: Counter[str]) -> None:
+    def process_planned(self, message: ExportTraceServiceRequest, plans: dict[int, ResourcePlan], hits: Counter[str]) -> None:
         """Walk only the resources, scopes and spans whose bytes hold a candidate match."""
         for r, resource_plan in plans.items():
             resource_spans = message.resource_spans[r]
@@ -96,7 +101,7 @@ class RedactionProcessor(Processor):
                 for i in scope_plan.spans:
                     self.span(spans[i], hits)
 
-    def span(self, span: Any, hits: Counter[str]) -> None:
+    def span(self, span: Span, hits: Counter[str]) -> None:
         attributes = self.attributes
         attributes(span.attributes, hits)
         for event in span.events:  # gen_ai prompt/completion events, exceptions
@@ -109,7 +114,7 @@ class RedactionProcessor(Processor):
             if new is not None:
                 span.status.message = new
 
-    def attributes(self, kvs: Any, hits: Counter[str]) -> None:
+    def attributes(self, kvs: Attributes, hits: Counter[str]) -> None:
         if not self.key_rules:  # the usual case: value detectors only
             ignored = self.ignored
             for kv in kvs:
@@ -139,7 +144,7 @@ class RedactionProcessor(Processor):
             self._summary(kvs, removed_keys, REDACTED_KEYS, REDACTED_COUNT)
             self._summary(kvs, masked, MASKED_KEYS, MASKED_COUNT)
 
-    def value(self, value: Any, hits: Counter[str]) -> bool:
+    def value(self, value: AnyValue, hits: Counter[str]) -> bool:
         """Redact one AnyValue in place (strings, and strings inside arrays and kvlists)."""
         kind = value.WhichOneof("value")
         if kind == "string_value":
@@ -172,7 +177,7 @@ class RedactionProcessor(Processor):
                                    extra={"kv": {"failures": self.failures, "length": len(text)}})
             return FAILED_MASK
 
-    def _summary(self, kvs: Any, keys: list[str], keys_attribute: str, count_attribute: str) -> None:
+    def _summary(self, kvs: Attributes, keys: list[str], keys_attribute: str, count_attribute: str) -> None:
         """otelcol's diagnostic attributes: the count (info, debug) and the sorted keys (debug),
         added to what an earlier redaction wrote there."""
         if not keys:
@@ -186,7 +191,7 @@ class RedactionProcessor(Processor):
         entry.value.int_value = entry.value.int_value + len(keys)
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: AnyValue) -> str:
     kind = value.WhichOneof("value")
     if kind in (None, "array_value", "kvlist_value", "bytes_value"):
         return value.SerializeToString().hex()

@@ -137,7 +137,7 @@ class Scanner:
     def first_candidate(self, value: str) -> int | None:
         """The pre-check: one RE2 search of every built-in candidate at once; where the first
         starts (no built-in detector can match before it), or None."""
-        if self.any_built_in is None:
+        if self.any_built_in is None or self.any_built_in_bytes is None:
             return None
         found = self.any_built_in_bytes.search(value.encode()) if value.isascii() else self.any_built_in.search(value)
         return None if found is None else found.start()

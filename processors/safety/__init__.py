@@ -44,13 +44,14 @@ from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Sig
 from pipeline.documents import InvalidDocument, validate
 from pipeline.documents.trigger import Trigger
 from pipeline.errors import PermanentError, Refused
+from pipeline.host import Host
 from pipeline.pdata.events import Events
 from processors.safety import admin, state_file, telemetry
 from processors.safety.config import SafetyConfig
 from processors.safety.engine import SafetyEngine, SafetyState
 
 
-class SafetyProcessor(Processor):
+class SafetyProcessor(Processor[Events]):
     def __init__(self, settings: Settings, config: SafetyConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self.config = config
@@ -65,7 +66,7 @@ class SafetyProcessor(Processor):
         self._task: asyncio.Task[None] | None = None
         self._tick_failure_logged = -60.0
 
-    async def start(self, host: Any) -> None:
+    async def start(self, host: Host) -> None:
         telemetry.publish(self.engine.state)
         for name, handler in (("breakers", self._breakers), ("throttles", self._throttles),
                               ("canaries", self._canaries), ("decisions", self._decisions)):

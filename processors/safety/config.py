@@ -12,6 +12,8 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from pipeline.component import StrictConfig
 from pipeline.config.units import ByteSize, Duration
 
+Severity = Literal["critical", "warning", "info"]
+
 
 class Match(StrictConfig):
     """An event matches when its kind is listed (or `kinds` is empty) and every subject key given
@@ -68,6 +70,10 @@ class CanaryConfig(StrictConfig):
     rollback: RollbackCriteria = RollbackCriteria()
 
 
+def _critical_only() -> list[Severity]:
+    return ["critical"]
+
+
 class CostConfig(StrictConfig):
     enabled: bool = True
     rate_per_minute: PositiveInt = 1000
@@ -75,7 +81,7 @@ class CostConfig(StrictConfig):
     prefer: str = ""   # cheap fallback model to switch to while throttled
     # Which cost events throttle: by default only a spent budget (critical); 80 % and the
     # burn-rate projection are warnings that alert without throttling.
-    throttle_severities: list[Literal["critical", "warning", "info"]] = Field(default_factory=lambda: ["critical"])
+    throttle_severities: list[Severity] = Field(default_factory=_critical_only)
 
 
 class AlertConfig(StrictConfig):

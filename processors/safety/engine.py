@@ -73,6 +73,7 @@ class SafetyEngine:
         """Fold the ids this candidate decided into the shared set, oldest trimmed first."""
         if isinstance(self.state.seen, ChainMap):
             added, base = self.state.seen.maps[0], self.state.seen.maps[-1]
+            assert isinstance(base, OrderedDict)  # `copy` chains a candidate's ids over the shared dict
             base.update(added)
             self.state.seen = base
         while len(self.state.seen) > SEEN_LIMIT:
