@@ -298,8 +298,9 @@ class Stages:
     carried over (as in a daemon) never sees the same spans twice (replayed tool calls would
     all look like loops). Each step runs after its `prepare` (untimed)."""
 
-    def __init__(self, spans: int, genai: bool) -> None:
+    def __init__(self, spans: int, genai: bool, captured: frozenset[str]) -> None:
         self.spans, self.genai = spans, genai
+        self.captured = captured  # what the fan-out in front of the connector has each batch capture
         self.seed = 100
         self.clock = time.time()
 
@@ -313,24 +314,16 @@ class Stages:
             out.append(Traces.from_wire(wire, received_at=self.clock))
         return out, spans
 
-    def time(self, prepare: Callable[[Traces], Any], measured: Callable[[Traces], Any],
-             registered: frozenset[str] | None = None) -> float:
+    def time(self, prepare: Callable[[Traces], Any], measured: Callable[[Traces], Any]) -> float:
         """CPU seconds per span of `measured` over one fresh load."""
-        from pipeline.pdata.spans import SpanColumns
-
-        saved = SpanColumns.typed_keys
-        if registered is not None:
-            SpanColumns.typed_keys = registered
-        try:
-            batches, spans = self.batches()
-            for batch in batches:
-                prepare(batch)
-            start = time.process_time()
-            for batch in batches:
-                measured(batch)
-            return (time.process_time() - start) / spans
-        finally:
-            SpanColumns.typed_keys = saved
+        batches, spans = self.batches()
+        for batch in batches:
+            batch.capture(self.captured)
+            prepare(batch)
+        start = time.process_time()
+        for batch in batches:
+            measured(batch)
+        return (time.process_time() - start) / spans
 
 
 def consume_now(conn: Any, batch: Traces) -> None:
@@ -344,31 +337,26 @@ def consume_now(conn: Any, batch: Traces) -> None:
 
 def shared_rows(spans: int, genai: bool, rounds: int, keys: frozenset[str]) -> tuple[list[list[str]], float]:
     """The columns a ClickHouse exporter builds anyway, timed on one load, rounds interleaved:
-    the attribute pass with and without the detectors' keys registered (the difference is the
+    the attribute pass with and without the detectors' keys captured (the difference is the
     typed capture the detectors add to it)."""
     data, _ = payloads(spans, seed=99)
     wires, count = batch_wires(data, genai)
 
-    def timed(prepare: Callable[[Traces], Any], measured: Callable[[Traces], Any], registered: frozenset[str]) -> float:
-        from pipeline.pdata.spans import SpanColumns
-
-        saved, SpanColumns.typed_keys = SpanColumns.typed_keys, registered
-        try:
-            batches = [Traces.from_wire(wire) for wire in wires]
-            for batch in batches:
-                prepare(batch)
-            start = time.process_time()
-            for batch in batches:
-                measured(batch)
-            return (time.process_time() - start) / count * 1e6
-        finally:
-            SpanColumns.typed_keys = saved
+    def timed(prepare: Callable[[Traces], Any], measured: Callable[[Traces], Any], captured: frozenset[str]) -> float:
+        batches = [Traces.from_wire(wire) for wire in wires]
+        for batch in batches:
+            batch.capture(captured)
+            prepare(batch)
+        start = time.process_time()
+        for batch in batches:
+            measured(batch)
+        return (time.process_time() - start) / count * 1e6
 
     steps = {
         "SpanColumns.build (eager columns)": (lambda b: b.message, lambda b: b.columns, keys),
-        "attribute pass, no key registered (ClickHouse alone)": (lambda b: b.columns,
+        "attribute pass, no key captured (ClickHouse alone)": (lambda b: b.columns,
                                                                  lambda b: b.columns.span_attributes, frozenset()),
-        "attribute pass, the detectors' keys registered": (lambda b: b.columns, lambda b: b.columns.span_attributes,
+        "attribute pass, the detectors' keys captured": (lambda b: b.columns, lambda b: b.columns.span_attributes,
                                                            keys),
         "rest of the ClickHouse insert columns (reference)": (lambda b: b.columns.span_attributes, insert_columns_of,
                                                               keys),
@@ -381,16 +369,16 @@ def shared_rows(spans: int, genai: bool, rounds: int, keys: frozenset[str]) -> t
     # These steps keep no state, so the least of the rounds is the figure least disturbed by
     # the other processes of this shared machine.
     best = {name: min(values) for name, values in samples.items()}
-    capture = (best["attribute pass, the detectors' keys registered"]
-               - best["attribute pass, no key registered (ClickHouse alone)"])
+    capture = (best["attribute pass, the detectors' keys captured"]
+               - best["attribute pass, no key captured (ClickHouse alone)"])
     return [[f"{name} (least of {rounds})", f"{value:.3f}"] for name, value in best.items()], capture
 
 
 def inprocess_rows(spans: int, genai: bool, rounds: int) -> tuple[list[list[str]], dict[str, float]]:
     conn = connector()
     conn._prepare_detectors()
-    rows, capture = shared_rows(2 * spans, genai, max(2 * rounds, 9), frozenset(conn.attribute_keys))
-    stages = Stages(spans, genai)
+    rows, capture = shared_rows(2 * spans, genai, max(2 * rounds, 9), conn.span_attribute_keys)
+    stages = Stages(spans, genai, conn.span_attribute_keys)
     steps: dict[str, tuple[Callable, Callable]] = {
         "connector consume, after the ClickHouse columns (triggers' own hot path)": (
             insert_columns_of, lambda b: consume_now(conn, b)),
@@ -441,7 +429,7 @@ def inprocess_section(spans: int, rounds: int) -> tuple[str, dict[str, float]]:
             f"rounds. Every step times a fresh seeded load of ~{spans} spans merged into batches of 8192 "
             "(as the batch processor sends them, 0.2 s apart), after the steps it depends on (untimed); one "
             "connector keeps its detector state across all steps, as in a daemon. The triggers' cost beside a "
-            "ClickHouse exporter is what the registered keys add to the shared attribute pass plus the "
+            "ClickHouse exporter is what the captured keys add to the shared attribute pass plus the "
             "connector's consume after it.\n\n" + "\n\n".join(tables)), summary
 
 
@@ -461,7 +449,7 @@ daemon with Python's default collector (threshold 700, no freeze) instead of its
 `service.gc` (threshold 50,000, `gc.freeze()` after start), to show how much that saves.
 
 **Done in this change:** one attribute pass shared by the ClickHouse maps and the detectors
-(the pass also fills the registered keys' typed values, as `{span index: value}`, with a
+(the pass also fills the captured keys' typed values, as `{span index: value}`, with a
 string fast path; absent keys cost nothing and the wire-byte searches are gone); detectors
 select their spans from those sparse rows (tool calls, token counts, costs, error types) and
 the base columns with C-level `map`/`compress`/`list.index`/`Counter` instead of Python loops

@@ -6,14 +6,22 @@ is a fan-out of just them; those that took the batch keep it. A caller that cann
 the batch (a receiver) tells its client to retry, and the consumers that already took it
 see it again: at-least-once, never lost. A caller that keeps the batch (the batch
 processor) retries only `retry_consumer`.
+
+Consumers that read span attributes typed (`SpanAttributeReader`: the triggers connector, the
+genai_metrics exporter) name their keys; the fan-out in front of them has every traces batch
+capture the union before any of them runs, so the batch's one attribute pass fills them all
+(pipeline/pdata/spans.py: attribute capture).
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from typing import Sequence
 
 from pipeline.component import Consumer
 from pipeline.errors import PermanentError, Refused
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.spans import SpanAttributeReader
+from pipeline.pdata.traces import Traces
 
 
 class FanOut:
@@ -24,8 +32,13 @@ class FanOut:
         # Pipelines may change spans (processors), so each gets its own wrapper of the batch;
         # exporters only read, so they share one.
         self.clone = clone
+        # Fixed when the graph is built: the span attributes this fan-out's consumers read typed.
+        self.captured = frozenset().union(
+            *(c.span_attribute_keys for c in self.consumers if isinstance(c, SpanAttributeReader)))
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: Batch) -> None:
+        if self.captured and isinstance(batch, Traces):
+            batch.capture(self.captured)
         if len(self.consumers) == 1:
             await self.consumers[0].consume(batch)
             return

@@ -46,7 +46,6 @@ from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
 from pipeline.errors import PermanentError, Refused
 from pipeline.pdata.events import Events
-from pipeline.pdata.spans import SpanColumns
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 
@@ -73,9 +72,10 @@ class TriggersConnector(Connector):
         for detector in self.detectors:
             detector.attach(peers)
         self.attribute_keys = tuple(dict.fromkeys(k for d in self.detectors for k in d.attribute_keys))
-        # The shared attribute pass (the one that builds ClickHouse's maps) fills these keys' typed
-        # columns as it goes, so the detectors' reads cost no walk of their own.
-        SpanColumns.register_typed_keys(self.attribute_keys)
+        # The keys the detectors read typed (SpanAttributeReader): the fan-out in front of the
+        # connector, and `consume` itself, have each batch's attribute pass capture them, so the
+        # detectors' reads cost no walk of their own (pipeline/pdata/spans.py: attribute capture).
+        self.span_attribute_keys = frozenset(self.attribute_keys)
         self.tracker = EpisodeTracker(str(self.id), config.resolve_after, config.resolve_ratio)
         self._share_episodes()
         self.telemetry = TriggerMetrics(str(self.id))
@@ -124,6 +124,7 @@ class TriggersConnector(Connector):
         started = time.thread_time()
         if isinstance(batch, Traces):
             if batch.item_count:
+                batch.capture(self.span_attribute_keys)
                 self.prefetch(batch)
                 prefetched = time.thread_time()
                 self.telemetry.prefetch_seconds.inc(prefetched - started)
@@ -136,8 +137,9 @@ class TriggersConnector(Connector):
         self.telemetry.observe_seconds.inc(time.thread_time() - started)
 
     def prefetch(self, batch: Traces) -> None:
-        """Run the batch's shared attribute pass now if no exporter has yet (a ClickHouse exporter
-        then reuses it): it captures every detector's keys as it goes."""
+        """Run the batch's attribute pass now, unless a reader already has: it fills the captured
+        keys the detectors read, and the text maps a ClickHouse exporter of the same pipeline then
+        reuses (pipeline/pdata/spans.py: attribute capture)."""
         if self.attribute_keys:
             batch.columns.span_attributes
 

@@ -44,14 +44,13 @@ from typing import Any
 from prometheus_client import Counter
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from exporters.genai_metrics.collector import (COLLECTOR, COST_LABELS, MODEL_LABELS, OVERFLOW_LABEL, Stores,
-                                               label_name)
+from exporters.genai_metrics.collector import COLLECTOR, COST_LABELS, MODEL_LABELS, OVERFLOW_LABEL, Stores, label_name
 from exporters.genai_metrics.fold import Dimension, Folder
 from exporters.genai_metrics.store import SeriesStore
-from pipeline.pdata.spans import SpanColumns
 from pipeline.component import Exporter, Factory, Kind, Settings, Signal, StrictConfig
-from pipeline.telemetry.metrics import REGISTRY
+from pipeline.pdata.spans import SpanColumns
 from pipeline.pdata.traces import Traces
+from pipeline.telemetry.metrics import REGISTRY
 
 # The GenAI semantic conventions' advised explicit bucket boundaries.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -115,9 +114,10 @@ class GenAIMetricsExporter(Exporter):
             durations=SeriesStore(MODEL_LABELS + ("error_type",) + extra + (OVERFLOW_LABEL,), limit,
                                   tuple(config.histogram.duration_buckets)),
             costs=SeriesStore(COST_LABELS + (OVERFLOW_LABEL,), limit)))
-        # The shared attribute pass (the one ClickHouse's maps come from) captures these keys as
-        # it goes, so reading them here costs no walk of its own.
-        SpanColumns.register_typed_keys(self.folder.attribute_keys)
+        # The keys the folder reads typed (SpanAttributeReader): the batch's shared attribute pass
+        # captures them (pipeline/pdata/spans.py: attribute capture), so reading them here costs no
+        # walk of its own.
+        self.span_attribute_keys = frozenset(self.folder.attribute_keys)
         self.failed = failed_batches.labels(str(self.id))
         self.fold_seconds = fold_seconds.labels(str(self.id))
 
@@ -131,6 +131,7 @@ class GenAIMetricsExporter(Exporter):
         if not isinstance(batch, Traces) or not batch.item_count:
             return
         started = time.thread_time()
+        batch.capture(self.span_attribute_keys)
         try:
             self.fold(batch.columns)
         except Exception:

@@ -15,8 +15,8 @@ What it promises (the exporter helper's queue and retries around aiokafka):
 - Kafka down or unreachable (also at start-up: the daemon starts anyway): every batch is
   retried with backoff until `retry_on_failure.max_elapsed_time`, then counted as failed
   (`retries_exhausted`) and logged. After a broker restart that refuses the idempotent
-  producer's sequence numbers, a new producer (new producer id) takes over. A send that timed out may still be delivered by the
-  producer, so recovery can bring duplicates, never gaps.
+  producer's sequence numbers, a new producer (new producer id) takes over. A send that timed
+  out may still be delivered by the producer, so recovery can bring duplicates, never gaps.
 - Topic missing and the brokers do not create it: retried like an outage (Kafka classes
   it as retriable), each retry logged naming the topic and saying to create it; once it
   exists the queued batches go out.

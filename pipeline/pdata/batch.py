@@ -21,8 +21,8 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 
 B = TypeVar("B", bound="Batch")
 
@@ -43,7 +43,7 @@ class OtlpBatch:
     """Wire bytes and lazily parsed message of one OTLP request; subclasses name the message."""
 
     __slots__ = ("_wire", "_message", "_columns", "item_count", "received_at")
-    request_type: type = ExportTraceServiceRequest
+    request_type: type[Message] = ExportTraceServiceRequest
 
     def __init__(self, message: Any = None, wire: bytes | None = None,
                  item_count: int | None = None, received_at: float | None = None) -> None:
@@ -94,7 +94,7 @@ class OtlpBatch:
 
     def mark_changed(self) -> None:
         """Call after changing items in `message`: drops cached bytes and columns, recounts."""
-        self.message  # parse before dropping the bytes
+        _ = self.message  # parse before dropping the bytes
         self._wire = None
         self._columns = None
         self.item_count = self.count(self.message)

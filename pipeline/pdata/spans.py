@@ -27,14 +27,30 @@ columns), `attribute(key)` / `attributes(keys)` / `present(key)` (typed values, 
 key) and `resource_attribute(key)`.
 
 One pass over span attributes, shared: walking every span's attributes in Python is the
-dominant cost of both readers (about 0.1 µs per attribute, against ~0.05 µs per span to
-parse), so it happens once per batch. The pass that builds `span_attributes` (the text maps
-ClickHouse stores) also fills the typed columns of the keys registered with
-`SpanColumns.register_typed_keys` (the trigger detectors register theirs when the
-connector is built): reading a registered key is then a dict lookup, and a registered key
-no span has is known absent without any search. Keys that were not registered when the
-pass ran are read by a scan of their own (skipped, for a key whose protobuf encoding does
-not occur in the wire bytes).
+dominant cost of every reader (about 0.1 µs per attribute, against ~0.05 µs per span to
+parse), so it happens once per batch. The attribute pass builds `span_attributes` (the text
+maps ClickHouse stores) and, in the same loop, the typed columns of the batch's *captured*
+keys: reading a captured key is then a dict lookup, and a captured key no span has is known
+absent without any search. A key read without having been captured before the pass ran is
+read by a scan of its own (skipped, for a key whose protobuf encoding does not occur in the
+wire bytes): the same values, one more walk.
+
+Attribute capture, the contract (per batch, nothing process-wide):
+- A component that reads span attributes typed from every traces batch says which, as
+  `span_attribute_keys` (the `SpanAttributeReader` protocol below): the triggers connector
+  (its detectors' keys) and the genai_metrics exporter.
+- When the graph is built, each pipeline's fan-out to its exporters takes the union of its
+  readers' keys, and before offering a batch to them calls `Traces.capture(keys)`: the keys
+  are known before any reader of the pipeline touches the batch, whatever their order. A
+  reader also captures its own keys itself before it reads (so it works outside a graph).
+- Capturing only records keys on the batch (`columns` is not built for it). The pass runs
+  once, when a reader first needs `span_attributes` or a captured key's column; whoever that
+  is pays for it and every later reader of the batch reuses it. The triggers connector runs
+  it first on purpose (`prefetch`, timed as `agentdbg_trigger_prefetch_seconds`), so a
+  ClickHouse exporter beside it finds its maps built; a pipeline without attribute readers
+  captures nothing and its pass builds the text maps alone.
+- Another pipeline's batch is another wrapper (`clone()`), with its own columns and
+  captures: what one pipeline's readers want never costs another pipeline anything.
 
 Every list and dict handed out is shared: treat them as read-only.
 
@@ -44,7 +60,7 @@ from __future__ import annotations
 
 from itertools import compress, repeat
 from operator import is_not, sub
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -54,6 +70,15 @@ from pipeline.pdata.anyvalue import TEXT_OF, TYPED_OF, Value, any_value_text, an
 KIND_NAMES: tuple[str, ...] = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_NAMES: tuple[str, ...] = ("Unset", "Ok", "Error")
 SERVICE_NAME = "service.name"
+
+
+@runtime_checkable
+class SpanAttributeReader(Protocol):
+    """A consumer that reads these span attributes, typed, from every traces batch it takes:
+    the fan-out in front of it has the batch's attribute pass capture them (module docstring)."""
+
+    @property
+    def span_attribute_keys(self) -> frozenset[str]: ...
 
 
 class EventColumns(NamedTuple):
@@ -76,17 +101,17 @@ class LinkColumns(NamedTuple):
 _EMPTY: tuple = ()
 
 
-def attribute_pass(spans: Sequence, registered: Iterable[str]
+def attribute_pass(spans: Sequence, captured: Iterable[str]
                    ) -> tuple[list[dict[str, str]], dict[str, dict[int, Value]]]:
-    """Per span `{key: text}` and, in the same loop, the typed values of the `registered` keys.
+    """Per span `{key: text}` and, in the same loop, the typed values of the `captured` keys.
 
     Returns (maps, rows): `rows[key]` is `{span index: typed value}` for the spans that have
-    the key (empty when none has it): one dict store per registered attribute met, and a
+    the key (empty when none has it): one dict store per captured attribute met, and a
     reader that wants the spans having a key gets them without a scan. Strings take the
     fast path: a non-empty `string_value` is both the text and the typed value, with no
     `WhichOneof`.
     """
-    rows: dict[str, dict[int, Value]] = {key: {} for key in registered}
+    rows: dict[str, dict[int, Value]] = {key: {} for key in captured}
     text_of, typed_of = TEXT_OF, TYPED_OF
     maps: list[dict[str, str]] = []
     append = maps.append
@@ -127,19 +152,12 @@ def _hex(ids: list[bytes]) -> list[str]:
 class SpanColumns:
     """Parallel per-span lists of one batch; see the module docstring for the full API."""
 
-    # Keys whose typed columns the shared attribute pass fills (see `register_typed_keys`).
-    typed_keys: frozenset[str] = frozenset()
-
-    @classmethod
-    def register_typed_keys(cls, keys: Iterable[str]) -> None:
-        """Have every later attribute pass also fill the typed columns of `keys`. Process-wide
-        and additive: a key registered by any reader is captured for all (a dict lookup per
-        attribute); nothing is ever unregistered, a reload registering the same keys again."""
-        cls.typed_keys = cls.typed_keys | frozenset(keys)
-
-    def __init__(self, message: ExportTraceServiceRequest, wire: bytes | None = None) -> None:
+    def __init__(self, message: ExportTraceServiceRequest, wire: bytes | None = None,
+                 captured: frozenset[str] = frozenset()) -> None:
         self.message = message
         self.wire = wire
+        # Keys whose typed columns the attribute pass fills (module docstring: attribute capture).
+        self.captured = captured
         self.trace_id: list[bytes] = []
         self.span_id: list[bytes] = []
         self.parent_span_id: list[bytes] = []
@@ -163,13 +181,15 @@ class SpanColumns:
         self._rows: dict[str, dict[int, Value]] = {}  # attribute_rows of keys the pass did not capture
 
     @classmethod
-    def build(cls, message: ExportTraceServiceRequest, wire: bytes | None = None) -> "SpanColumns":
+    def build(cls, message: ExportTraceServiceRequest, wire: bytes | None = None,
+              captured: frozenset[str] = frozenset()) -> "SpanColumns":
         """One pass over `message`; per-resource and per-scope values are read once.
 
         `wire`, when given, must be `message`'s encoding (Traces passes its unchanged bytes): a
         key whose bytes do not occur in it is known absent without scanning any span.
+        `captured`: the keys the attribute pass is to fill (`capture` adds more until it runs).
         """
-        cols = cls(message, wire)
+        cols = cls(message, wire, captured)
         for index, rs in enumerate(message.resource_spans):
             resource = rs.resource
             service = _service_name(resource.attributes)
@@ -262,9 +282,15 @@ class SpanColumns:
 
     @lazy
     def _pass(self) -> tuple[list[dict[str, str]], dict[str, dict[int, Value]]]:
-        """The shared attribute pass: text maps and the registered keys' typed columns, stored
+        """The shared attribute pass: text maps and the captured keys' typed columns, stored
         together so two threads racing to build it each see a consistent pair."""
-        return attribute_pass(self.spans, self.typed_keys)
+        return attribute_pass(self.spans, self.captured)
+
+    def capture(self, keys: frozenset[str]) -> None:
+        """Have the attribute pass fill the typed columns of `keys` too, if it has not run yet
+        (once it has, a key it did not capture is scanned when read: same values)."""
+        if not keys <= self.captured and "_pass" not in self.__dict__:
+            self.captured = self.captured | keys
 
     @lazy
     def events(self) -> EventColumns:
@@ -312,14 +338,14 @@ class SpanColumns:
         return cached
 
     def attributes(self, keys: Iterable[str]) -> dict[str, list[Value]]:
-        """Several span attributes as per-span columns: `{key: values}`. Registered keys come
+        """Several span attributes as per-span columns: `{key: values}`. Captured keys come
         from the shared pass (run now if nobody has yet); the others from one scan of their own."""
         keys = tuple(keys)
         wanted = [key for key in dict.fromkeys(keys) if key not in self._typed]
         if wanted:
             rest = []
             for key in wanted:
-                rows = self._registered_rows(key)
+                rows = self._captured_rows(key)
                 if rows is None:
                     rest.append(key)
                 else:
@@ -330,9 +356,9 @@ class SpanColumns:
 
     def attribute_rows(self, key: str) -> dict[int, Value]:
         """`{span index: typed value}` of the spans that have attribute `key`, in span order:
-        for a registered key straight from the shared pass, so a reader that wants only the
+        for a captured key straight from the shared pass, so a reader that wants only the
         spans having a key (tool calls, token counts, costs) costs nothing per other span."""
-        rows = self._registered_rows(key)
+        rows = self._captured_rows(key)
         if rows is None:
             rows = self._rows.get(key)
             if rows is None:
@@ -346,15 +372,15 @@ class SpanColumns:
         return list(map(self.attribute_rows(key).get, indices))
 
     def present(self, key: str) -> bool:
-        """True when at least one span has attribute `key` (free for a registered key)."""
-        rows = self._registered_rows(key)
+        """True when at least one span has attribute `key` (free for a captured key)."""
+        rows = self._captured_rows(key)
         if rows is not None:
             return bool(rows)
         return self.attribute(key) is not self._absent
 
-    def _registered_rows(self, key: str) -> dict[int, Value] | None:
-        """The pass's rows of `key`, or None when the key was not registered before the pass ran."""
-        if key not in self.typed_keys and "_pass" not in self.__dict__:
+    def _captured_rows(self, key: str) -> dict[int, Value] | None:
+        """The pass's rows of `key`, or None when the key was not captured before the pass ran."""
+        if key not in self.captured and "_pass" not in self.__dict__:
             return None
         return self._pass[1].get(key)
 
@@ -389,7 +415,7 @@ class SpanColumns:
 
     def resource_attribute(self, key: str) -> list[Value]:
         """Per span, the typed value of resource attribute `key` (computed per resource)."""
-        per_resource = [None] * len(self.resources)
+        per_resource: list[Value] = [None] * len(self.resources)
         for index, resource in enumerate(self.resources):
             for kv in resource.attributes:
                 if kv.key == key:

@@ -13,10 +13,10 @@ concatenation of two requests is their merged request (batch.py: `OtlpBatch`).
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from pipeline.pdata.batch import OtlpBatch
 from pipeline.pdata.spans import SpanColumns
@@ -27,15 +27,29 @@ def count_spans(message: ExportTraceServiceRequest) -> int:
 
 
 class Traces(OtlpBatch):
-    __slots__ = ()
+    __slots__ = ("_captured",)
     request_type = ExportTraceServiceRequest
     count = staticmethod(count_spans)
 
+    def __init__(self, message: ExportTraceServiceRequest | None = None, wire: bytes | None = None,
+                 item_count: int | None = None, received_at: float | None = None) -> None:
+        super().__init__(message, wire, item_count, received_at)
+        self._captured: frozenset[str] = frozenset()
+
     @property
     def columns(self) -> SpanColumns:
+        """The batch's columnar view, built on first use and shared by every reader."""
         if self._columns is None:
-            self._columns = SpanColumns.build(self.message, self._wire)
+            self._columns = SpanColumns.build(self.message, self._wire, self._captured)
         return self._columns
+
+    def capture(self, keys: frozenset[str]) -> None:
+        """Declare span attributes some reader of this batch reads typed, so the one attribute
+        pass fills them (spans.py: attribute capture). Cheap: records the keys, builds nothing."""
+        if not keys <= self._captured:
+            self._captured = self._captured | keys
+            if self._columns is not None:
+                self._columns.capture(keys)
 
     def split(self, max_spans: int) -> list["Traces"]:
         """Batches of at most `max_spans` spans each, keeping resource and scope with their spans."""
@@ -75,7 +89,8 @@ def copy_resource_header(out: ExportTraceServiceRequest, rs: ResourceSpans) -> R
     return target
 
 
-def iter_spans(message: ExportTraceServiceRequest) -> Iterable:
+def iter_spans(message: ExportTraceServiceRequest) -> Iterator[Span]:
+    """Every span of `message`, in order."""
     for rs in message.resource_spans:
         for scope in rs.scope_spans:
             yield from scope.spans

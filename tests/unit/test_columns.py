@@ -1,17 +1,25 @@
-"""SpanColumns on hand-built requests: every column, ClickHouse strings, typed attributes, events, links."""
+"""SpanColumns on hand-built requests: every column, ClickHouse strings, typed attributes, events, links,
+and attribute capture (per batch, declared by the readers behind a fan-out)."""
 from __future__ import annotations
 
+import asyncio
 import base64
+from dataclasses import dataclass
 
 import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from connectors.triggers import TriggersConnector
+from connectors.triggers.config import TriggersConfig
 from pipeline.clickhouse.schema import COLUMN_NAMES, insert_columns, schema_statements, ttl_clause
+from pipeline.component import ComponentID, Kind, Settings
+from pipeline.fanout import FanOut
 from pipeline.pdata.anyvalue import any_value_text, format_double
 from pipeline.pdata.spans import SpanColumns
 from pipeline.pdata.traces import Traces
+from testkit.consumers import Recording
 
 T0 = 1_700_000_000_123_456_789
 
@@ -223,7 +231,8 @@ def test_schema_statements_and_ttl():
     assert "`otel`.`otel_traces_trace_id_ts`" in statements[2] and "AggregatingMergeTree" in statements[2]
     assert "`otel`.`otel_traces_trace_id_ts_mv`" in statements[3]
     assert ttl_clause(0, "x") == "" and ttl_clause(7200, "x") == "TTL x + toIntervalHour(2)"
-    assert ttl_clause(90, "x") == "TTL x + toIntervalSecond(90)" and ttl_clause(120, "x") == "TTL x + toIntervalMinute(2)"
+    assert ttl_clause(90, "x") == "TTL x + toIntervalSecond(90)"
+    assert ttl_clause(120, "x") == "TTL x + toIntervalMinute(2)"
 
 
 def test_absent_keys_known_from_the_wire_bytes(request_two_resources):
@@ -233,3 +242,83 @@ def test_absent_keys_known_from_the_wire_bytes(request_two_resources):
     got = cols.attributes(["gen_ai.request.model", "not.there"])
     assert got["not.there"] == [None] * 5
     assert got["gen_ai.request.model"] == ["gpt-x", None, None, "small", None]
+
+
+# -- attribute capture ----------------------------------------------------------------------------
+READ = ["gen_ai.request.model", "gen_ai.usage.input_tokens", "tags", "not.there"]
+
+
+def test_captured_keys_come_from_the_one_attribute_pass_with_the_values_a_scan_gives(request_two_resources):
+    wire = request_two_resources.SerializeToString()
+    captured, plain = Traces.from_wire(wire), Traces.from_wire(wire)
+    captured.capture(frozenset(READ))
+    cols = captured.columns
+    got = cols.attributes(READ)
+    assert "_pass" in cols.__dict__  # read from the shared pass ...
+    expected = plain.columns.attributes(READ)
+    assert "_pass" not in plain.columns.__dict__  # ... where the uncaptured batch scanned per key
+    assert got == expected
+    assert got["gen_ai.request.model"] == ["gpt-x", None, None, "small", None]
+    assert got["not.there"] == [None] * 5
+    assert cols.attribute_rows("gen_ai.usage.input_tokens") == {0: 1200}
+    assert cols.present("tags") and not cols.present("not.there")
+    assert cols.span_attributes == plain.columns.span_attributes
+
+
+def test_a_key_captured_after_the_pass_ran_is_scanned_with_the_same_values(request_two_resources):
+    batch = Traces.from_wire(request_two_resources.SerializeToString())
+    batch.capture(frozenset({"temperature"}))
+    assert batch.columns.span_attributes[0]["temperature"] == "0.25"  # a ClickHouse exporter ran the pass first
+    batch.capture(frozenset({"gen_ai.request.model"}))  # a reader declaring late
+    assert batch.columns.captured == frozenset({"temperature"})
+    assert batch.columns.attribute("gen_ai.request.model") == ["gpt-x", None, None, "small", None]
+    assert batch.columns.attribute_rows("temperature") == {0: 0.25}
+
+
+def connector() -> TriggersConnector:
+    return TriggersConnector(Settings.make(Kind.CONNECTOR, ComponentID("triggers")), TriggersConfig())
+
+
+def test_capture_is_per_batch_not_process_wide(request_two_resources):
+    wire = request_two_resources.SerializeToString()
+    triggers = connector()
+    assert "gen_ai.request.model" in triggers.span_attribute_keys
+    batch = Traces.from_wire(wire)
+    batch.capture(triggers.span_attribute_keys)
+    assert batch.columns.captured == triggers.span_attribute_keys
+    # Building a reader, or another batch capturing, changes nothing for any other batch ...
+    assert Traces.from_wire(wire).columns.captured == frozenset()
+    # ... nor for the wrapper another pipeline gets.
+    assert batch.clone().columns.captured == frozenset()
+
+
+@dataclass
+class Reader(Recording):
+    """A consumer that reads span attributes typed, as the triggers connector does."""
+
+    keys: frozenset[str] = frozenset()
+
+    @property
+    def span_attribute_keys(self) -> frozenset[str]:
+        return self.keys
+
+    async def consume(self, batch) -> None:
+        await super().consume(batch)
+        self.seen = (batch.columns.captured, batch.columns.attributes(sorted(self.keys)))
+
+
+def test_a_fan_out_has_each_batch_capture_every_readers_keys_before_the_first_reads(request_two_resources):
+    first = Reader(keys=frozenset({"gen_ai.request.model"}))
+    second = Reader(keys=frozenset({"gen_ai.usage.input_tokens"}))
+    triggers, plain = connector(), Recording()
+    fan = FanOut([first, plain, triggers, second])
+    assert fan.captured == first.keys | second.keys | triggers.span_attribute_keys
+    assert FanOut([plain]).captured == frozenset()
+    batch = Traces.from_wire(request_two_resources.SerializeToString())
+    asyncio.run(fan.consume(batch))
+    captured, values = first.seen
+    assert captured == fan.captured  # the first reader already finds the later readers' keys captured
+    assert values == {"gen_ai.request.model": ["gpt-x", None, None, "small", None]}
+    assert second.seen[1] == {"gen_ai.usage.input_tokens": [1200, None, None, None, None]}
+    assert [b is batch for b in plain.batches] == [True]
+

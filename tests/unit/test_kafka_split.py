@@ -1,5 +1,5 @@
-"""Splitting batches to fit Kafka messages: `exporters.kafka.split`'s `wire_ranges`,
-`chunk_by_size`, `split_by_trace` and the kafka exporter's `RecordEncoder` built on them (plus its config's safe defaults)."""
+"""Splitting batches to fit Kafka messages: `exporters.kafka.split`'s `wire_ranges`, `chunk_by_size`,
+`split_by_trace` and the kafka exporter's `RecordEncoder` built on them (plus its config's safe defaults)."""
 from __future__ import annotations
 
 import os
@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import RecordEncoder, value_budget
+from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
 from pipeline import otlp_json
 from pipeline.pdata.events import Events
-from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
 from pipeline.pdata.traces import Traces, count_spans, iter_spans
 
 

@@ -1,4 +1,5 @@
-"""Unit tests of the batches that flow (`Traces`, the `Batch` protocol of every batch type) and of the receiver's bounded decompression."""
+"""Unit tests of the batches that flow (`Traces`, the `Batch` protocol of every batch type) and of
+the receiver's bounded decompression."""
 from __future__ import annotations
 
 import gzip

@@ -6,7 +6,6 @@ from typing import Any, ClassVar, Container, Literal
 from pydantic import Field, PositiveInt
 
 from connectors.triggers.event import Observation
-from pipeline.pdata.spans import SpanColumns
 from pipeline.component import StrictConfig
 
 
@@ -37,8 +36,8 @@ class BoundedConfig(DetectorConfig):
 
 class Detector:
     kind: ClassVar[str]
-    # Span attributes the detector reads (typed, via SpanColumns.attributes): registered with
-    # SpanColumns, so the batch's shared attribute pass fills them.
+    # Span attributes the detector reads (typed, via SpanColumns.attributes): the connector has
+    # each batch capture them, so the batch's shared attribute pass fills them.
     attribute_keys: ClassVar[tuple[str, ...]] = ()
     # Attributes computed from the config in __init__: a reload keeps the new instance's.
     config_derived: ClassVar[tuple[str, ...]] = ()
@@ -53,7 +52,6 @@ class Detector:
         # detector used on its own): a detector may leave out observations of subjects that
         # neither fire nor have an open episode, which the tracker would only drop.
         self.open_episodes: Container[str] | None = None
-        SpanColumns.register_typed_keys(self.attribute_keys)
 
     def attach(self, peers: dict[str, "Detector"]) -> None:
         """Called once the connector has built every detector: `{kind: detector}` (e.g. the

@@ -53,7 +53,6 @@ from connectors.triggers.detectors.otlp_metrics import (
     resource_origin,
 )
 from connectors.triggers.event import Examples, Observation
-from pipeline.pdata.spans import SpanColumns
 from pipeline.config.units import ByteSize, Duration
 
 MEMORY_METRICS = [
@@ -158,7 +157,6 @@ class MemoryLeakDetector(Detector):
         super().__init__(config)
         self.matcher = NameMatcher(config.metric_names)
         self.attribute_keys = tuple(config.attribute_keys)
-        SpanColumns.register_typed_keys(self.attribute_keys)
         self.resolution = config.window / config.max_points
         self.series: dict[SeriesKey, Series] = {}
         self.examples: dict[SeriesKey, Examples] = {}
