@@ -54,7 +54,7 @@ $(OTELCOL): benchmarks/otelcol/go.mod benchmarks/otelcol/go.sum benchmarks/otelc
 	mkdir -p .cache/otelcol
 	cd benchmarks/otelcol && $(GOENV) $(GO) build -trimpath -o $(CURDIR)/$@ .
 
-# Apache Kafka (a single KRaft node, tests/kafka_broker.py) for the tests and benchmarks: the jars
+# Apache Kafka (a single KRaft node, testkit/kafka_broker.py) for the tests and benchmarks: the jars
 # of tests/kafka/pom.xml and their dependencies from Maven Central into the ignored cache, run
 # with the machine's Java 17. Skipped once the jars are there; missing java or mvn is installed
 # from Debian's packages, as system-deps does.

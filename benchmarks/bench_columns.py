@@ -1,6 +1,6 @@
 """CPU cost of the columnar view and the ClickHouse column path, beside plain parsing, in one run.
 
-Load: the seeded agent fleet (benchmarks/fleet.py) in batch-processor-sized requests
+Load: the seeded agent fleet (testkit/fleet.py) in batch-processor-sized requests
 (8192 spans each, ~4-8 attributes per span). The same wire bytes go through each variant,
 rounds interleaved so machine noise hits all of them alike; each variant is timed as a
 whole, from the wire bytes:
@@ -31,7 +31,7 @@ from typing import Callable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from benchmarks.fleet import Fleet
+from testkit.fleet import Fleet
 from benchmarks.results import table, write_section
 from exporters.chdb import native_chunks
 from pipeline.clickhouse.schema import COLUMN_NAMES, COLUMN_TYPES, insert_columns, quote, schema_statements

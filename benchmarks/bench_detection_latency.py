@@ -4,7 +4,7 @@ sent → its trigger event exported, through a running daemon.
 The daemon runs the shape of config/default.yaml: `otlp → genai → batch (200 ms) → [chdb,
 triggers]`, the `triggers` connector with the product defaults (`evaluation_interval`
 250 ms), and an events pipeline whose `webhook` exporter posts every trigger event to a sink
-in this process (tests/webhook_sink.py), which stamps each request's arrival. Every clock
+in this process (testkit/webhook_sink.py), which stamps each request's arrival. Every clock
 read is this host's wall clock, so send and arrival times compare directly.
 
 Each trial injects one fault into a fresh subject (a new service name, so no episode of an
@@ -49,12 +49,12 @@ from typing import Any, Callable
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from benchmarks.fleet import Fleet
-from benchmarks.loadgen import post_http
+from testkit.fleet import Fleet
+from testkit.loadgen import post_http
 from benchmarks.results import table, write_section
-from tests.harness import BASE_CONFIG, Daemon, wait_until
-from tests.trigger_helpers import CLIENT, INTERNAL, SERVER, new_span_id, resource, span
-from tests.webhook_sink import WebhookSink
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.trigger_helpers import CLIENT, INTERNAL, SERVER, new_span_id, resource, span
+from testkit.webhook_sink import WebhookSink
 
 SECTION = "trigger detection latency"
 COMMAND = "python -m benchmarks.bench_detection_latency"

@@ -27,7 +27,7 @@ from benchmarks.results import table, write_section
 from benchmarks.runner import Figures, drive, payloads
 from extensions.file_storage import WriteAheadLog
 from pipeline.pdata.traces import Traces
-from tests.harness import BASE_CONFIG, ROOT, Daemon
+from testkit.harness import BASE_CONFIG, ROOT, Daemon
 
 DEFAULT = (ROOT / "config" / "default.yaml").read_text()
 # Over default.yaml + BASE_CONFIG (free loopback ports; BASE_CONFIG's extension list drops

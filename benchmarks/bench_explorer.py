@@ -11,7 +11,7 @@ temporary directory, as in bench_soak):
    plus one session of 2,000 spans (100 traces × 20). Direct insert takes seconds where OTLP at
    this machine's rate would take minutes; its parts are fewer and larger than ingest leaves, and
    the ingest during the measurement adds the small live parts on top.
-2. measure (the daemon again, on that store): benchmarks/fleet.py's seeded fleet is offered over
+2. measure (the daemon again, on that store): testkit/fleet.py's seeded fleet is offered over
    OTLP/gRPC at `--rate` (10k spans/s, open loop, as bench_soak) for `--rounds` interleaved rounds
    of `--seconds`: without polling, then with a UI poller that each `--poll-interval` (2 s) asks
    `GET /api/sessions` (the list page as the UI opens it: no filter, the configured row limit),
@@ -37,7 +37,7 @@ import requests
 
 from benchmarks.bench_soak import Tally, chdb_sent, default_config, offer, pool, requests_of
 from benchmarks.results import table, write_section
-from tests.harness import Daemon, wait_until
+from testkit.harness import Daemon, wait_until
 
 SECTION = "explorer: sessions list and a 2,000-span session under ingest (config/default.yaml)"
 TABLE = "otel.otel_traces"

@@ -28,7 +28,7 @@ from typing import Callable
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from benchmarks.fleet import kv
+from testkit.fleet import kv
 from benchmarks.results import table, write_section
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.pdata.traces import Traces

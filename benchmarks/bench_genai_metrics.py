@@ -1,6 +1,6 @@
 """Overhead of the `genai_metrics` exporter on the default pipeline.
 
-The same seeded agent load (benchmarks/fleet.py: invoke_agent, chat, execute_tool and HTTP
+The same seeded agent load (testkit/fleet.py: invoke_agent, chat, execute_tool and HTTP
 spans with GenAI attributes) through config/default.yaml's traces pipeline, with and without
 `genai_metrics`, side by side in one run, as daemon CPU seconds per 1,000 spans:
 
@@ -30,7 +30,7 @@ import psutil
 from benchmarks.bench_triggers import batch_wires, payloads, post_paced
 from benchmarks.results import table, write_section
 from pipeline.pdata.traces import Traces
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 
 SECTION = "genai_metrics overhead"
 COMMAND = "python -m benchmarks.bench_genai_metrics"

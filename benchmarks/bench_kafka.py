@@ -23,7 +23,7 @@ from typing import Callable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from benchmarks.fleet import Fleet
+from testkit.fleet import Fleet
 from benchmarks.results import table, write_section
 from exporters.kafka.records import RecordEncoder
 from pipeline.pdata.traces import Traces, count_spans

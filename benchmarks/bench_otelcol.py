@@ -3,13 +3,13 @@
 The peer is a real OpenTelemetry Collector (benchmarks/otelcol/: collector v0.165.0, contrib
 v0.165.1: otlp receiver, batch processor, otlp_grpc / kafka / nop exporters) that `make bench`
 builds from the Go module proxy into `.cache/otelcol/`. In one run, for each pipeline below,
-the same seeded agent spans (benchmarks/fleet.py) go over OTLP gRPC first to otelcol, then to
+the same seeded agent spans (testkit/fleet.py) go over OTLP gRPC first to otelcol, then to
 agentdbg, each with the same settings written out for both (batch 2048 spans or 200 ms, capped
 at 2048 so a batch fits a 1 MB Kafka message; gzip on OTLP, the exporters' default; Kafka
 `otlp_proto`, `required_acks: all`, so both use the idempotent producer):
 - OTLP → batch → OTLP sink: the sink is another otelcol (otlp receiver → nop exporter), fresh
   for each run, so it is never the bottleneck and its accepted-span count says what arrived;
-- OTLP → batch → Kafka: the project's test broker (tests/kafka_broker.py), one topic per run;
+- OTLP → batch → Kafka: the project's test broker (testkit/kafka_broker.py), one topic per run;
   the exporter's sent count (acked by the broker) says when, and the topic is read back after.
 
 Each target runs `--rounds` times per pipeline, the order swapped every round, and its fastest
@@ -37,8 +37,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from benchmarks.results import table, write_section
 from benchmarks.runner import Figures, drive, payloads, run_ceiling
 from pipeline.pdata.traces import count_spans, iter_spans
-from tests.harness import BASE_CONFIG, ROOT, Daemon, free_port, metric_value, wait_until
-from tests.kafka_broker import KafkaBroker, read_topic
+from testkit.harness import BASE_CONFIG, ROOT, Daemon, free_port, metric_value, wait_until
+from testkit.kafka_broker import KafkaBroker, read_topic
 
 OTELCOL_BINARY = ROOT / ".cache" / "otelcol" / "otelcol-bench"
 BATCH = {"send_batch_size": 2048, "send_batch_max_size": 2048, "timeout": "200ms"}
@@ -241,7 +241,7 @@ def main() -> None:
             "v0.165.1) built from `benchmarks/otelcol/`. Both run `batch` at 2048 spans / 200 ms (capped at 2048, "
             "so a batch fits a 1 MB Kafka message); the OTLP exporters send gzip to a second otelcol (otlp → nop) "
             "whose accepted count is *delivered*; the Kafka exporters write `otlp_proto` with `required_acks: all` "
-            "(the idempotent producer in both) to the project's test broker (tests/kafka_broker.py), *delivered* "
+            "(the idempotent producer in both) to the project's test broker (testkit/kafka_broker.py), *delivered* "
             "once the broker acked every span, and every span is then read back from the topic. Delivered "
             "spans/s is spans ÷ time from the first request to the last delivery. CPU and peak RSS (VmHWM) are "
             "the collector process's own; the load generator, sink and broker share the two cores and are not "

@@ -8,12 +8,12 @@ backends and the load generator are other processes and are not counted) and pea
 
 The exporter rows run against real backends started for the run, on this machine:
 - `chdb`: the embedded engine, inside the daemon, so its CPU is counted;
-- `clickhouse`: the chDB-backed ClickHouse HTTP *test* endpoint (tests/clickhouse_http.py),
+- `clickhouse`: the chDB-backed ClickHouse HTTP *test* endpoint (testkit/clickhouse_http.py),
   a separate process: the figure is the daemon's CPU (columns, Native serialisation, HTTP),
   not ClickHouse's;
-- `kafka`: Apache Kafka, one KRaft node (tests/kafka_broker.py), a separate JVM; `otlp_proto`
+- `kafka`: Apache Kafka, one KRaft node (testkit/kafka_broker.py), a separate JVM; `otlp_proto`
   passthrough, the default idempotent producer with `required_acks: all`;
-- `otlp`: a second daemon (tests/otlp_sink.py, file exporter in protobuf) standing in for Tempo.
+- `otlp`: a second daemon (testkit/otlp_sink.py, file exporter in protobuf) standing in for Tempo.
 
     .venv/bin/python -m benchmarks.bench_pipeline [--spans 200000]
 """
@@ -27,10 +27,10 @@ from typing import Callable
 
 from benchmarks.results import table, write_section
 from benchmarks.runner import PIPELINE_HEADERS, payloads, run_ceiling, run_daemon
-from tests.clickhouse_http import ClickHouseHTTP
-from tests.harness import BASE_CONFIG
-from tests.kafka_broker import KafkaBroker
-from tests.otlp_sink import sink_daemon
+from testkit.clickhouse_http import ClickHouseHTTP
+from testkit.harness import BASE_CONFIG
+from testkit.kafka_broker import KafkaBroker
+from testkit.otlp_sink import sink_daemon
 
 FANOUT = ["kafka", "clickhouse", "otlp"]
 # pipeline name → (processors, exporters)
@@ -132,7 +132,7 @@ def main() -> None:
             "CPU is the daemon process's user+system time (psutil), so the load generator's "
             "and the backends' CPU is not counted; the `chdb` engine runs inside the daemon and is counted. "
             "Backends, all on this 2-core machine: `clickhouse` writes to the chDB-backed ClickHouse HTTP *test* "
-            "endpoint (tests/clickhouse_http.py), so its figure is the daemon's CPU, not ClickHouse's; `kafka` "
+            "endpoint (testkit/clickhouse_http.py), so its figure is the daemon's CPU, not ClickHouse's; `kafka` "
             "produces to Apache Kafka (one KRaft node; `otlp_proto`, wire bytes passed through; idempotent producer, acks all); `otlp` sends to a second daemon "
             "(file exporter, protobuf) standing in for Tempo. The load generator and the backends share the "
             "two cores with the daemon, so absolute rates are a floor.\n\n"

@@ -1,12 +1,12 @@
 """The `redaction` processor: what it catches, what it wrongly touches, and what it costs.
 
 1. Detection and false positives, in process: the seeded corpus of PII/PCI/secret samples
-   (tests/unit/test_redaction_corpus.py: every kind, each at a known position in a sentence,
+   (testkit/redaction_corpus.py: every kind, each at a known position in a sentence,
    a log line or bracketed text) — the share replaced exactly where it is, by kind — and the
    benign corpus (uuids, trace ids, timestamps, prices, versions, code, SQL, URLs, hashes,
    order numbers, prose): the share of strings changed, with the shipped detectors and with
    every detector on.
-2. CPU per span in process, on the seeded agent fleet (benchmarks/fleet.py) whose chat spans
+2. CPU per span in process, on the seeded agent fleet (testkit/fleet.py) whose chat spans
    carry their messages as `gen_ai.input.messages` JSON: clean, and with 5 % of the chat
    spans holding a corpus sample; beside parse alone and the `genai` processor.
 3. Overhead on the default pipeline, in the daemon: config/default.yaml's traces pipeline
@@ -32,15 +32,15 @@ from typing import Callable
 import psutil
 
 from benchmarks.bench_triggers import post_paced, retried
-from benchmarks.fleet import Fleet, kv
+from testkit.fleet import Fleet, kv
 from benchmarks.results import table, write_section
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.pdata.traces import Traces
 from processors.genai import GenAIConfig, GenAIProcessor
 from processors.redaction import RedactionConfig, RedactionProcessor
 from processors.redaction.scanner import Scanner
-from tests.unit.test_redaction_corpus import KINDS, benign, samples
+from testkit.redaction_corpus import KINDS, benign, samples
 
 SECTION = "redaction: detection, false positives and overhead"
 COMMAND = "python -m benchmarks.bench_redaction"

@@ -1,6 +1,6 @@
 """Safety consumer latency: a canary's fault spans → the rollback webhook, through the real chain.
 
-The chain of tests/safety_chain.py, all real processes: an OpenTelemetry SDK agent in this
+The chain of testkit/safety_chain.py, all real processes: an OpenTelemetry SDK agent in this
 process → collector daemon (otlp → batch 200 ms → triggers connector → kafka/triggers) →
 Apache Kafka → safety daemon (config/safety.yaml) → a webhook sink in this process (and the decisions
 topic, and a real Alertmanager for the alerts the faults also raise). Each run deploys a new
@@ -36,8 +36,8 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from benchmarks.results import table, write_section
-from tests.harness import wait_until
-from tests.safety_chain import ROLLBACK_HOOK, SafetyChain
+from testkit.harness import wait_until
+from testkit.safety_chain import ROLLBACK_HOOK, SafetyChain
 
 SERVICE = "bench-canary"
 SPANS, ERRORS = 20, 4  # 20 % errors: over the product's 10 % rollback limit

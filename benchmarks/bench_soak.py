@@ -18,7 +18,7 @@ maximum per minute, the least-squares slope per minute after `--warmup` minutes,
 refusals by status (every one must be retryable) and accepted spans against the rows in the
 store once the daemon has stopped.
 
-The load is benchmarks/fleet.py's seeded fleet. Generating it costs more CPU than the daemon
+The load is testkit/fleet.py's seeded fleet. Generating it costs more CPU than the daemon
 spends on it, so a pool of requests is built once and sent again with fresh trace ids (the
 ids' byte offsets in each request are found once; every round splices in new ids): each
 round is new traces, sessions and tool calls to the detectors, as a live fleet would be.
@@ -42,11 +42,11 @@ from typing import Iterator
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from benchmarks.fleet import Fleet
-from benchmarks.loadgen import EXPORT
+from testkit.fleet import Fleet
+from testkit.loadgen import EXPORT
 from benchmarks.results import table, write_section
 from pipeline.pdata.traces import count_spans
-from tests.harness import ROOT, Daemon, free_port, metric_value, query_json, wait_until
+from testkit.harness import ROOT, Daemon, free_port, metric_value, query_json, wait_until
 
 # The issue's "512 MB", read strictly as 512 × 10^6 bytes (488 MiB), the smaller of the two readings.
 TARGET_BYTES = 512 * 1000 * 1000

@@ -48,11 +48,11 @@ import aiohttp
 import psutil
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from benchmarks.fleet import Fleet
-from benchmarks.loadgen import post_http
+from testkit.fleet import Fleet
+from testkit.loadgen import post_http
 from benchmarks.results import table, write_section
 from pipeline.pdata.traces import Traces, chunk_spans, count_spans
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 
 SECTION = "triggers and genai overhead"
 COMMAND = "python -m benchmarks.bench_triggers"
@@ -178,7 +178,7 @@ def daemon_runs(data: list[bytes], spans: int, rounds: int, kafka: bool, rate: f
     with ExitStack() as stack:
         bootstrap = None
         if kafka:
-            from tests.kafka_broker import KafkaBroker
+            from testkit.kafka_broker import KafkaBroker
 
             broker = stack.enter_context(KafkaBroker(fast_start=False))  # full JIT: it must keep up
             broker.create_topic("bench_spans")  # auto-creation is off
@@ -218,7 +218,7 @@ def daemon_table(runs: dict[str, list[Run]], spans: int) -> str:
 def daemon_section(data: list[bytes], spans: int, rounds: int, kafka: bool, rate: float, gc_variants: bool
                    ) -> tuple[str, dict[float, dict[str, list[Run]]]]:
     exporter_set = "chdb + kafka (Apache Kafka)" if kafka else "chdb"
-    head = (f"{spans} spans of the seeded agent fleet (benchmarks/fleet.py, seed 7) in {len(data)} OTLP/HTTP "
+    head = (f"{spans} spans of the seeded agent fleet (testkit/fleet.py, seed 7) in {len(data)} OTLP/HTTP "
             f"requests (~{spans // len(data)} spans each), `batch` at 8192 spans / 200 ms, exporters: "
             f"{exporter_set}; the `triggers` connector with the product defaults (all nine detectors) feeding an "
             f"events pipeline with a file exporter. {rounds} rounds of A B C D, each run a fresh daemon. CPU is "

@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks.bench_pipeline import FANOUT, Backends, overlay
 from benchmarks.results import table, write_section
 from benchmarks.runner import drive, every_exporter_sent, payloads
-from tests.harness import BASE_CONFIG, Daemon
+from testkit.harness import BASE_CONFIG, Daemon
 
 _FRAME = re.compile(r"^(?P<func>[^ ]+) \((?P<file>[^:]+)(?::\d+)?\)$")
 

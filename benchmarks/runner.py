@@ -3,14 +3,14 @@
 For each target it reports accepted spans/s (spans ÷ wall time until the last request was
 answered), the target process's CPU seconds per 1,000 spans (psutil: the load generator's
 own CPU is not counted) and its peak RSS (the kernel's VmHWM). The load is the seeded
-agent fleet (benchmarks/fleet.py: LLM, tool and agent spans with gen_ai attributes), sent
+agent fleet (testkit/fleet.py: LLM, tool and agent spans with gen_ai attributes), sent
 over OTLP gRPC with `--batch-size` spans per request and `--concurrency` senders, at full
 speed or paced to `--rate` spans/s.
 
     python -m benchmarks.runner --config benchmarks/configs/file_devnull.yaml --spans 200000 \\
         --batch-size 500 --concurrency 8 --seed 7 [--rate 100000]
 
-The config may use the placeholders of tests/harness.py (`{grpc}`, `{http}`, `{metrics}`,
+The config may use the placeholders of testkit/harness.py (`{grpc}`, `{http}`, `{metrics}`,
 `{health}`, `{dir}`); receivers, health_check and metrics must use them.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Callable
 
 import psutil
 
-from benchmarks.fleet import Fleet
-from benchmarks.loadgen import post_grpc
+from testkit.fleet import Fleet
+from testkit.loadgen import post_grpc
 from benchmarks.results import table
 from pipeline.pdata.traces import count_spans
-from tests.harness import ROOT, Daemon, free_port, wait_until
+from testkit.harness import ROOT, Daemon, free_port, wait_until
 
 
 @dataclass

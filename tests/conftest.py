@@ -26,8 +26,8 @@ def require_binary(name: str) -> str:
 
 
 def require_kafka() -> None:
-    """The Apache Kafka jars and Java (tests/kafka_broker.py); under CI missing ones are a failure."""
-    from tests.kafka_broker import java_binary, kafka_classpath
+    """The Apache Kafka jars and Java (testkit/kafka_broker.py); under CI missing ones are a failure."""
+    from testkit.kafka_broker import java_binary, kafka_classpath
 
     try:
         java_binary(), kafka_classpath()
@@ -39,10 +39,10 @@ def require_kafka() -> None:
 
 @pytest.fixture(scope="session")
 def kafka_session_broker():
-    """One real Apache Kafka broker (a KRaft node, tests/kafka_broker.py) for the whole run: the
+    """One real Apache Kafka broker (a KRaft node, testkit/kafka_broker.py) for the whole run: the
     JVM starts once. Tests use `kafka_broker`, which cleans up after each of them."""
     require_kafka()
-    from tests.kafka_broker import KafkaBroker
+    from testkit.kafka_broker import KafkaBroker
 
     broker = KafkaBroker().start()
     try:
@@ -62,12 +62,12 @@ def kafka_broker(kafka_session_broker):
 
 @pytest.fixture
 def clickhouse_http(tmp_path):
-    """TEST CODE: a ClickHouse HTTP endpoint backed by chDB (tests/clickhouse_http.py) on a free port.
+    """TEST CODE: a ClickHouse HTTP endpoint backed by chDB (testkit/clickhouse_http.py) on a free port.
 
     `.url` for the exporter's `endpoint`; `.stop()` / `.start()` for outages (same port and data
     directory); `.freeze()` / `.thaw()` to make it hang; `.inject(code, name)` for server errors.
     """
-    from tests.clickhouse_http import ClickHouseHTTP
+    from testkit.clickhouse_http import ClickHouseHTTP
 
     server = ClickHouseHTTP(tmp_path / "clickhouse").start()
     try:
@@ -78,8 +78,8 @@ def clickhouse_http(tmp_path):
 
 @pytest.fixture
 def alertmanager():
-    """A real Prometheus Alertmanager (tests/alertmanager.py) on a free loopback port, stopped after the test."""
-    from tests.alertmanager import Alertmanager
+    """A real Prometheus Alertmanager (testkit/alertmanager.py) on a free loopback port, stopped after the test."""
+    from testkit.alertmanager import Alertmanager
 
     am = Alertmanager(require_binary("prometheus-alertmanager")).start()
     try:
@@ -90,17 +90,17 @@ def alertmanager():
 
 @pytest.fixture(scope="session")
 def jaeger_binary() -> str:
-    """The Jaeger v2 binary `make test` builds into .cache/jaeger/ (tests/jaeger.py)."""
-    from tests.jaeger import JAEGER_BINARY
+    """The Jaeger v2 binary `make test` builds into .cache/jaeger/ (testkit/jaeger.py)."""
+    from testkit.jaeger import JAEGER_BINARY
 
     return require_binary(str(JAEGER_BINARY))
 
 
 @pytest.fixture(scope="session")
 def jaeger(jaeger_binary, tmp_path_factory):
-    """Jaeger v2 (tests/jaeger.py), the real OTLP backend: one per test run, so tests name their
+    """Jaeger v2 (testkit/jaeger.py), the real OTLP backend: one per test run, so tests name their
     own services and trace ids. A test that freezes it (`pause()`) resumes it before it ends."""
-    from tests.jaeger import Jaeger
+    from testkit.jaeger import Jaeger
 
     with Jaeger(jaeger_binary, tmp_path_factory.mktemp("jaeger")) as running:
         yield running

@@ -7,7 +7,7 @@ recall, false positives, detection latency and resolution per detector, written 
 benchmarks/RESULTS.md.
 
 Modules: `profiles` (the services and the two fleets), `simfleet` (the healthy fleet over
-simulated time, extending benchmarks.fleet.Fleet), `faults` (the injected faults),
+simulated time, extending testkit.fleet.Fleet), `faults` (the injected faults),
 `labels` (ground truth), `catalogue` (the scenarios and seeds), `harness` (driving the
 pipeline with explicit time), `runner` (one scenario, judged), `score`, `findings` and
 `report` (the tables), `__main__` (the command).

@@ -1,6 +1,6 @@
 """A healthy agent fleet over simulated time: `SimFleet.second(t)` gives the batches of second t.
 
-It extends `benchmarks.fleet.Fleet` (same seeded id source and attribute helper) with what
+It extends `testkit.fleet.Fleet` (same seeded id source and attribute helper) with what
 a scenario needs and the benchmark load does not: simulated time instead of the wall clock,
 per-service profiles (`profiles.py`), Poisson arrivals, nested workers, conversations with
 legitimate repeated tool calls and retries, occasional single timeouts, canary instances,
@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from benchmarks.fleet import Fleet, kv
+from testkit.fleet import Fleet, kv
 from benchmarks.scenarios.profiles import STANDARD, ServiceProfile, Tool
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import ROOT
+from testkit.harness import ROOT
 from tests.integration.test_explorer_api import (CHECKOUT, MS, SESSION, Api, cost, hex_id, send_traffic, start_daemon,
                                                  wait_stored)
 

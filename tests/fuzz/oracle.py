@@ -18,7 +18,7 @@ from typing import Iterable, Literal
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from tests.otlp_spans import each_span
+from testkit.otlp_spans import each_span
 
 Verdict = Literal["good", "bad", "either"]
 LIMIT = 2**63  # ns: past it, a time is not a signed 64-bit number (DateTime64 and most stores)

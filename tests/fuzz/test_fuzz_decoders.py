@@ -33,7 +33,7 @@ from tests.fuzz.budget import budget
 from tests.fuzz.strategies import (
     DEEP_PLACES, _dumps, deep_any_value, deep_json, json_bodies, json_values, kafka_values, proto_bodies,
 )
-from tests.otlp_spans import each_span
+from testkit.otlp_spans import each_span
 
 any_body = st.one_of(json_bodies(), json_bodies(), json_values.map(_dumps), st.binary(max_size=256))
 

@@ -44,8 +44,8 @@ from tests.fuzz.strategies import (
     DEEP_PLACES, JSON, PROTOBUF, GrpcCase, HttpCase, deep_any_value, deep_json, grpc_cases, http_cases,
     proto_bodies,
 )
-from tests.harness import BASE_CONFIG, Daemon, wait_until
-from tests.otlp_spans import read_json_lines, read_proto_records
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.otlp_spans import read_json_lines, read_proto_records
 
 PIPELINES = """
 processors:

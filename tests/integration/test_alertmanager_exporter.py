@@ -15,7 +15,7 @@ from pipeline.component import ComponentID, Kind, Settings
 from pipeline.pdata.events import Events
 from pipeline.host import Host
 from processors.safety.decision import decision
-from tests.alertmanager import Alertmanager
+from testkit.alertmanager import Alertmanager
 
 LABELS = {"alertname": "high_cost", "severity": "warning", "kind": "cost_budget", "service": "planner"}
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import orjson
 
 from pipeline.pdata.events import document_key
-from tests.audit_documents import AUDIT_SQL, assert_audit_rows, sample_documents
-from tests.harness import BASE_CONFIG, Daemon, query_json, wait_until
-from tests.kafka_broker import produce
+from testkit.audit_documents import AUDIT_SQL, assert_audit_rows, sample_documents
+from testkit.harness import BASE_CONFIG, Daemon, query_json, wait_until
+from testkit.kafka_broker import produce
 
 TOPIC = "agent.safety.decisions"
 OVERLAY = """

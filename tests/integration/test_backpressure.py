@@ -1,6 +1,6 @@
 """Acceptance 3: a full queue turns into retryable refusals, and nothing accepted is lost.
 
-The daemon A forwards to B, a real OTLP backend: Jaeger v2 (tests/jaeger.py, the test run's
+The daemon A forwards to B, a real OTLP backend: Jaeger v2 (testkit/jaeger.py, the test run's
 one instance), through otlp receiver → batch → otlphttp exporter with a 2-batch sending
 queue, one consumer, 1 s timeout and retries forever. B is frozen with SIGSTOP, the way an
 unreachable backend looks from A (its kernel still takes connections, nothing answers).
@@ -22,9 +22,9 @@ import requests
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.harness import BASE_CONFIG, Daemon, pipeline_overlay, wait_until
-from tests.jaeger import Jaeger
-from tests.otlp_spans import span_ids
+from testkit.harness import BASE_CONFIG, Daemon, pipeline_overlay, wait_until
+from testkit.jaeger import Jaeger
+from testkit.otlp_spans import span_ids
 
 FORWARDER = pipeline_overlay("""
   otlphttp:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Daemon, agentdbg_query, free_port, query_json, wait_until
-from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
+from testkit.harness import ROOT, Daemon, agentdbg_query, free_port, query_json, wait_until
+from testkit.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
 TABLE = "otel.otel_traces"

@@ -24,9 +24,9 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tests.harness import BASE_CONFIG, Daemon, batch_processor, component, pipeline_overlay, wait_until
-from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
-from tests.otlp_spans import sdk_provider
+from testkit.harness import BASE_CONFIG, Daemon, batch_processor, component, pipeline_overlay, wait_until
+from testkit.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
+from testkit.otlp_spans import sdk_provider
 
 RETRY = "{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0}"
 

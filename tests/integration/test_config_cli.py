@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon, agentdbg, file_exporter, pipeline_overlay, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, agentdbg, file_exporter, pipeline_overlay, wait_until
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:

@@ -1,6 +1,6 @@
 """SIGKILL at random moments: every span answered OK is delivered (issue 9, points 3 and 5).
 
-A load client (tests/otlp_load.py) posts agent requests over OTLP/HTTP back to back and keeps
+A load client (testkit/otlp_load.py) posts agent requests over OTLP/HTTP back to back and keeps
 the span ids of every request the daemon answered 200. Under that load the daemon is killed
 with SIGKILL five times, each at a seeded random moment, and started again on the same data
 directory; then it is stopped cleanly and what it delivered is read back. Every acked span
@@ -20,10 +20,10 @@ from typing import Iterable
 
 import pytest
 
-from tests.harness import BASE_CONFIG, Daemon, query_json, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, query_json, wait_until
 from tests.integration.test_chdb_exporter import default_daemon
-from tests.kafka_broker import read_topic
-from tests.otlp_load import Load, agent_request
+from testkit.kafka_broker import read_topic
+from testkit.otlp_load import Load, agent_request
 
 KILLS = 5
 SPANS_PER_REQUEST = 50

@@ -32,10 +32,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from exporters.genai_metrics import TOKEN_BUCKETS
 from tests.conftest import require_binary
-from tests.harness import BASE_CONFIG, ROOT, Daemon, query_json, wait_until
+from testkit.harness import BASE_CONFIG, ROOT, Daemon, query_json, wait_until
 from tests.integration.test_genai_metrics import Call, expected_histogram, genai_run
 from tests.integration.test_prometheus import run_prometheus
-from tests.otlp_spans import export_spans, otlp_exporter, sdk_provider
+from testkit.otlp_spans import export_spans, otlp_exporter, sdk_provider
 
 DASHBOARDS = sorted((ROOT / "config" / "grafana" / "dashboards").glob("*.json"))
 RULES = ROOT / "config" / "prometheus"

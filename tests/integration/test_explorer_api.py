@@ -22,8 +22,8 @@ import requests
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tests.harness import ROOT, Daemon, free_port, wait_until
-from tests.otlp_spans import otlp_exporter, sdk_provider
+from testkit.harness import ROOT, Daemon, free_port, wait_until
+from testkit.otlp_spans import otlp_exporter, sdk_provider
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
 OVERLAY = """

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.harness import ROOT
+from testkit.harness import ROOT
 from tests.integration.test_explorer_api import CHECKOUT, SESSION, Api, send_traffic, start_daemon, wait_stored
 
 TOKEN = "cli-s3cret"

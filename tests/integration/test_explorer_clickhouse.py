@@ -1,5 +1,5 @@
 """The explorer with `store: clickhouse`: the `clickhouse` exporter writes spans to a ClickHouse
-HTTP endpoint (the project's test endpoint over chDB, tests/clickhouse_http.py: no ClickHouse
+HTTP endpoint (the project's test endpoint over chDB, testkit/clickhouse_http.py: no ClickHouse
 server package is reachable here) and the explorer reads them back over HTTP with
 clickhouse-connect; the session answer must equal what the SDK sent."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon, free_port, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, free_port, wait_until
 from tests.integration.test_explorer_api import MS, PRICES, SESSION, cost, hex_id, send_travel
 
 OVERLAY = """

@@ -1,10 +1,10 @@
 """Issue 4, acceptance 1 and 3: one daemon fans every span out to Kafka, ClickHouse and Tempo (OTLP).
 
-(1) End to end. The OpenTelemetry SDK sends the known agent traces of tests/otel_traces_check.py
+(1) End to end. The OpenTelemetry SDK sends the known agent traces of testkit/otel_traces_check.py
     (two agents: every span kind, Ok/Error/Unset status, every attribute type, events, links,
     a remote parent with trace state) over OTLP/gRPC to ONE daemon whose traces pipeline has,
     side by side, `kafka` (Apache Kafka), `clickhouse` (the chDB-backed HTTP test endpoint), `otlp`
-    (gRPC, the protocol of Tempo, Jaeger and every OTLP backend) to Jaeger v2 (tests/jaeger.py,
+    (gRPC, the protocol of Tempo, Jaeger and every OTLP backend) to Jaeger v2 (testkit/jaeger.py,
     memory storage), and `otlphttp` with `headers: {X-Scope-OrgID: tenant-a}` to a recording
     OTLP/HTTP server run by the test (it shows the headers each request carried, which no
     backend's query API does). Read back:
@@ -36,14 +36,14 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.clickhouse_http import ClickHouseHTTP
-from tests.harness import BASE_CONFIG, Daemon, batch_processor, pipeline_overlay, wait_until
-from tests.kafka_broker import KafkaBroker, read_topic
-from tests.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
-from tests.otlp_load import Load, agent_request
-from tests.jaeger import Jaeger
-from tests.otlp_sink import RecordingSink
-from tests.otlp_spans import assert_spans_once, expected_from_sdk, raw_spans, span_ids, spans_out
+from testkit.clickhouse_http import ClickHouseHTTP
+from testkit.harness import BASE_CONFIG, Daemon, batch_processor, pipeline_overlay, wait_until
+from testkit.kafka_broker import KafkaBroker, read_topic
+from testkit.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
+from testkit.otlp_load import Load, agent_request
+from testkit.jaeger import Jaeger
+from testkit.otlp_sink import RecordingSink
+from testkit.otlp_spans import assert_spans_once, expected_from_sdk, raw_spans, span_ids, spans_out
 
 TOPIC = "fanout_spans"
 TENANT = "tenant-a"

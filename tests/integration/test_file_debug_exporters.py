@@ -5,11 +5,11 @@ import asyncio
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from benchmarks.fleet import Fleet
-from benchmarks.loadgen import post_http
+from testkit.fleet import Fleet
+from testkit.loadgen import post_http
 from pipeline import otlp_json
 from pipeline.pdata.traces import count_spans
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 
 ROTATING = """
 exporters:

@@ -20,10 +20,10 @@ from opentelemetry.sdk.resources import Resource
 from extensions.explorer.api import ExplorerApp
 from extensions.explorer.config import ExplorerConfig
 from extensions.explorer.store import ChdbReader
-from tests.harness import wait_until
+from testkit.harness import wait_until
 from tests.integration.test_explorer_api import CHECKOUT, SESSION, Api, send_traffic, start_daemon, wait_stored
 from tests.integration.test_explorer_cli import run
-from tests.otlp_spans import otlp_exporter, sdk_provider
+from testkit.otlp_spans import otlp_exporter, sdk_provider
 
 TOKEN = "forget-s3cret"
 USER, USER_SESSION = "user-42", "sess-user"

@@ -8,7 +8,7 @@ import sys
 
 from pipeline.clickhouse.audit import events_table_statements
 from pipeline.clickhouse.schema import schema_statements
-from tests.harness import ROOT
+from testkit.harness import ROOT
 from tests.integration.test_explorer_api import Api, start_daemon
 from tests.integration.test_forget import sql
 

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.genai_metrics import DURATION_BUCKETS, TOKEN_BUCKETS
 from tests.conftest import require_binary
-from tests.harness import BASE_CONFIG, Daemon, batch_processor, component, file_exporter, pipeline_overlay, wait_until
-from tests.otlp_spans import each_span, attributes, export_spans, otlp_exporter, read_json_lines, sdk_provider
+from testkit.harness import BASE_CONFIG, Daemon, batch_processor, component, file_exporter, pipeline_overlay, wait_until
+from testkit.otlp_spans import each_span, attributes, export_spans, otlp_exporter, read_json_lines, sdk_provider
 
 T0 = 1_780_000_000_000_000_000  # ns
 

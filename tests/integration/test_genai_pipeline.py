@@ -14,8 +14,8 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from tests.harness import BASE_CONFIG, Daemon, component, file_exporter, pipeline_overlay, wait_until
-from tests.otlp_spans import attributes, each_span, otlp_exporter, read_json_lines, sdk_provider
+from testkit.harness import BASE_CONFIG, Daemon, component, file_exporter, pipeline_overlay, wait_until
+from testkit.otlp_spans import attributes, each_span, otlp_exporter, read_json_lines, sdk_provider
 
 OVERLAY = pipeline_overlay(file_exporter("out/spans.jsonl"),
                            processors=component("genai", prices_file="{dir}/prices.yaml"))

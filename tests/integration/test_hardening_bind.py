@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from tests.harness import agentdbg, free_port
+from testkit.harness import agentdbg, free_port
 
 CONFIG = """
 receivers:

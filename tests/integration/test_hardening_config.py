@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BASE_CONFIG, ROOT, Daemon, agentdbg, file_exporter, pipeline_overlay, wait_until
+from testkit.harness import BASE_CONFIG, ROOT, Daemon, agentdbg, file_exporter, pipeline_overlay, wait_until
 
 PRODUCTION = str(ROOT / "config" / "production.yaml")
 

@@ -10,8 +10,8 @@ import time
 
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon, wait_until
-from tests.trigger_helpers import SdkAgent
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.trigger_helpers import SdkAgent
 
 OVERLAY = """
 connectors:

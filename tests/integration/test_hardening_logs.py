@@ -11,7 +11,7 @@ import grpc
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.harness import BASE_CONFIG, Daemon, file_exporter, pipeline_overlay
+from testkit.harness import BASE_CONFIG, Daemon, file_exporter, pipeline_overlay
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 

@@ -1,7 +1,7 @@
 """Issue 9, point 9: the health endpoint reports component status (health check v2 style).
 
 A real otlphttp exporter points at a backend that is not listening yet (a Jaeger v2 of its
-own, tests/jaeger.py, whose ports are chosen but not bound). Spans sent by the OpenTelemetry SDK are queued and
+own, testkit/jaeger.py, whose ports are chosen but not bound). Spans sent by the OpenTelemetry SDK are queued and
 retried; the exporter reports StatusRecoverableError. Two health_check extensions read the
 same status with different `component_health` rules: `health_check/strict`
 (recovery_duration 0s) turns 503 with the exporter's error; `health_check` (the default,
@@ -15,9 +15,9 @@ import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 
-from tests.harness import BASE_CONFIG, Daemon, free_port, wait_until
-from tests.jaeger import Jaeger
-from tests.otlp_spans import sdk_provider, span_ids
+from testkit.harness import BASE_CONFIG, Daemon, free_port, wait_until
+from testkit.jaeger import Jaeger
+from testkit.otlp_spans import sdk_provider, span_ids
 
 OVERLAY = """
 extensions:

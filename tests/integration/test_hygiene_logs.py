@@ -16,8 +16,8 @@ import time
 import aiohttp
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until
-from tests.otlp_load import agent_request
+from testkit.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until
+from testkit.otlp_load import agent_request
 
 BAD_REQUESTS = 7000
 AUTH = """

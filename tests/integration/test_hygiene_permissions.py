@@ -13,9 +13,9 @@ from pathlib import Path
 
 import requests
 
-from tests.harness import wait_until
+from testkit.harness import wait_until
 from tests.integration.test_chdb_exporter import default_daemon, json_rows
-from tests.otlp_load import agent_request
+from testkit.otlp_load import agent_request
 
 
 def mode(path: Path) -> int:

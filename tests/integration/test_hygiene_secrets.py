@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon, batch_processor, component, free_port, pipeline_overlay, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, batch_processor, component, free_port, pipeline_overlay, wait_until
 
 PASSWORD = "hunter2-s3cr3t-pw"
 
@@ -63,7 +63,7 @@ service:
 def test_validate_names_a_wrongly_typed_secret_but_not_its_value(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(SECRETS_CONFIG)
-    from tests.harness import agentdbg
+    from testkit.harness import agentdbg
 
     result = agentdbg("validate", "--config", str(config))
     output = result.stdout + result.stderr

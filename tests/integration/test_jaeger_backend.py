@@ -1,6 +1,6 @@
 """Issue 11: Jaeger v2 is the real OTLP backend of the `otlp` and `otlphttp` exporters.
 
-The same exporters serve Grafana Tempo, Jaeger or any OTLP backend; Jaeger v2 (tests/jaeger.py,
+The same exporters serve Grafana Tempo, Jaeger or any OTLP backend; Jaeger v2 (testkit/jaeger.py,
 one per test run, built by `make test`) is the one run here. The OpenTelemetry SDK plays two
 agents (`agent_run`: two services, two scopes each, every span kind, parent/child, events,
 links to a remote trace, Ok/Error/Unset status, attributes of every type) and a third
@@ -37,9 +37,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from tests.harness import BASE_CONFIG, Daemon, batch_processor, component, pipeline_overlay, wait_until
-from tests.jaeger import Jaeger
-from tests.otlp_spans import (T0, agent_run, assert_spans_once, expected_from_sdk, otlp_exporter, raw_spans,
+from testkit.harness import BASE_CONFIG, Daemon, batch_processor, component, pipeline_overlay, wait_until
+from testkit.jaeger import Jaeger
+from testkit.otlp_spans import (T0, agent_run, assert_spans_once, expected_from_sdk, otlp_exporter, raw_spans,
                               span_ids, spans_out)
 
 ROOT_ATTRIBUTES: dict[str, Any] = {

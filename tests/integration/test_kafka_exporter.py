@@ -1,4 +1,4 @@
-"""The `kafka` exporter against a real Apache Kafka broker (tests/kafka_broker.py), with the
+"""The `kafka` exporter against a real Apache Kafka broker (testkit/kafka_broker.py), with the
 product's default idempotent producer.
 
 (a) End to end: the OpenTelemetry SDK sends known agent traces over OTLP/gRPC to the daemon
@@ -36,10 +36,10 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces, iter_spans
 from tests import otlp_spans
-from tests.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until
-from tests.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, Message, decode_json, decode_proto, read_topic
-from tests.otlp_load import Load
-from tests.otlp_spans import assert_spans_once, expected_from_sdk, export_spans, otlp_exporter, spans_out
+from testkit.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until
+from testkit.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, Message, decode_json, decode_proto, read_topic
+from testkit.otlp_load import Load
+from testkit.otlp_spans import assert_spans_once, expected_from_sdk, export_spans, otlp_exporter, spans_out
 
 LIMIT = 1_000_000
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -88,7 +88,7 @@ ATTRIBUTES = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "llama3.1
 
 
 def agent_run(filler: int = 0) -> list[ReadableSpan]:
-    """Two agent services, every span kind, events, links, statuses (tests/otlp_spans.py);
+    """Two agent services, every span kind, events, links, statuses (testkit/otlp_spans.py);
     `filler` pads each span with an attribute of that many characters, to make large batches."""
     return otlp_spans.agent_run(ATTRIBUTES, filler=filler)
 

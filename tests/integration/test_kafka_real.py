@@ -1,4 +1,4 @@
-"""What a real Apache Kafka broker (tests/kafka_broker.py) shows that a stand-in could not.
+"""What a real Apache Kafka broker (testkit/kafka_broker.py) shows that a stand-in could not.
 
 (a) A broker bounce under load, data kept: the daemon's kafka exporter (default idempotent
     producer, acks=all) keeps taking OTLP load while the broker is stopped with SIGTERM and
@@ -25,11 +25,11 @@ import uuid
 
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon, component, pipeline_overlay, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, component, pipeline_overlay, wait_until
 from tests.integration.test_safety_kafka import OVERLAY as SAFETY_OVERLAY, produce as produce_values, trigger
 from tests.integration.test_safety_kafka import webhook  # noqa: F401 - the webhook sink fixture
-from tests.kafka_broker import TopicTail, produce, read_topic
-from tests.otlp_load import Load, agent_request
+from testkit.kafka_broker import TopicTail, produce, read_topic
+from testkit.otlp_load import Load, agent_request
 
 RETRY_FAST = "{initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0}"
 

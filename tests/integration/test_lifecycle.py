@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.harness import BASE_CONFIG, Daemon, batch_processor, file_exporter, pipeline_overlay, wait_until
-from tests.otlp_spans import read_json_lines, span_ids
+from testkit.harness import BASE_CONFIG, Daemon, batch_processor, file_exporter, pipeline_overlay, wait_until
+from testkit.otlp_spans import read_json_lines, span_ids
 
 
 def config(exporters: list[str], batch_timeout: str = "50ms") -> str:

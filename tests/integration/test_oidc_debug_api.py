@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon
-from tests.oidc_tokens import claims, ed_key, rsa_key, tampered, unsigned
+from testkit.harness import BASE_CONFIG, Daemon
+from testkit.oidc_tokens import claims, ed_key, rsa_key, tampered, unsigned
 
 RSA, ED = rsa_key(), ed_key()
 OVERLAY = """

@@ -17,10 +17,10 @@ import requests
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.harness import BASE_CONFIG, Daemon, wait_until
-from tests.oidc_tokens import (JwksServer, claims, ec_key, ed_key, hs256_with_public_key, rsa_key, tampered,
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.oidc_tokens import (JwksServer, claims, ec_key, ed_key, hs256_with_public_key, rsa_key, tampered,
                                unsigned, with_header)
-from tests.otlp_spans import read_json_lines
+from testkit.otlp_spans import read_json_lines
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 RSA, EC, ED = rsa_key(), ec_key(), ed_key()

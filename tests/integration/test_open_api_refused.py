@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import ROOT, agentdbg, free_port
+from testkit.harness import ROOT, agentdbg, free_port
 
 PORTS_PRODUCTION = """
 receivers:

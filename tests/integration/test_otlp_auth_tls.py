@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 from tests.conftest import require_binary
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 
 AUTH = """
 extensions:

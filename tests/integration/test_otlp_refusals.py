@@ -29,8 +29,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline import otlp_json
-from tests.harness import BASE_CONFIG, Daemon, file_exporter, pipeline_overlay, wait_until
-from tests.otlp_spans import read_json_lines, span_ids
+from testkit.harness import BASE_CONFIG, Daemon, file_exporter, pipeline_overlay, wait_until
+from testkit.otlp_spans import read_json_lines, span_ids
 
 CAP = 2 * 1024 * 1024  # max_request_body_size of the HTTP receiver, and the gRPC receive limit
 # Merged over BASE_CONFIG's otlp receiver, whose endpoints stay: the 2 MiB limits.

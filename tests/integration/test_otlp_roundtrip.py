@@ -27,8 +27,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from pipeline import otlp_json
-from tests.harness import BASE_CONFIG, Daemon, file_exporter, pipeline_overlay, wait_until
-from tests.otlp_spans import (T0, agent_run, assert_spans_once, expected_from_sdk, export_spans, otlp_exporter,
+from testkit.harness import BASE_CONFIG, Daemon, file_exporter, pipeline_overlay, wait_until
+from testkit.otlp_spans import (T0, agent_run, assert_spans_once, expected_from_sdk, export_spans, otlp_exporter,
                               read_json_lines, read_proto_records, spans_out)
 
 OVERLAY = pipeline_overlay(file_exporter("out/spans.jsonl", name="file/json")

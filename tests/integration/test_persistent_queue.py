@@ -5,10 +5,10 @@ import asyncio
 import json
 import signal
 
-from benchmarks.fleet import Fleet
-from benchmarks.loadgen import post_http
+from testkit.fleet import Fleet
+from testkit.loadgen import post_http
 from pipeline.pdata.traces import count_spans
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 
 SINK = """
 exporters:

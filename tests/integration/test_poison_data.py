@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from pipeline.clickhouse.schema import MAX_TIME_NS, schema_statements
 from pipeline.pdata import batch_codec
-from tests.harness import (BASE_CONFIG, ROOT, Daemon, batch_processor, component, pipeline_overlay, query_json,
+from testkit.harness import (BASE_CONFIG, ROOT, Daemon, batch_processor, component, pipeline_overlay, query_json,
                            wait_until)
 
 NOW = (time.time_ns() // 10**9 - 600) * 10**9

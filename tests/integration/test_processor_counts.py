@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from tests.harness import BASE_CONFIG, Daemon, metric_value, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, metric_value, wait_until
 
 SPAN_PROCESSORS = ["memory_limiter", "redaction", "genai", "batch"]
 OVERLAY = """

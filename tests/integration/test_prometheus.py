@@ -20,8 +20,8 @@ import requests
 from opentelemetry.sdk.resources import Resource
 
 from tests.conftest import require_binary
-from tests.harness import BASE_CONFIG, Daemon, file_exporter, free_port, pipeline_overlay, wait_until
-from tests.otlp_spans import export_spans, otlp_exporter, sdk_provider
+from testkit.harness import BASE_CONFIG, Daemon, file_exporter, free_port, pipeline_overlay, wait_until
+from testkit.otlp_spans import export_spans, otlp_exporter, sdk_provider
 
 GRPC_SPANS, HTTP_SPANS = 25, 12
 N = GRPC_SPANS + HTTP_SPANS

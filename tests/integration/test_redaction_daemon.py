@@ -19,10 +19,10 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Status, StatusCode
 
-from tests.harness import BASE_CONFIG, Daemon, query_json, wait_until
-from tests.kafka_broker import read_topic
-from tests.otlp_spans import attributes, each_span, otlp_exporter, read_json_lines, sdk_provider
-from tests.unit.test_redaction_corpus import Sample, chat_json, samples
+from testkit.harness import BASE_CONFIG, Daemon, query_json, wait_until
+from testkit.kafka_broker import read_topic
+from testkit.otlp_spans import attributes, each_span, otlp_exporter, read_json_lines, sdk_provider
+from testkit.redaction_corpus import Sample, chat_json, samples
 
 HASH_KEY = "integration-test-key-0123456789"
 RESOURCE_SECRET = "AKIAABCDEFGHIJ234567"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from opentelemetry.sdk.resources import Resource
 
-from tests.harness import query_json, wait_until
+from testkit.harness import query_json, wait_until
 from tests.integration.test_chdb_exporter import default_daemon
-from tests.otlp_spans import otlp_exporter, sdk_provider
+from testkit.otlp_spans import otlp_exporter, sdk_provider
 
 SECRETS = {
     "sk_api_key": "sk-proj-Q2xvdWRGbGFyZVNlY3JldEtleTEyMzQ1Njc4OTA",

@@ -34,10 +34,10 @@ from pipeline.component import ComponentID, Kind, Settings
 from pipeline.host import Host
 from pipeline.telemetry.server import ROUTES as METRICS_ROUTES
 from pipeline.telemetry.server import MetricsServer
-from tests.harness import ROOT, Daemon, free_port, wait_until
-from tests.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, claims, ec_key, hs256_with_public_key, rsa_key,
+from testkit.harness import ROOT, Daemon, free_port, wait_until
+from testkit.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, claims, ec_key, hs256_with_public_key, rsa_key,
                                tampered, unsigned)
-from tests.otlp_spans import otlp_exporter, sdk_provider
+from testkit.otlp_spans import otlp_exporter, sdk_provider
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
 SESSION = "sess-matrix"

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 
 TOKEN = "admin-token"
 OVERLAY = """

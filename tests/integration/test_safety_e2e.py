@@ -1,4 +1,4 @@
-"""Acceptance 1 of the safety consumer: the whole chain with real parts (tests/safety_chain.py).
+"""Acceptance 1 of the safety consumer: the whole chain with real parts (testkit/safety_chain.py).
 
 OpenTelemetry SDK agents → collector daemon (triggers connector, short windows) → Apache Kafka →
 safety daemon (config/safety.yaml, short breaker timeout and canary hold) → the decisions
@@ -32,9 +32,9 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from tests.conftest import require_binary
-from tests.harness import wait_until
-from tests.safety_chain import ACTIONS_HOOK, DECISIONS_TOPIC, ROLLBACK_HOOK, TRIGGERS_TOPIC, SafetyChain
-from tests.trigger_helpers import SdkAgent
+from testkit.harness import wait_until
+from testkit.safety_chain import ACTIONS_HOOK, DECISIONS_TOPIC, ROLLBACK_HOOK, TRIGGERS_TOPIC, SafetyChain
+from testkit.trigger_helpers import SdkAgent
 
 TRIGGERS = """\
       evaluation_interval: 100ms

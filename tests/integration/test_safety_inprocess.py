@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from tests.alertmanager import Alertmanager
-from tests.harness import BASE_CONFIG, Daemon, wait_until
-from tests.webhook_sink import WebhookSink
+from testkit.alertmanager import Alertmanager
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.webhook_sink import WebhookSink
 
 OVERLAY = """
 connectors:

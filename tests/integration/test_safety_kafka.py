@@ -11,8 +11,8 @@ import requests
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.triggers.event import stable_id
-from tests.harness import BASE_CONFIG, Daemon, wait_until
-from tests.webhook_sink import WebhookSink
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.webhook_sink import WebhookSink
 
 OVERLAY = """
 receivers:

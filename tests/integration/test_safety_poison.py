@@ -11,9 +11,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.documents import validate
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from tests.integration.test_safety_kafka import OVERLAY, produce, trigger
-from tests.webhook_sink import WebhookSink
+from testkit.webhook_sink import WebhookSink
 
 TOPICS = ("agent.triggers", "agent.triggers.dlq", "agent.safety.decisions")
 POSTGRES = {"dependency": "postgres"}

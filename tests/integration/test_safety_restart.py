@@ -9,9 +9,9 @@ import signal
 import pytest
 import requests
 
-from tests.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from tests.integration.test_safety_inprocess import send_spans
-from tests.webhook_sink import WebhookSink
+from testkit.webhook_sink import WebhookSink
 
 OVERLAY = """
 connectors:

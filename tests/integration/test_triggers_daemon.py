@@ -24,8 +24,8 @@ from opentelemetry import trace as trace_api
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind
 
-from tests.harness import BASE_CONFIG, Daemon
-from tests.trigger_helpers import SdkAgent, read_events, sdk_meter, triggers_overlay, wait_for_events
+from testkit.harness import BASE_CONFIG, Daemon
+from testkit.trigger_helpers import SdkAgent, read_events, sdk_meter, triggers_overlay, wait_for_events
 
 TRIGGERS = """\
       evaluation_interval: 100ms

@@ -6,8 +6,8 @@ import time
 
 from opentelemetry.trace import Status, StatusCode
 
-from tests.harness import BASE_CONFIG, Daemon, wait_until
-from tests.trigger_helpers import read_events, sdk_tracer, triggers_overlay, wait_for_events
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.trigger_helpers import read_events, sdk_tracer, triggers_overlay, wait_for_events
 
 BEFORE = """
     evaluation_interval: 100ms

@@ -13,7 +13,7 @@ from pipeline.component import ComponentID, Kind, Settings
 from pipeline.pdata.events import Events
 from pipeline.host import Host
 from pipeline.telemetry import metrics
-from tests.webhook_sink import WebhookSink
+from testkit.webhook_sink import WebhookSink
 
 
 def decision(action: str, n: int) -> dict:

@@ -33,8 +33,8 @@ from py_zipkin.zipkin import ZipkinAttrs, zipkin_span
 from opentelemetry.exporter.zipkin.json import ZipkinExporter
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from tests.conftest import require_binary
-from tests.harness import BASE_CONFIG, ROOT, Daemon, batch_processor, file_exporter, free_port, wait_until
-from tests.otlp_spans import agent_run, expected_from_sdk, read_json_lines, spans_out
+from testkit.harness import BASE_CONFIG, ROOT, Daemon, batch_processor, file_exporter, free_port, wait_until
+from testkit.otlp_spans import agent_run, expected_from_sdk, read_json_lines, spans_out
 
 ZIPKIN, REFUSING, DEAD = free_port(), free_port(), free_port()
 LIMIT = 1024 * 1024

@@ -20,8 +20,8 @@ from pipeline.telemetry import metrics
 from pipeline.pdata.traces import Traces, iter_spans
 from pipeline.service import load_config
 from processors.batch import BatchConfig, BatchProcessor
-from tests.harness import ROOT
-from tests.otlp_load import agent_request
+from testkit.harness import ROOT
+from testkit.otlp_load import agent_request
 
 
 class Next:

@@ -25,7 +25,7 @@ from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.pdata.events import Events
 from pipeline.registry import factories
 from processors.safety.decision import decision
-from tests.audit_documents import AUDIT_SQL, NOW, assert_audit_rows, epoch_ns, sample_documents
+from testkit.audit_documents import AUDIT_SQL, NOW, assert_audit_rows, epoch_ns, sample_documents
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -12,7 +12,7 @@ from exporters.genai_metrics import DURATION_BUCKETS, TOKEN_BUCKETS, GenAIMetric
 from exporters.genai_metrics.collector import COLLECTOR
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.telemetry.metrics import render
-from tests.trigger_helpers import CLIENT, resource, span, traces
+from testkit.trigger_helpers import CLIENT, resource, span, traces
 
 
 def exporter(name: str = "", **config):

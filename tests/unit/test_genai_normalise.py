@@ -26,13 +26,13 @@ from pipeline.telemetry import metrics
 from processors.genai import GenAIConfig, GenAIProcessor
 from processors.genai import aliases as A
 from processors.genai.values import Encoder
-from tests.trigger_helpers import value
+from testkit.trigger_helpers import value
 
 TRACE_A, TRACE_B = bytes.fromhex("0af7651916cd43dd8448eb211c80319c"), bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
 
 
 # -- building requests and reading results ---------------------------------------------------------
-# `value` (from tests/trigger_helpers.py) makes a Python value an OTLP AnyValue.
+# `value` (from testkit/trigger_helpers.py) makes a Python value an OTLP AnyValue.
 def span(name: str, attrs: dict[str, object], trace: bytes = TRACE_A, error: bool = False,
          exception: str | None = None) -> Span:
     result = Span(trace_id=trace, span_id=bytes([len(name) % 250 + 1]) * 8, name=name)

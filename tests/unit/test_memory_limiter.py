@@ -142,7 +142,7 @@ def test_the_chdb_engine_is_capped_by_its_own_settings_and_gives_back_its_start_
     import subprocess
     import sys
 
-    from tests.harness import ROOT
+    from testkit.harness import ROOT
 
     out = subprocess.run([sys.executable, "-c", ENGINE_PROBE, str(tmp_path / "chdb")], cwd=ROOT, capture_output=True,
                          text=True, timeout=120, check=True)
@@ -172,7 +172,7 @@ def test_the_shipped_default_config_sets_a_memory_limit_under_512_mib() -> None:
     question: benchmarks/bench_soak.py.)"""
     import re
 
-    from tests.harness import ROOT, Daemon, free_port
+    from testkit.harness import ROOT, Daemon, free_port
 
     text = (ROOT / "config" / "default.yaml").read_text()
     daemon = Daemon(text)

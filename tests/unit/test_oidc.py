@@ -18,7 +18,7 @@ from extensions.bearertokenauth import BearerTokenAuth, BearerTokenAuthConfig
 from extensions.oidc import OidcAuth, OidcConfig, parse_jwks, role_from_claims
 from pipeline.auth import MISSING, PRINCIPAL, Principal, Role, Unauthenticated, http_middleware
 from pipeline.component import ComponentID, Kind, Settings
-from tests.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, bearer, claims, ec_key, ed_key, hs256_with_public_key,
+from testkit.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, bearer, claims, ec_key, ed_key, hs256_with_public_key,
                                rsa_key, tampered, tls_for_127_0_0_1, unsigned)
 
 NOW = 1_800_000_000.0

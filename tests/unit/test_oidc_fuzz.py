@@ -11,7 +11,7 @@ from hypothesis import example, given, strategies as st
 from extensions.oidc import OidcAuth, OidcConfig
 from pipeline.auth import Unauthenticated
 from pipeline.component import ComponentID, Kind, Settings
-from tests.oidc_tokens import AUDIENCE, ISSUER, claims, ed_key, rsa_key
+from testkit.oidc_tokens import AUDIENCE, ISSUER, claims, ed_key, rsa_key
 
 RSA, ED = rsa_key(), ed_key()
 AUTH = OidcAuth(Settings.make(Kind.EXTENSION, ComponentID("oidc")), OidcConfig.model_validate({

@@ -21,7 +21,7 @@ from pipeline.pdata.traces import Traces
 from processors.redaction import RedactionConfig, RedactionProcessor
 from processors.redaction.detectors import RULES, is_card, is_iban, luhn
 from processors.redaction.scanner import Scanner
-from tests.unit.test_redaction_corpus import KINDS, benign, chat_json, samples
+from testkit.redaction_corpus import KINDS, benign, chat_json, samples
 
 ALL_ON = {"allow_all_keys": True, "detectors": {"email": True, "phone": True}}
 KEY = "k" * 32

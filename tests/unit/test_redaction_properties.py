@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from processors.redaction import RedactionConfig
 from processors.redaction.scanner import Scanner
 from tests.fuzz.budget import budget
-from tests.unit.test_redaction_corpus import samples
+from testkit.redaction_corpus import samples
 
 SCANNER = Scanner(RedactionConfig(allow_all_keys=True, detectors={"email": True, "phone": True}))
 SECRETS = [(sample.kind, sample.secret) for sample in samples(seed=61, per_kind=6)]

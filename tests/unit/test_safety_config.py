@@ -2,7 +2,7 @@
 error points at the rule and lists the keys a rule has (not the breaker's)."""
 from __future__ import annotations
 
-from tests.harness import agentdbg
+from testkit.harness import agentdbg
 
 CONFIG = """
 receivers:

@@ -21,7 +21,7 @@ from connectors.triggers.detectors.memory_leak import MemoryLeakConfig, MemoryLe
 from connectors.triggers.detectors.performance_degradation import PerformanceDegradationConfig, PerformanceDegradationDetector
 from pipeline.component import ComponentID, Kind, Settings
 from pipeline.telemetry.metrics import REGISTRY
-from tests.trigger_helpers import CLIENT, SERVER, T0, gauge, metrics, new_span_id, observe_all, resource, span, traces
+from testkit.trigger_helpers import CLIENT, SERVER, T0, gauge, metrics, new_span_id, observe_all, resource, span, traces
 
 
 def test_latency_subjects_and_baselines_stay_under_max_subjects() -> None:
@@ -163,8 +163,8 @@ def test_the_running_daemon_counts_evictions_on_its_metrics_endpoint() -> None:
     """What an operator sees: a daemon whose error-rate detector holds 2 services, sent 5."""
     import requests
 
-    from tests.harness import BASE_CONFIG, Daemon, wait_until
-    from tests.trigger_helpers import triggers_overlay
+    from testkit.harness import BASE_CONFIG, Daemon, wait_until
+    from testkit.trigger_helpers import triggers_overlay
 
     overlay = triggers_overlay("      error_rate_spike: {max_subjects: 2}\n      evaluation_interval: 50ms")
     body = traces(*[resource(f"svc-{n}", [span("op", error=True)]) for n in range(5)]).wire()

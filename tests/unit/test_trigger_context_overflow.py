@@ -8,7 +8,7 @@ import pytest
 
 from connectors.triggers.detectors.context_overflow import ContextOverflowConfig, ContextOverflowDetector
 from connectors.triggers.episodes import EpisodeTracker
-from tests.trigger_helpers import CLIENT, T0, fired, observe_all, resource, span, traces
+from testkit.trigger_helpers import CLIENT, T0, fired, observe_all, resource, span, traces
 
 
 def chat(model: str, tokens: int, t: float = T0, provider: str | None = "openai", **attrs):

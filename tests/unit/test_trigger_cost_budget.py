@@ -7,7 +7,7 @@ import pytest
 
 from connectors.triggers.detectors.cost_budget import CostBudgetConfig, CostBudgetDetector, periods
 from connectors.triggers.episodes import EpisodeTracker
-from tests.trigger_helpers import CLIENT, fired, observe_all, resource, span, traces
+from testkit.trigger_helpers import CLIENT, fired, observe_all, resource, span, traces
 
 DAY = 86400.0
 MONDAY = calendar.timegm((2026, 6, 1, 0, 0, 0))  # 2026-06-01 00:00 UTC

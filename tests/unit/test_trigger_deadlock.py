@@ -7,9 +7,9 @@ import random
 import pytest
 
 from connectors.triggers.detectors.deadlock import DeadlockConfig, DeadlockDetector, covered
-from tests.trigger_helpers import (CLIENT, INTERNAL, SERVER, T0, fired, firing, new_span_id, observe_all,
+from testkit.trigger_helpers import (CLIENT, INTERNAL, SERVER, T0, fired, firing, new_span_id, observe_all,
                                    resource, span, traces)
-from tests.trigger_helpers import trace_id as trace_id_bytes
+from testkit.trigger_helpers import trace_id as trace_id_bytes
 
 AGENT = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}
 

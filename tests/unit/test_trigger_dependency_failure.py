@@ -5,7 +5,7 @@ import pytest
 
 from connectors.triggers.detectors.dependency_failure import DependencyFailureConfig, DependencyFailureDetector
 from connectors.triggers.episodes import EpisodeTracker
-from tests.trigger_helpers import CLIENT, SERVER, T0, fired, firing, observe_all, resource, span, traces
+from testkit.trigger_helpers import CLIENT, SERVER, T0, fired, firing, observe_all, resource, span, traces
 
 
 def call(target_key: str, target: str, t: float, *, error: bool = False, message: str = "", events=(),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from connectors.triggers.detectors.error_rate_spike import ErrorRateSpikeConfig, ErrorRateSpikeDetector, wilson_lower_bound
 from connectors.triggers.episodes import EpisodeTracker
-from tests.trigger_helpers import SERVER, T0, firing, observe_all, resource, span, traces
+from testkit.trigger_helpers import SERVER, T0, firing, observe_all, resource, span, traces
 
 
 def batch(service: str, spans: int, errors: int, at: float):

@@ -9,7 +9,7 @@ import pytest
 from connectors.triggers.detectors.memory_leak import MemoryLeakConfig, MemoryLeakDetector
 from connectors.triggers.detectors.health_snapshot import HealthSnapshotConfig, HealthSnapshotDetector
 from connectors.triggers.event import SCHEMA
-from tests.trigger_helpers import CLIENT, SERVER, T0, gauge, metrics, new_span_id, observe_all, resource, span, traces
+from testkit.trigger_helpers import CLIENT, SERVER, T0, gauge, metrics, new_span_id, observe_all, resource, span, traces
 
 
 def requests(count: int, errors: int, seconds: float, t: float = T0) -> list:

@@ -7,7 +7,7 @@ import pytest
 
 from connectors.triggers.detectors.infinite_loop import InfiniteLoopConfig, InfiniteLoopDetector
 from connectors.triggers.episodes import EpisodeTracker
-from tests.trigger_helpers import (
+from testkit.trigger_helpers import (
     T0,
     fired,
     firing,

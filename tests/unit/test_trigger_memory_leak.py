@@ -7,7 +7,7 @@ import random
 import pytest
 
 from connectors.triggers.detectors.memory_leak import MemoryLeakConfig, MemoryLeakDetector
-from tests.trigger_helpers import T0, fired, firing, gauge, metrics, observe_all, resource, span, sum_metric, traces
+from testkit.trigger_helpers import T0, fired, firing, gauge, metrics, observe_all, resource, span, sum_metric, traces
 
 MB = 1_000_000
 

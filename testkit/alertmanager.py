@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from tests.harness import free_port, wait_until
+from testkit.harness import free_port, wait_until
 
 CONFIG = """
 route:

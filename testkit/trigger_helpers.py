@@ -163,7 +163,7 @@ def firing(observations: list[Observation]) -> list[Observation]:
 
 # -- integration: daemon, events, SDK ------------------------------------------------------------
 def triggers_overlay(triggers_yaml: str) -> str:
-    """An overlay for tests.harness.BASE_CONFIG: traces and metrics → triggers → file events.
+    """An overlay for testkit.harness.BASE_CONFIG: traces and metrics → triggers → file events.
 
     `triggers_yaml` is the body of `connectors: triggers:`, indented by six spaces.
     """
@@ -198,7 +198,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 def wait_for_events(path: Path, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0
                     ) -> list[dict[str, Any]]:
-    from tests.harness import wait_until
+    from testkit.harness import wait_until
 
     return wait_until(lambda: [e for e in read_events(path) if predicate(e)], timeout=timeout,
                       message=f"a matching trigger event in {path}")

@@ -29,7 +29,7 @@ import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline import otlp_json
-from tests.harness import ROOT, free_port, wait_until
+from testkit.harness import ROOT, free_port, wait_until
 
 JAEGER_VERSION = "v1.76.0"  # also in the Makefile's JAEGER_VERSION
 JAEGER_BINARY = ROOT / ".cache" / "jaeger" / f"jaeger-{JAEGER_VERSION}"

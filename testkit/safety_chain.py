@@ -30,11 +30,11 @@ from typing import Any
 import requests
 from opentelemetry.trace import SpanKind
 
-from tests.alertmanager import Alertmanager
-from tests.harness import BASE_CONFIG, ROOT, Daemon, wait_until
-from tests.kafka_broker import KafkaBroker, TopicTail
-from tests.trigger_helpers import SdkAgent
-from tests.webhook_sink import WebhookSink
+from testkit.alertmanager import Alertmanager
+from testkit.harness import BASE_CONFIG, ROOT, Daemon, wait_until
+from testkit.kafka_broker import KafkaBroker, TopicTail
+from testkit.trigger_helpers import SdkAgent
+from testkit.webhook_sink import WebhookSink
 
 TRIGGERS_TOPIC = "agent.triggers"
 DECISIONS_TOPIC = "agent.safety.decisions"
@@ -43,7 +43,7 @@ ROLLBACK_HOOK, ACTIONS_HOOK = "/rollback", "/actions"
 ACTIONS_HOOK_ACTIONS = ("breaker_open", "breaker_half_open", "breaker_close", "fallback", "throttle", "unthrottle")
 DEBUG_TOKEN = "e2e-debug-token"
 
-# Over tests.harness.BASE_CONFIG: the collector of config/production.yaml, minus the span
+# Over testkit.harness.BASE_CONFIG: the collector of config/production.yaml, minus the span
 # stores (ClickHouse, Tempo, the spans topic) this chain does not look at.
 COLLECTOR_OVERLAY = """
 processors:
@@ -67,7 +67,7 @@ service:
       exporters: [kafka/triggers]
 """
 
-# Over config/safety.yaml: loopback ports (filled in by tests.harness.Daemon), a second
+# Over config/safety.yaml: loopback ports (filled in by testkit.harness.Daemon), a second
 # webhook for the breaker and throttle decisions.
 SAFETY_OVERLAY = """
 extensions:

@@ -26,8 +26,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from pipeline import otlp_json
-from tests.harness import BASE_CONFIG, Daemon, file_exporter, free_port, pipeline_overlay
-from tests.otlp_spans import read_json_lines, read_proto_records, span_ids
+from testkit.harness import BASE_CONFIG, Daemon, file_exporter, free_port, pipeline_overlay
+from testkit.otlp_spans import read_json_lines, read_proto_records, span_ids
 
 
 def sink_daemon(workdir: Path, file_format: Literal["json", "proto"] = "json") -> Daemon:

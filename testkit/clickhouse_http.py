@@ -24,7 +24,7 @@ embedded chDB session over its own data directory:
 `ClickHouseHTTP` runs it as a subprocess on a free 127.0.0.1 port with its own data
 directory: `start()`, `stop()` (the port then refuses connections), `start()` again on the
 same port and directory, `freeze()` / `thaw()` (SIGSTOP / SIGCONT: accepts nothing, answers
-nothing); `client()` and `scalar(sql)` read it back with clickhouse-connect. Run by hand: `python -m tests.clickhouse_http --port 8123 --path /tmp/ch`.
+nothing); `client()` and `scalar(sql)` read it back with clickhouse-connect. Run by hand: `python -m testkit.clickhouse_http --port 8123 --path /tmp/ch`.
 """
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ class ClickHouseHTTP:
     def start(self, timeout: float = 60) -> "ClickHouseHTTP":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.clickhouse_http", "--port", str(self.port), "--path", str(self.path)],
+            [sys.executable, "-m", "testkit.clickhouse_http", "--port", str(self.port), "--path", str(self.path)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from tests.otlp_spans import sdk_provider
+from testkit.otlp_spans import sdk_provider
 
 T0 = (time.time_ns() // 10**9 - 3600) * 10**9 + 123_456_789  # an hour ago, odd nanoseconds
 REMOTE_PARENT = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, is_remote=True,

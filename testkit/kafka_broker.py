@@ -45,7 +45,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from pipeline import otlp_json
 from pipeline.pdata.traces import iter_spans
-from tests.harness import free_port
+from testkit.harness import free_port
 
 T = TypeVar("T")
 
