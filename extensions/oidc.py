@@ -60,6 +60,7 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.auth import Principal, Role, Unauthenticated, credentials, highest
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
 from pipeline.config.units import Duration
+from pipeline.host import Host
 
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 MAX_JWKS_BYTES = 1024 * 1024  # a key set is a few KiB; a larger answer is not one
@@ -326,7 +327,7 @@ class OidcAuth(Component):
         self.fetches = 0  # JWKS loads attempted (remote or file), for tests and the debug API
         self._verified: OrderedDict[str, tuple[dict[str, Any], Principal]] = OrderedDict()
 
-    async def start(self, host: Any = None) -> None:
+    async def start(self, host: Host | None = None) -> None:
         if self.config.jwks_url or self.config.discovers:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout))
         await self.refresh()

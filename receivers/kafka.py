@@ -41,6 +41,7 @@ from pipeline.component import Factory, Kind, Receiver, Settings, Signal, Strict
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import Duration
 from pipeline.errors import PermanentError, Refused
+from pipeline.host import Host
 from pipeline.pdata.events import Events
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import Throttled
@@ -117,7 +118,7 @@ class KafkaReceiver(Receiver):
     def accepts(self, signal: Signal) -> bool:
         return signal == self.config.signal
 
-    async def start(self, host: Any) -> None:
+    async def start(self, host: Host) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.id}-poll")
         self._task.add_done_callback(self._ended)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.detectors.base import Detector
@@ -45,6 +45,8 @@ from connectors.triggers.episodes import EpisodeTracker
 from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
 from pipeline.errors import PermanentError, Refused
+from pipeline.host import Host
+from pipeline.pdata.batch import Batch
 from pipeline.pdata.events import Events
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
@@ -60,9 +62,10 @@ DETECTORS: dict[str, type[Detector]] = {
     "cost_budget": CostBudgetDetector,
     "health_snapshot": HealthSnapshotDetector,
 }
+T = TypeVar("T", Traces, Metrics)
 
 
-class TriggersConnector(Connector):
+class TriggersConnector(Connector[Batch]):
     def __init__(self, settings: Settings, config: TriggersConfig) -> None:
         super().__init__(settings)
         self.config = config
@@ -82,7 +85,7 @@ class TriggersConnector(Connector):
         self.pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def take_state_from(self, previous: Connector) -> None:
+    def take_state_from(self, previous: Connector[Any]) -> None:
         if not isinstance(previous, TriggersConnector):
             return
         old = {type(d): d for d in previous.detectors}
@@ -98,7 +101,7 @@ class TriggersConnector(Connector):
         for detector in self.detectors:
             detector.open_episodes = self.tracker.active
 
-    async def start(self, host: Any) -> None:
+    async def start(self, host: Host) -> None:
         # One-time loads (the price data of context_overflow) happen now, off the event loop,
         # rather than on the first batch.
         await asyncio.get_running_loop().run_in_executor(None, self._prepare_detectors)
@@ -118,7 +121,7 @@ class TriggersConnector(Connector):
             await asyncio.gather(self._task, return_exceptions=True)
         await self._evaluate_once()
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: Batch) -> None:
         # CPU time of this thread, not wall time: with a chDB writer thread holding the GIL, wall
         # time would count its work as ours.
         started = time.thread_time()
@@ -143,7 +146,7 @@ class TriggersConnector(Connector):
         if self.attribute_keys:
             batch.columns.span_attributes
 
-    def _guard(self, detector: Detector, method: Any, batch: Any) -> None:
+    def _guard(self, detector: Detector, method: Callable[[T], object], batch: T) -> None:
         try:
             method(batch)
         except Exception:

@@ -42,6 +42,7 @@ from pydantic import PositiveInt
 
 from connectors.triggers.columnar import stride_for
 from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
+from connectors.triggers.detectors.memory_leak import MemoryLeakDetector
 from connectors.triggers.event import Observation, document, stable_id
 from pipeline.config.units import Duration
 
@@ -192,5 +193,4 @@ class HealthSnapshotDetector(Detector):
 
     def _memory(self, service: str, version: str, instances: set[str]) -> float | None:
         memory = self.peers.get("memory_leak")
-        latest = getattr(memory, "latest_bytes", None)
-        return latest(service, version, instances) if latest else None
+        return memory.latest_bytes(service, version, instances) if isinstance(memory, MemoryLeakDetector) else None
