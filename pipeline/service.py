@@ -17,7 +17,8 @@ import time
 
 from aiohttp import web
 
-from pipeline.auth import Authenticator
+from pipeline import audit
+from pipeline.auth import Authenticator, Principal
 from pipeline.config.endpoints import bind_failure
 from pipeline.config.loader import load_with_origins
 from pipeline.config.resolve import ResolvedConfig, resolve
@@ -118,7 +119,15 @@ class Service:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_on_sighup()))
+
+    async def _reload_on_sighup(self) -> None:
+        """A reload asked by a signal, recorded in the audit trail like the debug API's (the sender
+        is a local user allowed to signal this process; the kernel does not say which)."""
+        applied = await self.reload()
+        await audit.record(audit.document("config_reload", ",".join(self.sources),
+                                          Principal("SIGHUP", None, method="signal"), "local",
+                                          200 if applied else 422, {"signal": "SIGHUP"}))
 
     async def _shutdown(self) -> int:
         self.host.set_status("Server not available", ready=False)
