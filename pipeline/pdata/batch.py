@@ -19,12 +19,12 @@ requests is their merged request.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, Self, Sequence, TypeVar, runtime_checkable
 
 from google.protobuf.message import Message
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 B = TypeVar("B", bound="Batch")
+M = TypeVar("M", bound=Message)
 
 
 @runtime_checkable
@@ -39,13 +39,13 @@ class Batch(Protocol):
     def clone(self: B) -> B: ...
 
 
-class OtlpBatch:
+class OtlpBatch(Generic[M]):
     """Wire bytes and lazily parsed message of one OTLP request; subclasses name the message."""
 
     __slots__ = ("_wire", "_message", "_columns", "item_count", "received_at")
-    request_type: type[Message] = ExportTraceServiceRequest
+    request_type: type[M]
 
-    def __init__(self, message: Any = None, wire: bytes | None = None,
+    def __init__(self, message: M | None = None, wire: bytes | None = None,
                  item_count: int | None = None, received_at: float | None = None) -> None:
         if message is None and wire is None:
             raise ValueError(f"{type(self).__name__} needs a message or wire bytes")
@@ -58,26 +58,27 @@ class OtlpBatch:
 
     @staticmethod
     def count(message: Any) -> int:
+        """The items of `message` (each subclass names its own counting)."""
         raise NotImplementedError
 
     @classmethod
-    def from_wire(cls, wire: bytes, received_at: float | None = None):
+    def from_wire(cls, wire: bytes, received_at: float | None = None) -> Self:
         """Parse (and so validate) wire bytes; raises google.protobuf DecodeError when malformed."""
         message = cls.request_type.FromString(wire)
         return cls(message, wire, cls.count(message), received_at)
 
     @classmethod
-    def from_message(cls, message: Any, received_at: float | None = None):
+    def from_message(cls, message: M, received_at: float | None = None) -> Self:
         return cls(message, None, None, received_at)
 
     @property
-    def message(self) -> Any:
+    def message(self) -> M:
         if self._message is None:
             assert self._wire is not None
             self._message = self.request_type.FromString(self._wire)
         return self._message
 
-    def clone(self):
+    def clone(self) -> Self:
         """A wrapper of its own for another pipeline: shares the bytes, parses again only if used."""
         return type(self)(None, self.wire(), self.item_count, self.received_at)
 
@@ -100,12 +101,13 @@ class OtlpBatch:
         self.item_count = self.count(self.message)
 
     @classmethod
-    def merge(cls, batches: list):
-        """One batch holding every item of `batches`, by concatenating their wire bytes."""
+    def merge(cls, batches: Sequence[Any]) -> Self:
+        """One batch holding every item of `batches` (all of this type), by concatenating their wire bytes."""
         if len(batches) == 1:
             return batches[0]
         wire = b"".join(batch.wire() for batch in batches)
         return cls(None, wire, sum(b.item_count for b in batches), min(b.received_at for b in batches))
 
-    def split(self, max_items: int) -> list:
+    def split(self, max_items: int) -> list[Self]:
+        """Batches of at most `max_items` items each (a subclass that can split says how)."""
         return [self]

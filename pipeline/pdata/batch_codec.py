@@ -5,10 +5,9 @@ JSON lines, so nothing is re-serialised to store or reload a batch.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
+from pipeline.pdata.batch import Batch
 from pipeline.pdata.events import Events
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
@@ -16,18 +15,23 @@ from pipeline.pdata.traces import Traces
 _TAGS = {Traces: b"T", Metrics: b"M", Events: b"E"}
 
 
-def encode(batch: Any) -> bytes:
+def encode(batch: Batch) -> bytes:
     tag, body = encode_parts(batch)
     return tag + body
 
 
-def encode_parts(batch: Any) -> tuple[bytes, bytes]:
+def encode_parts(batch: Batch) -> tuple[bytes, bytes]:
     """The tag and the body, for writers that send both without joining them (writev)."""
-    body = batch.to_json_line() if isinstance(batch, Events) else batch.wire()
+    if isinstance(batch, Events):
+        body = batch.to_json_line()
+    elif isinstance(batch, (Traces, Metrics)):
+        body = batch.wire()
+    else:
+        raise TypeError(f"no encoding for a {type(batch).__name__} batch")
     return _TAGS[type(batch)], body
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes) -> Traces | Metrics | Events:
     tag, body = data[:1], data[1:]
     if tag == b"T":
         return Traces(None, body)

@@ -23,7 +23,7 @@ def count_data_points(message: ExportMetricsServiceRequest) -> int:
     return total
 
 
-class Metrics(OtlpBatch):
+class Metrics(OtlpBatch[ExportMetricsServiceRequest]):
     __slots__ = ()
     request_type = ExportMetricsServiceRequest
     count = staticmethod(count_data_points)

@@ -26,7 +26,7 @@ def count_spans(message: ExportTraceServiceRequest) -> int:
     return sum(len(scope.spans) for rs in message.resource_spans for scope in rs.scope_spans)
 
 
-class Traces(OtlpBatch):
+class Traces(OtlpBatch[ExportTraceServiceRequest]):
     __slots__ = ("_captured",)
     request_type = ExportTraceServiceRequest
     count = staticmethod(count_spans)
@@ -51,7 +51,7 @@ class Traces(OtlpBatch):
             if self._columns is not None:
                 self._columns.capture(keys)
 
-    def split(self, max_spans: int) -> list["Traces"]:
+    def split(self, max_spans: int) -> list[Traces]:
         """Batches of at most `max_spans` spans each, keeping resource and scope with their spans."""
         if max_spans <= 0 or self.item_count <= max_spans:
             return [self]
