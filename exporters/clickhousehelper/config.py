@@ -1,18 +1,15 @@
 """The config keys the `clickhouse` and `chdb` exporters share: where the tables are and whether to create them."""
 from __future__ import annotations
 
-from pydantic import field_validator
-
 from exporters.helper import ExporterHelperConfig
+from pipeline.clickhouse.tables import TableLocation
 from pipeline.config.units import Duration
 
 
-class TablesConfig(ExporterHelperConfig):
-    """The keys both exporters share: where the tables are and whether to create them."""
+class TablesConfig(TableLocation, ExporterHelperConfig):
+    """The keys both exporters share: where the tables are (TableLocation, the explorer's too),
+    their retention, and whether to create them."""
 
-    database: str = "otel"
-    traces_table_name: str = "otel_traces"
-    events_table_name: str = "agentdbg_decisions"
     # Retention of the spans table and its trace-id lookup table: rows older than this are
     # dropped by the engine (whole daily parts). 360h = 15 days, the product's Prometheus
     # retention; 0 = keep for ever. Applied to a table created earlier too (ALTER ... MODIFY TTL).
@@ -25,10 +22,3 @@ class TablesConfig(ExporterHelperConfig):
     # Where rows the engine refuses for good are kept (exporters/helper/dead_letter.py), in a
     # subdirectory per exporter id; "" = the exporter's default (beside its data).
     dead_letter: str = ""
-
-    @field_validator("database", "traces_table_name", "events_table_name")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
+from pipeline.clickhouse.tables import TableLocation
 from pipeline.component import StrictConfig
 from pipeline.netaddr import Endpoint
 
@@ -33,7 +34,9 @@ class ClickHouseConfig(StrictConfig):
     password: str = ""
 
 
-class ExplorerConfig(StrictConfig):
+class ExplorerConfig(TableLocation):
+    """The explorer's address, auth and store; the table keys (`database`, `*_table_name`) are the exporters'."""
+
     endpoint: Endpoint = "localhost:10207"
     auth: AuthConfig = AuthConfig()
     # `chdb`: the embedded engine of this process. `path` "" reads the directory the `chdb`
@@ -41,20 +44,10 @@ class ExplorerConfig(StrictConfig):
     store: Literal["chdb", "clickhouse"] = "chdb"
     path: str = ""
     clickhouse: ClickHouseConfig = ClickHouseConfig()
-    database: str = "otel"
-    traces_table_name: str = "otel_traces"
-    events_table_name: str = "agentdbg_decisions"
     # Where the UI links for the safety processor's live state (/debug/breakers ...).
     debug_api_url: str = "http://localhost:10205"
     # Rows a list answers at most (sessions, triggers, decisions); a query may ask for fewer.
     max_rows: int = 1000
-
-    @field_validator("database", "traces_table_name", "events_table_name")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
 
     @field_validator("max_rows")
     @classmethod

@@ -14,13 +14,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
+from pydantic import field_validator
+
 from pipeline.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statements, select_documents
 from pipeline.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema_statements, select_spans,
                                         traces_columns)
 from pipeline.clickhouse.sessions import summary_statements
-from pipeline.component import Signal
+from pipeline.component import Signal, StrictConfig
 from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces
+
+
+class TableLocation(StrictConfig):
+    """The config keys that name the tables: the `clickhouse` and `chdb` exporters' and the explorer's."""
+
+    database: str = "otel"
+    traces_table_name: str = "otel_traces"
+    events_table_name: str = "agentdbg_decisions"
+
+    @field_validator("database", "traces_table_name", "events_table_name")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
 
 
 class TableNames(Protocol):
