@@ -266,3 +266,16 @@ def test_every_shared_room_exists_and_holds_no_factory() -> None:
             assigned = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
                         for t in n.targets if isinstance(t, ast.Name)}
             assert "factory" not in assigned, f"{module} defines a component factory: a shared room must not"
+
+
+def test_no_import_hides_from_this_check() -> None:
+    """`importlib.import_module(...)` / `__import__(...)` would be an edge the graph above cannot see."""
+    hidden = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if called in ("import_module", "__import__"):
+                    hidden.append(f"{name} (line {node.lineno}) imports by name")
+    assert not hidden, "\n".join(hidden)
