@@ -31,7 +31,8 @@ def where_equal(column: Sequence[Any], value: Any) -> list[int]:
 def positions(column: list[Any], value: Any) -> list[int]:
     """Indices of `value` in `column`, by `list.index` (a C scan between hits): for values that
     are rare (error status codes), about 1 ns per span plus a little per hit."""
-    out, i = [], -1
+    out: list[int] = []
+    i = -1
     index = column.index
     while True:
         try:

@@ -6,18 +6,20 @@ the window are subtracted from the totals as they expire.
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Hashable, Iterable
+from typing import Generic, Hashable, Iterable, TypeVar
+
+K = TypeVar("K", bound=Hashable)  # a detector's subject key (a tuple of strings, mostly)
 
 
-class SlidingSums:
+class SlidingSums(Generic[K]):
     def __init__(self, window: float, bucket: float = 1.0, width: int = 2) -> None:
         self.window = window
         self.bucket = bucket
         self.width = width
-        self.buckets: deque[tuple[float, dict[Hashable, list[float]]]] = deque()
-        self.totals: dict[Hashable, list[float]] = {}
+        self.buckets: deque[tuple[float, dict[K, list[float]]]] = deque()
+        self.totals: dict[K, list[float]] = {}
 
-    def add(self, now: float, key: Hashable, values: list[float] | tuple[float, ...]) -> None:
+    def add(self, now: float, key: K, values: list[float] | tuple[float, ...]) -> None:
         start = now - now % self.bucket
         if not self.buckets or self.buckets[-1][0] != start:
             self.buckets.append((start, {}))
@@ -45,7 +47,7 @@ class SlidingSums:
                 if total[0] <= 1e-9:
                     del self.totals[key]
 
-    def forget(self, key: Hashable) -> None:
+    def forget(self, key: K) -> None:
         """Drop every count of `key` (bounded state: the key was evicted)."""
         self.totals.pop(key, None)
         for _, bucket in self.buckets:
@@ -57,7 +59,7 @@ class SlidingSums:
         return start, now
 
 
-class SlidingCounts:
+class SlidingCounts(Generic[K]):
     """Sliding-window integer counts per key: the lean form of SlidingSums for keys that are
     mostly seen once (every tool call is a key). Adding is two dict updates; buckets older
     than the window are subtracted from the totals as they expire."""
@@ -66,25 +68,25 @@ class SlidingCounts:
         self.window = window
         self.bucket = bucket
         # Counters, so a whole batch of keys is counted by one C call (Counter.update).
-        self.buckets: deque[tuple[float, Counter[Hashable]]] = deque()
-        self.totals: Counter[Hashable] = Counter()
+        self.buckets: deque[tuple[float, Counter[K]]] = deque()
+        self.totals: Counter[K] = Counter()
         self._end = float("-inf")
 
-    def _current(self, now: float) -> Counter[Hashable]:
+    def _current(self, now: float) -> Counter[K]:
         if now >= self._end or not self.buckets:
             start = now - now % self.bucket
             self._end = start + self.bucket
             self.buckets.append((start, Counter()))
         return self.buckets[-1][1]
 
-    def add(self, now: float, key: Hashable, count: int = 1) -> int:
+    def add(self, now: float, key: K, count: int = 1) -> int:
         """Count `key` at `now`; returns its total in the window."""
         current = self._current(now)
         current[key] = current.get(key, 0) + count
         total = self.totals[key] = self.totals.get(key, 0) + count
         return total
 
-    def add_all(self, now: float, keys: Iterable[Hashable]) -> None:
+    def add_all(self, now: float, keys: Iterable[K]) -> None:
         """Count every key of `keys` (repeats counted) at `now`."""
         keys = keys if isinstance(keys, (list, tuple)) else list(keys)
         self._current(now).update(keys)

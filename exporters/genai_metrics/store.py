@@ -124,10 +124,10 @@ def encode(labels: list[Sequence[Any]]) -> tuple[list[LabelValues], list[int]]:
     combining the numbers."""
     keys = list(zip(*labels))
     try:
-        index = dict.fromkeys(keys)
+        index: dict[tuple[Any, ...], int] = dict.fromkeys(keys, 0)
     except TypeError:  # an array or map value: its label text stands for it
         keys = [tuple(map(text, key)) for key in keys]
-        index = dict.fromkeys(keys)
+        index = dict.fromkeys(keys, 0)
     for position, key in enumerate(index):
         index[key] = position
     return list(index), list(map(index.__getitem__, keys))

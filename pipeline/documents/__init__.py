@@ -31,7 +31,7 @@ def validate(document: Any) -> BaseModel:
         raise InvalidDocument(f"a document is a JSON object, not {type(document).__name__}")
     schema = document.get("schema")
     model = MODELS.get(schema) if isinstance(schema, str) else None
-    if model is None:
+    if model is None or not isinstance(schema, str):
         raise InvalidDocument(f"unknown schema {schema!r}; this version reads {', '.join(sorted(MODELS))}")
     try:
         return model.model_validate(document)

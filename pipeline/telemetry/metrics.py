@@ -126,7 +126,7 @@ class ProcessCollector(Collector):
         self.started = time.time()
         self.page_size = os.sysconf("SC_PAGE_SIZE")
 
-    def collect(self):  # type: ignore[override]
+    def collect(self):
         times = os.times()
         cpu = CounterMetricFamily("otelcol_process_cpu_seconds", "Total CPU user and system time in seconds.")
         cpu.add_metric([], times.user + times.system)

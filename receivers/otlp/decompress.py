@@ -33,7 +33,8 @@ class Decoder(Protocol):
 
 class _Identity:
     def __init__(self, limit: int) -> None:
-        self.limit, self.parts, self.size = limit, [], 0
+        self.limit, self.size = limit, 0
+        self.parts: list[bytes] = []
 
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -47,7 +48,8 @@ class _Identity:
 
 class _Zlib:
     def __init__(self, limit: int, wbits: int) -> None:
-        self.limit, self.parts, self.size, self.raw = limit, [], 0, 0
+        self.limit, self.size, self.raw = limit, 0, 0
+        self.parts: list[bytes] = []
         self.wbits = wbits
         self.inflater = zlib.decompressobj(wbits)
 

@@ -1,12 +1,14 @@
 """The detector contract and what every detector config shares (severity, overrides)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Container, Literal
+from typing import Any, ClassVar, Collection, Container, Generic, Hashable, Literal, TypeVar
 
 from pydantic import Field, PositiveInt
 
 from connectors.triggers.event import Observation
 from pipeline.component import StrictConfig
+from pipeline.pdata.metrics import Metrics
+from pipeline.pdata.traces import Traces
 
 
 class Override(StrictConfig):
@@ -34,17 +36,20 @@ class BoundedConfig(DetectorConfig):
     max_subjects: PositiveInt = 5000
 
 
-class Detector:
+C = TypeVar("C", bound="DetectorConfig", covariant=True)  # the detector's own config model
+
+
+class Detector(Generic[C]):
     kind: ClassVar[str]
     # Span attributes the detector reads (typed, via SpanColumns.attributes): the connector has
     # each batch capture them, so the batch's shared attribute pass fills them.
-    attribute_keys: ClassVar[tuple[str, ...]] = ()
+    attribute_keys: tuple[str, ...] = ()
     # Attributes computed from the config in __init__: a reload keeps the new instance's.
     config_derived: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: C) -> None:
         self.config = config
-        self.peers: dict[str, Detector] = {}
+        self.peers: dict[str, Detector[Any]] = {}
         # Items let go of because state is bounded, by reason, since the connector last counted
         # them (agentdbg_trigger_state_evictions_total{detector, reason}).
         self.drops: dict[str, int] = {}
@@ -53,7 +58,7 @@ class Detector:
         # neither fire nor have an open episode, which the tracker would only drop.
         self.open_episodes: Container[str] | None = None
 
-    def attach(self, peers: dict[str, "Detector"]) -> None:
+    def attach(self, peers: dict[str, Detector[Any]]) -> None:
         """Called once the connector has built every detector: `{kind: detector}` (e.g. the
         health snapshot reads the memory detector's latest readings)."""
         self.peers = peers
@@ -63,7 +68,7 @@ class Detector:
         if count:
             self.drops[reason] = self.drops.get(reason, 0) + count
 
-    def admit(self, state: Any, key: Any, reason: str = "subject_untracked", pending: int = 0) -> bool:
+    def admit(self: Detector[BoundedConfig], state: Collection[Any], key: Hashable, reason: str = "subject_untracked", pending: int = 0) -> bool:
         """Whether `key` may be kept in `state` (a dict or set of subjects): it is there already,
         or there is room under `max_subjects` (with `pending` new keys of this batch not yet in
         `state`). A new key past the bound is counted under `reason`."""
@@ -86,10 +91,10 @@ class Detector:
         """Called once when the connector starts (in a worker thread): load now what the hot path
         would otherwise load on its first batch, so no batch pays a one-time cost."""
 
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         """Hot path: fold one traces batch into partial aggregates. Must be cheap."""
 
-    def observe_metrics(self, batch: Any) -> None:
+    def observe_metrics(self, batch: Metrics) -> None:
         """Hot path for OTLP metrics batches (memory, CPU)."""
 
     def evaluate(self, now: float) -> list[Observation]:
@@ -100,7 +105,7 @@ class Detector:
         """Finished documents to send as they are, not through episodes (health snapshots)."""
         return []
 
-    def take_state_from(self, previous: "Detector") -> None:
+    def take_state_from(self, previous: Detector[Any]) -> None:
         """Carry windowed state over a reload; the default keeps everything but the config
         and the peers (the new connector's detectors)."""
         keep = {"config", "peers", "open_episodes", *self.config_derived}

@@ -25,13 +25,15 @@ import logging
 import math
 from itertools import compress
 from operator import gt
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from pydantic import Field, PositiveInt
 
 from connectors.triggers.columnar import where, where_equal
 from connectors.triggers.detectors.base import BoundedConfig, Detector
 from connectors.triggers.event import Examples, Observation
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 log = logging.getLogger("agentdbg.connector.triggers")
 MAX_CACHED = 4096
@@ -71,7 +73,7 @@ def load_price_data(prices_file: str | None) -> None:
         log.warning("context windows: the price data could not be loaded ahead of the first batch", exc_info=True)
 
 
-class ContextOverflowDetector(Detector):
+class ContextOverflowDetector(Detector[ContextOverflowConfig]):
     kind = "context_overflow"
     attribute_keys = ("gen_ai.usage.input_tokens", "gen_ai.response.model", "gen_ai.request.model",
                       "gen_ai.provider.name", "gen_ai.agent.name")
@@ -96,31 +98,32 @@ class ContextOverflowDetector(Detector):
             load_price_data(self.config.prices_file)
 
     # -- hot path --------------------------------------------------------------------------------
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         tokens = cols.attribute_rows(TOKENS)  # only the spans that carry a count
         picked = list(compress(tokens, map(NUMBER_TYPES.__contains__, map(type, tokens.values()))))  # not bool/text
         if not picked:
             return
-        counts = list(map(tokens.__getitem__, picked))
+        counts: list[Any] = list(map(tokens.__getitem__, picked))  # numbers (picked above)
         models = self._models(cols, picked)
         providers = cols.values_at(PROVIDER, picked)
         pairs = list(zip(providers, models))
-        limits = list(map(self.limits.get, pairs))
-        for j in where_equal(limits, None):  # first sight of a (provider, model): look its window up
-            limits[j] = self.limit_of(*pairs[j])
+        known = list(map(self.limits.get, pairs))
+        for j in where_equal(known, None):  # first sight of a (provider, model): look its window up
+            known[j] = self.limit_of(*pairs[j])
+        limits = cast(list[float], known)  # every None was just looked up
         over = where(map(gt, counts, limits), len(pairs))
         if over:
             self._overflowing(cols, [picked[j] for j in over], [counts[j] for j in over], [pairs[j] for j in over])
 
-    def _models(self, cols: Any, picked: list[int]) -> Any:
+    def _models(self, cols: SpanColumns, picked: list[int]) -> Any:
         """`gen_ai.response.model`, else `gen_ai.request.model`, of the picked spans."""
         models = cols.values_at("gen_ai.response.model", picked)
         if cols.present("gen_ai.request.model"):
             models = [m or r for m, r in zip(models, cols.values_at("gen_ai.request.model", picked))]
         return models
 
-    def _overflowing(self, cols: Any, indices: list[int], counts: list[Any], pairs: list[tuple[Any, Any]]) -> None:
+    def _overflowing(self, cols: SpanColumns, indices: list[int], counts: list[Any], pairs: list[tuple[Any, Any]]) -> None:
         agents = cols.values_at("gen_ai.agent.name", indices)
         for i, count, pair, agent in zip(indices, counts, pairs, agents):
             if pair not in self.windows:  # the cache was cleared by a later first sight in this batch

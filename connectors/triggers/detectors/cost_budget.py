@@ -29,7 +29,7 @@ import heapq
 import time
 from itertools import compress, repeat
 from operator import lt
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import Field, PositiveFloat
 
@@ -39,6 +39,8 @@ from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
 from pipeline.component import StrictConfig
 from pipeline.config.units import Duration
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 DAY = 86400.0
 SubjectKey = tuple[str, str]  # ("service" | "agent", name)
@@ -90,23 +92,23 @@ class Spend:
         self.month_usd += usd
 
 
-class CostBudgetDetector(Detector):
+class CostBudgetDetector(Detector[CostBudgetConfig]):
     kind = "cost_budget"
     attribute_keys = ("gen_ai.usage.cost", "llm.cost.total", "gen_ai.agent.name")
 
     def __init__(self, config: CostBudgetConfig) -> None:
         super().__init__(config)
         self.spend: dict[SubjectKey, Spend] = {}
-        self.burn = SlidingSums(config.burn_window, bucket=max(config.burn_window / 60, 0.05), width=2)
+        self.burn: SlidingSums[SubjectKey] = SlidingSums(config.burn_window, bucket=max(config.burn_window / 60, 0.05), width=2)
         self.firing: set[tuple[SubjectKey, str]] = set()
         self.examples: dict[SubjectKey, Examples] = {}
 
     # -- hot path --------------------------------------------------------------------------------
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         costs = self._costs(cols)  # {span index: cost} of the spans that carry one
         numbers = list(compress(costs, map(NUMBER_TYPES.__contains__, map(type, costs.values()))))  # not bool/text
-        amounts = list(map(costs.__getitem__, numbers))
+        amounts: Sequence[Any] = list(map(costs.__getitem__, numbers))
         positive = where(map(lt, repeat(0), amounts), len(amounts))
         if not positive:
             return
@@ -127,7 +129,7 @@ class CostBudgetDetector(Detector):
             self.examples.setdefault(key, Examples()).add(cols.trace_id[last], cols.span_id[last])
 
     @staticmethod
-    def _costs(cols: Any) -> dict[int, Any]:
+    def _costs(cols: SpanColumns) -> dict[int, Any]:
         return rows_with_fallback(cols, "gen_ai.usage.cost", "llm.cost.total")
 
     @staticmethod

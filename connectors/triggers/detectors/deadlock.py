@@ -51,6 +51,8 @@ from connectors.triggers.columnar import where
 from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
 from connectors.triggers.event import Examples, Observation
 from pipeline.config.units import Duration
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 SERVER = 2
 AGENT_OPERATIONS = ("invoke_agent", "invoke_workflow")
@@ -96,7 +98,7 @@ class TraceEntry:
         self.candidates = [*self.candidates, candidate]
 
 
-class DeadlockDetector(Detector):
+class DeadlockDetector(Detector[DeadlockConfig]):
     kind = "deadlock"
     attribute_keys = ("gen_ai.operation.name", "gen_ai.agent.name")
     config_derived = ("floor_ns",)
@@ -115,7 +117,7 @@ class DeadlockDetector(Detector):
         self.held = 0  # compacted spans of every trace still held (buffer, waiting, ready)
 
     # -- hot path --------------------------------------------------------------------------------
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         if not len(cols):
             return
@@ -132,13 +134,13 @@ class DeadlockDetector(Detector):
             entry.batches.append(ref)
         waiting = self.waiting
         for trace_id in new:
-            entry = waiting.pop(trace_id, None) if waiting else None
-            if entry is None:
+            waited = waiting.pop(trace_id, None) if waiting else None
+            if waited is None:
                 buffer[trace_id] = TraceEntry(now, ref)
             else:
-                entry.last_arrival = now
-                entry.batches.append(ref)
-                buffer[trace_id] = entry
+                waited.last_arrival = now
+                waited.batches.append(ref)
+                buffer[trace_id] = waited
         if new:
             self.arrivals.append((now, new))  # one record per batch, not one per trace
         parents = cols.parent_span_id
@@ -156,7 +158,7 @@ class DeadlockDetector(Detector):
             else:
                 self.held -= len(entry.spans)
 
-    def _candidates(self, cols: Any) -> None:
+    def _candidates(self, cols: SpanColumns) -> None:
         operations, agents = cols.attribute_rows("gen_ai.operation.name"), cols.attribute_rows("gen_ai.agent.name")
         for i in where(map(self.floor_ns.__lt__, cols.duration_ns), len(cols)):
             agent = agents.get(i)
@@ -183,7 +185,8 @@ class DeadlockDetector(Detector):
             if self.waiting.get(trace_id) is not entry and self.buffer.get(trace_id) is not entry:
                 self.held -= len(entry.spans)  # judged and let go of
         self._within_span_limit()
-        return [self._observation(service, agent, *slot, now) for (service, agent), slot in blocked.items()]
+        return [self._observation(service, agent, own, limit, examples, started, now)
+                for (service, agent), (own, limit, examples, started) in blocked.items()]
 
     def _decided(self, now: float) -> list[tuple[bytes, TraceEntry]]:
         """Traces quiet for decision_wait (and evicted ones) that hold a long agent span."""
@@ -258,7 +261,8 @@ def unique(batches: list[BatchRef]) -> list[BatchRef]:
 
 def indices(values: list[bytes], wanted: bytes) -> list[int]:
     """Positions of `wanted` in `values` (list.index runs at C speed)."""
-    out, i = [], -1
+    out: list[int] = []
+    i = -1
     while True:
         try:
             i = values.index(wanted, i + 1)

@@ -34,8 +34,10 @@ from connectors.triggers.columnar import positions
 from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingSums
-from pipeline.pdata.anyvalue import any_value_text
 from pipeline.config.units import Duration
+from pipeline.pdata.anyvalue import any_value_text
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 CLIENT = 3
 STATUS_ERROR = 2
@@ -54,17 +56,17 @@ class DependencyFailureConfig(BoundedConfig):
     per_service: bool = True
 
 
-class DependencyFailureDetector(Detector):
+class DependencyFailureDetector(Detector[DependencyFailureConfig]):
     kind = "dependency_failure"
     attribute_keys = ("error.type",)
 
     def __init__(self, config: DependencyFailureConfig) -> None:
         super().__init__(config)
-        self.timeouts = SlidingSums(config.window, bucket=max(config.window / 60, 0.05), width=1)
+        self.timeouts: SlidingSums[tuple[str, str]] = SlidingSums(config.window, bucket=max(config.window / 60, 0.05), width=1)
         self.examples: dict[tuple[str, str], Examples] = {}
 
     # -- hot path --------------------------------------------------------------------------------
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         kinds = cols.kind
         if CLIENT not in kinds:
@@ -92,7 +94,7 @@ class DependencyFailureDetector(Detector):
             self.timeouts.add(batch.received_at, key, (count,))
 
     @staticmethod
-    def _suspects(cols: Any) -> list[int]:
+    def _suspects(cols: SpanColumns) -> list[int]:
         """Indices of spans in error or with an `error.type`: a C scan of the status codes and the
         spans the shared attribute pass saw with `error.type`. HTTP and gRPC client
         instrumentations mark 408/504 and DEADLINE_EXCEEDED responses as errors, so no
@@ -104,7 +106,7 @@ class DependencyFailureDetector(Detector):
         return sorted(set(failed).union(typed))
 
     @staticmethod
-    def _timed_out(cols: Any, i: int, error_type: Any, found: dict[str, Any]) -> bool:
+    def _timed_out(cols: SpanColumns, i: int, error_type: Any, found: dict[str, Any]) -> bool:
         if error_type is not None and TIMEOUT_TEXT.search(str(error_type)):
             return True
         codes = {key: any_value_text(value) for key, value in found.items() if key in CODE_KEYS}

@@ -19,15 +19,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from statistics import NormalDist
-from typing import Any
 
 from pydantic import Field, PositiveInt
 
 from connectors.triggers.columnar import positions, take
-from connectors.triggers.detectors.base import BoundedConfig, Detector
+from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.event import MAX_EXAMPLES, Examples, Observation
 from connectors.triggers.windows import SlidingSums
 from pipeline.config.units import Duration
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 STATUS_ERROR = 2
 
@@ -38,7 +39,7 @@ class ErrorRateSpikeConfig(BoundedConfig):
     min_count: PositiveInt = 50
     confidence: float = Field(0.95, ge=0.5, lt=1.0)  # one-sided, for the Wilson lower bound
     resolve_ratio: float = Field(0.8, gt=0, le=1)
-    severity: str = "critical"
+    severity: Severity = "critical"
 
 
 def wilson_lower_bound(errors: float, total: float, z: float) -> float:
@@ -51,18 +52,18 @@ def wilson_lower_bound(errors: float, total: float, z: float) -> float:
     return max(0.0, (centre - spread) / (1 + z2 / total))
 
 
-class ErrorRateSpikeDetector(Detector):
+class ErrorRateSpikeDetector(Detector[ErrorRateSpikeConfig]):
     kind = "error_rate_spike"
     config_derived = ("z",)
 
     def __init__(self, config: ErrorRateSpikeConfig) -> None:
         super().__init__(config)
         # At most 60 buckets (of at least 1 s): memory per service stays flat however long the window.
-        self.sums = SlidingSums(config.window, bucket=max(config.window / 60, 1.0), width=2)
+        self.sums: SlidingSums[str] = SlidingSums(config.window, bucket=max(config.window / 60, 1.0), width=2)
         self.examples: dict[str, Examples] = {}
         self.z = NormalDist().inv_cdf(config.confidence)
 
-    def observe(self, batch) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         totals: dict[str, int] = {}
         starts = cols.resource_starts  # a resource's spans are contiguous: count per resource, not per span
@@ -78,7 +79,7 @@ class ErrorRateSpikeDetector(Detector):
         if failed:
             self._examples(cols, [i for i in failed if cols.service[i] in self.sums.totals])
 
-    def _examples(self, cols: Any, failed: list[int]) -> None:
+    def _examples(self, cols: SpanColumns, failed: list[int]) -> None:
         """The last MAX_EXAMPLES error spans of each service, in order (what Examples keeps)."""
         latest: dict[str, list[int]] = {}
         services = cols.service

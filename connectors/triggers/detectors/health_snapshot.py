@@ -45,6 +45,8 @@ from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.detectors.memory_leak import MemoryLeakDetector
 from connectors.triggers.event import Observation, document, stable_id
 from pipeline.config.units import Duration
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 SERVER, STATUS_ERROR = 2, 2
 SubjectKey = tuple[str, str, bool]  # service, version, canary
@@ -95,7 +97,7 @@ class Interval:
         return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)] / 1e9
 
 
-class HealthSnapshotDetector(Detector):
+class HealthSnapshotDetector(Detector[HealthSnapshotConfig]):
     kind = "health_snapshot"
 
     def __init__(self, config: HealthSnapshotConfig) -> None:
@@ -106,7 +108,7 @@ class HealthSnapshotDetector(Detector):
         self._batches = 0  # batches seen: rotates where the stride samples start
 
     # -- hot path --------------------------------------------------------------------------------
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         marks = self._marks(cols)
         if not any(marks):
@@ -133,7 +135,7 @@ class HealthSnapshotDetector(Detector):
             spans[key] = spans.get(key, 0) + hi - lo
         return {key: stride_for(count, self.config.sample_above) for key, count in spans.items()}
 
-    def _marks(self, cols: Any) -> list[tuple[SubjectKey, str] | None]:
+    def _marks(self, cols: SpanColumns) -> list[tuple[SubjectKey, str] | None]:
         """Per resource: (subject, instance id) when it is marked canary or versioned."""
         out: list[tuple[SubjectKey, str] | None] = []
         for service, attrs in zip(cols.resource_services, cols.resource_attribute_maps):
@@ -143,7 +145,7 @@ class HealthSnapshotDetector(Detector):
                        if canary or version else None)
         return out
 
-    def _fold(self, cols: Any, mark: tuple[SubjectKey, str], lo: int, hi: int, now: float, step: int,
+    def _fold(self, cols: SpanColumns, mark: tuple[SubjectKey, str], lo: int, hi: int, now: float, step: int,
               first: int) -> None:
         key, instance = mark
         interval = self.intervals.get(key)

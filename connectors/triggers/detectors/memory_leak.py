@@ -54,6 +54,9 @@ from connectors.triggers.detectors.otlp_metrics import (
 )
 from connectors.triggers.event import Examples, Observation
 from pipeline.config.units import ByteSize, Duration
+from pipeline.pdata.metrics import Metrics
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 MEMORY_METRICS = [
     "process.memory.usage", "process.memory.physical_usage", "process.runtime.*.memory*",
@@ -149,7 +152,7 @@ class Untracked(Series):
 UNTRACKED = Untracked()
 
 
-class MemoryLeakDetector(Detector):
+class MemoryLeakDetector(Detector[MemoryLeakConfig]):
     kind = "memory_leak"
     config_derived = ("matcher", "attribute_keys", "resolution")
 
@@ -162,7 +165,7 @@ class MemoryLeakDetector(Detector):
         self.examples: dict[SeriesKey, Examples] = {}
 
     # -- hot path --------------------------------------------------------------------------------
-    def observe_metrics(self, batch: Any) -> None:
+    def observe_metrics(self, batch: Metrics) -> None:
         for origin, metric in matching_metrics(batch.message, self.matcher):
             scale = byte_scale(metric.unit)
             if scale is None or (not metric.unit and metric.name not in self.matcher.exact):
@@ -185,7 +188,7 @@ class MemoryLeakDetector(Detector):
             readings[t] = readings.get(t, 0.0) + point_value(point) * scale
         return readings
 
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         self._resource_readings(cols, batch.received_at)
         for key in self.attribute_keys:
@@ -193,7 +196,7 @@ class MemoryLeakDetector(Detector):
             if rows:
                 self._span_readings(cols, key, rows, batch.received_at)
 
-    def _resource_readings(self, cols: Any, now: float) -> None:
+    def _resource_readings(self, cols: SpanColumns, now: float) -> None:
         wanted = self.attribute_keys
         for resource in cols.resources:
             for kv in resource.attributes:
@@ -203,7 +206,7 @@ class MemoryLeakDetector(Detector):
                         self._series((resource_origin(resource), "resource:" + kv.key)).add(
                             now, float(value), self.resolution, now)
 
-    def _span_readings(self, cols: Any, key: str, rows: dict[int, Any], now: float) -> None:
+    def _span_readings(self, cols: SpanColumns, key: str, rows: dict[int, Any], now: float) -> None:
         latest: dict[int, int] = {}  # resource index → index of its latest span with a reading
         ends, resource_index = cols.end_ns, cols.resource_index
         for i, value in rows.items():

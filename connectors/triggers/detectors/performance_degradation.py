@@ -43,6 +43,8 @@ from connectors.triggers.detectors.base import BoundedConfig, Detector
 from connectors.triggers.event import Examples, Observation, subject_key
 from connectors.triggers.windows import SlidingSums
 from pipeline.config.units import Duration
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 SERVER, CONSUMER = 2, 5
 JUDGED_KINDS = frozenset({SERVER, CONSUMER})
@@ -87,13 +89,13 @@ class Baseline:
         return math.exp(self.log_sum / self.weight) if self.weight else 0.0
 
 
-class PerformanceDegradationDetector(Detector):
+class PerformanceDegradationDetector(Detector[PerformanceDegradationConfig]):
     kind = "performance_degradation"
     attribute_keys = ("gen_ai.operation.name", "gen_ai.agent.name", "gen_ai.tool.name")
 
     def __init__(self, config: PerformanceDegradationConfig) -> None:
         super().__init__(config)
-        self.window = SlidingSums(config.window, bucket=1.0, width=2)
+        self.window: SlidingSums[tuple[Any, ...]] = SlidingSums(config.window, bucket=1.0, width=2)
         self.pending: dict[tuple, list[float]] = {}
         self.baselines: dict[tuple, Baseline] = {}
         self.degraded: set[tuple] = set()
@@ -101,7 +103,7 @@ class PerformanceDegradationDetector(Detector):
         self._batches = 0  # batches seen: rotates the stride sample's first span
         self._subject_dicts: dict[tuple, tuple[dict[str, Any], str]] = {}
 
-    def observe(self, batch) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         rows = self._sample(cols)
         self._batches += 1
@@ -109,7 +111,7 @@ class PerformanceDegradationDetector(Detector):
         if rows:
             self._fold(batch, cols, keys, rows)
 
-    def _sample(self, cols: Any) -> Any:
+    def _sample(self, cols: SpanColumns) -> Any:
         """The span indices to read: all of them, or per service a stride sample of about
         `sample_above` (a resource's spans are contiguous, so this is slicing, per resource)."""
         limit = self.config.sample_above
@@ -130,7 +132,7 @@ class PerformanceDegradationDetector(Detector):
             phase[service] += hi - lo
         return rows
 
-    def _subjects(self, cols: Any, rows: Any) -> tuple[list[tuple], list[int]]:
+    def _subjects(self, cols: SpanColumns, rows: Any) -> tuple[list[tuple], list[int]]:
         """The judged spans among `rows` (indices into the batch) and their subject keys:
         agent + tool for `execute_tool` spans with a tool name; service + span name for SERVER
         and CONSUMER spans and GenAI operations in JUDGED_OPERATIONS."""
@@ -153,7 +155,7 @@ class PerformanceDegradationDetector(Detector):
         return keys, picked
 
     @staticmethod
-    def _tool_rows(cols: Any, rows: Any, ops: list[Any]) -> list[int]:
+    def _tool_rows(cols: SpanColumns, rows: Any, ops: list[Any]) -> list[int]:
         """Sample positions of `execute_tool` spans that name their tool."""
         calls = where_equal(ops, "execute_tool")
         if not calls or not cols.present("gen_ai.tool.name"):
@@ -162,14 +164,14 @@ class PerformanceDegradationDetector(Detector):
         return list(take(calls, where(tools, len(tools))))
 
     @staticmethod
-    def _tool_keys(cols: Any, indices: Any) -> list[tuple]:
+    def _tool_keys(cols: SpanColumns, indices: Any) -> list[tuple]:
         services = take(cols.service, indices)
         agents = services
         if cols.present("gen_ai.agent.name"):
             agents = [a or s for a, s in zip(cols.values_at("gen_ai.agent.name", indices), services)]
         return list(zip(repeat("tool"), agents, cols.values_at("gen_ai.tool.name", indices)))
 
-    def _fold(self, batch: Any, cols: Any, keys: list[tuple], rows: list[int]) -> None:
+    def _fold(self, batch: Any, cols: SpanColumns, keys: list[tuple], rows: list[int]) -> None:
         """Per subject: span count, sum of log seconds and the slowest span, grouped by numpy
         (bincount and one sort) rather than a Python loop per span."""
         # float64, not int64: a span of 2^63 ns or more (times a client got wrong) must not make

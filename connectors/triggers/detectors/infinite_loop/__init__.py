@@ -11,18 +11,18 @@ This detector only routes: spans to the first, metrics to the second, and evalua
 """
 from __future__ import annotations
 
-from typing import Any
-
 from connectors.triggers.detectors.base import Detector
 from connectors.triggers.detectors.infinite_loop.config import InfiniteLoopConfig
 from connectors.triggers.detectors.infinite_loop.cpu import SustainedCpu
 from connectors.triggers.detectors.infinite_loop.tool_calls import RepeatedToolCalls
 from connectors.triggers.event import Observation
+from pipeline.pdata.metrics import Metrics
+from pipeline.pdata.traces import Traces
 
 __all__ = ["InfiniteLoopConfig", "InfiniteLoopDetector"]
 
 
-class InfiniteLoopDetector(Detector):
+class InfiniteLoopDetector(Detector[InfiniteLoopConfig]):
     kind = "infinite_loop"
     attribute_keys = RepeatedToolCalls.attribute_keys
 
@@ -37,10 +37,10 @@ class InfiniteLoopDetector(Detector):
         reads and clears."""
         self.tool_calls.drops = self.cpu.drops = self.drops
 
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         self.tool_calls.observe(batch)
 
-    def observe_metrics(self, batch: Any) -> None:
+    def observe_metrics(self, batch: Metrics) -> None:
         self.cpu.observe_metrics(batch)
 
     def evaluate(self, now: float) -> list[Observation]:

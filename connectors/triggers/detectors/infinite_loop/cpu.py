@@ -31,6 +31,7 @@ from connectors.triggers.detectors.otlp_metrics import (
     point_value,
 )
 from connectors.triggers.event import Observation
+from pipeline.pdata.metrics import Metrics
 
 CPU_POINT_KEYS = frozenset({"state", "cpu.mode", "system.cpu.state", "process.cpu.state", "type",
                             "cpu", "cpu.logical_number", "system.cpu.logical_number"})
@@ -67,7 +68,7 @@ class CpuRun:
 
 
 
-class SustainedCpu(Detector):
+class SustainedCpu(Detector[InfiniteLoopConfig]):
     kind = "infinite_loop"
     config_derived = ("cpu_matcher", "utilization_matcher")
 
@@ -77,7 +78,7 @@ class SustainedCpu(Detector):
         self.cpu_matcher = NameMatcher([*config.cpu_utilization_metrics, *config.cpu_time_metrics])
         self.cpu: dict[tuple[Origin, str], CpuRun] = {}
 
-    def observe_metrics(self, batch: Any) -> None:
+    def observe_metrics(self, batch: Metrics) -> None:
         for origin, metric in matching_metrics(batch.message, self.cpu_matcher):
             run = self.cpu.get((origin, metric.name))
             if run is None:

@@ -31,12 +31,14 @@ from connectors.triggers.detectors.infinite_loop.config import InfiniteLoopConfi
 from connectors.triggers.event import Examples, Observation
 from connectors.triggers.windows import SlidingCounts
 from pipeline.pdata.anyvalue import any_value_text
+from pipeline.pdata.spans import SpanColumns
+from pipeline.pdata.traces import Traces
 
 # service, agent, tool, session (conversation id, or the trace id as bytes)
 Call = tuple[Any, Any, Any, Any]
 
 
-class RepeatedToolCalls(Detector):
+class RepeatedToolCalls(Detector[InfiniteLoopConfig]):
     kind = "infinite_loop"
     attribute_keys = ("gen_ai.tool.name", "tool.name", "gen_ai.conversation.id", "gen_ai.agent.name",
                       "gen_ai.tool.call.arguments", "tool.parameters")
@@ -44,24 +46,24 @@ class RepeatedToolCalls(Detector):
 
     def __init__(self, config: InfiniteLoopConfig) -> None:
         super().__init__(config)
-        self.calls = SlidingCounts(config.window, bucket=max(config.window / 120, 0.05))
+        self.calls: SlidingCounts[int] = SlidingCounts(config.window, bucket=max(config.window / 120, 0.05))
         # hash of (call, arguments) → (call, examples), for keys at or past the lowest repeat threshold
         self.hot: dict[int, tuple[Call, Examples]] = {}
         self.dropped = 0
         self.min_threshold = min([config.repeat_threshold, *(o.threshold for o in config.overrides)])
 
-    def observe(self, batch: Any) -> None:
+    def observe(self, batch: Traces) -> None:
         cols = batch.columns
         tools = self._tool_names(cols)  # {span index: tool name} of the tool spans only
         picked = truthy_rows(tools)
         if not picked:
             return
-        picked, args = self._arguments(cols, picked)
-        if picked:
-            keys, calls = self._call_keys(cols, picked, list(map(tools.__getitem__, picked)), args)
-            self._count(batch.received_at, cols, picked, keys, calls)
+        counted, args = self._arguments(cols, picked)
+        if counted:
+            keys, calls = self._call_keys(cols, counted, list(map(tools.__getitem__, counted)), args)
+            self._count(batch.received_at, cols, counted, keys, calls)
 
-    def _arguments(self, cols: Any, picked: list[int]) -> tuple[list[int], list[Any]]:
+    def _arguments(self, cols: SpanColumns, picked: Sequence[int]) -> tuple[Sequence[int], Sequence[Any]]:
         """The tool spans to count and their arguments: the first of `gen_ai.tool.call.arguments`,
         `tool.parameters`, `input.value` (read from the span itself); without any, the span is
         left out when `require_arguments`, else counted with "" as its arguments."""
@@ -80,7 +82,8 @@ class RepeatedToolCalls(Detector):
         return take(picked, keep), take(args, keep)
 
     @staticmethod
-    def _call_keys(cols: Any, picked: list[int], tools: Any, args: Any) -> tuple[list[int], list[Call]]:
+    def _call_keys(cols: SpanColumns, picked: Sequence[int], tools: Sequence[Any], args: Sequence[Any]
+                   ) -> tuple[list[int], list[Call]]:
         """Per picked span, the call (service, agent, tool, session) and the int key of the call
         with its arguments: its 64-bit hash (collisions are negligible), cheap to count."""
         services = take(cols.service, picked)
@@ -95,7 +98,7 @@ class RepeatedToolCalls(Detector):
             args = [a if a.__class__ is str else repr(a) for a in args]
         return list(map(hash, zip(calls, args))), calls
 
-    def _count(self, now: float, cols: Any, picked: Sequence[int], keys: list[int], calls: list[Call]) -> None:
+    def _count(self, now: float, cols: SpanColumns, picked: Sequence[int], keys: list[int], calls: list[Call]) -> None:
         totals = self.calls.totals
         tracked = self._tracked(keys, now)
         if tracked is keys:
@@ -130,7 +133,7 @@ class RepeatedToolCalls(Detector):
         self.drops["call_untracked"] = self.drops.get("call_untracked", 0) + dropped
         return flags
 
-    def _hot(self, cols: Any, picked: Sequence[int], keys: list[int], calls: list[Call], hot: list[int],
+    def _hot(self, cols: SpanColumns, picked: Sequence[int], keys: list[int], calls: list[Call], hot: list[int],
              tracked: Any) -> None:
         """Examples for the calls at or past the lowest repeat threshold: each occurrence whose
         running count (in arrival order) reached it, as a call-by-call count would give."""
@@ -151,7 +154,7 @@ class RepeatedToolCalls(Detector):
             slot[1].add(cols.trace_id[i], cols.span_id[i])
 
     @staticmethod
-    def _tool_names(cols: Any) -> dict[int, Any]:
+    def _tool_names(cols: SpanColumns) -> dict[int, Any]:
         return rows_with_fallback(cols, "gen_ai.tool.name", "tool.name")
 
     @staticmethod
