@@ -1,4 +1,5 @@
-"""Run every benchmark in turn; each rewrites its own section of benchmarks/RESULTS.md.
+"""Run every benchmark, then the detection-quality suite (evaluation/), in turn; each rewrites its
+own section of benchmarks/RESULTS.md.
 
     make bench            # or: .venv/bin/python -m benchmarks.run_all [name ...]
 """
@@ -9,19 +10,21 @@ import sys
 import time
 
 BENCHMARKS = ["bench_core", "bench_pipeline", "bench_columns", "bench_kafka", "bench_genai", "bench_triggers",
-              "bench_detection_latency", "bench_safety_latency", "scenarios", "profile_pipeline", "bench_otelcol",
-              "bench_explorer"]
+              "bench_safety_latency", "profile_pipeline", "bench_otelcol", "bench_explorer"]
+# The detection-quality suite (evaluation/) writes its sections of RESULTS.md too.
+QUALITY = ["evaluation.detection_latency", "evaluation.scenarios"]
 
 
 def main() -> int:
-    chosen = sys.argv[1:] or BENCHMARKS
+    chosen = sys.argv[1:] or BENCHMARKS + QUALITY
     failed = []
     for name in chosen:
+        module = name if "." in name else f"benchmarks.{name}"
         started = time.monotonic()
-        print(f"== benchmarks.{name}", flush=True)
-        if subprocess.run([sys.executable, "-m", f"benchmarks.{name}"]).returncode != 0:
+        print(f"== {module}", flush=True)
+        if subprocess.run([sys.executable, "-m", module]).returncode != 0:
             failed.append(name)
-        print(f"== benchmarks.{name} took {time.monotonic() - started:.0f}s", flush=True)
+        print(f"== {module} took {time.monotonic() - started:.0f}s", flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

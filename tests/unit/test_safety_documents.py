@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from benchmarks.scenarios.catalogue import Scenario
-from benchmarks.scenarios.faults import Fault, FaultyFleet
-from benchmarks.scenarios.harness import build, evaluate
+from evaluation.scenarios.catalogue import Scenario
+from evaluation.scenarios.faults import Fault, FaultyFleet
+from evaluation.scenarios.harness import build, evaluate
 from connectors.triggers.config import TriggersConfig
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.documents import InvalidDocument, validate

@@ -1,12 +1,12 @@
-"""The labelled scenario suite's machinery (benchmarks/scenarios, run in full by
-`python -m benchmarks.scenarios`) on two short scenarios through the real genai processor
+"""The labelled scenario suite's machinery (evaluation/scenarios, run in full by
+`python -m evaluation.scenarios`) on two short scenarios through the real genai processor
 and triggers connector with the product defaults: an injected fault is labelled and
 detected on its subject, and a healthy fleet raises nothing."""
 from __future__ import annotations
 
-from benchmarks.scenarios.catalogue import Scenario
-from benchmarks.scenarios.faults import BLOCKED_SECONDS, Fault
-from benchmarks.scenarios.runner import run_scenario
+from evaluation.scenarios.catalogue import Scenario
+from evaluation.scenarios.faults import BLOCKED_SECONDS, Fault
+from evaluation.scenarios.runner import run_scenario
 
 SHORT = 300  # simulated seconds: enough for three blocked calls, their detection and resolution
 

@@ -6,7 +6,7 @@ threshold, and the window must hold `min_count` spans. A service with 60 spans i
 window and 3 unrelated failures (5 %) does not fire (its bound is 2 %); 15 % errors over
 50 spans does (bound 9 %). Without the bound, a low-traffic service with the ~1 % of
 background failures every fleet has crossed 5 % in half of the labelled scenarios
-(benchmarks/scenarios). It clears when the observed rate is back to `resolve_ratio` ×
+(evaluation/scenarios). It clears when the observed rate is back to `resolve_ratio` ×
 threshold. The event's `observed` is the rate itself. Examples are the latest error spans.
 
 Bounded state: the window is summed in 60 buckets (5 s each for 5 minutes), and holds at most

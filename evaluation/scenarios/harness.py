@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.scenarios.simfleet import SimFleet
+from evaluation.scenarios.simfleet import SimFleet
 from connectors.triggers import TriggersConnector
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.telemetry import detector_errors

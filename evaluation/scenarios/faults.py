@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from benchmarks.scenarios.profiles import ServiceProfile, Tool
-from benchmarks.scenarios.simfleet import Instance, Invocation, SimFleet
+from evaluation.scenarios.profiles import ServiceProfile, Tool
+from evaluation.scenarios.simfleet import Instance, Invocation, SimFleet
 
 ERROR_SPIKE_RATE = 0.15
 SLOW_FACTOR = 3.0

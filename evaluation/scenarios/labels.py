@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.scenarios.faults import Fault
-from benchmarks.scenarios.profiles import ServiceProfile
+from evaluation.scenarios.faults import Fault
+from evaluation.scenarios.profiles import ServiceProfile
 
 # Which table row a fault kind is scored in (infinite_loop is two detectors in one kind).
 ROW_OF_FAULT = {

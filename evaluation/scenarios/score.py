@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import median
 
-from benchmarks.scenarios.labels import ROWS
-from benchmarks.scenarios.runner import Outcome
+from evaluation.scenarios.labels import ROWS
+from evaluation.scenarios.runner import Outcome
 
 
 @dataclass

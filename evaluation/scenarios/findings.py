@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from benchmarks.scenarios.runner import Outcome
-from benchmarks.scenarios.score import SuiteScore
+from evaluation.scenarios.runner import Outcome
+from evaluation.scenarios.score import SuiteScore
 
 EARLY_S = 120.0  # "just after the daemon started": the windows hold less than they claim
 SMALL_WINDOW = 150  # spans in the error-rate window below which ~1 % background noise is coarse

@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.scenarios.catalogue import Scenario
-from benchmarks.scenarios.faults import FaultyFleet
-from benchmarks.scenarios.harness import drive
-from benchmarks.scenarios.labels import Label, label_for, row_of_event
+from evaluation.scenarios.catalogue import Scenario
+from evaluation.scenarios.faults import FaultyFleet
+from evaluation.scenarios.harness import drive
+from evaluation.scenarios.labels import Label, label_for, row_of_event
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""`python -m benchmarks.scenarios`: run the labelled scenario suite and record it in RESULTS.md.
+"""`python -m evaluation.scenarios`: run the labelled scenario suite and record it in benchmarks/RESULTS.md.
 
 Options narrow the run (`--kinds error_spike,deadlock --seeds 1 --healthy-seeds 101`); a
-narrowed run prints its table but only writes RESULTS.md with `--write`.
+narrowed run prints its table but only writes benchmarks/RESULTS.md with `--write`.
 """
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import os
 import time
 
 from benchmarks.results import write_section
-from benchmarks.scenarios import catalogue
-from benchmarks.scenarios.report import markdown
-from benchmarks.scenarios.runner import Outcome, run_scenario
-from benchmarks.scenarios.score import score
+from evaluation.scenarios import catalogue
+from evaluation.scenarios.report import markdown
+from evaluation.scenarios.runner import Outcome, run_scenario
+from evaluation.scenarios.score import score
 
 SECTION = "trigger scenario suite"
-COMMAND = "python -m benchmarks.scenarios"
+COMMAND = "python -m evaluation.scenarios"
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seeds", default=",".join(map(str, catalogue.SEEDS)))
     parser.add_argument("--healthy-seeds", default=",".join(map(str, catalogue.HEALTHY_SEEDS)))
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--write", action="store_true", help="write RESULTS.md even for a narrowed run")
+    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md even for a narrowed run")
     args = parser.parse_args()
     kinds = tuple(k for k in args.kinds.split(",") if k)
     unknown = set(kinds) - set(catalogue.KINDS)

@@ -12,8 +12,8 @@ import random
 import zlib
 from dataclasses import dataclass
 
-from benchmarks.scenarios.faults import Fault
-from benchmarks.scenarios.profiles import STANDARD, ServiceProfile, noisy
+from evaluation.scenarios.faults import Fault
+from evaluation.scenarios.profiles import STANDARD, ServiceProfile, noisy
 
 SEEDS = (1, 2, 3, 4, 5)
 NOISY_SEEDS = (4, 5)

@@ -7,12 +7,12 @@ from statistics import median
 from typing import Any
 
 from benchmarks.results import table
-from benchmarks.scenarios import catalogue
-from benchmarks.scenarios.faults import Fault
-from benchmarks.scenarios.findings import findings
-from benchmarks.scenarios.labels import ROW_OF_FAULT
-from benchmarks.scenarios.runner import Outcome
-from benchmarks.scenarios.score import SuiteScore, p50_max
+from evaluation.scenarios import catalogue
+from evaluation.scenarios.faults import Fault
+from evaluation.scenarios.findings import findings
+from evaluation.scenarios.labels import ROW_OF_FAULT
+from evaluation.scenarios.runner import Outcome
+from evaluation.scenarios.score import SuiteScore, p50_max
 from connectors.triggers.config import TriggersConfig
 
 MAX_LISTED_FPS = 60

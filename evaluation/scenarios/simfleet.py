@@ -26,7 +26,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from testkit.fleet import Fleet, kv
-from benchmarks.scenarios.profiles import STANDARD, ServiceProfile, Tool
+from evaluation.scenarios.profiles import STANDARD, ServiceProfile, Tool
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 

@@ -1,4 +1,4 @@
-"""The labelled scenario suite of the trigger detectors: `python -m benchmarks.scenarios`.
+"""The labelled scenario suite of the trigger detectors: `python -m evaluation.scenarios`.
 
 A scenario is a seeded agent fleet run over simulated time through the real `genai`
 processor and `triggers` connector with the product defaults, healthy or with one fault

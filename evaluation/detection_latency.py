@@ -31,7 +31,7 @@ sampling, so its latency is that wait plus the same path; memory_leak and the CP
 minutes of readings (their windows), and are not single-span faults. Each fault is sent at a
 random point (seeded) of the batch timer and the evaluation tick, as real faults are.
 
-    .venv/bin/python -m benchmarks.bench_detection_latency [--trials 6] [--background 5000]
+    .venv/bin/python -m evaluation.detection_latency [--trials 6] [--background 5000]
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ from testkit.trigger_helpers import CLIENT, INTERNAL, SERVER, new_span_id, resou
 from testkit.webhook_sink import WebhookSink
 
 SECTION = "trigger detection latency"
-COMMAND = "python -m benchmarks.bench_detection_latency"
+COMMAND = "python -m evaluation.detection_latency"
 OVERLAY = """
 processors:
   genai: {}
