@@ -12,7 +12,10 @@ What is erased:
   explorer shows a trace without a session, names that trace) or the user (`user.id` or
   `enduser.id`, on the span or its resource): the whole trace, every span of it, so nothing of
   the session is left;
-- those traces' rows in the trace-id lookup table (`<traces>_trace_id_ts`).
+- those traces' rows in the trace-id lookup table (`<traces>_trace_id_ts`);
+- the session summaries (`<traces>_sessions`, `<traces>_session_traces`): the erased traces'
+  rows, and the summary rows of every session they were part of, which are then summarised
+  again from the spans left (a session whose traces were all erased is gone).
 
 The audit table is not touched: it is append-only for the daemon (pipeline/audit.py). Trigger
 events and safety decisions that name the erased traces stay, as the record of what the daemon
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -49,6 +53,7 @@ from pipeline import audit
 from pipeline.auth import principal_of
 from pipeline.chdb_engine import ReadError
 from pipeline.clickhouse.audit import events_table_statements
+from pipeline.clickhouse.sessions import SESSIONS_SUFFIX, resummarise_statements, summary_tables
 
 SCHEMA = "agentdbg.erasure/v1"
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id")
@@ -177,9 +182,26 @@ async def _count_and_delete(writer: Writer, table: str, where: str, params: dict
     return found
 
 
-async def erase(writer: Writer, tables: Tables, lookup: str, field: str, value: str) -> dict[str, Any]:
-    """Delete the session's or user's traces from the spans and lookup tables; the counts, and
-    how many audit documents name them (kept: the audit table is append-only)."""
+@dataclass(frozen=True)
+class Target:
+    """The tables an erasure touches: the spans, their trace-id lookup, the session summaries."""
+
+    tables: Tables
+    lookup: str
+    database: str
+    traces_name: str  # the spans table's name, unquoted
+
+    @classmethod
+    def of(cls, config: ExplorerConfig) -> "Target":
+        tables = Tables.of(config.database, config.traces_table_name, config.events_table_name)
+        return cls(tables, tables.traces[:-1] + "_trace_id_ts`", config.database, config.traces_table_name)
+
+
+async def erase(writer: Writer, target: Target, field: str, value: str) -> dict[str, Any]:
+    """Delete the session's or user's traces from the spans, lookup and session-summary tables
+    (summarising again what is left of a session the traces shared); the counts, and how many
+    audit documents name them (kept: the audit table is append-only)."""
+    tables = target.tables
     found = await writer.rows(f"SELECT DISTINCT TraceId AS t FROM {tables.traces} WHERE {_matches(field)}",
                               {"id": value})
     trace_ids = sorted(row["t"] for row in found)
@@ -187,9 +209,36 @@ async def erase(writer: Writer, tables: Tables, lookup: str, field: str, value: 
     by_trace = "TraceId IN {ids:Array(String)}"
     about = NAMES_TRACE + (f" OR {SUBJECT_SESSION} = {{id:String}}" if field == "session" else "")
     about = f"Schema NOT IN ({{schema:String}}, {{audit:String}}) AND ({about})"  # trigger events, decisions
-    deleted = {"spans": await _count_and_delete(writer, tables.traces, by_trace, params) if trace_ids else 0,
-               "trace_lookup": await _count_and_delete(writer, lookup, by_trace, params) if trace_ids else 0}
+    deleted = {"spans": 0, "trace_lookup": 0, "sessions": 0, "session_traces": 0}
+    if trace_ids:
+        deleted["spans"] = await _count_and_delete(writer, tables.traces, by_trace, params)
+        deleted["trace_lookup"] = await _count_and_delete(writer, target.lookup, by_trace, params)
+        deleted.update(await _erase_summaries(writer, target, params))
     return {"trace_ids": trace_ids, "deleted": deleted, "audit_kept": await _audit_rows(writer, tables, about, params)}
+
+
+async def _erase_summaries(writer: Writer, target: Target, params: dict[str, Any]) -> dict[str, int]:
+    """The session summaries (pipeline/clickhouse/sessions.py) of the erased traces: their rows
+    deleted, then the sessions they were part of summarised again from the spans left."""
+    sessions, session_traces = summary_tables(target.database, target.traces_name)
+    if not await _exists(writer, target.database, target.traces_name + SESSIONS_SUFFIX):
+        return {}  # a store from before the summaries
+    rows = await writer.rows(f"SELECT DISTINCT Session AS s FROM {session_traces} WHERE TraceId IN {{ids:Array(String)}}",
+                             params)
+    touched = sorted({row["s"] for row in rows} | set(params["ids"]))  # a trace without a session is its own
+    bound = {**params, "touched": touched}
+    counts = {"session_traces": await _count_and_delete(writer, session_traces, "TraceId IN {ids:Array(String)}", bound),
+              "sessions": await _count_and_delete(writer, sessions, "Session IN {touched:Array(String)}", bound)}
+    left = f"TraceId IN (SELECT TraceId FROM {session_traces} WHERE Session IN {{touched:Array(String)}})"
+    for statement in resummarise_statements(target.database, target.traces_name, left):
+        await writer.execute(statement, bound)
+    return counts
+
+
+async def _exists(writer: Writer, database: str, table: str) -> bool:
+    [row] = await writer.rows("SELECT count() AS n FROM system.tables WHERE database = {db:String} AND "
+                              "name = {table:String}", {"db": database, "table": table})
+    return bool(row["n"])
 
 
 async def _audit_rows(writer: Writer, tables: Tables, about: str, params: dict[str, Any]) -> int:
@@ -204,12 +253,11 @@ async def _audit_rows(writer: Writer, tables: Tables, about: str, params: dict[s
 class Forget:
     """The route's handler, bound to the explorer's config, store, writer and tables."""
 
-    def __init__(self, config: ExplorerConfig, writer: Writer, tables: Tables) -> None:
+    def __init__(self, config: ExplorerConfig, writer: Writer) -> None:
         self.config = config
         self.writer = writer
-        self.tables = tables
-        self.lookup = tables.traces[:-1] + "_trace_id_ts`"  # the traces table's quoted name + suffix
-        self.sink = AuditSink(writer, tables, config.database)
+        self.target = Target.of(config)
+        self.sink = AuditSink(writer, self.target.tables, config.database)
 
     async def handle(self, request: web.Request) -> web.Response:
         principal = principal_of(request)
@@ -222,7 +270,7 @@ class Forget:
             body = None
         field, value = _target(body)
         try:
-            erased = await erase(self.writer, self.tables, self.lookup, field, value)
+            erased = await erase(self.writer, self.target, field, value)
             document = {"schema": SCHEMA, "id": str(uuid.uuid4()), "action": "forget",
                         "decided_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
                         "target": {field: value}, "target_key": f"{field}={value}",

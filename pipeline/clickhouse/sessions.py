@@ -130,6 +130,15 @@ def backfill_statements(database: str, table: str, only_if_new: bool = True) -> 
     return out
 
 
+def resummarise_statements(database: str, table: str, where: str) -> list[str]:
+    """INSERT ... SELECT of both summaries from the spans `where` selects (a condition on the
+    spans table): after an erasure, the sessions it touched are summarised again from the spans
+    left, once their summary rows are deleted (extensions/explorer/forget.py)."""
+    traces = qualified(database, table)
+    return [f"INSERT INTO {target} {select.format(spans=_SPAN_SESSION.format(table=traces, where=f' WHERE {where}'))}"
+            for target, _, select, _ in _parts(database, table)]
+
+
 def summary_statements(database: str, table: str, ttl_seconds: float = 0) -> list[str]:
     """Per summary: its table, its backfill for an older store, its view; then the TTLs."""
     spans = _SPAN_SESSION.format(table=qualified(database, table), where="")

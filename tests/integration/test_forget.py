@@ -153,6 +153,12 @@ def test_forget_session_erases_it_from_every_table_and_is_audited(explorer) -> N
         api, f"SELECT DISTINCT TraceId AS t FROM otel.otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] "
              f"= '{SESSION}'")}) == travel_before
     assert session_spans(api, SESSION) == 5 and session_spans(api, USER_SESSION) == 6
+    # The session summaries: the checkout session gone from them and from the list, the others kept.
+    assert sql(api, f"SELECT count() AS n FROM otel.otel_traces_sessions WHERE Session = '{CHECKOUT}'")[0]["n"] == 0
+    assert sql(api, "SELECT count() AS n FROM otel.otel_traces_session_traces WHERE "
+                    f"has({in_list(sent.checkout_traces)}, TraceId)")[0]["n"] == 0
+    listed = {row["session"]: row["spans"] for row in api.get("/api/sessions")["sessions"]}
+    assert CHECKOUT not in listed and listed[SESSION] == 5 and listed[USER_SESSION] == 6
     [record] = [doc for doc in erasures(api) if doc["target"] == {"session": CHECKOUT}]
     assert record["action"] == "forget" and record["requested_by"]["role"] == "admin"
     assert set(record["trace_ids"]) == sent.checkout_traces
@@ -170,6 +176,8 @@ def test_forget_user_erases_every_trace_of_that_user(explorer) -> None:
     assert done.returncode == 0, done.stderr
     assert stored(api, user_traces) == {"spans": 0, "trace_lookup": 0, "audit": 0}
     assert session_spans(api, USER_SESSION) == 0 and session_spans(api, SESSION) == 5
+    listed = {row["session"]: row["spans"] for row in api.get("/api/sessions")["sessions"]}
+    assert USER_SESSION not in listed and listed[SESSION] == 5
     [record] = [doc for doc in erasures(api) if doc["target"] == {"user": USER}]
     assert record["deleted"]["spans"] == 6 and set(record["trace_ids"]) == user_traces
 

@@ -1,8 +1,8 @@
 """The audit table is append-only for the daemon: no statement the daemon's code can send
 updates or deletes a row of it. Checked on the code: every SQL string (string literals and the
 literal parts of f-strings) of the daemon's packages that could change or remove rows is found,
-and the only one, the erasure's `DELETE FROM {table}`, is only ever run on the spans and
-trace-id lookup tables. tests/integration/test_audit_actions.py checks the running engine."""
+and the only one, the erasure's `DELETE FROM {table}`, is only ever run on the spans,
+trace-id lookup and session-summary tables. tests/integration/test_audit_actions.py checks the running engine."""
 from __future__ import annotations
 
 import ast
@@ -45,11 +45,11 @@ def test_the_only_statement_that_removes_rows_is_the_erasures_delete() -> None:
 
 
 def test_the_erasure_deletes_only_from_the_spans_and_lookup_tables() -> None:
-    """Every call of forget's `_count_and_delete` names the traces table or the lookup table."""
+    """Every call of forget's `_count_and_delete` names the spans, lookup or session-summary tables."""
     tree = ast.parse(Path(forget.__file__).read_text())
     tables = [ast.unparse(call.args[1]) for call in ast.walk(tree)
               if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "_count_and_delete"]
-    assert sorted(tables) == ["lookup", "tables.traces"]
+    assert sorted(tables) == ["session_traces", "sessions", "tables.traces", "target.lookup"]
 
 
 def test_audit_rows_are_written_by_one_insert() -> None:
