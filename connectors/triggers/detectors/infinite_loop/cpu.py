@@ -11,9 +11,11 @@ which is what a single spinning thread saturates)). Subject: `service` (worst
 instance); `observed` is the mean CPU over the sustained run, unit `ratio`.
 `cpu_overrides` set the threshold per subject. A process silent for `cpu_stale_after`
 is forgotten; at most `max_subjects` (5,000) processes × metrics are followed at once (a
-new one past that is not: `reason="subject_untracked"`). Note: the current semconv `process.cpu.utilization` is divided by the
-number of CPUs, so one spinning thread on an 8-core host reads 0.125; send
-`process.cpu.time` (judged per core by default) or lower the threshold for such hosts.
+new one past that is not: `reason="subject_untracked"`).
+
+Note: the current semantic conventions divide `process.cpu.utilization` by the number of
+CPUs, so one spinning thread on an 8-core host reads 0.125; send `process.cpu.time` (judged
+per core by default) or lower the threshold for such hosts.
 """
 from __future__ import annotations
 

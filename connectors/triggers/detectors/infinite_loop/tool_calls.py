@@ -1,22 +1,25 @@
 """infinite_loop, first half: an agent repeating the same tool call.
 
-Repeated calls: the same tool called with the same arguments at least
-`repeat_threshold` (5) times in one session within `window` (10 min). Tool spans are
-spans with `gen_ai.tool.name` (else `tool.name`); the arguments are the first of
-`gen_ai.tool.call.arguments`, `tool.parameters`, `input.value` (hashed only for tool
-spans; `input.value`, which holds whole prompts on LLM spans, is read from the tool span
-itself rather than fetched for every span); the session is `gen_ai.conversation.id`, else the trace id. A tool span
-without recorded arguments is not counted (`require_arguments`: instrumentations record
-arguments only when asked, and two calls we cannot compare are not a loop).
-At most `max_tracked` (100,000) distinct calls are counted at once. Past that the oldest
-buckets of the window are let go of early (the window shortens while the fleet makes that
-many distinct calls: a loop repeats fast, the oldest calls matter least), counted as
-`agentdbg_trigger_state_evictions_total{reason="window_shortened"}` per call forgotten;
-only when the newest bucket alone is full are new calls not tracked
-(`reason="call_untracked"`).
+Fires when the same tool is called with the same arguments at least `repeat_threshold` (5)
+times in one session within `window` (10 min).
+- Tool spans are spans with `gen_ai.tool.name` (else `tool.name`). Their arguments are the
+  first of `gen_ai.tool.call.arguments`, `tool.parameters`, `input.value` (hashed; the
+  OpenInference `input.value` is read from the tool span itself, since on LLM spans it holds
+  whole prompts, too big to fetch for every span). The session is `gen_ai.conversation.id`,
+  else the trace id.
+- A tool span without recorded arguments is not counted (`require_arguments`:
+  instrumentations record arguments only when asked, and two calls we cannot compare are
+  not a loop).
+- At most `max_tracked` (100,000) distinct calls are counted at once. Past that the oldest
+  buckets of the window are let go of early (the window shortens while the fleet makes that
+  many distinct calls: a loop repeats fast, the oldest calls matter least), counted as
+  `agentdbg_trigger_state_evictions_total{reason="window_shortened"}` per call forgotten;
+  only when the newest bucket alone is full are new calls not tracked
+  (`reason="call_untracked"`).
+
 Subject: `service`, `agent` (`gen_ai.agent.name`, else the service), `tool`, `session`;
-`observed` is the number of identical calls, unit `count`. Per-subject `overrides` set
-the repeat count.
+`observed` is the number of identical calls, unit `count`. Per-subject `overrides` set the
+repeat count.
 """
 from __future__ import annotations
 
