@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 from types import UnionType
-from typing import Any, Iterator, Literal, Union, get_args, get_origin
+from typing import Any, Iterator, Literal, Sequence, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -16,7 +16,7 @@ from pipeline.component import Factory, Kind
 from pipeline.config.units import parse_byte_size, parse_duration
 
 
-def _type_name(annotation: Any, metadata: list[Any] = ()) -> str:
+def _type_name(annotation: Any, metadata: Sequence[Any] = ()) -> str:
     validators = {getattr(m, "func", None) for m in metadata}
     if parse_duration in validators:
         return "duration (`200ms`, `5s`, `1m`)"

@@ -23,7 +23,7 @@ import enum
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from pipeline.component import ComponentID, Kind
 from pipeline.telemetry.redact import redact_text
@@ -138,7 +138,7 @@ class StatusRegistry:
         now = self.clock()
         self.events[key] = StatusEvent(status, now, error, now if error is not None else None)
 
-    def track(self, pipelines: dict[str, Iterable[InstanceKey]]) -> None:
+    def track(self, pipelines: Mapping[str, Iterable[InstanceKey]]) -> None:
         """The running graph's pipelines and their instances; new instances start as Starting.
         Instances no pipeline lists any more are forgotten."""
         self.pipelines = {name: tuple(keys) for name, keys in pipelines.items()}

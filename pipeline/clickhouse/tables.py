@@ -17,10 +17,10 @@ from typing import Any, Callable, Protocol, Sequence
 from pydantic import field_validator
 
 from pipeline.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statements, select_documents
-from pipeline.clickhouse.schema import (INSERT_COLUMNS, qualified, quote, schema_statements, select_spans,
-                                        traces_columns)
+from pipeline.clickhouse.schema import INSERT_COLUMNS, qualified, quote, schema_statements, select_spans, traces_columns
 from pipeline.clickhouse.sessions import summary_statements
 from pipeline.component import Signal, StrictConfig
+from pipeline.pdata.batch import Batch
 from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces
 
@@ -62,7 +62,7 @@ class TableSpec:
     table: str  # qualified and quoted
     columns: tuple[tuple[str, str], ...]
     statements: tuple[str, ...]
-    batch_type: type
+    batch_type: type[Traces] | type[Events]
     to_columns: Callable[[Any], list[Sequence]]
     select: Callable[[Any, Sequence[int]], Any]  # the batch's rows at these indices, as a batch
 
@@ -77,7 +77,7 @@ class TableSpec:
     def insert_statement(self) -> str:
         return f"INSERT INTO {self.table} ({', '.join(quote(name) for name in self.names)})"
 
-    def wants(self, batch: Any) -> bool:
+    def wants(self, batch: Batch) -> bool:
         """True for a non-empty batch of this table's kind."""
         return isinstance(batch, self.batch_type) and batch.item_count > 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
@@ -26,6 +26,7 @@ from pipeline.telemetry.redact import is_secret_key, redact_text
 SECTIONS = {"receivers": Kind.RECEIVER, "processors": Kind.PROCESSOR, "exporters": Kind.EXPORTER,
             "extensions": Kind.EXTENSION, "connectors": Kind.CONNECTOR}
 TOP_LEVEL = set(SECTIONS) | {"service"}
+M = TypeVar("M", bound=BaseModel)
 _PIPELINE_NAME = re.compile(r"^(traces|metrics|logs|events)(?:/(.+))?$")
 
 
@@ -116,8 +117,8 @@ def _decode_section(raw: Any, section: str, kind: Kind, factories: dict[str, Fac
     return decoded
 
 
-def _decode_model(model: type[BaseModel], body: Any, path: str, resolved: ResolvedConfig,
-                  errors: list[str]) -> BaseModel | None:
+def _decode_model(model: type[M], body: Any, path: str, resolved: ResolvedConfig,
+                  errors: list[str]) -> M | None:
     try:
         return model.model_validate({} if body is None else body)
     except ValidationError as exc:
@@ -273,6 +274,7 @@ def _check_refs(path: str, kind: Kind, refs: list[str], signal: Signal, resolved
             supported_signals = connector.factory.signals if kind == Kind.EXPORTER else connector.factory.emits
             role = f"connector (as {kind.value})"
         else:
+            assert component is not None  # one of the two is configured (checked above)
             supported_signals, role = component.factory.signals, kind.value
         if signal not in supported_signals:
             supported = ", ".join(sorted(s.value for s in supported_signals))

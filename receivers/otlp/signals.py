@@ -5,22 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from prometheus_client import Counter
 
 from pipeline.component import Signal
 from pipeline.pdata.metrics import Metrics
-from pipeline.telemetry import metrics
 from pipeline.pdata.traces import Traces
+from pipeline.telemetry import metrics
 
 
 @dataclass(frozen=True)
 class SignalSpec:
     signal: Signal
     service: str                   # gRPC service name
-    request_type: type
-    response_type: type
+    request_type: type[Message]
+    response_type: type[ExportTraceServiceResponse] | type[ExportMetricsServiceResponse]
     partial_field: str             # rejected_<items> in partial_success
     make_batch: Callable[[Any, bytes | None, float], Any]
     drop_invalid: Callable[[Any], tuple[int, str]]
