@@ -99,7 +99,7 @@ class OidcConfig(StrictConfig):
     jwks_url: str = ""
     jwks_file: str = ""
     public_keys: list[StaticKey] = Field(default_factory=list)
-    algorithms: list[Algorithm] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    algorithms: list[Algorithm] = Field(default_factory=lambda: list[Algorithm](["RS256", "ES256", "EdDSA"]))
     leeway: Duration = 30.0
     jwks_refresh_interval: Duration = 900.0
     jwks_min_refresh_interval: Duration = 30.0

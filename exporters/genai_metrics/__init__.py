@@ -53,7 +53,8 @@ from pipeline.pdata.traces import Traces
 from pipeline.telemetry.metrics import REGISTRY
 
 # The GenAI semantic conventions' advised explicit bucket boundaries.
-TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+TOKEN_BUCKETS: tuple[float, ...] = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
+                                    67108864)
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
 failed_batches = Counter("agentdbg_genai_metrics_failed_batches",
