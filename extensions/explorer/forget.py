@@ -53,7 +53,7 @@ from pipeline import audit
 from pipeline.auth import principal_of
 from pipeline.chdb_engine import ReadError
 from pipeline.clickhouse.audit import events_table_statements
-from pipeline.clickhouse.sessions import SESSIONS_SUFFIX, resummarise_statements, summary_tables
+from pipeline.clickhouse.sessions import SESSIONS_SUFFIX, resummarise_statement, summary_tables
 
 SCHEMA = "agentdbg.erasure/v1"
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id")
@@ -230,8 +230,7 @@ async def _erase_summaries(writer: Writer, target: Target, params: dict[str, Any
     counts = {"session_traces": await _count_and_delete(writer, session_traces, "TraceId IN {ids:Array(String)}", bound),
               "sessions": await _count_and_delete(writer, sessions, "Session IN {touched:Array(String)}", bound)}
     left = f"TraceId IN (SELECT TraceId FROM {session_traces} WHERE Session IN {{touched:Array(String)}})"
-    for statement in resummarise_statements(target.database, target.traces_name, left):
-        await writer.execute(statement, bound)
+    await writer.execute(resummarise_statement(target.database, target.traces_name, left), bound)
     return counts
 
 

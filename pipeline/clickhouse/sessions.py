@@ -130,13 +130,14 @@ def backfill_statements(database: str, table: str, only_if_new: bool = True) -> 
     return out
 
 
-def resummarise_statements(database: str, table: str, where: str) -> list[str]:
-    """INSERT ... SELECT of both summaries from the spans `where` selects (a condition on the
-    spans table): after an erasure, the sessions it touched are summarised again from the spans
-    left, once their summary rows are deleted (extensions/explorer/forget.py)."""
-    traces = qualified(database, table)
-    return [f"INSERT INTO {target} {select.format(spans=_SPAN_SESSION.format(table=traces, where=f' WHERE {where}'))}"
-            for target, _, select, _ in _parts(database, table)]
+def resummarise_statement(database: str, table: str, where: str) -> str:
+    """INSERT ... SELECT of the sessions summary from the spans `where` selects (a condition on
+    the spans table): after an erasure, the sessions it touched are summarised again from the
+    spans left, once their summary rows are deleted (extensions/explorer/forget.py). The
+    session → traces lookup needs no such step: its rows are per trace."""
+    target, _, select, _ = _parts(database, table)[0]
+    spans = _SPAN_SESSION.format(table=qualified(database, table), where=f" WHERE {where}")
+    return f"INSERT INTO {target} {select.format(spans=spans)}"
 
 
 def summary_statements(database: str, table: str, ttl_seconds: float = 0) -> list[str]:
