@@ -52,8 +52,7 @@ MAP = "Map(LowCardinality(String), String)"
 MAX_TIME_NS = 2**63 - 1  # DateTime64(9)'s last instant, 2262-04-11 23:47:16.854775807 UTC
 CLAMPED = "agentdbg.clamped"
 # Every insert lifts the partitions-per-insert limit (see "Limits" above).
-# `priority` 1 ranks inserts above the explorer's reads (2): the engine pauses a read while an insert runs.
-INSERT_SETTINGS: dict[str, int] = {"max_partitions_per_insert_block": 0, "priority": 1}
+INSERT_SETTINGS: dict[str, int] = {"max_partitions_per_insert_block": 0}
 
 # (name, type) in insert order. Nested columns are inserted as their flattened arrays.
 INSERT_COLUMNS: tuple[tuple[str, str], ...] = (
