@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/default.yaml
 
-.PHONY: run test validate bench docs system-deps clean fuzz kafka
+.PHONY: run test validate bench docs system-deps clean fuzz kafka clients
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,13 +79,30 @@ $(KAFKA_STAMP): tests/kafka/pom.xml
 		-DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
 	touch $@
 
+# The real agent instrumentation families (tests/clients/, tests/integration/test_clients_*.py):
+# one virtualenv per family under the ignored cache, since their pins conflict (openai-agents,
+# opentelemetry-instrumentation-openai and google-adk each want their own OpenTelemetry and openai).
+# Versions are pinned in tests/clients/requirements-<family>.txt; a venv is built once and rebuilt
+# only when its requirements file changes.
+CLIENT_FAMILIES := otel_v2 openinference openllmetry langfuse logfire adk agentops
+CLIENT_STAMPS   := $(foreach family,$(CLIENT_FAMILIES),.cache/clients/$(family)/.installed-stamp)
+
+clients: $(CLIENT_STAMPS)
+
+.cache/clients/%/.installed-stamp: tests/clients/requirements-%.txt
+	@echo "installing the $* client family (tests/clients/requirements-$*.txt) into .cache/clients/$*"
+	rm -rf .cache/clients/$*
+	$(PYTHON) -m venv .cache/clients/$*
+	.cache/clients/$*/bin/pip install --quiet -r $<
+	touch $@
+
 run: $(STAMP)
 	$(BIN)/agentdbg run --config $(CONFIG)
 
 validate: $(STAMP)
 	$(BIN)/agentdbg validate --config $(CONFIG)
 
-test: $(STAMP) system-deps $(JAEGER) kafka
+test: $(STAMP) system-deps $(JAEGER) kafka clients
 	$(BIN)/pytest
 
 # The property-based fuzz tests (tests/fuzz/) with a fresh seed and 25x the suite's budget
