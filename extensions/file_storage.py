@@ -22,8 +22,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline.pdata import batch_codec
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
+from pipeline.pdata import batch_codec
+from pipeline.pdata.batch import Batch
 from pipeline.private_files import FILE_MODE, open_private, private_dir
 
 SUFFIX = ".batch"
@@ -59,7 +60,7 @@ class BatchStore:
                 path.rename(path.with_suffix(".corrupt"))
                 raise ValueError(f"{path}: {exc}; moved aside as .corrupt") from exc
 
-    def put(self, batch: Any) -> Path:
+    def put(self, batch: Batch) -> Path:
         path = self.directory / f"{self.next_seq:020d}{SUFFIX}"
         self.next_seq += 1
         temp = path.with_suffix(".tmp")
@@ -94,7 +95,7 @@ class Segment:
         if create:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
 
-    def append(self, batch: Any) -> None:
+    def append(self, batch: Batch) -> None:
         assert self._fd is not None, "append to a closed segment"
         tag, body = batch_codec.encode_parts(batch)
         header = RECORD_HEADER.pack(len(tag) + len(body), zlib.crc32(body, zlib.crc32(tag)))

@@ -144,7 +144,7 @@ class TriggersConnector(Connector[Batch]):
         keys the detectors read, and the text maps a ClickHouse exporter of the same pipeline then
         reuses (pipeline/pdata/spans.py: attribute capture)."""
         if self.attribute_keys:
-            batch.columns.span_attributes
+            batch.columns.span_attributes  # noqa: B018 - reading the lazy column runs the pass
 
     def _guard(self, detector: Detector, method: Callable[[T], object], batch: T) -> None:
         try:

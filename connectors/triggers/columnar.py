@@ -12,6 +12,8 @@ from math import ceil
 from operator import eq, is_not, itemgetter
 from typing import Any, Iterable, Sequence
 
+from pipeline.pdata.spans import SpanColumns
+
 
 def where(flags: Iterable[Any], n: int) -> list[int]:
     """Indices of the truthy `flags` (n = how many flags there are)."""
@@ -59,7 +61,7 @@ def stride_for(count: int, sample_above: int) -> int:
     return 1 if count <= sample_above else ceil(count / sample_above)
 
 
-def rows_with_fallback(cols: Any, key: str, fallback: str) -> dict[int, Any]:
+def rows_with_fallback(cols: SpanColumns, key: str, fallback: str) -> dict[int, Any]:
     """`{span index: value of key, else of fallback}` for the spans that have either, in span order
     (e.g. `gen_ai.tool.name` else `tool.name`: the canonical name wins where both are set)."""
     rows, other = cols.attribute_rows(key), cols.attribute_rows(fallback)

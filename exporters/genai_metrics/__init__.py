@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 from prometheus_client import Counter
 from pydantic import Field, PositiveInt, field_validator, model_validator
@@ -48,6 +47,8 @@ from exporters.genai_metrics.collector import COLLECTOR, COST_LABELS, MODEL_LABE
 from exporters.genai_metrics.fold import Dimension, Folder
 from exporters.genai_metrics.store import SeriesStore
 from pipeline.component import Exporter, Factory, Kind, Settings, Signal, StrictConfig
+from pipeline.host import Host
+from pipeline.pdata.batch import Batch
 from pipeline.pdata.spans import SpanColumns
 from pipeline.pdata.traces import Traces
 from pipeline.telemetry.metrics import REGISTRY
@@ -102,7 +103,7 @@ class GenAIMetricsConfig(StrictConfig):
         return self
 
 
-class GenAIMetricsExporter(Exporter):
+class GenAIMetricsExporter(Exporter[Batch]):
     def __init__(self, settings: Settings, config: GenAIMetricsConfig) -> None:
         super().__init__(settings)
         self.config = config
@@ -122,13 +123,13 @@ class GenAIMetricsExporter(Exporter):
         self.failed = failed_batches.labels(str(self.id))
         self.fold_seconds = fold_seconds.labels(str(self.id))
 
-    async def start(self, host: Any) -> None:
+    async def start(self, host: Host) -> None:
         COLLECTOR.start(str(self.id), self)
 
     async def shutdown(self, deadline: float | None = None) -> None:
         COLLECTOR.stop(self)
 
-    async def consume(self, batch: Any) -> None:
+    async def consume(self, batch: Batch) -> None:
         if not isinstance(batch, Traces) or not batch.item_count:
             return
         started = time.thread_time()

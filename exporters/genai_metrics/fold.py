@@ -22,11 +22,12 @@ import base64
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import eq, itemgetter, truediv
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import orjson
 
 from pipeline.pdata.anyvalue import format_double
+from pipeline.pdata.spans import SpanColumns
 
 OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"
@@ -118,7 +119,7 @@ class Folder:
         """Span attribute keys to register with the shared attribute pass."""
         return tuple(dict.fromkeys([*KEYS, *(d.name for d in self.dimensions if d.name != SERVICE_NAME)]))
 
-    def fold(self, cols: Any) -> Folded:
+    def fold(self, cols: SpanColumns) -> Folded:
         out = Folded()
         ops, inputs = cols.attribute_rows(OPERATION), cols.attribute_rows(INPUT_TOKENS)
         outputs, costs = cols.attribute_rows(OUTPUT_TOKENS), cols.attribute_rows(COST)
@@ -131,25 +132,26 @@ class Folder:
             out.costs.append(self._costs(cols, costs))
         return out
 
-    def _durations(self, cols: Any, ops: dict[int, Any]) -> Observations:
+    def _durations(self, cols: SpanColumns, ops: dict[int, Any]) -> Observations:
         indices = list(ops)
-        labels = [list(ops.values()), *(cols.values_at(k, indices) for k in (PROVIDER, REQUEST_MODEL, RESPONSE_MODEL)),
-                  error_types(cols, indices), *self._extras(cols, indices)]
+        labels: list[Sequence[Any]] = [
+            list(ops.values()), *(cols.values_at(k, indices) for k in (PROVIDER, REQUEST_MODEL, RESPONSE_MODEL)),
+            error_types(cols, indices), *self._extras(cols, indices)]
         return Observations(labels, list(map(truediv, take(cols.duration_ns, indices), repeat(1e9))))
 
-    def _tokens(self, cols: Any, rows: dict[int, Any], token_type: str) -> Observations:
+    def _tokens(self, cols: SpanColumns, rows: dict[int, Any], token_type: str) -> Observations:
         indices, counted = amounts(rows)
-        labels = [*(cols.values_at(k, indices) for k in MODEL_KEYS), [token_type] * len(indices),
+        labels: list[Sequence[Any]] = [*(cols.values_at(k, indices) for k in MODEL_KEYS), [token_type] * len(indices),
                   *self._extras(cols, indices)]
         return Observations(labels, counted)
 
-    def _costs(self, cols: Any, rows: dict[int, Any]) -> Observations:
+    def _costs(self, cols: SpanColumns, rows: dict[int, Any]) -> Observations:
         indices, usd = amounts(rows)
         models = [response or request for response, request in
                   zip(cols.values_at(RESPONSE_MODEL, indices), cols.values_at(REQUEST_MODEL, indices))]
         return Observations([take(cols.service, indices), cols.values_at(AGENT_NAME, indices), models], usd)
 
-    def _extras(self, cols: Any, indices: list[int]) -> list[list[Any]]:
+    def _extras(self, cols: SpanColumns, indices: list[int]) -> list[list[Any]]:
         return [dimension_values(cols, d, indices) for d in self.dimensions]
 
 
@@ -157,7 +159,7 @@ MODEL_KEYS = (OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL)
 NUMBERS = frozenset({int, float})
 
 
-def error_types(cols: Any, indices: list[int]) -> list[Any]:
+def error_types(cols: SpanColumns, indices: list[int]) -> list[Any]:
     """`error.type` per span, `_OTHER` for an Error-status span without one. Errors are rare, so
     only the Error spans (found by a C scan) are visited."""
     values = cols.values_at(ERROR_TYPE, indices)
@@ -169,7 +171,7 @@ def error_types(cols: Any, indices: list[int]) -> list[Any]:
     return values
 
 
-def dimension_values(cols: Any, dimension: Dimension, indices: list[int]) -> list[Any]:
+def dimension_values(cols: SpanColumns, dimension: Dimension, indices: list[int]) -> list[Any]:
     """Span attribute, else resource attribute (text), else the default, else None."""
     if dimension.name == SERVICE_NAME:
         return take(cols.service, indices)

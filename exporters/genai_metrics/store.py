@@ -67,7 +67,8 @@ class SeriesStore:
         """Fold one batch of histogram observations: `values[i]` under label values
         `labels[0][i], labels[1][i], ...`.
 
-        `encode` numbers the batch's series; from there on everything is small ints: bucket indices from `map(bisect_left, ...)`
+        `encode` numbers the batch's series; from there on everything is small ints: bucket indices from
+        `map(bisect_left, ...)`
         (Prometheus buckets are upper-inclusive, `le`: bisect_left puts a value equal to a bound
         in that bound's bucket) counted per (series, bucket) by `Counter`. Only the sums take a
         Python loop."""

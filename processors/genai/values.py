@@ -8,14 +8,15 @@ that means the value and return None otherwise.
 from __future__ import annotations
 
 import struct
-from typing import Any
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline.pdata.wire import varint
 
 Scalar = str | int | float | bool | None
 
 
-def pick(span: Any, wanted: frozenset[str]) -> dict[str, Scalar]:
+def pick(span: Span, wanted: frozenset[str]) -> dict[str, Scalar]:
     """The span's attributes whose key is in `wanted`, decoded; arrays and maps read as None
     (the key still counts as present, so a canonical key holding one is never overwritten)."""
     attrs: dict[str, Scalar] = {}

@@ -68,7 +68,8 @@ class Detector(Generic[C]):
         if count:
             self.drops[reason] = self.drops.get(reason, 0) + count
 
-    def admit(self: Detector[BoundedConfig], state: Collection[Any], key: Hashable, reason: str = "subject_untracked", pending: int = 0) -> bool:
+    def admit(self: Detector[BoundedConfig], state: Collection[Any], key: Hashable, reason: str = "subject_untracked",
+              pending: int = 0) -> bool:
         """Whether `key` may be kept in `state` (a dict or set of subjects): it is there already,
         or there is room under `max_subjects` (with `pending` new keys of this batch not yet in
         `state`). A new key past the bound is counted under `reason`."""

@@ -123,7 +123,8 @@ class ContextOverflowDetector(Detector[ContextOverflowConfig]):
             models = [m or r for m, r in zip(models, cols.values_at("gen_ai.request.model", picked))]
         return models
 
-    def _overflowing(self, cols: SpanColumns, indices: list[int], counts: list[Any], pairs: list[tuple[Any, Any]]) -> None:
+    def _overflowing(self, cols: SpanColumns, indices: list[int], counts: list[Any],
+                     pairs: list[tuple[Any, Any]]) -> None:
         agents = cols.values_at("gen_ai.agent.name", indices)
         for i, count, pair, agent in zip(indices, counts, pairs, agents):
             if pair not in self.windows:  # the cache was cleared by a later first sight in this batch

@@ -99,7 +99,8 @@ class CostBudgetDetector(Detector[CostBudgetConfig]):
     def __init__(self, config: CostBudgetConfig) -> None:
         super().__init__(config)
         self.spend: dict[SubjectKey, Spend] = {}
-        self.burn: SlidingSums[SubjectKey] = SlidingSums(config.burn_window, bucket=max(config.burn_window / 60, 0.05), width=2)
+        self.burn: SlidingSums[SubjectKey] = SlidingSums(
+            config.burn_window, bucket=max(config.burn_window / 60, 0.05), width=2)
         self.firing: set[tuple[SubjectKey, str]] = set()
         self.examples: dict[SubjectKey, Examples] = {}
 

@@ -172,7 +172,7 @@ class DeadlockDetector(Detector[DeadlockConfig]):
         self._compact(now)
         blocked: dict[tuple[str, str], list[Any]] = {}  # → [own s, limit, examples, start of the worst]
         for trace_id, entry in decided:
-            for (span_id, start, end, agent, service), own_ns in self._own_times(trace_id, entry):
+            for (span_id, start, _end, agent, service), own_ns in self._own_times(trace_id, entry):
                 limit = self.threshold_for({"service": service, "agent": agent}, self.config.blocked_limit)
                 own = own_ns / 1e9
                 if own <= limit:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pydantic import NonNegativeInt
 
 from connectors.triggers.columnar import positions
@@ -62,7 +63,8 @@ class DependencyFailureDetector(Detector[DependencyFailureConfig]):
 
     def __init__(self, config: DependencyFailureConfig) -> None:
         super().__init__(config)
-        self.timeouts: SlidingSums[tuple[str, str]] = SlidingSums(config.window, bucket=max(config.window / 60, 0.05), width=1)
+        self.timeouts: SlidingSums[tuple[str, str]] = SlidingSums(
+            config.window, bucket=max(config.window / 60, 0.05), width=1)
         self.examples: dict[tuple[str, str], Examples] = {}
 
     # -- hot path --------------------------------------------------------------------------------
@@ -121,7 +123,7 @@ class DependencyFailureDetector(Detector[DependencyFailureConfig]):
         return DependencyFailureDetector._exception_timed_out(cols.spans[i])
 
     @staticmethod
-    def _exception_timed_out(span: Any) -> bool:
+    def _exception_timed_out(span: Span) -> bool:
         for event in span.events:
             if event.name != "exception":
                 continue

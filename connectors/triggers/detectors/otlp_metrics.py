@@ -10,7 +10,12 @@ attribute dict, and metrics batches are few compared with spans.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
+
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from pipeline.pdata.anyvalue import any_value_text
 
@@ -32,7 +37,7 @@ class Origin(NamedTuple):
     instance: str
 
 
-def resource_origin(resource: Any) -> Origin:
+def resource_origin(resource: Resource) -> Origin:
     found: dict[str, str] = {}
     for kv in resource.attributes:
         if kv.key in ("service.name", "host.name", "service.version", "service.instance.id"):
@@ -60,7 +65,7 @@ class NameMatcher:
         return hit
 
 
-def matching_metrics(message: Any, matcher: NameMatcher) -> Iterator[tuple[Origin, Any]]:
+def matching_metrics(message: ExportMetricsServiceRequest, matcher: NameMatcher) -> Iterator[tuple[Origin, Metric]]:
     """(origin, metric) for every gauge or sum metric whose name `matcher` accepts."""
     for rm in message.resource_metrics:
         origin: Origin | None = None
@@ -73,15 +78,15 @@ def matching_metrics(message: Any, matcher: NameMatcher) -> Iterator[tuple[Origi
                 yield origin, metric
 
 
-def data_points(metric: Any) -> Any:
+def data_points(metric: Metric) -> RepeatedCompositeFieldContainer[NumberDataPoint]:
     return metric.gauge.data_points if metric.WhichOneof("data") == "gauge" else metric.sum.data_points
 
 
-def point_value(point: Any) -> float:
+def point_value(point: NumberDataPoint) -> float:
     return point.as_double if point.WhichOneof("value") == "as_double" else float(point.as_int)
 
 
-def point_attributes(point: Any, keys: frozenset[str]) -> dict[str, str]:
+def point_attributes(point: NumberDataPoint, keys: frozenset[str]) -> dict[str, str]:
     """The point's attributes among `keys`, as text (lower case)."""
     return {kv.key: any_value_text(kv.value).lower() for kv in point.attributes if kv.key in keys}
 

@@ -171,7 +171,7 @@ class PerformanceDegradationDetector(Detector[PerformanceDegradationConfig]):
             agents = [a or s for a, s in zip(cols.values_at("gen_ai.agent.name", indices), services)]
         return list(zip(repeat("tool"), agents, cols.values_at("gen_ai.tool.name", indices)))
 
-    def _fold(self, batch: Any, cols: SpanColumns, keys: list[tuple], rows: list[int]) -> None:
+    def _fold(self, batch: Traces, cols: SpanColumns, keys: list[tuple], rows: list[int]) -> None:
         """Per subject: span count, sum of log seconds and the slowest span, grouped by numpy
         (bincount and one sort) rather than a Python loop per span."""
         # float64, not int64: a span of 2^63 ns or more (times a client got wrong) must not make

@@ -28,6 +28,8 @@ from itertools import compress, islice, repeat
 from operator import not_
 from typing import Any, Sequence
 
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
 from connectors.triggers.columnar import rows_with_fallback, take, truthy_rows, where
 from connectors.triggers.detectors.base import Detector
 from connectors.triggers.detectors.infinite_loop.config import InfiniteLoopConfig
@@ -161,7 +163,7 @@ class RepeatedToolCalls(Detector[InfiniteLoopConfig]):
         return rows_with_fallback(cols, "gen_ai.tool.name", "tool.name")
 
     @staticmethod
-    def _input_value(span: Any) -> str | None:
+    def _input_value(span: Span) -> str | None:
         """OpenInference's `input.value`, read from the span itself (only for tool spans: on LLM
         spans it holds whole prompts, too big to copy for every span)."""
         for kv in span.attributes:
