@@ -23,8 +23,18 @@ from typing import AbstractSet, Any, Iterable, Mapping, TypeVar
 from pydantic import BaseModel
 
 from pipeline import processorhelper
-from pipeline.component import (Component, ComponentID, Connector, Consumer, Exporter, Kind, Processor, Receiver,
-                                Settings, Signal)
+from pipeline.component import (
+    Component,
+    ComponentID,
+    Connector,
+    Consumer,
+    Exporter,
+    Kind,
+    Processor,
+    Receiver,
+    Settings,
+    Signal,
+)
 from pipeline.config.resolve import Pipeline, ResolvedConfig
 from pipeline.contracts import QueueOwner
 from pipeline.errors import ConfigErrors

@@ -36,11 +36,11 @@ from prometheus_client import Counter
 
 from exporters.helper.backoff import Backoff
 from exporters.helper.settings import ExporterHelperConfig
+from pipeline import status
 from pipeline.component import B, Exporter, Settings
 from pipeline.contracts import QueueStore
 from pipeline.errors import PartialFailure, PermanentError, Refused, RetryableError
 from pipeline.host import Host
-from pipeline import status
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import Throttled
 
