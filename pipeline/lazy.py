@@ -5,10 +5,12 @@ built once per batch by whichever reader asks first.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar, overload
+
+T = TypeVar("T")
 
 
-class lazy:  # noqa: N801 - used like functools.cached_property
+class lazy(Generic[T]):  # noqa: N801 - used like functools.cached_property
     """A computed-once attribute, without `functools.cached_property`'s lock.
 
     Python 3.11's cached_property takes one lock per property shared by every instance, so an
@@ -17,10 +19,15 @@ class lazy:  # noqa: N801 - used like functools.cached_property
     values, no harm. The instance needs a `__dict__` (no `__slots__`).
     """
 
-    def __init__(self, func: Callable[[Any], Any]) -> None:
+    def __init__(self, func: Callable[[Any], T]) -> None:
         self.func = func
         self.name = func.__name__
         self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> lazy[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
