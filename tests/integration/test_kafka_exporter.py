@@ -35,7 +35,7 @@ from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces, iter_spans
-from tests import otlp_spans
+from testkit import otlp_spans
 from testkit.harness import BASE_CONFIG, Daemon, component, free_port, pipeline_overlay, wait_until
 from testkit.kafka_broker import SCRAM_PASSWORD, SCRAM_USER, Message, decode_json, decode_proto, read_topic
 from testkit.otlp_load import Load
