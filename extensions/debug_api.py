@@ -28,13 +28,11 @@ from aiohttp import web
 from pydantic import model_validator
 
 from pipeline import audit, status
-from pipeline.auth import (Authenticator, Needs, Role, Route, RouteTable, StaticToken, http_middleware,
-                           principal_of)
-from pipeline.httpserver import HttpServer
+from pipeline.auth import Authenticator, Needs, Role, Route, RouteTable, StaticToken, http_middleware, principal_of
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
 from pipeline.host import Host
+from pipeline.httpserver import HttpServer
 from pipeline.netaddr import Endpoint
-
 
 ROUTES = RouteTable([
     Route("GET", "/debug/health", Role.VIEWER),
@@ -186,7 +184,7 @@ async def _audit_document(request: web.Request, status_code: int, response: web.
                           status_code, details, claimed)
 
 
-def served_routes(app: web.Application, host: Host) -> list[dict[str, str]]:
+def served_routes(app: web.Application, host: Host) -> list[dict[str, Any]]:
     """Every route this API serves (its own and the components'), with the role `ROUTES` gives it;
     `declared` is false for one missing from the table (it then needs admin)."""
     paths: list[tuple[str, str]] = []

@@ -233,7 +233,7 @@ def http_middleware(authenticator_of: Callable[[], Authenticator | None],
         needs = required_role(request) if authenticator is not None else PUBLIC
         if needs is not PUBLIC and authenticator is not None:
             try:
-                request[PRINCIPAL] = await authorize(authenticator, request.headers, needs)  # type: ignore[arg-type]  # not PUBLIC here
+                request[PRINCIPAL] = await authorize(authenticator, request.headers, needs)
             except Unauthenticated as exc:
                 raise web.HTTPUnauthorized(text=f"401 unauthenticated: {exc.reason}",
                                            headers={"WWW-Authenticate": exc.challenge}) from None

@@ -19,11 +19,11 @@ from aiohttp import web
 
 from pipeline import audit
 from pipeline.auth import Authenticator, Principal
+from pipeline.component import ComponentID, Kind
 from pipeline.config.endpoints import bind_failure
 from pipeline.config.loader import load_with_origins
 from pipeline.config.resolve import ResolvedConfig, resolve
 from pipeline.errors import ConfigErrors
-from pipeline.component import ComponentID, Kind
 from pipeline.graph import Graph
 from pipeline.host import Host
 from pipeline.netaddr import BindError

@@ -223,12 +223,12 @@ async def _erase_summaries(writer: Writer, target: Target, params: dict[str, Any
     sessions, session_traces = summary_tables(target.database, target.traces_name)
     if not await _exists(writer, target.database, target.traces_name + SESSIONS_SUFFIX):
         return {}  # a store from before the summaries
-    rows = await writer.rows(f"SELECT DISTINCT Session AS s FROM {session_traces} WHERE TraceId IN {{ids:Array(String)}}",
-                             params)
+    by_trace, by_session = "TraceId IN {ids:Array(String)}", "Session IN {touched:Array(String)}"
+    rows = await writer.rows(f"SELECT DISTINCT Session AS s FROM {session_traces} WHERE {by_trace}", params)
     touched = sorted({row["s"] for row in rows} | set(params["ids"]))  # a trace without a session is its own
     bound = {**params, "touched": touched}
-    counts = {"session_traces": await _count_and_delete(writer, session_traces, "TraceId IN {ids:Array(String)}", bound),
-              "sessions": await _count_and_delete(writer, sessions, "Session IN {touched:Array(String)}", bound)}
+    counts = {"session_traces": await _count_and_delete(writer, session_traces, by_trace, bound),
+              "sessions": await _count_and_delete(writer, sessions, by_session, bound)}
     left = f"TraceId IN (SELECT TraceId FROM {session_traces} WHERE Session IN {{touched:Array(String)}})"
     await writer.execute(resummarise_statement(target.database, target.traces_name, left), bound)
     return counts

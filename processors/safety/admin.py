@@ -55,7 +55,8 @@ async def parse(request: web.Request) -> AdminAction:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                              for e in exc.errors(include_url=False))
-        raise web.HTTPBadRequest(text=f'the body must be {{"requested_by": "<who>", "reason": "<why>"}}: {problems}')
+        raise web.HTTPBadRequest(
+            text=f'the body must be {{"requested_by": "<who>", "reason": "<why>"}}: {problems}') from None
     request_id = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
     return AdminAction(route, target, requested_by(request, body), body.reason, request_id)
 

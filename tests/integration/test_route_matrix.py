@@ -29,14 +29,22 @@ from extensions.explorer.api import STATIC, ExplorerApp
 from extensions.explorer.config import ExplorerConfig
 from extensions.explorer.store import ChdbReader
 from extensions.health_check import HealthCheck, HealthCheckConfig
-from pipeline.auth import Role
 from pipeline.component import ComponentID, Kind, Settings
 from pipeline.host import Host
 from pipeline.telemetry.server import ROUTES as METRICS_ROUTES
 from pipeline.telemetry.server import MetricsServer
 from testkit.harness import ROOT, Daemon, free_port, wait_until
-from testkit.oidc_tokens import (AUDIENCE, ISSUER, JwksServer, claims, ec_key, hs256_with_public_key, rsa_key,
-                               tampered, unsigned)
+from testkit.oidc_tokens import (
+    AUDIENCE,
+    ISSUER,
+    JwksServer,
+    claims,
+    ec_key,
+    hs256_with_public_key,
+    rsa_key,
+    tampered,
+    unsigned,
+)
 from testkit.otlp_spans import otlp_exporter, sdk_provider
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
