@@ -61,10 +61,10 @@ ENV_DEFAULTS = {
 }
 
 
-def default_config() -> str:
-    """config/default.yaml with `${env:VAR:-default}` of ENV_DEFAULTS turned into the harness's
-    placeholders, and any other `AGENTDBG_*_ENDPOINT` moved to a free port."""
-    text = (ROOT / "config" / "default.yaml").read_text()
+def default_config(root: Path = ROOT) -> str:
+    """`root`'s config/default.yaml with `${env:VAR:-default}` of ENV_DEFAULTS turned into the
+    harness's placeholders, and any other `AGENTDBG_*_ENDPOINT` moved to a free port."""
+    text = (root / "config" / "default.yaml").read_text()
     for var, placeholder in ENV_DEFAULTS.items():
         text = re.sub(r"\$\{env:" + var + r":-[^}]*\}", placeholder, text)
     return re.sub(r"\$\{env:AGENTDBG_\w+_(?:ENDPOINT|ADDRESS):-[^}]*\}", lambda _: f"127.0.0.1:{free_port()}", text)

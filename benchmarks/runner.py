@@ -127,8 +127,9 @@ def every_exporter_sent(daemon: Daemon, spans: int) -> bool:
 
 
 def run_daemon(config: str, data: list[bytes], spans: int, concurrency: int, rate: float | None,
-               name: str, overlay: str | None = None) -> Figures:
-    with Daemon(config, overlay=overlay) as daemon:
+               name: str, overlay: str | None = None, source: Path = ROOT) -> Figures:
+    """One daemon of `source`'s code (this checkout, or another revision's worktree) under the load."""
+    with Daemon(config, overlay=overlay, source=source) as daemon:
         return drive(daemon.proc.pid, f"127.0.0.1:{daemon.ports['grpc']}", data, spans, concurrency, rate, name,
                      lambda: every_exporter_sent(daemon, spans))
 

@@ -80,9 +80,12 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 
 class Daemon:
     def __init__(self, config: str, workdir: Path | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, overlay: str | Sequence[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, overlay: str | Sequence[str] | None = None,
+                 source: Path = ROOT) -> None:
         """`overlay`, if given, is a second YAML file merged over `config` (e.g. BASE_CONFIG), or a
-        list of them merged in order; the first is `overlay.yaml`, the next `overlay-2.yaml`, ..."""
+        list of them merged in order; the first is `overlay.yaml`, the next `overlay-2.yaml`, ...
+        `source` is the checkout whose code runs (another revision's worktree, for a before/after
+        benchmark); by default this one."""
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="agentdbg-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.dir / "config.yaml"
@@ -93,6 +96,7 @@ class Daemon:
             overlay_args += ["--config", str(self._overlay_path(number))]
         self.extra_args = [*overlay_args, *(extra_args or [])]
         self.env = env or {}
+        self.source = source
         self.log_path = self.dir / "daemon.log"
         self.proc: subprocess.Popen | None = None
 
@@ -149,7 +153,7 @@ class Daemon:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "run", "--config", str(self.config_path), *self.extra_args],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+            cwd=self.source, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
     def healthy(self) -> bool:
         if self.proc and self.proc.poll() is not None:
