@@ -43,9 +43,9 @@ from pipeline.config.units import Duration
 from pipeline.errors import PermanentError, Refused
 from pipeline.host import Host
 from pipeline.pdata.events import Events
+from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import Throttled
-from pipeline.pdata.traces import Traces
 
 malformed_messages = Counter("agentdbg_kafka_receiver_malformed_messages",
                              "Kafka records set aside (dead-lettered when a topic is set) before delivery, by "
@@ -213,7 +213,7 @@ class KafkaReceiver(Receiver):
         self.done[partition] = records[-1].offset + 1
         await self.commit_done({partition})
 
-    async def _decode(self, record: Any) -> Any:
+    async def _decode(self, record: Any) -> bytes | dict[str, Any] | None:
         try:
             if self.config.encoding == "json":
                 document = orjson.loads(record.value)
@@ -232,7 +232,7 @@ class KafkaReceiver(Receiver):
             return None
         return document
 
-    def _batch(self, items: list[Any]) -> Any:
+    def _batch(self, items: list[Any]) -> Traces | Events:
         if self.config.encoding == "json":
             return Events(items)
         return Traces(None, b"".join(items))  # OTLP's repeated top level: concatenation merges

@@ -32,7 +32,7 @@ What it promises when ClickHouse is slow, down or refuses:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import field_validator
@@ -43,6 +43,9 @@ from pipeline.clickhouse.schema import INSERT_SETTINGS
 from pipeline.clickhouse.tables import preload_insert_modules, slice_columns
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.errors import RetryableError
+
+if TYPE_CHECKING:  # imported when the first client connects (clickhouse_connect is slow to import)
+    from clickhouse_connect.driver.asyncclient import AsyncClient
 
 
 class ClickHouseConfig(TablesConfig):
@@ -70,7 +73,7 @@ class ClickHouseExporter(TableExporter):
     def __init__(self, settings: Settings, config: ClickHouseConfig) -> None:
         super().__init__(settings, config, "./data/dead_letter")
         self.ch_config = config
-        self._client: Any = None
+        self._client: AsyncClient | None = None
         self._connect_lock = asyncio.Lock()
         asynchronous = {"async_insert": 1, "wait_for_async_insert": 1} if config.async_insert else {}
         self._insert_settings: dict[str, Any] = {**asynchronous, **INSERT_SETTINGS}
@@ -84,7 +87,7 @@ class ClickHouseExporter(TableExporter):
             self.log.warning("ClickHouse not reachable at start; will connect on first send",
                              extra={"kv": {"endpoint": self.ch_config.endpoint, "error": str(exc)}})
 
-    async def _ensure_client(self) -> Any:
+    async def _ensure_client(self) -> AsyncClient:
         if self._client is not None:
             return self._client
         async with self._connect_lock:
@@ -99,7 +102,7 @@ class ClickHouseExporter(TableExporter):
                 self._client = client
         return self._client
 
-    async def _connect(self) -> Any:
+    async def _connect(self) -> AsyncClient:
         import clickhouse_connect
 
         url = urlparse(self.ch_config.endpoint)
@@ -115,7 +118,7 @@ class ClickHouseExporter(TableExporter):
             error = classify(exc, "connect")
             raise RetryableError(str(error), error_type=error.error_type) from exc
 
-    async def _create_schema(self, client: Any) -> None:
+    async def _create_schema(self, client: AsyncClient) -> None:
         for statement in self.spec.statements:
             try:
                 await client.command(statement)

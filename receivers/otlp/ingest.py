@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
+from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from pipeline.component import ComponentID, Consumer
@@ -91,8 +92,9 @@ class Ingest:
         self.accepted = accepted.labels(*labels)
         self.refused = refused.labels(*labels)
         self.failed = failed.labels(*labels)
-        self._rejected_requests = {reason: metrics.receiver_rejected_requests.labels(*labels, reason)
-                                   for reason in ("malformed", "too_large", "unsupported", "no_pipeline", "unauthenticated")}
+        self._rejected_requests = {
+            reason: metrics.receiver_rejected_requests.labels(*labels, reason)
+            for reason in ("malformed", "too_large", "unsupported", "no_pipeline", "unauthenticated")}
         self._log_limits = {reason: RateLimit(self.LOG_INTERVAL, clock) for reason in self._rejected_requests}
 
     def reject_request(self, reason: str, outcome: Outcome) -> Outcome:
@@ -104,7 +106,7 @@ class Ingest:
                 "per_s": self.LOG_INTERVAL}})
         return outcome
 
-    async def push(self, consumer: Consumer | None, message: Any, wire: bytes | None) -> Outcome:
+    async def push(self, consumer: Consumer | None, message: Message, wire: bytes | None) -> Outcome:
         received_at = time.time()
         if consumer is None:
             return self.reject_request("no_pipeline", Outcome(
