@@ -13,12 +13,10 @@ it. Nothing here imports a component or the registry; what a command needs from 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from pipeline.commands import explorer, query
-from pipeline.config.resolve import ResolvedConfig
-
-ConfigLoader = Callable[[], ResolvedConfig]  # raises ConfigErrors (or OSError) when the config is bad
+from pipeline.commands.explorer import ConfigLoader
 
 NAMES: tuple[str, ...] = ("query", *(name for name in explorer.COMMANDS if name != "query"))
 

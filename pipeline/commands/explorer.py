@@ -33,6 +33,8 @@ from pipeline.netaddr import split_host_port
 if TYPE_CHECKING:
     from pipeline.config.resolve import ResolvedConfig
 
+# The config as pipeline/cli.py hands it over: read on the first call (then cached); raises
+# ConfigErrors (or OSError) when the config is bad.
 ConfigLoader = Callable[[], "ResolvedConfig"]
 
 DEFAULT_URL = "http://localhost:10207"

@@ -23,12 +23,13 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.chdb_engine import LOCK_NAME, DirectoryInUse, lock_directory, unlock_directory
 from pipeline.component import Kind
 
 if TYPE_CHECKING:
+    from pipeline.commands.explorer import ConfigLoader
     from pipeline.config.resolve import ResolvedConfig
 
 FORMATS = {
@@ -121,7 +122,7 @@ def snapshot_directory(source: str, target: str) -> None:
                     ignore_dangling_symlinks=True, dirs_exist_ok=False)
 
 
-def main(args: Any, config: Callable[[], ResolvedConfig]) -> int:
+def main(args: Any, config: ConfigLoader) -> int:
     """`agentdbg query` on the directory (arguments parsed, config loader given, by pipeline/cli.py)."""
     try:
         path = args.path or path_from_config(config(), args.config)

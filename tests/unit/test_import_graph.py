@@ -204,7 +204,8 @@ def test_the_checker_sees_a_component_importing_another_and_a_shared_room_import
     assert wrong == [
         "connectors.triggers.detectors.x (line 1) imports processors.genai.prices: "
         "component connectors.triggers imports component processors.genai",
-        "exporters.helper.queued (line 1) imports exporters.kafka: the shared room exporters.helper imports a component",
+        "exporters.helper.queued (line 1) imports exporters.kafka: "
+        "the shared room exporters.helper imports a component",
         "extensions.explorer.api (line 1) imports exporters.helper: exporters.helper is shared by exporters/ only",
     ]
 
@@ -218,7 +219,8 @@ def test_the_checker_lets_only_the_registry_import_components_and_only_their_roo
     assert wrong == [
         "pipeline.registry (line 1) imports exporters.kafka.split: "
         "the registry imports factories from component package roots only",
-        "pipeline.cli (line 1) imports exporters.chdb: pipeline/ imports no component (only pipeline.registry lists them)",
+        "pipeline.cli (line 1) imports exporters.chdb: "
+        "pipeline/ imports no component (only pipeline.registry lists them)",
     ]
 
 
