@@ -98,13 +98,18 @@ class Scanner:
         rule = RULES[name]
         regex = rule.compiled()
         group = "secret" if "secret" in regex.groupindex else 0
+        replace: Callable[[str], str]
         if config.mode_of(name) == "hash":
             normalise = _NORMALISE.get(name, lambda text: text)
-            replace: Callable[[str], str] = lambda text: self.hasher(normalise(text))
+
+            def replace(text: str) -> str:
+                return self.hasher(normalise(text))
         elif "{last4}" in rule.mask:
-            replace = lambda text: rule.mask.format(last4=re.sub(r"\D", "", text)[-4:])
+            def replace(text: str) -> str:
+                return rule.mask.format(last4=re.sub(r"\D", "", text)[-4:])
         else:
-            replace = lambda text: rule.mask
+            def replace(text: str) -> str:
+                return rule.mask
         return Detector(name, regex, replace, rule.check, group, re2.compile(rule.candidate),
                         re2.compile(rule.candidate.encode()))
 

@@ -188,7 +188,7 @@ class SafetyProcessor(Processor[Events]):
             try:
                 limit = datetime.fromisoformat(since.replace("Z", "+00:00"))
             except ValueError:
-                raise web.HTTPBadRequest(text=f"since={since!r} is not an RFC 3339 time")
+                raise web.HTTPBadRequest(text=f"since={since!r} is not an RFC 3339 time") from None
             if limit.tzinfo is None:
                 limit = limit.replace(tzinfo=timezone.utc)  # a time with no zone is read as UTC
             docs = [d for d in docs if datetime.fromisoformat(d["decided_at"].replace("Z", "+00:00")) >= limit]
@@ -204,14 +204,14 @@ class SafetyProcessor(Processor[Events]):
             except KeyError:
                 known = self.engine.state.breakers if action.route == "breakers" else self.engine.state.throttles
                 raise web.HTTPNotFound(text=f"no {action.route[:-1]} {action.target!r}; known: "
-                                            f"{', '.join(sorted(known)) or 'none'}")
+                                            f"{', '.join(sorted(known)) or 'none'}") from None
             if not decisions:  # the same Idempotency-Key again: done before, change nothing now
                 return web.json_response({"decisions": [], "already_done": action.request_id})
             try:
                 await self._commit(candidate, decisions)
             except Refused as exc:
                 raise web.HTTPServiceUnavailable(text=f"not done, try again: {exc}",
-                                                 headers={"Retry-After": str(max(1, round(exc.retry_after)))})
+                                                 headers={"Retry-After": str(max(1, round(exc.retry_after)))}) from exc
         return web.json_response({"decisions": decisions})
 
 

@@ -39,7 +39,7 @@ class GrpcTransport:
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
         ])
-        for signal, spec in SPECS.items():
+        for spec in SPECS.values():
             handler = grpc.unary_unary_rpc_method_handler(self._handler(spec))
             self.server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(spec.service, {"Export": handler}),))
