@@ -25,8 +25,8 @@ from exporters.helper.http import raise_for_status
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
-from pipeline.pdata.events import Events, rfc3339
 from pipeline.netaddr import HttpUrl
+from pipeline.pdata.events import Events, rfc3339
 
 
 def identity(alert: dict[str, Any]) -> tuple[tuple[str, str], ...]:

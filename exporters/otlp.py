@@ -73,7 +73,8 @@ class OtlpGrpcExporter(QueuedExporter[Traces]):
         endpoint = self.grpc_config.endpoint
         target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
         insecure = self.grpc_config.tls.insecure or endpoint.startswith("http://")
-        compression = grpc.Compression.Gzip if self.grpc_config.compression == "gzip" else grpc.Compression.NoCompression
+        gzip = self.grpc_config.compression == "gzip"
+        compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
         options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
         if insecure:
             self._channel = grpc.aio.insecure_channel(target, options=options, compression=compression)

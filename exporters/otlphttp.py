@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 from google.protobuf.message import DecodeError

@@ -22,8 +22,8 @@ from exporters.helper import ExporterHelperConfig, QueuedExporter
 from exporters.helper.http import raise_for_status
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.errors import RetryableError
-from pipeline.pdata.events import Events
 from pipeline.netaddr import HttpUrl
+from pipeline.pdata.events import Events
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 

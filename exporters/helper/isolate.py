@@ -16,8 +16,8 @@ Other outcomes of an insert:
 
 `IsolatingExporter` is the exporter side: it builds a batch's rows once (`prepare`; a batch
 whose rows cannot be built at all is refused whole, as `invalid_data`, and dead-lettered:
-building them again would fail alike), runs the plan through `insert_rows`, keeps the refused rows in a dead-letter directory
-(`refused_batch` → exporters/helper/dead_letter.py) and reports them as `PartialFailure`s, so
+building them again would fail alike), runs the plan through `insert_rows`, keeps the refused rows in a
+dead-letter directory (`refused_batch` → exporters/helper/dead_letter.py) and reports them as `PartialFailure`s, so
 they are counted in `otelcol_exporter_send_failed_spans` under their error type
 (`invalid_data` for refused values) with one log line per batch and error type, never per row.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -87,7 +88,8 @@ class RedactionProcessor(Processor[Batch]):
                 for span in scope_spans.spans:
                     self.span(span, hits)
 
-    def process_planned(self, message: ExportTraceServiceRequest, plans: dict[int, ResourcePlan], hits: Counter[str]) -> None:
+    def process_planned(self, message: ExportTraceServiceRequest, plans: dict[int, ResourcePlan],
+                        hits: Counter[str]) -> None:
         """Walk only the resources, scopes and spans whose bytes hold a candidate match."""
         for r, resource_plan in plans.items():
             resource_spans = message.resource_spans[r]

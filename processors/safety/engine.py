@@ -13,10 +13,10 @@ from collections import ChainMap, OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipeline.documents.decision import decision_id
 from processors.safety.breakers import Breaker, BreakerState, matches
 from processors.safety.canary import CanaryState, analyse
 from processors.safety.config import SafetyConfig
-from pipeline.documents.decision import decision_id
 from processors.safety.decision import admin_cause, cause_of, decision
 
 SEEN_LIMIT = 100_000

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from processors.safety.engine import SafetyState
 from pipeline.telemetry.metrics import REGISTRY
+from processors.safety.engine import SafetyState
 
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 CANARY_PHASES = ("analysing", "promoted", "rolled_back")
@@ -32,7 +32,8 @@ def publish(state: SafetyState) -> None:
 rejected_events = Counter("agentdbg_safety_rejected_events",
                           "Documents the safety processor set aside without deciding on them, by reason: "
                           "invalid_document (not a valid document of its schema), not_a_trigger (a valid "
-                          "document of another schema), engine_error (deciding on it failed).", ["reason"], registry=REGISTRY)
+                          "document of another schema), engine_error (deciding on it failed).", ["reason"],
+                          registry=REGISTRY)
 tick_failures = Counter("agentdbg_safety_tick_failures",
                         "Time-driven transitions (half-open, close, step back) that failed and are tried again "
                         "at the next tick.", registry=REGISTRY)

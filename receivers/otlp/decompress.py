@@ -10,7 +10,6 @@ import io
 import zlib
 from typing import Protocol
 
-
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 

@@ -29,9 +29,9 @@ from aiohttp import web
 from pipeline.component import Factory, Kind, Receiver, Settings, Signal
 from pipeline.errors import PermanentError, Refused
 from pipeline.netaddr import BindError, bind_reason, split_host_port
+from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import RateLimit, ServerLog
-from pipeline.pdata.traces import Traces
 from receivers.zipkin.config import ZipkinReceiverConfig
 from receivers.zipkin.translate import BadSpans, from_json, from_proto, to_otlp
 
@@ -115,7 +115,8 @@ class ZipkinReceiver(Receiver):
 
     async def _spans(self, request: web.Request) -> web.Response:
         if request.method != "POST":
-            return web.Response(status=405, headers={"Allow": "POST"}, text="405 method not allowed, supported: [POST]\n")
+            return web.Response(status=405, headers={"Allow": "POST"},
+                                text="405 method not allowed, supported: [POST]\n")
         try:
             body, content_type = await self._read(request)
             # A large body takes seconds to decode (~10k spans/s): in a thread, so the loop keeps
@@ -133,7 +134,8 @@ class ZipkinReceiver(Receiver):
     async def _read(self, request: web.Request) -> tuple[bytes, str]:
         content_type = request.content_type if "Content-Type" in request.headers else JSON
         if content_type not in (JSON, PROTOBUF):
-            raise Rejected(415, "unsupported", f"unsupported media type {content_type!r}, supported: [{JSON}, {PROTOBUF}]")
+            raise Rejected(415, "unsupported",
+                           f"unsupported media type {content_type!r}, supported: [{JSON}, {PROTOBUF}]")
         limit = self.config.max_request_body_size
         if request.content_length is not None and request.content_length > limit:
             raise Rejected(413, "too_large", f"request body of {request.content_length} bytes exceeds the limit "

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
-from google.protobuf.message import DecodeError
 
 from receivers.zipkin import zipkin_v2_pb2
 
