@@ -1,7 +1,9 @@
 """`debug`: write what arrives to the log (otelcol's debug exporter).
 
 `verbosity: basic` logs one summary line per batch; `normal` one line per span (trace id,
-span id, name, service); `detailed` adds kind, times, status and attributes.
+span id, name, service); `detailed` adds kind, times, status and attributes. Logs alike: one
+line per log record (trace id, span id, severity, body, service) at `normal`; `detailed` adds
+times, flags, scope, event name and attributes.
 `sampling_initial` / `sampling_thereafter` thin the output per second, as otelcol does.
 It never refuses and never blocks: it is for looking, not for keeping.
 """
@@ -13,8 +15,10 @@ from typing import Any, Literal
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import PositiveInt
 
-from pipeline.component import Exporter, Factory, Settings, Signal, StrictConfig, Kind
+from pipeline.component import Exporter, Factory, Kind, Settings, Signal, StrictConfig
+from pipeline.pdata.anyvalue import any_value_text, attribute_map
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logs import Logs, iter_log_records
 from pipeline.pdata.traces import Traces
 
 
@@ -42,6 +46,9 @@ class DebugExporter(Exporter[Batch]):
     async def consume(self, batch: Batch) -> None:
         if not self._sampled():
             return
+        if isinstance(batch, Logs):
+            self._log_logs(batch)
+            return
         if not isinstance(batch, Traces):
             self.log.info(type(batch).__name__, extra={"kv": {"items": batch.item_count}})
             return
@@ -66,6 +73,26 @@ class DebugExporter(Exporter[Batch]):
                                       attributes={a.key: str(a.value).strip() for a in span.attributes})
                     self.log.info("span", extra={"kv": fields})
 
+    def _log_logs(self, batch: Logs) -> None:
+        message = batch.message
+        self.log.info("Logs", extra={"kv": {"resource_logs": len(message.resource_logs),
+                                             "log_records": batch.item_count}})
+        if self.config.verbosity == "basic":
+            return
+        detailed = self.config.verbosity == "detailed"
+        for rl, scope, record in iter_log_records(message):
+            service = next((a.value.string_value for a in rl.resource.attributes if a.key == "service.name"), "")
+            fields: dict[str, Any] = {"trace_id": record.trace_id.hex(), "span_id": record.span_id.hex(),
+                                      "severity_text": record.severity_text,
+                                      "severity_number": record.severity_number,
+                                      "body": any_value_text(record.body), "service": service}
+            if detailed:
+                fields.update(time=record.time_unix_nano, observed_time=record.observed_time_unix_nano,
+                              flags=record.flags, scope=scope.scope.name, event_name=record.event_name,
+                              attributes=attribute_map(record.attributes))
+            self.log.info("log record", extra={"kv": fields})
+
 
 factory = Factory("debug", Kind.EXPORTER, DebugConfig, DebugExporter,
-                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.EVENTS}), description="log what arrives")
+                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.EVENTS}),
+                  description="log what arrives")

@@ -111,5 +111,5 @@ class FileExporter(QueuedExporter[OtlpBatch | Events]):
 
 
 factory = Factory("file", Kind.EXPORTER, FileConfig, FileExporter,
-                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.EVENTS}),
+                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.EVENTS}),
                   description="append OTLP JSON lines or length-prefixed protobuf to a file")

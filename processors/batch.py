@@ -237,4 +237,5 @@ class BatchProcessor(Processor[OtlpBatch]):
 
 
 factory = Factory("batch", Kind.PROCESSOR, BatchConfig, BatchProcessor,
-                  signals=frozenset({Signal.TRACES, Signal.METRICS}), description="merge batches by size and timeout")
+                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.LOGS}),
+                  description="merge batches by size and timeout")

@@ -182,4 +182,5 @@ class MemoryLimiter(Processor[Batch]):
 
 
 factory = Factory("memory_limiter", Kind.PROCESSOR, MemoryLimiterConfig, MemoryLimiter,
-                  signals=frozenset({Signal.TRACES, Signal.METRICS}), description="refuse data above a memory limit")
+                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.LOGS}),
+                  description="refuse data above a memory limit")

@@ -6,6 +6,8 @@ What lives where:
 - `traces.py`: `Traces`, a batch of OTLP spans, and span-level helpers (count, iterate,
   split by span count);
 - `metrics.py`: `Metrics`, a batch of OTLP metrics (items are data points);
+- `logs.py`: `Logs`, a batch of OTLP log records (items are records), and record-level
+  helpers (iterate with resource and scope, split by record count, select by index);
 - `events.py`: `Events`, a batch of our own JSON documents (trigger events, decisions);
 - `spans.py`: `SpanColumns`, the columnar view of a `Traces` batch, built once and shared
   by its readers, and its attribute capture (which typed columns the shared pass fills);

@@ -42,6 +42,16 @@ receiver_refused_metric_points = Counter(
 receiver_failed_metric_points = Counter(
     "otelcol_receiver_failed_metric_points", "Number of metric points rejected as invalid.",
     RECEIVER, registry=REGISTRY)
+receiver_accepted_log_records = Counter(
+    "otelcol_receiver_accepted_log_records", "Number of log records successfully pushed into the pipeline.",
+    RECEIVER, registry=REGISTRY)
+receiver_refused_log_records = Counter(
+    "otelcol_receiver_refused_log_records", "Number of log records the pipeline refused retryably.",
+    RECEIVER, registry=REGISTRY)
+receiver_failed_log_records = Counter(
+    "otelcol_receiver_failed_log_records",
+    "Number of log records rejected as invalid, including those reported in partial_success.",
+    RECEIVER, registry=REGISTRY)
 receiver_rejected_requests = Counter(
     "agentdbg_receiver_rejected_requests",
     "Requests answered with an error before their spans could be counted, by reason.",

@@ -1,5 +1,12 @@
 """`otlp` receiver: OTLP over gRPC (default localhost:4317) and HTTP (default localhost:4318).
 
+Traces, metrics and logs, as otelcol's: the gRPC TraceService, MetricsService and
+LogsService, and HTTP `traces_url_path`, `metrics_url_path` and `logs_url_path`
+(`/v1/traces`, `/v1/metrics`, `/v1/logs`), protobuf or JSON. Every signal is answered and
+refused by the same rules; for logs a record whose trace or span id has the wrong length is
+refused alone through partial_success (`rejected_log_records`), and the counters are
+`otelcol_receiver_{accepted,refused,failed}_log_records_total`.
+
 What it promises: a request is answered OK only after every pipeline it feeds has taken
 the batch (into a processor buffer or an exporter queue). When a stage refuses (full
 queue, memory limit) the client gets a retryable answer with a retry hint and nothing is
@@ -50,5 +57,5 @@ class OtlpReceiver(Receiver):
 
 
 factory = Factory("otlp", Kind.RECEIVER, OtlpReceiverConfig, OtlpReceiver,
-                  signals=frozenset({Signal.TRACES, Signal.METRICS}),
-                  description="OTLP traces and metrics over gRPC and HTTP (protobuf, JSON)")
+                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.LOGS}),
+                  description="OTLP traces, metrics and logs over gRPC and HTTP (protobuf, JSON)")

@@ -42,7 +42,8 @@ class HttpTransport:
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.config.max_request_body_size)
-        paths = {Signal.TRACES: self.config.traces_url_path, Signal.METRICS: self.config.metrics_url_path}
+        paths = {Signal.TRACES: self.config.traces_url_path, Signal.METRICS: self.config.metrics_url_path,
+                 Signal.LOGS: self.config.logs_url_path}
         for signal, path in paths.items():
             if signal in SPECS:
                 app.router.add_route("*", path, self._handler(SPECS[signal]))

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -13,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client import Counter
 
 from pipeline.component import Signal
+from pipeline.pdata.logs import Logs
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
@@ -23,7 +26,8 @@ class SignalSpec:
     signal: Signal
     service: str                   # gRPC service name
     request_type: type[Message]
-    response_type: type[ExportTraceServiceResponse] | type[ExportMetricsServiceResponse]
+    response_type: (type[ExportTraceServiceResponse] | type[ExportMetricsServiceResponse]
+                    | type[ExportLogsServiceResponse])
     partial_field: str             # rejected_<items> in partial_success
     make_batch: Callable[[Any, bytes | None, float], Any]
     drop_invalid: Callable[[Any], tuple[int, str]]
@@ -77,4 +81,38 @@ METRICS = SignalSpec(
               metrics.receiver_failed_metric_points),
 )
 
-SPECS = {TRACES.signal: TRACES, METRICS.signal: METRICS}
+def drop_invalid_log_records(request: logs_service_pb2.ExportLogsServiceRequest) -> tuple[int, str]:
+    """Remove log records whose trace or span id has the wrong length; return how many and why.
+
+    A log record's ids are optional (empty), but when present OTLP requires 16 bytes for the
+    trace id and 8 for the span id: a record with other lengths could never be joined with its
+    spans, so it is refused alone through partial_success, as spans with bad ids are.
+    """
+    rejected, reason = 0, ""
+    for rl in request.resource_logs:
+        for scope in rl.scope_logs:
+            records = scope.log_records
+            bad = [i for i, r in enumerate(records) if len(r.trace_id) not in (0, 16) or len(r.span_id) not in (0, 8)]
+            if bad:
+                first = records[bad[0]]
+                reason = reason or (f"log record: trace_id must be 16 bytes or empty and span_id 8 bytes or empty "
+                                    f"(got {len(first.trace_id)} and {len(first.span_id)})")
+                for index in reversed(bad):
+                    del records[index]
+                rejected += len(bad)
+    return rejected, reason
+
+
+LOGS = SignalSpec(
+    signal=Signal.LOGS,
+    service="opentelemetry.proto.collector.logs.v1.LogsService",
+    request_type=logs_service_pb2.ExportLogsServiceRequest,
+    response_type=logs_service_pb2.ExportLogsServiceResponse,
+    partial_field="rejected_log_records",
+    make_batch=lambda message, wire, received_at: Logs(message, wire, None, received_at),
+    drop_invalid=drop_invalid_log_records,
+    counters=(metrics.receiver_accepted_log_records, metrics.receiver_refused_log_records,
+              metrics.receiver_failed_log_records),
+)
+
+SPECS = {TRACES.signal: TRACES, METRICS.signal: METRICS, LOGS.signal: LOGS}

@@ -1,0 +1,89 @@
+"""`Logs`: the batch that flows through a logs pipeline (OTLP ExportLogsServiceRequest).
+
+Same contract as `Traces` and `Metrics` (batch.py: wire bytes kept while unchanged, lazy
+parse, wire-level merge); its item count is the number of log records, as otelcol counts
+log items. `split` cuts a batch by record count, each piece keeping the resource and scope
+of its records, so the batch processor's `send_batch_max_size` and size-bounded exporters
+(Kafka) work on logs as on spans.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+from pipeline.pdata.batch import OtlpBatch
+
+
+def count_log_records(message: ExportLogsServiceRequest) -> int:
+    return sum(len(scope.log_records) for rl in message.resource_logs for scope in rl.scope_logs)
+
+
+class Logs(OtlpBatch[ExportLogsServiceRequest]):
+    __slots__ = ()
+    request_type = ExportLogsServiceRequest
+    count = staticmethod(count_log_records)
+
+    def split(self, max_records: int) -> list[Logs]:
+        """Batches of at most `max_records` records each, keeping resource and scope with their records."""
+        if max_records <= 0 or self.item_count <= max_records:
+            return [self]
+        return [Logs(message, None, count, self.received_at)
+                for message, count in chunk_log_records(self.message, max_records)]
+
+
+def chunk_log_records(message: ExportLogsServiceRequest, max_records: int
+                      ) -> Iterator[tuple[ExportLogsServiceRequest, int]]:
+    """Yield requests of at most `max_records` records, in order, copying resource and scope headers."""
+    out, count = ExportLogsServiceRequest(), 0
+    for rl in message.resource_logs:
+        target: ResourceLogs | None = None
+        for scope in rl.scope_logs:
+            records, start = scope.log_records, 0
+            while start < len(records):
+                if count == max_records:
+                    yield out, count
+                    out, count, target = ExportLogsServiceRequest(), 0, None
+                if target is None:
+                    target = out.resource_logs.add(schema_url=rl.schema_url)
+                    target.resource.CopyFrom(rl.resource)
+                take = min(max_records - count, len(records) - start)
+                _copy_scope(target, scope).log_records.extend(records[start:start + take])
+                start += take
+                count += take
+    if count:
+        yield out, count
+
+
+def _copy_scope(target: ResourceLogs, scope: ScopeLogs) -> ScopeLogs:
+    copy = target.scope_logs.add(schema_url=scope.schema_url)
+    copy.scope.CopyFrom(scope.scope)
+    return copy
+
+
+def iter_log_records(message: ExportLogsServiceRequest) -> Iterator[tuple[ResourceLogs, ScopeLogs, LogRecord]]:
+    """Every record of `message` with its resource and scope, in order."""
+    for rl in message.resource_logs:
+        for scope in rl.scope_logs:
+            for record in scope.log_records:
+                yield rl, scope, record
+
+
+def select_log_records(batch: Logs, indices: set[int] | list[int]) -> Logs:
+    """The records of `batch` at `indices` (order of `iter_log_records`), with their resources and scopes."""
+    wanted = set(indices)
+    out = ExportLogsServiceRequest()
+    first = 0
+    for rl in batch.message.resource_logs:
+        target: ResourceLogs | None = None
+        for scope in rl.scope_logs:
+            picked = [record for index, record in enumerate(scope.log_records, first) if index in wanted]
+            first += len(scope.log_records)
+            if not picked:
+                continue
+            if target is None:
+                target = out.resource_logs.add(schema_url=rl.schema_url)
+                target.resource.CopyFrom(rl.resource)
+            _copy_scope(target, scope).log_records.extend(picked)
+    return Logs.from_message(out, batch.received_at)
