@@ -146,7 +146,10 @@ def check_health_body(body: dict) -> None:
     up_since = datetime.fromisoformat(body["upSince"].replace("Z", "+00:00"))
     assert up_since.tzinfo is not None
     assert up_since <= datetime.now(timezone.utc)
-    assert body["uptime"].endswith("s") and float(body["uptime"][:-1]) >= 0
+    # uptime is the time since upSince when the daemon answered: the two agree, to the request's latency
+    since = (datetime.now(timezone.utc) - up_since).total_seconds()
+    assert body["uptime"].endswith("s") and 0 < float(body["uptime"][:-1]) <= since + 0.01
+    assert since - float(body["uptime"][:-1]) < 5
 
 
 def test_health_check_endpoint(daemon):
