@@ -5,10 +5,14 @@ import argparse
 import asyncio
 import functools
 import sys
+from typing import TYPE_CHECKING
 
 from pipeline.component import Kind
 from pipeline.config.shipped import default_config
 from pipeline.errors import ConfigErrors
+
+if TYPE_CHECKING:
+    from pipeline.config.resolve import ResolvedConfig
 
 DEFAULT_CONFIG = default_config()  # the wheel's packaged copy, else the checkout's config/default.yaml
 
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     return _run(sources, config)
 
 
-def _validate(config) -> int:
+def _validate(config: ResolvedConfig) -> int:
     from pipeline.graph import Graph
 
     try:
@@ -124,7 +128,7 @@ def _validate(config) -> int:
     return 0
 
 
-def _run(sources: list[str], config) -> int:
+def _run(sources: list[str], config: ResolvedConfig) -> int:
     from pipeline.service import Service
 
     async def main_async() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections import ChainMap, OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from pipeline.documents.decision import decision_id
 from processors.safety.breakers import Breaker, BreakerState, matches
@@ -101,7 +101,7 @@ class SafetyEngine:
         return self._keep_new(out)
 
     # -- per concern -----------------------------------------------------------------------------
-    def _breaker_objects(self):
+    def _breaker_objects(self) -> Iterator[tuple[str, Breaker]]:
         chain = self.config.fallback_chain
         for name, config in self.config.breakers.items():
             yield name, Breaker(name, config, chain, self.state.breakers[name])

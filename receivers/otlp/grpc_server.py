@@ -7,7 +7,7 @@ message (RESOURCE_EXHAUSTED). Refusals carry a google.rpc.Status with RetryInfo 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -63,7 +63,7 @@ class GrpcTransport:
             await self.server.stop(grace)
             self.server = None
 
-    def _handler(self, spec: SignalSpec):
+    def _handler(self, spec: SignalSpec) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
         ingest = self.ingests[spec.signal]
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:

@@ -23,17 +23,22 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline.component import Factory, Kind, Receiver, Settings, Signal
 from pipeline.errors import PermanentError, Refused
+from pipeline.host import Host
 from pipeline.netaddr import BindError, bind_reason, split_host_port
 from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
 from pipeline.telemetry.logs import RateLimit, ServerLog
 from receivers.zipkin.config import ZipkinReceiverConfig
 from receivers.zipkin.translate import BadSpans, from_json, from_proto, to_otlp
+
+T = TypeVar("T")
 
 JSON, PROTOBUF = "application/json", "application/x-protobuf"
 WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -42,7 +47,7 @@ LOG_INTERVAL = 10.0
 IN_THREAD_BYTES = 256 * 1024
 
 
-async def _call(function, *args):
+async def _call(function: Callable[..., T], *args: Any) -> T:
     return function(*args)
 
 
@@ -86,7 +91,7 @@ class ZipkinReceiver(Receiver):
         self._log_limits = {reason: RateLimit(LOG_INTERVAL) for reason in self._rejected}
         self._runner: web.AppRunner | None = None
 
-    async def start(self, host) -> None:
+    async def start(self, host: Host) -> None:
         # First: an unreadable certificate is its own error, not a bind error, and leaves nothing open.
         ssl_context = self.config.tls.ssl_context() if self.config.tls else None
         app = web.Application(client_max_size=self.config.max_request_body_size + 1)
@@ -146,14 +151,14 @@ class ZipkinReceiver(Receiver):
             raise Rejected(413, "too_large", f"request body exceeds the limit of {limit} bytes") from None
         return _inflate(raw, request.headers.get("Content-Encoding", ""), limit), content_type
 
-    def _translate(self, body: bytes, content_type: str):
+    def _translate(self, body: bytes, content_type: str) -> ExportTraceServiceRequest:
         try:
             spans = from_proto(body) if content_type == PROTOBUF else from_json(body)
         except BadSpans as exc:
             raise Rejected(400, "malformed", str(exc)) from None
         return to_otlp(spans, self.config.parse_string_tags)
 
-    async def _push(self, message, received_at: float) -> None:
+    async def _push(self, message: ExportTraceServiceRequest, received_at: float) -> None:
         consumer = self.consumers.get(Signal.TRACES)
         if consumer is None:
             raise Rejected(404, "no_pipeline", "no traces pipeline takes spans from this receiver")
