@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from exporters.file import FileConfig, FileExporter
 from extensions.file_storage import FileStorage, FileStorageConfig
 from extensions.health_check import HealthCheck, HealthCheckConfig
-from exporters.file import FileConfig, FileExporter
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.contracts import QueueOwner, Storage
 from pipeline.errors import ConfigErrors
