@@ -20,6 +20,7 @@ answer's status.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -76,6 +77,7 @@ class DebugApi(Component):
         self.config = config
         self.server: HttpServer | None = None
         self._static: StaticToken | None = None
+        self._closing = asyncio.Event()
 
     async def start(self, host: Host) -> None:
         auth = self.config.auth
@@ -96,6 +98,7 @@ class DebugApi(Component):
         await self.server.start()
 
     async def shutdown(self, deadline: float | None = None) -> None:
+        self._closing.set()  # a reload request waiting on its own reload answers now (see _reload)
         if self.server:
             await self.server.stop()
 
@@ -129,10 +132,19 @@ class DebugApi(Component):
         return await self._audited(request, handler(request))
 
     async def _reload(self, host: Host) -> web.Response:
+        """The reload runs as a task of its own: when the new config replaces this API, its
+        shutdown must not wait for (or cancel) the request that asked for the reload."""
         self._refuse_open_actions()
         if host.reload is None:
             raise web.HTTPNotImplemented(text="this process cannot reload its configuration")
-        if await host.reload():
+        reload = asyncio.ensure_future(host.reload())
+        closing = asyncio.ensure_future(self._closing.wait())
+        await asyncio.wait({reload, closing}, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        if not reload.done():
+            return web.json_response({"reloaded": None, "note": "the new configuration replaces this debug API; "
+                                      "the reload goes on: see the log"}, status=202)
+        if reload.result():
             return web.json_response({"reloaded": True})
         return web.json_response({"reloaded": False, "error": "the configuration was not applied (invalid, or "
                                   "its components did not start); the running pipelines are kept: see the log"},

@@ -154,3 +154,20 @@ def test_the_audit_table_is_never_updated_or_deleted_from(daemon: Daemon) -> Non
     tables = {row["table"] for row in rows}
     assert "otel_traces" in tables, rows  # the erasure's lightweight DELETE is a mutation chDB lists
     assert "agentdbg_decisions" not in tables, rows
+
+
+def test_a_reload_that_replaces_the_debug_api_still_answers(daemon: Daemon) -> None:
+    """The reload asked over the debug API changes that API's own config: the old API stops while
+    the request that asked is open, so the request must not hold the reload up (nor be cut)."""
+    changed = OVERLAY.replace("debug_api:\n    auth: {authenticator: bearertokenauth}",
+                              "debug_api:\n    auth: {authenticator: bearertokenauth, required: true}")
+    assert changed != OVERLAY
+    daemon.write_overlay(changed)
+    before = daemon.log().count("configuration reloaded")
+    answer = call(daemon, "debug", "/debug/reload", "admin-secret")
+    assert answer.status_code in (200, 202), answer.text
+    wait_until(lambda: daemon.log().count("configuration reloaded") > before, message="the reload applied")
+    routes = requests.get(f"http://127.0.0.1:{daemon.ports['debug']}/debug/routes",
+                          headers={"Authorization": "Bearer viewer-secret"}, timeout=10)
+    assert routes.status_code == 200 and routes.json()["routes"]
+    assert requests.get(f"http://127.0.0.1:{daemon.ports['debug']}/debug/routes", timeout=10).status_code == 401
