@@ -174,6 +174,6 @@ class ChdbExporter(TableExporter):
 
 
 factory = Factory("chdb", Kind.EXPORTER, ChdbConfig, ChdbExporter,
-                  signals=frozenset({Signal.TRACES, Signal.EVENTS}),
+                  signals=frozenset({Signal.TRACES, Signal.LOGS, Signal.EVENTS}),
                   description="store spans (and trigger events / decisions, in an audit table) in the embedded "
                               "ClickHouse engine (chDB) in a local directory")

@@ -9,6 +9,7 @@ compare record by record with what a store, a topic, a file or a backend holds.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from opentelemetry._logs import SeverityNumber
@@ -60,8 +61,11 @@ def exporters_for(protocol: str, endpoint: str):
 
 
 def send_sdk_logs(protocol: str, endpoint: str, count: int = 6, service: str = "logs-svc",
-                  first_ns: int = 1_760_000_000_000_000_000) -> list[SentLog]:
-    """Emit `count` records (every other one inside a span) and flush; the records as sent."""
+                  first_ns: int | None = None) -> list[SentLog]:
+    """Emit `count` records (every other one inside a span) and flush; the records as sent.
+
+    Times start at `first_ns` (default: now, so that a store's retention keeps them), 1 ms apart."""
+    first_ns = time.time_ns() if first_ns is None else first_ns
     resource = Resource.create({"service.name": service, "deployment.environment": "test"})
     log_exporter, span_exporter = exporters_for(protocol, endpoint)
     tracer_provider = TracerProvider(resource=resource)

@@ -145,6 +145,6 @@ class ClickHouseExporter(TableExporter):
 
 
 factory = Factory("clickhouse", Kind.EXPORTER, ClickHouseConfig, ClickHouseExporter,
-                  signals=frozenset({Signal.TRACES, Signal.EVENTS}),
+                  signals=frozenset({Signal.TRACES, Signal.LOGS, Signal.EVENTS}),
                   description="insert spans into ClickHouse over HTTP (otelcol clickhouseexporter schema), "
                               "and trigger events / decisions into an audit table")

@@ -24,12 +24,13 @@ from pipeline.component import Settings
 from pipeline.errors import PartialFailure
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.events import Events
+from pipeline.pdata.logs import Logs
 from pipeline.pdata.traces import Traces
 
 T = TypeVar("T")
 
 
-class TableExporter(IsolatingExporter[Traces | Events, list[Sequence]]):
+class TableExporter(IsolatingExporter[Traces | Events | Logs, list[Sequence]]):
     def __init__(self, settings: Settings, config: TablesConfig, default_dead_letter: str) -> None:
         super().__init__(settings, config)
         self.spec: TableSpec = table_spec(settings.signal, config)
@@ -37,7 +38,7 @@ class TableExporter(IsolatingExporter[Traces | Events, list[Sequence]]):
         directory = Path(config.dead_letter or default_dead_letter) / str(settings.id).replace("/", "_")
         self.dead_letters = DeadLetters(directory)
 
-    async def send(self, batch: Traces | Events) -> list[PartialFailure] | None:
+    async def send(self, batch: Traces | Events | Logs) -> list[PartialFailure] | None:
         if not self.spec.wants(batch):
             return None
         return await self.send_rows(batch)
@@ -46,11 +47,11 @@ class TableExporter(IsolatingExporter[Traces | Events, list[Sequence]]):
         """Run CPU work off the event loop (the chdb exporter uses its writer thread)."""
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
-    async def prepare(self, batch: Traces | Events) -> list[Sequence]:
+    async def prepare(self, batch: Traces | Events | Logs) -> list[Sequence]:
         return await self.in_worker(self.spec.to_columns, batch)
 
     def row_count(self, rows: list[Sequence]) -> int:
         return len(rows[0]) if rows else 0
 
-    def refused_batch(self, batch: Traces | Events, indices: list[int]) -> Batch:
+    def refused_batch(self, batch: Traces | Events | Logs, indices: list[int]) -> Batch:
         return self.spec.select(batch, indices)

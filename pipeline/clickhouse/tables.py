@@ -6,7 +6,8 @@ explorer reads them); the exporters' shared config and base class are in exporte
 The graph builds one exporter instance per id and pipeline type, so an exporter named in a
 `traces` pipeline writes spans to `traces_table_name` (the otelcol schema, schema.py) and the
 same exporter named in an `events` pipeline writes trigger events and safety decisions to
-`events_table_name` (the audit table, audit.py). Both go through the same column-oriented
+`events_table_name` (the audit table, audit.py); named in a `logs` pipeline, it writes log records
+to `logs_table_name` (otelcol's `otel_logs`, logs.py). All go through the same column-oriented
 insert and the same error mapping (errors.py).
 """
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any, Callable, Protocol, Sequence
 from pydantic import field_validator
 
 from pipeline.clickhouse.audit import EVENTS_COLUMNS, events_columns, events_table_statements, select_documents
+from pipeline.clickhouse.logs import LOGS_COLUMNS, logs_columns, logs_statements, select_logs
 from pipeline.clickhouse.schema import INSERT_COLUMNS, qualified, quote, schema_statements, select_spans, traces_columns
 from pipeline.clickhouse.sessions import summary_statements
 from pipeline.component import Signal, StrictConfig
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.events import Events
+from pipeline.pdata.logs import Logs
 from pipeline.pdata.traces import Traces
 
 
@@ -50,6 +53,8 @@ class TableNames(Protocol):
     @property
     def events_table_name(self) -> str: ...
     @property
+    def logs_table_name(self) -> str: ...
+    @property
     def ttl(self) -> float: ...  # seconds; 0 = keep for ever
     @property
     def events_ttl(self) -> float: ...
@@ -62,7 +67,7 @@ class TableSpec:
     table: str  # qualified and quoted
     columns: tuple[tuple[str, str], ...]
     statements: tuple[str, ...]
-    batch_type: type[Traces] | type[Events]
+    batch_type: type[Traces] | type[Events] | type[Logs]
     to_columns: Callable[[Any], list[Sequence]]
     select: Callable[[Any, Sequence[int]], Any]  # the batch's rows at these indices, as a batch
 
@@ -97,6 +102,13 @@ def events_spec(config: TableNames) -> TableSpec:
     return TableSpec(table, EVENTS_COLUMNS, statements, Events, events_columns, select_documents)
 
 
+def logs_spec(config: TableNames) -> TableSpec:
+    """The logs table (otelcol's `otel_logs`), with the spans table's retention."""
+    statements = tuple(logs_statements(config.database, config.logs_table_name, config.ttl))
+    return TableSpec(qualified(config.database, config.logs_table_name), LOGS_COLUMNS, statements,
+                     Logs, logs_columns, select_logs)
+
+
 def preload_insert_modules() -> None:
     """Import what clickhouse-connect would import at the first insert, at start instead.
 
@@ -112,8 +124,10 @@ def preload_insert_modules() -> None:
 
 
 def table_spec(signal: Signal | None, config: TableNames) -> TableSpec:
-    """The table for the pipeline type an exporter instance serves (traces unless events)."""
-    return events_spec(config) if signal == Signal.EVENTS else traces_spec(config)
+    """The table for the pipeline type an exporter instance serves (traces unless events or logs)."""
+    if signal == Signal.EVENTS:
+        return events_spec(config)
+    return logs_spec(config) if signal == Signal.LOGS else traces_spec(config)
 
 
 def slice_columns(columns: list[Sequence], start: int, stop: int) -> list[Sequence]:
