@@ -28,7 +28,7 @@ from pipeline.graph import Graph
 from pipeline.host import Host
 from pipeline.netaddr import BindError
 from pipeline.registry import factories
-from pipeline.status import InstanceKey, Status, instance_key
+from pipeline.status import InstanceKey, Scope, Status, instance_key
 from pipeline.status import registry as status_registry
 from pipeline.telemetry import logs, metrics
 from pipeline.telemetry.server import MetricsServer
@@ -203,7 +203,7 @@ def status_keys(graph: Graph) -> dict[str, list[InstanceKey]]:
     """Each pipeline's component instances, as the status registry names them: receivers and
     connectors are one instance per id, exporters one per id and signal, processors one per
     pipeline."""
-    def end(kind: Kind, cid: ComponentID, scope: object = None) -> InstanceKey:
+    def end(kind: Kind, cid: ComponentID, scope: Scope = None) -> InstanceKey:
         return instance_key(Kind.CONNECTOR, cid) if cid in graph.connectors else instance_key(kind, cid, scope)
 
     return {pipeline.name: [*(end(Kind.RECEIVER, cid) for cid in pipeline.receivers),

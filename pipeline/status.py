@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from pipeline.component import ComponentID, Kind
+from pipeline.component import ComponentID, Kind, Signal
 from pipeline.telemetry.redact import redact_text
 
 
@@ -67,9 +67,12 @@ class StatusReporter(Protocol):
 InstanceKey = tuple[Kind, ComponentID, str]
 
 
-def instance_key(kind: Kind, cid: ComponentID, scope: Any = None) -> InstanceKey:
-    value = getattr(scope, "value", scope)
-    return kind, cid, "" if value is None else str(value)
+Scope = Signal | str | None  # an exporter's signal, a processor's pipeline name, or nothing
+
+
+def instance_key(kind: Kind, cid: ComponentID, scope: Scope = None) -> InstanceKey:
+    value = scope.value if isinstance(scope, Signal) else scope
+    return kind, cid, "" if value is None else value
 
 
 def label(key: InstanceKey) -> str:
@@ -126,7 +129,7 @@ class StatusRegistry:
         self.events: dict[InstanceKey, StatusEvent] = {}
         self.pipelines: dict[str, tuple[InstanceKey, ...]] = {}
 
-    def reporter(self, kind: Kind, cid: ComponentID, scope: Any = None) -> ComponentStatus:
+    def reporter(self, kind: Kind, cid: ComponentID, scope: Scope = None) -> ComponentStatus:
         return ComponentStatus(self, instance_key(kind, cid, scope))
 
     def set(self, key: InstanceKey, status: Status, error: str | None = None) -> None:
@@ -212,6 +215,6 @@ def _event_view(event: StatusEvent | None, healthy: bool) -> dict[str, Any]:
 registry = StatusRegistry()
 
 
-def reporter(kind: Kind, cid: ComponentID, scope: Any = None) -> StatusReporter:
+def reporter(kind: Kind, cid: ComponentID, scope: Scope = None) -> StatusReporter:
     """The reporter of one component instance in the daemon's registry."""
     return registry.reporter(kind, cid, scope)
