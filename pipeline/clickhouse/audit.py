@@ -42,6 +42,11 @@ Retention: `events_ttl` (default 8760h, 365 days; 0 = for ever), separate from t
 erasures): it must outlive the spans it talks about, and it holds a few rows a minute, so a
 year costs little. Like the spans tables, a table created earlier gets it by
 `ALTER TABLE ... MODIFY TTL` at each start.
+
+Append-only: the daemon only inserts into this table (these exporters, and pipeline/audit.py's
+one INSERT for operator and admin actions, `agentdbg.audit/v1`, and erasures,
+`agentdbg.erasure/v1`, whose uuid ids never collapse); no statement of it updates or deletes a
+row, not even `agentdbg forget` (tests/unit/test_audit_append_only.py); rows leave by the TTL.
 """
 from __future__ import annotations
 
