@@ -161,9 +161,14 @@ class ChdbExporter(TableExporter):
         future = inflight[2]
         try:
             await asyncio.shield(future)
-        finally:
-            if future.done():
-                self._inflight = None
+        except asyncio.CancelledError:
+            # The attempt timed out. Keep the insert, even one that completed in this same
+            # moment: the retry then awaits it instead of writing the rows a second time.
+            raise
+        except BaseException:
+            self._inflight = None
+            raise
+        self._inflight = None
 
     async def stop_client(self) -> None:
         if self._inflight is not None:  # let a write that started finish before closing the engine
