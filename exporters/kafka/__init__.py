@@ -1,4 +1,8 @@
-"""`kafka`: produce spans (and trigger events) to a Kafka topic with aiokafka.
+"""`kafka`: produce spans (and logs, and trigger events) to a Kafka topic with aiokafka.
+
+In a `logs` pipeline it produces otelcol-compatible OTLP `ExportLogsServiceRequest` messages
+to `logs.topic` (default `otlp_logs`, as otelcol's kafkaexporter), in `logs.encoding` or else
+`encoding`; everything below holds for them too (a record too large alone is the one refused).
 
 Messages are otelcol-compatible: one OTLP `ExportTraceServiceRequest` per message,
 `otlp_proto` (the batch's received wire bytes, untouched while nothing changed them) or
@@ -35,7 +39,7 @@ from exporters.kafka.exporter import KafkaExporter
 from pipeline.component import Factory, Kind, Signal
 
 factory = Factory("kafka", Kind.EXPORTER, KafkaConfig, KafkaExporter,
-                  signals=frozenset({Signal.TRACES, Signal.EVENTS}),
+                  signals=frozenset({Signal.TRACES, Signal.LOGS, Signal.EVENTS}),
                   description="produce OTLP spans (proto or JSON) and trigger events to a Kafka topic")
 
 __all__ = ["KafkaConfig", "KafkaExporter", "factory"]

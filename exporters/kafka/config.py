@@ -43,11 +43,19 @@ class SaslConfig(StrictConfig):
     password: SecretStr  # kept out of logs and reprs
 
 
+class LogsTopicConfig(StrictConfig):
+    """Where a `logs` pipeline's records go (otelcol kafkaexporter's `logs:` block)."""
+
+    topic: str = Field("otlp_logs", min_length=1)
+    encoding: Literal["otlp_proto", "otlp_json"] | None = None  # None: the exporter's `encoding`
+
+
 class KafkaConfig(ExporterHelperConfig):
     brokers: list[str] = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
     topic: str = Field("otlp_spans", min_length=1)
     encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
     partition_traces_by_id: bool = False
+    logs: LogsTopicConfig = LogsTopicConfig()
     client_id: str = "agentdbg"
     producer: ProducerConfig = ProducerConfig()
     tls: TlsClientConfig | None = None

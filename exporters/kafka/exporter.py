@@ -13,9 +13,10 @@ from exporters.helper import QueuedExporter
 from exporters.helper.queued import describe
 from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import Encoded, RecordEncoder
-from pipeline.component import Settings
+from pipeline.component import Settings, Signal
 from pipeline.errors import PartialFailure, PermanentError, RetryableError
 from pipeline.pdata.events import Events
+from pipeline.pdata.logs import Logs
 from pipeline.pdata.traces import Traces
 
 # Retrying these cannot help until someone changes the config, the ACLs or the broker.
@@ -44,12 +45,16 @@ _START_PROBE_SECONDS = 5.0
 _STOP_GRACE_SECONDS = 5.0
 
 
-class KafkaExporter(QueuedExporter[Traces | Events]):
+class KafkaExporter(QueuedExporter[Traces | Logs | Events]):
     def __init__(self, settings: Settings, config: KafkaConfig) -> None:
         super().__init__(settings, config)
         self.kafka = config
-        self.encoder = RecordEncoder(config.encoding, config.partition_traces_by_id,
-                                     config.producer.max_message_bytes)
+        # An instance serves one pipeline type (the graph builds one per id and signal): a logs
+        # pipeline's records go to `logs.topic`, in `logs.encoding` when set.
+        logs = settings.signal == Signal.LOGS
+        self.topic = config.logs.topic if logs else config.topic
+        encoding = (config.logs.encoding or config.encoding) if logs else config.encoding
+        self.encoder = RecordEncoder(encoding, config.partition_traces_by_id, config.producer.max_message_bytes)
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
 
@@ -80,8 +85,8 @@ class KafkaExporter(QueuedExporter[Traces | Events]):
                 "brokers": ",".join(self.kafka.brokers)}})
 
     # -- sending --------------------------------------------------------------------------------
-    async def send(self, batch: Traces | Events) -> PartialFailure | None:
-        """Produce a traces or an events batch as records that fit the broker's message size."""
+    async def send(self, batch: Traces | Logs | Events) -> PartialFailure | None:
+        """Produce a traces, logs or events batch as records that fit the broker's message size."""
         encoded = self.encoder.encode(batch)
         if encoded.records:
             producer = await self._client()
@@ -90,7 +95,7 @@ class KafkaExporter(QueuedExporter[Traces | Events]):
                 await self._produce(producer, encoded)
             except kafka_errors.UnknownTopicOrPartitionError as exc:
                 raise (await self._unknown_topic(producer) or RetryableError(
-                    f"topic {self.kafka.topic!r} has no leader yet", error_type="unavailable")) from exc
+                    f"topic {self.topic!r} has no leader yet", error_type="unavailable")) from exc
             except _PRODUCER_STATE_ERRORS as exc:
                 await self._discard(producer)
                 raise RetryableError(f"the brokers refused this producer's sequence numbers ({describe(exc)}); "
@@ -101,7 +106,7 @@ class KafkaExporter(QueuedExporter[Traces | Events]):
 
     async def _produce(self, producer: AIOKafkaProducer, encoded: Encoded) -> None:
         # Queue every record first, then wait for all: aiokafka batches them per partition.
-        futures = [await producer.send(self.kafka.topic, record.value, key=record.key)
+        futures = [await producer.send(self.topic, record.value, key=record.key)
                    for record in encoded.records]
         results = await asyncio.gather(*futures, return_exceptions=True)
         for result in results:
@@ -121,7 +126,7 @@ class KafkaExporter(QueuedExporter[Traces | Events]):
         """Before a topic's first send: with auto-creation off, aiokafka would poll for a missing
         topic's metadata until the send times out, so the retry said only `TimeoutError` (and
         aiokafka logged an error every 100 ms). Ask the brokers once instead."""
-        if producer.client.cluster.partitions_for_topic(self.kafka.topic) is None:
+        if producer.client.cluster.partitions_for_topic(self.topic) is None:
             missing = await self._unknown_topic(producer)
             if missing is not None:
                 raise missing
@@ -133,11 +138,11 @@ class KafkaExporter(QueuedExporter[Traces | Events]):
         try:
             metadata = await producer.client.fetch_all_metadata()
         except kafka_errors.KafkaError as fetch_error:
-            return RetryableError(f"no broker answered for topic {self.kafka.topic!r}: {fetch_error}",
+            return RetryableError(f"no broker answered for topic {self.topic!r}: {fetch_error}",
                                   error_type="unavailable")
-        if self.kafka.topic in metadata.topics():
+        if self.topic in metadata.topics():
             return None
-        return RetryableError(f"topic {self.kafka.topic!r} does not exist and the brokers do not create it: "
+        return RetryableError(f"topic {self.topic!r} does not exist and the brokers do not create it: "
                               f"create it (or enable auto.create.topics.enable); retrying", error_type="unknown_topic")
 
     async def _discard(self, producer: AIOKafkaProducer) -> None:

@@ -7,7 +7,9 @@ bytes, and one that does not is cut between its resources' bytes
 split by resource, scope and span (split.py: `chunk_by_size`) into several valid
 requests; only a span too large even alone is refused, reported as `Oversize`. Batches
 that carry their own records (events pipeline: `kafka_records()` → [(key, value)]) are
-passed through, refusing any too large.
+passed through, refusing any too large. Logs become OTLP `ExportLogsServiceRequest` messages
+the same way: the wire bytes when they fit, otherwise halves by record count (each keeping its
+resource and scope) until every part fits; only a record too large even alone is refused.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
 from pipeline import otlp_json
 from pipeline.pdata.events import Events
+from pipeline.pdata.logs import Logs
 from pipeline.pdata.traces import Traces, count_spans, iter_spans
 
 # The value's own length prefix: a varint of at most 5 bytes.
@@ -70,10 +73,12 @@ class RecordEncoder:
         self.serialise: Callable[[ExportTraceServiceRequest], bytes] = (
             ExportTraceServiceRequest.SerializeToString if self.proto else otlp_json.encode)
 
-    def encode(self, batch: Traces | Events) -> Encoded:
+    def encode(self, batch: Traces | Logs | Events) -> Encoded:
         out = Encoded()
         if isinstance(batch, Events):
             self._events(batch.kafka_records(), out)
+        elif isinstance(batch, Logs):
+            self._logs(batch, out)
         elif self.by_trace:
             for trace_id, (message, count) in split_by_trace(batch.message).items():
                 self._fit(message, count, trace_id.hex().encode(), out)
@@ -89,6 +94,16 @@ class RecordEncoder:
                 out.oversize.append(Oversize(1, len(value), f"event {key.decode(errors='replace')!r}"))
             else:
                 out.records.append(Record(key, value))
+
+    def _logs(self, batch: Logs, out: Encoded) -> None:
+        value = batch.wire() if self.proto else otlp_json.encode(batch.message)
+        if len(value) <= value_budget(self.max_message_bytes, None):
+            out.records.append(Record(None, value))
+        elif batch.item_count <= 1:
+            out.oversize.append(Oversize(batch.item_count or 1, len(value), "a log record"))
+        else:  # each half has fewer records, so this recursion ends
+            for part in batch.split((batch.item_count + 1) // 2):
+                self._logs(part, out)
 
     def _wire(self, wire: bytes, out: Encoded) -> None:
         """The hot path: `wire` is the received bytes while nothing changed the batch. Sent as
