@@ -9,7 +9,9 @@ served by its own small app (10205 is the default debug API, 10206 config/safety
 
 What it promises:
 - reading never blocks ingest for long: every query runs off the event loop on the reader
-  thread (chdb) or the HTTP client (clickhouse), never on the writer's connection;
+  thread (chdb) or the HTTP client (clickhouse), never on the writer's connection, with bounded
+  settings and a gate that answers 503 rather than queue without bound (store.py);
+- a busy ingest loop does not delay the UI: its server runs on an event loop of its own (loop.py);
 - reads never write: every read runs with the engine's `readonly` setting; request values
   are bound as parameters, never pasted into SQL. It writes only for an admin: an erasure's
   deletes (forget.py) and the audit table's rows (a SQL query, an erasure, and the debug API's
@@ -23,6 +25,7 @@ is on the debug API: `/debug/docs` (a page) and `/debug/docs/openapi.json`.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Callable
 
 from aiohttp import web
@@ -30,6 +33,7 @@ from aiohttp import web
 from extensions.explorer.api import ExplorerApp
 from extensions.explorer.config import ExplorerConfig
 from extensions.explorer.forget import AuditSink, ClickHouseWriter, writer_for
+from extensions.explorer.loop import LoopThread, OnLoop
 from extensions.explorer.openapi import add_routes as add_openapi_routes
 from extensions.explorer.store import ChdbReader, ClickHouseReader, Store
 from pipeline import audit
@@ -53,19 +57,26 @@ class Explorer(Component):
         self.store = make_store(config)
         self.writer = writer_for(config, self.store)
         self.server: HttpServer | None = None
+        self.loop: LoopThread | None = None  # the explorer's own event loop (loop.py: why)
 
     async def start(self, host: Host) -> None:
         auth = self.config.auth
         if auth.required and not (auth.token or auth.authenticator):
             raise ValueError(f"extensions::{self.id}::auth: required is true but neither auth::token nor "
                              "auth::authenticator is set; refusing to serve the explorer without authentication")
-        await self.store.start()
+        self.loop = LoopThread(f"explorer-{self.id}")
         try:
-            explorer = ExplorerApp(self.config, self.store, self._authenticator_of(host), self.writer)
-            self.server = HttpServer(self.config.endpoint, explorer.app(), self.log)
-            await self.server.start()
+            await self.loop.run(self.store.start())
+            try:
+                explorer = ExplorerApp(self.config, self.store, self._authenticator_of(host), self.writer)
+                self.server = HttpServer(self.config.endpoint, explorer.app(), self.log)
+                await self.loop.run(self.server.start())
+            except BaseException:
+                await self.loop.run(self.store.close())
+                raise
         except BaseException:
-            await self.store.close()
+            self.loop.close()
+            self.loop = None
             raise
         audit.add_sink(str(self.id), AuditSink(self.writer, explorer.tables, self.config.database))
         host_part, _, port = self.config.endpoint.rpartition(":")
@@ -76,12 +87,13 @@ class Explorer(Component):
     def _authenticator_of(self, host: Host) -> Callable[[], Authenticator | None]:
         static = StaticToken(self.config.auth.token, f"{self.id}:token") if self.config.auth.token else None
         name = self.config.auth.authenticator
+        daemon_loop = asyncio.get_running_loop()  # where the extension's clients live
 
         def authenticator() -> Authenticator | None:
             if not name:
                 return static
             try:
-                return host.authenticator(name)
+                return OnLoop(host.authenticator(name), daemon_loop)
             except ValueError as exc:  # fail closed while it is not running
                 raise web.HTTPServiceUnavailable(text=str(exc)) from None
 
@@ -89,12 +101,16 @@ class Explorer(Component):
 
     async def shutdown(self, deadline: float | None = None) -> None:
         audit.remove_sink(str(self.id))
+        if self.loop is None:
+            return
         if self.server is not None:
-            await self.server.stop()
+            await self.loop.run(self.server.stop())
             self.server = None
         if isinstance(self.writer, ClickHouseWriter):
-            await self.writer.close()
-        await self.store.close()
+            await self.loop.run(self.writer.close())
+        await self.loop.run(self.store.close())
+        self.loop.close()
+        self.loop = None
 
 
 factory = Factory("explorer", Kind.EXTENSION, ExplorerConfig, Explorer,

@@ -211,33 +211,53 @@ LEFT JOIN (SELECT TraceId, max(Session) AS real FROM {session_traces}
 GROUP BY session"""
 
 
+# Per session, how many of the newest `trigger_limit` trigger events name one of its traces among
+# their examples (a trace's session as `trace_sessions` finds it).
+FIRED = """WITH examples AS (
+    SELECT Id AS id, arrayJoin(JSONExtract(Document, 'examples', 'trace_ids', 'Array(String)')) AS trace
+    FROM (SELECT Id, Document FROM {events} FINAL WHERE Schema = {{trigger_schema:String}}
+          ORDER BY Timestamp DESC, Id LIMIT {{trigger_limit:UInt32}}))
+SELECT l.located AS session, uniqExact(e.id) AS triggers
+FROM examples AS e
+INNER JOIN (SELECT TraceId, argMax(Session, Session != TraceId) AS located FROM {session_traces}
+            WHERE TraceId IN (SELECT trace FROM examples) GROUP BY TraceId) AS l ON e.trace = l.TraceId
+GROUP BY session"""
+SESSION_FILTER = """start_ns <= {until:Int64} AND end_ns >= {since:Int64}
+    AND ({service:String} = '' OR has(services, {service:String}))
+    AND ({agent:String} = '' OR has(agents, {agent:String}))
+    AND (NOT {errors:Bool} OR errors > 0)
+    AND cost >= {min_cost:Float64}
+    AND (NOT {has_trigger:Bool} OR triggers > 0)"""
+SESSION_COLUMNS = ("session", "start_ns", "end_ns", "spans", "errors", "tokens_in", "tokens_out", "cost", "services",
+                   "agents", "traces")
+
+
 async def sessions(store: Store, tables: Tables, where: SessionFilter,
                    trigger_limit: int) -> tuple[list[dict[str, Any]], bool]:
     """One row per session active in the window, newest last activity first, with the number of
-    trigger events whose example traces fall in it; and whether more than `where.limit` matched."""
-    events = await documents(store, tables, TRIGGER_SCHEMA, trigger_limit)
-    located = await trace_sessions(store, tables, sorted({t for event in events for t in _examples(event)[0]}))
-    fired: dict[str, set[str]] = {}
-    for event in events:
-        for trace in _examples(event)[0]:
-            if trace in located:
-                fired.setdefault(located[trace], set()).add(str(event.get("id")))
-    sql = f"""{SESSION_TOTALS.format(sessions=tables.sessions, session_traces=tables.session_traces)}
-    HAVING start_ns <= {{until:Int64}} AND end_ns >= {{since:Int64}}
-       AND ({{service:String}} = '' OR has(services, {{service:String}}))
-       AND ({{agent:String}} = '' OR has(agents, {{agent:String}}))
-       AND (NOT {{errors:Bool}} OR errors > 0)
-       AND cost >= {{min_cost:Float64}}
-       AND (NOT {{has_trigger:Bool}} OR has({{fired:Array(String)}}, session))
-    ORDER BY end_ns DESC, session
-    LIMIT {{limit:UInt32}}"""
+    the newest `trigger_limit` trigger events whose example traces fall in it; and whether more
+    than `where.limit` matched. One statement: each read waits for the engine's reader thread."""
+    totals = SESSION_TOTALS.format(sessions=tables.sessions, session_traces=tables.session_traces)
+    fired = FIRED.format(events=tables.events, session_traces=tables.session_traces)
+    columns = ", ".join(f"t.{name} AS {name}" for name in SESSION_COLUMNS)
     params = {"since": where.since_ns, "until": min(where.until_ns, MAX_NS), "service": where.service,
               "agent": where.agent, "errors": where.errors, "min_cost": where.min_cost,
-              "has_trigger": where.has_trigger, "fired": sorted(fired), "limit": where.limit + 1}
-    rows = await _rows(store, sql, params)
+              "has_trigger": where.has_trigger, "limit": where.limit + 1, "trigger_schema": TRIGGER_SCHEMA,
+              "trigger_limit": trigger_limit}
+    sql = (f"SELECT {columns}, f.triggers AS triggers FROM ({totals}) AS t LEFT JOIN ({fired}) AS f "
+           f"ON t.session = f.session WHERE {SESSION_FILTER} ORDER BY end_ns DESC, session LIMIT {{limit:UInt32}}")
+    try:
+        rows = await store.rows(sql, params)
+    except StoreError as exc:
+        if not exc.missing:
+            raise
+        # no audit table yet (no events pipeline writes one): no trigger has fired
+        sql = (f"SELECT *, toUInt64(0) AS triggers FROM ({totals}) WHERE {SESSION_FILTER} "
+               "ORDER BY end_ns DESC, session LIMIT {limit:UInt32}")
+        rows = await _rows(store, sql, params)
     out = [{**row, "services": sorted(row["services"]), "agents": sorted(row["agents"]),
-            "duration_ns": row["end_ns"] - row["start_ns"], "triggers": len(fired.get(row["session"], ())),
-            "cost": round(row["cost"], 10)} for row in rows[:where.limit]]
+            "duration_ns": row["end_ns"] - row["start_ns"], "cost": round(row["cost"], 10)}
+           for row in rows[:where.limit]]
     return out, len(rows) > where.limit
 
 
