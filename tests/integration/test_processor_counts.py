@@ -1,9 +1,10 @@
 """Issue 10: the processor helper counts every processor's items in and out.
 
 A daemon runs every processor there is: memory_limiter, redaction, genai and batch on the
-traces pipeline, safety on the events pipeline the triggers connector feeds. What its /metrics
-says each processor took in and handed on is compared with what the test sent and with what
-came out at the far end (the spans file, the trigger events file, the decisions file).
+traces pipeline, memory_limiter and batch on a metrics pipeline too, safety on the events
+pipeline the triggers connector feeds. What its /metrics says each processor took in and handed
+on is compared with what the test sent and with what came out at the far end (the spans file,
+the metrics file, the trigger events file, the decisions file).
 """
 from __future__ import annotations
 
@@ -42,12 +43,14 @@ exporters:
   file/spans: {path: "{dir}/spans.jsonl", flush_interval: 50ms}
   file/triggers: {path: "{dir}/triggers.jsonl", flush_interval: 50ms}
   file/decisions: {path: "{dir}/decisions.jsonl", flush_interval: 50ms}
+  file/metrics: {path: "{dir}/metrics.jsonl", flush_interval: 50ms}
 service:
   pipelines:
     traces:
       receivers: [otlp]
       processors: [memory_limiter, redaction, genai, batch]
       exporters: [file/spans, triggers]
+    metrics: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [file/metrics]}
     events/triggers: {receivers: [triggers], exporters: [file/triggers]}
     events/safety: {receivers: [triggers], processors: [safety], exporters: [file/decisions]}
 """
@@ -71,6 +74,36 @@ def send_spans(port: int) -> None:
             if index % 2 == 0:
                 span.set_status(Status(StatusCode.ERROR, "payment provider failed"))
     provider.shutdown()
+
+
+def send_metrics(port: int) -> None:
+    """A counter and a gauge of three series each: six data points, in the one export of shutdown."""
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"127.0.0.1:{port}", insecure=True),
+                                           export_interval_millis=60_000)
+    provider = MeterProvider(resource=Resource.create({"service.name": "checkout"}), metric_readers=[reader])
+    meter = provider.get_meter("checkout-agent")
+    calls = meter.create_counter("agent.calls")
+    queue = meter.create_gauge("agent.queue_depth")
+    for depth, tool in enumerate(("search", "pay", "ship")):
+        calls.add(1 + depth, {"tool": tool})
+        queue.set(3 * depth, {"tool": tool})
+    provider.shutdown()
+
+
+def points_in(path: Path) -> int:
+    """The data points of every metric in an OTLP/JSON lines file."""
+    total = 0
+    for request in documents_in(path):
+        for rm in request.get("resourceMetrics", []):
+            for scope in rm.get("scopeMetrics", []):
+                for metric in scope.get("metrics", []):
+                    total += sum(len(data.get("dataPoints", [])) for key, data in metric.items()
+                                 if isinstance(data, dict))
+    return total
 
 
 def spans_in(path: Path) -> int:
@@ -100,6 +133,13 @@ def test_every_processor_counts_what_it_took_in_and_handed_on():
         wait_until(lambda: spans_in(daemon.dir / "spans.jsonl") == SENT, timeout=20, message="every span stored")
         for processor in SPAN_PROCESSORS:
             assert counts(daemon, processor, "traces") == (SENT, SENT), processor
+
+        # Metrics: what each processor took in and handed on is what was stored, data point by point.
+        send_metrics(daemon.ports["grpc"])
+
+        wait_until(lambda: points_in(daemon.dir / "metrics.jsonl") == 6, timeout=20, message="every data point stored")
+        for processor in ("memory_limiter", "batch"):
+            assert counts(daemon, processor, "metrics") == (6, 6), processor
 
         # Safety takes in the trigger events the connector emitted (the same documents the
         # events/triggers pipeline wrote) and hands on the decisions it made.
