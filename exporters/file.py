@@ -23,9 +23,9 @@ from pipeline import otlp_json
 from pipeline.component import Factory, Kind, Settings, Signal, StrictConfig
 from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
-from pipeline.private_files import open_private, private_dir
 from pipeline.pdata.batch import OtlpBatch
 from pipeline.pdata.events import Events
+from pipeline.private_files import open_private, private_dir
 
 
 class RotationConfig(StrictConfig):

@@ -35,8 +35,8 @@ from pipeline.config.units import Duration
 from pipeline.contracts import LogSegment, LogStore
 from pipeline.errors import PermanentError, Refused
 from pipeline.host import Host
-from pipeline.telemetry import metrics
 from pipeline.pdata.batch import OtlpBatch
+from pipeline.telemetry import metrics
 
 RETRY_INTERVAL = 0.5
 
