@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/default.yaml
 
-.PHONY: run test validate bench docs system-deps clean fuzz kafka clients
+.PHONY: run test check validate bench docs system-deps clean fuzz kafka clients
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -102,7 +102,15 @@ run: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/agentdbg validate --config $(CONFIG)
 
-test: $(STAMP) system-deps $(JAEGER) kafka clients
+# The linter and the type checker on the product packages, before the tests: ruff (lint only,
+# nothing is reformatted) and mypy, configured in pyproject.toml ([tool.ruff], [tool.mypy]).
+PACKAGES := pipeline receivers processors connectors exporters extensions
+
+check: $(STAMP)
+	$(BIN)/ruff check $(PACKAGES)
+	$(BIN)/mypy $(PACKAGES)
+
+test: $(STAMP) system-deps $(JAEGER) kafka clients check
 	$(BIN)/pytest
 
 # The property-based fuzz tests (tests/fuzz/) with a fresh seed and 25x the suite's budget
