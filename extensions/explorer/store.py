@@ -79,10 +79,16 @@ class ReadGate:
                 if future.done():
                     self._slots.release()
                 else:
-                    future.add_done_callback(lambda done: (done.cancelled() or done.exception(),
-                                                           self._slots.release()))
+                    future.add_done_callback(self._release_after)
         finally:
             self.admitted -= 1
+
+
+    def _release_after(self, done: asyncio.Future[Any]) -> None:
+        """The slot of a read whose caller went away, once the engine has finished it."""
+        if not done.cancelled():
+            done.exception()  # retrieved: nobody else will
+        self._slots.release()
 
 
 class Store(Protocol):
