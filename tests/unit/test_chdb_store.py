@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 import exporters.chdb as chdb_exporter
 from exporters.chdb import ChdbConfig, ChdbExporter
+from pipeline.clock import ManualClock
 from pipeline.chdb_engine import ChdbStore, DirectoryInUse, lock_directory, unlock_directory
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.telemetry import metrics
@@ -44,24 +46,37 @@ async def _drain(exporter: ChdbExporter, timeout: float = 20) -> None:
 async def test_timed_out_insert_is_awaited_not_repeated(tmp_path, monkeypatch):
     real = chdb_exporter.insert_rows
     calls: list[int] = []
+    started, release = threading.Event(), threading.Event()
 
     def slow_insert(conn, spec, columns):
         calls.append(len(columns[0]))
-        time.sleep(0.5)  # longer than the timeout: the helper retries while this runs
+        started.set()
+        release.wait(30)  # held until the helper has timed out and retried, on the manual clock
         real(conn, spec, columns)
 
     monkeypatch.setattr(chdb_exporter, "insert_rows", slow_insert)
-    exporter = _exporter(tmp_path / "chdb", name="slow", timeout="100ms",
-                         retry_on_failure={"initial_interval": "50ms", "max_interval": "100ms"},
-                         sending_queue={"num_consumers": 4})
+    clock = ManualClock()
+    settings = Settings.make(Kind.EXPORTER, ComponentID("chdb", "slow"), Signal.TRACES)
+    settings.clock = clock
+    config = ChdbConfig(path=str(tmp_path / "chdb"), timeout="100ms", sending_queue={"num_consumers": 4},
+                        retry_on_failure={"initial_interval": "50ms", "max_interval": "100ms"})
+    exporter = ChdbExporter(settings, config)
+    retried = {"exporter": "chdb/slow"}
+    before = metrics.REGISTRY.get_sample_value("agentdbg_exporter_retried_requests_total", retried) or 0
     await exporter.start(None)
     try:
         await exporter.consume(_batch(7, 1))
         await exporter.consume(_batch(3, 2))
-        await _drain(exporter)
+        assert await asyncio.to_thread(started.wait, 10)  # the first insert runs in the writer thread
+        await clock.advance(1.0)  # attempts time out at 100 ms and are retried while the insert runs
+        after = metrics.REGISTRY.get_sample_value("agentdbg_exporter_retried_requests_total", retried)
+        assert after - before >= 2 and calls == [7]
+        release.set()
+        deadline = time.monotonic() + 20
+        while (exporter.queued or exporter._in_flight_items) and time.monotonic() < deadline:
+            await clock.advance(0.05)  # retries (each awaits the running insert) and the next batch
+            await asyncio.sleep(0.01)  # the writer thread's work, in real time
         assert calls == [7, 3]  # each batch written once, in order, despite the retries
-        assert metrics.REGISTRY.get_sample_value("agentdbg_exporter_retried_requests_total",
-                                                 {"exporter": "chdb/slow"}) >= 2
         assert _count(exporter) == 10
         assert exporter.config.sending_queue.num_consumers == 1
     finally:
