@@ -228,7 +228,8 @@ def http_middleware(authenticator_of: Callable[[], Authenticator | None],
     `PUBLIC`. The principal is left in `request[PRINCIPAL]`."""
 
     @web.middleware
-    async def check(request: web.Request, handler):
+    async def check(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         authenticator = authenticator_of()
         needs = required_role(request) if authenticator is not None else PUBLIC
         if needs is not PUBLIC and authenticator is not None:

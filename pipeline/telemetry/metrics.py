@@ -12,6 +12,7 @@ import time
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 prometheus_client.disable_created_metrics()
@@ -136,7 +137,7 @@ class ProcessCollector(Collector):
         self.started = time.time()
         self.page_size = os.sysconf("SC_PAGE_SIZE")
 
-    def collect(self):
+    def collect(self) -> list[Metric]:
         times = os.times()
         cpu = CounterMetricFamily("otelcol_process_cpu_seconds", "Total CPU user and system time in seconds.")
         cpu.add_metric([], times.user + times.system)

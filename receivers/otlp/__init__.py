@@ -19,6 +19,7 @@ lets those in progress finish.
 from __future__ import annotations
 
 from pipeline.component import Consumer, Factory, Kind, Receiver, Settings, Signal
+from pipeline.host import Host
 from receivers.otlp.config import OtlpReceiverConfig
 from receivers.otlp.grpc_server import GrpcTransport
 from receivers.otlp.http_server import HttpTransport
@@ -42,7 +43,7 @@ class OtlpReceiver(Receiver):
     def _consumer_of(self, signal: Signal) -> Consumer | None:
         return self.consumers.get(signal)
 
-    async def start(self, host) -> None:
+    async def start(self, host: Host) -> None:
         for transport in self.transports:
             if transport.config.auth is not None:
                 transport.authenticator = host.authenticator(transport.config.auth.authenticator)
