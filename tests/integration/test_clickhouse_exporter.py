@@ -108,8 +108,10 @@ def test_outage_and_recovery_loses_nothing(clickhouse_http):
             accepted_at_stop = daemon.metric("otelcol_receiver_accepted_spans_total")
             wait_until(lambda: daemon.metric("otelcol_receiver_accepted_spans_total") > accepted_at_stop + 500,
                        timeout=30, message="spans accepted during the outage")
+            recovered_at = daemon.metric("otelcol_exporter_sent_spans_total")
             clickhouse_http.start()
-            time.sleep(1.0)
+            wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total") > recovered_at, timeout=30,
+                       message="spans delivered again after the recovery")
         accepted = daemon.metric("otelcol_receiver_accepted_spans_total")
         sent_ids = {f"{s.context.span_id:016x}" for s in load.memory.get_finished_spans()}
         wait_until(lambda: _count(clickhouse_http, "SELECT uniqExact(SpanId) FROM otel.otel_traces") >= accepted,
@@ -133,7 +135,8 @@ def test_clickhouse_down_at_start(clickhouse_http):
     clickhouse_http.stop()
     with _daemon(clickhouse_http.url) as daemon:  # starts anyway
         spans = send_agent_traces(f"http://127.0.0.1:{daemon.ports['grpc']}")
-        time.sleep(0.5)
+        wait_until(lambda: daemon.metric("agentdbg_exporter_retried_requests_total") > 0, timeout=30,
+                   message="the exporter retrying while ClickHouse is down")
         clickhouse_http.start()
         wait_until(lambda: _count(clickhouse_http, "SELECT count() FROM otel.otel_traces") == len(spans),
                    timeout=30, message="spans after ClickHouse came up")

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import signal
-import time
 
 from opentelemetry.trace import Status, StatusCode
 
 from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from testkit.trigger_helpers import read_events, sdk_tracer, triggers_overlay, wait_for_events
+
+EVALUATIONS = "agentdbg_trigger_evaluation_seconds_count"
 
 BEFORE = """
     evaluation_interval: 100ms
@@ -41,7 +42,8 @@ def test_a_firing_episode_carries_over_a_reload_and_resolves_once(tmp_path):
         daemon.signal(signal.SIGHUP)
         wait_until(lambda: "configuration reloaded" in daemon.log(), message="reload applied")
         send(endpoint, "orders", 30, failing=True)  # still failing after the reload
-        time.sleep(0.5)
+        seen = daemon.metric(EVALUATIONS) + 2  # the connector has judged these spans by then
+        wait_until(lambda: daemon.metric(EVALUATIONS) >= seen, message="two evaluations after the reload")
         assert [e["status"] for e in read_events(events)] == ["firing"], "no second firing after the reload"
         [resolved] = wait_for_events(events, lambda e: e["status"] == "resolved", timeout=20)
     assert resolved["episode"] == fired["episode"]
