@@ -14,8 +14,8 @@ from typing import Any, Callable
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline.errors import PermanentError, Refused
-from pipeline.telemetry.metrics import REGISTRY
 from pipeline.pdata.traces import Traces
+from pipeline.telemetry.metrics import REGISTRY
 
 _ids = itertools.count(1)
 

@@ -11,8 +11,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 import exporters.chdb as chdb_exporter
 from exporters.chdb import ChdbConfig, ChdbExporter
-from pipeline.clock import ManualClock
 from pipeline.chdb_engine import ChdbStore, DirectoryInUse, lock_directory, unlock_directory
+from pipeline.clock import ManualClock
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.telemetry import metrics
 from pipeline.pdata.traces import Traces

@@ -8,8 +8,10 @@ import random
 
 import pytest
 
-from connectors.triggers.detectors.performance_degradation import (PerformanceDegradationConfig,
-                                                                   PerformanceDegradationDetector)
+from connectors.triggers.detectors.performance_degradation import (
+    PerformanceDegradationConfig,
+    PerformanceDegradationDetector,
+)
 from testkit.trigger_helpers import SERVER, T0, fired, firing, observe_all, resource, span, traces
 
 CONFIG = PerformanceDegradationConfig(window=1.0, min_samples=5, min_baseline=20)
