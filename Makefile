@@ -110,7 +110,8 @@ check: $(STAMP)
 	$(BIN)/ruff check $(PACKAGES)
 	$(BIN)/mypy $(PACKAGES)
 
-test: $(STAMP) system-deps $(JAEGER) kafka clients check
+# $(OTELCOL): also the real OTLP logs backend of tests/integration/test_logs_otlp_backend.py.
+test: $(STAMP) system-deps $(JAEGER) $(OTELCOL) kafka clients check
 	$(BIN)/pytest
 
 # The property-based fuzz tests (tests/fuzz/) with a fresh seed and 25x the suite's budget

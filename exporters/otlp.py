@@ -1,4 +1,7 @@
-"""`otlp`: send spans over OTLP/gRPC (e.g. to Grafana Tempo's 4317).
+"""`otlp`: send spans over OTLP/gRPC (e.g. to Grafana Tempo's 4317), and logs (LogsService).
+
+In a `logs` pipeline it calls the LogsService instead of the TraceService, by the same rules
+(rejected_log_records counted as failed).
 
 Unchanged batches go out as the bytes that came in, gzip-compressed by default, with
 `headers` as gRPC metadata (`X-Scope-OrgID` for multi-tenant Tempo). What it promises (on
@@ -16,16 +19,15 @@ from typing import Literal
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from pydantic import Field, field_validator
 
 from exporters.helper import ExporterHelperConfig, QueuedExporter
+from exporters.helper.otlp_signals import otlp_signal
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.tls import TlsClientConfig
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.pdata.traces import Traces
+from pipeline.pdata.batch import OtlpBatch
 
-EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.ABORTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.DATA_LOSS}
 
@@ -61,10 +63,11 @@ def retry_info_delay(error: grpc.aio.AioRpcError) -> float | None:
     return None
 
 
-class OtlpGrpcExporter(QueuedExporter[Traces]):
+class OtlpGrpcExporter(QueuedExporter[OtlpBatch]):
     def __init__(self, settings: Settings, config: OtlpGrpcConfig) -> None:
         super().__init__(settings, config)
         self.grpc_config = config
+        self.otlp = otlp_signal(settings.signal)
         self.metadata = tuple((k.lower(), v) for k, v in config.headers.items())
         self._channel: grpc.aio.Channel | None = None
         self._export = None
@@ -81,23 +84,23 @@ class OtlpGrpcExporter(QueuedExporter[Traces]):
         else:
             self._channel = grpc.aio.secure_channel(target, self.grpc_config.tls.grpc_credentials(),
                                                     options=options, compression=compression)
-        self._export = self._channel.unary_unary(EXPORT_METHOD)
+        self._export = self._channel.unary_unary(self.otlp.grpc_method)
 
     async def stop_client(self) -> None:
         if self._channel is not None:
             await self._channel.close()
 
-    async def send(self, batch: Traces) -> int | None:
+    async def send(self, batch: OtlpBatch) -> int | None:
         assert self._export is not None
         try:
             reply = await self._export(batch.wire(), metadata=self.metadata, timeout=self.grpc_config.timeout or None)
         except grpc.aio.AioRpcError as error:
             raise self._classify(error) from error
-        rejected = ExportTraceServiceResponse.FromString(reply).partial_success
-        if rejected.rejected_spans:
-            self.log.warning("the destination rejected some spans", extra={"kv": {
-                "rejected": rejected.rejected_spans, "error": rejected.error_message}})
-        return rejected.rejected_spans
+        rejected, message = self.otlp.rejected(self.otlp.response_type.FromString(reply))
+        if rejected:
+            self.log.warning(f"the destination rejected some {self.otlp.items}", extra={"kv": {
+                "rejected": rejected, "error": message}})
+        return rejected
 
     @staticmethod
     def _classify(error: grpc.aio.AioRpcError) -> Exception:
@@ -110,4 +113,5 @@ class OtlpGrpcExporter(QueuedExporter[Traces]):
 
 
 factory = Factory("otlp", Kind.EXPORTER, OtlpGrpcConfig, OtlpGrpcExporter,
-                  signals=frozenset({Signal.TRACES}), description="OTLP/gRPC (e.g. Grafana Tempo)")
+                  signals=frozenset({Signal.TRACES, Signal.LOGS}),
+                  description="OTLP/gRPC traces and logs (e.g. Grafana Tempo, Jaeger, Loki 3)")

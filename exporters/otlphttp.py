@@ -1,4 +1,7 @@
-"""`otlphttp`: send spans over OTLP/HTTP (e.g. to Grafana Tempo's 4318).
+"""`otlphttp`: send spans over OTLP/HTTP (e.g. to Grafana Tempo's 4318), and logs.
+
+In a `logs` pipeline it posts to `logs_endpoint`, or `endpoint` + `/v1/logs` (Loki 3 takes
+OTLP logs there, under its own `/otlp` base), by the same rules.
 
 Unchanged batches go out as the bytes that came in (`encoding: proto`), gzip-compressed by
 default. What it promises (on top of the exporter helper's queue and retry):
@@ -18,22 +21,23 @@ from typing import Literal
 import aiohttp
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from pydantic import Field, model_validator
 
 from exporters.helper import ExporterHelperConfig, QueuedExporter
 from exporters.helper.http import raise_for_status
+from exporters.helper.otlp_signals import OtlpSignal, otlp_signal
 from pipeline import otlp_json
 from pipeline.component import Factory, Kind, Settings, Signal
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import Duration
 from pipeline.errors import RetryableError
-from pipeline.pdata.traces import Traces
+from pipeline.pdata.batch import OtlpBatch
 
 
 class OtlpHttpConfig(ExporterHelperConfig):
-    endpoint: str | None = None          # base URL; /v1/traces is appended
+    endpoint: str | None = None          # base URL; /v1/traces (/v1/logs) is appended
     traces_endpoint: str | None = None   # full URL, wins over endpoint
+    logs_endpoint: str | None = None     # full URL for a logs pipeline, wins over endpoint
     headers: dict[str, str] = Field(default_factory=dict)
     compression: Literal["gzip", "deflate", "zstd", "none", ""] = "gzip"
     encoding: Literal["proto", "json"] = "proto"
@@ -42,25 +46,33 @@ class OtlpHttpConfig(ExporterHelperConfig):
 
     @model_validator(mode="after")
     def _needs_endpoint(self) -> "OtlpHttpConfig":
-        url = self.traces_url
-        if not url:
-            raise ValueError("set endpoint (base URL) or traces_endpoint")
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"endpoint {url!r} must start with http:// or https://")
+        urls = [url for url in (self.endpoint, self.traces_endpoint, self.logs_endpoint) if url]
+        if not urls:
+            raise ValueError("set endpoint (base URL), traces_endpoint or logs_endpoint")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"endpoint {url!r} must start with http:// or https://")
         return self
 
-    @property
-    def traces_url(self) -> str | None:
-        if self.traces_endpoint:
-            return self.traces_endpoint
-        return self.endpoint.rstrip("/") + "/v1/traces" if self.endpoint else None
+    def url_for(self, signal: OtlpSignal) -> str | None:
+        """The URL a pipeline of `signal` posts to (None: neither its own endpoint nor a base URL set)."""
+        url: str | None = getattr(self, signal.endpoint_key)
+        if url:
+            return url
+        return self.endpoint.rstrip("/") + signal.http_path if self.endpoint else None
 
 
-class OtlpHttpExporter(QueuedExporter[Traces]):
+class OtlpHttpExporter(QueuedExporter[OtlpBatch]):
     def __init__(self, settings: Settings, config: OtlpHttpConfig) -> None:
         super().__init__(settings, config)
         self.http_config = config
-        self.url = config.traces_url or ""
+        self.otlp = otlp_signal(settings.signal)
+        url = config.url_for(self.otlp)
+        if url is None:
+            signal = (settings.signal or Signal.TRACES).value
+            raise ValueError(f"exporter {settings.id}: a {signal} pipeline needs endpoint (base URL) or "
+                             f"{self.otlp.endpoint_key}")
+        self.url = url
         self.content_type = "application/json" if config.encoding == "json" else "application/x-protobuf"
         self._session: aiohttp.ClientSession | None = None
 
@@ -73,7 +85,7 @@ class OtlpHttpExporter(QueuedExporter[Traces]):
         if self._session is not None:
             await self._session.close()
 
-    def _body(self, batch: Traces) -> tuple[bytes, dict[str, str]]:
+    def _body(self, batch: OtlpBatch) -> tuple[bytes, dict[str, str]]:
         body = otlp_json.encode(batch.message) if self.http_config.encoding == "json" else batch.wire()
         headers = {**self.http_config.headers, "Content-Type": self.content_type}
         compression = self.http_config.compression
@@ -87,7 +99,7 @@ class OtlpHttpExporter(QueuedExporter[Traces]):
             body, headers["Content-Encoding"] = zstandard.ZstdCompressor().compress(body), "zstd"
         return body, headers
 
-    async def send(self, batch: Traces) -> int | None:
+    async def send(self, batch: OtlpBatch) -> int | None:
         assert self._session is not None
         body, headers = self._body(batch)
         try:
@@ -109,15 +121,15 @@ class OtlpHttpExporter(QueuedExporter[Traces]):
             return None
         try:
             if response.content_type == "application/json":
-                reply = otlp_json.decode(payload, ExportTraceServiceResponse)
+                reply = otlp_json.decode(payload, self.otlp.response_type)
             else:
-                reply = ExportTraceServiceResponse.FromString(payload)
+                reply = self.otlp.response_type.FromString(payload)
         except (DecodeError, otlp_json.JsonDecodeError):
             return None
-        rejected = reply.partial_success.rejected_spans
+        rejected, message = self.otlp.rejected(reply)
         if rejected:
-            self.log.warning("the destination rejected some spans", extra={"kv": {
-                "rejected": rejected, "error": reply.partial_success.error_message}})
+            self.log.warning(f"the destination rejected some {self.otlp.items}", extra={"kv": {
+                "rejected": rejected, "error": message}})
         return rejected
 
     @staticmethod
@@ -131,4 +143,5 @@ class OtlpHttpExporter(QueuedExporter[Traces]):
 
 
 factory = Factory("otlphttp", Kind.EXPORTER, OtlpHttpConfig, OtlpHttpExporter,
-                  signals=frozenset({Signal.TRACES}), description="OTLP/HTTP (e.g. Grafana Tempo)")
+                  signals=frozenset({Signal.TRACES, Signal.LOGS}),
+                  description="OTLP/HTTP traces and logs (e.g. Grafana Tempo, Jaeger, Loki 3)")

@@ -5,13 +5,16 @@ and what each record should look like wherever it comes out.
 (gRPC or HTTP/protobuf) to a daemon; every other record is emitted inside a span of a real
 `TracerProvider` (exported to the same daemon, so the logs' trace ids have spans to join),
 the rest carry no trace context. It returns the records as sent (`SentLog`), for tests to
-compare record by record with what a store, a topic, a file or a backend holds.
+compare record by record with what a store, a topic, a file or a backend holds;
+`logs_of_request` puts an OTLP logs request in the same form, and `read_logs` reads a Kafka
+topic of OTLP logs messages into it.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider
@@ -20,6 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from pipeline import otlp_json
 from pipeline.pdata.anyvalue import any_value_text, attribute_map
 
 SCOPE = "testkit.logs"
@@ -115,3 +119,22 @@ def logs_of_request(request: ExportLogsServiceRequest) -> list[SentLog]:
 def keys(logs: list[SentLog]) -> list[tuple]:
     """The comparable form of records, sorted (outputs need not keep the order of requests)."""
     return sorted(log.key() for log in logs)
+
+
+async def read_logs(bootstrap: str, topic: str, want: int, json: bool, timeout: float = 60) -> list[SentLog]:
+    """The records of the OTLP logs messages on a Kafka topic, read from the start until `want` arrived."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    logs: list[SentLog] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(logs) < want and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    request = (otlp_json.decode(record.value, ExportLogsServiceRequest) if json
+                               else ExportLogsServiceRequest.FromString(record.value))
+                    logs.extend(logs_of_request(request))
+    finally:
+        await consumer.stop()
+    return logs

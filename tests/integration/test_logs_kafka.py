@@ -4,34 +4,12 @@ each message one ExportLogsServiceRequest; compared record by record with what t
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from pipeline import otlp_json
 from testkit.harness import BASE_CONFIG, Daemon
-from testkit.otlp_logs import SentLog, keys, logs_of_request, send_sdk_logs
-
-
-async def read_logs(bootstrap: str, topic: str, want: int, json: bool, timeout: float = 60) -> list[SentLog]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    logs: list[SentLog] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(logs) < want and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    request = (otlp_json.decode(record.value, ExportLogsServiceRequest) if json
-                               else ExportLogsServiceRequest.FromString(record.value))
-                    logs.extend(logs_of_request(request))
-    finally:
-        await consumer.stop()
-    return logs
+from testkit.otlp_logs import keys, read_logs, send_sdk_logs
 
 
 @pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
