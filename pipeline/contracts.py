@@ -31,6 +31,8 @@ __all__ = ["Authenticator", "Consumer", "LogSegment", "LogStore", "QueueOwner", 
 
 @runtime_checkable
 class SignalFilter(Protocol):
+    """A receiver whose config decides which pipeline types it can start (kafka's `encoding`)."""
+
     def accepts(self, signal: Signal) -> bool:
         """Whether this receiver, as configured, can feed a pipeline of `signal`.
 
@@ -114,6 +116,8 @@ class Storage(Protocol):
 
 @runtime_checkable
 class QueueOwner(Protocol):
+    """An exporter whose sending queue may be kept on disk (every `QueuedExporter`)."""
+
     @property
     def persistent_storage(self) -> str | None:
         """The storage extension id its sending queue is kept in, None when it is in memory.
