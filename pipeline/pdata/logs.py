@@ -5,15 +5,22 @@ parse, wire-level merge); its item count is the number of log records, as otelco
 log items. `split` cuts a batch by record count, each piece keeping the resource and scope
 of its records, so the batch processor's `send_batch_max_size` and size-bounded exporters
 (Kafka) work on logs as on spans.
+
+`salvage_log_records` is the receiver's second try at a request the protobuf decoder refused
+as a whole (a record whose body is not UTF-8 text, say): the records are parsed one by one
+and only those that do not parse alone are refused, so a poison record never costs the good
+records of its request.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from pipeline.pdata.batch import OtlpBatch
+from pipeline.pdata.wire import fields
 
 
 def count_log_records(message: ExportLogsServiceRequest) -> int:
@@ -87,3 +94,54 @@ def select_log_records(batch: Logs, indices: set[int] | list[int]) -> Logs:
                 target.resource.CopyFrom(rl.resource)
             _copy_scope(target, scope).log_records.extend(picked)
     return Logs.from_message(out, batch.received_at)
+
+
+def salvage_log_records(wire: bytes) -> tuple[ExportLogsServiceRequest, int, str]:
+    """The request in `wire` without the log records that do not parse alone: (request, how many
+    were left out, the first one's error). Resources and scopes must parse: otherwise, as for
+    bytes that are not a request at all, DecodeError, and the whole request is refused."""
+    out, refused, reason = ExportLogsServiceRequest(), 0, ""
+    try:
+        for number, start, end in _fields(wire, 0, len(wire)):
+            if number != 1:
+                continue
+            target = out.resource_logs.add()
+            for field, value_start, value_end in _fields(wire, start, end):
+                value = wire[value_start:value_end]
+                if field == 1:
+                    target.resource.MergeFromString(value)
+                elif field == 3:
+                    target.schema_url = value.decode()
+                elif field == 2:
+                    left_out, why = _salvage_scope(wire, value_start, value_end, target.scope_logs.add())
+                    refused, reason = refused + left_out, reason or why
+    except (ValueError, IndexError) as exc:  # truncated, or text that is not UTF-8 outside a record
+        raise DecodeError(f"cannot decode the logs request: {exc}") from None
+    if not refused:
+        raise DecodeError("cannot decode the logs request")
+    return out, refused, reason
+
+
+def _salvage_scope(wire: bytes, start: int, end: int, target: ScopeLogs) -> tuple[int, str]:
+    refused, reason = 0, ""
+    for field, value_start, value_end in _fields(wire, start, end):
+        value = wire[value_start:value_end]
+        if field == 1:
+            target.scope.MergeFromString(value)
+        elif field == 3:
+            target.schema_url = value.decode()
+        elif field == 2:
+            try:
+                target.log_records.append(LogRecord.FromString(value))
+            except DecodeError as exc:
+                refused += 1
+                reason = reason or f"a log record cannot be decoded ({exc}); the others were taken"
+    return refused, reason
+
+
+def _fields(wire: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """`wire.fields`, refusing a field that runs past its message's end."""
+    for number, value_start, value_end in fields(wire, start, end):
+        if value_end > end:
+            raise ValueError("a field runs past the end of its message")
+        yield number, value_start, value_end

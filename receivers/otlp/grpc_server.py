@@ -73,11 +73,11 @@ class GrpcTransport:
                 except Unauthenticated as exc:
                     await _abort(context, ingest.reject_request("unauthenticated", Outcome.unauthenticated(exc.reason)))
             try:
-                message = spec.request_type.FromString(request)
+                message, refused, why = spec.parse(request)
             except DecodeError as exc:
                 outcome = ingest.reject_request("malformed", Outcome.bad_request(f"invalid protobuf: {exc}"))
                 await _abort(context, outcome)
-            outcome = await ingest.push(self.consumer_of(spec.signal), message, request)
+            outcome = await ingest.push(self.consumer_of(spec.signal), message, request, (refused, why))
             if outcome.code != 0:
                 await _abort(context, outcome)
             return response_of(spec, outcome).SerializeToString()

@@ -28,6 +28,7 @@ from receivers.otlp.status import response_of, retry_seconds, status_of
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 CHUNK = 64 * 1024
+NOTHING_REFUSED = (0, "")  # items left out while decoding (SignalSpec.parse): none
 _log = logging.getLogger("agentdbg.receiver.otlp")
 
 
@@ -71,7 +72,7 @@ class HttpTransport:
         async def export(request: web.Request) -> web.StreamResponse:
             if request.method != "POST":
                 return web.Response(status=405, headers={"Allow": "POST"},
-                                    text=f"405 method not allowed, supported: [POST]")
+                                    text="405 method not allowed, supported: [POST]")
             content_type = request.content_type
             if self.authenticator:
                 try:
@@ -86,9 +87,9 @@ class HttpTransport:
                 return web.Response(status=415, content_type="text/plain",
                                     text=f"415 unsupported media type {content_type!r}, "
                                          f"supported: [{JSON}, {PROTOBUF}]")
-            outcome, message, wire = await self._decode(request, spec, ingest, content_type)
+            outcome, message, wire, refused = await self._decode(request, spec, ingest, content_type)
             if outcome is None:
-                outcome = await ingest.push(self.consumer_of(spec.signal), message, wire)
+                outcome = await ingest.push(self.consumer_of(spec.signal), message, wire, refused)
             return _answer(spec, outcome, content_type)
 
         return export
@@ -96,25 +97,32 @@ class HttpTransport:
     async def _decode(self, request: web.Request, spec: SignalSpec, ingest: Ingest, content_type: str):
         limit = self.config.max_request_body_size
         if request.content_length is not None and request.content_length > limit:
-            return ingest.reject_request("too_large", Outcome.payload_too_large(
-                f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")), None, None
+            return _refused_whole(ingest.reject_request("too_large", Outcome.payload_too_large(
+                f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")))
         try:
             decoder = decoder_for(request.headers.get("Content-Encoding", ""), limit)
             async for chunk in request.content.iter_chunked(CHUNK):
                 decoder.feed(chunk)
             body = decoder.finish()
         except TooLarge as exc:
-            return ingest.reject_request("too_large", Outcome.payload_too_large(str(exc))), None, None
+            return _refused_whole(ingest.reject_request("too_large", Outcome.payload_too_large(str(exc))))
         except UnsupportedEncoding as exc:
-            return ingest.reject_request("unsupported", Outcome.bad_request(str(exc))), None, None
+            return _refused_whole(ingest.reject_request("unsupported", Outcome.bad_request(str(exc))))
         except CorruptBody as exc:
-            return ingest.reject_request("malformed", Outcome.bad_request(str(exc))), None, None
+            return _refused_whole(ingest.reject_request("malformed", Outcome.bad_request(str(exc))))
         try:
             if content_type == PROTOBUF:
-                return None, spec.request_type.FromString(body), body
-            return None, otlp_json.decode(body, spec.request_type), None
+                message, refused, why = spec.parse(body)
+                return None, message, body, (refused, why)
+            return None, otlp_json.decode(body, spec.request_type), None, NOTHING_REFUSED
         except (DecodeError, otlp_json.JsonDecodeError) as exc:
-            return ingest.reject_request("malformed", Outcome.bad_request(f"cannot decode the body: {exc}")), None, None
+            outcome = Outcome.bad_request(f"cannot decode the body: {exc}")
+            return _refused_whole(ingest.reject_request("malformed", outcome))
+
+
+def _refused_whole(outcome: Outcome) -> tuple[Outcome, None, None, tuple[int, str]]:
+    """`_decode`'s answer for a request refused as a whole."""
+    return outcome, None, None, NOTHING_REFUSED
 
 
 def _answer(spec: SignalSpec, outcome: Outcome, content_type: str) -> web.Response:

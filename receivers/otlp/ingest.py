@@ -106,12 +106,15 @@ class Ingest:
                 "per_s": self.LOG_INTERVAL}})
         return outcome
 
-    async def push(self, consumer: Consumer | None, message: Message, wire: bytes | None) -> Outcome:
+    async def push(self, consumer: Consumer | None, message: Message, wire: bytes | None,
+                   refused: tuple[int, str] = (0, "")) -> Outcome:
+        """`refused`: items already left out while decoding (SignalSpec.parse), and why."""
         received_at = time.time()
         if consumer is None:
             return self.reject_request("no_pipeline", Outcome(
                 code_pb2.UNIMPLEMENTED, f"no pipeline takes {self.spec.signal.value} from this receiver"))
         rejected, reason = self.spec.drop_invalid(message)
+        rejected, reason = rejected + refused[0], reason or refused[1]
         if rejected:
             wire = None
             self.failed.inc(rejected)

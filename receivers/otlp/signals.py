@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client import Counter
 
 from pipeline.component import Signal
-from pipeline.pdata.logs import Logs
+from pipeline.pdata.logs import Logs, salvage_log_records
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
@@ -32,6 +32,21 @@ class SignalSpec:
     make_batch: Callable[[Any, bytes | None, float], Any]
     drop_invalid: Callable[[Any], tuple[int, str]]
     counters: tuple[Counter, Counter, Counter]  # accepted, refused, failed
+    # A second try at protobuf bytes the decoder refused whole: (request, items left out, why).
+    salvage: Callable[[bytes], tuple[Any, int, str]] | None = None
+
+    def parse(self, wire: bytes) -> tuple[Any, int, str]:
+        """The request in `wire`, with how many items were refused while decoding it and why.
+        Raises the decoder's DecodeError when the request cannot be decoded (or salvaged)."""
+        try:
+            return self.request_type.FromString(wire), 0, ""
+        except DecodeError as error:
+            if self.salvage is None:
+                raise
+            try:
+                return self.salvage(wire)
+            except DecodeError:
+                raise error from None
 
 
 def drop_invalid_spans(request: trace_service_pb2.ExportTraceServiceRequest) -> tuple[int, str]:
@@ -113,6 +128,7 @@ LOGS = SignalSpec(
     drop_invalid=drop_invalid_log_records,
     counters=(metrics.receiver_accepted_log_records, metrics.receiver_refused_log_records,
               metrics.receiver_failed_log_records),
+    salvage=salvage_log_records,
 )
 
 SPECS = {TRACES.signal: TRACES, METRICS.signal: METRICS, LOGS.signal: LOGS}

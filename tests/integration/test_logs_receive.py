@@ -104,6 +104,37 @@ def test_http_json_gzip_and_partial_success_for_records_with_bad_ids(tmp_path):
     assert failed == 1
 
 
+def with_invalid_utf8(bodies: list[str], poison: str) -> bytes:
+    """A request whose record with body `poison` carries bytes that are not UTF-8 (no client library
+    lets one build that, so the bytes are patched after encoding)."""
+    wire = a_request(bodies).SerializeToString()
+    assert wire.count(poison.encode()) == 1
+    return wire.replace(poison.encode(), b"\xff\xfe" + poison.encode()[2:])
+
+
+def test_a_record_whose_body_is_not_utf8_is_refused_alone_over_http_and_grpc(tmp_path):
+    import grpc
+
+    with Daemon(BASE_CONFIG, workdir=tmp_path, overlay=FILE_AND_DEBUG) as daemon:
+        wire = with_invalid_utf8(["http good 1", "POISON", "http good 2"], "POISON")
+        status, body = post(f"http://127.0.0.1:{daemon.ports['http']}/v1/logs", wire)
+        assert status == 200
+        answer = ExportLogsServiceResponse.FromString(body)
+        assert answer.partial_success.rejected_log_records == 1
+        assert "cannot be decoded" in answer.partial_success.error_message
+        with grpc.insecure_channel(f"127.0.0.1:{daemon.ports['grpc']}") as channel:
+            export = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+            reply = ExportLogsServiceResponse.FromString(
+                export(with_invalid_utf8(["grpc good", "POISON"], "POISON"), timeout=10))
+        assert reply.partial_success.rejected_log_records == 1
+        out = tmp_path / "logs.jsonl"
+        wait_until(lambda: len(file_records(out)) >= 3, message="the good records in the file")
+        failed = {transport: daemon.metric("otelcol_receiver_failed_log_records_total", transport=transport)
+                  for transport in ("http", "grpc")}
+    assert sorted(r.body for r in file_records(out)) == ["grpc good", "http good 1", "http good 2"]
+    assert failed == {"http": 1, "grpc": 1}
+
+
 REFUSED_PROCESSOR = """
 processors:
   genai: {}

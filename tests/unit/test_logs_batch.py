@@ -1,11 +1,13 @@
 """`Logs` (pipeline/pdata/logs.py): the Batch protocol on log records, split/merge, and the on-disk codec."""
 from __future__ import annotations
 
+import pytest
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from pipeline.pdata import batch_codec
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.logs import Logs, iter_log_records, select_log_records
+from pipeline.pdata.logs import Logs, iter_log_records, salvage_log_records, select_log_records
 
 
 def request(resources: int = 2, scopes: int = 2, records: int = 3) -> ExportLogsServiceRequest:
@@ -65,3 +67,19 @@ def test_the_codec_round_trips_logs_as_their_wire_bytes():
     decoded = batch_codec.decode(batch_codec.encode(batch))
     assert isinstance(decoded, Logs)
     assert decoded.wire() == batch.wire() and decoded.item_count == 12
+
+
+def test_salvage_keeps_every_record_that_parses_alone_with_its_headers():
+    message = request(2, 1, 2)
+    wire = message.SerializeToString().replace(b"1/0/0", b"\xff/0/0")  # same length: frames stay
+    salvaged, refused, reason = salvage_log_records(wire)
+    assert refused == 1 and "cannot be decoded" in reason
+    assert bodies(salvaged) == [row for row in bodies(message) if row[2] != "1/0/0"]
+    assert salvaged.resource_logs[1].schema_url == "res-1"
+
+
+def test_salvage_refuses_what_is_not_a_request_or_has_no_bad_record():
+    wire = request(1, 1, 2).SerializeToString()
+    for bad in (wire[:-3], b"\x0a\x7f\x00", wire):
+        with pytest.raises(DecodeError):
+            salvage_log_records(bad)
