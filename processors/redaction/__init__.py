@@ -21,6 +21,8 @@ What it promises:
   batch it changed has its cached wire bytes dropped, so no exporter sends the originals.
 - A value it fails to scan (a bug, never the data's fault) is replaced whole, counted under
   rule `failed` and logged without the value: it fails closed, and the span still goes on.
+- In a `logs` pipeline it applies the same rules to resource, scope and log record attributes
+  and to each record's body (a string, or the strings inside an array or kvlist body).
 - It never drops, refuses or delays spans. Redactions are counted by rule in
   `agentdbg_processor_redaction_redacted_values_total{processor,rule}` (rule `allowed_keys`:
   attributes removed for not being allowed); with `summary: info`/`debug` the counts (and
@@ -40,7 +42,7 @@ from processors.redaction.config import RedactionConfig
 from processors.redaction.processor import RedactionProcessor
 
 factory = Factory("redaction", Kind.PROCESSOR, RedactionConfig, RedactionProcessor,
-                  signals=frozenset({Signal.TRACES}),
+                  signals=frozenset({Signal.TRACES, Signal.LOGS}),
                   description="mask or hash secrets and personal data in attribute values before anything is stored")
 
 __all__ = ["RedactionConfig", "RedactionProcessor", "factory"]

@@ -18,6 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline.component import Consumer, Processor, Settings
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logs import Logs
 from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
 from processors.redaction.config import RedactionConfig
@@ -53,9 +54,9 @@ class RedactionProcessor(Processor[Batch]):
         self._redacted = {rule: metrics.redaction_redacted_values.labels(str(settings.id), rule) for rule in rules}
 
     async def consume(self, batch: Batch) -> None:
-        if isinstance(batch, Traces):
+        if isinstance(batch, (Traces, Logs)):
             started = time.thread_time()
-            hits = self.redact(batch)
+            hits = self.redact(batch) if isinstance(batch, Traces) else self.redact_logs(batch)
             self._cpu.inc(time.thread_time() - started)
             if hits:
                 batch.mark_changed()  # the cached wire bytes hold the originals: never send them
@@ -76,6 +77,22 @@ class RedactionProcessor(Processor[Batch]):
             self.process_planned(batch.message, plan(wire, Hits(ranges)), hits)
             return hits
         self.process(batch.message, hits)
+        return hits
+
+    def redact_logs(self, batch: Logs) -> Counter[str]:
+        """Redact every log record of the batch in place: resource, scope and record attributes and
+        the body (a string, or strings inside an array or kvlist body); the redactions by rule."""
+        hits: Counter[str] = Counter()
+        if self.idle or (self.wire_check is not None and batch.unchanged
+                         and not self.wire_check.ranges(batch.wire())):
+            return hits
+        for resource_logs in batch.message.resource_logs:
+            self.attributes(resource_logs.resource.attributes, hits)
+            for scope_logs in resource_logs.scope_logs:
+                self.attributes(scope_logs.scope.attributes, hits)
+                for record in scope_logs.log_records:
+                    self.attributes(record.attributes, hits)
+                    self.value(record.body, hits)
         return hits
 
     def process(self, message: ExportTraceServiceRequest, hits: Counter[str]) -> None:
