@@ -81,6 +81,7 @@ def resolve(raw: dict[str, Any], factories: dict[Kind, dict[str, Factory]],
     if "service" not in raw or not (raw.get("service") or {}).get("pipelines"):
         errors.append("service::pipelines: at least one pipeline must be configured")
     _check_extensions(resolved, errors)
+    _check_authenticators(resolved, errors)
     resolved.pipelines = _check_pipelines(resolved, errors)
     _check_connectors(resolved, errors)
     _check_addresses(resolved, errors)
@@ -210,6 +211,40 @@ def _check_extensions(resolved: ResolvedConfig, errors: list[str]) -> None:
             continue
         if cid not in configured and (Kind.EXTENSION, cid) not in resolved.broken:
             errors.append(f'service::extensions: references extension "{name}" which is not configured')
+
+
+def _check_authenticators(resolved: ResolvedConfig, errors: list[str]) -> None:
+    """Every `auth::authenticator` (receivers, the debug API, the explorer, health, /metrics)
+    names an extension the service runs: otherwise every request to it would be refused (503)
+    at run time with nothing said at start."""
+    running = set(resolved.service.extensions)
+    found: list[tuple[str, str]] = []
+    for kind, section in resolved.components.items():
+        for cid, component in section.items():
+            found += _authenticators(component.config, f"{kind.section}::{cid}")
+    found += _authenticators(resolved.service, "service")
+    for path, name in found:
+        if name not in running:
+            errors.append(f'{path}: names "{name}", which is not an extension listed in service::extensions '
+                          f"(running: {', '.join(sorted(running)) or 'none'})")
+
+
+def _authenticators(value: Any, path: str) -> list[tuple[str, str]]:
+    """(config path, name) of every non-empty `authenticator` field in a config, at any depth."""
+    if isinstance(value, BaseModel):
+        out: list[tuple[str, str]] = []
+        for key in type(value).model_fields:
+            inner = getattr(value, key)
+            if key == "authenticator" and isinstance(inner, str):
+                out += [(f"{path}::{key}", inner)] if inner else []
+            else:
+                out += _authenticators(inner, f"{path}::{key}")
+        return out
+    if isinstance(value, dict):
+        return [found for key, inner in value.items() for found in _authenticators(inner, f"{path}::{key}")]
+    if isinstance(value, (list, tuple)):
+        return [found for number, inner in enumerate(value) for found in _authenticators(inner, f"{path}::{number}")]
+    return []
 
 
 def _check_pipelines(resolved: ResolvedConfig, errors: list[str]) -> list[Pipeline]:
