@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import enum
 import hmac
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from aiohttp import web
+
+from pipeline.telemetry.logs import Throttled
 
 
 class Role(str, enum.Enum):
@@ -236,10 +239,25 @@ def http_middleware(authenticator_of: Callable[[], Authenticator | None],
             try:
                 request[PRINCIPAL] = await authorize(authenticator, request.headers, needs)
             except Unauthenticated as exc:
+                _refused(request, 401, exc.reason, None)
                 raise web.HTTPUnauthorized(text=f"401 unauthenticated: {exc.reason}",
                                            headers={"WWW-Authenticate": exc.challenge}) from None
             except Forbidden as exc:
+                _refused(request, 403, exc.reason, exc.principal)
                 raise web.HTTPForbidden(text=f"403 forbidden: {exc.reason}") from None
         return await handler(request)
 
     return check
+
+
+# Refused requests, logged as a security trail but throttled per (status, method, surface port):
+# a scanner or a client with a stale token must not flood the log; each line says how many were
+# held back since the last one.
+REFUSALS = Throttled(logging.getLogger("agentdbg.auth"), interval=10.0)
+
+
+def _refused(request: web.Request, status: int, reason: str, principal: Principal | None) -> None:
+    port = request.url.port or ""
+    REFUSALS.warning("request refused", key=f"{status} {request.method} {port}", kv={
+        "status": status, "method": request.method, "path": request.path[:200], "reason": reason,
+        "remote": request.remote or "", "subject": principal.subject if principal else ""})
