@@ -24,7 +24,9 @@ Guarantees (Vector-style):
 - With `sending_queue.storage` (a `file_storage` extension) each batch is written to disk
   before `consume` returns and removed once it was sent or failed permanently; what is
   left at the shutdown deadline, or after a crash, stays on disk and is sent at the next
-  start, before new data.
+  start, before new data. Each exporter id and pipeline type has a directory of its own
+  (`queue_owner`), so an exporter in a traces and a logs pipeline replays each batch to its
+  own signal's endpoint.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from prometheus_client import Counter
 from exporters.helper.backoff import Backoff
 from exporters.helper.settings import ExporterHelperConfig
 from pipeline import status
-from pipeline.component import B, Exporter, Settings
+from pipeline.component import B, Exporter, Settings, Signal
 from pipeline.contracts import QueueStore
 from pipeline.errors import PartialFailure, PermanentError, Refused, RetryableError
 from pipeline.host import Host
@@ -128,9 +130,18 @@ class QueuedExporter(Exporter[B]):
         queue = self.config.sending_queue
         return str(queue.storage) if queue.enabled and queue.storage else None
 
+    @property
+    def queue_owner(self) -> str:
+        """The queue's directory name in the storage: one per exporter id and pipeline type. The graph
+        builds an instance per signal, and each must get back only what it put there (a traces
+        instance replaying a logs batch would send it to the traces endpoint). Traces keep the bare
+        id, so queues written before this rule are still found."""
+        signal = self.settings.signal
+        return str(self.id) if signal in (None, Signal.TRACES) else f"{self.id}-{signal.value}"
+
     def _open_store(self, host: Host, name: str) -> None:
         storage = host.storage(name, f"exporter {self.id}: sending_queue.storage")
-        self._store = store = storage.open_store(str(self.id))
+        self._store = store = storage.open_store(self.queue_owner)
         recovered = 0
         for stored, path in store.recover():
             batch = cast(B, stored)  # the store gives back what this exporter put there

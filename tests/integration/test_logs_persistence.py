@@ -48,3 +48,76 @@ def test_logs_acknowledged_before_a_sigkill_are_delivered_after_the_restart(tmp_
         wait_until(lambda: len(file_records(values["out"])) >= len(sent), timeout=30,
                    message="the acknowledged records replayed into the file")
     assert keys(file_records(values["out"])) == keys(sent)
+
+
+SINK = """
+exporters:
+  file/traces: {path: "{dir}/traces.jsonl", flush_interval: 50ms}
+  file/logs: {path: "{dir}/logs.jsonl", flush_interval: 50ms}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [file/traces]}
+    logs: {receivers: [otlp], exporters: [file/logs]}
+"""
+
+# One exporter id in a traces and a logs pipeline, its queue on disk: two instances, one storage.
+FORWARDER = """
+extensions:
+  file_storage: {directory: "%(queue)s"}
+exporters:
+  otlphttp:
+    endpoint: %(sink)s
+    timeout: 500ms
+    sending_queue: {storage: file_storage}
+    retry_on_failure: {initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0}
+service:
+  extensions: [health_check, debug_api, file_storage]
+  pipelines:
+    traces: {receivers: [otlp], exporters: [otlphttp]}
+    logs: {receivers: [otlp], exporters: [otlphttp]}
+"""
+
+
+def span_ids(path) -> list[str]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    if not path.exists():
+        return []
+    return [span.span_id.hex() for line in path.read_bytes().splitlines() if line
+            for rs in otlp_json.decode(line, ExportTraceServiceRequest).resource_spans
+            for scope in rs.scope_spans for span in scope.spans]
+
+
+def test_an_exporter_in_a_traces_and_a_logs_pipeline_replays_each_queue_to_its_own_signal(tmp_path):
+    """Each (exporter, signal) instance keeps its queue files apart: after a SIGKILL the spans go to
+    /v1/traces and the records to /v1/logs (before, both instances replayed the one directory, each
+    sending the other's batches to its own endpoint too, where they were refused and counted as
+    failed; a file the wrong instance deleted after that was gone for the right one). The sink is a second agentdbg writing what it
+    gets to files: what is under test is the forwarder's queue, not the sink."""
+    sink = Daemon(BASE_CONFIG, workdir=tmp_path / "sink", overlay=SINK).start()
+    overlay = FORWARDER % {"queue": tmp_path / "queue", "sink": f"http://127.0.0.1:{sink.ports['http']}"}
+    try:
+        sink.signal(signal.SIGSTOP)  # the destination hangs: everything stays queued
+        forwarder = Daemon(BASE_CONFIG, workdir=tmp_path / "fwd", overlay=overlay).start()
+        sent = send_sdk_logs("http", f"127.0.0.1:{forwarder.ports['http']}", count=6)
+        spans = {s.span_id for s in sent if s.span_id}
+        assert forwarder.metric("otelcol_receiver_accepted_log_records_total") == len(sent)
+        forwarder.signal(signal.SIGKILL)
+        forwarder.proc.wait(10)
+        sink.signal(signal.SIGCONT)
+        with Daemon(BASE_CONFIG, workdir=tmp_path / "fwd2", overlay=overlay) as restarted:
+            wait_until(lambda: len(file_records(tmp_path / "sink" / "logs.jsonl")) >= len(sent)
+                       and spans <= set(span_ids(tmp_path / "sink" / "traces.jsonl")), timeout=30,
+                       message="every record and span accepted before the kill at the sink")
+            wait_until(lambda: not list((tmp_path / "queue").rglob("*.batch")), message="queue files removed")
+            failed = restarted.metric("otelcol_exporter_send_failed_spans_total")
+        malformed = sink.metric("agentdbg_receiver_rejected_requests_total", reason="malformed")
+        sink.stop()
+        assert failed == 0 and malformed == 0  # nothing was sent to the other signal's endpoint
+        # At least once: the requests the stopped sink had buffered before the kill arrive too. But
+        # every record is one that was sent as a record, every span one sent as a span.
+        assert sorted(set(keys(file_records(tmp_path / "sink" / "logs.jsonl")))) == keys(sent)
+        assert set(span_ids(tmp_path / "sink" / "traces.jsonl")) == spans
+    finally:
+        sink.signal(signal.SIGCONT)
+        sink.stop()
