@@ -92,8 +92,8 @@ def test_an_exporter_in_a_traces_and_a_logs_pipeline_replays_each_queue_to_its_o
     """Each (exporter, signal) instance keeps its queue files apart: after a SIGKILL the spans go to
     /v1/traces and the records to /v1/logs (before, both instances replayed the one directory, each
     sending the other's batches to its own endpoint too, where they were refused and counted as
-    failed; a file the wrong instance deleted after that was gone for the right one). The sink is a second agentdbg writing what it
-    gets to files: what is under test is the forwarder's queue, not the sink."""
+    failed; a file the wrong instance deleted after that was gone for the right one). The sink is a
+    second agentdbg writing what it gets to files: what is under test is the forwarder's queue."""
     sink = Daemon(BASE_CONFIG, workdir=tmp_path / "sink", overlay=SINK).start()
     overlay = FORWARDER % {"queue": tmp_path / "queue", "sink": f"http://127.0.0.1:{sink.ports['http']}"}
     try:
