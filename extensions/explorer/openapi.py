@@ -19,7 +19,7 @@ _TIME = "RFC 3339 time or nanoseconds since the epoch"
 # (path, summary, [(name, in, type, description)])
 EXPLORER: tuple[tuple[str, str, list[tuple[str, str, str, str]]], ...] = (
     ("/api/sessions", "Sessions, newest first: services, agents, spans, start, duration, tokens, cost, errors, "
-                      "trigger count", [
+                      "trigger count; `truncated` when more matched than it lists", [
         ("service", "query", "string", "only sessions with a span of this service"),
         ("agent", "query", "string", "only sessions with this gen_ai.agent.name"),
         ("since", "query", "string", _TIME), ("until", "query", "string", _TIME),
@@ -60,7 +60,8 @@ def document(host: Host, explorer_url: str) -> dict[str, Any]:
     json_answer = {"200": {"description": "JSON", "content": {"application/json": {}}},
                    "400": {"description": "a bad parameter, named in the text"},
                    "401": {"description": "the bearer token is missing or wrong (when auth.token is set)"},
-                   "502": {"description": "the store refused or failed the query; the engine's message"}}
+                   "502": {"description": "the store refused or failed the query; the engine's message"},
+                   "503": {"description": "too many reads running and waiting; ask again after Retry-After seconds"}}
     paths: dict[str, Any] = {}
     for path, summary, params in EXPLORER:
         paths[path] = {"servers": [{"url": explorer_url}],
