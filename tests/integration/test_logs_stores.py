@@ -8,7 +8,7 @@ import urllib.request
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from testkit.harness import BASE_CONFIG, Daemon, query_json, wait_until
+from testkit.harness import BASE_CONFIG, ROOT, Daemon, free_port, query_json, wait_until
 from testkit.otlp_logs import SentLog, keys, send_sdk_logs
 
 CHDB = """
@@ -130,3 +130,24 @@ service:
     assert joined == sum(1 for s in sent if s.trace_id)
     ddl = clickhouse_http.client().command("SHOW CREATE TABLE otel.otel_logs")
     assert "ORDER BY (ServiceName, TimestampTime, Timestamp)" in ddl and "TTL TimestampTime" in ddl
+
+
+def test_config_default_yaml_stores_logs_beside_the_spans(tmp_path):
+    """config/default.yaml as shipped (ports and data directory from its env vars) takes logs."""
+    daemon = Daemon((ROOT / "config" / "default.yaml").read_text(), workdir=tmp_path / "daemon")
+    daemon.env = {
+        "AGENTDBG_DATA_DIR": str(tmp_path / "data"),
+        **{f"AGENTDBG_{name.upper()}": f"127.0.0.1:{daemon.ports[port]}" for name, port in (
+            ("otlp_grpc_endpoint", "grpc"), ("otlp_http_endpoint", "http"), ("health_endpoint", "health"),
+            ("debug_endpoint", "debug"), ("metrics_address", "metrics"))},
+        "AGENTDBG_EXPLORER_ENDPOINT": f"127.0.0.1:{free_port()}",
+    }
+    with daemon:
+        sent = send_sdk_logs("http", f"127.0.0.1:{daemon.ports['http']}", count=4, service="default-logs")
+        wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="chdb") >= len(sent) + 2,
+                   timeout=30, message="the records and their spans stored")
+    path = str(tmp_path / "data" / "chdb")
+    assert keys(stored(query_json(ROWS, "--path", path))) == keys(sent)
+    joined = query_json("SELECT count() AS n FROM otel.otel_logs AS l INNER JOIN otel.otel_traces AS s "
+                        "ON l.TraceId = s.TraceId AND l.SpanId = s.SpanId", "--path", path)
+    assert joined[0]["n"] == sum(1 for s in sent if s.trace_id)
