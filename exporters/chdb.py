@@ -31,6 +31,10 @@ What it promises:
   retryably). `timeout` is 0 (none) by default: a local insert that has started always
   completes, so timing it out would only cause duplicates. If a timeout is set and fires,
   the next attempt waits for the same insert instead of writing the batch again;
+- a batch stored before a crash and sent again after the restart (the persistent queue
+  removes a batch's file only after its insert; the batch processor's write-ahead log replays
+  what it had handed on) is not stored twice: each insert carries the batch's content hash as
+  its `insert_deduplication_token`, and the tables keep the last tokens (pipeline/clickhouse/schema.py);
 - values a column cannot hold are clamped and the span marked (schema.py "Limits"); rows the
   engine still refuses are isolated by bisection, every good row is stored, and the refused
   ones are counted (`error_type="invalid_data"`), logged once per batch and kept in
@@ -44,7 +48,7 @@ import functools
 import os
 from typing import Any, Sequence
 
-from exporters.clickhousehelper import TableExporter, TablesConfig
+from exporters.clickhousehelper import InsertRows, TableExporter, TablesConfig
 from exporters.helper import QueueSettings
 from pipeline.chdb_engine import ChdbStore
 from pipeline.clickhouse.errors import classify
@@ -89,15 +93,17 @@ def _raise(exc: Exception) -> None:
     raise exc
 
 
-def insert_statement(spec: TableSpec, path: str) -> str:
-    """INSERT of the Native file at `path` into the spec's table (settings: schema.py "Limits")."""
+def insert_statement(spec: TableSpec, path: str, token: str) -> str:
+    """INSERT of the Native file at `path` into the spec's table (settings: schema.py "Limits"),
+    deduplicated by `token` (hex digits, ':' and '-': nothing to escape)."""
     names = ", ".join(quote(name) for name in spec.names)
-    settings = ", ".join(f"{key} = {value}" for key, value in INSERT_SETTINGS.items())
+    settings = ", ".join([*(f"{key} = {value}" for key, value in INSERT_SETTINGS.items()),
+                          f"insert_deduplication_token = '{token}'"])
     return (f"INSERT INTO {spec.table} ({names}) SELECT {names} FROM file('{path}', 'Native') "
             f"SETTINGS {settings}")
 
 
-def insert_rows(conn: Any, spec: TableSpec, columns: list) -> None:
+def insert_rows(conn: Any, spec: TableSpec, columns: list, token: str) -> None:
     """Writer thread: the rows as Native blocks in a memory file, one INSERT statement; errors classified."""
     fd = os.memfd_create("agentdbg-insert", os.MFD_CLOEXEC)
     try:
@@ -108,7 +114,7 @@ def insert_rows(conn: Any, spec: TableSpec, columns: list) -> None:
             except Exception as exc:  # the serializer refused a value: the engine never saw the rows
                 raise classify(exc) from exc
         try:
-            conn.query(insert_statement(spec, f"/proc/self/fd/{fd}"), "TabSeparated")
+            conn.query(insert_statement(spec, f"/proc/self/fd/{fd}", token), "TabSeparated")
         except Exception as exc:
             raise classify(exc) from exc
     finally:
@@ -132,7 +138,7 @@ class ChdbExporter(TableExporter):
         super().__init__(settings, config, beside)
         self.chdb_config = config
         self.store: ChdbStore | None = None
-        self._inflight: tuple[list, tuple[int, int], asyncio.Future[None]] | None = None
+        self._inflight: tuple[InsertRows, tuple[int, int], asyncio.Future[None]] | None = None
 
     async def start_client(self) -> None:
         self.store = await ChdbStore.acquire(self.chdb_config.path)
@@ -150,13 +156,14 @@ class ChdbExporter(TableExporter):
         assert self.store is not None
         return await self.store.call(func, *args)
 
-    async def insert_rows(self, rows: list, start: int, stop: int) -> None:
+    async def insert_rows(self, rows: InsertRows, start: int, stop: int) -> None:
         """Insert rows [start, stop) in the writer thread; a retry after a timeout awaits the same insert."""
         assert self.store is not None
         inflight = self._inflight
         if inflight is None or inflight[0] is not rows or inflight[1] != (start, stop):
             future = asyncio.get_running_loop().run_in_executor(
-                self.store.pool, insert_rows, self.store.conn, self.spec, slice_columns(rows, start, stop))
+                self.store.pool, insert_rows, self.store.conn, self.spec, slice_columns(rows.columns, start, stop),
+                rows.token_of(start, stop))
             inflight = self._inflight = (rows, (start, stop), future)
         future = inflight[2]
         try:

@@ -19,7 +19,10 @@ embedded chDB session over its own data directory:
   `X-ClickHouse-Exception-Code: N`;
 - `POST /__fault` with JSON `{"code": 252, "name": "TOO_MANY_PARTS", "status": 500,
   "count": 2, "match": "INSERT"}` makes the next `count` matching requests fail that way
-  (fault injection for the error-mapping tests); `GET /__stats` counts requests.
+  (fault injection for the error-mapping tests); with `"delay": S` instead the request runs
+  as usual and only its answer is held back S seconds (fault injection for the retry tests:
+  a client whose timeout is shorter gives up on an insert the engine has stored, the one case
+  a real server cannot be made to show on demand); `GET /__stats` counts requests.
 
 `ClickHouseHTTP` runs it as a subprocess on a free 127.0.0.1 port with its own data
 directory: `start()`, `stop()` (the port then refuses connections), `start()` again on the
@@ -69,6 +72,7 @@ class Fault:
     status: int = 500
     count: int = 1
     match: str = ""
+    delay: float = 0.0  # > 0: run the request, then hold its answer back this long (no error)
 
 
 @dataclass
@@ -169,13 +173,16 @@ def make_app(engine: Engine) -> Any:
                             f"Code: {code}. DB::Exception: {message}",
                             headers={"X-ClickHouse-Exception-Code": str(code)})
 
-    def injected(sql: str) -> web.Response | None:
+    def injected(sql: str) -> Fault | None:
         for fault in faults:
             if fault.count > 0 and fault.match.lower() in sql.lower():
                 fault.count -= 1
-                return error(fault.code, f"Code: {fault.code}. DB::Exception: injected fault. ({fault.name}) "
-                                         f"(version test)", fault.status)
+                return fault
         return None
+
+    def fault_error(fault: Fault) -> web.Response:
+        return error(fault.code, f"Code: {fault.code}. DB::Exception: injected fault. ({fault.name}) "
+                                 f"(version test)", fault.status)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         stats["requests"] += 1
@@ -188,8 +195,8 @@ def make_app(engine: Engine) -> Any:
         except Exception as exc:  # noqa: BLE001 - reported to the client
             return error(27, f"cannot read the request: {exc} (CANNOT_PARSE_INPUT_ASSERTION_FAILED)")
         fault = injected(sql)
-        if fault is not None:
-            return fault
+        if fault is not None and not fault.delay:
+            return fault_error(fault)
         settings = {k: v for k, v in request.query.items() if k not in IGNORED_PARAMS and not k.startswith("param_")}
         params = {k[len("param_"):]: v for k, v in request.query.items() if k.startswith("param_")}
         loop = asyncio.get_running_loop()
@@ -202,6 +209,8 @@ def make_app(engine: Engine) -> Any:
             return error(int(match.group(1)) if match else 1001, text[text.find("Code:"):] if match else text)
         if data is not None:
             stats["inserts"] += 1
+        if fault is not None:  # stored, but the client hears nothing until after its timeout
+            await asyncio.sleep(fault.delay)
         return respond(request, payload, fmt)
 
     def respond(request: web.Request, payload: bytes, fmt: str) -> web.Response:
@@ -326,6 +335,14 @@ class ClickHouseHTTP:
 
         requests.post(f"{self.url}/__fault", json={"code": code, "name": name, "count": count,
                                                    "match": match, "status": status}, timeout=5).raise_for_status()
+
+    def delay_answers(self, seconds: float, count: int = 1, match: str = "") -> None:
+        """Run the next `count` requests whose SQL contains `match` as usual, then answer each only
+        after `seconds`: a client that times out sooner retries an insert the engine has stored."""
+        import requests
+
+        requests.post(f"{self.url}/__fault", json={"code": 0, "name": "", "count": count, "match": match,
+                                                   "delay": seconds}, timeout=5).raise_for_status()
 
     def stats(self) -> dict[str, int]:
         import requests

@@ -19,7 +19,13 @@ What it promises when ClickHouse is slow, down or refuses:
 - each insert is bounded by `timeout`; a timeout, a connection error, overload
   (`TOO_MANY_PARTS`, `MEMORY_LIMIT_EXCEEDED`, HTTP 503) or any error that is not about the
   data is retried with backoff (`retry_on_failure`), so a batch whose insert timed out after
-  the server stored it can arrive twice (at-least-once; duplicates, never gaps);
+  the server stored it is sent again, with the same `insert_deduplication_token` (a hash of the
+  batch's content and the row range), and the server stores it once: the tables keep the
+  tokens of their last 1000 inserts (`non_replicated_deduplication_window`, set on each start
+  with `ALTER TABLE ... MODIFY SETTING`; pipeline/clickhouse/schema.py). The same holds for a
+  batch sent again after a restart (persistent queue, write-ahead log). With `async_insert`
+  this needs a server that deduplicates asynchronous inserts into non-replicated tables (as
+  ClickHouse 26 does); set `async_insert: false` where yours does not;
 - values a column cannot hold are clamped and the span marked (schema.py "Limits");
 - an error that says some rows are bad (cannot parse, out of range, too large, a table
   constraint ...; errors.py) costs only those rows: the batch is bisected, every good row

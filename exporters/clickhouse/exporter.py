@@ -1,4 +1,4 @@
-"""`clickhouse`: spans into ClickHouse over its HTTP interface, as column-oriented Native inserts (clickhouse-connect's async client).
+"""`clickhouse`: spans into ClickHouse over HTTP, as column-oriented Native inserts (clickhouse-connect, async).
 
 What it promises when the server is slow, down or refuses is in the package docstring
 (exporters/clickhouse/__init__.py).
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from exporters.clickhouse.config import ClickHouseConfig
-from exporters.clickhousehelper import TableExporter
+from exporters.clickhousehelper import InsertRows, TableExporter
 from pipeline.clickhouse.errors import classify
 from pipeline.clickhouse.schema import INSERT_SETTINGS
 from pipeline.clickhouse.tables import preload_insert_modules, slice_columns
@@ -79,12 +79,14 @@ class ClickHouseExporter(TableExporter):
                 raise RetryableError(str(error), error_type=error.error_type) from exc
         self.log.info("ClickHouse schema ready", extra={"kv": {"table": self.table}})
 
-    async def insert_rows(self, rows: list, start: int, stop: int) -> None:
+    async def insert_rows(self, rows: InsertRows, start: int, stop: int) -> None:
+        """Insert rows [start, stop); a retry sends the same deduplication token, so a timed-out
+        attempt that the server stored is not stored again."""
         client = await self._ensure_client()
+        settings = {**self._insert_settings, "insert_deduplication_token": rows.token_of(start, stop)}
         try:
-            await client.insert(self.table, slice_columns(rows, start, stop), column_names=self.spec.names,
-                                column_type_names=self.spec.types, column_oriented=True,
-                                settings=self._insert_settings)
+            await client.insert(self.table, slice_columns(rows.columns, start, stop), column_names=self.spec.names,
+                                column_type_names=self.spec.types, column_oriented=True, settings=settings)
         except (asyncio.CancelledError, RetryableError):
             raise
         except Exception as exc:

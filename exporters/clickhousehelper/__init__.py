@@ -12,6 +12,6 @@ holds only what is about being an exporter, and it imports no component.
 from __future__ import annotations
 
 from exporters.clickhousehelper.config import TablesConfig
-from exporters.clickhousehelper.exporter import TableExporter
+from exporters.clickhousehelper.exporter import InsertRows, TableExporter
 
-__all__ = ["TableExporter", "TablesConfig"]
+__all__ = ["InsertRows", "TableExporter", "TablesConfig"]

@@ -9,10 +9,19 @@ row is stored, the refused ones are counted under
 engine's reason, and kept, as sent, in a dead-letter file under `dead_letter/<exporter id>/`
 (exporters/helper/dead_letter.py). The queue then moves on: a batch with bad rows never holds
 back the batches behind it.
+
+Every insert carries an `insert_deduplication_token` (`InsertRows.token_of`): a hash of the
+batch as the on-disk queue encodes it (pipeline/pdata/batch_codec.py), with the row range. A
+retry of a range sends the same token, and so does the same batch replayed after a restart
+(from the persistent queue, or re-merged from the batch processor's write-ahead log), so an
+insert that timed out after the engine stored it is not stored again: the tables keep the last
+tokens (pipeline/clickhouse/schema.py, "Retries never store a row twice").
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -22,6 +31,7 @@ from exporters.helper.isolate import IsolatingExporter
 from pipeline.clickhouse.tables import TableSpec, table_spec
 from pipeline.component import Settings
 from pipeline.errors import PartialFailure
+from pipeline.pdata import batch_codec
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.events import Events
 from pipeline.pdata.logs import Logs
@@ -30,7 +40,28 @@ from pipeline.pdata.traces import Traces
 T = TypeVar("T")
 
 
-class TableExporter(IsolatingExporter[Traces | Events | Logs, list[Sequence]]):
+@dataclass(frozen=True)
+class InsertRows:
+    """A batch's column-oriented insert data and the content hash its inserts are deduplicated by."""
+
+    columns: list[Sequence]
+    digest: str
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def token_of(self, start: int, stop: int) -> str:
+        """The `insert_deduplication_token` of rows [start, stop): the same for every attempt."""
+        return f"{self.digest}:{start}-{stop}"
+
+
+def content_digest(batch: Batch) -> str:
+    """A hash of the batch's stored form: equal for a batch and its replay after a restart."""
+    tag, body = batch_codec.encode_parts(batch)
+    return hashlib.blake2b(body, digest_size=16, person=tag).hexdigest()
+
+
+class TableExporter(IsolatingExporter[Traces | Events | Logs, InsertRows]):
     def __init__(self, settings: Settings, config: TablesConfig, default_dead_letter: str) -> None:
         super().__init__(settings, config)
         self.spec: TableSpec = table_spec(settings.signal, config)
@@ -47,11 +78,11 @@ class TableExporter(IsolatingExporter[Traces | Events | Logs, list[Sequence]]):
         """Run CPU work off the event loop (the chdb exporter uses its writer thread)."""
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
-    async def prepare(self, batch: Traces | Events | Logs) -> list[Sequence]:
-        return await self.in_worker(self.spec.to_columns, batch)
+    async def prepare(self, batch: Traces | Events | Logs) -> InsertRows:
+        return await self.in_worker(self._insert_rows, batch)
 
-    def row_count(self, rows: list[Sequence]) -> int:
-        return len(rows[0]) if rows else 0
+    def _insert_rows(self, batch: Traces | Events | Logs) -> InsertRows:
+        return InsertRows(self.spec.to_columns(batch), content_digest(batch))
 
     def refused_batch(self, batch: Traces | Events | Logs, indices: list[int]) -> Batch:
         return self.spec.select(batch, indices)

@@ -56,7 +56,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from pipeline.clickhouse.schema import modify_ttl, ttl_clause
+from pipeline.clickhouse.schema import deduplication_statements, modify_ttl, ttl_clause
 from pipeline.pdata.events import Events, document_key
 
 MIN_TIME_NS = -2_208_988_800 * 1_000_000_000  # 1900-01-01: DateTime64's first day
@@ -96,7 +96,7 @@ _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]
 def events_table_statements(table: str, ttl_seconds: float = 0) -> list[str]:
     """CREATE TABLE for the audit table (and its TTL's ALTER); `table` is already qualified and quoted."""
     ttl = ttl_clause(ttl_seconds, "toDateTime(Timestamp)", "Timestamp")
-    return [_EVENTS_TABLE.format(table=table, ttl=ttl), *modify_ttl(table, ttl)]
+    return [_EVENTS_TABLE.format(table=table, ttl=ttl), *modify_ttl(table, ttl), *deduplication_statements(table)]
 
 
 def rfc3339_ns(text: Any) -> int | None:

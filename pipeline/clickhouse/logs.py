@@ -24,7 +24,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pipeline.clickhouse.schema import CLAMPED, MAP, MAX_TIME_NS, modify_ttl, qualified, quote, ttl_clause
+from pipeline.clickhouse.schema import (
+    CLAMPED,
+    MAP,
+    MAX_TIME_NS,
+    deduplication_statements,
+    modify_ttl,
+    qualified,
+    quote,
+    ttl_clause,
+)
 from pipeline.pdata.anyvalue import any_value_text, attribute_map
 from pipeline.pdata.logs import Logs, iter_log_records, select_log_records
 from pipeline.pdata.spans import SERVICE_NAME
@@ -90,7 +99,8 @@ def logs_statements(database: str, table: str, ttl_seconds: float = 0, engine: s
     # as a DateTime (schema.py: TTL_KEEP_FROM).
     ttl = ttl_clause(ttl_seconds, "TimestampTime", "Timestamp")
     return [f"CREATE DATABASE IF NOT EXISTS {quote(database)}",
-            _LOGS_TABLE.format(table=logs, engine=engine, ttl=ttl), *modify_ttl(logs, ttl)]
+            _LOGS_TABLE.format(table=logs, engine=engine, ttl=ttl), *modify_ttl(logs, ttl),
+            *deduplication_statements(logs)]
 
 
 def logs_columns(batch: Logs) -> list[Sequence]:

@@ -10,6 +10,17 @@ and lookup tables, so a table created earlier (without a TTL, or with another on
 configured retention. `ttl: 0` adds no TTL but does not remove one a table already has
 (`ALTER TABLE ... REMOVE TTL` does that, by hand).
 
+Retries never store a row twice: every insert of the exporters carries an
+`insert_deduplication_token` (the batch's content hash and the row range, stable across the
+batch's retries and across a replay from the persistent queue or the batch processor's
+write-ahead log after a restart: exporters/clickhousehelper/exporter.py), and every table an
+insert reaches, directly or through a materialized view, keeps the tokens of its last
+`DEDUPLICATION_WINDOW` inserts (`non_replicated_deduplication_window`, ClickHouse's insert
+deduplication for non-replicated MergeTree tables). An insert whose token is in the window is
+answered OK and stores nothing, in the table and in the views it feeds (checked on chDB 4.4,
+ClickHouse 26.9). Each start sets the window on every table with `ALTER TABLE ... MODIFY
+SETTING` (`deduplication_statements`), so tables created by an earlier version get it too.
+
 `insert_columns(SpanColumns)` gives the column-oriented insert data in `INSERT_COLUMNS`
 order: plain lists taken from the batch's shared columnar view, no row dicts. The events
 audit table (`agentdbg_decisions`) is in audit.py; tables.py picks the table per pipeline type.
@@ -53,6 +64,10 @@ MAX_TIME_NS = 2**63 - 1  # DateTime64(9)'s last instant, 2262-04-11 23:47:16.854
 CLAMPED = "agentdbg.clamped"
 # Every insert lifts the partitions-per-insert limit (see "Limits" above).
 INSERT_SETTINGS: dict[str, int] = {"max_partitions_per_insert_block": 0}
+# Inserts whose deduplication tokens each table keeps (see above): far more than the inserts
+# that can happen between an attempt and its retry, or between a store and its replay at start
+# (the persistent queue and the write-ahead log replay before any new data).
+DEDUPLICATION_WINDOW = 1000
 
 # (name, type) in insert order. Nested columns are inserted as their flattened arrays.
 INSERT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -188,7 +203,14 @@ def schema_statements(database: str, table: str, ttl_seconds: float = 0,
         _LOOKUP_TABLE.format(lookup=lookup, ttl=lookup_ttl),
         _LOOKUP_VIEW.format(view=view, lookup=lookup, table=traces),
         *modify_ttl(traces, traces_ttl), *modify_ttl(lookup, lookup_ttl),
+        *deduplication_statements(traces, lookup),
     ]
+
+
+def deduplication_statements(*tables: str) -> list[str]:
+    """The ALTERs that give each table (qualified and quoted) the deduplication window of its inserts."""
+    return [f"ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+            for table in tables]
 
 
 def modify_ttl(table: str, ttl: str) -> list[str]:

@@ -32,7 +32,7 @@ without their check). Retention follows the spans' `ttl` (on the last time seen)
 """
 from __future__ import annotations
 
-from pipeline.clickhouse.schema import modify_ttl, qualified, quote, ttl_clause
+from pipeline.clickhouse.schema import deduplication_statements, modify_ttl, qualified, quote, ttl_clause
 
 SESSIONS_SUFFIX = "_sessions"
 TRACES_SUFFIX = "_session_traces"
@@ -150,7 +150,7 @@ def summary_statements(database: str, table: str, ttl_seconds: float = 0) -> lis
         out += [create.format(target=target, ttl=ttl), backfill,
                 f"CREATE MATERIALIZED VIEW IF NOT EXISTS {quote(database)}.{quote(view)} TO {target}\n"
                 f"AS {select.format(spans=spans)}"]
-        alters += modify_ttl(target, ttl)
+        alters += [*modify_ttl(target, ttl), *deduplication_statements(target)]
     return out + alters
 
 

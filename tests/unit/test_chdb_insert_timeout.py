@@ -59,9 +59,9 @@ async def test_a_timeout_that_meets_the_completion_does_not_insert_twice(exporte
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     real, inserts = chdb_exporter.insert_rows, []
 
-    def counted(conn: Any, spec: Any, columns: list) -> None:
+    def counted(conn: Any, spec: Any, columns: list, token: str) -> None:
         inserts.append(len(columns[0]))
-        real(conn, spec, columns)
+        real(conn, spec, columns, token)
 
     monkeypatch.setattr(chdb_exporter, "insert_rows", counted)
     rows = await exporter.prepare(recent(7))

@@ -48,11 +48,11 @@ async def test_timed_out_insert_is_awaited_not_repeated(tmp_path, monkeypatch):
     calls: list[int] = []
     started, release = threading.Event(), threading.Event()
 
-    def slow_insert(conn, spec, columns):
+    def slow_insert(conn, spec, columns, token):
         calls.append(len(columns[0]))
         started.set()
         release.wait(30)  # held until the helper has timed out and retried, on the manual clock
-        real(conn, spec, columns)
+        real(conn, spec, columns, token)
 
     monkeypatch.setattr(chdb_exporter, "insert_rows", slow_insert)
     clock = ManualClock()
