@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from extensions.explorer.api import ROUTES
 from pipeline.host import Host
 
 _TIME = "RFC 3339 time or nanoseconds since the epoch"
@@ -59,21 +60,24 @@ def _parameter(name: str, where: str, kind: str, text: str) -> dict[str, Any]:
 def document(host: Host, explorer_url: str) -> dict[str, Any]:
     json_answer = {"200": {"description": "JSON", "content": {"application/json": {}}},
                    "400": {"description": "a bad parameter, named in the text"},
-                   "401": {"description": "the bearer token is missing or wrong (when auth.token is set)"},
+                   "401": {"description": "no valid credentials (when auth.token or auth.authenticator is set)"},
+                   "403": {"description": "the caller's role is weaker than x-required-role"},
                    "502": {"description": "the store refused or failed the query; the engine's message"},
                    "503": {"description": "too many reads running and waiting; ask again after Retry-After seconds"}}
     paths: dict[str, Any] = {}
     for path, summary, params in EXPLORER:
         paths[path] = {"servers": [{"url": explorer_url}],
                        "get": {"summary": summary, "parameters": [_parameter(*p) for p in params],
-                               "responses": json_answer}}
+                               "responses": json_answer, "x-required-role": ROUTES.needs("GET", path).value}}
     paths["/api/query"] = {"servers": [{"url": explorer_url}], "post": {
         "summary": "One read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), run with the engine's readonly "
                    "setting; the engine's output",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["sql"],
             "properties": {"sql": {"type": "string"}, "format": {"enum": ["table", "csv", "json"]}}}}}},
-        "responses": {"200": {"description": "the result"}, "403": {"description": "not a read statement"}}}}
+        "responses": {"200": {"description": "the result"},
+                      "403": {"description": "not a read statement, or the caller is not admin"}},
+        "x-required-role": ROUTES.needs("POST", "/api/query").value}}
     for name in sorted({"health", "pipelines", *host.debug_routes}):
         paths[f"/debug/{name}"] = {"get": {"summary": DEBUG_SUMMARIES.get(name, f"the {name} component's state"),
                                            "responses": {"200": {"description": "JSON"}}}}

@@ -185,7 +185,7 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         daemon.start(wait=False)
         try:
             wait_until(lambda: daemon.proc.poll() is None and _status("GET", daemon, "health", "/", admin) == 200,
-                       timeout=60, interval=0.2, message=f"health with an admin token ({daemon.log_path})")
+                       timeout=120, interval=0.2, message=f"health with an admin token ({daemon.log_path})")
             trace_id, span_id = send_session(daemon.ports["grpc"])
             wait_until(lambda: _status("GET", daemon, "explorer", f"/api/sessions/{SESSION}", admin) == 200,
                        timeout=60, interval=0.3, message="the session stored")
