@@ -33,6 +33,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from pipeline.auth import Principal
+from pipeline.clickhouse.audit import bound_insert
 
 SCHEMA = "agentdbg.audit/v1"
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
@@ -80,14 +81,14 @@ async def record(doc: dict[str, Any]) -> None:
 
 def insert_statement(events_table: str) -> str:
     """The one statement that writes the audit table from outside the events pipeline: an
-    INSERT of one row (the columns pipeline/clickhouse/audit.py writes), values bound."""
-    return (f"INSERT INTO {events_table} (Timestamp, Schema, Id, Kind, Status, Target, Document) "
-            "SELECT fromUnixTimestamp64Nano({ts:Int64}), {schema:String}, {id:String}, {kind:String}, "
-            "{status:String}, {target:String}, {doc:String}")
+    INSERT of one row, in the columns the exporters write (pipeline/clickhouse/audit.py's
+    `EVENTS_COLUMNS`, the one definition), values bound by column name (`insert_parameters`)."""
+    return bound_insert(events_table)
 
 
 def insert_parameters(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"ts": time.time_ns(), "schema": str(doc["schema"]), "id": str(doc["id"]),
-            "kind": str(doc.get("action", "")), "status": str(doc.get("status", "")),
-            "target": str(doc.get("target_key") or doc.get("target", "")),
-            "doc": orjson.dumps(doc, default=str).decode()}
+    """The row of audit document `doc`: a value for each `EVENTS_COLUMNS` column, by its name."""
+    return {"Timestamp": time.time_ns(), "Schema": str(doc["schema"]), "Id": str(doc["id"]),
+            "Kind": str(doc.get("action", "")), "Status": str(doc.get("status", "")),
+            "Target": str(doc.get("target_key") or doc.get("target", "")),
+            "Document": orjson.dumps(doc, default=str).decode()}

@@ -56,7 +56,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from pipeline.clickhouse.schema import deduplication_statements, modify_ttl, ttl_clause
+from pipeline.clickhouse.schema import deduplication_statements, modify_ttl, quote, ttl_clause
 from pipeline.pdata.events import Events, document_key
 
 MIN_TIME_NS = -2_208_988_800 * 1_000_000_000  # 1900-01-01: DateTime64's first day
@@ -97,6 +97,16 @@ def events_table_statements(table: str, ttl_seconds: float = 0) -> list[str]:
     """CREATE TABLE for the audit table (and its TTL's ALTER); `table` is already qualified and quoted."""
     ttl = ttl_clause(ttl_seconds, "toDateTime(Timestamp)", "Timestamp")
     return [_EVENTS_TABLE.format(table=table, ttl=ttl), *modify_ttl(table, ttl), *deduplication_statements(table)]
+
+
+def bound_insert(table: str) -> str:
+    """INSERT of one row of `EVENTS_COLUMNS` into `table` (qualified and quoted), each value bound
+    by its column's name (`{Id:String}`; the DateTime64 time as Int64 nanoseconds since the epoch):
+    the columns the exporters write, for a writer outside the events pipeline (pipeline/audit.py)."""
+    names = ", ".join(quote(name) for name, _ in EVENTS_COLUMNS)
+    values = ", ".join(f"fromUnixTimestamp64Nano({{{name}:Int64}})" if type_.startswith("DateTime64")
+                       else f"{{{name}:String}}" for name, type_ in EVENTS_COLUMNS)
+    return f"INSERT INTO {table} ({names}) SELECT {values}"
 
 
 def rfc3339_ns(text: Any) -> int | None:
