@@ -26,6 +26,10 @@ class HttpConfig(StrictConfig):
     endpoint: Endpoint = "localhost:4318"
     max_request_body_size: ByteSize = 64 * 1024 * 1024
     traces_url_path: str = "/v1/traces"
+    # More paths that take traces too. Langfuse's SDK (v3+) exports OTLP/HTTP to its server's
+    # /api/public/otel/v1/traces: with this default, a Langfuse client pointed at the daemon as
+    # its host works unchanged. [] serves traces on traces_url_path only.
+    traces_url_aliases: tuple[str, ...] = ("/api/public/otel/v1/traces",)
     metrics_url_path: str = "/v1/metrics"
     logs_url_path: str = "/v1/logs"
     tls: TlsServerConfig | None = None

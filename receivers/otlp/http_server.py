@@ -48,6 +48,10 @@ class HttpTransport:
         for signal, path in paths.items():
             if signal in SPECS:
                 app.router.add_route("*", path, self._handler(SPECS[signal]))
+        if Signal.TRACES in SPECS:  # e.g. Langfuse's own OTLP path (config.py)
+            for alias in dict.fromkeys(self.config.traces_url_aliases):
+                if alias != self.config.traces_url_path:
+                    app.router.add_route("*", alias, self._handler(SPECS[Signal.TRACES]))
         # auto_decompress off: aiohttp would inflate gzip bodies without a size cap.
         # Our logger: a client speaking something else than HTTP/1.x is one rate-limited warning.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False,
