@@ -83,8 +83,9 @@ $(KAFKA_STAMP): tests/kafka/pom.xml
 # one virtualenv per family under the ignored cache, since their pins conflict (openai-agents,
 # opentelemetry-instrumentation-openai and google-adk each want their own OpenTelemetry and openai).
 # Versions are pinned in tests/clients/requirements-<family>.txt; a venv is built once and rebuilt
-# only when its requirements file changes.
-CLIENT_FAMILIES := otel_v2 openinference openllmetry langfuse logfire adk agentops
+# only when its requirements file changes. OpenLLMetry (traceloop-sdk 0.62.4) is not among them
+# yet: pip finds no set of its ~30 pinned instrumentations that installs together.
+CLIENT_FAMILIES := otel_v2 openinference langfuse logfire adk agentops
 CLIENT_STAMPS   := $(foreach family,$(CLIENT_FAMILIES),.cache/clients/$(family)/.installed-stamp)
 
 clients: $(CLIENT_STAMPS)

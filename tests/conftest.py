@@ -104,3 +104,12 @@ def jaeger(jaeger_binary, tmp_path_factory):
 
     with Jaeger(jaeger_binary, tmp_path_factory.mktemp("jaeger")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def client_stack(tmp_path_factory):
+    """One daemon and one fake OpenAI server (tests/clients/kit.py) for every real agent client
+    family of tests/integration/test_clients_*.py: each run has a service name of its own."""
+    from tests.clients.kit import client_stack as stack
+
+    yield from stack(tmp_path_factory)

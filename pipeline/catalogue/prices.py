@@ -196,7 +196,7 @@ class PriceBook:
         return found
 
     def _lookup(self, provider: str, model: str) -> Entry:
-        override = self.overrides.get((provider, model)) or self.overrides.get(("", model))
+        override = self._override(provider, model)
         bundled = Entry(None, None)
         if override is None or override.rates() is None or override.context_window is None:
             self.lookups += 1
@@ -204,6 +204,16 @@ class PriceBook:
         rates = override.rates() if override else None
         window = override.context_window if override and override.context_window else None
         return Entry(rates or bundled.rates, window or bundled.context_window)
+
+
+    def _override(self, provider: str, model: str) -> PriceOverride | None:
+        """The override for the name, then (a `vendor/model` name, as LiteLLM gives it) for the
+        part after the last `/`, as the bundled prices are matched."""
+        for name in dict.fromkeys((model, model.rsplit("/", 1)[-1])):
+            found = self.overrides.get((provider, name)) or self.overrides.get(("", name))
+            if found is not None:
+                return found
+        return None
 
 
 def bundled_entry(provider: str, model: str) -> Entry:

@@ -37,17 +37,24 @@ GOOGLE_ADK = "google_adk"
 SOURCES: tuple[str, ...] = (OTEL_LEGACY, OPENINFERENCE, OPENLLMETRY, LANGFUSE, AGENTOPS, OPENAI_AGENTS, GOOGLE_ADK)
 
 # --- plain string aliases: (canonical, source key, owning sources), first match wins -----------
+# OpenInference's `llm.model_name` is the model the response names (a dated snapshot); the one
+# requested is the `model` of `llm.invocation_parameters` (JSON, read by the normaliser first), so
+# `llm.model_name` is the request model only when the span has no invocation parameters
+# (the same for embeddings: `embedding.model_name`, `embedding.invocation_parameters`).
+# Langfuse's `model.name` is the response's model too (langfuse.openai records the answer's).
 STRING_ALIASES: tuple[tuple[str, str, frozenset[str]], ...] = (
     (REQUEST_MODEL, "llm.request.model_name", frozenset({OPENINFERENCE})),
     (REQUEST_MODEL, "llm.model_name", frozenset({OPENINFERENCE})),
     (REQUEST_MODEL, "embedding.model_name", frozenset({OPENINFERENCE})),
-    (REQUEST_MODEL, "langfuse.observation.model.name", frozenset({LANGFUSE})),
+    (RESPONSE_MODEL, "langfuse.observation.model.name", frozenset({LANGFUSE})),
     (RESPONSE_MODEL, "llm.response.model_name", frozenset({OPENINFERENCE})),
     (RESPONSE_MODEL, "llm.model_name", frozenset({OPENINFERENCE})),
+    (RESPONSE_MODEL, "embedding.model_name", frozenset({OPENINFERENCE})),
     (AGENT_NAME, "agent.name", frozenset({OPENINFERENCE, AGENTOPS, OPENAI_AGENTS})),
     (AGENT_ID, "agent.id", frozenset({AGENTOPS})),
     (TOOL_NAME, "tool.name", frozenset({OPENINFERENCE, AGENTOPS})),
     (TOOL_CALL_ID, "tool_call.id", frozenset({OPENINFERENCE})),
+    (TOOL_CALL_ID, "tool.call.id", frozenset({AGENTOPS})),  # its OpenAI wrapper's span per requested call
 )
 
 # --- operation name: (source key, owning sources, value map) ---------------------------------
@@ -90,6 +97,13 @@ PROVIDER_ALIASES: tuple[tuple[str, frozenset[str]], ...] = (
     ("llm.provider", frozenset({OPENINFERENCE})),
     ("llm.system", frozenset({OPENINFERENCE})),
 )
+# A provider is written only on spans that call a model: these operations, or no operation but a
+# model named. Logfire puts gen_ai.system on its agent, tool, turn and task spans too; a provider
+# there would count a tool's failures against the model provider (dependency detector).
+MODEL_OPERATIONS = frozenset({"chat", "text_completion", "embeddings", "generate_content"})
+# langfuse.openai names its observations "OpenAI-generation" / "OpenAI-embedding" and writes no
+# provider: that name prefix on a generation or embedding observation means OpenAI.
+LANGFUSE_OPENAI_PREFIX = "OpenAI-"
 ADK_SYSTEM = "gcp.vertex.agent"  # Google ADK puts its own name in gen_ai.system: a framework, not a provider
 # Provider values seen in the wild → gen_ai.provider.name: pipeline/catalogue/providers.py (the
 # price catalogue keys its override file by the same names).
@@ -104,6 +118,8 @@ OPENINFERENCE_TOKENS = ("llm.token_count.prompt", "llm.token_count.completion",
                         "llm.token_count.completion_details.reasoning", "llm.token_count.total")
 OPENLLMETRY_TOTAL = "llm.usage.total_tokens"
 LANGFUSE_USAGE = "langfuse.observation.usage_details"
+# OpenInference's request parameters (JSON): their `model` is the requested model.
+OPENINFERENCE_INVOCATION = ("llm.invocation_parameters", "embedding.invocation_parameters")
 LANGFUSE_COST = "langfuse.observation.cost_details"
 OPENINFERENCE_COST = "llm.cost.total"
 
@@ -127,6 +143,8 @@ LOGFIRE_TEMPLATE = "logfire.msg_template"
 BRIDGE_NAME = "name"  # Logfire's Agents-SDK spans carry the agent/function name as `name`
 OPENINFERENCE_TOOL_ID = "tool.id"  # on an OpenInference TOOL span: the id of the call it answers
 ADK_INVOCATION = "gcp.vertex.agent.invocation_id"
+AGENTOPS_KIND = "agentops.span.kind"
+AGENTOPS_NAME = "operation.name"  # AgentOps' @agent(name=...) / @tool(name=...) name, beside its span kind
 
 CANONICAL: tuple[str, ...] = (OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL, INPUT_TOKENS, OUTPUT_TOKENS,
                               CACHE_READ, CACHE_CREATION, REASONING, AGENT_NAME, AGENT_ID, TOOL_NAME,
@@ -140,6 +158,7 @@ def known_keys() -> frozenset[str]:
     keys.update(row[0] for row in OPERATION_ALIASES)
     keys.update(row[0] for row in PROVIDER_ALIASES)
     keys.update(OTEL_LEGACY_TOKENS, OPENINFERENCE_TOKENS, (key for key, _ in SESSION_KEYS))
+    keys.update(OPENINFERENCE_INVOCATION)
     keys.update((OPENLLMETRY_TOTAL, LANGFUSE_USAGE, LANGFUSE_COST, OPENINFERENCE_COST, TRACELOOP_ENTITY,
                  LANGFUSE_LEVEL, OPENINFERENCE_TOOL_ID, ADK_INVOCATION))
     return frozenset(keys)
@@ -148,10 +167,10 @@ def known_keys() -> frozenset[str]:
 KNOWN_KEYS = known_keys()
 # Gates: a span without any of these skips that part of the work.
 CANONICAL_TOKENS = frozenset((INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ, CACHE_CREATION, REASONING))
-ROLE_KEYS = frozenset(("traceloop.span.kind", "langfuse.observation.type", "openinference.span.kind"))
+ROLE_KEYS = frozenset(("traceloop.span.kind", "langfuse.observation.type", "openinference.span.kind", AGENTOPS_KIND))
 COST_KEYS = frozenset((COST, OPENINFERENCE_COST, LANGFUSE_COST))
 # Also picked out of every span, but too generic to mark one as GenAI on their own: Logfire
 # puts a message template on every span, `name` is anyone's, exceptions happen everywhere, and
 # `error.type` is read so that a value the span already carries wins over the one we would add.
-CONTEXT_KEYS = frozenset({LOGFIRE_TEMPLATE, BRIDGE_NAME, "exception.type", ERROR_TYPE})
+CONTEXT_KEYS = frozenset({LOGFIRE_TEMPLATE, BRIDGE_NAME, AGENTOPS_NAME, "exception.type", ERROR_TYPE})
 WANTED_KEYS = KNOWN_KEYS | CONTEXT_KEYS

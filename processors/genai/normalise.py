@@ -3,7 +3,11 @@
 `Normaliser.span` takes a span's recognised attributes (picked out and decoded once by the
 processor) and returns what to ADD: canonical keys the span lacks, never a change to one
 it has; plus the span's session candidate. When a span has token usage but its model has
-no price, `on_unpriced` is told. No JSON is parsed except Langfuse's usage/cost fields.
+no price, `on_unpriced` is told. No JSON is parsed except Langfuse's usage/cost fields and
+OpenInference's invocation parameters (for the requested model).
+
+Costs are rounded to `COST_DIGITS` significant digits: a product of token counts and per-token
+rates carries binary noise (2.4000000000000003e-07), which the stores would keep as text.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ Attrs = Mapping[str, Scalar]
 Value = str | int | float
 ROLE_KEY = {"agent": A.AGENT_NAME, "tool": A.TOOL_NAME, "function": A.TOOL_NAME}
 MAX_PLANS = 4096  # distinct key sets remembered; instrumentations produce a few dozen
+COST_DIGITS = 12  # significant digits of a cost: far below a cent's billionth, above float noise
 
 
 class Writes(dict[str, Value]):
@@ -57,6 +62,7 @@ class Plan(NamedTuple):
     canonical_tokens: bool
     token_family: str | None  # the family whose token counts fill the canonical ones
     costs: bool
+    invocation: tuple[str, ...]  # OpenInference invocation-parameter keys the span has
 
 
 class Normaliser:
@@ -93,7 +99,9 @@ class Normaliser:
                     canonical_tokens=not keys.isdisjoint(A.CANONICAL_TOKENS),
                     token_family=next((family for family, family_keys in self.token_families
                                        if not keys.isdisjoint(family_keys)), None),
-                    costs=not keys.isdisjoint(A.COST_KEYS))
+                    costs=not keys.isdisjoint(A.COST_KEYS),
+                    invocation=tuple(k for k in A.OPENINFERENCE_INVOCATION if k in keys) if self.on[A.OPENINFERENCE]
+                    else ())
 
     # -- the entry point ---------------------------------------------------------------------------
     def span(self, attrs: Attrs, span: Any, scope_name: str) -> Result | None:
@@ -103,17 +111,21 @@ class Normaliser:
         if bridge is None and not plan.genai:
             return None
         new = Writes(attrs)
+        for key in plan.invocation:  # the requested model, before llm.model_name (the response's)
+            new.add(A.REQUEST_MODEL, T.json_model(attrs[key]))
         for canonical, key in plan.strings:
             new.add(canonical, text(attrs[key]))
         new.add(A.OPERATION, self._operation(attrs, plan, bridge))
-        new.add(A.PROVIDER, self._provider(attrs, plan))
+        if self._calls_model(new):
+            new.add(A.PROVIDER, self._provider(attrs, plan, span.name))
         if plan.roles or bridge is not None:
             self._roles(attrs, span.name, bridge, new)
         usage = self._tokens(attrs, plan, scope_name, new)
         if usage.any() and new.text(A.OPERATION) is None and self._model(new) is not None:
             new.add(A.OPERATION, "chat")  # a model and token usage but no stated role: an inference call
         if (usage.input or usage.output or plan.costs) and A.COST not in attrs:
-            new.add(A.COST, self._cost(attrs, plan, usage, new))
+            cost = self._cost(attrs, plan, usage, new)
+            new.add(A.COST, float(f"{cost:.{COST_DIGITS}g}") if cost is not None else None)
         new.add(A.ERROR_TYPE, self._error_type(attrs, span))
         return Result(new, self._session(attrs, plan))
 
@@ -130,7 +142,15 @@ class Normaliser:
             return "generate_content" if model.startswith("gemini") else "chat"
         return None
 
-    def _provider(self, attrs: Attrs, plan: Plan) -> str | None:
+    def _calls_model(self, new: Writes) -> bool:
+        """Whether the span is a model call, the only kind that gets a provider: an inference
+        operation, or no operation but a model named."""
+        operation = new.text(A.OPERATION)
+        if operation is not None:
+            return operation in A.MODEL_OPERATIONS
+        return self._model(new) is not None
+
+    def _provider(self, attrs: Attrs, plan: Plan, span_name: str) -> str | None:
         for key in plan.providers:
             value = text(attrs.get(key))
             if value is None or value == A.ADK_SYSTEM:
@@ -139,6 +159,9 @@ class Normaliser:
                 system = text(attrs.get("llm.system")) or ""
                 return "azure.ai.openai" if system.lower() == "openai" else "azure.ai.inference"
             return normalise_provider(value)
+        if self.on[A.LANGFUSE] and span_name.startswith(A.LANGFUSE_OPENAI_PREFIX) and (
+                text(attrs.get("langfuse.observation.type")) or "").lower() in ("generation", "embedding"):
+            return "openai"
         model = self._adk_llm_model(attrs) if self.on[A.GOOGLE_ADK] else None
         return "gcp.gen_ai" if model and model.startswith("gemini") else None
 
@@ -155,12 +178,21 @@ class Normaliser:
             kind = (text(attrs.get("traceloop.span.kind")) or "").lower()
             if kind in ("agent", "tool"):
                 new.add(ROLE_KEY[kind], text(attrs.get(A.TRACELOOP_ENTITY)))
+        if self.on[A.AGENTOPS]:
+            kind = (text(attrs.get(A.AGENTOPS_KIND)) or "").lower()
+            if kind in ("agent", "tool"):
+                new.add(ROLE_KEY[kind], text(attrs.get(A.AGENTOPS_NAME)))
         if self.on[A.LANGFUSE]:
             kind = (text(attrs.get("langfuse.observation.type")) or "").lower()
             if kind in ("agent", "tool"):  # Langfuse names the observation by the span name
                 new.add(ROLE_KEY[kind], span_name or None)
-        if self.on[A.OPENINFERENCE] and (text(attrs.get("openinference.span.kind")) or "").upper() == "TOOL":
-            new.add(A.TOOL_CALL_ID, text(attrs.get(A.OPENINFERENCE_TOOL_ID)))
+        if self.on[A.OPENINFERENCE]:
+            kind = (text(attrs.get("openinference.span.kind")) or "").upper()
+            if kind == "TOOL":
+                new.add(A.TOOL_CALL_ID, text(attrs.get(A.OPENINFERENCE_TOOL_ID)))
+                new.add(A.TOOL_NAME, span_name or None)  # tool.name first (string aliases)
+            elif kind == "AGENT":  # @tracer.agent(name=...) names the span only
+                new.add(A.AGENT_NAME, span_name or None)
         if bridge in ("agent", "function"):
             new.add(ROLE_KEY[bridge], text(attrs.get(A.BRIDGE_NAME)))
 

@@ -6,6 +6,10 @@ INCLUDE reasoning tokens. Per family:
 - Langfuse `usage_details`: disjoint buckets (`input` excludes `input_cached_tokens`,
   `cache_read_input_tokens` ...; `output` excludes `output_reasoning_tokens`), so the
   canonical input is the sum of every input-side bucket, the output of every output-side one.
+  Except when it holds OpenAI's raw usage object, as langfuse.openai sends it: `prompt_tokens`
+  (Responses API: `input_tokens`) already INCLUDES `prompt_tokens_details.cached_tokens`, and
+  `completion_tokens` the `completion_tokens_details.reasoning_tokens`; those are read as they
+  are (adding the nested counts to the input would count the cached tokens twice).
 - Raw Anthropic usage (`input_tokens` excludes `cache_read_input_tokens` and
   `cache_creation_input_tokens`), as AgentOps records it in `gen_ai.usage.prompt_tokens`:
   the cache counts are added back. The same correction applies to any source whose
@@ -90,9 +94,12 @@ def cache_exceeds_input(usage: Usage) -> bool:
 
 
 def langfuse_usage(text: Scalar) -> Usage:
-    """Langfuse `usage_details` (JSON of disjoint buckets) → inclusive counts."""
+    """Langfuse `usage_details` (JSON of disjoint buckets, or OpenAI's raw usage) → inclusive counts."""
+    document = json_object(text if isinstance(text, str) else None)
+    if not OPENAI_USAGE_KEYS.isdisjoint(document):
+        return openai_usage(document)
     sums: dict[str, int] = {}
-    for key, value in _json_numbers(text if isinstance(text, str) else None).items():
+    for key, value in _numbers(document).items():
         bucket = _langfuse_bucket(key.lower())
         if bucket is not None:
             sums[bucket] = sums.get(bucket, 0) + int(value)
@@ -104,6 +111,36 @@ def langfuse_usage(text: Scalar) -> Usage:
                  output=sum(output_side) if output_side else None,
                  cache_read=sums.get("cache_read"), cache_creation=sums.get("cache_creation"),
                  reasoning=sums.get("reasoning"))
+
+
+# Keys only OpenAI's usage object has (Langfuse's own buckets are input, output, input_cached_tokens ...).
+OPENAI_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "prompt_tokens_details",
+                               "completion_tokens_details", "input_tokens_details", "output_tokens_details"})
+
+
+def openai_usage(usage: dict) -> Usage:
+    """OpenAI's usage object (Chat Completions or Responses shape): inclusive as it stands."""
+    inp = count(_number(usage.get("prompt_tokens", usage.get("input_tokens"))))
+    out = count(_number(usage.get("completion_tokens", usage.get("output_tokens"))))
+    in_details = usage.get("prompt_tokens_details", usage.get("input_tokens_details"))
+    out_details = usage.get("completion_tokens_details", usage.get("output_tokens_details"))
+    cached = count(_number(in_details.get("cached_tokens"))) if isinstance(in_details, dict) else None
+    reasoning = count(_number(out_details.get("reasoning_tokens"))) if isinstance(out_details, dict) else None
+    total = count(_number(usage.get("total_tokens")))
+    if total is not None and inp is None and out is not None and total >= out:
+        inp = total - out
+    return Usage(inp, out, cached, None, reasoning)
+
+
+def json_model(text: Scalar) -> str | None:
+    """The `model` named in a JSON object string (OpenInference's invocation parameters)."""
+    model = json_object(text if isinstance(text, str) else None).get("model")
+    return model if isinstance(model, str) and model else None
+
+
+def _number(value: object) -> float | None:
+    """A JSON number (not a bool), or None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _langfuse_bucket(key: str) -> str | None:
@@ -144,15 +181,22 @@ def span_cost(attrs: Attrs, openinference: bool, langfuse: bool) -> float | None
     return cost
 
 
-def _json_numbers(text: str | None) -> dict[str, float]:
-    """The numeric members of a JSON object string; anything malformed reads as empty."""
+def json_object(text: str | None) -> dict:
+    """A JSON object string as a dict; anything malformed (or not an object) reads as empty."""
     if not text:
         return {}
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
-    if not isinstance(document, dict):
-        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _json_numbers(text: str | None) -> dict[str, float]:
+    """The numeric members of a JSON object string; anything malformed reads as empty."""
+    return _numbers(json_object(text))
+
+
+def _numbers(document: dict) -> dict[str, float]:
     return {str(k): v for k, v in document.items()  # json accepts Infinity and NaN: keep finite values only
             if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf}

@@ -58,10 +58,10 @@ def family_python(family: str) -> Path:
     return python
 
 
-def expected_cost(call: Call, cache: bool = True) -> float:
-    """Tokens × the test's rates for the response model: cached input at the cache rate (all
-    input at the input rate when the family does not report the cache, `cache=False`)."""
-    inp, out, cache_rate = RATES[call.response_model]
+def expected_cost(call: Call, cache: bool = True, model: str | None = None) -> float:
+    """Tokens × the test's rates for the response model (or `model`): cached input at the cache
+    rate (all input at the input rate when the family does not report the cache, `cache=False`)."""
+    inp, out, cache_rate = RATES[model or call.response_model]
     cached = call.cached_tokens if cache else 0
     return (call.input_tokens - cached) * inp + cached * cache_rate + call.output_tokens * out
 
@@ -145,21 +145,29 @@ class ClientStack:
         assert answer.status_code == 200, answer.text
         return json.loads(answer.text) if answer.text.strip() else []
 
-    def stored(self, service: str) -> list[Stored]:
+    def stored(self, service: str, root: str | None = None) -> list[Stored]:
+        """The stored spans of a service; with `root`, of the traces holding a span of that name."""
+        where = f"ServiceName = '{service}'"
+        if root is not None:
+            where += f" AND TraceId IN (SELECT TraceId FROM otel.otel_traces WHERE SpanName = '{root}')"
         rows = self.query("SELECT SpanName, ScopeName, TraceId, SpanId, ParentSpanId, StatusCode, SpanAttributes "
-                          f"FROM otel.otel_traces WHERE ServiceName = '{service}' ORDER BY Timestamp")
+                          f"FROM otel.otel_traces WHERE {where} ORDER BY Timestamp")
         return [Stored(r["SpanName"], r["ScopeName"], r["TraceId"], r["SpanId"], r["ParentSpanId"], r["StatusCode"],
                        r["SpanAttributes"]) for r in rows]
 
     def run(self, family: str, script: str, env: dict[str, str] | None = None, timeout: float = 180,
-            expect: int = 1, traced: frozenset[str] | None = None) -> Run:
+            expect: int = 1, traced: frozenset[str] | None = None, fixed_service: str | None = None,
+            root: str | None = None) -> Run:
         """Run tests/clients/<script>.py with the family's python; wait until every call the fake
         server answered (of the `traced` endpoints, default all) has a stored span with its
-        tokens, and at least `expect` spans are there."""
+        tokens, and at least `expect` spans are there. A family that names its own service
+        (`fixed_service`) is told apart by the traces holding a span named `root` (a format of
+        the run's `session`)."""
         python = family_python(family)
         self.fake.reset()
         service = f"{script}-{uuid.uuid4().hex[:8]}"
         session = f"sess-{script}-{uuid.uuid4().hex[:6]}"
+        service_name, root_name = fixed_service or service, root.format(session=session) if root else None
         run_env = {**os.environ, "FAKE_OPENAI_URL": self.fake.url, "OTLP_ENDPOINT": self.otlp_http,
                    "SERVICE_NAME": service, "SESSION_ID": session, "OTEL_SERVICE_NAME": service,
                    "PYTHONPATH": str(CLIENTS), **(env or {})}
@@ -173,7 +181,7 @@ class ClientStack:
         assert calls, f"{script} made no call to the fake server; unknown routes: {self.fake.state.unknown}\n{output}"
 
         def arrived() -> list[Stored] | None:
-            spans = self.stored(service)
+            spans = self.stored(service_name, root_name)
             have = {s.get("gen_ai.usage.input_tokens") for s in spans} | {
                 s.get("llm.token_count.prompt") for s in spans}
             wanted = [c for c in calls if traced is None or c.endpoint in traced]
@@ -181,11 +189,11 @@ class ClientStack:
 
         try:
             spans = wait_until(arrived, timeout=30, interval=0.3, message=f"the spans of {script}")
-        except AssertionError:
-            spans = self.stored(service)
+        except AssertionError as late:
+            spans = self.stored(service_name, root_name)
             raise AssertionError(f"{script}: stored {len(spans)} spans, calls {calls}:\n"
-                                 + "\n".join(f"{s.name} {s.attrs}" for s in spans) + f"\n{output[-3000:]}")
-        return Run(family, service, session, calls, spans, output)
+                                 + "\n".join(f"{s.name} {s.attrs}" for s in spans) + f"\n{output[-3000:]}") from late
+        return Run(family, service_name, session, calls, spans, output)
 
 
 def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientStack]:
@@ -202,12 +210,16 @@ def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientSta
 @dataclass(frozen=True)
 class Reports:
     """What a family reports of a model call, where it falls short of what the server answered:
-    `cache=False`: no cached-token count; `request_model`: "request" (the model asked for),
-    "response" (the family records the answer's snapshot as the requested model) or None (it
-    records none: the stored span must not carry the response's model as the requested one)."""
+    `cache=False`: no cached-token count; `request_model`: the stored request model as a format
+    of the call's `request` and `response` models ("{response}": the family records the answer's
+    snapshot as the requested model; None: it records none, so the stored span must not carry
+    the response's model as the requested one); `response_model=False`: none recorded (the cost
+    is then the request model's); `operation`: the family's name for a chat call."""
 
     cache: bool = True
-    request_model: str | None = "request"
+    request_model: str | None = "{request}"
+    response_model: bool = True
+    operation: str = "chat"
 
 
 def llm_problems(run: Run, provider: str = "openai", endpoints: frozenset[str] | None = None,
@@ -228,9 +240,12 @@ def llm_problems(run: Run, provider: str = "openai", endpoints: frozenset[str] |
 
 
 def _call_problems(call: Call, span: Stored, provider: str, reports: Reports) -> list[str]:
-    requested = {"request": call.request_model, "response": call.response_model, None: None}[reports.request_model]
-    want = {"gen_ai.operation.name": OPERATION[call.endpoint], "gen_ai.provider.name": provider,
-            "gen_ai.request.model": requested, "gen_ai.response.model": call.response_model,
+    requested = None if reports.request_model is None else reports.request_model.format(
+        request=call.request_model, response=call.response_model)
+    operation = OPERATION[call.endpoint] if call.endpoint == "embeddings" else reports.operation
+    want = {"gen_ai.operation.name": operation, "gen_ai.provider.name": provider,
+            "gen_ai.request.model": requested,
+            "gen_ai.response.model": call.response_model if reports.response_model else None,
             "gen_ai.usage.input_tokens": str(call.input_tokens)}
     if call.endpoint != "embeddings":
         want["gen_ai.usage.output_tokens"] = str(call.output_tokens)
@@ -238,7 +253,8 @@ def _call_problems(call: Call, span: Stored, provider: str, reports: Reports) ->
     problems = [f"call {call.number} ({call.endpoint}) span {span.name!r}: {key} = {span.get(key)!r}, "
                 f"want {value!r}" for key, value in want.items() if span.get(key) != value]
     cost = span.get("gen_ai.usage.cost")
-    expected = expected_cost(call, reports.cache and call.endpoint != "embeddings")
+    expected = expected_cost(call, reports.cache and call.endpoint != "embeddings",
+                             None if reports.response_model else call.request_model)
     if cost is None or abs(float(cost) - expected) > 1e-12 + 1e-9 * expected:
         problems.append(f"call {call.number} span {span.name!r}: cost {cost!r}, want {expected!r}")
     elif len(Decimal(cost).as_tuple().digits) > 15:  # stored as a rounded number, not float noise
@@ -258,9 +274,10 @@ def role_problems(run: Run, agent: str = "weather_agent", tool: str = "get_weath
     if not tools:
         problems.append(f"no execute_tool span with gen_ai.tool.name {tool!r}")
     ids = {c.tool_call_id for c in run.calls if c.tool_call_id}
-    if tool_call_id and tools and not any(s.get("gen_ai.tool.call.id") in ids for s in tools):
-        problems.append(f"no tool span carries the call id the model gave ({ids}): "
-                        f"{[s.get('gen_ai.tool.call.id') for s in tools]}")
+    named = run.with_attr("gen_ai.tool.name", tool)
+    if tool_call_id and not any(s.get("gen_ai.tool.call.id") in ids for s in named):
+        problems.append(f"no span of tool {tool!r} carries the call id the model gave ({ids}): "
+                        f"{[s.get('gen_ai.tool.call.id') for s in named]}")
     for span in agents + tools:
         if span.get("gen_ai.provider.name") is not None:
             problems.append(f"{span.get('gen_ai.operation.name')} span {span.name!r} has gen_ai.provider.name "
@@ -269,7 +286,11 @@ def role_problems(run: Run, agent: str = "weather_agent", tool: str = "get_weath
 
 
 def session_problems(run: Run, session: str | None = None) -> list[str]:
-    """Every stored span of the run carries the session the agent set."""
+    """Every stored span of the run carries the session the agent set (`session="trace"`: the
+    family has no session of its own, so each trace is one, named by its trace id)."""
+    if session == "trace":
+        return [f"span {s.name!r}: gen_ai.conversation.id {s.get('gen_ai.conversation.id')!r}, want its trace id"
+                for s in run.spans if s.get("gen_ai.conversation.id") != s.trace_id]
     want = session or run.session
     wrong = {(s.name, s.get("gen_ai.conversation.id")) for s in run.spans if s.get("gen_ai.conversation.id") != want}
     return [f"span {name!r}: gen_ai.conversation.id {value!r}, want {want!r}" for name, value in sorted(

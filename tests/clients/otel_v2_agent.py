@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 
+import agent_common as C
 import openai
 from opentelemetry import trace
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-
-import agent_common as C
 from otel_setup import sdk_provider
 
 

@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clients.kit import (ClientStack, Reports, client_stack, describe, llm_problems, role_problems,
-                               session_problems)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    yield from client_stack(tmp_path_factory)
+from tests.clients.kit import ClientStack, Reports, describe, llm_problems, role_problems, session_problems
 
 
 @pytest.mark.parametrize("semconv", ["default", "gen_ai_latest_experimental"])
-def test_openai_v2_spans_carry_what_the_server_answered(stack: ClientStack, semconv: str) -> None:
+def test_openai_v2_spans_carry_what_the_server_answered(client_stack: ClientStack, semconv: str) -> None:
     env = {"OTEL_SEMCONV_STABILITY_OPT_IN": semconv} if semconv != "default" else {}
     traced = frozenset({"chat", "embeddings"})
-    run = stack.run("otel_v2", "otel_v2_agent", env=env, traced=traced, expect=5)
+    run = client_stack.run("otel_v2", "otel_v2_agent", env=env, traced=traced, expect=5)
     assert [c.endpoint for c in run.calls] == ["chat", "chat", "responses", "embeddings"]
     assert [c.stream for c in run.calls] == [False, True, False, False]
     problems = llm_problems(run, endpoints=traced, reports=Reports(cache=False))

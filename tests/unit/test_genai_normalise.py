@@ -223,7 +223,9 @@ def test_langfuse_disjoint_buckets_are_summed_into_inclusive_counts() -> None:
     )
     generation, tool, agent = run(message)
     assert_originals_kept(message, [generation, tool, agent])
-    assert generation[A.OPERATION] == "chat" and generation[A.REQUEST_MODEL] == "o3-mini"
+    # Langfuse's model.name is the model the answer named: the response model (none requested is sent)
+    assert generation[A.OPERATION] == "chat" and generation[A.RESPONSE_MODEL] == "o3-mini"
+    assert A.REQUEST_MODEL not in generation
     assert (generation[A.INPUT_TOKENS], generation[A.OUTPUT_TOKENS]) == (1000, 100)
     assert (generation[A.CACHE_READ], generation[A.REASONING]) == (400, 20)
     assert (tool[A.OPERATION], tool[A.TOOL_NAME]) == ("execute_tool", "lookup")
@@ -289,8 +291,9 @@ def test_openai_agents_logfire_bridge() -> None:
         scope="logfire")
     trace, agent, response, function, handoff = run(message)
     assert_originals_kept(message, [trace, agent, response, function, handoff])
-    assert (agent[A.OPERATION], agent[A.AGENT_NAME], agent[A.PROVIDER]) == ("invoke_agent", "planner", "openai")
-    assert (response[A.OPERATION], response[A.INPUT_TOKENS]) == ("chat", 83)
+    assert (agent[A.OPERATION], agent[A.AGENT_NAME]) == ("invoke_agent", "planner")
+    assert A.PROVIDER not in agent  # logfire's gen_ai.system there names the agent's model vendor: no model call
+    assert (response[A.OPERATION], response[A.INPUT_TOKENS], response[A.PROVIDER]) == ("chat", 83, "openai")
     assert (function[A.OPERATION], function[A.TOOL_NAME]) == ("execute_tool", "random_number")
     assert A.OPERATION not in handoff  # no GenAI operation for a handoff
     assert {s[A.CONVERSATION] for s in (trace, agent, response, function, handoff)} == {"thread-42"}
@@ -510,3 +513,111 @@ def test_encoded_attribute_equals_the_protobuf_one(key: str, val: object) -> Non
     decoded = Span()
     decoded.MergeFromString(Encoder().encode(key, val))  # type: ignore[arg-type]
     assert list(decoded.attributes) == [KeyValue(key=key, value=value(val))]
+
+
+# -- attribute sets as the real clients send them (tests/integration/test_clients_*.py found these) --
+CLIENT_PRICES = "models:\n  - {model: gpt-4o-mini-2024-07-18, input: 0.15, output: 0.6, cache_read: 0.075}\n"
+RAW_OPENAI_USAGE = ('{"completion_tokens": 43, "prompt_tokens": 1300, "total_tokens": 1343,'
+                    ' "completion_tokens_details": {"accepted_prediction_tokens": 0, "audio_tokens": 0,'
+                    ' "reasoning_tokens": 0, "rejected_prediction_tokens": 0},'
+                    ' "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 1024}}')
+CACHED_COST = ((1300 - 1024) * 0.15 + 1024 * 0.075 + 43 * 0.6) / 1e6
+
+
+def client_prices(tmp_path: Any) -> str:
+    path = tmp_path / "prices.yaml"
+    path.write_text(CLIENT_PRICES)
+    return str(path)
+
+
+def test_langfuse_openai_raw_usage_keeps_the_cache_once_and_the_response_model(tmp_path: Any) -> None:
+    generation, embedding, tool = run(request(
+        span("OpenAI-generation", {"langfuse.observation.type": "generation",
+                                   "langfuse.observation.model.name": "gpt-4o-mini-2024-07-18",
+                                   "langfuse.observation.usage_details": RAW_OPENAI_USAGE}),
+        span("OpenAI-embedding", {"langfuse.observation.type": "embedding",
+                                  "langfuse.observation.model.name": "text-embedding-3-small",
+                                  "langfuse.observation.usage_details": '{"input": 24}'}),
+        span("get_weather", {"langfuse.observation.type": "tool"}),
+        scope="langfuse-sdk"), prices_file=client_prices(tmp_path))
+    # prompt_tokens already includes the 1,024 cached: input stays 1,300, the cache is read from the nested details
+    assert (generation[A.INPUT_TOKENS], generation[A.CACHE_READ], generation[A.OUTPUT_TOKENS]) == (1300, 1024, 43)
+    assert generation[A.REASONING] == 0
+    assert generation[A.COST] == pytest.approx(CACHED_COST, rel=1e-12)  # was the uncached price, 25.8 % higher
+    assert generation[A.RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18" and A.REQUEST_MODEL not in generation
+    assert generation[A.PROVIDER] == embedding[A.PROVIDER] == "openai"  # langfuse.openai's observation names
+    assert (embedding[A.OPERATION], embedding[A.INPUT_TOKENS]) == ("embeddings", 24)
+    assert A.PROVIDER not in tool and tool[A.TOOL_NAME] == "get_weather"
+
+
+def test_langfuse_responses_api_usage_shape() -> None:
+    usage = ('{"input_tokens": 1500, "input_tokens_details": {"cached_tokens": 1024}, "output_tokens": 49,'
+             ' "output_tokens_details": {"reasoning_tokens": 9}, "total_tokens": 1549}')
+    (generation,) = run(request(span("OpenAI-generation", {
+        "langfuse.observation.type": "generation", "langfuse.observation.usage_details": usage})))
+    assert [generation[k] for k in (A.INPUT_TOKENS, A.CACHE_READ, A.OUTPUT_TOKENS, A.REASONING)] == [1500, 1024, 49, 9]
+
+
+def test_openinference_requested_model_and_decorated_agent_name() -> None:
+    llm, embedding, agent, tool = run(request(
+        span("ChatCompletion", {"openinference.span.kind": "LLM", "llm.system": "openai",
+                                "llm.model_name": "gpt-4o-mini-2024-07-18",
+                                "llm.invocation_parameters": '{"model": "gpt-4o-mini", "stream": true}',
+                                "llm.token_count.prompt": 1300, "llm.token_count.completion": 43}),
+        span("CreateEmbeddings", {"openinference.span.kind": "EMBEDDING", "llm.system": "openai",
+                                  "embedding.model_name": "text-embedding-3-small",
+                                  "embedding.invocation_parameters": '{"model": "text-embedding-3-small"}',
+                                  "llm.token_count.prompt": 24}),
+        span("weather_agent", {"openinference.span.kind": "AGENT"}),  # @tracer.agent(name="weather_agent")
+        span("get_weather", {"openinference.span.kind": "TOOL", "tool.name": "get_weather"}),
+        scope="openinference.instrumentation.openai"))
+    assert (llm[A.REQUEST_MODEL], llm[A.RESPONSE_MODEL]) == ("gpt-4o-mini", "gpt-4o-mini-2024-07-18")
+    assert embedding[A.REQUEST_MODEL] == embedding[A.RESPONSE_MODEL] == "text-embedding-3-small"
+    assert (agent[A.OPERATION], agent[A.AGENT_NAME]) == ("invoke_agent", "weather_agent")
+    assert (tool[A.OPERATION], tool[A.TOOL_NAME]) == ("execute_tool", "get_weather")
+
+
+def test_agentops_agent_and_tool_names_and_tool_call_id() -> None:
+    agent, tool, call = run(request(
+        span("weather_agent.agent", {"agentops.span.kind": "agent", "operation.name": "weather_agent"}),
+        span("get_weather.tool", {"agentops.span.kind": "tool", "operation.name": "get_weather"}),
+        span("tool_call.get_weather", {"tool.call.id": "call_fake0001", "tool.name": "get_weather",
+                                       "tool.call.type": "function"}),
+        scope="agentops"))
+    assert (agent[A.OPERATION], agent[A.AGENT_NAME]) == ("invoke_agent", "weather_agent")
+    assert (tool[A.OPERATION], tool[A.TOOL_NAME]) == ("execute_tool", "get_weather")
+    assert (call[A.TOOL_CALL_ID], call[A.TOOL_NAME]) == ("call_fake0001", "get_weather")
+
+
+def test_logfire_gen_ai_system_gives_a_provider_to_model_calls_only() -> None:
+    tool, turn, model = run(request(
+        span("Function: {name}", {"logfire.msg_template": "Function: {name}", "name": "get_weather",
+                                  "gen_ai.system": "openai"}),
+        span("Turn {turn} for agent weather_agent", {"logfire.msg_template": "Turn {turn} for agent weather_agent",
+                                                     "gen_ai.system": "openai", "name": "turn"}),
+        span("Responses API with {gen_ai.request.model!r}", {
+            "logfire.msg_template": "Responses API with {gen_ai.request.model!r}", "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o-mini", "gen_ai.operation.name": "chat"}),
+        scope="logfire.openai_agents"))
+    assert tool[A.OPERATION] == "execute_tool" and A.PROVIDER not in tool
+    assert A.PROVIDER not in turn
+    assert model[A.PROVIDER] == "openai"
+
+
+def test_cost_is_stored_rounded_not_as_float_noise(tmp_path: Any) -> None:
+    path = tmp_path / "prices.yaml"
+    path.write_text("models:\n  - {model: tiny, input: 0.08, output: 0.0}\n")
+    assert 3 * (0.08 / 1e6) == 2.4000000000000003e-07  # the product as a float: written "0.00000024000000000000003"
+    (priced,) = run(request(span("chat tiny", {"gen_ai.operation.name": "chat", "gen_ai.request.model": "tiny",
+                                               "gen_ai.usage.input_tokens": 3, "gen_ai.usage.output_tokens": 0})),
+                    prices_file=str(path))
+    assert priced[A.COST] == 2.4e-07
+
+
+def test_price_override_matches_a_litellm_vendor_prefixed_model(tmp_path: Any) -> None:
+    (adk,) = run(request(span("generate_content openai/gpt-4o-mini-2024-07-18", {
+        "gen_ai.operation.name": "generate_content", "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "openai/gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": 1300,
+        "gen_ai.usage.cache_read.input_tokens": 1024, "gen_ai.usage.output_tokens": 43})),
+        prices_file=client_prices(tmp_path))
+    assert adk[A.COST] == pytest.approx(CACHED_COST, rel=1e-12)  # the override, not the bundled price
