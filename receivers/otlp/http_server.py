@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from google.protobuf.message import DecodeError
@@ -70,7 +70,7 @@ class HttpTransport:
             await self._runner.cleanup()
             self._runner = None
 
-    def _handler(self, spec: SignalSpec):
+    def _handler(self, spec: SignalSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         ingest = self.ingests[spec.signal]
 
         async def export(request: web.Request) -> web.StreamResponse:
@@ -82,8 +82,8 @@ class HttpTransport:
                 try:
                     await self.authenticator.authenticate(request.headers)
                 except Unauthenticated as exc:
-                    outcome = ingest.reject_request("unauthenticated", Outcome.unauthenticated(exc.reason))
-                    response = _answer(spec, outcome, content_type if content_type == JSON else PROTOBUF)
+                    denied = ingest.reject_request("unauthenticated", Outcome.unauthenticated(exc.reason))
+                    response = _answer(spec, denied, content_type if content_type == JSON else PROTOBUF)
                     response.headers["WWW-Authenticate"] = exc.challenge
                     return response
             if content_type not in (PROTOBUF, JSON):
@@ -98,7 +98,9 @@ class HttpTransport:
 
         return export
 
-    async def _decode(self, request: web.Request, spec: SignalSpec, ingest: Ingest, content_type: str):
+    async def _decode(self, request: web.Request, spec: SignalSpec, ingest: Ingest, content_type: str
+                      ) -> tuple[Outcome | None, Any, bytes | None, tuple[int, str]]:
+        """(None, message, wire, refused) for a request to push; (outcome, None, None, ...) for one refused whole."""
         limit = self.config.max_request_body_size
         if request.content_length is not None and request.content_length > limit:
             return _refused_whole(ingest.reject_request("too_large", Outcome.payload_too_large(
