@@ -54,8 +54,13 @@ class QueuedExporter(Exporter[B]):
         self.clock = settings.clock
         data_type = (settings.signal.value if settings.signal else "traces")
         name = str(settings.id)
-        self._sent = metrics.exporter_sent_spans.labels(name)
-        self._enqueue_failed = metrics.exporter_enqueue_failed_spans.labels(name)
+        # otelcol's names per signal: log records for a logs pipeline; spans otherwise (metrics and
+        # events pipelines count their items under the span names).
+        logs = settings.signal == Signal.LOGS
+        self._failed_counter = metrics.exporter_send_failed_log_records if logs else metrics.exporter_send_failed_spans
+        self._sent = (metrics.exporter_sent_log_records if logs else metrics.exporter_sent_spans).labels(name)
+        self._enqueue_failed = (metrics.exporter_enqueue_failed_log_records if logs
+                                else metrics.exporter_enqueue_failed_spans).labels(name)
         self._retried = metrics.exporter_retried_requests.labels(name)
         self._retry_log = Throttled(self.log)  # every retry is counted; one line per 10 s is logged
         self._status: status.StatusReporter = status.reporter(settings.kind, settings.id, settings.signal)
@@ -244,7 +249,7 @@ class QueuedExporter(Exporter[B]):
         """Count `count` items as given up on under `error_type`, with one log line."""
         counter = self._failed_by_type.get(error_type)
         if counter is None:
-            counter = metrics.exporter_send_failed_spans.labels(str(self.id), error_type)
+            counter = self._failed_counter.labels(str(self.id), error_type)
             self._failed_by_type[error_type] = counter
         counter.inc(count)
         self.log.error("dropping data", extra={"kv": {"reason": error_type, "error": message, "spans": count}})

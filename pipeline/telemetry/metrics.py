@@ -65,6 +65,16 @@ exporter_send_failed_spans = Counter(
     "otelcol_exporter_send_failed_spans",
     "Number of spans the exporter gave up on (permanent error or retries exhausted), by error type.",
     EXPORTER + ["error_type"], registry=REGISTRY)
+exporter_sent_log_records = Counter(
+    "otelcol_exporter_sent_log_records", "Number of log records successfully sent to destination.",
+    EXPORTER, registry=REGISTRY)
+exporter_send_failed_log_records = Counter(
+    "otelcol_exporter_send_failed_log_records",
+    "Number of log records the exporter gave up on (permanent error or retries exhausted), by error type.",
+    EXPORTER + ["error_type"], registry=REGISTRY)
+exporter_enqueue_failed_log_records = Counter(
+    "otelcol_exporter_enqueue_failed_log_records",
+    "Number of log records refused because the sending queue was full.", EXPORTER, registry=REGISTRY)
 exporter_enqueue_failed_spans = Counter(
     "otelcol_exporter_enqueue_failed_spans", "Number of spans refused because the sending queue was full.",
     EXPORTER, registry=REGISTRY)

@@ -110,7 +110,8 @@ def test_an_exporter_in_a_traces_and_a_logs_pipeline_replays_each_queue_to_its_o
                        and spans <= set(span_ids(tmp_path / "sink" / "traces.jsonl")), timeout=30,
                        message="every record and span accepted before the kill at the sink")
             wait_until(lambda: not list((tmp_path / "queue").rglob("*.batch")), message="queue files removed")
-            failed = restarted.metric("otelcol_exporter_send_failed_spans_total")
+            failed = (restarted.metric("otelcol_exporter_send_failed_spans_total")
+                      + restarted.metric("otelcol_exporter_send_failed_log_records_total"))
         malformed = sink.metric("agentdbg_receiver_rejected_requests_total", reason="malformed")
         sink.stop()
         assert failed == 0 and malformed == 0  # nothing was sent to the other signal's endpoint

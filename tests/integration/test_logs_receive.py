@@ -46,8 +46,10 @@ def test_sdk_logs_reach_the_file_and_debug_exporters_record_by_record(tmp_path, 
         wait_until(lambda: len(debug_lines(daemon.log())) >= len(sent), message="a debug line per record")
         lines = debug_lines(daemon.log())
         accepted = daemon.metric("otelcol_receiver_accepted_log_records_total", transport=protocol)
+        written = (daemon.metric("otelcol_exporter_sent_log_records_total", exporter="file"),
+                   daemon.metric("otelcol_exporter_sent_spans_total", exporter="file"))
     assert keys(file_records(out)) == keys(sent)
-    assert accepted == len(sent)
+    assert accepted == len(sent) and written == (len(sent), 0)  # otelcol's names for log records
     assert any(s.trace_id for s in sent) and any(not s.trace_id for s in sent)
     for record in sent:
         line = next(line for line in lines if f"body=\"{record.body}\"" in line)

@@ -27,6 +27,12 @@ ROWS = ("SELECT Body, SeverityText, SeverityNumber, toUnixTimestamp64Nano(Timest
         "ServiceName, LogAttributes, ResourceAttributes, ScopeName, ScopeVersion FROM otel.otel_logs")
 
 
+def stored_at_least(daemon: Daemon, records: int, spans: int = 0) -> bool:
+    """Whether the chdb exporter counts that many log records and spans as sent (otelcol's names)."""
+    return (daemon.metric("otelcol_exporter_sent_log_records_total", exporter="chdb") >= records
+            and daemon.metric("otelcol_exporter_sent_spans_total", exporter="chdb") >= spans)
+
+
 def stored(rows: list[dict]) -> list[SentLog]:
     return [SentLog(r["Body"], r["SeverityText"], int(r["SeverityNumber"]), int(r["ns"]), r["LogAttributes"],
                     r["TraceId"], r["SpanId"], r["ServiceName"], r["ResourceAttributes"]) for r in rows]
@@ -36,8 +42,8 @@ def test_sdk_logs_are_stored_in_chdb_record_by_record_and_join_their_spans(tmp_p
     with Daemon(BASE_CONFIG, workdir=tmp_path, overlay=CHDB) as daemon:
         sent = send_sdk_logs("grpc", f"127.0.0.1:{daemon.ports['grpc']}", count=8)
         spans = sum(1 for s in sent if s.trace_id)
-        wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="chdb") >= len(sent) + spans,
-                   timeout=30, message="every record and span stored")
+        wait_until(lambda: stored_at_least(daemon, len(sent), spans), timeout=30,
+                   message="every record and span stored")
     path = str(tmp_path / "chdb")
     rows = query_json(ROWS, "--path", path)
     assert keys(stored(rows)) == keys(sent)
@@ -83,9 +89,8 @@ def test_poison_records_are_stored_clamped_beside_the_good_ones(tmp_path):
         request = poison_request()
         observed = request.resource_logs[0].scope_logs[0].log_records[2].observed_time_unix_nano
         assert post(f"http://127.0.0.1:{daemon.ports['http']}/v1/logs", request.SerializeToString()) == 200
-        wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="chdb") >= 4,
-                   timeout=30, message="every record stored")
-        failed = daemon.metric("otelcol_exporter_send_failed_spans_total", exporter="chdb")
+        wait_until(lambda: stored_at_least(daemon, 4), timeout=30, message="every record stored")
+        failed = daemon.metric("otelcol_exporter_send_failed_log_records_total", exporter="chdb")
     rows = query_json("SELECT Body AS body, toString(Timestamp) AS ts, toUnixTimestamp64Nano(Timestamp) AS ns, "
                       "SeverityNumber AS sev, TraceFlags AS flags, "
                       "length(LogAttributes['blob']) AS blob, LogAttributes['agentdbg.clamped'] AS clamped "
@@ -144,8 +149,8 @@ def test_config_default_yaml_stores_logs_beside_the_spans(tmp_path):
     }
     with daemon:
         sent = send_sdk_logs("http", f"127.0.0.1:{daemon.ports['http']}", count=4, service="default-logs")
-        wait_until(lambda: daemon.metric("otelcol_exporter_sent_spans_total", exporter="chdb") >= len(sent) + 2,
-                   timeout=30, message="the records and their spans stored")
+        wait_until(lambda: stored_at_least(daemon, len(sent), 2), timeout=30,
+                   message="the records and their spans stored")
     path = str(tmp_path / "data" / "chdb")
     assert keys(stored(query_json(ROWS, "--path", path))) == keys(sent)
     joined = query_json("SELECT count() AS n FROM otel.otel_logs AS l INNER JOIN otel.otel_traces AS s "
