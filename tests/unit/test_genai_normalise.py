@@ -615,9 +615,11 @@ def test_cost_is_stored_rounded_not_as_float_noise(tmp_path: Any) -> None:
 
 
 def test_price_override_matches_a_litellm_vendor_prefixed_model(tmp_path: Any) -> None:
+    path = tmp_path / "prices.yaml"  # prices of our own, unlike the bundled ones: the override must win
+    path.write_text("models:\n  - {model: gpt-4o-mini-2024-07-18, input: 1.0, output: 2.0, cache_read: 0.5}\n")
     (adk,) = run(request(span("generate_content openai/gpt-4o-mini-2024-07-18", {
         "gen_ai.operation.name": "generate_content", "gen_ai.provider.name": "openai",
         "gen_ai.request.model": "openai/gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": 1300,
         "gen_ai.usage.cache_read.input_tokens": 1024, "gen_ai.usage.output_tokens": 43})),
-        prices_file=client_prices(tmp_path))
-    assert adk[A.COST] == pytest.approx(CACHED_COST, rel=1e-12)  # the override, not the bundled price
+        prices_file=str(path))
+    assert adk[A.COST] == pytest.approx(((1300 - 1024) * 1.0 + 1024 * 0.5 + 43 * 2.0) / 1e6, rel=1e-12)
