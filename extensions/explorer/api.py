@@ -107,6 +107,7 @@ class ExplorerApp:
         self.config = config
         self.store = store
         self.tables = Q.Tables.of(config.database, config.traces_table_name, config.events_table_name)
+        self.session_cache = Q.SessionCache()  # an open session re-read while nothing changed in it
         static = StaticToken(config.auth.token, "explorer:token") if config.auth.token else None
         self.authenticator_of = authenticator_of or (lambda: static)
         self.writer = writer or writer_for(config, store)
@@ -144,7 +145,7 @@ class ExplorerApp:
         return _json({"sessions": rows, "truncated": truncated})
 
     async def session(self, request: web.Request) -> web.Response:
-        found = await Q.session(self.store, self.tables, request.match_info["id"], 100_000)
+        found = await self.session_cache.session(self.store, self.tables, request.match_info["id"], 100_000)
         if found is None:
             raise web.HTTPNotFound(text=f"no stored span has session {request.match_info['id']!r}")
         return _json(found)
