@@ -59,8 +59,8 @@ Values are converted to text and Python as anyvalue.py says (otelcol's `AsString
 from __future__ import annotations
 
 from itertools import compress, repeat
-from operator import is_not, sub
-from typing import Any, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
+from operator import attrgetter, is_not, sub
+from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -99,6 +99,22 @@ class LinkColumns(NamedTuple):
 
 
 _EMPTY: tuple = ()
+
+
+def _nested(spans: Sequence[Any], field: str, *getters: Callable[[Any], Any]) -> list[list[Sequence]]:
+    """Per span, the list of `getter(item)` for each item of its repeated `field` (events, links),
+    one column per getter; a span without any gets the shared empty tuple in every column."""
+    per_span = list(map(attrgetter(field), spans))
+    return [[list(map(getter, items)) if items else _EMPTY for items in per_span] for getter in getters]
+
+
+def _attributes(item: Any) -> dict[str, str]:
+    return attribute_map(item.attributes)
+
+
+def _hex_of(name: str) -> Callable[[Any], str]:
+    get = attrgetter(name)
+    return lambda item: get(item).hex()
 
 
 def attribute_pass(spans: Sequence, captured: Iterable[str]
@@ -294,40 +310,13 @@ class SpanColumns:
 
     @lazy
     def events(self) -> EventColumns:
-        times: list[Sequence[int]] = []
-        names: list[Sequence[str]] = []
-        attrs: list[Sequence[dict[str, str]]] = []
-        for span in self.spans:
-            events = span.events
-            if not events:
-                times.append(_EMPTY)
-                names.append(_EMPTY)
-                attrs.append(_EMPTY)
-                continue
-            times.append([event.time_unix_nano for event in events])
-            names.append([event.name for event in events])
-            attrs.append([attribute_map(event.attributes) for event in events])
-        return EventColumns(times, names, attrs)
+        return EventColumns(*_nested(self.spans, "events", attrgetter("time_unix_nano"), attrgetter("name"),
+                                     _attributes))
 
     @lazy
     def links(self) -> LinkColumns:
-        trace_ids: list[Sequence[str]] = []
-        span_ids: list[Sequence[str]] = []
-        states: list[Sequence[str]] = []
-        attrs: list[Sequence[dict[str, str]]] = []
-        for span in self.spans:
-            links = span.links
-            if not links:
-                trace_ids.append(_EMPTY)
-                span_ids.append(_EMPTY)
-                states.append(_EMPTY)
-                attrs.append(_EMPTY)
-                continue
-            trace_ids.append([link.trace_id.hex() for link in links])
-            span_ids.append([link.span_id.hex() for link in links])
-            states.append([link.trace_state for link in links])
-            attrs.append([attribute_map(link.attributes) for link in links])
-        return LinkColumns(trace_ids, span_ids, states, attrs)
+        return LinkColumns(*_nested(self.spans, "links", _hex_of("trace_id"), _hex_of("span_id"),
+                                    attrgetter("trace_state"), _attributes))
 
     # -- typed attribute access (detectors) -----------------------------------------------------
     def attribute(self, key: str) -> list[Value]:
