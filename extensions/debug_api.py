@@ -26,11 +26,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import model_validator
 
 from pipeline import audit, status
 from pipeline.auth import Authenticator, Needs, Role, Route, RouteTable, StaticToken, http_middleware, principal_of
 from pipeline.component import Component, Factory, Kind, Settings, StrictConfig
+from pipeline.config.auth import AuthConfig
 from pipeline.host import Host
 from pipeline.httpserver import HttpServer
 from pipeline.netaddr import Endpoint
@@ -50,20 +50,6 @@ ROUTES = RouteTable([
     Route("POST", "/debug/reload", Role.ADMIN),
 ])
 ACTIONS = {"breakers": "breaker_reset", "throttles": "throttle_lift", "reload": "config_reload"}
-
-
-class AuthConfig(StrictConfig):
-    token: str = ""  # one shared token; its holder is admin
-    # The id of an authenticator extension (oidc, bearertokenauth): the role comes from the principal.
-    authenticator: str = ""
-    # Refuse to start when neither token nor authenticator is set (an empty ${env:...} token).
-    required: bool = False
-
-    @model_validator(mode="after")
-    def _one(self) -> "AuthConfig":
-        if self.token and self.authenticator:
-            raise ValueError("set token or authenticator, not both")
-        return self
 
 
 class DebugApiConfig(StrictConfig):

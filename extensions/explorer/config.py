@@ -3,27 +3,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
 from pipeline.clickhouse.tables import TableLocation
 from pipeline.component import StrictConfig
+from pipeline.config.auth import AuthConfig
 from pipeline.netaddr import Endpoint
-
-
-class AuthConfig(StrictConfig):
-    # With a token set, every API request needs `Authorization: Bearer <token>` (the UI asks once
-    # and keeps it for the tab), whose holder is admin; the page and its assets are public.
-    token: str = ""
-    # Or an oidc / bearertokenauth extension: each route then needs the role api.py's table gives it.
-    authenticator: str = ""
-    # Refuse to start when neither is set (an empty ${env:...} token must not leave the API open).
-    required: bool = False
-
-    @model_validator(mode="after")
-    def _one(self) -> "AuthConfig":
-        if self.token and self.authenticator:
-            raise ValueError("set token or authenticator, not both")
-        return self
 
 
 class ClickHouseConfig(StrictConfig):
@@ -38,6 +23,7 @@ class ExplorerConfig(TableLocation):
     """The explorer's address, auth and store; the table keys (`database`, `*_table_name`) are the exporters'."""
 
     endpoint: Endpoint = "localhost:10207"
+    # With a token the UI asks for it once and keeps it for the tab; the page and its assets are public.
     auth: AuthConfig = AuthConfig()
     # `chdb`: the embedded engine of this process. `path` "" reads the directory the `chdb`
     # exporter opened; a path opens (or shares) the engine on that directory.
