@@ -30,6 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from pipeline import otlp_json
 from testkit.harness import ROOT, free_port, wait_until
+from testkit.process import Pausable
 
 JAEGER_VERSION = "v1.76.0"  # also in the Makefile's JAEGER_VERSION
 JAEGER_BINARY = ROOT / ".cache" / "jaeger" / f"jaeger-{JAEGER_VERSION}"
@@ -66,7 +67,7 @@ exporters:
 """
 
 
-class Jaeger:
+class Jaeger(Pausable):
     def __init__(self, binary: Path | str, workdir: Path) -> None:
         self.binary = str(binary)
         self.dir = workdir
@@ -139,14 +140,6 @@ class Jaeger:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

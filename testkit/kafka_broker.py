@@ -46,6 +46,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pipeline import otlp_json
 from pipeline.pdata.traces import iter_spans
 from testkit.harness import free_port
+from testkit.process import Pausable
 
 T = TypeVar("T")
 
@@ -109,7 +110,7 @@ def kafka_available() -> bool:
     return True
 
 
-class KafkaBroker:
+class KafkaBroker(Pausable):
     def __init__(self, authentication: bool = False, fast_start: bool = True) -> None:
         # Clients of `bootstrap` must authenticate (SASL SCRAM, user SCRAM_USER); those of
         # `sasl_bootstrap` always must.
@@ -237,14 +238,6 @@ class KafkaBroker:
             return {}
         return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
                 "sasl_plain_username": SCRAM_USER, "sasl_plain_password": SCRAM_PASSWORD}
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
 
     def restart(self, hard: bool = False, timeout: float = 90.0) -> None:
         """A real bounce on the same ports and log directory: what was acknowledged is kept.
