@@ -205,6 +205,19 @@ class Daemon:
             self.kill()
 
 
+# config/default.yaml's environment variables for its listeners, and the Daemon port each one gets.
+DEFAULT_CONFIG_PORTS = {"OTLP_GRPC_ENDPOINT": "grpc", "OTLP_HTTP_ENDPOINT": "http", "HEALTH_ENDPOINT": "health",
+                        "DEBUG_ENDPOINT": "debug", "METRICS_ADDRESS": "metrics", "EXPLORER_ENDPOINT": "explorer"}
+
+
+def default_config_env(daemon: Daemon, data_dir: Path) -> dict[str, str]:
+    """The environment that points config/default.yaml (as shipped) at the daemon's free ports and
+    at `data_dir`; the explorer gets a free port too (`daemon.ports["explorer"]`)."""
+    daemon.ports.setdefault("explorer", free_port())
+    return {"AGENTDBG_DATA_DIR": str(data_dir),
+            **{f"AGENTDBG_{var}": f"127.0.0.1:{daemon.ports[port]}" for var, port in DEFAULT_CONFIG_PORTS.items()}}
+
+
 BASE_CONFIG = """
 receivers:
   otlp:

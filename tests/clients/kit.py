@@ -28,7 +28,7 @@ import pytest
 import requests
 
 from testkit.fake_openai import Call, FakeOpenAI
-from testkit.harness import ROOT, Daemon, free_port, wait_until
+from testkit.harness import ROOT, Daemon, default_config_env, wait_until
 
 CLIENTS = ROOT / "tests" / "clients"
 VENVS = ROOT / ".cache" / "clients"
@@ -111,17 +111,7 @@ class ClientStack:
             lines.append(f"  - {{model: {model}, input: {inp}, output: {out}, cache_read: {cached}}}")
         (self.workdir / "prices.yaml").write_text("\n".join(lines) + "\n")
         daemon = Daemon(DEFAULT_CONFIG, workdir=self.workdir, overlay=OVERLAY)
-        daemon.ports["explorer"] = free_port()
-        daemon.env = {
-            "AGENTDBG_DATA_DIR": str(self.workdir / "data"),
-            "AGENTDBG_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{daemon.ports['grpc']}",
-            "AGENTDBG_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{daemon.ports['http']}",
-            "AGENTDBG_HEALTH_ENDPOINT": f"127.0.0.1:{daemon.ports['health']}",
-            "AGENTDBG_DEBUG_ENDPOINT": f"127.0.0.1:{daemon.ports['debug']}",
-            "AGENTDBG_METRICS_ADDRESS": f"127.0.0.1:{daemon.ports['metrics']}",
-            "AGENTDBG_EXPLORER_ENDPOINT": f"127.0.0.1:{daemon.ports['explorer']}",
-            "AGENTDBG_EXPLORER_TOKEN": "",
-        }
+        daemon.env = {**default_config_env(daemon, self.workdir / "data"), "AGENTDBG_EXPLORER_TOKEN": ""}
         self.fake.start()
         self.daemon = daemon.start(wait=False)
         # chDB's first start takes ~20 s on a loaded 2-core machine: more than the harness waits

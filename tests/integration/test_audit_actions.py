@@ -22,7 +22,7 @@ import pytest
 import requests
 from opentelemetry.sdk.resources import Resource
 
-from testkit.harness import ROOT, Daemon, free_port, wait_until
+from testkit.harness import ROOT, Daemon, default_config_env, wait_until
 from testkit.otlp_spans import otlp_exporter, sdk_provider
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
@@ -61,14 +61,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
                                   "since": now, "episodes": ["daily@1"]}},
         "canaries": {}, "alerts": {}, "seen": []}))
     running = Daemon(DEFAULT_CONFIG, workdir=workdir, overlay=OVERLAY)
-    running.ports["explorer"] = free_port()
-    running.env = {"AGENTDBG_DATA_DIR": str(workdir / "data"),
-                   "AGENTDBG_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{running.ports['grpc']}",
-                   "AGENTDBG_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{running.ports['http']}",
-                   "AGENTDBG_HEALTH_ENDPOINT": f"127.0.0.1:{running.ports['health']}",
-                   "AGENTDBG_DEBUG_ENDPOINT": f"127.0.0.1:{running.ports['debug']}",
-                   "AGENTDBG_METRICS_ADDRESS": f"127.0.0.1:{running.ports['metrics']}",
-                   "AGENTDBG_EXPLORER_ENDPOINT": f"127.0.0.1:{running.ports['explorer']}"}
+    running.env = default_config_env(running, workdir / "data")
     running.start()
     try:
         yield running

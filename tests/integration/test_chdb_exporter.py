@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.harness import ROOT, Daemon, agentdbg_query, free_port, query_json, wait_until
+from testkit.harness import ROOT, Daemon, agentdbg_query, default_config_env, query_json, wait_until
 from testkit.otel_traces_check import ROWS_SQL, assert_rows_match, send_agent_traces
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
@@ -30,15 +30,7 @@ TABLE = "otel.otel_traces"
 def default_daemon(data_dir: Path) -> Daemon:
     """config/default.yaml as shipped, pointed at free ports and `data_dir` through its env vars."""
     daemon = Daemon(DEFAULT_CONFIG)
-    daemon.env = {
-        "AGENTDBG_DATA_DIR": str(data_dir),
-        "AGENTDBG_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{daemon.ports['grpc']}",
-        "AGENTDBG_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{daemon.ports['http']}",
-        "AGENTDBG_HEALTH_ENDPOINT": f"127.0.0.1:{daemon.ports['health']}",
-        "AGENTDBG_DEBUG_ENDPOINT": f"127.0.0.1:{daemon.ports['debug']}",
-        "AGENTDBG_METRICS_ADDRESS": f"127.0.0.1:{daemon.ports['metrics']}",
-        "AGENTDBG_EXPLORER_ENDPOINT": f"127.0.0.1:{free_port()}",
-    }
+    daemon.env = default_config_env(daemon, data_dir)
     return daemon
 
 

@@ -22,7 +22,7 @@ import requests
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from testkit.harness import ROOT, Daemon, free_port, wait_until
+from testkit.harness import ROOT, Daemon, default_config_env, wait_until
 from testkit.otlp_spans import otlp_exporter, sdk_provider
 
 DEFAULT_CONFIG = (ROOT / "config" / "default.yaml").read_text()
@@ -66,17 +66,7 @@ class Sent:
 def start_daemon(workdir: Path, token: str = "") -> Daemon:
     (workdir / "prices.yaml").write_text(PRICES)
     daemon = Daemon(DEFAULT_CONFIG, workdir=workdir, overlay=OVERLAY)
-    daemon.ports["explorer"] = free_port()
-    daemon.env = {
-        "AGENTDBG_DATA_DIR": str(workdir / "data"),
-        "AGENTDBG_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{daemon.ports['grpc']}",
-        "AGENTDBG_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{daemon.ports['http']}",
-        "AGENTDBG_HEALTH_ENDPOINT": f"127.0.0.1:{daemon.ports['health']}",
-        "AGENTDBG_DEBUG_ENDPOINT": f"127.0.0.1:{daemon.ports['debug']}",
-        "AGENTDBG_METRICS_ADDRESS": f"127.0.0.1:{daemon.ports['metrics']}",
-        "AGENTDBG_EXPLORER_ENDPOINT": f"127.0.0.1:{daemon.ports['explorer']}",
-        "AGENTDBG_EXPLORER_TOKEN": token,
-    }
+    daemon.env = {**default_config_env(daemon, workdir / "data"), "AGENTDBG_EXPLORER_TOKEN": token}
     return daemon.start()
 
 

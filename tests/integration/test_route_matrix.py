@@ -33,7 +33,7 @@ from pipeline.component import ComponentID, Kind, Settings
 from pipeline.host import Host
 from pipeline.telemetry.server import ROUTES as METRICS_ROUTES
 from pipeline.telemetry.server import MetricsServer
-from testkit.harness import ROOT, Daemon, free_port, wait_until
+from testkit.harness import ROOT, Daemon, default_config_env, wait_until
 from testkit.oidc_tokens import (
     AUDIENCE,
     ISSUER,
@@ -172,14 +172,7 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         overlay = OVERLAY % {"issuer": ISSUER, "audience": AUDIENCE, "jwks": jwks.url, "auth": request.param}
         (workdir / "safety.json").write_text(json.dumps(stuck_state(time.time())))
         daemon = Daemon(DEFAULT_CONFIG, workdir=workdir, overlay=overlay)
-        daemon.ports["explorer"] = free_port()
-        daemon.env = {"AGENTDBG_DATA_DIR": str(workdir / "data"),
-                      "AGENTDBG_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{daemon.ports['grpc']}",
-                      "AGENTDBG_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{daemon.ports['http']}",
-                      "AGENTDBG_HEALTH_ENDPOINT": f"127.0.0.1:{daemon.ports['health']}",
-                      "AGENTDBG_DEBUG_ENDPOINT": f"127.0.0.1:{daemon.ports['debug']}",
-                      "AGENTDBG_METRICS_ADDRESS": f"127.0.0.1:{daemon.ports['metrics']}",
-                      "AGENTDBG_EXPLORER_ENDPOINT": f"127.0.0.1:{daemon.ports['explorer']}"}
+        daemon.env = default_config_env(daemon, workdir / "data")
         caller = Caller(request.param, jwks, key)
         admin = caller.good()["admin"]
         daemon.start(wait=False)
