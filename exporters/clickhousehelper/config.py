@@ -18,9 +18,6 @@ class TablesConfig(TableLocation, ExporterHelperConfig):
     # spans by default (8760h = 365 days), because an audit trail must outlive the data it is
     # about (who erased what, which breaker opened when) and its rows are few; 0 = for ever.
     events_ttl: Duration = 8760 * 3600.0
-    # The table a `logs` pipeline writes (otelcol's otel_logs schema: pipeline/clickhouse/logs.py),
-    # with the spans table's `ttl`.
-    logs_table_name: str = "otel_logs"
     create_schema: bool = True
     # Where rows the engine refuses for good are kept (exporters/helper/dead_letter.py), in a
     # subdirectory per exporter id; "" = the exporter's default (beside its data).

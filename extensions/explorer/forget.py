@@ -15,7 +15,10 @@ What is erased:
 - those traces' rows in the trace-id lookup table (`<traces>_trace_id_ts`);
 - the session summaries (`<traces>_sessions`, `<traces>_session_traces`): the erased traces'
   rows, and the summary rows of every session they were part of, which are then summarised
-  again from the spans left (a session whose traces were all erased is gone).
+  again from the spans left (a session whose traces were all erased is gone);
+- the log records (`logs_table_name`, otelcol's `otel_logs`) of those traces, and those that
+  carry the session or user themselves (the same keys, in their log or resource attributes),
+  traced or not.
 
 The audit table is not touched: it is append-only for the daemon (pipeline/audit.py). Trigger
 events and safety decisions that name the erased traces stay, as the record of what the daemon
@@ -53,6 +56,7 @@ from pipeline import audit
 from pipeline.auth import principal_of
 from pipeline.chdb_engine import ReadError
 from pipeline.clickhouse.audit import events_table_statements
+from pipeline.clickhouse.schema import qualified
 from pipeline.clickhouse.sessions import SESSIONS_SUFFIX, resummarise_statement, summary_tables
 
 SCHEMA = "agentdbg.erasure/v1"
@@ -170,6 +174,13 @@ def _matches(field: str) -> str:
     return " OR ".join(keys)
 
 
+def _log_matches(field: str) -> str:
+    """The WHERE condition on the log records for a session or user named in their own attributes."""
+    keys = SESSION_KEYS if field == "session" else USER_KEYS
+    return " OR ".join(f"{column}['{key}'] = {{id:String}}" for key in keys
+                       for column in ("LogAttributes", "ResourceAttributes"))
+
+
 async def _count(writer: Writer, table: str, where: str, params: dict[str, Any]) -> int:
     [row] = await writer.rows(f"SELECT count() AS n FROM {table} WHERE {where}", params)
     return int(row["n"])
@@ -190,11 +201,13 @@ class Target:
     lookup: str
     database: str
     traces_name: str  # the spans table's name, unquoted
+    logs_name: str  # the log records' table name, unquoted
 
     @classmethod
     def of(cls, config: ExplorerConfig) -> "Target":
         tables = Tables.of(config.database, config.traces_table_name, config.events_table_name)
-        return cls(tables, tables.traces[:-1] + "_trace_id_ts`", config.database, config.traces_table_name)
+        return cls(tables, tables.traces[:-1] + "_trace_id_ts`", config.database, config.traces_table_name,
+                   config.logs_table_name)
 
 
 async def erase(writer: Writer, target: Target, field: str, value: str) -> dict[str, Any]:
@@ -209,11 +222,14 @@ async def erase(writer: Writer, target: Target, field: str, value: str) -> dict[
     by_trace = "TraceId IN {ids:Array(String)}"
     about = NAMES_TRACE + (f" OR {SUBJECT_SESSION} = {{id:String}}" if field == "session" else "")
     about = f"Schema NOT IN ({{schema:String}}, {{audit:String}}) AND ({about})"  # trigger events, decisions
-    deleted = {"spans": 0, "trace_lookup": 0, "sessions": 0, "session_traces": 0}
+    deleted = {"spans": 0, "trace_lookup": 0, "sessions": 0, "session_traces": 0, "logs": 0}
     if trace_ids:
         deleted["spans"] = await _count_and_delete(writer, tables.traces, by_trace, params)
         deleted["trace_lookup"] = await _count_and_delete(writer, target.lookup, by_trace, params)
         deleted.update(await _erase_summaries(writer, target, params))
+    if await _exists(writer, target.database, target.logs_name):  # no logs pipeline has written yet: no table
+        logs = qualified(target.database, target.logs_name)
+        deleted["logs"] = await _count_and_delete(writer, logs, f"{by_trace} OR {_log_matches(field)}", params)
     return {"trace_ids": trace_ids, "deleted": deleted, "audit_kept": await _audit_rows(writer, tables, about, params)}
 
 

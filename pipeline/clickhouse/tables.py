@@ -34,8 +34,11 @@ class TableLocation(StrictConfig):
     database: str = "otel"
     traces_table_name: str = "otel_traces"
     events_table_name: str = "agentdbg_decisions"
+    # The table a `logs` pipeline writes (otelcol's otel_logs schema: logs.py), with the spans
+    # table's `ttl`; the explorer's erasure deletes a session's log records there too.
+    logs_table_name: str = "otel_logs"
 
-    @field_validator("database", "traces_table_name", "events_table_name")
+    @field_validator("database", "traces_table_name", "events_table_name", "logs_table_name")
     @classmethod
     def _not_empty(cls, value: str) -> str:
         if not value.strip():

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import requests
 from aiohttp.test_utils import TestClient, TestServer
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from extensions.explorer.api import ExplorerApp
@@ -23,6 +25,7 @@ from extensions.explorer.store import ChdbReader
 from testkit.harness import wait_until
 from tests.integration.test_explorer_api import CHECKOUT, SESSION, Api, send_traffic, start_daemon, wait_stored
 from tests.integration.test_explorer_cli import run
+from testkit.otlp_logs import exporters_for
 from testkit.otlp_spans import otlp_exporter, sdk_provider
 
 TOKEN = "forget-s3cret"
@@ -31,17 +34,29 @@ ERASURE = "agentdbg.erasure/v1"
 
 
 def send_user_session(port: int) -> set[str]:
-    """Three traces of one user's session; their trace ids."""
+    """Three traces of one user's session, each with a log record inside its model call, and one
+    log record outside any trace that names the user; the trace ids."""
     provider, memory = sdk_provider(Resource.create({"service.name": "support-agent"}), otlp_exporter("grpc", port))
-    tracer = provider.get_tracer("support.agent")
+    log_exporter, _ = exporters_for("grpc", f"127.0.0.1:{port}")
+    logs = LoggerProvider(resource=Resource.create({"service.name": "support-agent"}))
+    logs.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    tracer, logger = provider.get_tracer("support.agent"), logs.get_logger("support.agent")
     for turn in range(3):
         with tracer.start_as_current_span("invoke_agent support", attributes={
                 "gen_ai.operation.name": "invoke_agent", "gen_ai.conversation.id": USER_SESSION, "user.id": USER}):
             with tracer.start_as_current_span("chat gpt-4o", attributes={"gen_ai.operation.name": "chat",
                                                                          "turn": turn}):
-                pass
+                logger.emit(body=f"turn {turn}: the model answered", attributes={"turn": turn})
+    logger.emit(body="support ticket closed", attributes={"user.id": USER})
+    logs.shutdown()
     provider.shutdown()
     return {f"{span.context.trace_id:032x}" for span in memory.get_finished_spans()}
+
+
+def user_logs(api: Api, trace_ids: set[str]) -> int:
+    """The log records of these traces, or that name the user."""
+    return sql(api, f"SELECT count() AS n FROM otel.otel_logs WHERE has({in_list(trace_ids)}, TraceId) "
+                    f"OR LogAttributes['user.id'] = '{USER}'")[0]["n"]
 
 
 def sql(api: Api, statement: str) -> list[dict[str, Any]]:
@@ -92,6 +107,8 @@ def explorer(tmp_path_factory: pytest.TempPathFactory):
         wait_stored(api, sent)
         wait_until(lambda: session_spans(api, USER_SESSION) == 6, timeout=60, interval=0.3,
                    message="the user's session stored")
+        wait_until(lambda: user_logs(api, user_traces) == 4, timeout=60, interval=0.3,
+                   message="the user's log records stored")
         yield daemon, api, sent, user_traces, tmp_path_factory.mktemp("elsewhere")
     finally:
         daemon.stop()
@@ -171,15 +188,20 @@ def test_forget_session_erases_it_from_every_table_and_is_audited(explorer) -> N
 
 def test_forget_user_erases_every_trace_of_that_user(explorer) -> None:
     _, api, sent, user_traces, cwd = explorer
-    assert stored(api, user_traces)["spans"] == 6
+    assert stored(api, user_traces)["spans"] == 6 and user_logs(api, user_traces) == 4
+    others = sql(api, "SELECT count() AS n FROM otel.otel_logs")[0]["n"] - 4
     done = run(cwd, "forget", "--user", USER, "--url", api.url, "--json", token=TOKEN)
     assert done.returncode == 0, done.stderr
     assert stored(api, user_traces) == {"spans": 0, "trace_lookup": 0, "audit": 0}
+    # Its log records too: the three inside its traces and the one outside any trace that names it.
+    assert user_logs(api, user_traces) == 0
+    assert sql(api, "SELECT count() AS n FROM otel.otel_logs")[0]["n"] == others
     assert session_spans(api, USER_SESSION) == 0 and session_spans(api, SESSION) == 5
     listed = {row["session"]: row["spans"] for row in api.get("/api/sessions")["sessions"]}
     assert USER_SESSION not in listed and listed[SESSION] == 5
     [record] = [doc for doc in erasures(api) if doc["target"] == {"user": USER}]
     assert record["deleted"]["spans"] == 6 and set(record["trace_ids"]) == user_traces
+    assert record["deleted"]["logs"] == 4
 
     refused = run(cwd, "forget", "--user", USER, "--url", api.url, token=None)
     assert refused.returncode == 1 and "token" in refused.stderr
