@@ -13,6 +13,15 @@ came. Spans of one trace often arrive in several batches, so a bounded memory of
 traces carries the answer over; a later batch that brings a better key (a real session id
 after a trace-id fallback) upgrades it for the spans that follow. Spans already sent keep
 what they got.
+
+A root span that names the session often comes in a later export request than its children
+(they end first). The processor does not hold spans back waiting for it: that would need a
+per-trace span buffer with a timer, adding latency to every sessionless GenAI trace and
+memory in proportion to spans in flight. The children go on with the trace-id fallback, which
+is a marker, not a loss: the stores' session summaries count such spans under their trace and
+the explorer folds them into the session the root names for that trace
+(pipeline/clickhouse/sessions.py, extensions/explorer/queries.py). Ingest stays one pass and
+the memory stays `MAX_TRACES` small entries (tests/unit/test_genai_session.py).
 """
 from __future__ import annotations
 
