@@ -41,7 +41,12 @@ def test_tables_created_without_ttl_get_it_at_start(tmp_path) -> None:
         daemon.kill()
 
 
-def test_no_ttl_means_no_alter() -> None:
-    """`ttl: 0` adds no TTL and no ALTER (an existing TTL is left as it is, documented in schema.py)."""
-    assert not any(statement.startswith("ALTER") for statement in schema_statements("otel", "otel_traces", 0))
-    assert events_table_statements("`otel`.`agentdbg_decisions`", 0)[1:] == []
+def test_no_ttl_means_no_ttl_alter() -> None:
+    """`ttl: 0` adds no TTL and no TTL ALTER (an existing TTL is left as it is, documented in
+    schema.py); the only ALTERs left give older tables the deduplication window."""
+    alters = [statement for statement in (*schema_statements("otel", "otel_traces", 0),
+                                          *events_table_statements("`otel`.`agentdbg_decisions`", 0))
+              if statement.startswith("ALTER")]
+    assert alters and all(statement.endswith("MODIFY SETTING non_replicated_deduplication_window = 1000")
+                          for statement in alters), alters
+    assert not any("TTL" in statement for statement in alters)

@@ -44,12 +44,12 @@ def test_the_only_statement_that_removes_rows_is_the_erasures_delete() -> None:
         ("extensions/explorer/forget.py", "DELETE FROM {} WHERE {}")], removing
 
 
-def test_the_erasure_deletes_only_from_the_spans_and_lookup_tables() -> None:
-    """Every call of forget's `_count_and_delete` names the spans, lookup or session-summary tables."""
+def test_the_erasure_deletes_only_from_the_data_tables_never_the_audit_table() -> None:
+    """Every call of forget's `_count_and_delete` names the spans, lookup, session-summary or log tables."""
     tree = ast.parse(Path(forget.__file__).read_text())
     tables = [ast.unparse(call.args[1]) for call in ast.walk(tree)
               if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "_count_and_delete"]
-    assert sorted(tables) == ["session_traces", "sessions", "tables.traces", "target.lookup"]
+    assert sorted(tables) == ["logs", "session_traces", "sessions", "tables.traces", "target.lookup"]
 
 
 def test_audit_rows_are_written_by_one_insert() -> None:
