@@ -83,9 +83,11 @@ $(KAFKA_STAMP): tests/kafka/pom.xml
 # one virtualenv per family under the ignored cache, since their pins conflict (openai-agents,
 # opentelemetry-instrumentation-openai and google-adk each want their own OpenTelemetry and openai).
 # Versions are pinned in tests/clients/requirements-<family>.txt; a venv is built once and rebuilt
-# only when its requirements file changes. OpenLLMetry (traceloop-sdk 0.62.4) is not among them
-# yet: pip finds no set of its ~30 pinned instrumentations that installs together.
-CLIENT_FAMILIES := otel_v2 openinference langfuse logfire adk agentops
+# only when its requirements file changes. OpenLLMetry (traceloop-sdk 0.62.4): pip finds no set of
+# its ~40 required instrumentations that installs together, so its file pins every package the SDK
+# needs and is installed with --no-deps (tests/clients/requirements-openllmetry.txt says why).
+CLIENT_FAMILIES := otel_v2 openinference langfuse logfire adk agentops openllmetry
+CLIENT_PIP_FLAGS_openllmetry := --no-deps
 CLIENT_STAMPS   := $(foreach family,$(CLIENT_FAMILIES),.cache/clients/$(family)/.installed-stamp)
 
 clients: $(CLIENT_STAMPS)
@@ -94,7 +96,7 @@ clients: $(CLIENT_STAMPS)
 	@echo "installing the $* client family (tests/clients/requirements-$*.txt) into .cache/clients/$*"
 	rm -rf .cache/clients/$*
 	$(PYTHON) -m venv .cache/clients/$*
-	.cache/clients/$*/bin/pip install --quiet -r $<
+	.cache/clients/$*/bin/pip install --quiet $(CLIENT_PIP_FLAGS_$*) -r $<
 	touch $@
 
 run: $(STAMP)
