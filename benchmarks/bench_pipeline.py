@@ -13,7 +13,8 @@ The exporter rows run against real backends started for the run, on this machine
   not ClickHouse's;
 - `kafka`: Apache Kafka, one KRaft node (testkit/kafka_broker.py), a separate JVM; `otlp_proto`
   passthrough, the default idempotent producer with `required_acks: all`;
-- `otlp`: a second daemon (testkit/otlp_sink.py, file exporter in protobuf) standing in for Tempo.
+- `otlp`: Jaeger v2 (testkit/jaeger.py, memory storage; built by `make test`), the OTLP backend
+  the same exporter serves for Tempo or any other.
 
     .venv/bin/python -m benchmarks.bench_pipeline [--spans 200000]
 """
@@ -30,7 +31,7 @@ from benchmarks.runner import PIPELINE_HEADERS, payloads, run_ceiling, run_daemo
 from testkit.clickhouse_http import ClickHouseHTTP
 from testkit.harness import BASE_CONFIG
 from testkit.kafka_broker import KafkaBroker
-from testkit.otlp_sink import sink_daemon
+from testkit.jaeger import JAEGER_BINARY, Jaeger
 
 FANOUT = ["kafka", "clickhouse", "otlp"]
 # pipeline name → (processors, exporters)
@@ -42,7 +43,7 @@ PIPELINES: dict[str, tuple[list[str], list[str]]] = {
     "otlp → batch → chdb": (["batch"], ["chdb"]),
     "otlp → batch → clickhouse": (["batch"], ["clickhouse"]),
     "otlp → batch → kafka": (["batch"], ["kafka"]),
-    "otlp → batch → [kafka, clickhouse, otlp sink]": (["batch"], FANOUT),
+    "otlp → batch → [kafka, clickhouse, otlp (Jaeger)]": (["batch"], FANOUT),
 }
 # exporter id → its settings; %(name)s are the endpoints of the backends started for the run.
 EXPORTERS = {
@@ -73,7 +74,7 @@ class Backends:
         self.endpoints: dict[str, str] = {}
         self._stack = ExitStack()
         self._starters: dict[str, Callable[[], str]] = {
-            "kafka": self._kafka, "clickhouse": self._clickhouse, "otlp": self._otlp_sink}
+            "kafka": self._kafka, "clickhouse": self._clickhouse, "otlp": self._jaeger}
 
     def _kafka(self) -> str:
         broker = self._stack.enter_context(KafkaBroker(fast_start=False))  # full JIT: it must keep up
@@ -83,9 +84,9 @@ class Backends:
     def _clickhouse(self) -> str:
         return self._stack.enter_context(ClickHouseHTTP(self.dir / "clickhouse")).url
 
-    def _otlp_sink(self) -> str:
-        sink = self._stack.enter_context(sink_daemon(self.dir / "sink", "proto"))
-        return f"127.0.0.1:{sink.ports['grpc']}"
+    def _jaeger(self) -> str:
+        jaeger = self._stack.enter_context(Jaeger(JAEGER_BINARY, self.dir / "jaeger"))
+        return jaeger.grpc_endpoint
 
     def endpoints_for(self, exporters: list[str]) -> dict[str, str]:
         for name in exporters:
