@@ -134,8 +134,9 @@ def main() -> None:
             "and the backends' CPU is not counted; the `chdb` engine runs inside the daemon and is counted. "
             "Backends, all on this 2-core machine: `clickhouse` writes to the chDB-backed ClickHouse HTTP *test* "
             "endpoint (testkit/clickhouse_http.py), so its figure is the daemon's CPU, not ClickHouse's; `kafka` "
-            "produces to Apache Kafka (one KRaft node; `otlp_proto`, wire bytes passed through; idempotent producer, acks all); `otlp` sends to a second daemon "
-            "(file exporter, protobuf) standing in for Tempo. The load generator and the backends share the "
+            "produces to Apache Kafka (one KRaft node; `otlp_proto`, wire bytes passed through; idempotent "
+            "producer, acks all); `otlp` sends to Jaeger v2 (memory storage), an OTLP backend as Tempo is. "
+            "The load generator and the backends share the "
             "two cores with the daemon, so absolute rates are a floor.\n\n"
             + table(PIPELINE_HEADERS, rows))
     write_section("pipeline core throughput", "python -m benchmarks.bench_pipeline", body)
