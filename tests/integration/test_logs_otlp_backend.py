@@ -46,10 +46,10 @@ service:
 class Otelcol:
     """One otelcol-bench process: OTLP in on free ports, logs out to a Kafka topic."""
 
-    def __init__(self, broker: str, topic: str) -> None:
+    def __init__(self, broker: str, topic: str, template: str = OTELCOL_CONFIG) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="otelcol-logs-"))
         self.grpc, self.http = free_port(), free_port()
-        config = OTELCOL_CONFIG % {"grpc": self.grpc, "http": self.http, "broker": broker, "topic": topic}
+        config = template % {"grpc": self.grpc, "http": self.http, "broker": broker, "topic": topic}
         (self.dir / "config.yaml").write_text(config)
         self.log_path = self.dir / "otelcol.log"
         self.proc: subprocess.Popen | None = None

@@ -2,13 +2,18 @@
 log records the receiver acknowledged before a SIGKILL are delivered after the restart."""
 from __future__ import annotations
 
+import asyncio
 import signal
+import time
+import uuid
 
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from pipeline import otlp_json
 from testkit.harness import BASE_CONFIG, Daemon, wait_until
-from testkit.otlp_logs import keys, logs_of_request, send_sdk_logs
+from testkit.otlp_logs import keys, logs_of_request, read_logs, send_sdk_logs
+from tests.integration.test_logs_otlp_backend import Otelcol, otelcol_binary  # noqa: F401 (a fixture)
 
 # The batch processor holds the records (a timeout of an hour) in its log under file_storage.
 OVERLAY = """
@@ -50,16 +55,6 @@ def test_logs_acknowledged_before_a_sigkill_are_delivered_after_the_restart(tmp_
     assert keys(file_records(values["out"])) == keys(sent)
 
 
-SINK = """
-exporters:
-  file/traces: {path: "{dir}/traces.jsonl", flush_interval: 50ms}
-  file/logs: {path: "{dir}/logs.jsonl", flush_interval: 50ms}
-service:
-  pipelines:
-    traces: {receivers: [otlp], exporters: [file/traces]}
-    logs: {receivers: [otlp], exporters: [file/logs]}
-"""
-
 # One exporter id in a traces and a logs pipeline, its queue on disk: two instances, one storage.
 FORWARDER = """
 extensions:
@@ -78,47 +73,84 @@ service:
 """
 
 
-def span_ids(path) -> list[str]:
+# The real OpenTelemetry Collector as the forwarder's destination: traces and logs in over
+# OTLP/HTTP, each signal out to its own Kafka topic, as otelcol encodes them.
+BACKEND = """
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:%(grpc)d"}
+      http: {endpoint: "127.0.0.1:%(http)d"}
+exporters:
+  kafka:
+    brokers: ["%(broker)s"]
+    traces: {topic: "%(topic)s_spans", encoding: otlp_proto}
+    logs: {topic: "%(topic)s_logs", encoding: otlp_proto}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [kafka]}
+    logs: {receivers: [otlp], exporters: [kafka]}
+  telemetry:
+    logs: {level: warn}
+    metrics: {level: none}
+"""
+
+
+async def read_span_ids(bootstrap: str, topic: str, want: set[str], timeout: float = 60) -> list[str]:
+    """The span ids of the OTLP traces messages on a Kafka topic, from the start until `want` arrived."""
+    from aiokafka import AIOKafkaConsumer
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    if not path.exists():
-        return []
-    return [span.span_id.hex() for line in path.read_bytes().splitlines() if line
-            for rs in otlp_json.decode(line, ExportTraceServiceRequest).resource_spans
-            for scope in rs.scope_spans for span in scope.spans]
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    found: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not want <= set(found) and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [span.span_id.hex() for record in records
+                          for rs in ExportTraceServiceRequest.FromString(record.value).resource_spans
+                          for scope in rs.scope_spans for span in scope.spans]
+    finally:
+        await consumer.stop()
+    return found
 
 
-def test_an_exporter_in_a_traces_and_a_logs_pipeline_replays_each_queue_to_its_own_signal(tmp_path):
+@pytest.mark.usefixtures("otelcol_binary")
+def test_an_exporter_in_a_traces_and_a_logs_pipeline_replays_each_queue_to_its_own_signal(tmp_path, kafka_broker):
     """Each (exporter, signal) instance keeps its queue files apart: after a SIGKILL the spans go to
     /v1/traces and the records to /v1/logs (before, both instances replayed the one directory, each
     sending the other's batches to its own endpoint too, where they were refused and counted as
-    failed; a file the wrong instance deleted after that was gone for the right one). The sink is a
-    second agentdbg writing what it gets to files: what is under test is the forwarder's queue."""
-    sink = Daemon(BASE_CONFIG, workdir=tmp_path / "sink", overlay=SINK).start()
-    overlay = FORWARDER % {"queue": tmp_path / "queue", "sink": f"http://127.0.0.1:{sink.ports['http']}"}
-    try:
-        sink.signal(signal.SIGSTOP)  # the destination hangs: everything stays queued
-        forwarder = Daemon(BASE_CONFIG, workdir=tmp_path / "fwd", overlay=overlay).start()
-        sent = send_sdk_logs("http", f"127.0.0.1:{forwarder.ports['http']}", count=6)
-        spans = {s.span_id for s in sent if s.span_id}
-        assert forwarder.metric("otelcol_receiver_accepted_log_records_total") == len(sent)
-        forwarder.signal(signal.SIGKILL)
-        forwarder.proc.wait(10)
-        sink.signal(signal.SIGCONT)
-        with Daemon(BASE_CONFIG, workdir=tmp_path / "fwd2", overlay=overlay) as restarted:
-            wait_until(lambda: len(file_records(tmp_path / "sink" / "logs.jsonl")) >= len(sent)
-                       and spans <= set(span_ids(tmp_path / "sink" / "traces.jsonl")), timeout=30,
-                       message="every record and span accepted before the kill at the sink")
-            wait_until(lambda: not list((tmp_path / "queue").rglob("*.batch")), message="queue files removed")
-            failed = (restarted.metric("otelcol_exporter_send_failed_spans_total")
-                      + restarted.metric("otelcol_exporter_send_failed_log_records_total"))
-        malformed = sink.metric("agentdbg_receiver_rejected_requests_total", reason="malformed")
-        sink.stop()
-        assert failed == 0 and malformed == 0  # nothing was sent to the other signal's endpoint
-        # At least once: the requests the stopped sink had buffered before the kill arrive too. But
-        # every record is one that was sent as a record, every span one sent as a span.
-        assert sorted(set(keys(file_records(tmp_path / "sink" / "logs.jsonl")))) == keys(sent)
-        assert set(span_ids(tmp_path / "sink" / "traces.jsonl")) == spans
-    finally:
-        sink.signal(signal.SIGCONT)
-        sink.stop()
+    failed; a file the wrong instance deleted after that was gone for the right one). The
+    destination is the real OpenTelemetry Collector (benchmarks/otelcol), frozen with SIGSTOP
+    while the forwarder queues, writing each signal to its own Kafka topic."""
+    topic = f"replay_{uuid.uuid4().hex[:8]}"
+    for name in (f"{topic}_spans", f"{topic}_logs"):
+        kafka_broker.create_topic(name, partitions=1)
+    with Otelcol(kafka_broker.bootstrap, topic, BACKEND) as backend:
+        assert backend.proc is not None
+        overlay = FORWARDER % {"queue": tmp_path / "queue", "sink": f"http://127.0.0.1:{backend.http}"}
+        try:
+            backend.proc.send_signal(signal.SIGSTOP)  # the destination hangs: everything stays queued
+            forwarder = Daemon(BASE_CONFIG, workdir=tmp_path / "fwd", overlay=overlay).start()
+            sent = send_sdk_logs("http", f"127.0.0.1:{forwarder.ports['http']}", count=6)
+            spans = {s.span_id for s in sent if s.span_id}
+            assert forwarder.metric("otelcol_receiver_accepted_log_records_total") == len(sent)
+            forwarder.signal(signal.SIGKILL)
+            forwarder.proc.wait(10)
+            backend.proc.send_signal(signal.SIGCONT)
+            with Daemon(BASE_CONFIG, workdir=tmp_path / "fwd2", overlay=overlay) as restarted:
+                wait_until(lambda: not list((tmp_path / "queue").rglob("*.batch")), timeout=60,
+                           message="queue files removed")
+                failed = (restarted.metric("otelcol_exporter_send_failed_spans_total")
+                          + restarted.metric("otelcol_exporter_send_failed_log_records_total"))
+        finally:
+            backend.proc.send_signal(signal.SIGCONT)
+        records = asyncio.run(read_logs(kafka_broker.bootstrap, f"{topic}_logs", len(sent), json=False))
+        span_ids = asyncio.run(read_span_ids(kafka_broker.bootstrap, f"{topic}_spans", spans))
+    assert failed == 0  # nothing was sent to the other signal's endpoint, where it would be refused
+    # At least once: the requests the frozen backend had buffered before the kill arrive too. But
+    # every record is one that was sent as a record, every span one sent as a span.
+    assert sorted(set(keys(records))) == keys(sent)
+    assert set(span_ids) == spans
