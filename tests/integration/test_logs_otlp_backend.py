@@ -34,9 +34,11 @@ exporters:
   kafka:
     brokers: ["%(broker)s"]
     logs: {topic: "%(topic)s", encoding: otlp_proto}
+    traces: {topic: "%(topic)s_spans", encoding: otlp_proto}
 service:
   pipelines:
     logs: {receivers: [otlp], exporters: [kafka]}
+    traces: {receivers: [otlp], exporters: [kafka]}
   telemetry:
     logs: {level: warn}
     metrics: {level: none}
@@ -44,12 +46,13 @@ service:
 
 
 class Otelcol:
-    """One otelcol-bench process: OTLP in on free ports, logs out to a Kafka topic."""
+    """One otelcol-bench process: OTLP in on free ports, logs out to the Kafka topic `topic`
+    and spans to `<topic>_spans` (each created by the test that uses it)."""
 
-    def __init__(self, broker: str, topic: str, template: str = OTELCOL_CONFIG) -> None:
+    def __init__(self, broker: str, topic: str) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="otelcol-logs-"))
         self.grpc, self.http = free_port(), free_port()
-        config = template % {"grpc": self.grpc, "http": self.http, "broker": broker, "topic": topic}
+        config = OTELCOL_CONFIG % {"grpc": self.grpc, "http": self.http, "broker": broker, "topic": topic}
         (self.dir / "config.yaml").write_text(config)
         self.log_path = self.dir / "otelcol.log"
         self.proc: subprocess.Popen | None = None

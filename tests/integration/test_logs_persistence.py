@@ -73,29 +73,6 @@ service:
 """
 
 
-# The real OpenTelemetry Collector as the forwarder's destination: traces and logs in over
-# OTLP/HTTP, each signal out to its own Kafka topic, as otelcol encodes them.
-BACKEND = """
-receivers:
-  otlp:
-    protocols:
-      grpc: {endpoint: "127.0.0.1:%(grpc)d"}
-      http: {endpoint: "127.0.0.1:%(http)d"}
-exporters:
-  kafka:
-    brokers: ["%(broker)s"]
-    traces: {topic: "%(topic)s_spans", encoding: otlp_proto}
-    logs: {topic: "%(topic)s_logs", encoding: otlp_proto}
-service:
-  pipelines:
-    traces: {receivers: [otlp], exporters: [kafka]}
-    logs: {receivers: [otlp], exporters: [kafka]}
-  telemetry:
-    logs: {level: warn}
-    metrics: {level: none}
-"""
-
-
 async def read_span_ids(bootstrap: str, topic: str, want: set[str], timeout: float = 60) -> list[str]:
     """The span ids of the OTLP traces messages on a Kafka topic, from the start until `want` arrived."""
     from aiokafka import AIOKafkaConsumer
@@ -123,12 +100,12 @@ def test_an_exporter_in_a_traces_and_a_logs_pipeline_replays_each_queue_to_its_o
     /v1/traces and the records to /v1/logs (before, both instances replayed the one directory, each
     sending the other's batches to its own endpoint too, where they were refused and counted as
     failed; a file the wrong instance deleted after that was gone for the right one). The
-    destination is the real OpenTelemetry Collector (benchmarks/otelcol), frozen with SIGSTOP
-    while the forwarder queues, writing each signal to its own Kafka topic."""
+    destination is the real OpenTelemetry Collector (benchmarks/otelcol; test_logs_otlp_backend.py's
+    Otelcol), frozen with SIGSTOP while the forwarder queues, writing each signal to its own Kafka topic."""
     topic = f"replay_{uuid.uuid4().hex[:8]}"
-    for name in (f"{topic}_spans", f"{topic}_logs"):
+    for name in (f"{topic}_spans", topic):
         kafka_broker.create_topic(name, partitions=1)
-    with Otelcol(kafka_broker.bootstrap, topic, BACKEND) as backend:
+    with Otelcol(kafka_broker.bootstrap, topic) as backend:
         assert backend.proc is not None
         overlay = FORWARDER % {"queue": tmp_path / "queue", "sink": f"http://127.0.0.1:{backend.http}"}
         try:
@@ -147,7 +124,7 @@ def test_an_exporter_in_a_traces_and_a_logs_pipeline_replays_each_queue_to_its_o
                           + restarted.metric("otelcol_exporter_send_failed_log_records_total"))
         finally:
             backend.proc.send_signal(signal.SIGCONT)
-        records = asyncio.run(read_logs(kafka_broker.bootstrap, f"{topic}_logs", len(sent), json=False))
+        records = asyncio.run(read_logs(kafka_broker.bootstrap, topic, len(sent), json=False))
         span_ids = asyncio.run(read_span_ids(kafka_broker.bootstrap, f"{topic}_spans", spans))
     assert failed == 0  # nothing was sent to the other signal's endpoint, where it would be refused
     # At least once: the requests the frozen backend had buffered before the kill arrive too. But
