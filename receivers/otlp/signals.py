@@ -3,7 +3,7 @@ how items are counted, and the per-item checks that can reject part of a request
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -56,22 +56,30 @@ def drop_invalid_spans(request: trace_service_pb2.ExportTraceServiceRequest) -> 
     spans cannot be stored or joined, so they are refused one by one through
     partial_success rather than failing the whole request.
     """
-    rejected, reason = 0, ""
-    for rs in request.resource_spans:
-        for scope in rs.scope_spans:
-            spans = scope.spans
-            bad = [i for i, s in enumerate(spans)
-                   if len(s.trace_id) != 16 or len(s.span_id) != 8 or len(s.parent_span_id) not in (0, 8)]
-            if bad:
-                first = spans[bad[0]]
-                reason = reason or (f"span {first.name[:64]!r}: trace_id must be 16 bytes, span_id 8 bytes and "
-                                    f"parent_span_id 8 bytes or empty (got {len(first.trace_id)}, "
-                                    f"{len(first.span_id)} and {len(first.parent_span_id)})")
-                for index in reversed(bad):
-                    del spans[index]
-                rejected += len(bad)
-    return rejected, reason
+    def bad(spans: Any) -> list[int]:
+        return [i for i, s in enumerate(spans)
+                if len(s.trace_id) != 16 or len(s.span_id) != 8 or len(s.parent_span_id) not in (0, 8)]
 
+    def why(first: Any) -> str:
+        return (f"span {first.name[:64]!r}: trace_id must be 16 bytes, span_id 8 bytes and parent_span_id "
+                f"8 bytes or empty (got {len(first.trace_id)}, {len(first.span_id)} and {len(first.parent_span_id)})")
+
+    return drop_bad((scope.spans for rs in request.resource_spans for scope in rs.scope_spans), bad, why)
+
+
+def drop_bad(groups: Iterable[Any], bad: Callable[[Any], list[int]], why: Callable[[Any], str]) -> tuple[int, str]:
+    """Delete from each repeated field of `groups` the items at the indices `bad` finds in it
+    (one comprehension a group, so the per-item check stays inline); how many, and `why` of the
+    first one refused."""
+    rejected, reason = 0, ""
+    for items in groups:
+        indices = bad(items)
+        if indices:
+            reason = reason or why(items[indices[0]])
+            for index in reversed(indices):
+                del items[index]
+            rejected += len(indices)
+    return rejected, reason
 
 TRACES = SignalSpec(
     signal=Signal.TRACES,
@@ -103,20 +111,14 @@ def drop_invalid_log_records(request: logs_service_pb2.ExportLogsServiceRequest)
     trace id and 8 for the span id: a record with other lengths could never be joined with its
     spans, so it is refused alone through partial_success, as spans with bad ids are.
     """
-    rejected, reason = 0, ""
-    for rl in request.resource_logs:
-        for scope in rl.scope_logs:
-            records = scope.log_records
-            bad = [i for i, r in enumerate(records) if len(r.trace_id) not in (0, 16) or len(r.span_id) not in (0, 8)]
-            if bad:
-                first = records[bad[0]]
-                reason = reason or (f"log record: trace_id must be 16 bytes or empty and span_id 8 bytes or empty "
-                                    f"(got {len(first.trace_id)} and {len(first.span_id)})")
-                for index in reversed(bad):
-                    del records[index]
-                rejected += len(bad)
-    return rejected, reason
+    def bad(records: Any) -> list[int]:
+        return [i for i, r in enumerate(records) if len(r.trace_id) not in (0, 16) or len(r.span_id) not in (0, 8)]
 
+    def why(first: Any) -> str:
+        return (f"log record: trace_id must be 16 bytes or empty and span_id 8 bytes or empty "
+                f"(got {len(first.trace_id)} and {len(first.span_id)})")
+
+    return drop_bad((scope.log_records for rl in request.resource_logs for scope in rl.scope_logs), bad, why)
 
 LOGS = SignalSpec(
     signal=Signal.LOGS,
