@@ -81,6 +81,7 @@ def drop_bad(groups: Iterable[Any], bad: Callable[[Any], list[int]], why: Callab
             rejected += len(indices)
     return rejected, reason
 
+
 TRACES = SignalSpec(
     signal=Signal.TRACES,
     service="opentelemetry.proto.collector.trace.v1.TraceService",
