@@ -76,7 +76,7 @@ def cases(wires: list[bytes]) -> dict[str, Case]:
         "otlp_json": (changed(wires), RecordEncoder("otlp_json", False, LIMIT), wires),
         f"otlp_proto, {FULL_BATCH}-span batches split to fit 1 MB": (
             unchanged(big), RecordEncoder("otlp_proto", False, LIMIT), big),
-        "otlp_proto, partition_traces_by_id": (unchanged(wires), RecordEncoder("otlp_proto", True, LIMIT), wires),
+        "otlp_proto, partition_traces_by_id": (unchanged(wires), RecordEncoder("otlp_proto", "trace_id", LIMIT), wires),
     }
 
 

@@ -7,7 +7,10 @@ to `logs.topic` (default `otlp_logs`, as otelcol's kafkaexporter), in `logs.enco
 Messages are otelcol-compatible: one OTLP `ExportTraceServiceRequest` per message,
 `otlp_proto` (the batch's received wire bytes, untouched while nothing changed them) or
 `otlp_json`; with `partition_traces_by_id` one message per trace, keyed by its lowercase
-hex trace id. Batches from an events pipeline (anything with `kafka_records()`) go out as
+hex trace id; with `partition_by` (trace_id, session, service, service_dependency,
+budget_owner) one message per key of that family, keyed by it, holding only the spans the
+family's detectors read (partition.py): the collector tier's input to the evaluator tier.
+Batches from an events pipeline (anything with `kafka_records()`) go out as
 their own (key, value) records: JSON documents keyed by subject key.
 
 What it promises (the exporter helper's queue and retries around aiokafka):

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from exporters.helper import ExporterHelperConfig
+from exporters.kafka.partition import PartitionBy
 from pipeline.component import StrictConfig
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import ByteSize, Duration
@@ -55,6 +56,9 @@ class KafkaConfig(ExporterHelperConfig):
     topic: str = Field("otlp_spans", min_length=1)
     encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
     partition_traces_by_id: bool = False
+    # Key family of the records (exporters/kafka/partition.py): one topic per family feeds the
+    # evaluator tier's detectors that key serves. `partition_traces_by_id` is `trace_id`.
+    partition_by: PartitionBy | None = None
     logs: LogsTopicConfig = LogsTopicConfig()
     client_id: str = "agentdbg"
     producer: ProducerConfig = ProducerConfig()
@@ -77,6 +81,18 @@ class KafkaConfig(ExporterHelperConfig):
             if not host or not port.isdigit():
                 raise ValueError(f"broker {broker!r} must be host:port")
         return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "KafkaConfig":
+        if self.partition_traces_by_id and self.partition_by not in (None, "trace_id"):
+            raise ValueError(f"partition_traces_by_id: true keys records by trace id; it cannot be combined "
+                             f"with partition_by: {self.partition_by} (drop one of the two)")
+        return self
+
+    @property
+    def key_family(self) -> PartitionBy | None:
+        """The record key family: `partition_by`, or `trace_id` for `partition_traces_by_id`."""
+        return self.partition_by or ("trace_id" if self.partition_traces_by_id else None)
 
     @property
     def uses_tls(self) -> bool:

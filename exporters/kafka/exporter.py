@@ -54,7 +54,7 @@ class KafkaExporter(QueuedExporter[Traces | Logs | Events]):
         logs = settings.signal == Signal.LOGS
         self.topic = config.logs.topic if logs else config.topic
         encoding = (config.logs.encoding or config.encoding) if logs else config.encoding
-        self.encoder = RecordEncoder(encoding, config.partition_traces_by_id, config.producer.max_message_bytes)
+        self.encoder = RecordEncoder(encoding, config.key_family, config.producer.max_message_bytes)
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
 

@@ -5,7 +5,9 @@ common case costs nothing: an unchanged batch that fits goes out as its received
 bytes, and one that does not is cut between its resources' bytes
 (split.py: `wire_ranges`), still without re-serialising. Anything else too large is
 split by resource, scope and span (split.py: `chunk_by_size`) into several valid
-requests; only a span too large even alone is refused, reported as `Oversize`. Batches
+requests. With a `partition_by` key family, spans are grouped per record key first (one
+request per key, partition.py says which spans each family keeps). Only a span too large
+even alone is refused, reported as `Oversize`. Batches
 that carry their own records (events pipeline: `kafka_records()` → [(key, value)]) are
 passed through, refusing any too large. Logs become OTLP `ExportLogsServiceRequest` messages
 the same way: the wire bytes when they fit, otherwise halves by record count (each keeping its
@@ -19,7 +21,8 @@ from typing import Callable, Literal
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
+from exporters.kafka.partition import KEYS, PartitionBy
+from exporters.kafka.split import chunk_by_size, split_by_key, wire_ranges
 from pipeline import otlp_json
 from pipeline.pdata.events import Events
 from pipeline.pdata.logs import Logs
@@ -66,9 +69,10 @@ def value_budget(max_message_bytes: int, key: bytes | None) -> int:
 
 
 class RecordEncoder:
-    def __init__(self, encoding: Literal["otlp_proto", "otlp_json"], by_trace: bool, max_message_bytes: int) -> None:
+    def __init__(self, encoding: Literal["otlp_proto", "otlp_json"], partition_by: PartitionBy | None,
+                 max_message_bytes: int) -> None:
         self.proto = encoding == "otlp_proto"
-        self.by_trace = by_trace
+        self.keys_of = KEYS[partition_by] if partition_by else None
         self.max_message_bytes = max_message_bytes
         self.serialise: Callable[[ExportTraceServiceRequest], bytes] = (
             ExportTraceServiceRequest.SerializeToString if self.proto else otlp_json.encode)
@@ -79,9 +83,9 @@ class RecordEncoder:
             self._events(batch.kafka_records(), out)
         elif isinstance(batch, Logs):
             self._logs(batch, out)
-        elif self.by_trace:
-            for trace_id, (message, count) in split_by_trace(batch.message).items():
-                self._fit(message, count, trace_id.hex().encode(), out)
+        elif self.keys_of is not None:
+            for key, (message, count) in split_by_key(batch.message, self.keys_of(batch.columns)).items():
+                self._fit(message, count, key, out)
         elif self.proto:
             self._wire(batch.wire(), out)
         else:

@@ -7,11 +7,12 @@ sends each batch as requests that fit:
 - `chunk_by_size`: a request still too large is split by resource, then scope, then span,
   each piece carrying its resource and scope headers, with its size bounded without
   serialising it to measure;
-- `split_by_trace`: one request per trace id, for `partition_traces_by_id`.
+- `split_by_key`: one request per record key (partition.py: `partition_by`, and
+  `partition_traces_by_id`, which is `partition_by: trace_id`).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -120,16 +121,24 @@ def wire_ranges(wire: bytes, max_bytes: int) -> Iterator[tuple[int, int, bool]]:
         yield start, pos, True
 
 
-def split_by_trace(message: ExportTraceServiceRequest) -> dict[bytes, tuple[ExportTraceServiceRequest, int]]:
-    """One request per trace id (in order of first appearance), with each span's resource and scope."""
+def split_by_key(message: ExportTraceServiceRequest, keys: Sequence[bytes | None]
+                 ) -> dict[bytes, tuple[ExportTraceServiceRequest, int]]:
+    """One request per distinct key (in order of first appearance), each span with its resource
+    and scope; `keys` holds one key per span in the order of the message (SpanColumns order),
+    and a span whose key is None is left out."""
     slices: dict[bytes, list[_Slice]] = {}
+    flat = 0
     for r, rs in enumerate(message.resource_spans):
         for s, scope in enumerate(rs.scope_spans):
-            for i, span in enumerate(scope.spans):
-                plan = slices.setdefault(span.trace_id, [])
+            for i in range(len(scope.spans)):
+                key = keys[flat]
+                flat += 1
+                if key is None:
+                    continue
+                plan = slices.setdefault(key, [])
                 if plan and plan[-1][:2] == [r, s] and plan[-1][3] == i:
                     plan[-1][3] = i + 1
                 else:
                     plan.append([r, s, i, i + 1])
-    return {trace_id: (_build(message, plan), sum(stop - start for _, _, start, stop in plan))
-            for trace_id, plan in slices.items()}
+    return {key: (_build(message, plan), sum(stop - start for _, _, start, stop in plan))
+            for key, plan in slices.items()}

@@ -1,5 +1,5 @@
 """Splitting batches to fit Kafka messages: `exporters.kafka.split`'s `wire_ranges`, `chunk_by_size`,
-`split_by_trace` and the kafka exporter's `RecordEncoder` built on them (plus its config's safe defaults)."""
+`split_by_key` and the kafka exporter's `RecordEncoder` built on them (plus its config's safe defaults)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import RecordEncoder, value_budget
-from exporters.kafka.split import chunk_by_size, split_by_trace, wire_ranges
+from exporters.kafka.split import chunk_by_size, split_by_key, wire_ranges
 from pipeline import otlp_json
 from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces, count_spans, iter_spans
@@ -128,10 +128,10 @@ def test_a_large_unchanged_batch_is_cut_on_the_wire_not_re_serialised():
     assert b"".join(record.value for record in encoded.records) == wire
 
 
-# -- split_by_trace -----------------------------------------------------------------------------
-def test_split_by_trace_gives_one_trace_per_request_with_headers():
+# -- split_by_key -------------------------------------------------------------------------------
+def test_split_by_key_gives_one_trace_per_request_with_headers():
     message = request()
-    groups = split_by_trace(message)
+    groups = split_by_key(message, [span.trace_id for span in iter_spans(message)])
     assert len(groups) == 5
     for trace_id, (part, count) in groups.items():
         assert {span.trace_id for span in iter_spans(part)} == {trace_id}
@@ -180,7 +180,7 @@ def test_oversize_spans_are_reported_with_their_size_and_the_rest_still_goes():
 
 def test_partition_by_trace_keys_each_record_with_its_trace_id_hex():
     message = request(spans=100)
-    encoded = RecordEncoder("otlp_proto", True, 30_000).encode(Traces.from_message(message))
+    encoded = RecordEncoder("otlp_proto", "trace_id", 30_000).encode(Traces.from_message(message))
     seen = 0
     for record in encoded.records:
         spans = list(iter_spans(ExportTraceServiceRequest.FromString(record.value)))
