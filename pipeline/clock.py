@@ -24,6 +24,10 @@ class Clock(Protocol):
         """Seconds on a clock that never goes back; only differences mean anything."""
         ...
 
+    def time(self) -> float:
+        """UNIX seconds: what a component compares with span timestamps (the trigger detectors)."""
+        ...
+
     async def sleep(self, seconds: float) -> None:
         """Return once `seconds` have passed on this clock."""
         ...
@@ -38,6 +42,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -64,6 +71,10 @@ class ManualClock:
         self._order = itertools.count()
 
     def monotonic(self) -> float:
+        return self._now
+
+    def time(self) -> float:
+        """The same reading as monotonic: start the clock at a UNIX time to compare with timestamps."""
         return self._now
 
     async def sleep(self, seconds: float) -> None:
