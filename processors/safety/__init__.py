@@ -49,6 +49,8 @@ from pipeline.pdata.events import Events
 from processors.safety import admin, state_file, telemetry
 from processors.safety.config import SafetyConfig
 from processors.safety.engine import SafetyEngine, SafetyState
+from processors.safety.stream import ROUTE as STREAM_ROUTE
+from processors.safety.stream import DecisionStream
 
 
 class SafetyProcessor(Processor[Events]):
@@ -65,15 +67,18 @@ class SafetyProcessor(Processor[Events]):
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._tick_failure_logged = -60.0
+        self.stream = DecisionStream(self._snapshot)
 
     async def start(self, host: Host) -> None:
         telemetry.publish(self.engine.state)
         for name, handler in (("breakers", self._breakers), ("throttles", self._throttles),
                               ("canaries", self._canaries), ("decisions", self._decisions)):
             host.add_debug_route(name, handler)
+        host.add_debug_route(STREAM_ROUTE, self.stream.handle)
         self._task = asyncio.create_task(self._ticker(), name=f"{self.id}-tick")
 
     async def shutdown(self, deadline: float | None = None) -> None:
+        self.stream.close()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -162,14 +167,19 @@ class SafetyProcessor(Processor[Events]):
             self.log.info("decision", extra={"kv": {"action": doc["action"], "target": doc["target"],
                                                      "reason": doc["reason"]}})
         telemetry.publish(candidate.state)
+        self.stream.publish(decisions)  # committed: agents may act on them now
 
     # -- debug API -------------------------------------------------------------------------------
     async def _breakers(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             return await self._admin(request)
-        chain = self.config.fallback_chain
-        return web.json_response({name: state.view(self.config.breakers[name], chain)
-                                  for name, state in self.engine.state.breakers.items()})
+        return web.json_response(self._snapshot()["breakers"])
+
+    def _snapshot(self) -> dict[str, dict[str, Any]]:
+        """The state views of the debug routes, for a stream client's first event."""
+        chain, state = self.config.fallback_chain, self.engine.state
+        return {"breakers": {name: b.view(self.config.breakers[name], chain) for name, b in state.breakers.items()},
+                "throttles": dict(state.throttles), "canaries": {k: c.view() for k, c in state.canaries.items()}}
 
     async def _throttles(self, request: web.Request) -> web.Response:
         if request.method == "POST":
@@ -178,7 +188,7 @@ class SafetyProcessor(Processor[Events]):
 
     async def _canaries(self, request: web.Request) -> web.Response:
         _read_only(request)
-        return web.json_response({key: c.view() for key, c in self.engine.state.canaries.items()})
+        return web.json_response(self._snapshot()["canaries"])
 
     async def _decisions(self, request: web.Request) -> web.Response:
         _read_only(request)

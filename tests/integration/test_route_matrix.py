@@ -202,8 +202,13 @@ def _request(method: str, daemon: Daemon, surface: str, path: str, token: str | 
              body: Any = None) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     headers["Idempotency-Key"] = f"matrix {path}"  # an action repeated by a stronger role decides nothing new
-    return requests.request(method, f"http://127.0.0.1:{daemon.ports[surface]}{path}", headers=headers,
-                            json=body, timeout=30)
+    answer = requests.request(method, f"http://127.0.0.1:{daemon.ports[surface]}{path}", headers=headers,
+                              json=body, timeout=30, stream=True)
+    if answer.headers.get("Content-Type", "").startswith("text/event-stream"):
+        answer.close()  # a push channel (/debug/decisions/stream) never ends: status and headers are the check
+    else:
+        answer.content  # noqa: B018 - read the whole answer, as without stream=True
+    return answer
 
 
 def _status(method: str, daemon: Daemon, surface: str, path: str, token: str | None) -> int:
