@@ -42,22 +42,23 @@ Per-subject `overrides` set the limit. Severity critical.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from dataclasses import replace
 from itertools import filterfalse
 from typing import Any
 
 from pydantic import PositiveInt
 
-from connectors.triggers.columnar import where
+from connectors.triggers.columnar import positions, where
 from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
 from connectors.triggers.event import Examples, Observation
+from connectors.triggers.inflight import AGENT, LLM, MAX_DEPTH, OTHER, InflightSpans, OpenSpan, role_of
 from pipeline.config.units import Duration
 from pipeline.pdata.spans import SpanColumns
 from pipeline.pdata.traces import Traces
 
-SERVER = 2
-AGENT_OPERATIONS = ("invoke_agent", "invoke_workflow")
 Candidate = tuple[bytes, int, int, str, str]  # span id, start ns, end ns, agent, service
-BatchRef = tuple[list[bytes], list[bytes], list[int], list[int]]  # trace id, parent, start, end
+BatchRef = tuple[list[bytes], list[bytes], list[bytes], list[int], list[int]]  # trace, span, parent, start, end
+Compacted = tuple[bytes, bytes, int, int]  # span id, parent, start ns, end ns
 
 
 class DeadlockConfig(DetectorConfig):
@@ -67,6 +68,9 @@ class DeadlockConfig(DetectorConfig):
     max_traces: PositiveInt = 50_000
     max_spans: PositiveInt = 200_000
     compact_after: Duration = 10.0
+    # Judged live from the connector's in-flight table (connectors/triggers/inflight.py).
+    live: bool = True
+    llm_ceiling: Duration = 120.0
 
 
 class TraceEntry:
@@ -77,7 +81,7 @@ class TraceEntry:
         self.batches: list[BatchRef] = [batch] if batch is not None else []  # not yet compacted
         # Empty tuples until needed: most traces are never compacted and hold no long agent span,
         # and every list allocated per trace is one more object for the garbage collector.
-        self.spans: list[tuple[bytes, int, int]] | tuple = ()  # compacted: (parent, start, end)
+        self.spans: list[Compacted] | tuple = ()  # compacted: (span id, parent, start, end)
         self.candidates: list[Candidate] | tuple = ()
         self.rooted = False  # its root span (no parent) has arrived: nothing of it is still running
 
@@ -86,9 +90,9 @@ class TraceEntry:
         if not self.batches:
             return 0
         spans = list(self.spans)
-        for trace_ids, parents, starts, ends in unique(self.batches):
-            for i in indices(trace_ids, trace_id):
-                spans.append((parents[i], starts[i], ends[i]))
+        for trace_ids, span_ids, parents, starts, ends in unique(self.batches):
+            for i in positions(trace_ids, trace_id):
+                spans.append((span_ids[i], parents[i], starts[i], ends[i]))
         added = len(spans) - len(self.spans)
         self.spans = spans
         self.batches = []
@@ -115,13 +119,21 @@ class DeadlockDetector(Detector[DeadlockConfig]):
         self.waiting: OrderedDict[bytes, TraceEntry] = OrderedDict()
         self.evicted = 0
         self.held = 0  # compacted spans of every trace still held (buffer, waiting, ready)
+        # Live judgement: the episodes firing at the last evaluation (to resolve them when their
+        # span ends), the span ids that fired live (not judged again after the fact), and per open
+        # agent span the earliest time it can be blocked (its progress + the limit: not looked at
+        # again before then).
+        self.live_firing: dict[str, Observation] = {}
+        self.live_judged: OrderedDict[bytes, None] = OrderedDict()
+        self.not_before: dict[bytes, float] = {}
+        self.inflight: InflightSpans | None = None  # the connector's table of open spans
 
     # -- hot path --------------------------------------------------------------------------------
     def observe(self, batch: Traces) -> None:
         cols = batch.columns
         if not len(cols):
             return
-        ref: BatchRef = (cols.trace_id, cols.parent_span_id, cols.start_ns, cols.end_ns)
+        ref: BatchRef = (cols.trace_id, cols.span_id, cols.parent_span_id, cols.start_ns, cols.end_ns)
         buffer, now = self.buffer, batch.received_at
         traces = set(cols.trace_id)
         # Split new traces from buffered ones in C (not set.difference(buffer): for a dict subclass
@@ -145,7 +157,7 @@ class DeadlockDetector(Detector[DeadlockConfig]):
             self.arrivals.append((now, new))  # one record per batch, not one per trace
         parents = cols.parent_span_id
         if b"" in parents:
-            for i in indices(parents, b""):
+            for i in positions(parents, b""):
                 buffer[cols.trace_id[i]].rooted = True
         if max(cols.duration_ns) > self.floor_ns:
             self._candidates(cols)
@@ -162,7 +174,7 @@ class DeadlockDetector(Detector[DeadlockConfig]):
         operations, agents = cols.attribute_rows("gen_ai.operation.name"), cols.attribute_rows("gen_ai.agent.name")
         for i in where(map(self.floor_ns.__lt__, cols.duration_ns), len(cols)):
             agent = agents.get(i)
-            if operations.get(i) in AGENT_OPERATIONS or (cols.kind[i] == SERVER and agent):
+            if role_of(operations.get(i), agent, cols.kind[i]) == AGENT:
                 self.buffer[cols.trace_id[i]].add_candidate(
                     (cols.span_id[i], cols.start_ns[i], cols.end_ns[i], str(agent or cols.name[i]), cols.service[i]))
 
@@ -175,7 +187,7 @@ class DeadlockDetector(Detector[DeadlockConfig]):
             for (span_id, start, _end, agent, service), own_ns in self._own_times(trace_id, entry):
                 limit = self.threshold_for({"service": service, "agent": agent}, self.config.blocked_limit)
                 own = own_ns / 1e9
-                if own <= limit:
+                if own <= limit or span_id in self.live_judged:
                     continue
                 slot = blocked.setdefault((service, agent), [0.0, limit, Examples(), start / 1e9])
                 slot[2].add(trace_id, span_id)
@@ -187,6 +199,93 @@ class DeadlockDetector(Detector[DeadlockConfig]):
         self._within_span_limit()
         return [self._observation(service, agent, own, limit, examples, started, now)
                 for (service, agent), (own, limit, examples, started) in blocked.items()]
+
+    # -- live: open spans of the in-flight table ---------------------------------------------------
+    def evaluate_live(self, now: float) -> list[Observation]:
+        """On the connector's clock (UNIX s), not at event time: open agent spans without progress
+        for over their limit, open LLM calls over the ceiling; and a resolution for each live
+        episode whose span ended or moved on."""
+        if self.inflight is None or not self.config.live:
+            return []
+        open_spans = {span.span_id: span for span in self.inflight.open_spans()}
+        delegated, owners = self._delegated(open_spans)
+        blocked: dict[tuple[str, str], Observation] = {}
+        for span in open_spans.values():
+            if span.role == LLM and now - span.start > self.config.llm_ceiling:
+                self._blocked(blocked, span, owners.get(span.span_id, span.agent), span.start, now,
+                              self.config.llm_ceiling, "has streamed")
+            elif span.role == AGENT and span.span_id not in delegated:
+                limit = self.threshold_for({"service": span.service, "agent": span.agent}, self.config.blocked_limit)
+                if now - span.start <= limit or self.not_before.get(span.span_id, 0.0) > now:
+                    continue
+                progress = max(span.progress, self._progress(span))
+                if now - progress > limit:
+                    self._blocked(blocked, span, span.agent, progress, now, limit, "has made no progress")
+                else:
+                    self.not_before[span.span_id] = progress + limit
+        self.not_before = {k: v for k, v in self.not_before.items() if k in open_spans}
+        return list(blocked.values()) + self._live_resolved(blocked, now)
+
+    @staticmethod
+    def _delegated(open_spans: dict[bytes, OpenSpan]) -> tuple[set[bytes], dict[bytes, str]]:
+        """The open spans with an open agent or LLM call below them, which is judged instead (one
+        event per block, at the innermost agent); and each open LLM call's nearest open agent."""
+        delegated: set[bytes] = set()
+        owners: dict[bytes, str] = {}
+        for span in open_spans.values():
+            if span.role == OTHER:
+                continue
+            parent, depth = open_spans.get(span.parent), 0
+            while parent is not None and depth < MAX_DEPTH:  # the bound: ids that loop in bad data
+                if span.role == LLM and parent.role == AGENT:
+                    owners.setdefault(span.span_id, parent.agent)
+                delegated.add(parent.span_id)
+                parent, depth = open_spans.get(parent.parent), depth + 1
+        return delegated, owners
+
+    def _progress(self, span: OpenSpan) -> float:
+        """The latest start or end (UNIX s) of an ended span below `span` among those of its trace
+        held in the buffer: the children that ended before the in-flight table knew the trace
+        (it tracks progress from then on: OpenSpan.progress)."""
+        trace_id = span.trace_id
+        entry = self.buffer.get(trace_id) or self.waiting.get(trace_id)
+        if entry is None:
+            return span.start
+        self.held += entry.compact(trace_id)
+        parent_of = {span_id: parent for span_id, parent, _, _ in entry.spans}
+        latest, below = span.start, {span.span_id: True}
+        for span_id, _, start, end in entry.spans:
+            at = max(start, end) / 1e9
+            if at > latest and descends(span_id, parent_of, below):
+                latest = at
+        return latest
+
+    def _blocked(self, blocked: dict[tuple[str, str], Observation], span: OpenSpan, agent: str, since: float,
+                 now: float, limit: float, what: str) -> None:
+        """Add `span`, stuck since `since`, to its subject's live observation."""
+        key, stuck = (span.service, agent), round(now - since, 3)
+        obs = blocked.get(key)
+        if obs is None:
+            obs = blocked[key] = Observation(
+                self.kind, {"service": span.service, "agent": agent}, stuck, limit, "seconds", (since, now),
+                self.config.severity, "", Examples(), firing=True, qualifier="live")
+        if stuck >= obs.observed:
+            obs.observed, obs.window = stuck, (since, now)
+            obs.message = (f"{agent} ({span.service}) is blocked now: {span.name} {what} for {stuck:.1f}s "
+                           f"without a child span starting or ending (limit {limit:g}s)")
+        obs.examples.add(span.trace_id, span.span_id)
+        self.live_judged[span.span_id] = None
+        if len(self.live_judged) > self.config.max_traces:
+            self.live_judged.popitem(last=False)
+
+    def _live_resolved(self, blocked: dict[tuple[str, str], Observation], now: float) -> list[Observation]:
+        """A live episode resolves at once when none of its subject's spans is blocked any more:
+        the span ended (it arrived, or a `stop`), or a child started or ended."""
+        current = {obs.key: obs for obs in blocked.values()}
+        resolved = [replace(obs, firing=False, resolve_after=0.0, window=(obs.window[0], now))
+                    for key, obs in self.live_firing.items() if key not in current]
+        self.live_firing = current
+        return resolved
 
     def _decided(self, now: float) -> list[tuple[bytes, TraceEntry]]:
         """Traces quiet for decision_wait (and evicted ones) that hold a long agent span."""
@@ -239,7 +338,7 @@ class DeadlockDetector(Detector[DeadlockConfig]):
         """Each long agent span with its own time: duration minus its children's union (ns)."""
         self.held += entry.compact(trace_id)
         children: dict[bytes, list[tuple[int, int]]] = {c[0]: [] for c in entry.candidates}
-        for parent, start, end in entry.spans:
+        for _, parent, start, end in entry.spans:
             intervals = children.get(parent)
             if intervals is not None:
                 intervals.append((start, end))
@@ -259,16 +358,18 @@ def unique(batches: list[BatchRef]) -> list[BatchRef]:
     return list({id(batch[0]): batch for batch in batches}.values())
 
 
-def indices(values: list[bytes], wanted: bytes) -> list[int]:
-    """Positions of `wanted` in `values` (list.index runs at C speed)."""
-    out: list[int] = []
-    i = -1
-    while True:
-        try:
-            i = values.index(wanted, i + 1)
-        except ValueError:
-            return out
-        out.append(i)
+def descends(span_id: bytes, parent_of: dict[bytes, bytes], below: dict[bytes, bool]) -> bool:
+    """Whether `span_id` is below the span `below` was seeded with (`{span id: True}`); `below`
+    remembers the answer for every span on the way up, so a trace is walked once."""
+    path: list[bytes] = []
+    node: bytes | None = span_id
+    while node is not None and node not in below and len(path) < MAX_DEPTH:
+        path.append(node)
+        node = parent_of.get(node)
+    answer = below.get(node, False) if node is not None else False
+    for step in path:
+        below[step] = answer
+    return answer
 
 
 def covered(intervals: list[tuple[int, int]], start: int, end: int) -> int:
