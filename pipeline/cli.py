@@ -129,7 +129,11 @@ def _validate(config: ResolvedConfig) -> int:
 
 
 def _run(sources: list[str], config: ResolvedConfig) -> int:
+    from pipeline import workers
     from pipeline.service import Service
+
+    if config.service.workers > 1 and workers.current() is None:
+        return workers.supervise(sources, config)
 
     async def main_async() -> int:
         try:

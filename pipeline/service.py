@@ -17,7 +17,7 @@ import time
 
 from aiohttp import web
 
-from pipeline import audit
+from pipeline import audit, workers
 from pipeline.auth import Authenticator, Principal
 from pipeline.component import ComponentID, Kind
 from pipeline.config.endpoints import bind_failure
@@ -37,9 +37,10 @@ log = logging.getLogger("agentdbg.service")
 
 
 def load_config(sources: list[str]) -> ResolvedConfig:
-    """Load, merge, expand and validate; raises ConfigErrors with every problem found."""
+    """Load, merge, expand and validate; raises ConfigErrors with every problem found. In a
+    worker process (`service.workers`), its share of the config (pipeline/workers.py)."""
     raw, origins = load_with_origins(sources)
-    return resolve(raw, factories(), origins)
+    return workers.worker_config(resolve(raw, factories(), origins))
 
 
 class Service:

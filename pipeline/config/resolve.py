@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
+from pipeline import workers
 from pipeline.component import ComponentID, Factory, Kind, Signal
 from pipeline.config import endpoints
 from pipeline.config.expand import Origins
@@ -85,6 +86,7 @@ def resolve(raw: dict[str, Any], factories: dict[Kind, dict[str, Factory]],
     resolved.pipelines = _check_pipelines(resolved, errors)
     _check_connectors(resolved, errors)
     _check_addresses(resolved, errors)
+    errors.extend(workers.check(resolved))
     if errors:
         raise ConfigErrors(errors)
     return resolved

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from pipeline.component import StrictConfig
 from pipeline.config.units import Duration
@@ -58,3 +58,6 @@ class ServiceConfig(StrictConfig):
     # Our own key (otelcol has none): how long SIGTERM and reload wait for queues to drain.
     shutdown_timeout: Duration = 30.0
     gc: GcConfig = GcConfig()
+    # Our own key: worker processes sharing the OTLP ports (pipeline/workers.py says what each
+    # gets and what a config with more than one cannot hold).
+    workers: PositiveInt = 1

@@ -15,8 +15,14 @@ class AuthConfig(StrictConfig):
     authenticator: str  # the id of an extension such as bearertokenauth
 
 
+# SO_REUSEPORT: several processes listen on one address and the kernel spreads connections
+# over them. `service.workers` sets it in each worker (pipeline/workers.py); rarely set by hand.
+ReusePort = bool
+
+
 class GrpcConfig(StrictConfig):
     endpoint: Endpoint = "localhost:4317"
+    reuse_port: ReusePort = False
     max_recv_msg_size_mib: PositiveInt = 64
     tls: TlsServerConfig | None = None
     auth: AuthConfig | None = None
@@ -24,6 +30,7 @@ class GrpcConfig(StrictConfig):
 
 class HttpConfig(StrictConfig):
     endpoint: Endpoint = "localhost:4318"
+    reuse_port: ReusePort = False
     max_request_body_size: ByteSize = 64 * 1024 * 1024
     traces_url_path: str = "/v1/traces"
     # More paths that take traces too. Langfuse's SDK (v3+) exports OTLP/HTTP to its server's

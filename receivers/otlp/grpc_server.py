@@ -37,7 +37,7 @@ class GrpcTransport:
         self.server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(self.config.reuse_port)),
         ])
         for spec in SPECS.values():
             handler = grpc.unary_unary_rpc_method_handler(self._handler(spec))
@@ -45,8 +45,10 @@ class GrpcTransport:
                 (grpc.method_handlers_generic_handler(spec.service, {"Export": handler}),))
         host, port = split_host_port(self.config.endpoint)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        # gRPC's own failure names no reason (and logs to stderr): check the address first.
-        probe_bind(self.config.endpoint)
+        # gRPC's own failure names no reason (and logs to stderr): check the address first (not
+        # when sharing it: the other workers hold it; a holder without SO_REUSEPORT still fails below).
+        if not self.config.reuse_port:
+            probe_bind(self.config.endpoint)
         try:
             if self.config.tls is not None:
                 bound = self.server.add_secure_port(address, self.config.tls.grpc_credentials())

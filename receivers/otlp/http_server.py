@@ -60,7 +60,8 @@ class HttpTransport:
         host, port = split_host_port(self.config.endpoint)
         ssl_context = self.config.tls.ssl_context() if self.config.tls else None
         try:
-            await web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_port=False).start()
+            await web.TCPSite(self._runner, host, port, ssl_context=ssl_context,
+                            reuse_port=self.config.reuse_port).start()
         except OSError as exc:
             await self.stop()
             raise BindError(self.config.endpoint, bind_reason(exc), "OTLP/HTTP") from None
