@@ -7,11 +7,27 @@ CONFIG ?= config/default.yaml
 
 .PHONY: run test check validate bench docs system-deps clean fuzz kafka clients
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml agentlib/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e agentlib  # the agent-side library (sutazai_agent), its tests and examples/
 	touch $(STAMP)
+
+# The compiled hot path (native/, Rust through PyO3, docs/native.md): built by maturin with the
+# machine's cargo into native/target (ignored; a second build is incremental) and installed into
+# the venv; rebuilt only when the crate changes. Cargo.lock pins the crates, so a machine that has
+# fetched them once builds offline.
+CARGO        ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+NATIVE       := $(VENV)/.native-stamp
+NATIVE_SRC   := native/Cargo.toml native/Cargo.lock native/pyproject.toml native/agentdbg_native.pyi $(wildcard native/src/*.rs)
+
+$(NATIVE): $(STAMP) $(NATIVE_SRC)
+	@[ -x "$(CARGO)" ] || { echo "native/ needs Rust's cargo: install it with rustup (https://rustup.rs) or Debian's package (apt-get install cargo)"; exit 1; }
+	$(BIN)/pip install --quiet 'maturin>=1.16,<2'
+	rm -rf .cache/native && PATH="$(dir $(CARGO)):$$PATH" $(BIN)/maturin build --release --quiet -m native/Cargo.toml -o .cache/native
+	$(BIN)/pip install --quiet --force-reinstall --no-deps .cache/native/agentdbg_native-*.whl
+	touch $@
 
 # Debian packages the integration tests drive: prometheus (with promtool), alertmanager, openssl,
 # chromium (the explorer's browser tests, driven by Playwright with executable_path; no browser download).
@@ -99,17 +115,17 @@ clients: $(CLIENT_STAMPS)
 	.cache/clients/$*/bin/pip install --quiet $(CLIENT_PIP_FLAGS_$*) -r $<
 	touch $@
 
-run: $(STAMP)
+run: $(STAMP) $(NATIVE)
 	$(BIN)/agentdbg run --config $(CONFIG)
 
-validate: $(STAMP)
+validate: $(STAMP) $(NATIVE)
 	$(BIN)/agentdbg validate --config $(CONFIG)
 
 # The linter and the type checker on the product packages, before the tests: ruff (lint only,
 # nothing is reformatted) and mypy, configured in pyproject.toml ([tool.ruff], [tool.mypy]).
-PACKAGES := pipeline receivers processors connectors exporters extensions
+PACKAGES := pipeline receivers processors connectors exporters extensions agentlib/sutazai_agent
 
-check: $(STAMP)
+check: $(STAMP) $(NATIVE)
 	$(BIN)/ruff check $(PACKAGES)
 	$(BIN)/mypy $(PACKAGES)
 
@@ -120,13 +136,13 @@ test: $(STAMP) system-deps $(JAEGER) $(OTELCOL) kafka clients check
 # The property-based fuzz tests (tests/fuzz/) with a fresh seed and 25x the suite's budget
 # (HYPOTHESIS_PROFILE=fuzz, defined in tests/conftest.py): measured at about 40 min on this
 # 2-core machine under load (load average ~15); the suite's own fixed-seed run takes ~25 s.
-fuzz: $(STAMP)
+fuzz: $(STAMP) $(NATIVE)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:cacheprovider --timeout=7200 tests/fuzz
 
-docs: $(STAMP)
+docs: $(STAMP) $(NATIVE)
 	$(BIN)/python -m pipeline.reference --write README.md
 
-bench: $(STAMP) $(OTELCOL) kafka
+bench: $(STAMP) $(NATIVE) $(OTELCOL) kafka
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run_all
 

@@ -1,9 +1,10 @@
 """`SpanColumns`: the columnar view of one batch of spans, built once and shared.
 
 What it is: parallel Python lists, one entry per span in message order (resource by
-resource, scope by scope), filled in a single pass over the parsed OTLP message. Values
-that belong to a resource or a scope (service name, resource attributes, scope name and
-version) are read once per resource or scope and shared by its spans, never per span.
+resource, scope by scope), filled by the compiled extension (`agentdbg_native`, native/,
+docs/native.md) in one walk over the batch's wire bytes: no per-span Python. Values that
+belong to a resource or a scope (service name, resource attributes, scope name and version)
+are read once per resource or scope and shared by its spans (one str object), never per span.
 
 Who reads it: `Traces.columns` builds it lazily, once per batch, and every reader of that
 batch shares it — the ClickHouse and chDB exporters (`pipeline/clickhouse/schema.py`
@@ -26,9 +27,9 @@ resource), `span_attributes` (dict[str, str] per span), `events` and `links` (ne
 columns), `attribute(key)` / `attributes(keys)` / `present(key)` (typed values, cached per
 key) and `resource_attribute(key)`.
 
-One pass over span attributes, shared: walking every span's attributes in Python is the
-dominant cost of every reader (about 0.1 µs per attribute, against ~0.05 µs per span to
-parse), so it happens once per batch. The attribute pass builds `span_attributes` (the text
+One pass over span attributes, shared: converting every span's attributes to Python objects
+is the dominant cost of every reader even in compiled code (one dict and one str per
+attribute), so it happens once per batch. The attribute pass builds `span_attributes` (the text
 maps ClickHouse stores) and, in the same loop, the typed columns of the batch's *captured*
 keys: reading a captured key is then a dict lookup, and a captured key no span has is known
 absent without any search. A key read without having been captured before the pass ran is
@@ -55,17 +56,21 @@ Attribute capture, the contract (per batch, nothing process-wide):
 Every list and dict handed out is shared: treat them as read-only.
 
 Values are converted to text and Python as anyvalue.py says (otelcol's `AsString` / `AsRaw`).
+The extension takes bytes the protobuf runtime has accepted (the receivers parse every
+request before it enters a pipeline); on bytes it cannot read it raises ValueError, never
+crashes. Its pure-Python reference, the differential tests' oracle, is testkit/columns_reference.py.
 """
 from __future__ import annotations
 
 from itertools import compress, repeat
-from operator import attrgetter, is_not, sub
+from operator import is_not
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
+import agentdbg_native as native
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline.lazy import lazy
-from pipeline.pdata.anyvalue import TEXT_OF, TYPED_OF, Value, any_value_text, any_value_typed, attribute_map, key_field
+from pipeline.pdata.anyvalue import Value, any_value_typed, key_field
 
 KIND_NAMES: tuple[str, ...] = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_NAMES: tuple[str, ...] = ("Unset", "Ok", "Error")
@@ -98,67 +103,6 @@ class LinkColumns(NamedTuple):
     attributes: list[Sequence[dict[str, str]]]
 
 
-_EMPTY: tuple = ()
-
-
-def _nested(spans: Sequence[Any], field: str, *getters: Callable[[Any], Any]) -> list[list[Sequence]]:
-    """Per span, the list of `getter(item)` for each item of its repeated `field` (events, links),
-    one column per getter; a span without any gets the shared empty tuple in every column."""
-    per_span = list(map(attrgetter(field), spans))
-    return [[list(map(getter, items)) if items else _EMPTY for items in per_span] for getter in getters]
-
-
-def _attributes(item: Any) -> dict[str, str]:
-    return attribute_map(item.attributes)
-
-
-def _hex_of(name: str) -> Callable[[Any], str]:
-    get = attrgetter(name)
-    return lambda item: get(item).hex()
-
-
-def attribute_pass(spans: Sequence, captured: Iterable[str]
-                   ) -> tuple[list[dict[str, str]], dict[str, dict[int, Value]]]:
-    """Per span `{key: text}` and, in the same loop, the typed values of the `captured` keys.
-
-    Returns (maps, rows): `rows[key]` is `{span index: typed value}` for the spans that have
-    the key (empty when none has it): one dict store per captured attribute met, and a
-    reader that wants the spans having a key gets them without a scan. Strings take the
-    fast path: a non-empty `string_value` is both the text and the typed value, with no
-    `WhichOneof`.
-    """
-    rows: dict[str, dict[int, Value]] = {key: {} for key in captured}
-    text_of, typed_of = TEXT_OF, TYPED_OF
-    maps: list[dict[str, str]] = []
-    append = maps.append
-    i = 0
-    for span in spans:
-        out: dict[str, str] = {}
-        for kv in span.attributes:
-            key = kv.key
-            value = kv.value
-            text = value.string_value
-            if text:
-                out[key] = text
-                if key in rows:
-                    rows[key][i] = text
-            else:
-                which = value.WhichOneof("value")
-                out[key] = text_of[which](value)
-                if key in rows:
-                    rows[key][i] = typed_of[which](value)
-        append(out)
-        i += 1
-    return maps, rows
-
-
-def _service_name(attributes: Iterable) -> str:
-    for kv in attributes:
-        if kv.key == SERVICE_NAME:
-            return any_value_text(kv.value)
-    return ""
-
-
 def _hex(ids: list[bytes]) -> list[str]:
     return list(map(bytes.hex, ids))
 
@@ -168,88 +112,76 @@ def _hex(ids: list[bytes]) -> list[str]:
 class SpanColumns:
     """Parallel per-span lists of one batch; see the module docstring for the full API."""
 
-    def __init__(self, message: ExportTraceServiceRequest, wire: bytes | None = None,
+    trace_id: list[bytes]
+    span_id: list[bytes]
+    parent_span_id: list[bytes]
+    trace_state: list[str]
+    name: list[str]
+    kind: list[int]
+    start_ns: list[int]
+    end_ns: list[int]
+    duration_ns: list[int]
+    status_code: list[int]
+    status_message: list[str]
+    service: list[str]
+    resource_index: list[int]
+    scope_name: list[str]
+    scope_version: list[str]
+    resource_services: list[str]
+    # Resource r's spans are [resource_starts[r], resource_starts[r + 1]) (one more entry than resources).
+    resource_starts: list[int]
+    resource_attribute_maps: list[dict[str, str]]  # one `{key: text}` per resource (index with resource_index)
+
+    def __init__(self, wire: bytes, message: Callable[[], ExportTraceServiceRequest] | None = None,
                  captured: frozenset[str] = frozenset()) -> None:
-        self.message = message
         self.wire = wire
+        self._message = message
         # Keys whose typed columns the attribute pass fills (module docstring: attribute capture).
         self.captured = captured
-        self.trace_id: list[bytes] = []
-        self.span_id: list[bytes] = []
-        self.parent_span_id: list[bytes] = []
-        self.trace_state: list[str] = []
-        self.name: list[str] = []
-        self.kind: list[int] = []
-        self.start_ns: list[int] = []
-        self.end_ns: list[int] = []
-        self.duration_ns: list[int] = []
-        self.status_code: list[int] = []
-        self.status_message: list[str] = []
-        self.service: list[str] = []
-        self.resource_index: list[int] = []
-        self.scope_name: list[str] = []
-        self.scope_version: list[str] = []
-        self.resources: list[Any] = []
-        self.resource_services: list[str] = []
-        # Resource r's spans are [resource_starts[r], resource_starts[r + 1]) (one more entry than resources).
-        self.resource_starts: list[int] = []
         self._typed: dict[str, list[Value]] = {}
         self._rows: dict[str, dict[int, Value]] = {}  # attribute_rows of keys the pass did not capture
 
     @classmethod
-    def build(cls, message: ExportTraceServiceRequest, wire: bytes | None = None,
-              captured: frozenset[str] = frozenset()) -> "SpanColumns":
-        """One pass over `message`; per-resource and per-scope values are read once.
-
-        `wire`, when given, must be `message`'s encoding (Traces passes its unchanged bytes): a
-        key whose bytes do not occur in it is known absent without scanning any span.
+    def build(cls, message: ExportTraceServiceRequest | Callable[[], ExportTraceServiceRequest] | None = None,
+              wire: bytes | None = None, captured: frozenset[str] = frozenset()) -> "SpanColumns":
+        """The eager columns, in one compiled walk over `wire` (serialised from `message` when
+        not given). `message`, when given, must be what `wire` encodes: the parsed message or a
+        function returning it (Traces passes its own, so the batch parses at most once); the
+        columns that hand out upb objects (`spans`, `resources`) use it, parsing `wire` otherwise.
         `captured`: the keys the attribute pass is to fill (`capture` adds more until it runs).
         """
-        cols = cls(message, wire, captured)
-        for index, rs in enumerate(message.resource_spans):
-            resource = rs.resource
-            service = _service_name(resource.attributes)
-            cols.resources.append(resource)
-            cols.resource_services.append(service)
-            cols.resource_starts.append(len(cols.trace_id))
-            for scope_spans in rs.scope_spans:
-                count = cols._add_spans(scope_spans.spans)
-                if count:
-                    scope = scope_spans.scope
-                    cols.service.extend(repeat(service, count))
-                    cols.resource_index.extend(repeat(index, count))
-                    cols.scope_name.extend(repeat(scope.name, count))
-                    cols.scope_version.extend(repeat(scope.version, count))
-        cols.resource_starts.append(len(cols.trace_id))
-        cols.duration_ns = list(map(sub, cols.end_ns, cols.start_ns))
+        if isinstance(message, ExportTraceServiceRequest):
+            parsed = message
+            getter: Callable[[], ExportTraceServiceRequest] | None = lambda: parsed  # noqa: E731
+            if wire is None:
+                wire = message.SerializeToString()
+        else:
+            getter = message
+        if wire is None:
+            raise ValueError("SpanColumns.build needs a message or wire bytes")
+        cols = cls(wire, getter, captured)
+        (cols.trace_id, cols.span_id, cols.parent_span_id, cols.trace_state, cols.name, cols.kind,
+         cols.start_ns, cols.end_ns, cols.duration_ns, cols.status_code, cols.status_message, cols.service,
+         cols.resource_index, cols.scope_name, cols.scope_version, cols.resource_services, cols.resource_starts,
+         cols.resource_attribute_maps) = native.columns(wire)
         return cols
-
-    def _add_spans(self, spans: Any) -> int:
-        """Append the eager columns of one scope's spans; returns how many there were."""
-        trace_id, span_id, parent = self.trace_id.append, self.span_id.append, self.parent_span_id.append
-        trace_state, name, kind = self.trace_state.append, self.name.append, self.kind.append
-        start, end = self.start_ns.append, self.end_ns.append
-        code, message = self.status_code.append, self.status_message.append
-        count = 0
-        for span in spans:
-            trace_id(span.trace_id)
-            span_id(span.span_id)
-            parent(span.parent_span_id)
-            trace_state(span.trace_state)
-            name(span.name)
-            kind(span.kind)
-            start(span.start_time_unix_nano)
-            end(span.end_time_unix_nano)
-            status = span.status
-            code(status.code)
-            message(status.message)
-            count += 1
-        return count
 
     def __len__(self) -> int:
         return len(self.trace_id)
 
     # -- lazy columns ---------------------------------------------------------------------------
+    @lazy
+    def message(self) -> ExportTraceServiceRequest:
+        """The parsed request (the batch's own when it has one)."""
+        if self._message is not None:
+            return self._message()
+        return ExportTraceServiceRequest.FromString(self.wire)
+
+    @lazy
+    def resources(self) -> list[Any]:
+        """The upb Resource objects, one per ResourceSpans."""
+        return [rs.resource for rs in self.message.resource_spans]
+
     @lazy
     def spans(self) -> list[Any]:
         """The upb span objects, in column order (for what the columns do not hold)."""
@@ -258,7 +190,6 @@ class SpanColumns:
             for scope_spans in rs.scope_spans:
                 out.extend(scope_spans.spans)
         return out
-
     @lazy
     def trace_id_hex(self) -> list[str]:
         return _hex(self.trace_id)
@@ -282,11 +213,6 @@ class SpanColumns:
         return [STATUS_NAMES[c] if 0 <= c < 3 else "" for c in self.status_code]
 
     @lazy
-    def resource_attribute_maps(self) -> list[dict[str, str]]:
-        """One `{key: text}` per resource (index with `resource_index`)."""
-        return [attribute_map(resource.attributes) for resource in self.resources]
-
-    @lazy
     def resource_attributes(self) -> list[dict[str, str]]:
         """Per span, its resource's map: the same dict object for every span of a resource."""
         return list(map(self.resource_attribute_maps.__getitem__, self.resource_index))
@@ -300,7 +226,9 @@ class SpanColumns:
     def _pass(self) -> tuple[list[dict[str, str]], dict[str, dict[int, Value]]]:
         """The shared attribute pass: text maps and the captured keys' typed columns, stored
         together so two threads racing to build it each see a consistent pair."""
-        return attribute_pass(self.spans, self.captured)
+        maps, rows = native.attribute_pass(self.wire, self.captured, True)
+        assert maps is not None  # asked for
+        return maps, rows
 
     def capture(self, keys: frozenset[str]) -> None:
         """Have the attribute pass fill the typed columns of `keys` too, if it has not run yet
@@ -309,14 +237,17 @@ class SpanColumns:
             self.captured = self.captured | keys
 
     @lazy
+    def _nested(self) -> tuple[EventColumns, LinkColumns]:
+        times, names, attributes, trace_ids, span_ids, states, link_attributes = native.nested(self.wire)
+        return EventColumns(times, names, attributes), LinkColumns(trace_ids, span_ids, states, link_attributes)
+
+    @lazy
     def events(self) -> EventColumns:
-        return EventColumns(*_nested(self.spans, "events", attrgetter("time_unix_nano"), attrgetter("name"),
-                                     _attributes))
+        return self._nested[0]
 
     @lazy
     def links(self) -> LinkColumns:
-        return LinkColumns(*_nested(self.spans, "links", _hex_of("trace_id"), _hex_of("span_id"),
-                                    attrgetter("trace_state"), _attributes))
+        return self._nested[1]
 
     # -- typed attribute access (detectors) -----------------------------------------------------
     def attribute(self, key: str) -> list[Value]:
@@ -379,28 +310,13 @@ class SpanColumns:
         return [None] * len(self)
 
     def _scan(self, keys: list[str]) -> dict[str, list[Value]]:
-        n = len(self)
-        found: dict[str, list[Value]] = {key: [None] * n for key in keys}
+        """The typed columns of keys the shared pass did not capture: one compiled walk for
+        them all, skipped when no key's encoding occurs anywhere in the batch's bytes."""
         wire = self.wire
-        # A key whose encoding occurs nowhere in the batch is absent from every span: no scan for it.
-        scan = found if wire is None else {key: found[key] for key in keys if key_field(key) in wire}
-        for key in keys:
-            if key not in scan:
-                found[key] = self._absent
-        if not scan:
-            return found
-        seen: set[str] = set()
-        for i, span in enumerate(self.spans):
-            for kv in span.attributes:
-                column = scan.get(kv.key)
-                if column is not None:
-                    value = kv.value
-                    column[i] = TYPED_OF[value.WhichOneof("value")](value)
-                    seen.add(kv.key)
-        for key in scan:
-            if key not in seen:
-                found[key] = self._absent
-        return found
+        scan = frozenset(key for key in keys if key_field(key) in wire)
+        rows = native.attribute_pass(wire, scan, False)[1] if scan else {}
+        n = len(self)
+        return {key: list(map(rows[key].get, range(n))) if rows.get(key) else self._absent for key in keys}
 
     def resource_attribute(self, key: str) -> list[Value]:
         """Per span, the typed value of resource attribute `key` (computed per resource)."""

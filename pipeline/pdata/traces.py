@@ -40,7 +40,8 @@ class Traces(OtlpBatch[ExportTraceServiceRequest]):
     def columns(self) -> SpanColumns:
         """The batch's columnar view, built on first use and shared by every reader."""
         if self._columns is None:
-            self._columns = SpanColumns.build(self.message, self._wire, self._captured)
+            # The columns walk the wire bytes (compiled); the message is parsed only if a reader wants upb objects.
+            self._columns = SpanColumns.build(lambda: self.message, self.wire(), self._captured)
         return self._columns
 
     def capture(self, keys: frozenset[str]) -> None:
