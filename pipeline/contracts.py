@@ -12,11 +12,14 @@ for an attribute.
   sending queue and the batch processor's write-ahead log need of a storage extension
   (extensions/file_storage.py is the one that exists).
 - `QueueOwner`: an exporter whose sending queue may be on disk tells the graph where.
+- `PartitionedState` and `PartitionedSource`: a connector whose state is per subject (triggers)
+  and the Kafka receiver that feeds it keyed input: on a consumer-group rebalance the state of
+  the subjects of the moved partitions is checkpointed and dropped, or restored.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 from pipeline.auth import Authenticator
 from pipeline.component import Consumer
@@ -25,8 +28,11 @@ if TYPE_CHECKING:
     from pipeline.component import Signal
     from pipeline.pdata.batch import Batch
 
-__all__ = ["Authenticator", "Consumer", "LogSegment", "LogStore", "QueueOwner", "QueueStore",
-           "SignalFilter", "Storage"]
+__all__ = ["Authenticator", "Consumer", "LogSegment", "LogStore", "PartitionedSource", "PartitionedState",
+           "QueueOwner", "QueueStore", "SignalFilter", "Storage", "SubjectFilter"]
+
+# Whether a detector subject (`{"service": ..., "dependency": ...}`) is read from the partitions in question.
+SubjectFilter = Callable[[Mapping[str, Any]], bool]
 
 
 @runtime_checkable
@@ -125,3 +131,27 @@ class QueueOwner(Protocol):
         A processor before such an exporter must not answer OK for data it holds only in memory
         (the batch processor keeps a write-ahead log in the same storage)."""
         ...
+
+
+@runtime_checkable
+class PartitionedState(Protocol):
+    """A consumer whose state is kept per subject and whose keyed input comes from Kafka
+    partitions (the triggers connector of an evaluator): the state follows the partitions."""
+
+    async def partitions_assigned(self, owns: SubjectFilter) -> None:
+        """Restore the checkpointed state of the subjects `owns` takes: their input is read here now.
+        Called before any record of those partitions is delivered."""
+        ...
+
+    async def partitions_revoked(self, owns: SubjectFilter) -> None:
+        """Checkpoint, then forget, the state of the subjects `owns` takes: their input is read
+        elsewhere from now on. Called after the last record of those partitions was delivered."""
+        ...
+
+
+@runtime_checkable
+class PartitionedSource(Protocol):
+    """A receiver that reads keyed partitions (kafka with `key_family`): the graph hands it the
+    `PartitionedState` consumers of the pipelines it feeds."""
+
+    def set_partitioned_state(self, owners: list[PartitionedState]) -> None: ...

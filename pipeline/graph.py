@@ -36,7 +36,7 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.resolve import Pipeline, ResolvedConfig
-from pipeline.contracts import QueueOwner
+from pipeline.contracts import PartitionedSource, PartitionedState, QueueOwner
 from pipeline.errors import ConfigErrors
 from pipeline.fanout import FanOut
 from pipeline.host import Downstream, Host
@@ -145,6 +145,17 @@ class Graph:
                 raise ConfigErrors([f"service::pipelines: receiver \"{cid}\" cannot feed a {signal.value} "
                                     "pipeline with its configured encoding"])
         self._receiver_consumers = {key: FanOut(entries, clone=True) for key, entries in by_receiver.items()}
+        self._hand_partitioned_state()
+
+    def _hand_partitioned_state(self) -> None:
+        """Tell each keyed Kafka receiver which stateful connectors its pipelines end in
+        (pipeline.contracts.PartitionedState: their state follows its partitions)."""
+        for cid, receiver in self.receivers.items():
+            if not isinstance(receiver, PartitionedSource):
+                continue
+            owners = [self.connectors[exporter] for p in self.config.pipelines if cid in p.receivers
+                      for exporter in p.exporters if isinstance(self.connectors.get(exporter), PartitionedState)]
+            receiver.set_partitioned_state(owners)  # type: ignore[arg-type]
 
     def connect_receivers(self) -> None:
         for (cid, signal), consumer in self._receiver_consumers.items():

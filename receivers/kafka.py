@@ -21,7 +21,13 @@ What it promises — at least once, never blocked by one bad message:
   committed offset);
 - on a rebalance, offsets processed but not yet committed are committed for the revoked
   partitions; a commit that fails because the partition moved is logged (the next owner
-  redelivers, and the pipeline's idempotency keys make that harmless).
+  redelivers, and the pipeline's idempotency keys make that harmless);
+- with `key_family` (the collector's `partition_by` for the topic: config/evaluator.yaml), the
+  stateful connectors its pipelines end in (triggers) follow the partitions: on revoke, after
+  the commit, each checkpoints and forgets the subjects of the revoked partitions; on
+  assignment, before the first record is read, each restores those of the assigned ones
+  (pipeline.contracts.PartitionedState; pipeline/partitioning.py places a subject). Every
+  assignment is logged with its partitions.
 """
 from __future__ import annotations
 
@@ -40,8 +46,10 @@ from pipeline import documents, otlp_json
 from pipeline.component import Factory, Kind, Receiver, Settings, Signal, StrictConfig
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import Duration
+from pipeline.contracts import PartitionedState, SubjectFilter
 from pipeline.errors import PermanentError, Refused
 from pipeline.host import Host
+from pipeline.partitioning import PartitionBy, partition_of, subject_key_of
 from pipeline.pdata.events import Events
 from pipeline.pdata.traces import Traces
 from pipeline.telemetry import metrics
@@ -76,6 +84,9 @@ class KafkaReceiverConfig(StrictConfig):
     # Times a batch (then each of its records) is offered to a pipeline that fails on it with
     # an error before the record is dead-lettered. Retryable refusals (backpressure) do not count.
     max_attempts: int = Field(3, ge=1)
+    # How the topics' records are keyed (the collectors' kafka exporter `partition_by`): then the
+    # state of the triggers connector fed from here moves with the partitions on a rebalance.
+    key_family: PartitionBy | None = None
     tls: TlsClientConfig | None = None
 
     @field_validator("brokers", "topics", mode="before")
@@ -90,15 +101,25 @@ class KafkaReceiverConfig(StrictConfig):
         return Signal.EVENTS if self.encoding == "json" else Signal.TRACES
 
 
-class _Revoke(ConsumerRebalanceListener):
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, receiver: "KafkaReceiver") -> None:
         self.receiver = receiver
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self.receiver.commit_done(set(revoked))
+        await self.receiver.state_follows(revoked, assigned=False)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        pass
+        self.receiver.log.info("partitions assigned", extra={"kv": {
+            "group": self.receiver.config.group_id, "partitions": _describe(assigned)}})
+        await self.receiver.state_follows(assigned, assigned=True)
+
+
+def _describe(partitions: list[TopicPartition]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{topic}:{','.join(map(str, sorted(ps)))}" for topic, ps in sorted(by_topic.items())) or "-"
 
 
 class KafkaReceiver(Receiver):
@@ -114,6 +135,36 @@ class KafkaReceiver(Receiver):
         self.dead_letters: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self.state_owners: list[PartitionedState] = []
+
+    def set_partitioned_state(self, owners: list[PartitionedState]) -> None:
+        """`pipeline.contracts.PartitionedSource`: only with `key_family` does state follow."""
+        self.state_owners = owners if self.config.key_family else []
+
+    async def state_follows(self, partitions: list[TopicPartition], assigned: bool) -> None:
+        """Restore (assigned) or checkpoint and forget (revoked) the state of the subjects the
+        `partitions` hold, in every stateful connector fed from here. A connector's failure is
+        logged; the partitions are read on regardless (its state there starts empty)."""
+        if not self.state_owners or not partitions or self.consumer is None:
+            return
+        owns = self._owner_filter(partitions)
+        for owner in self.state_owners:
+            try:
+                await (owner.partitions_assigned(owns) if assigned else owner.partitions_revoked(owns))
+            except Exception:  # noqa: BLE001 - consuming must go on; the log names the partitions
+                self.log.exception("state did not follow the partitions", extra={"kv": {
+                    "assigned" if assigned else "revoked": _describe(partitions)}})
+
+    def _owner_filter(self, partitions: list[TopicPartition]) -> SubjectFilter:
+        assert self.consumer is not None and self.config.key_family is not None
+        family, held = self.config.key_family, {(tp.topic, tp.partition) for tp in partitions}
+        counts = {topic: len(self.consumer.partitions_for_topic(topic) or ()) for topic, _ in held}
+
+        def owns(subject: Any) -> bool:
+            key = subject_key_of(family, subject)
+            return key is not None and any(
+                (topic, partition_of(key, count)) in held for topic, count in counts.items() if count)
+        return owns
 
     def accepts(self, signal: Signal) -> bool:
         return signal == self.config.signal
@@ -132,7 +183,7 @@ class KafkaReceiver(Receiver):
             session_timeout_ms=int(self.config.session_timeout * 1000),
             heartbeat_interval_ms=int(self.config.heartbeat_interval * 1000),
             max_poll_records=self.config.max_poll_records, **security)
-        self.consumer.subscribe(self.config.topics, listener=_Revoke(self))
+        self.consumer.subscribe(self.config.topics, listener=_Rebalance(self))
         if self.config.dead_letter_topic:
             self.dead_letters = AIOKafkaProducer(bootstrap_servers=self.config.brokers, acks="all", **security)
 

@@ -9,7 +9,8 @@ Messages are otelcol-compatible: one OTLP `ExportTraceServiceRequest` per messag
 `otlp_json`; with `partition_traces_by_id` one message per trace, keyed by its lowercase
 hex trace id; with `partition_by` (trace_id, session, service, service_dependency,
 budget_owner) one message per key of that family, keyed by it, holding only the spans the
-family's detectors read (partition.py): the collector tier's input to the evaluator tier.
+family's detectors read (pipeline/partitioning.py): the collector tier's input to the
+evaluator tier.
 Batches from an events pipeline (anything with `kafka_records()`) go out as
 their own (key, value) records: JSON documents keyed by subject key.
 

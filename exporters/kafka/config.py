@@ -6,10 +6,10 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from exporters.helper import ExporterHelperConfig
-from exporters.kafka.partition import PartitionBy
 from pipeline.component import StrictConfig
 from pipeline.config.tls import TlsClientConfig
 from pipeline.config.units import ByteSize, Duration
+from pipeline.partitioning import PartitionBy
 
 Acks = Literal["all", 0, 1]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
@@ -56,7 +56,7 @@ class KafkaConfig(ExporterHelperConfig):
     topic: str = Field("otlp_spans", min_length=1)
     encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
     partition_traces_by_id: bool = False
-    # Key family of the records (exporters/kafka/partition.py): one topic per family feeds the
+    # Key family of the records (pipeline/partitioning.py): one topic per family feeds the
     # evaluator tier's detectors that key serves. `partition_traces_by_id` is `trace_id`.
     partition_by: PartitionBy | None = None
     logs: LogsTopicConfig = LogsTopicConfig()

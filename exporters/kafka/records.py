@@ -6,8 +6,8 @@ bytes, and one that does not is cut between its resources' bytes
 (split.py: `wire_ranges`), still without re-serialising. Anything else too large is
 split by resource, scope and span (split.py: `chunk_by_size`) into several valid
 requests. With a `partition_by` key family, spans are grouped per record key first (one
-request per key, partition.py says which spans each family keeps). Only a span too large
-even alone is refused, reported as `Oversize`. Batches
+request per key; pipeline/partitioning.py says which spans each family keeps). Only a span
+too large even alone is refused, reported as `Oversize`. Batches
 that carry their own records (events pipeline: `kafka_records()` → [(key, value)]) are
 passed through, refusing any too large. Logs become OTLP `ExportLogsServiceRequest` messages
 the same way: the wire bytes when they fit, otherwise halves by record count (each keeping its
@@ -21,9 +21,9 @@ from typing import Callable, Literal
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from exporters.kafka.partition import KEYS, PartitionBy
 from exporters.kafka.split import chunk_by_size, split_by_key, wire_ranges
 from pipeline import otlp_json
+from pipeline.partitioning import KEYS, PartitionBy
 from pipeline.pdata.events import Events
 from pipeline.pdata.logs import Logs
 from pipeline.pdata.traces import Traces, count_spans, iter_spans

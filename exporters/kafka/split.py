@@ -7,7 +7,7 @@ sends each batch as requests that fit:
 - `chunk_by_size`: a request still too large is split by resource, then scope, then span,
   each piece carrying its resource and scope headers, with its size bounded without
   serialising it to measure;
-- `split_by_key`: one request per record key (partition.py: `partition_by`, and
+- `split_by_key`: one request per record key (pipeline/partitioning.py: `partition_by`, and
   `partition_traces_by_id`, which is `partition_by: trace_id`).
 """
 from __future__ import annotations

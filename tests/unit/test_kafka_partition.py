@@ -1,4 +1,4 @@
-"""The kafka exporter's `partition_by` key families (exporters/kafka/partition.py): which spans
+"""The kafka exporter's `partition_by` key families (pipeline/partitioning.py): which spans
 each family publishes, under which record key, and that the keys are the detectors' subjects."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from connectors.triggers.detectors import dependency_failure
 from exporters.kafka.config import KafkaConfig
-from exporters.kafka.partition import DEPENDENCY_KEYS
+from pipeline.partitioning import DEPENDENCY_KEYS
 from exporters.kafka.records import RecordEncoder
 from pipeline.pdata.traces import Traces, iter_spans
 from testkit.trigger_helpers import CLIENT, SERVER, resource, span, traces

@@ -20,12 +20,20 @@ two lists equal). A span a family does not keep has no key and is not sent to th
 it is not a failure, its family's detectors would ignore it. `budget_owner` keys by service:
 a per-agent budget is exact for an agent that runs in one service (an agent spread across
 services is judged per partition; docs/scaling.md#limits).
+
+The evaluator side (`subject_key_of`, `partition_of`): a kafka receiver told its topic's
+family (`key_family`) tells the stateful connector it feeds which subjects its assigned
+partitions hold, so their checkpointed state is restored where their spans now go. A subject
+is placed by the record key its spans were published under; one that no record key names (an
+agent's spend or latency, a session) is not moved (docs/scaling.md#limits).
 """
 from __future__ import annotations
 
 from itertools import compress, repeat
 from operator import eq
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, Mapping
+
+from aiokafka.partitioner import murmur2
 
 from pipeline.pdata.anyvalue import any_value_text
 from pipeline.pdata.spans import SpanColumns
@@ -80,3 +88,23 @@ KEYS: dict[str, Callable[[SpanColumns], Keys]] = {
     "service_dependency": by_dependency,
     "budget_owner": by_budget_owner,
 }
+
+
+def subject_key_of(family: PartitionBy, subject: Mapping[str, Any]) -> bytes | None:
+    """The record key under which the spans of a detector's `subject` were published, or None
+    when no single record key holds them all."""
+    service = subject.get("service")
+    if family in ("service", "budget_owner"):
+        return str(service).encode() if service is not None else None  # an agent's subject: none
+    if family == "service_dependency":
+        dependency = subject.get("dependency")
+        return f"{service}{_SEPARATOR}{dependency}".encode() if service and dependency else None
+    if family == "session":
+        session = subject.get("session")
+        return str(session).encode() if session else None
+    return None  # trace_id: no detector subject names a trace
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java's and aiokafka's) sends `key` to."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
