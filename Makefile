@@ -102,7 +102,7 @@ $(KAFKA_STAMP): tests/kafka/pom.xml
 # only when its requirements file changes. OpenLLMetry (traceloop-sdk 0.62.4): pip finds no set of
 # its ~40 required instrumentations that installs together, so its file pins every package the SDK
 # needs and is installed with --no-deps (tests/clients/requirements-openllmetry.txt says why).
-CLIENT_FAMILIES := otel_v2 openinference langfuse logfire adk agentops openllmetry
+CLIENT_FAMILIES := otel_v2 openinference langfuse logfire adk agentops openllmetry partial
 CLIENT_PIP_FLAGS_openllmetry := --no-deps
 CLIENT_STAMPS   := $(foreach family,$(CLIENT_FAMILIES),.cache/clients/$(family)/.installed-stamp)
 
