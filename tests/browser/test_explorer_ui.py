@@ -32,22 +32,33 @@ def explorer(tmp_path_factory: pytest.TempPathFactory):
         daemon.kill()
 
 
-@pytest.fixture
-def page(explorer):
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module (its start is seconds on a loaded machine); each test gets a
+    fresh context of its own (`page`), which shares no cookies, storage or cache with another."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(explorer, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-            page.set_default_timeout(15_000)
-            yield page
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.set_default_timeout(15_000)
+        yield page
+    finally:
+        context.close()
     assert problems == [], problems
 
 
