@@ -21,8 +21,29 @@ the bound the oldest are dropped, counted and logged. Every detector's state is 
 (`max_subjects`, and deadlock's `max_traces` / `max_spans`, infinite_loop's `max_tracked`;
 each detector's docstring says what it lets go of first), so memory does not grow with the
 number of distinct services, span names, sessions or traces; what is let go of is counted in
-`agentdbg_trigger_state_evictions_total{detector, reason}`. Windowed state survives a SIGHUP
-reload (it is handed to the new instance); it starts empty after a process restart.
+`agentdbg_trigger_state_evictions_total{detector, reason}`.
+
+Event time (connectors/triggers/eventtime.py): the detectors judge each batch at its spans'
+end time, in that order, and the windows are evaluated at fixed points of event time once the
+watermark (latest end time seen minus `allowed_lateness`, moving on with the clock while the
+stream is quiet) has passed them, so the events do not depend on the order batches arrived
+in, nor on which instance received which. The price is that an event fires `allowed_lateness`
+after the span that caused it ended. A batch later than that is left out of the windows
+(counted in `agentdbg_trigger_late_spans_total`; it still goes on to every exporter); a time
+ahead of the receive time is capped at it, one over `max_clock_skew` behind is replaced by it
+(`agentdbg_trigger_clock_skew_total`). At most `max_buffered_spans` wait for the watermark.
+
+State: windowed state survives a SIGHUP reload (it is handed to the new instance). With
+`checkpoint` (connectors/triggers/checkpoint.py) the open episodes, the event clock and the
+state per subject of error_rate_spike, dependency_failure, performance_degradation and
+cost_budget are written every `checkpoint.interval` and at shutdown (to a file_storage
+directory or a Kafka compacted changelog topic) and restored at start: an episode open before
+a restart keeps its id and resolves after it. A crash (SIGKILL) loses what changed in the last
+`interval` plus the batches still waiting for the watermark. The other detectors (loops,
+deadlocks, memory, context overflow, health) start empty. A failed checkpoint is counted and
+retried at the next one; it never holds up spans. `restore_state(accept)` and
+`drop_state(accept)` restore or forget only the keys `accept(detector, key)` takes (the
+partitions a consumer-group rebalance assigned or took away).
 """
 from __future__ import annotations
 
@@ -30,6 +51,17 @@ import asyncio
 import time
 from typing import Any, Callable, TypeVar
 
+from connectors.triggers.checkpoint import (
+    CLOCK,
+    EPISODES,
+    Accept,
+    Checkpointer,
+    FileStore,
+    Records,
+    Store,
+    encode,
+    record_key,
+)
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.detectors.base import Detector
 from connectors.triggers.detectors.context_overflow import ContextOverflowDetector
@@ -42,12 +74,15 @@ from connectors.triggers.detectors.infinite_loop import InfiniteLoopDetector
 from connectors.triggers.detectors.memory_leak import MemoryLeakDetector
 from connectors.triggers.detectors.performance_degradation import PerformanceDegradationDetector
 from connectors.triggers.episodes import EpisodeTracker
+from connectors.triggers.eventtime import EventOrder, Step
+from connectors.triggers.live import LiveView
 from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
 from pipeline.errors import PermanentError, Refused
 from pipeline.host import Host
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.events import Events
+from pipeline.pdata.logs import Logs
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 
@@ -66,6 +101,9 @@ T = TypeVar("T", Traces, Metrics)
 
 
 class TriggersConnector(Connector[Batch]):
+    # A consumer-group evaluator sets this False and restores per assigned partition instead.
+    restore_on_start = True
+
     def __init__(self, settings: Settings, config: TriggersConfig) -> None:
         super().__init__(settings)
         self.config = config
@@ -74,7 +112,9 @@ class TriggersConnector(Connector[Batch]):
         peers = {detector.kind: detector for detector in self.detectors}
         for detector in self.detectors:
             detector.attach(peers)
-        self.attribute_keys = tuple(dict.fromkeys(k for d in self.detectors for k in d.attribute_keys))
+        self.live = LiveView(str(self.id), config, self.detectors, self.log)
+        self.attribute_keys = tuple(dict.fromkeys(
+            (*(k for d in self.detectors for k in d.attribute_keys), *self.live.attribute_keys)))
         # The keys the detectors read typed (SpanAttributeReader): the fan-out in front of the
         # connector, and `consume` itself, have each batch's attribute pass capture them, so the
         # detectors' reads cost no walk of their own (pipeline/pdata/spans.py: attribute capture).
@@ -84,6 +124,10 @@ class TriggersConnector(Connector[Batch]):
         self.telemetry = TriggerMetrics(str(self.id))
         self.pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self.order = EventOrder(config.allowed_lateness, config.max_clock_skew, config.max_buffered_spans,
+                                config.evaluation_interval, settings.clock)
+        self.checkpointer: Checkpointer | None = None
+        self._checkpointed_at = 0.0
 
     def take_state_from(self, previous: Connector[Any]) -> None:
         if not isinstance(previous, TriggersConnector):
@@ -94,7 +138,10 @@ class TriggersConnector(Connector[Batch]):
                 detector.take_state_from(old[type(detector)])
         self.tracker.active = previous.tracker.active
         self._share_episodes()
+        self.live.take_state_from(previous.live)
         self.pending = previous.pending
+        self.order.take_from(previous.order)
+        self.checkpointer = previous.checkpointer
 
     def _share_episodes(self) -> None:
         """Let detectors see which episodes are open, so they can skip subjects that are quiet."""
@@ -105,7 +152,70 @@ class TriggersConnector(Connector[Batch]):
         # One-time loads (the price data of context_overflow) happen now, off the event loop,
         # rather than on the first batch.
         await asyncio.get_running_loop().run_in_executor(None, self._prepare_detectors)
+        if self.config.checkpoint is not None:
+            await self._open_checkpoint(host)
         self._task = asyncio.create_task(self._evaluate_loop(), name=f"{self.id}-evaluate")
+
+    async def _open_checkpoint(self, host: Host) -> None:
+        """Open the checkpoint store and restore from it (every key: one instance owns them all)."""
+        config = self.config.checkpoint
+        assert config is not None
+        store: Store
+        if config.storage is not None:
+            owner = f"{self.id}-checkpoint"
+            store = FileStore(host.storage(config.storage, f"connector {self.id}: checkpoint.storage")
+                              .open_store(owner).directory)
+        else:
+            from connectors.triggers.checkpoint_kafka import KafkaStore  # aiokafka only when used
+            assert config.kafka is not None
+            store = KafkaStore(config.kafka, f"agentdbg-{self.id}")
+        await store.open()
+        self.checkpointer = Checkpointer(str(self.id), store, config.max_bytes)
+        self._checkpointed_at = self.order.clock.monotonic()
+        if self.restore_on_start:
+            await self.restore_state()
+
+    async def restore_state(self, accept: Accept | None = None) -> None:
+        """Merge the checkpointed state of the keys `accept(detector, key)` takes (all without it)."""
+        assert self.checkpointer is not None, "restore_state without a checkpoint"
+        groups = await self.checkpointer.load(accept)
+        self.order.restore(groups.pop(CLOCK, {}).get("", {}), self.order.clock.time())
+        self.tracker.restore(groups.pop(EPISODES, {}))
+        for detector in self.detectors:
+            if detector.kind in groups:
+                detector.restore(groups[detector.kind])
+        self.log.info("trigger state restored from the checkpoint",
+                      extra={"kv": {"episodes": len(self.tracker.active),
+                                    "keys": sum(len(g) for g in groups.values())}})
+
+    def drop_state(self, accept: Accept) -> None:
+        """Forget the state of the keys `accept(detector, key)` takes (handed to another instance)."""
+        self.tracker.drop([key for key in self.tracker.active if accept(EPISODES, key)])
+        for detector in self.detectors:
+            detector.drop([key for key in detector.snapshot() if accept(detector.kind, key)])
+        if self.checkpointer is not None:
+            kept = self.records()
+            self.checkpointer.forget([record for record in self.checkpointer.last if record not in kept])
+
+    def records(self) -> Records:
+        """The whole checkpointable state, one encoded record per key."""
+        out: Records = {record_key(CLOCK, ""): encode(self.order.snapshot(self.order.clock.time()))}
+        for key, state in self.tracker.snapshot().items():
+            out[record_key(EPISODES, key)] = encode(state)
+        for detector in self.detectors:
+            for key, state in detector.snapshot().items():
+                out[record_key(detector.kind, key)] = encode(state)
+        return out
+
+    async def _checkpoint(self, force: bool = False) -> None:
+        config, checkpointer = self.config.checkpoint, self.checkpointer
+        if config is None or checkpointer is None:
+            return
+        now = self.order.clock.monotonic()
+        if not force and now - self._checkpointed_at < config.interval:
+            return
+        self._checkpointed_at = now
+        await checkpointer.save(self.records())
 
     def _prepare_detectors(self) -> None:
         for detector in self.detectors:
@@ -119,7 +229,10 @@ class TriggersConnector(Connector[Batch]):
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._evaluate_once()
+        await self._evaluate_once(flush=True)
+        await self._checkpoint(force=True)
+        if self.checkpointer is not None:
+            await self.checkpointer.store.close()
 
     async def consume(self, batch: Batch) -> None:
         # CPU time of this thread, not wall time: with a chDB writer thread holding the GIL, wall
@@ -132,9 +245,21 @@ class TriggersConnector(Connector[Batch]):
                 prefetched = time.thread_time()
                 self.telemetry.prefetch_seconds.inc(prefetched - started)
                 started = prefetched
-                for detector in self.detectors:
-                    self._guard(detector, detector.observe, batch)
-        elif isinstance(batch, Metrics):
+                self.live.observe(batch)  # on arrival: what is open now does not wait for event time
+                self.order.offer(batch)  # observed once the watermark passes its event time
+        elif isinstance(batch, Metrics) and batch.item_count:
+            self.order.offer(batch)
+        elif isinstance(batch, Logs):
+            self.live.observe(batch)  # partial-span heartbeats; every other record is ignored
+        self.telemetry.observe_seconds.inc(time.thread_time() - started)
+
+    def _observe(self, batch: Traces | Metrics) -> None:
+        """Fold one batch (at its event time) into every detector's partials."""
+        started = time.thread_time()
+        if isinstance(batch, Traces):
+            for detector in self.detectors:
+                self._guard(detector, detector.observe, batch)
+        else:
             for detector in self.detectors:
                 self._guard(detector, detector.observe_metrics, batch)
         self.telemetry.observe_seconds.inc(time.thread_time() - started)
@@ -156,11 +281,39 @@ class TriggersConnector(Connector[Batch]):
 
     async def _evaluate_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.evaluation_interval)
+            await self.order.clock.sleep(self.config.evaluation_interval)
             await self._evaluate_once()
+            await self._checkpoint()
 
-    async def _evaluate_once(self) -> None:
-        now = time.time()
+    async def _evaluate_once(self, flush: bool = False) -> None:
+        self.pending.extend(self.evaluate_due(flush))
+        self.pending.extend(self.evaluate_live())
+        await self._emit()
+
+    def evaluate_due(self, flush: bool = False) -> list[dict[str, Any]]:
+        """Observe the batches and run the evaluations the watermark has passed (`flush`: all that
+        is held); the documents they emitted."""
+        emitted: list[dict[str, Any]] = []
+        for step in self.order.due(flush):
+            self._step(step, emitted)
+        self.telemetry.count_order(self.order.counts)
+        self.telemetry.record(emitted, {**self.tracker.active, **self.live.active})
+        return emitted
+
+    def evaluate_live(self) -> list[dict[str, Any]]:
+        """Judge what is running now, on the connector's clock (connectors/triggers/live.py)."""
+        emitted = self.live.evaluate(self.settings.clock.time())
+        self.telemetry.record(emitted, {**self.tracker.active, **self.live.active})
+        return emitted
+
+    def _step(self, step: Step, emitted: list[dict[str, Any]]) -> None:
+        if step.batch is not None:
+            self._observe(step.batch)
+        else:
+            emitted.extend(self.evaluate_at(step.at))
+
+    def evaluate_at(self, now: float) -> list[dict[str, Any]]:
+        """Evaluate every detector's windows at event time `now`; the documents to emit."""
         emitted: list[dict[str, Any]] = []
         with self.telemetry.evaluation_seconds.time():
             for detector in self.detectors:
@@ -173,9 +326,7 @@ class TriggersConnector(Connector[Batch]):
                 emitted.extend(self.tracker.update(detector.kind, observations, now))
                 emitted.extend(self._emitted_directly(detector, now))
                 self._count_drops(detector)
-        self.telemetry.record(emitted, self.tracker.active)
-        self.pending.extend(emitted)
-        await self._emit()
+        return emitted
 
     def _emitted_directly(self, detector: Detector, now: float) -> list[dict[str, Any]]:
         """Documents a detector sends as they are (health snapshots), not through episodes."""
@@ -216,5 +367,5 @@ class TriggersConnector(Connector[Batch]):
 
 
 factory = Factory("triggers", Kind.CONNECTOR, TriggersConfig, TriggersConnector,
-                  signals=frozenset({Signal.TRACES, Signal.METRICS}), emits=frozenset({Signal.EVENTS}),
+                  signals=frozenset({Signal.TRACES, Signal.METRICS, Signal.LOGS}), emits=frozenset({Signal.EVENTS}),
                   description="streaming trigger detectors: spans and metrics in, trigger events out")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt
 
+from connectors.triggers.checkpoint import CheckpointConfig
 from connectors.triggers.detectors.context_overflow import ContextOverflowConfig
 from connectors.triggers.detectors.cost_budget import CostBudgetConfig
 from connectors.triggers.detectors.deadlock import DeadlockConfig
@@ -13,6 +14,7 @@ from connectors.triggers.detectors.health_snapshot import HealthSnapshotConfig
 from connectors.triggers.detectors.infinite_loop import InfiniteLoopConfig
 from connectors.triggers.detectors.memory_leak import MemoryLeakConfig
 from connectors.triggers.detectors.performance_degradation import PerformanceDegradationConfig
+from connectors.triggers.inflight import InflightConfig
 from pipeline.component import StrictConfig
 from pipeline.config.units import Duration
 
@@ -22,6 +24,12 @@ class TriggersConfig(StrictConfig):
     resolve_after: Duration = 60.0
     resolve_ratio: float = Field(0.8, gt=0, le=1)
     max_pending_events: PositiveInt = 10000
+    # Event time (connectors/triggers/eventtime.py): how late a batch may come, after the latest
+    # end time seen, and still be counted in the windows; it delays every event by as much.
+    allowed_lateness: Duration = 5.0
+    max_clock_skew: Duration = 300.0
+    max_buffered_spans: PositiveInt = 200_000
+    checkpoint: CheckpointConfig | None = None
     performance_degradation: PerformanceDegradationConfig = PerformanceDegradationConfig()
     error_rate_spike: ErrorRateSpikeConfig = ErrorRateSpikeConfig()
     memory_leak: MemoryLeakConfig = MemoryLeakConfig()
@@ -31,3 +39,5 @@ class TriggersConfig(StrictConfig):
     deadlock: DeadlockConfig = DeadlockConfig()
     cost_budget: CostBudgetConfig = CostBudgetConfig()
     health_snapshot: HealthSnapshotConfig = HealthSnapshotConfig()
+    # Spans still open, from partial-span heartbeats (logs pipeline) and logfire pending spans.
+    inflight: InflightConfig = InflightConfig()

@@ -4,12 +4,16 @@ A subject fires when its observed value crosses the threshold. It resolves only 
 value has stayed below `clear_below` (by default `resolve_ratio` × threshold) for
 `resolve_after` seconds, or the subject has had no data for that long, so a value hovering
 around the threshold does not flap.
+
+The open episodes can be written out per episode key and read back (`snapshot`, `restore`:
+a checkpoint), so an episode open before a restart keeps its id and resolves after it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
+from connectors.triggers.checkpoint_state import dump_examples, load_examples
 from connectors.triggers.event import Observation, document, stable_id
 
 
@@ -20,6 +24,20 @@ class Episode:
     last_seen: float
     last: Observation
     clear_since: float | None = None
+
+    def dump(self) -> dict[str, Any]:
+        """The episode as JSON values (its observation without the health metrics)."""
+        last = {k: v for k, v in asdict(self.last).items() if k not in ("examples", "metrics")}
+        last["examples"] = dump_examples(self.last.examples)
+        return {"id": self.id, "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "clear_since": self.clear_since, "last": last}
+
+    @classmethod
+    def load(cls, value: dict[str, Any]) -> Episode:
+        last = dict(value["last"])
+        last["window"] = tuple(last["window"])
+        last["examples"] = load_examples(last["examples"])
+        return cls(value["id"], value["first_seen"], value["last_seen"], Observation(**last), value["clear_since"])
 
 
 class EpisodeTracker:
@@ -86,3 +104,16 @@ class EpisodeTracker:
     def _close(self, key: str, episode: Episode, obs: Observation, now: float) -> dict[str, Any]:
         del self.active[key]
         return document(obs, "resolved", episode.id, episode.first_seen, episode.last_seen, now, self.detector)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every open episode as JSON values, by episode key."""
+        return {key: episode.dump() for key, episode in self.active.items()}
+
+    def restore(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Merge episodes written by `snapshot` (an episode already open here is kept)."""
+        for key, value in entries.items():
+            self.active.setdefault(key, Episode.load(value))
+
+    def drop(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.active.pop(key, None)

@@ -32,11 +32,31 @@ state_evictions = Counter("agentdbg_trigger_state_evictions",
                           "Items a detector let go of because its state is bounded, by detector and reason: "
                           "subject_untracked (a new subject past max_subjects), baseline_evicted, subject_evicted, "
                           "series_untracked, instance_untracked, trace_evicted, span_limit, call_untracked, "
-                          "window_shortened (see each detector's limits in the README).",
+                          "window_shortened, forgotten (see each detector's limits in the README).",
                           ["connector", "detector", "reason"], registry=REGISTRY)
 dropped_events = Counter("agentdbg_trigger_dropped_events",
                          "Trigger events dropped because the events pipeline kept refusing them.",
                          ["connector"], registry=REGISTRY)
+inflight_records = Counter("agentdbg_trigger_inflight_records",
+                           "Records about spans still open read by the in-flight table, by event: heartbeat and "
+                           "stop (partial-span log records), pending (logfire pending spans), unreadable (a "
+                           "heartbeat body or pending parent id that could not be read: skipped).",
+                           ["connector", "event"], registry=REGISTRY)
+inflight_spans = Gauge("agentdbg_trigger_inflight_spans",
+                       "Spans the in-flight table holds now (open, or stopped and not yet arrived).",
+                       ["connector"], registry=REGISTRY)
+
+late_spans = Counter("agentdbg_trigger_late_spans",
+                     "Spans (and metric points) that came after the watermark had passed their event time by "
+                     "more than allowed_lateness: left out of the detectors' windows (they still went on "
+                     "through the pipeline).", ["connector"], registry=REGISTRY)
+clock_skew = Counter("agentdbg_trigger_clock_skew",
+                     "Batches whose event time was ahead of their receive time (capped at it) or more than "
+                     "max_clock_skew behind it (judged at the receive time instead).", ["connector"],
+                     registry=REGISTRY)
+forced = Counter("agentdbg_trigger_forced_releases",
+                 "Batches judged before the watermark reached them because max_buffered_spans were waiting.",
+                 ["connector"], registry=REGISTRY)
 
 
 class TriggerMetrics:
@@ -49,6 +69,13 @@ class TriggerMetrics:
         self.state_evictions = state_evictions
         self.dropped_events = dropped_events.labels(connector)
         self._kinds: set[str] = set()
+
+    def count_order(self, counts: dict[str, int]) -> None:
+        """Add the event clock's counts since the last call (and zero them)."""
+        for name, counter in (("late_spans", late_spans), ("clock_skew", clock_skew), ("forced", forced)):
+            if counts[name]:
+                counter.labels(self.connector).inc(counts[name])
+                counts[name] = 0
 
     def record(self, emitted: list[dict[str, Any]], active: dict[str, Any]) -> None:
         for doc in emitted:

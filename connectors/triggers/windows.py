@@ -6,7 +6,7 @@ the window are subtracted from the totals as they expire.
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Generic, Hashable, Iterable, TypeVar
+from typing import Any, Generic, Hashable, Iterable, Mapping, TypeVar
 
 K = TypeVar("K", bound=Hashable)  # a detector's subject key (a tuple of strings, mostly)
 
@@ -52,6 +52,27 @@ class SlidingSums(Generic[K]):
         self.totals.pop(key, None)
         for _, bucket in self.buckets:
             bucket.pop(key, None)
+
+    def export(self) -> dict[K, list[list[Any]]]:
+        """Per key, its buckets as `[start, values]` (a checkpoint's `Part`)."""
+        out: dict[K, list[list[Any]]] = {}
+        for start, bucket in self.buckets:
+            for key, values in bucket.items():
+                out.setdefault(key, []).append([start, values])
+        return out
+
+    def load(self, entries: Mapping[K, list[list[Any]]]) -> None:
+        """Merge `export`'s buckets back, each key's replacing what the key had."""
+        for key in entries:
+            self.forget(key)
+        by_start = {start: bucket for start, bucket in self.buckets}
+        for key, buckets in entries.items():
+            total = self.totals.setdefault(key, [0.0] * self.width)
+            for start, values in buckets:
+                by_start.setdefault(float(start), {})[key] = [float(v) for v in values]
+                for index, value in enumerate(values):
+                    total[index] += value
+        self.buckets = deque(sorted(by_start.items(), key=lambda item: item[0]))
 
     def span(self, now: float) -> tuple[float, float]:
         """The time range the totals cover."""

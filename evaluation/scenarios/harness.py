@@ -4,21 +4,22 @@ What users get is the default pipeline `genai → triggers` with the product def
 that is what runs: `GenAIConfig()` and `TriggersConfig()`, unchanged. Spans go in through
 the processor's and the connector's own `consume` (one batch per simulated second, with
 `received_at` at that second); metrics go straight to the connector, as the default
-metrics pipeline has no genai. The connector's evaluation loop reads the wall clock, so
-its body is done here with an explicit `now`: each detector's `evaluate(now)` fed to the
-connector's own `EpisodeTracker`, then its `emit(now)` — every `evaluation_interval` of
-simulated time, as the loop would.
+metrics pipeline has no genai. The connector's evaluation loop sleeps on its clock, so its
+body is done here on a `ManualClock` at simulated time: every `evaluation_interval` the clock
+is moved on and the connector observes the batches and runs the evaluations its event-time
+watermark has passed (`evaluate_due`), as the loop would.
 """
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evaluation.scenarios.simfleet import SimFleet
 from connectors.triggers import TriggersConnector
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.telemetry import detector_errors
+from pipeline.clock import ManualClock
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from processors.genai import GenAIConfig, GenAIProcessor
 
@@ -37,20 +38,21 @@ class Run:
     detector_errors: int = 0
 
 
-def build(config: TriggersConfig) -> tuple[GenAIProcessor, TriggersConnector]:
-    connector = TriggersConnector(Settings.make(Kind.CONNECTOR, ComponentID("triggers")), config)
+def build(config: TriggersConfig, start: float) -> tuple[GenAIProcessor, TriggersConnector]:
+    """genai → triggers, the connector on a ManualClock at `start` (simulated seconds)."""
+    settings = replace(Settings.make(Kind.CONNECTOR, ComponentID("triggers")), clock=ManualClock(start))
+    connector = TriggersConnector(settings, config)
     genai = GenAIProcessor(Settings.make(Kind.PROCESSOR, ComponentID("genai"), Signal.TRACES), GenAIConfig(),
                            connector)
     return genai, connector
 
 
-def evaluate(connector: TriggersConnector, now: float) -> list[dict[str, Any]]:
+async def evaluate(connector: TriggersConnector, now: float) -> list[dict[str, Any]]:
     """One pass of the connector's evaluation loop at simulated time `now`."""
-    out: list[dict[str, Any]] = []
-    for detector in connector.detectors:
-        out.extend(connector.tracker.update(detector.kind, detector.evaluate(now), now))
-        out.extend(detector.emit(now, str(connector.id)))
-    return out
+    clock = connector.order.clock
+    assert isinstance(clock, ManualClock), "build() gives the connector a ManualClock"
+    await clock.advance_to(now)
+    return connector.evaluate_due()
 
 
 def _detector_errors() -> int:
@@ -60,7 +62,7 @@ def _detector_errors() -> int:
 
 
 async def _drive(fleet: SimFleet, duration: int, config: TriggersConfig) -> Run:
-    genai, connector = build(config)
+    genai, connector = build(config, fleet.start_s)
     run = Run()
     errors_before = _detector_errors()
     steps = max(1, round(1 / config.evaluation_interval))
@@ -73,7 +75,7 @@ async def _drive(fleet: SimFleet, duration: int, config: TriggersConfig) -> Run:
             await connector.consume(metrics)
         for k in range(steps):
             now = fleet.start_s + t + k * config.evaluation_interval
-            for doc in evaluate(connector, now):
+            for doc in await evaluate(connector, now):
                 if doc["kind"] == "health_snapshot":
                     run.snapshots += 1
                 else:

@@ -31,7 +31,7 @@ async def detector_documents(fault: Fault, duration: int = 300) -> list[dict]:
     scenario = Scenario(f"documents/{fault.kind}", 1, "standard", duration, fault)
     fleet = FaultyFleet(seed=scenario.fleet_seed, profiles=scenario.profiles(), fault=fault)
     config = TriggersConfig()
-    genai, connector = build(config)
+    genai, connector = build(config, fleet.start_s)
     docs: list[dict] = []
     for second in range(1, duration + 1):
         traces, metrics = fleet.second(second)
@@ -40,7 +40,7 @@ async def detector_documents(fault: Fault, duration: int = 300) -> list[dict]:
         if metrics is not None:
             await connector.consume(metrics)
         for step in range(round(1 / config.evaluation_interval)):
-            docs += evaluate(connector, fleet.start_s + second + step * config.evaluation_interval)
+            docs += await evaluate(connector, fleet.start_s + second + step * config.evaluation_interval)
     return docs
 
 

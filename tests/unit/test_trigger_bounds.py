@@ -153,7 +153,7 @@ def test_the_connector_counts_evictions_by_detector_and_reason() -> None:
 
     async def run() -> None:
         await connector.consume(batch)
-        await connector._evaluate_once()
+        await connector._evaluate_once(flush=True)  # judged now, not once the watermark passes it
 
     asyncio.run(run())
     assert REGISTRY.get_sample_value("agentdbg_trigger_state_evictions_total", labels) == before + 2

@@ -1,10 +1,12 @@
 """The detector contract and what every detector config shares (severity, overrides)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Collection, Container, Generic, Hashable, Literal, TypeVar
+from typing import Any, ClassVar, Collection, Container, Generic, Hashable, Iterable, Literal, TypeVar
 
 from pydantic import Field, PositiveInt
 
+from connectors.triggers import checkpoint_state
+from connectors.triggers.checkpoint_state import Part
 from connectors.triggers.event import Observation
 from pipeline.component import StrictConfig
 from pipeline.pdata.metrics import Metrics
@@ -105,6 +107,23 @@ class Detector(Generic[C]):
     def emit(self, now: float, detector: str) -> list[dict[str, Any]]:
         """Finished documents to send as they are, not through episodes (health snapshots)."""
         return []
+
+    def state_parts(self) -> dict[str, Part]:
+        """The per-subject containers a checkpoint keeps, by name; {} (the default): the
+        detector's state is not checkpointed and starts empty after a restart."""
+        return {}
+
+    def snapshot(self) -> dict[Any, dict[str, Any]]:
+        """`{subject key: {part: JSON value}}`: what a checkpoint writes, one record per key."""
+        return checkpoint_state.gather(self.state_parts())
+
+    def restore(self, entries: dict[Any, dict[str, Any]]) -> None:
+        """Merge `snapshot` entries (of a restart, or of the partitions a rebalance assigned)."""
+        checkpoint_state.scatter(self.state_parts(), entries)
+
+    def drop(self, keys: Iterable[Any]) -> None:
+        """Forget the state of `keys` (the partitions a rebalance took away)."""
+        checkpoint_state.drop(self.state_parts(), keys)
 
     def take_state_from(self, previous: Detector[Any]) -> None:
         """Carry windowed state over a reload; the default keeps everything but the config

@@ -29,10 +29,11 @@ import heapq
 import time
 from itertools import compress, repeat
 from operator import lt
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from pydantic import Field, PositiveFloat
 
+from connectors.triggers.checkpoint_state import DictPart, Part, examples_part
 from connectors.triggers.columnar import rows_with_fallback, take, where
 from connectors.triggers.detectors.base import BoundedConfig, Detector
 from connectors.triggers.event import Examples, Observation
@@ -84,12 +85,40 @@ class Spend:
         if month != self.month:
             self.month, self.month_usd = month, 0.0
 
+    def dump(self) -> list[Any]:
+        return [self.day, self.day_usd, self.month, self.month_usd]
+
+    @classmethod
+    def load(cls, value: list[Any]) -> Spend:
+        spend = cls(value[0], value[2])
+        spend.day_usd, spend.month_usd = value[1], value[3]
+        return spend
+
     def add(self, day: str, month: str, usd: float) -> None:
         if day < self.day or month < self.month:
             return  # a batch timed before the current period (clock step back): not this period's spend
         self.roll(day, month)
         self.day_usd += usd
         self.month_usd += usd
+
+
+class FiringPart:
+    """The alerts open per subject (a checkpoint's part): `{subject: [qualifier, ...]}`."""
+
+    def __init__(self, firing: set[tuple[SubjectKey, str]]) -> None:
+        self.firing = firing
+
+    def export(self) -> dict[Any, Any]:
+        out: dict[SubjectKey, list[str]] = {}
+        for key, qualifier in self.firing:
+            out.setdefault(key, []).append(qualifier)
+        return out
+
+    def load(self, values: Mapping[Any, Any]) -> None:
+        self.firing.update((key, qualifier) for key, qualifiers in values.items() for qualifier in qualifiers)
+
+    def forget(self, key: Any) -> None:
+        self.firing.difference_update({item for item in self.firing if item[0] == key})
 
 
 class CostBudgetDetector(Detector[CostBudgetConfig]):
@@ -103,6 +132,10 @@ class CostBudgetDetector(Detector[CostBudgetConfig]):
             config.burn_window, bucket=max(config.burn_window / 60, 0.05), width=2)
         self.firing: set[tuple[SubjectKey, str]] = set()
         self.examples: dict[SubjectKey, Examples] = {}
+
+    def state_parts(self) -> dict[str, Part]:
+        return {"spend": DictPart(self.spend, Spend.dump, Spend.load), "burn": self.burn,
+                "examples": examples_part(self.examples), "firing": FiringPart(self.firing)}
 
     # -- hot path --------------------------------------------------------------------------------
     def observe(self, batch: Traces) -> None:

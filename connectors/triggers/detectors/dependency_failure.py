@@ -31,6 +31,7 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pydantic import NonNegativeInt
 
+from connectors.triggers.checkpoint_state import Part, examples_part
 from connectors.triggers.columnar import positions
 from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.event import Examples, Observation
@@ -66,6 +67,9 @@ class DependencyFailureDetector(Detector[DependencyFailureConfig]):
         self.timeouts: SlidingSums[tuple[str, str]] = SlidingSums(
             config.window, bucket=max(config.window / 60, 0.05), width=1)
         self.examples: dict[tuple[str, str], Examples] = {}
+
+    def state_parts(self) -> dict[str, Part]:
+        return {"timeouts": self.timeouts, "examples": examples_part(self.examples)}
 
     # -- hot path --------------------------------------------------------------------------------
     def observe(self, batch: Traces) -> None:

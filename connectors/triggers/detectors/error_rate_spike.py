@@ -22,6 +22,7 @@ from statistics import NormalDist
 
 from pydantic import Field, PositiveInt
 
+from connectors.triggers.checkpoint_state import Part, examples_part
 from connectors.triggers.columnar import positions, take
 from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.event import MAX_EXAMPLES, Examples, Observation
@@ -78,6 +79,9 @@ class ErrorRateSpikeDetector(Detector[ErrorRateSpikeConfig]):
                 self.sums.add(now, service, (total, errors.get(service, 0)))
         if failed:
             self._examples(cols, [i for i in failed if cols.service[i] in self.sums.totals])
+
+    def state_parts(self) -> dict[str, Part]:
+        return {"sums": self.sums, "examples": examples_part(self.examples)}
 
     def _examples(self, cols: SpanColumns, failed: list[int]) -> None:
         """The last MAX_EXAMPLES error spans of each service, in order (what Examples keeps)."""

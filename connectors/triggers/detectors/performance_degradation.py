@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from pydantic import PositiveInt
 
+from connectors.triggers.checkpoint_state import DictPart, Part, SetPart, examples_part
 from connectors.triggers.columnar import stride_for, take, where, where_equal
 from connectors.triggers.detectors.base import BoundedConfig, Detector
 from connectors.triggers.event import Examples, Observation, subject_key
@@ -84,6 +85,15 @@ class Baseline:
         self.samples += count
         self.updated = now
 
+    def dump(self) -> list[float]:
+        return [self.log_sum, self.weight, self.samples, self.updated]
+
+    @classmethod
+    def load(cls, value: list[float]) -> Baseline:
+        baseline = cls(value[3])
+        baseline.log_sum, baseline.weight, baseline.samples = value[0], value[1], int(value[2])
+        return baseline
+
     @property
     def seconds(self) -> float:
         return math.exp(self.log_sum / self.weight) if self.weight else 0.0
@@ -102,6 +112,10 @@ class PerformanceDegradationDetector(Detector[PerformanceDegradationConfig]):
         self.slowest: dict[tuple, Examples] = {}
         self._batches = 0  # batches seen: rotates the stride sample's first span
         self._subject_dicts: dict[tuple, tuple[dict[str, Any], str]] = {}
+
+    def state_parts(self) -> dict[str, Part]:
+        return {"window": self.window, "baselines": DictPart(self.baselines, Baseline.dump, Baseline.load),
+                "degraded": SetPart(self.degraded), "slowest": examples_part(self.slowest)}
 
     def observe(self, batch: Traces) -> None:
         cols = batch.columns
