@@ -3,13 +3,14 @@ each family publishes, under which record key, and that the keys are the detecto
 from __future__ import annotations
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import ValidationError
 
 from connectors.triggers.detectors import dependency_failure
 from exporters.kafka.config import KafkaConfig
-from pipeline.partitioning import DEPENDENCY_KEYS
 from exporters.kafka.records import RecordEncoder
+from pipeline.partitioning import DEPENDENCY_KEYS, partition_of, subject_key_of
 from pipeline.pdata.traces import Traces, iter_spans
 from testkit.trigger_helpers import CLIENT, SERVER, resource, span, traces
 
@@ -65,3 +66,20 @@ def test_partition_traces_by_id_is_the_trace_family_and_conflicts_with_another()
     assert KafkaConfig(partition_by="session").key_family == "session"
     with pytest.raises(ValidationError, match="cannot be combined"):
         KafkaConfig(partition_traces_by_id=True, partition_by="service")
+
+
+# -- the evaluator side: where a detector subject's state belongs ---------------------------------
+def test_a_subject_is_placed_by_the_record_key_its_spans_were_published_under():
+    assert subject_key_of("service", {"service": "planner", "model": "gpt-4o"}) == b"planner"
+    assert subject_key_of("budget_owner", {"service": "planner"}) == b"planner"
+    dependency = {"service": "planner", "dependency": "orders-api"}
+    assert subject_key_of("service_dependency", dependency) in published("service_dependency")
+    # An agent's spend or latency is summed over services: no one record key holds it.
+    assert subject_key_of("budget_owner", {"agent": "researcher"}) is None
+    assert subject_key_of("trace_id", {"service": "planner"}) is None
+
+
+def test_partition_of_is_kafkas_default_partitioner():
+    partitioner = DefaultPartitioner()
+    for key in (b"planner", b"planner\x1forders-api", bytes(range(40))):
+        assert partition_of(key, 12) == partitioner(key, list(range(12)), list(range(12)))
