@@ -7,7 +7,9 @@ Scenarios (their lengths in seconds from the environment, so a test can keep the
 - `blocked`: the agent's LLM call ends, then its tool call blocks for BLOCK_S and returns;
 - `busy`: the agent runs RUN_S with an LLM call ending every STEP_S;
 - `quick`: the agent waits, without children, END_S and ends;
-- `streaming`: the agent's one LLM call streams for RUN_S (the LLM span heartbeats too).
+- `streaming`: the agent's one LLM call streams for RUN_S (the LLM span heartbeats too);
+- `hold`: OPEN_SPANS tool spans (no agent: nothing to judge) stay open for RUN_S, heartbeating
+  (the heartbeat stream's cost, benchmarks/bench_live_deadlock.py).
 With `agentlib` as the first argument the agent is set up by the project's agent-side library
 (sutazai_agent.configure, live_spans on) instead of by hand.
 Prints one JSON line: the UNIX times of the scenario's marks (block start and end ...).
@@ -92,8 +94,17 @@ def streaming(tracer: trace.Tracer, marks: dict[str, float]) -> None:
             time.sleep(seconds("RUN_S", 30))
 
 
+def hold(tracer: trace.Tracer, marks: dict[str, float]) -> None:
+    spans = [tracer.start_span(f"execute_tool search-{n}", attributes=TOOL)
+             for n in range(int(seconds("OPEN_SPANS", 1000)))]
+    marks["start"] = time.time()
+    time.sleep(seconds("RUN_S", 30))
+    for open_span in spans:
+        open_span.end()
+
+
 SCENARIOS: dict[str, Callable[[trace.Tracer, dict[str, float]], None]] = {
-    "blocked": blocked, "busy": busy, "quick": quick, "streaming": streaming}
+    "blocked": blocked, "busy": busy, "quick": quick, "streaming": streaming, "hold": hold}
 
 
 def main() -> None:

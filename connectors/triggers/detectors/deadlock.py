@@ -1,6 +1,26 @@
-"""deadlock: an agent span blocked for more than `blocked_limit` (10 s) of its own time.
+"""deadlock: an agent blocked for more than `blocked_limit` (10 s), seen two ways.
 
-What fires: an agent span whose own time — its duration minus the union of its direct
+Live (`live`, on): the connector's in-flight table (connectors/triggers/inflight.py) holds the
+spans still open, from partial-span heartbeats and logfire pending spans. At every evaluation
+tick, on the connector's clock rather than at event time (connectors/triggers/live.py), an open
+agent span whose progress stopped for over the limit fires: progress is the latest start or
+end of any span below it (a child that started counts, one still open does not move it on),
+or its own start. So an agent blocked in a tool call fires `blocked_limit` after the call
+started, within one evaluation interval (250 ms); a long agent whose children keep ending
+never does. Only the innermost open agent or LLM call is judged: an agent with an open agent
+below it leaves the judgement to that one (one event per block), and one with an open LLM call
+below it is not blocked while the call streams; the call itself fires only past `llm_ceiling`
+(120 s; subject: its nearest open agent). The event's examples carry the blocked span's trace
+and span id. A live episode (its own episode key, apart from after-the-fact ones) resolves at
+the next evaluation once none of its subject's spans is blocked: the span ended (its span
+arrived, or a heartbeat `stop`), a child started or ended, or the table forgot it. A span
+fired live is not judged again after the fact. The agent's clock is trusted as for every span
+timestamp; a first heartbeat later than the limit (a client's initial heartbeat delay) delays
+the event by as much. Judging costs one pass over the open spans per evaluation and, for an
+agent past its limit, one pass over its trace's buffered spans (the children that ended
+before the table knew it); a span is looked at again only once it could be blocked.
+
+After the fact: an agent span whose own time — its duration minus the union of its direct
 children's intervals (clipped to the span) — is over `blocked_limit`: the agent waited on
 something no span covers (a lock, a queue, a hung call without instrumentation). Agent
 spans: `gen_ai.operation.name` `invoke_agent` or `invoke_workflow`, or SERVER spans with a
@@ -17,13 +37,14 @@ exported as they end, and one LLM call or tool can outlast the wait): it is kept
 most `max_traces` such traces) and picked up again when more of it arrives, so an agent
 span is judged with the children that came before it.
 
-What the buffer keeps: per trace, references to the four column lists each batch already
-has (`trace_id`, `parent_span_id`, `start_ns`, `end_ns` of SpanColumns: shared, not
-copied, no span objects or messages), plus a tuple (span id, start, end, agent, service)
+What the buffer keeps: per trace, references to the five column lists each batch already
+has (`trace_id`, `span_id`, `parent_span_id`, `start_ns`, `end_ns` of SpanColumns: shared,
+not copied, no span objects or messages), plus a tuple (span id, start, end, agent, service)
 per long agent span. So the hot path does per-trace work, not per-span work. Off the hot
 path, a trace still buffered `compact_after` (10 s) after its first span is compacted: its
 spans are copied out of those batches as (parent, start, end) tuples, so a long-running
 trace does not keep whole batches alive; short traces are judged and dropped before that.
+(The span ids let the live judgement tell which ended spans are below an open agent.)
 
 Bounded state: besides `max_traces` (buffered) and `max_traces` (kept aside), the compacted
 spans of all held traces are at most `max_spans` (200,000, about 25 MB); past that the traces
@@ -31,12 +52,13 @@ kept aside longest are forgotten first, then the least recently arrived buffered
 (`agentdbg_trigger_state_evictions_total{reason="span_limit"}`, one per trace). Batches
 themselves are referenced only until `compact_after`.
 
-A span that never ends is never exported, so a deadlock that never resolves is seen only
-once the agent span ends (for example by a timeout).
+A span that never ends is never exported: after the fact, a deadlock is seen only once the
+agent span ends (for example by a timeout); live, it is seen while it lasts.
 
 Subject: `service`, `agent` (`gen_ai.agent.name`, else the span name). `observed` is the
-largest own time in seconds among the subject's spans judged in this evaluation (unit
-`seconds`); the episode resolves once no blocked span has come for `resolve_after`.
+largest own time in seconds among the subject's spans judged in this evaluation (live: the
+longest time without progress; unit `seconds`); an after-the-fact episode resolves once no
+blocked span has come for `resolve_after`.
 Per-subject `overrides` set the limit. Severity critical.
 """
 from __future__ import annotations
