@@ -28,13 +28,13 @@ from typing import Callable
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from testkit.fleet import kv
 from benchmarks.results import table, write_section
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.pdata.traces import Traces
 from processors.genai import GenAIConfig, GenAIProcessor
 from processors.genai.aliases import WANTED_KEYS
-from processors.genai.values import pick
+from testkit.fleet import kv
+from testkit.genai_reference import pick
 
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-3-5-haiku-latest"),
           ("anthropic", "claude-sonnet-4-5")]
@@ -158,8 +158,7 @@ def variants(proc: GenAIProcessor) -> dict[str, Callable[[bytes], object]]:
 
     def genai(wire: bytes) -> object:
         batch = Traces.from_wire(wire)
-        if proc.process(batch.message):
-            batch.mark_changed()
+        proc.process(batch)
         return batch
 
     def genai_wire(wire: bytes) -> object:

@@ -32,14 +32,14 @@ from typing import Callable
 import psutil
 
 from benchmarks.bench_triggers import post_paced, retried
-from testkit.fleet import Fleet, kv
 from benchmarks.results import table, write_section
-from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.pdata.traces import Traces
 from processors.genai import GenAIConfig, GenAIProcessor
 from processors.redaction import RedactionConfig, RedactionProcessor
 from processors.redaction.scanner import Scanner
+from testkit.fleet import Fleet, kv
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from testkit.redaction_corpus import KINDS, benign, samples
 
 SECTION = "redaction: detection, false positives and overhead"
@@ -130,7 +130,7 @@ def inprocess_rows(spans: int, rounds: int) -> list[list[str]]:
         return run
 
     def genai_run(wire: bytes) -> object:
-        return genai.process(Traces.from_wire(wire).message)
+        return genai.process(Traces.from_wire(wire))
 
     def reserialised(wire: bytes) -> object:
         return redacting(shipped)(wire).wire()  # type: ignore[attr-defined]

@@ -41,18 +41,17 @@ import statistics
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
 import psutil
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from testkit.fleet import Fleet
-from testkit.loadgen import post_http
 from benchmarks.results import table, write_section
 from pipeline.pdata.traces import Traces, chunk_spans, count_spans
+from testkit.fleet import Fleet
 from testkit.harness import BASE_CONFIG, Daemon, wait_until
+from testkit.loadgen import post_http
 
 SECTION = "triggers and genai overhead"
 COMMAND = "python -m benchmarks.bench_triggers"
@@ -278,10 +277,10 @@ def batch_wires(data: list[bytes], genai: bool, size: int = 8192) -> tuple[list[
                                GenAIConfig(), None)
     merged = ExportTraceServiceRequest()
     for payload in data:
-        message = ExportTraceServiceRequest.FromString(payload)
+        batch = Traces.from_wire(payload)
         if genai:
-            processor.process(message)
-        merged.MergeFrom(message)
+            processor.process(batch)
+        merged.MergeFrom(batch.message)
     return [part.SerializeToString() for part, _ in chunk_spans(merged, size)], count_spans(merged)
 
 

@@ -52,6 +52,13 @@ class Traces(OtlpBatch[ExportTraceServiceRequest]):
             if self._columns is not None:
                 self._columns.capture(keys)
 
+    def replace_wire(self, wire: bytes) -> None:
+        """Take `wire` as the batch's encoding: the same spans, changed by a processor that
+        rewrote the bytes itself (genai). The parsed message and the columns are dropped."""
+        self._wire = wire
+        self._message = None
+        self._columns = None
+
     def split(self, max_spans: int) -> list[Traces]:
         """Batches of at most `max_spans` spans each, keeping resource and scope with their spans."""
         if max_spans <= 0 or self.item_count <= max_spans:

@@ -11,7 +11,7 @@ rates carries binary noise (2.4000000000000003e-07), which the stores would keep
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 from pipeline.catalogue import PriceBook, normalise_provider
 from processors.genai import aliases as A
@@ -41,6 +41,14 @@ class Writes(dict[str, Value]):
         """The span's value for a canonical key, or the one about to be added."""
         value = text(self.attrs.get(key))
         return value if value is not None else self.get(key)  # type: ignore[return-value]
+
+
+class SpanFacts(NamedTuple):
+    """What the normaliser reads of a span besides its attributes (the compiled picker gives them)."""
+
+    name: str
+    status_code: int
+    exception_type: str | None  # of the span's first `exception` event, when a non-empty string
 
 
 class Result(NamedTuple):
@@ -104,7 +112,7 @@ class Normaliser:
                     else ())
 
     # -- the entry point ---------------------------------------------------------------------------
-    def span(self, attrs: Attrs, span: Any, scope_name: str) -> Result | None:
+    def span(self, attrs: Attrs, span: SpanFacts, scope_name: str) -> Result | None:
         """What to add to this span, or None when nothing marks it as GenAI."""
         plan = self.plan(tuple(attrs))
         bridge = self._agents_type(attrs, span.name, scope_name)
@@ -263,19 +271,13 @@ class Normaliser:
         return rates.cost(usage)
 
     # -- errors and sessions ----------------------------------------------------------------------
-    def _error_type(self, attrs: Attrs, span: Any) -> str | None:
-        failed = span.status.code == STATUS_ERROR
+    def _error_type(self, attrs: Attrs, span: SpanFacts) -> str | None:
+        failed = span.status_code == STATUS_ERROR
         if not failed and self.on[A.LANGFUSE] and A.LANGFUSE_LEVEL in attrs:
             failed = (text(attrs.get(A.LANGFUSE_LEVEL)) or "").upper() == "ERROR"
         if not failed:
             return None
-        found = text(attrs.get("exception.type"))
-        if found is None:
-            for event in span.events:
-                if event.name == "exception":
-                    found = next((kv.value.string_value for kv in event.attributes
-                                  if kv.key == "exception.type" and kv.value.string_value), None)
-                    break
+        found = text(attrs.get("exception.type")) or span.exception_type
         return found or "_OTHER"  # the semantic conventions' value when the type is unknown
 
     @staticmethod

@@ -1,35 +1,17 @@
 """Reading and writing OTLP attribute values without converting spans to dicts.
 
-The processor decodes only the attributes it reads, once each, into Python scalars
-(`pick`); everything after that works on plain values. Instrumentations disagree on
-types (token counts arrive as ints, doubles or strings), so the readers accept any scalar
-that means the value and return None otherwise.
+The processor has the attributes it reads decoded once each, into Python scalars, by the
+compiled picker (native/: `agentdbg_native.Picker`); everything after that works on plain
+values. Instrumentations disagree on types (token counts arrive as ints, doubles or strings),
+so the readers accept any scalar that means the value and return None otherwise.
 """
 from __future__ import annotations
 
 import struct
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
 from pipeline.pdata.wire import varint
 
 Scalar = str | int | float | bool | None
-
-
-def pick(span: Span, wanted: frozenset[str]) -> dict[str, Scalar]:
-    """The span's attributes whose key is in `wanted`, decoded; arrays and maps read as None
-    (the key still counts as present, so a canonical key holding one is never overwritten)."""
-    attrs: dict[str, Scalar] = {}
-    for kv in span.attributes:
-        key = kv.key
-        if key in wanted:
-            value = kv.value
-            kind = value.WhichOneof("value")
-            attrs[key] = getattr(value, kind) if kind in _SCALARS else None
-    return attrs
-
-
-_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 
 
 def text(value: Scalar) -> str | None:

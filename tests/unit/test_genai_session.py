@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline.component import ComponentID, Kind, Settings, Signal
+from pipeline.pdata.traces import Traces
 from processors.genai import GenAIConfig, GenAIProcessor
 from processors.genai import aliases as A
 from processors.genai.session import TraceMemory
@@ -44,8 +45,9 @@ def sessions_after(proc: GenAIProcessor, *spans: Span) -> dict[str, str | None]:
     """Run one export request through the processor; span name → its gen_ai.conversation.id."""
     message = ExportTraceServiceRequest()
     message.resource_spans.add().scope_spans.add().spans.extend(spans)
-    proc.process(message)
-    out = message.resource_spans[0].scope_spans[0].spans
+    batch = Traces.from_message(message)
+    proc.process(batch)
+    out = batch.message.resource_spans[0].scope_spans[0].spans
     return {s.name: next((kv.value.string_value for kv in s.attributes if kv.key == A.CONVERSATION), None)
             for s in out}
 
