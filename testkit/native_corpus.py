@@ -86,7 +86,8 @@ def extreme_requests() -> list[ExportTraceServiceRequest]:
     scope.scope.name, scope.scope.version = "edge.scope", "0"
     for i, value in enumerate(EXTREMES):
         span = scope.spans.add(trace_id=bytes([i]) * 16, span_id=bytes([i]) * 8, name=f"edge{i}",
-                               kind=[0, 5, 6, 2**31 - 1, -(2**31)][i % 5], start_time_unix_nano=[0, 2**64 - 1, T0][i % 3],
+                               kind=[0, 5, 6, 2**31 - 1, -(2**31)][i % 5],
+                               start_time_unix_nano=[0, 2**64 - 1, T0][i % 3],
                                end_time_unix_nano=[2**64 - 1, 0, T0][i % 3])
         _fill(span.attributes.add(key="v").value, value)
         _fill(span.attributes.add(key="v").value, "duplicate wins")  # a key twice: the later value wins
