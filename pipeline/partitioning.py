@@ -35,7 +35,6 @@ from typing import Any, Callable, Literal, Mapping
 
 from aiokafka.partitioner import murmur2
 
-from pipeline.pdata.anyvalue import any_value_text
 from pipeline.pdata.spans import SpanColumns
 
 PartitionBy = Literal["trace_id", "session", "service", "service_dependency", "budget_owner"]
@@ -64,13 +63,20 @@ def by_service(cols: SpanColumns) -> Keys:
 
 def by_dependency(cols: SpanColumns) -> Keys:
     keys: Keys = [None] * len(cols)
-    spans = cols.spans if CLIENT in cols.kind else []
-    for i in compress(range(len(cols)), map(eq, cols.kind, repeat(CLIENT))):
-        found = {kv.key: kv.value for kv in spans[i].attributes if kv.key in DEPENDENCY_KEYS}
-        target = next((any_value_text(found[k]) for k in DEPENDENCY_KEYS if k in found), "")
-        if target:
-            keys[i] = f"{cols.service[i]}{_SEPARATOR}{target}".encode()
+    clients = set(compress(range(len(cols)), map(eq, cols.kind, repeat(CLIENT))))
+    if not clients:
+        return keys
+    services = cols.service
+    for name in reversed(DEPENDENCY_KEYS):  # the first key a span has wins: it is written last
+        for i, value in cols.attribute_rows(name).items():
+            if i in clients and value not in (None, ""):
+                keys[i] = f"{services[i]}{_SEPARATOR}{_text(value)}".encode()
     return keys
+
+
+def _text(value: Any) -> str:
+    """An attribute's text as the detectors read it (any_value_text): booleans in lower case."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def by_budget_owner(cols: SpanColumns) -> Keys:

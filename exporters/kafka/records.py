@@ -23,10 +23,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from exporters.kafka.split import chunk_by_size, split_by_key, wire_ranges
 from pipeline import otlp_json
-from pipeline.partitioning import KEYS, PartitionBy
+from pipeline.partitioning import KEYS, PartitionBy, by_service
 from pipeline.pdata.events import Events
 from pipeline.pdata.logs import Logs
 from pipeline.pdata.traces import Traces, count_spans, iter_spans
+from pipeline.pdata.wire import field_end
 
 # The value's own length prefix: a varint of at most 5 bytes.
 _VALUE_LENGTH_PREFIX = 5
@@ -83,6 +84,8 @@ class RecordEncoder:
             self._events(batch.kafka_records(), out)
         elif isinstance(batch, Logs):
             self._logs(batch, out)
+        elif self.keys_of is by_service and self.proto:
+            self._by_resource(batch, out)
         elif self.keys_of is not None:
             for key, (message, count) in split_by_key(batch.message, self.keys_of(batch.columns)).items():
                 self._fit(message, count, key, out)
@@ -122,6 +125,25 @@ class RecordEncoder:
             else:  # one resource's spans over the limit: only the parsed form can be cut further
                 part = ExportTraceServiceRequest.FromString(wire[start:end])
                 self._fit(part, count_spans(part), None, out)
+
+    def _by_resource(self, batch: Traces, out: Encoded) -> None:
+        """`partition_by: service` without re-serialising: a resource's spans share its service,
+        so each record is the batch's `resource_spans` fields of one service, cut from its wire
+        bytes (one top-level field per resource, in the order of the columns' resources)."""
+        wire, services = batch.wire(), batch.columns.resource_services
+        parts: dict[str, list[bytes]] = {}
+        pos = 0
+        for service in services:
+            end = field_end(wire, pos)
+            parts.setdefault(service, []).append(wire[pos:end])
+            pos = end
+        for service, pieces in parts.items():
+            key, value = service.encode(), b"".join(pieces)
+            if len(value) <= value_budget(self.max_message_bytes, key):
+                out.records.append(Record(key, value))
+            else:
+                part = ExportTraceServiceRequest.FromString(value)
+                self._fit(part, count_spans(part), key, out)
 
     def _fit(self, message: ExportTraceServiceRequest, count: int, key: bytes | None, out: Encoded) -> None:
         """Append `message` as one record, or as several when it is too large; each part fits."""

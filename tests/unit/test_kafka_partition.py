@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from connectors.triggers.detectors import dependency_failure
 from exporters.kafka.config import KafkaConfig
 from exporters.kafka.records import RecordEncoder
+from pipeline import otlp_json
 from pipeline.partitioning import DEPENDENCY_KEYS, partition_of, subject_key_of
 from pipeline.pdata.traces import Traces, iter_spans
 from testkit.trigger_helpers import CLIENT, SERVER, resource, span, traces
@@ -28,17 +29,21 @@ def batch() -> Traces:
     )
 
 
-def published(family: str) -> dict[bytes | None, list[str]]:
+def published(family: str, encoding: str = "otlp_proto") -> dict[bytes | None, list[str]]:
     """{record key: span names} of what the encoder makes of `batch()` for `family`."""
     out: dict[bytes | None, list[str]] = {}
-    for record in RecordEncoder("otlp_proto", family, 1_000_000).encode(batch()).records:
-        names = [s.name for s in iter_spans(ExportTraceServiceRequest.FromString(record.value))]
+    decode = ExportTraceServiceRequest.FromString if encoding == "otlp_proto" else (
+        lambda value: otlp_json.decode(value, ExportTraceServiceRequest))
+    for record in RecordEncoder(encoding, family, 1_000_000).encode(batch()).records:
+        names = [s.name for s in iter_spans(decode(record.value))]
         out.setdefault(record.key, []).extend(names)
     return out
 
 
 def test_service_family_keys_every_span_by_its_service():
     assert published("service") == {b"planner": ["plan", "GET", "GET", "chat"], b"coder": ["run"]}
+    # otlp_proto cuts the wire bytes per resource; otlp_json builds requests per key: the same spans.
+    assert published("service", "otlp_json") == published("service")
 
 
 def test_session_family_uses_the_conversation_id_else_the_trace_id():
