@@ -90,6 +90,7 @@ class RecordingSink:
     async def _start(self) -> None:
         app = web.Application(client_max_size=64 << 20, handler_args={"auto_decompress": False})
         app.router.add_post("/v1/traces", self._export)
+        app.router.add_post("/api/public/otel/v1/traces", self._export)  # where the Langfuse SDK sends
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
