@@ -19,6 +19,10 @@ Routes, as OpenAI shapes them (SSE when `stream: true`, with a last usage chunk 
 - `POST /v1/embeddings`: one 8-float vector per input, as floats or base64 (`encoding_format`).
 - `POST /v3/auth/token`: AgentOps' key exchange (its SDK asks before exporting), a fixed JWT.
 Anything else is a 404 and is recorded in `unknown`, so a test can show what a client asked.
+
+Fault injection: `stall[model] = seconds` makes every chat request for that model wait that long
+and then answer 504 (a provider that times out: the client's own timeout cuts it first); such a
+request is not one of `calls` (nothing was answered) but is counted in `stalled[model]`.
 """
 from __future__ import annotations
 
@@ -63,6 +67,7 @@ class Call:
 class State:
     calls: list[Call] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    stalled: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_call(self, endpoint: str, body: dict[str, Any], tool: str | None) -> Call:
@@ -207,6 +212,7 @@ class FakeOpenAI:
 
     def __init__(self) -> None:
         self.state = State()
+        self.stall: dict[str, float] = {}  # model -> seconds before a 504 (see the module docstring)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -237,6 +243,12 @@ class FakeOpenAI:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        delay = self.stall.get(str(body.get("model")))
+        if delay:
+            with self.state.lock:
+                self.state.stalled[str(body.get("model"))] = self.state.stalled.get(str(body.get("model")), 0) + 1
+            await asyncio.sleep(delay)
+            return web.json_response({"error": {"message": "upstream timed out", "type": "timeout"}}, status=504)
         done = any(message.get("role") == "tool" for message in body.get("messages", []))
         call = self.state.next_call("chat", body, _first_tool(body, done))
         if not call.stream:

@@ -79,6 +79,7 @@ class CircuitBreaker:
         self.failure_on, self.ignore = failure_on, ignore
         self._feed = feed
         self._tracer = tracer
+        self.last: Route | None = None  # the latest call's route (display; concurrent code: current_call())
         self._attributes = {"sutazai.breaker.name": name, **({"peer.service": dependency} if dependency else {})}
 
     # -- routing ---------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class CircuitBreaker:
         return Remote(max(1, int(view.get("tier") or 1)), str(view.get("state")), reason, model=fallback)
 
     def begin(self) -> Call:
-        route = self.state.route(self.remote())
+        route = self.last = self.state.route(self.remote())
         kind = SpanKind.CLIENT if self.dependency else SpanKind.INTERNAL
         span = (self._tracer or telemetry.tracer()).start_span(f"breaker {self.name}", kind=kind, attributes={
             **self._attributes, "sutazai.breaker.tier": route.tier, "sutazai.breaker.model": route.model or "primary",
