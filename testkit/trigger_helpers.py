@@ -17,16 +17,20 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from google.protobuf import json_format
 from opentelemetry import trace as trace_api
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric, NumberDataPoint
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status, TracesData
 from opentelemetry.trace import SpanKind, StatusCode
 
 from connectors.triggers.episodes import EpisodeTracker
 from connectors.triggers.event import Observation
+from pipeline.pdata.logs import Logs
 from pipeline.pdata.metrics import Metrics
 from pipeline.pdata.traces import Traces
 
@@ -162,6 +166,36 @@ def firing(observations: list[Observation]) -> list[Observation]:
 
 
 # -- integration: daemon, events, SDK ------------------------------------------------------------
+def heartbeat_record(open_span: Span, event: str, service: str, now: float) -> LogRecord:
+    """The log record partial-span-processor 0.0.9 exports for an open span (its get_log_data):
+    the span so far as OTLP/JSON TracesData with the ids rewritten as hex, and the attributes
+    partial.event, partial.frequency (heartbeats only, 1000ms here) and partial.body.type."""
+    data = TracesData()
+    data.resource_spans.append(resource(service, [open_span]))
+    document = json.loads(json_format.MessageToJson(data))
+    for rs in document["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for s in ss["spans"]:
+                s["traceId"], s["spanId"] = open_span.trace_id.hex(), open_span.span_id.hex()
+                if open_span.parent_span_id:
+                    s["parentSpanId"] = open_span.parent_span_id.hex()
+    attributes = {"partial.event": event, "partial.body.type": "json/v1"}
+    if event == "heartbeat":
+        attributes["partial.frequency"] = "1000ms"
+    record = LogRecord(time_unix_nano=int(now * 1e9), observed_time_unix_nano=int(now * 1e9),
+                       trace_id=open_span.trace_id, span_id=open_span.span_id, severity_text="INFO",
+                       severity_number=9, body=AnyValue(string_value=json.dumps(document, separators=(",", ":"))))
+    record.attributes.extend(KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in attributes.items())
+    return record
+
+
+def logs(*records: LogRecord, at: float) -> Logs:
+    """A logs batch of `records` (one resource and scope), received at `at`."""
+    message = ExportLogsServiceRequest()
+    message.resource_logs.add().scope_logs.add().log_records.extend(records)
+    return Logs.from_message(message, received_at=at)
+
+
 def triggers_overlay(triggers_yaml: str) -> str:
     """An overlay for testkit.harness.BASE_CONFIG: traces and metrics → triggers → file events.
 

@@ -9,15 +9,10 @@ runs the real processor against the daemon.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Callable, cast
 
 import pytest
-from google.protobuf import json_format
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, TracesData
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from connectors.triggers import TriggersConnector
 from connectors.triggers.config import TriggersConfig
@@ -25,9 +20,8 @@ from pipeline.clock import ManualClock
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.host import Host
 from pipeline.pdata.events import Events
-from pipeline.pdata.logs import Logs
 from pipeline.telemetry.metrics import REGISTRY
-from testkit.trigger_helpers import CLIENT, INTERNAL, T0, new_span_id, resource, span, traces
+from testkit.trigger_helpers import CLIENT, INTERNAL, T0, heartbeat_record, logs, new_span_id, resource, span, traces
 
 AGENT = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}
 TOOL = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"}
@@ -98,33 +92,6 @@ def closed(open_: Span, end: float) -> Span:
     out.CopyFrom(open_)
     out.end_time_unix_nano = int((T0 + end) * 1e9)
     return out
-
-
-def heartbeat_record(open_: Span, event: str, service: str, now: float) -> LogRecord:
-    """What PartialSpanProcessor.get_log_data exports for a span (0.0.9)."""
-    data = TracesData()
-    data.resource_spans.append(resource(service, [open_]))
-    document = json.loads(json_format.MessageToJson(data))
-    for rs in document["resourceSpans"]:
-        for ss in rs["scopeSpans"]:
-            for s in ss["spans"]:
-                s["traceId"], s["spanId"] = open_.trace_id.hex(), open_.span_id.hex()
-                if open_.parent_span_id:
-                    s["parentSpanId"] = open_.parent_span_id.hex()
-    attributes = {"partial.event": event, "partial.body.type": "json/v1"}
-    if event == "heartbeat":
-        attributes["partial.frequency"] = "1000ms"
-    record = LogRecord(time_unix_nano=int(now * 1e9), observed_time_unix_nano=int(now * 1e9),
-                       trace_id=open_.trace_id, span_id=open_.span_id, severity_text="INFO", severity_number=9,
-                       body=AnyValue(string_value=json.dumps(document, separators=(",", ":"))))
-    record.attributes.extend(KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in attributes.items())
-    return record
-
-
-def logs(*records: LogRecord, at: float) -> Logs:
-    message = ExportLogsServiceRequest()
-    message.resource_logs.add().scope_logs.add().log_records.extend(records)
-    return Logs.from_message(message, received_at=at)
 
 
 def live_test(**config: Any) -> Callable[..., Any]:
