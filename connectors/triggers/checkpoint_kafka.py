@@ -55,8 +55,12 @@ class KafkaStore:
             await consumer.stop()
 
     async def _read_all(self, consumer: AIOKafkaConsumer) -> Records:
+        assert self.producer is not None, "load before open"
+        # The producer waits for the topic's metadata (the consumer's partitions_for_topic does not).
         partitions = [TopicPartition(self.config.topic, p)
-                      for p in sorted(await consumer.partitions_for_topic(self.config.topic) or ())]
+                      for p in sorted(await self.producer.partitions_for(self.config.topic))]
+        if not partitions:
+            return {}
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
