@@ -108,6 +108,7 @@ class ExplorerApp:
         self.store = store
         self.tables = Q.Tables.of(config.database, config.traces_table_name, config.events_table_name)
         self.session_cache = Q.SessionCache()  # an open session re-read while nothing changed in it
+        self.trace_locator = Q.TraceLocator()  # the sessions of trigger examples, for the list's badges
         static = StaticToken(config.auth.token, "explorer:token") if config.auth.token else None
         self.authenticator_of = authenticator_of or (lambda: static)
         self.writer = writer or writer_for(config, store)
@@ -141,14 +142,14 @@ class ExplorerApp:
             until_ns=_time_ns(query["until"], "until") if query.get("until") else Q.MAX_NS,
             errors=_flag(query.get("errors", "")), min_cost=_number(query.get("min_cost") or "0", "min_cost"),
             has_trigger=_flag(query.get("has_trigger", "")), limit=self._limit(request))
-        rows, truncated = await Q.sessions(self.store, self.tables, where, self.config.max_rows)
+        rows, truncated = await Q.sessions(self.store, self.tables, where, self.config.max_rows, self.trace_locator)
         return _json({"sessions": rows, "truncated": truncated})
 
     async def session(self, request: web.Request) -> web.Response:
-        found = await self.session_cache.session(self.store, self.tables, request.match_info["id"], 100_000)
+        found = await self.session_cache.body(self.store, self.tables, request.match_info["id"], 100_000)
         if found is None:
             raise web.HTTPNotFound(text=f"no stored span has session {request.match_info['id']!r}")
-        return _json(found)
+        return web.Response(body=found, content_type="application/json")
 
     async def span(self, request: web.Request) -> web.Response:
         found = await Q.span_detail(self.store, self.tables, request.match_info["trace"], request.match_info["span"])

@@ -13,9 +13,10 @@ What is erased:
   `enduser.id`, on the span or its resource): the whole trace, every span of it, so nothing of
   the session is left;
 - those traces' rows in the trace-id lookup table (`<traces>_trace_id_ts`);
-- the session summaries (`<traces>_sessions`, `<traces>_session_traces`): the erased traces'
-  rows, and the summary rows of every session they were part of, which are then summarised
-  again from the spans left (a session whose traces were all erased is gone);
+- the session summaries (`<traces>_sessions`, `<traces>_session_traces`,
+  `<traces>_session_upgrades`): the erased traces' rows, and the summary rows of every session
+  they were part of, which are then summarised again from the spans left (a session whose
+  traces were all erased is gone);
 - the log records (`logs_table_name`, otelcol's `otel_logs`) of those traces, and those that
   carry the session or user themselves (the same keys, in their log or resource attributes),
   traced or not.
@@ -57,7 +58,7 @@ from pipeline.auth import principal_of
 from pipeline.chdb_engine import ReadError
 from pipeline.clickhouse.audit import events_table_statements
 from pipeline.clickhouse.schema import qualified
-from pipeline.clickhouse.sessions import SESSIONS_SUFFIX, resummarise_statement, summary_tables
+from pipeline.clickhouse.sessions import SESSIONS_SUFFIX, resummarise_statement, summary_tables, upgrades_table
 
 SCHEMA = "agentdbg.erasure/v1"
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id")
@@ -237,6 +238,7 @@ async def _erase_summaries(writer: Writer, target: Target, params: dict[str, Any
     """The session summaries (pipeline/clickhouse/sessions.py) of the erased traces: their rows
     deleted, then the sessions they were part of summarised again from the spans left."""
     sessions, session_traces = summary_tables(target.database, target.traces_name)
+    upgrades = upgrades_table(target.database, target.traces_name)
     if not await _exists(writer, target.database, target.traces_name + SESSIONS_SUFFIX):
         return {}  # a store from before the summaries
     by_trace, by_session = "TraceId IN {ids:Array(String)}", "Session IN {touched:Array(String)}"
@@ -244,7 +246,8 @@ async def _erase_summaries(writer: Writer, target: Target, params: dict[str, Any
     touched = sorted({row["s"] for row in rows} | set(params["ids"]))  # a trace without a session is its own
     bound = {**params, "touched": touched}
     counts = {"session_traces": await _count_and_delete(writer, session_traces, by_trace, bound),
-              "sessions": await _count_and_delete(writer, sessions, by_session, bound)}
+              "sessions": await _count_and_delete(writer, sessions, by_session, bound),
+              "session_upgrades": await _count_and_delete(writer, upgrades, by_trace, bound)}
     left = f"TraceId IN (SELECT TraceId FROM {session_traces} WHERE Session IN {{touched:Array(String)}})"
     await writer.execute(resummarise_statement(target.database, target.traces_name, left), bound)
     return counts

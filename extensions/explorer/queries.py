@@ -14,8 +14,11 @@ What each view reads (none scans the spans table's Map columns for the whole sto
 - the sessions list: the per-session summary kept at insert time (pipeline/clickhouse/sessions.py),
   its rows merged per session with `GROUP BY` (no `FINAL`), newest last activity first. A row
   counted under a trace id (spans that came before the trace's session key) is folded into the
-  session the session → trace lookup names for that trace. Totals are the whole session's; the
-  `since`/`until` window selects the sessions active in it;
+  session the upgrades table names for that trace. The page is chosen on the totals that are
+  cheap to merge (sums, first start, last end); the array unions and distinct trace counts are
+  merged for that page's sessions only. Totals are the whole session's; the `since`/`until`
+  window selects the sessions active in it. Trigger badges: the newest trigger events' example
+  traces, located once per trace (`TraceLocator`), counted per session in Python;
 - a session: its trace ids and time range from the session → trace lookup (primary key), then
   those traces' spans by the spans table's `TraceId` bloom filter within that range;
 - the live tail: the newest span start times first (one narrow column), then only the spans at
@@ -23,13 +26,15 @@ What each view reads (none scans the spans table's Map columns for the whole sto
 """
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from extensions.explorer.store import Store, StoreError
-from pipeline.clickhouse.sessions import summary_tables
+from pipeline.clickhouse.sessions import summary_tables, upgrades_table
 
 TRIGGER_SCHEMA = "agentdbg.trigger/v1"
 DECISION_SCHEMA = "agentdbg.decision/v1"
@@ -62,12 +67,13 @@ class Tables:
     events: str
     sessions: str = ""  # the per-session summary (pipeline/clickhouse/sessions.py)
     session_traces: str = ""  # its session → trace lookup
+    upgrades: str = ""  # its trace → real session of the traces counted under their own id first
 
     @classmethod
     def of(cls, database: str, traces: str, events: str) -> "Tables":
         sessions, session_traces = summary_tables(database, traces)
         return cls(f"{quote(database)}.{quote(traces)}", f"{quote(database)}.{quote(events)}", sessions,
-                   session_traces)
+                   session_traces, upgrades_table(database, traces))
 
 
 @dataclass(frozen=True)
@@ -199,62 +205,115 @@ def current_state(decided: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # -- sessions -----------------------------------------------------------------------------------
 
-SESSION_TOTALS = """SELECT if(u.real != '', u.real, s.Session) AS session,
-    min(s.Start) AS start_ns, max(s.End) AS end_ns, sum(s.Spans) AS spans, sum(s.Errors) AS errors,
-    sum(s.TokensIn) AS tokens_in, sum(s.TokensOut) AS tokens_out, sum(s.Cost) AS cost,
-    groupUniqArrayArray(s.Services) AS services, groupUniqArrayArray(s.Agents) AS agents,
-    uniqExactMerge(s.Traces) AS traces
-FROM {sessions} AS s
-LEFT JOIN (SELECT TraceId, max(Session) AS real FROM {session_traces}
-           WHERE Session != TraceId AND TraceId IN (SELECT Session FROM {sessions} WHERE ByTrace = 1)
-           GROUP BY TraceId) AS u ON s.Session = u.TraceId
-GROUP BY session"""
+# Each summary row under its session: a row counted under a trace id whose trace later named a
+# real session (the upgrades table: small) is that session's. A mapping of two arrays, not a
+# join: the summary's columns are then read only where a statement uses them.
+FOLDED = """SELECT transform(Session, upgraded.1, upgraded.2, Session) AS session, *
+FROM {sessions}"""
+UPGRADED = """(SELECT (groupArray(TraceId), groupArray(real))
+             FROM (SELECT TraceId, max(Session) AS real FROM {upgrades} GROUP BY TraceId)) AS upgraded"""
+# The page: the newest sessions that pass the filter, with the totals that cost little to merge
+# (sums, min, max) ...
+TOP = """SELECT session, min(Start) AS start_ns, max(End) AS end_ns, sum(Spans) AS spans, sum(Errors) AS errors,
+    sum(TokensIn) AS tokens_in, sum(TokensOut) AS tokens_out, sum(Cost) AS cost{listed},
+    transform(session, {{fired_sessions:Array(String)}}, {{fired_counts:Array(UInt64)}}, toUInt64(0)) AS triggers
+FROM ({folded})
+GROUP BY session
+HAVING {having}
+ORDER BY end_ns DESC, session
+LIMIT {{limit:UInt32}}"""
+# ... and the ones that cost more (array unions, distinct trace counts) for that page's sessions only.
+PAGE = """WITH {upgraded}, page AS ({top})
+SELECT p.session AS session, p.start_ns AS start_ns, p.end_ns AS end_ns, p.spans AS spans, p.errors AS errors,
+    p.tokens_in AS tokens_in, p.tokens_out AS tokens_out, p.cost AS cost, p.triggers AS triggers,
+    m.services AS services, m.agents AS agents, m.traces AS traces
+FROM page AS p
+INNER JOIN (SELECT session, groupUniqArrayArray(Services) AS services, groupUniqArrayArray(Agents) AS agents,
+                   uniqExactMerge(Traces) AS traces
+            FROM ({folded}) WHERE session IN (SELECT session FROM page) GROUP BY session) AS m ON p.session = m.session
+ORDER BY end_ns DESC, session"""
+# The filter's parts, each used only when asked for (so the page needs no array union otherwise).
+WINDOW = "start_ns <= {until:Int64} AND end_ns >= {since:Int64}"
+FILTERS = {"service": ("has(f_services, {service:String})", ", groupUniqArrayArray(Services) AS f_services"),
+           "agent": ("has(f_agents, {agent:String})", ", groupUniqArrayArray(Agents) AS f_agents"),
+           "errors": ("errors > 0", ""), "min_cost": ("cost >= {min_cost:Float64}", ""),
+           "has_trigger": ("triggers > 0", "")}
+EXAMPLES = ("SELECT Id AS id, JSONExtract(Document, 'examples', 'trace_ids', 'Array(String)') AS traces "
+            "FROM {events} FINAL WHERE Schema = {{schema:String}} ORDER BY Timestamp DESC, Id LIMIT {{limit:UInt32}}")
+RECHECK_SECONDS = 30.0  # how long a trace found under its own id is taken as its own session
 
 
-# Per session, how many of the newest `trigger_limit` trigger events name one of its traces among
-# their examples (a trace's session as `trace_sessions` finds it).
-FIRED = """WITH examples AS (
-    SELECT Id AS id, arrayJoin(JSONExtract(Document, 'examples', 'trace_ids', 'Array(String)')) AS trace
-    FROM (SELECT Id, Document FROM {events} FINAL WHERE Schema = {{trigger_schema:String}}
-          ORDER BY Timestamp DESC, Id LIMIT {{trigger_limit:UInt32}}))
-SELECT l.located AS session, uniqExact(e.id) AS triggers
-FROM examples AS e
-INNER JOIN (SELECT TraceId, argMax(Session, Session != TraceId) AS located FROM {session_traces}
-            WHERE TraceId IN (SELECT trace FROM examples) GROUP BY TraceId) AS l ON e.trace = l.TraceId
-GROUP BY session"""
-SESSION_FILTER = """start_ns <= {until:Int64} AND end_ns >= {since:Int64}
-    AND ({service:String} = '' OR has(services, {service:String}))
-    AND ({agent:String} = '' OR has(agents, {agent:String}))
-    AND (NOT {errors:Bool} OR errors > 0)
-    AND cost >= {min_cost:Float64}
-    AND (NOT {has_trigger:Bool} OR triggers > 0)"""
-SESSION_COLUMNS = ("session", "start_ns", "end_ns", "spans", "errors", "tokens_in", "tokens_out", "cost", "services",
-                   "agents", "traces")
+class TraceLocator:
+    """trace id → its session (as `trace_sessions` finds it), remembered for the sessions list's
+    trigger counts, which would otherwise look up the examples of the newest trigger events in the
+    session → traces lookup (a read of the whole table: trace ids are random) at every list.
+
+    A trace found under a real session keeps it (a trace's session key does not change); one found
+    under its own id, or not stored yet, is asked again after `recheck` seconds, as its root may
+    name a session later. At most `size` traces are remembered, the least recently used forgotten."""
+
+    def __init__(self, size: int = 20_000, recheck: float = RECHECK_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.size, self.recheck, self.clock = size, recheck, clock
+        self._known: OrderedDict[str, tuple[str, float]] = OrderedDict()  # trace → (session or "", good until)
+
+    async def sessions(self, store: Store, tables: Tables, trace_ids: list[str]) -> dict[str, str]:
+        now = self.clock()
+        out: dict[str, str] = {}
+        ask = []
+        for trace in trace_ids:
+            known = self._known.get(trace)
+            if known is None or known[1] <= now:
+                ask.append(trace)
+                continue
+            self._known.move_to_end(trace)
+            if known[0]:
+                out[trace] = known[0]
+        found = await trace_sessions(store, tables, ask) if ask else {}
+        for trace in ask:
+            session = found.get(trace, "")
+            self._known[trace] = (session, float("inf") if session not in ("", trace) else now + self.recheck)
+            self._known.move_to_end(trace)
+            if session:
+                out[trace] = session
+        while len(self._known) > self.size:
+            self._known.popitem(last=False)
+        return out
 
 
-async def sessions(store: Store, tables: Tables, where: SessionFilter,
-                   trigger_limit: int) -> tuple[list[dict[str, Any]], bool]:
+async def fired(store: Store, tables: Tables, locator: TraceLocator, trigger_limit: int) -> dict[str, int]:
+    """Per session, how many of the newest `trigger_limit` trigger events name one of its traces
+    among their examples (none while no events pipeline has written the audit table)."""
+    sql = EXAMPLES.format(events=tables.events)
+    events = await _rows(store, sql, {"schema": TRIGGER_SCHEMA, "limit": trigger_limit})
+    located = await locator.sessions(store, tables, sorted({trace for event in events for trace in event["traces"]}))
+    counts: dict[str, int] = {}
+    for event in events:
+        for session in {located[trace] for trace in event["traces"] if trace in located}:
+            counts[session] = counts.get(session, 0) + 1
+    return counts
+
+
+def page_statement(tables: Tables, where: SessionFilter) -> str:
+    """The sessions list's statement for the filter `where` (its values are bound parameters)."""
+    used = [name for name, on in (("service", where.service), ("agent", where.agent), ("errors", where.errors),
+                                  ("min_cost", where.min_cost > 0), ("has_trigger", where.has_trigger)) if on]
+    having = " AND ".join([WINDOW, *(FILTERS[name][0] for name in used)])
+    folded = FOLDED.format(sessions=tables.sessions)
+    top = TOP.format(folded=folded, listed="".join(FILTERS[name][1] for name in used), having=having)
+    return PAGE.format(upgraded=UPGRADED.format(upgrades=tables.upgrades), top=top, folded=folded)
+
+
+async def sessions(store: Store, tables: Tables, where: SessionFilter, trigger_limit: int,
+                   locator: TraceLocator | None = None) -> tuple[list[dict[str, Any]], bool]:
     """One row per session active in the window, newest last activity first, with the number of
     the newest `trigger_limit` trigger events whose example traces fall in it; and whether more
-    than `where.limit` matched. One statement: each read waits for the engine's reader thread."""
-    totals = SESSION_TOTALS.format(sessions=tables.sessions, session_traces=tables.session_traces)
-    fired = FIRED.format(events=tables.events, session_traces=tables.session_traces)
-    columns = ", ".join(f"t.{name} AS {name}" for name in SESSION_COLUMNS)
+    than `where.limit` matched."""
+    counts = await fired(store, tables, locator or TraceLocator(), trigger_limit)
     params = {"since": where.since_ns, "until": min(where.until_ns, MAX_NS), "service": where.service,
-              "agent": where.agent, "errors": where.errors, "min_cost": where.min_cost,
-              "has_trigger": where.has_trigger, "limit": where.limit + 1, "trigger_schema": TRIGGER_SCHEMA,
-              "trigger_limit": trigger_limit}
-    sql = (f"SELECT {columns}, f.triggers AS triggers FROM ({totals}) AS t LEFT JOIN ({fired}) AS f "
-           f"ON t.session = f.session WHERE {SESSION_FILTER} ORDER BY end_ns DESC, session LIMIT {{limit:UInt32}}")
-    try:
-        rows = await store.rows(sql, params)
-    except StoreError as exc:
-        if not exc.missing:
-            raise
-        # no audit table yet (no events pipeline writes one): no trigger has fired
-        sql = (f"SELECT *, toUInt64(0) AS triggers FROM ({totals}) WHERE {SESSION_FILTER} "
-               "ORDER BY end_ns DESC, session LIMIT {limit:UInt32}")
-        rows = await _rows(store, sql, params)
+              "agent": where.agent, "min_cost": where.min_cost, "limit": where.limit + 1,
+              "fired_sessions": list(counts), "fired_counts": list(counts.values())}
+    rows = await _rows(store, page_statement(tables, where), params)
     out = [{**row, "services": sorted(row["services"]), "agents": sorted(row["agents"]),
             "duration_ns": row["end_ns"] - row["start_ns"], "cost": round(row["cost"], 10)}
            for row in rows[:where.limit]]
@@ -278,17 +337,19 @@ CACHED_SESSIONS = 8  # answers kept: a UI re-reading a few open sessions
 
 
 class SessionCache:
-    """Recent session answers with the summary fingerprint they were built at.
+    """Recent session answers, serialised, with the summary fingerprint they were built at.
 
     A UI re-reads an open session every few seconds; while nothing was stored in it, its answer
-    is the one already built (a 2,000-span session is ~1.5 MB shaped in Python, about 100 ms of
-    the process's CPU and GIL that ingest shares), checked by one primary-key read of the summary."""
+    is the one already built and serialised (a 2,000-span session is ~1.5 MB: about 100 ms of the
+    process's CPU and GIL to shape, 7 ms to serialise, time ingest shares), checked by one
+    primary-key read of the summary."""
 
     def __init__(self, size: int = CACHED_SESSIONS) -> None:
         self.size = size
-        self._answers: dict[tuple[str, str, int], tuple[dict[str, Any], dict[str, Any] | None]] = {}
+        self._answers: dict[tuple[str, str, int], tuple[dict[str, Any], bytes | None]] = {}
 
-    async def session(self, store: Store, tables: Tables, session_id: str, limit: int) -> dict[str, Any] | None:
+    async def body(self, store: Store, tables: Tables, session_id: str, limit: int) -> bytes | None:
+        """The session's answer as JSON (None: no stored span has that session)."""
         sql = SESSION_FINGERPRINT.format(sessions=tables.sessions, session_traces=tables.session_traces)
         rows = await _rows(store, sql, {"id": session_id})
         fingerprint = rows[0] if rows else {}
@@ -298,10 +359,11 @@ class SessionCache:
             self._answers[key] = cached  # most recent last
             return cached[1]
         answer = await session(store, tables, session_id, limit)
-        self._answers[key] = (fingerprint, answer)
+        body = None if answer is None else orjson.dumps(answer)
+        self._answers[key] = (fingerprint, body)
         while len(self._answers) > self.size:
             del self._answers[next(iter(self._answers))]
-        return answer
+        return body
 
 
 async def session(store: Store, tables: Tables, session_id: str, limit: int) -> dict[str, Any] | None:

@@ -6,8 +6,9 @@ summaries (the start backfills them).
 
 The traffic covers the three ways a span finds its session: every span naming it; a trace whose
 child spans reach the daemon in a batch before the root span that names the session (the genai
-processor gives them the trace id until then, so the summary first counts them under the trace);
-and a plain trace with no GenAI attributes (its own session).
+processor gives them the trace id until then, so the summary first counts them under the trace,
+and the upgrades table records the trace when its root comes); and a plain trace with no GenAI
+attributes (its own session). A store from before the upgrades table gets it backfilled.
 """
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ FROM (SELECT TraceId, anyIf(SpanAttributes['gen_ai.conversation.id'],
         countIf(StatusCode = 'Error') AS t_errors
       FROM otel.otel_traces GROUP BY TraceId)
 GROUP BY session ORDER BY session"""
-SUMMARY_OBJECTS = ("otel_traces_sessions_mv", "otel_traces_session_traces_mv", "otel_traces_sessions",
-                   "otel_traces_session_traces")
+SUMMARY_OBJECTS = ("otel_traces_sessions_mv", "otel_traces_session_traces_mv", "otel_traces_session_upgrades_mv",
+                   "otel_traces_sessions", "otel_traces_session_traces", "otel_traces_session_upgrades")
+UPGRADE_OBJECTS = ("otel_traces_session_upgrades_mv", "otel_traces_session_upgrades")
 KEYS = ("services", "agents", "traces", "spans", "start_ns", "end_ns", "tokens_in", "tokens_out", "errors")
 
 
@@ -168,9 +170,10 @@ def assert_list_is_the_direct_aggregate(api: Api, sent: Sent) -> None:
         assert sorted(span["span_id"] for span in view["spans"]) == sorted(f"{s.context.span_id:016x}" for s in spans)
 
 
-def drop_summaries(data: Path) -> None:
-    """Make the store what a daemon without the summaries left: spans and trace-id lookup only."""
-    drops = [f"DROP {'VIEW' if name.endswith('_mv') else 'TABLE'} otel.{name}" for name in SUMMARY_OBJECTS]
+def drop_summaries(data: Path, names: tuple[str, ...] = SUMMARY_OBJECTS) -> None:
+    """Make the store what a daemon without the summaries left: spans and trace-id lookup only
+    (or, with `names`, without those summaries only)."""
+    drops = [f"DROP {'VIEW' if name.endswith('_mv') else 'TABLE'} otel.{name}" for name in names]
     script = ("import sys, chdb\nconn = chdb.connect(sys.argv[1])\n"
               "for statement in sys.argv[2:]:\n    conn.query(statement, 'TabSeparated')\nconn.close()\n")
     subprocess.run([sys.executable, "-c", script, str(data / "chdb"), *drops], cwd=ROOT, check=True, timeout=120)
@@ -213,5 +216,15 @@ def test_sessions_list_equals_the_spans_after_restart_and_backfill(tmp_path: Pat
         assert_list_is_the_direct_aggregate(api, sent)
         send_plain(daemon.ports["grpc"], base + 30_000 * MS, sent)
         assert_list_is_the_direct_aggregate(api, sent)
+    finally:
+        daemon.stop()
+
+    drop_summaries(tmp_path / "data", UPGRADE_OBJECTS)
+    daemon = start_daemon(tmp_path)  # a store with the summaries but not the upgrades: backfilled from them
+    try:
+        api = Api(daemon)
+        assert summary_objects(api) == set(SUMMARY_OBJECTS)
+        assert_list_is_the_direct_aggregate(api, sent)
+        assert listed(api)[LATE]["traces"] == 1
     finally:
         daemon.stop()

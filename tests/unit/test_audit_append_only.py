@@ -49,7 +49,7 @@ def test_the_erasure_deletes_only_from_the_data_tables_never_the_audit_table() -
     tree = ast.parse(Path(forget.__file__).read_text())
     tables = [ast.unparse(call.args[1]) for call in ast.walk(tree)
               if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "_count_and_delete"]
-    assert sorted(tables) == ["logs", "session_traces", "sessions", "tables.traces", "target.lookup"]
+    assert sorted(tables) == ["logs", "session_traces", "sessions", "tables.traces", "target.lookup", "upgrades"]
 
 
 def test_audit_rows_are_written_by_one_insert() -> None:
