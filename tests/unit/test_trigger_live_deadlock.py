@@ -76,6 +76,15 @@ class Live:
             for open_span in beat:
                 await self.heartbeat(open_span)
 
+    async def reload(self) -> None:
+        """Replace the connector by a new one that takes its state, as a SIGHUP reload does."""
+        new = TriggersConnector(self.connector.settings, self.connector.config)
+        new.take_state_from(self.connector)
+        new.set_consumer(Signal.EVENTS, self.sink)
+        await self.connector.shutdown()
+        self.connector = new
+        await new.start(cast(Host, None))
+
     async def stop(self) -> None:
         await self.connector.shutdown()
 
@@ -270,3 +279,22 @@ def test_a_heartbeat_after_its_span_arrived_does_not_open_it_again(late: bool) -
         await live.run_until(20.0)
         assert live.connector.live.inflight.spans == {} and live.sink.deadlocks() == []
     body()
+
+
+@live_test()
+async def test_a_reload_keeps_the_open_spans_and_the_live_episode(live: Live) -> None:
+    agent = open_span("invoke_agent planner", 0.0, AGENT)
+    tool = open_span("execute_tool search", 0.5, TOOL, parent=agent.span_id)
+    await live.heartbeat(agent)
+    await live.heartbeat(tool)
+    await live.run_until(11.0, beat=(agent, tool))
+    (fired,) = live.sink.deadlocks("firing")
+    await live.reload()
+    await live.run_until(13.0, beat=(agent, tool))
+    assert live.sink.deadlocks("firing") == [fired]  # still the one episode
+    await live.heartbeat(tool, "stop")
+    await live.run_until(13.5)
+    (resolved,) = live.sink.deadlocks("resolved")
+    assert resolved["episode"] == fired["episode"]
+    (judge,) = [d for d in live.connector.detectors if d.kind == "deadlock"]
+    assert judge.inflight is live.connector.live.inflight  # type: ignore[attr-defined]

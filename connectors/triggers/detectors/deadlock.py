@@ -127,7 +127,9 @@ class TraceEntry:
 class DeadlockDetector(Detector[DeadlockConfig]):
     kind = "deadlock"
     attribute_keys = ("gen_ai.operation.name", "gen_ai.agent.name")
-    config_derived = ("floor_ns",)
+    # Kept from the new instance on a reload: floor_ns comes from the config, and inflight is the
+    # new connector's table (which took the old one's state).
+    config_derived = ("floor_ns", "inflight")
 
     def __init__(self, config: DeadlockConfig) -> None:
         super().__init__(config)
