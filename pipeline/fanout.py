@@ -15,7 +15,7 @@ capture the union before any of them runs, so the batch's one attribute pass fil
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+from typing import Any, Coroutine, Sequence
 
 from pipeline.component import Consumer
 from pipeline.errors import PermanentError, Refused
@@ -36,12 +36,17 @@ class FanOut:
         self.captured = frozenset().union(
             *(c.span_attribute_keys for c in self.consumers if isinstance(c, SpanAttributeReader)))
 
-    async def consume(self, batch: Batch) -> None:
+    def consume(self, batch: Batch) -> Coroutine[Any, Any, None]:
+        """The coroutine that offers `batch` to every consumer. With one consumer that is the
+        consumer's own (a pipeline's only exporter, a receiver's only pipeline): no frame of
+        the fan-out's in between."""
         if self.captured and isinstance(batch, Traces):
             batch.capture(self.captured)
         if len(self.consumers) == 1:
-            await self.consumers[0].consume(batch)
-            return
+            return self.consumers[0].consume(batch)
+        return self._offer_all(batch)
+
+    async def _offer_all(self, batch: Batch) -> None:
         batches = [batch.clone() for _ in self.consumers[1:]] + [batch] if self.clone else [batch] * len(self.consumers)
         results = await asyncio.gather(*(c.consume(b) for c, b in zip(self.consumers, batches)),
                                        return_exceptions=True)

@@ -24,7 +24,7 @@ A processor counts only what is its own to count (memory_limiter's and batch's r
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from prometheus_client import Counter
 
@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 
 
 class CountIn:
-    """The processor's entry: counts what comes in, then hands it to the processor."""
+    """The processor's entry: counts what comes in, then hands it to the processor.
+
+    `consume` is a plain function that returns the processor's own coroutine: the count needs
+    nothing after the processor ran, so the entry adds no coroutine frame to every request."""
 
     __slots__ = ("processor", "_counter")
 
@@ -45,9 +48,9 @@ class CountIn:
         self.processor = processor
         self._counter = counter
 
-    async def consume(self, batch: Batch) -> None:
+    def consume(self, batch: Batch) -> Coroutine[Any, Any, None]:
         self._counter.inc(batch.item_count)
-        await self.processor.consume(batch)
+        return self.processor.consume(batch)
 
 
 class CountOut:
