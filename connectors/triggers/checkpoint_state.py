@@ -39,18 +39,20 @@ class Part(Protocol):
 
 
 class DictPart(Generic[K, V]):
-    """A dict of per-key values, with the functions that write one as JSON and read it back."""
+    """A dict of per-key values, with the functions that write one as JSON and read it back
+    (and, for keys of a named-tuple type, the one that makes a key from its plain tuple)."""
 
-    def __init__(self, data: dict[K, V], dump: Callable[[V], Any], load: Callable[[Any], V]) -> None:
-        self.data, self._dump, self._load = data, dump, load
+    def __init__(self, data: dict[K, V], dump: Callable[[V], Any], load: Callable[[Any], V],
+                 key: Callable[[Any], K] | None = None) -> None:
+        self.data, self._dump, self._load, self._key = data, dump, load, key
 
     def export(self) -> dict[Any, Any]:
         dump = self._dump
         return {key: dump(value) for key, value in self.data.items()}
 
     def load(self, values: Mapping[Any, Any]) -> None:
-        read = self._load
-        self.data.update((key, read(value)) for key, value in values.items())
+        read, key_of = self._load, self._key
+        self.data.update((key_of(key) if key_of else key, read(value)) for key, value in values.items())
 
     def forget(self, key: Any) -> None:
         self.data.pop(key, None)
@@ -80,8 +82,22 @@ def load_examples(value: Any) -> Examples:
     return Examples([(bytes.fromhex(t), bytes.fromhex(s)) for t, s in value])
 
 
-def examples_part(data: dict[Any, Examples]) -> DictPart[Any, Examples]:
-    return DictPart(data, dump_examples, load_examples)
+def examples_part(data: dict[Any, Examples], key: Callable[[Any], Any] | None = None) -> DictPart[Any, Examples]:
+    return DictPart(data, dump_examples, load_examples, key)
+
+
+def slot_values(item: Any) -> list[Any]:
+    """The values of an object's `__slots__`, in order (numbers, text, None, pairs)."""
+    return [getattr(item, name) for name in type(item).__slots__]
+
+
+def from_slots(cls: type[V], values: list[Any]) -> V:
+    """An object of `cls` (built without arguments) with its `__slots__` set from `slot_values`;
+    JSON arrays come back as tuples."""
+    item = cls()
+    for name, value in zip(cls.__slots__, values):  # type: ignore[attr-defined]
+        setattr(item, name, tuple(value) if isinstance(value, list) else value)
+    return item
 
 
 def _hex(value: bytes | str) -> str:
@@ -113,9 +129,19 @@ def drop(parts: Mapping[str, Part], keys: Iterable[Any]) -> None:
 
 
 def key_text(key: Hashable) -> str:
-    return orjson.dumps(key).decode()
+    return orjson.dumps(key, default=_plain).decode()
+
+
+def _plain(value: Any) -> Any:
+    """orjson writes tuples but not their subclasses (named tuples such as `Origin`): as arrays."""
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not a checkpoint key part")
 
 
 def key_of(text: str) -> Any:
-    value = orjson.loads(text)
-    return tuple(value) if isinstance(value, list) else value
+    return _tuples(orjson.loads(text))
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(map(_tuples, value)) if isinstance(value, list) else value

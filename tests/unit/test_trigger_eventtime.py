@@ -243,3 +243,21 @@ def test_a_rebalance_restores_and_forgets_only_the_keys_it_is_handed(tmp_path) -
         stored = await FileStore(tmp_path).load()
         assert "episodes|dependency_failure|service=a,dependency=db" in stored  # not tombstoned by the old owner
     asyncio.run(run())
+
+
+def test_every_checkpointed_detector_comes_back_as_it_was(tmp_path) -> None:
+    """Per detector: the state read back from the file equals what was written, and judges the
+    same (windows, baselines, spend, memory series, CPU runs)."""
+    async def run() -> None:
+        start, batches = await normalised_scenario()
+        first, _ = await play(start, batches, until=70)
+        assert await Checkpointer("triggers", FileStore(tmp_path), 64 << 20).save(first.records())
+        second = connector(start + 70)
+        second.checkpointer = Checkpointer("triggers", FileStore(tmp_path), 64 << 20)
+        await second.restore_state()
+        kept = [(a, b) for a, b in zip(first.detectors, second.detectors) if a.state_parts()]
+        assert {a.kind for a, _ in kept} >= {"memory_leak", "infinite_loop", "cost_budget"}
+        for was, restored in kept:
+            assert was.snapshot() and restored.snapshot() == was.snapshot(), was.kind
+            assert restored.evaluate(start + 71) == was.evaluate(start + 71), was.kind
+    asyncio.run(run())

@@ -41,6 +41,7 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
+from connectors.triggers.checkpoint_state import DictPart, Part, examples_part
 from connectors.triggers.detectors.base import BoundedConfig, Detector, Severity
 from connectors.triggers.detectors.otlp_metrics import (
     NameMatcher,
@@ -48,6 +49,7 @@ from connectors.triggers.detectors.otlp_metrics import (
     byte_scale,
     data_points,
     matching_metrics,
+    origin_key,
     point_attributes,
     point_value,
     resource_origin,
@@ -127,6 +129,21 @@ class Series:
             for t, v in points:
                 self._fold(t, v, 1)
 
+    def dump(self) -> list[Any]:
+        return [self.seen_at, [list(point) for point in self.points]]
+
+    @classmethod
+    def load(cls, value: list[Any]) -> Series:
+        """A series from `dump`: its readings folded again into fresh sums."""
+        series = cls()
+        series.seen_at = value[0]
+        for t, v in value[1]:
+            if not series.points:
+                series._reset(t, v)
+            series.points.append((t, v))
+            series._fold(t, v, 1)
+        return series
+
     @property
     def duration(self) -> float:
         return self.points[-1][0] - self.points[0][0] if self.points else 0.0
@@ -163,6 +180,10 @@ class MemoryLeakDetector(Detector[MemoryLeakConfig]):
         self.resolution = config.window / config.max_points
         self.series: dict[SeriesKey, Series] = {}
         self.examples: dict[SeriesKey, Examples] = {}
+
+    def state_parts(self) -> dict[str, Part]:
+        return {"series": DictPart(self.series, Series.dump, Series.load, origin_key),
+                "examples": examples_part(self.examples, origin_key)}
 
     # -- hot path --------------------------------------------------------------------------------
     def observe_metrics(self, batch: Metrics) -> None:

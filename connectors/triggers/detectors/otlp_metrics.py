@@ -10,7 +10,7 @@ attribute dict, and metrics batches are few compared with spans.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Iterable, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -35,6 +35,11 @@ class Origin(NamedTuple):
     service: str
     version: str
     instance: str
+
+
+def origin_key(key: Any) -> tuple[Origin, str]:
+    """An (origin, metric name) key as a checkpoint wrote it (plain tuples) made typed again."""
+    return Origin(*key[0]), key[1]
 
 
 def resource_origin(resource: Resource) -> Origin:

@@ -11,6 +11,7 @@ This detector only routes: spans to the first, metrics to the second, and evalua
 """
 from __future__ import annotations
 
+from connectors.triggers.checkpoint_state import Part
 from connectors.triggers.detectors.base import Detector
 from connectors.triggers.detectors.infinite_loop.config import InfiniteLoopConfig
 from connectors.triggers.detectors.infinite_loop.cpu import SustainedCpu
@@ -45,6 +46,11 @@ class InfiniteLoopDetector(Detector[InfiniteLoopConfig]):
 
     def evaluate(self, now: float) -> list[Observation]:
         return self.tool_calls.evaluate(now) + self.cpu.evaluate(now)
+
+    def state_parts(self) -> dict[str, Part]:
+        """The CPU runs. The repeated-call counts are keyed by a hash that differs from process to
+        process (Python's string hashing), so they are not checkpointed: they start empty."""
+        return self.cpu.state_parts()
 
     def take_state_from(self, previous: Detector) -> None:
         """Each half keeps its windowed state and takes the new config's derived values."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.triggers.checkpoint_state import DictPart, Part, from_slots, slot_values
 from connectors.triggers.detectors.base import Detector
 from connectors.triggers.detectors.infinite_loop.config import InfiniteLoopConfig
 from connectors.triggers.detectors.otlp_metrics import (
@@ -29,6 +30,7 @@ from connectors.triggers.detectors.otlp_metrics import (
     Origin,
     data_points,
     matching_metrics,
+    origin_key,
     point_attributes,
     point_value,
 )
@@ -79,6 +81,9 @@ class SustainedCpu(Detector[InfiniteLoopConfig]):
         self.utilization_matcher = NameMatcher(config.cpu_utilization_metrics)
         self.cpu_matcher = NameMatcher([*config.cpu_utilization_metrics, *config.cpu_time_metrics])
         self.cpu: dict[tuple[Origin, str], CpuRun] = {}
+
+    def state_parts(self) -> dict[str, Part]:
+        return {"cpu": DictPart(self.cpu, slot_values, lambda values: from_slots(CpuRun, values), origin_key)}
 
     def observe_metrics(self, batch: Metrics) -> None:
         for origin, metric in matching_metrics(batch.message, self.cpu_matcher):
