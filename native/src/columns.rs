@@ -1,10 +1,11 @@
 //! `SpanColumns`' per-span work: the eager columns, the attribute pass and the nested columns
 //! (events, links), each one walk over the batch's bytes that hands Python whole lists.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use rustc_hash::FxHashMap;
 
 use crate::convert::{attribute_map, py_err, python, text, BytesAs, Strings};
 use crate::otlp::{self, any_value, key_value, layout, Any};
@@ -57,8 +58,9 @@ pub fn columns<'py>(py: Python<'py>, wire: &[u8]) -> PyResult<Bound<'py, PyTuple
     let (mut kind, mut start, mut end, mut code) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let mut duration: Vec<i128> = Vec::with_capacity(n);
     let mut resource_index = Vec::with_capacity(n);
+    let mut s = otlp::Span::default();
     for at in &lay.spans {
-        let s = otlp::span(data, at.start, at.end).map_err(py_err)?;
+        otlp::read_span(data, at.start, at.end, &mut s).map_err(py_err)?;
         let (status_code, status_message) = otlp::status(data, &s.status).map_err(py_err)?;
         let resource = lay.scopes[at.scope].resource;
         c[0].push(PyBytes::new(py, s.trace_id).into_any());
@@ -98,10 +100,11 @@ pub fn attribute_pass<'py>(py: Python<'py>, wire: &[u8], keys: HashSet<String>, 
     let data = wire;
     let lay = layout(data).map_err(py_err)?;
     let mut strings = Strings::new(py);
-    let rows: HashMap<&[u8], Bound<'py, PyDict>> = keys.iter().map(|k| (k.as_bytes(), PyDict::new(py))).collect();
+    let rows: FxHashMap<&[u8], Bound<'py, PyDict>> = keys.iter().map(|k| (k.as_bytes(), PyDict::new(py))).collect();
     let mut out = Vec::with_capacity(if maps { lay.spans.len() } else { 0 });
+    let mut s = otlp::Span::default();
     for (i, at) in lay.spans.iter().enumerate() {
-        let s = otlp::span(data, at.start, at.end).map_err(py_err)?;
+        otlp::read_span(data, at.start, at.end, &mut s).map_err(py_err)?;
         let dict = if maps { Some(PyDict::new(py)) } else { None };
         for &(a, b) in &s.attributes {
             let kv = key_value(data, a, b).map_err(py_err)?;
@@ -146,8 +149,9 @@ pub fn nested<'py>(py: Python<'py>, wire: &[u8]) -> PyResult<Bound<'py, PyTuple>
     let mut strings = Strings::new(py);
     let empty = PyTuple::empty(py).into_any();
     let mut c: [Vec<Bound<'py, PyAny>>; 7] = Default::default();
+    let mut s = otlp::Span::default();
     for at in &lay.spans {
-        let s = otlp::span(data, at.start, at.end).map_err(py_err)?;
+        otlp::read_span(data, at.start, at.end, &mut s).map_err(py_err)?;
         if s.events.is_empty() {
             for column in c[..3].iter_mut() {
                 column.push(empty.clone());

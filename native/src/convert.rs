@@ -4,12 +4,11 @@
 //! The JSON of an array or kvlist is written by orjson itself, called from here: those values
 //! are rare, and one writer means the text is the same byte for byte as everywhere else.
 
-use std::collections::HashMap;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString};
+use rustc_hash::FxHashMap;
 
 use crate::otlp::{any_value, check_depth, items, key_value, Any};
 use crate::wire::WireError;
@@ -33,12 +32,25 @@ pub fn format_double(value: f64) -> String {
 /// One Python str per distinct key or repeated text in a call: the dicts of a batch share them.
 pub struct Strings<'py> {
     py: Python<'py>,
-    cache: HashMap<Vec<u8>, Bound<'py, PyString>>,
+    cache: FxHashMap<Vec<u8>, Bound<'py, PyString>>,
 }
+
+/// Values up to this many bytes are looked up in `Strings` (model names, operations, statuses
+/// repeat across a batch); longer ones (prompts, messages) rarely repeat and are made each time.
+const SHARED_TEXT: usize = 48;
 
 impl<'py> Strings<'py> {
     pub fn new(py: Python<'py>) -> Self {
-        Strings { py, cache: HashMap::new() }
+        Strings { py, cache: FxHashMap::default() }
+    }
+
+    /// A value's text: shared when short, new otherwise.
+    pub fn value(&mut self, text: &str) -> Bound<'py, PyString> {
+        if text.len() <= SHARED_TEXT {
+            self.get(text.as_bytes())
+        } else {
+            PyString::new(self.py, text)
+        }
     }
 
     /// `bytes` must be UTF-8 (every caller passes text the wire walk checked).
@@ -105,7 +117,7 @@ fn raw_kvlist<'py>(py: Python<'py>, data: &[u8], ranges: &[(usize, usize)], dept
 pub fn text<'py>(py: Python<'py>, data: &[u8], value: &Any, strings: &mut Strings<'py>) -> PyResult<Bound<'py, PyString>> {
     Ok(match value {
         Any::Empty => strings.get(b""),
-        Any::Str(s) => PyString::new(py, s),
+        Any::Str(s) => strings.value(s),
         Any::Bool(true) => strings.get(b"true"),
         Any::Bool(false) => strings.get(b"false"),
         Any::Int(i) => PyString::new(py, &i.to_string()),

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
@@ -18,14 +20,14 @@ const EXCEPTION_TYPE: &[u8] = b"exception.type";
 /// without any of them (the OpenAI Agents bridges).
 #[pyclass(frozen, module = "agentdbg_native")]
 pub struct Picker {
-    wanted: HashSet<Vec<u8>>,
-    scopes: HashSet<Vec<u8>>,
+    wanted: FxHashSet<Vec<u8>>,
+    scopes: FxHashSet<Vec<u8>>,
 }
 
 /// A scalar as Python (processors/genai/values.py `pick`): arrays, maps, bytes and an empty value are None.
-fn scalar<'py>(py: Python<'py>, value: &Any) -> Bound<'py, PyAny> {
+fn scalar<'py>(py: Python<'py>, value: &Any, strings: &mut Strings<'py>) -> Bound<'py, PyAny> {
     match value {
-        Any::Str(s) => PyString::new(py, s).into_any(),
+        Any::Str(s) => strings.value(s).into_any(),
         Any::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
         Any::Int(i) => i.into_pyobject(py).map(Bound::into_any).unwrap_or_else(|_| py.None().into_bound(py)),
         Any::Double(d) => PyFloat::new(py, *d).into_any(),
@@ -78,22 +80,27 @@ impl Picker {
             scope_names.push((name, self.scopes.contains(name.as_bytes())));
         }
         let mut trace_ids = Vec::with_capacity(lay.spans.len());
+        // Spans of a trace share one bytes object: the processor keys its per-trace dicts by it.
+        let mut known: FxHashMap<&[u8], Bound<'py, PyBytes>> = FxHashMap::default();
         let mut candidates = Vec::new();
+        let mut s = otlp::Span::default();
         for (i, at) in lay.spans.iter().enumerate() {
-            let s = otlp::span(data, at.start, at.end).map_err(py_err)?;
-            trace_ids.push(PyBytes::new(py, s.trace_id));
-            let attrs = PyDict::new(py);
+            otlp::read_span(data, at.start, at.end, &mut s).map_err(py_err)?;
+            trace_ids.push(known.entry(s.trace_id).or_insert_with(|| PyBytes::new(py, s.trace_id)).clone());
+            let mut attrs: Option<Bound<'py, PyDict>> = None;
             for &(a, b) in &s.attributes {
                 let kv = key_value(data, a, b).map_err(py_err)?;
                 if self.wanted.contains(kv.key) {
                     let value = any_value(data, &kv.value).map_err(py_err)?;
-                    attrs.set_item(strings.get(kv.key), scalar(py, &value))?;
+                    attrs.get_or_insert_with(|| PyDict::new(py)).set_item(strings.get(kv.key), scalar(py, &value, &mut strings))?;
                 }
             }
             let (scope_name, from_scope) = scope_names[at.scope];
-            if attrs.is_empty() && !from_scope {
-                continue;
-            }
+            let attrs = match attrs {
+                Some(found) => found,
+                None if from_scope => PyDict::new(py),
+                None => continue,
+            };
             let (code, _) = otlp::status(data, &s.status).map_err(py_err)?;
             let exception = exception_type(data, &s).map_err(py_err)?;
             let candidate: Vec<Bound<'py, PyAny>> = vec![

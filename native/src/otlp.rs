@@ -156,8 +156,16 @@ pub struct Span<'a> {
     pub status: Ranges,
 }
 
-pub fn span(data: &[u8], start: usize, end: usize) -> Result<Span<'_>> {
-    let mut s = Span::default();
+/// Read the span at `data[start..end]` into `s`, reusing its lists (one allocation per batch, not per span).
+pub fn read_span<'a>(data: &'a [u8], start: usize, end: usize, s: &mut Span<'a>) -> Result<()> {
+    let (mut attributes, mut events, mut links, mut status) =
+        (std::mem::take(&mut s.attributes), std::mem::take(&mut s.events), std::mem::take(&mut s.links),
+         std::mem::take(&mut s.status));
+    attributes.clear();
+    events.clear();
+    links.clear();
+    status.clear();
+    *s = Span { attributes, events, links, status, ..Span::default() };
     walk(data, start, end, |number, field| {
         match (number, field) {
             (1, Field::Bytes(a, b)) => s.trace_id = &data[a..b],
@@ -175,8 +183,7 @@ pub fn span(data: &[u8], start: usize, end: usize) -> Result<Span<'_>> {
             _ => {}
         }
         Ok(())
-    })?;
-    Ok(s)
+    })
 }
 
 /// Status: (code, message).
