@@ -66,10 +66,11 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import replace
 from itertools import filterfalse
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import PositiveInt
 
+from connectors.triggers.checkpoint_state import Part
 from connectors.triggers.columnar import positions, where
 from connectors.triggers.detectors.base import Detector, DetectorConfig, Severity
 from connectors.triggers.event import Examples, Observation
@@ -107,14 +108,19 @@ class TraceEntry:
         self.candidates: list[Candidate] | tuple = ()
         self.rooted = False  # its root span (no parent) has arrived: nothing of it is still running
 
-    def compact(self, trace_id: bytes) -> int:
-        """Copy this trace's spans out of its batches, so they can be freed; returns how many were added."""
-        if not self.batches:
-            return 0
+    def all_spans(self, trace_id: bytes) -> list[Compacted]:
+        """The trace's spans: those compacted and those still in its batches."""
         spans = list(self.spans)
         for trace_ids, span_ids, parents, starts, ends in unique(self.batches):
             for i in positions(trace_ids, trace_id):
                 spans.append((span_ids[i], parents[i], starts[i], ends[i]))
+        return spans
+
+    def compact(self, trace_id: bytes) -> int:
+        """Copy this trace's spans out of its batches, so they can be freed; returns how many were added."""
+        if not self.batches:
+            return 0
+        spans = self.all_spans(trace_id)
         added = len(spans) - len(self.spans)
         self.spans = spans
         self.batches = []
@@ -122,6 +128,56 @@ class TraceEntry:
 
     def add_candidate(self, candidate: Candidate) -> None:
         self.candidates = [*self.candidates, candidate]
+
+    def dump(self, trace_id: bytes, waiting: bool) -> dict[str, Any]:
+        """The trace as JSON values (ids in hex), for a checkpoint."""
+        return {"waiting": waiting, "last_arrival": self.last_arrival, "rooted": self.rooted,
+                "spans": [[s.hex(), p.hex(), start, end] for s, p, start, end in self.all_spans(trace_id)],
+                "candidates": [[s.hex(), start, end, agent, service] for s, start, end, agent, service
+                               in self.candidates]}
+
+    @classmethod
+    def load(cls, value: dict[str, Any]) -> TraceEntry:
+        entry = cls(value["last_arrival"])
+        entry.rooted = value["rooted"]
+        entry.spans = [(bytes.fromhex(s), bytes.fromhex(p), start, end) for s, p, start, end in value["spans"]]
+        entry.candidates = [(bytes.fromhex(s), start, end, agent, service)
+                            for s, start, end, agent, service in value["candidates"]]
+        return entry
+
+
+class HeldTraces:
+    """Deadlock's checkpoint part: the traces it may still judge, by trace id (hex). A trace whose
+    root has arrived and that holds no long agent span is left out: nothing of it can fire. The
+    others matter after a restart: an agent span that ends later is judged with the children that
+    came before it, which would otherwise look like time it spent blocked."""
+
+    def __init__(self, detector: DeadlockDetector) -> None:
+        self.detector = detector
+
+    def export(self) -> dict[Any, Any]:
+        held = self.detector
+        out = {trace_id.hex(): entry.dump(trace_id, True) for trace_id, entry in held.waiting.items()}
+        out.update((trace_id.hex(), entry.dump(trace_id, False)) for trace_id, entry in held.buffer.items()
+                   if entry.candidates or not entry.rooted)
+        return out
+
+    def load(self, values: Mapping[Any, Any]) -> None:
+        held = self.detector
+        for key, value in sorted(values.items(), key=lambda item: item[1]["last_arrival"]):
+            trace_id = bytes.fromhex(key)
+            if trace_id in held.buffer or trace_id in held.waiting:
+                continue
+            entry = TraceEntry.load(value)
+            (held.waiting if value["waiting"] else held.buffer)[trace_id] = entry
+            held.held += len(entry.spans)
+
+    def forget(self, key: Any) -> None:
+        held, trace_id = self.detector, bytes.fromhex(key)
+        for traces in (held.buffer, held.waiting):
+            entry = traces.pop(trace_id, None)
+            if entry is not None:
+                held.held -= len(entry.spans)
 
 
 class DeadlockDetector(Detector[DeadlockConfig]):
@@ -151,6 +207,9 @@ class DeadlockDetector(Detector[DeadlockConfig]):
         self.live_judged: OrderedDict[bytes, None] = OrderedDict()
         self.not_before: dict[bytes, float] = {}
         self.inflight: InflightSpans | None = None  # the connector's table of open spans
+
+    def state_parts(self) -> dict[str, Part]:
+        return {"trace": HeldTraces(self)}
 
     # -- hot path --------------------------------------------------------------------------------
     def observe(self, batch: Traces) -> None:
