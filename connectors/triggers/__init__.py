@@ -34,13 +34,14 @@ ahead of the receive time is capped at it, one over `max_clock_skew` behind is r
 (`agentdbg_trigger_clock_skew_total`). At most `max_buffered_spans` wait for the watermark.
 
 State: windowed state survives a SIGHUP reload (it is handed to the new instance). With
-`checkpoint` (connectors/triggers/checkpoint.py) the open episodes, the event clock and the
-state per subject of error_rate_spike, dependency_failure, performance_degradation and
-cost_budget are written every `checkpoint.interval` and at shutdown (to a file_storage
+`checkpoint` (connectors/triggers/checkpoint.py) the open episodes, the event clock and each
+detector's state per subject (its `state_parts`: error_rate_spike, dependency_failure,
+performance_degradation, cost_budget, memory_leak, infinite_loop's CPU runs, the traces deadlock
+may still judge) are written every `checkpoint.interval` and at shutdown (to a file_storage
 directory or a Kafka compacted changelog topic) and restored at start: an episode open before
 a restart keeps its id and resolves after it. A crash (SIGKILL) loses what changed in the last
-`interval` plus the batches still waiting for the watermark. The other detectors (loops,
-deadlocks, memory, context overflow, health) start empty. A failed checkpoint is counted and
+`interval` plus the batches still waiting for the watermark. infinite_loop's repeated-call
+counts, context_overflow and health_snapshot start empty. A failed checkpoint is counted and
 retried at the next one; it never holds up spans. `restore_state(accept)` and
 `drop_state(accept)` restore or forget only the keys `accept(detector, key)` takes (the
 partitions a consumer-group rebalance assigned or took away).
