@@ -24,15 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
-from opentelemetry import trace
+from opentelemetry import context, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sutazai_agent import telemetry
-from sutazai_agent.breaker import DEFAULT_CHAIN, BreakerState, Remote, Route, fallback_tiers
+from sutazai_agent.breaker import DEFAULT_CHAIN, NO_DECISION, BreakerState, Remote, Route, fallback_tiers
 from sutazai_agent.calls import is_async, takes_model, with_model
 from sutazai_agent.clock import SYSTEM, Clock
 from sutazai_agent.feed import DecisionFeed
@@ -41,7 +41,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _current: contextvars.ContextVar["Call | None"] = contextvars.ContextVar("sutazai_breaker_call", default=None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One guarded call: where it went, and its span."""
 
@@ -49,7 +49,7 @@ class Call:
     route: Route
     span: trace.Span
     token: contextvars.Token["Call | None"] | None = None
-    scope: AbstractContextManager[Any] | None = None  # the span made current for the call's body
+    scope: contextvars.Token[Context] | None = None  # made the span current for the call's body
 
     @property
     def model(self) -> str | None:
@@ -80,6 +80,8 @@ class CircuitBreaker:
         self._feed = feed
         self._tracer = tracer
         self.last: Route | None = None  # the latest call's route (display; concurrent code: current_call())
+        self._span_name = f"breaker {name}"
+        self._kind = SpanKind.CLIENT if dependency else SpanKind.INTERNAL
         self._attributes = {"sutazai.breaker.name": name, **({"peer.service": dependency} if dependency else {})}
 
     # -- routing ---------------------------------------------------------------------------------
@@ -95,7 +97,7 @@ class CircuitBreaker:
         feed = self.feed
         view = feed.breaker(self.name) if feed is not None else None
         if not view or not view.get("fallback"):
-            return Remote()
+            return NO_DECISION
         fallback = str(view["fallback"])
         reason = str(view.get("reason") or f"daemon: breaker {self.name} {view.get('state')}, on {fallback}")
         tiers = self.state.tiers
@@ -104,19 +106,23 @@ class CircuitBreaker:
         return Remote(max(1, int(view.get("tier") or 1)), str(view.get("state")), reason, model=fallback)
 
     def begin(self) -> Call:
+        """Route a call, start its span and make both current (`end` undoes it)."""
         route = self.last = self.state.route(self.remote())
-        kind = SpanKind.CLIENT if self.dependency else SpanKind.INTERNAL
-        span = (self._tracer or telemetry.tracer()).start_span(f"breaker {self.name}", kind=kind, attributes={
+        span = (self._tracer or telemetry.tracer()).start_span(self._span_name, kind=self._kind, attributes={
             **self._attributes, "sutazai.breaker.tier": route.tier, "sutazai.breaker.model": route.model or "primary",
             "sutazai.breaker.state": route.state, "sutazai.breaker.source": route.source,
             "sutazai.breaker.reason": route.reason, "sutazai.breaker.probe": route.probe})
-        call = Call(self, route, span)
+        # A span that records is the parent of what the call does; a no-op one is not attached.
+        scope = context.attach(trace.set_span_in_context(span)) if span.is_recording() else None
+        call = Call(self, route, span, scope=scope)
         call.token = _current.set(call)
         return call
 
     def end(self, call: Call, error: BaseException | None) -> None:
         if call.token is not None:
             _current.reset(call.token)
+        if call.scope is not None:
+            context.detach(call.scope)
         counted = error is not None and isinstance(error, self.failure_on) and not isinstance(error, self.ignore)
         if counted:
             assert error is not None
@@ -131,7 +137,7 @@ class CircuitBreaker:
 
     def _invoke(self, fn: Callable[..., Any], call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
                 passes: dict[int, bool]) -> Any:
-        target = self.fallbacks.get(call.model or "", fn)
+        target = self.fallbacks.get(call.model or "", fn) if self.fallbacks else fn
         return target(*args, **with_model(kwargs, call.model, passes[id(target)]))
 
     # -- decorator -------------------------------------------------------------------------------
@@ -142,7 +148,7 @@ class CircuitBreaker:
         if is_async(fn):
             @functools.wraps(fn)
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                with self as call:
+                async with self as call:
                     result = self._invoke(fn, call, args, kwargs, passes)
                     if asyncio.iscoroutine(result):
                         result = await (asyncio.wait_for(result, self.timeout) if self.timeout else result)
@@ -151,28 +157,27 @@ class CircuitBreaker:
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            with self as call:
-                return self._invoke(fn, call, args, kwargs, passes)
+            call = self.begin()  # not `with self`: the hot path (measured in benchmarks/bench_agent.py)
+            try:
+                result = self._invoke(fn, call, args, kwargs, passes)
+            except BaseException as exc:
+                self.end(call, exc)
+                raise
+            self.end(call, None)
+            return result
         return guarded  # type: ignore[return-value]
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Call:
-        call = self.begin()
-        call.scope = trace.use_span(call.span, end_on_exit=False, record_exception=False,
-                                    set_status_on_exception=False)  # end() records the failure once
-        call.scope.__enter__()
-        return call
+        return self.begin()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         call = _current.get()
-        if call is None or call.breaker is not self:
-            return
-        if call.scope is not None:
-            call.scope.__exit__(kind, error, tb)
-        self.end(call, error)
+        if call is not None and call.breaker is self:
+            self.end(call, error)
 
     async def __aenter__(self) -> Call:
-        return self.__enter__()
+        return self.begin()
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         self.__exit__(kind, error, tb)

@@ -17,118 +17,20 @@ are measured by benchmarks/bench_agent.py; here only what must hold on any machi
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import threading
 from collections import Counter
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
 
-from connectors.triggers.config import TriggersConfig
+from testkit.agent_process import RATE_PER_MINUTE, TOKEN, AgentRun, after, daemon_decisions, first, overlay
 from testkit.fake_openai import FakeOpenAI
-from testkit.harness import BASE_CONFIG, ROOT, Daemon, wait_until
+from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from testkit.otlp_spans import attributes as attrs
 from testkit.otlp_spans import each_span, read_json_lines
 from tests.clients.kit import family_python
 
-AGENT = ROOT / "examples" / "resilient_agent.py"
-TOKEN = "agent-token"
 THRESHOLD = 10
-OVERLAY = """
-extensions:
-  debug_api:
-    auth: {token: %(token)s}
-connectors:
-  triggers:
-    evaluation_interval: 100ms
-    resolve_after: 1s%(lateness)s
-    dependency_failure: {max_timeouts: 3, window: 3s}
-    cost_budget: {budgets: [{match: {service: throttled-agent}, daily: 0.0005}], burn_rate: false}
-processors:
-  batch: {timeout: 50ms}
-  genai: {}
-  safety:
-    tick_interval: 100ms
-    breakers:
-      ollama_model: {failure_threshold: 1, timeout: 2s}
-    cost: {rate_per_minute: %(rate)d, burst_per_second: 1}
-exporters:
-  file/spans: {path: "{dir}/spans.jsonl", flush_interval: 50ms}
-  file/decisions: {path: "{dir}/decisions.jsonl", flush_interval: 50ms}
-service:
-  pipelines:
-    traces: {receivers: [otlp], processors: [genai, batch], exporters: [file/spans, triggers]}
-    events: {receivers: [triggers], processors: [safety], exporters: [file/decisions]}
-"""
-RATE_PER_MINUTE = 120
-# Event-time windows wait `allowed_lateness` (5 s) before judging; this test's agent sends at once.
-LATENESS = "\n    allowed_lateness: 100ms" if "allowed_lateness" in TriggersConfig.model_fields else ""
-
-
-class AgentRun:
-    """The example agent as a subprocess; its JSON lines collected as they come."""
-
-    def __init__(self, python: Path, daemon: Daemon, fake: FakeOpenAI, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "agentlib"), "OPENAI_API_KEY": "test",
-               "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{daemon.ports['http']}",
-               "OTEL_BSP_SCHEDULE_DELAY": "100", "AGENTDBG_DEBUG_URL": f"http://127.0.0.1:{daemon.ports['debug']}",
-               "AGENTDBG_DEBUG_TOKEN": TOKEN}
-        self.proc = subprocess.Popen([str(python), str(AGENT), "--base-url", fake.url, "--duration", "300", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-        self.records: list[dict[str, Any]] = []
-        self.other: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.records.append(json.loads(line))
-            except json.JSONDecodeError:
-                self.other.append(line)
-
-    def calls(self) -> list[dict[str, Any]]:
-        return [r for r in list(self.records) if r["event"] == "call"]
-
-    def wait(self, find: Callable[[list[dict[str, Any]]], Any], message: str, timeout: float = 60) -> Any:
-        def found() -> Any:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the agent exited with {self.proc.returncode}: {''.join(self.other)[-3000:]}")
-            return find(self.calls())
-        try:
-            return wait_until(found, timeout=timeout, interval=0.05, message=message)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; the agent's last records:\n{self.describe(30)}") from None
-
-    def describe(self, last: int = 1000) -> str:
-        """The agent's log, one short line per record (for a failure's message)."""
-        return "\n".join(f"{r.get('n', '')} {r['event']} {r.get('model', r.get('action', ''))} {r.get('source', '')} "
-                         f"{r.get('outcome', '')} {r.get('duration', r.get('received', 0)):.3f} {r.get('reason', '')}"
-                         for r in self.records[-last:]) + "".join(self.other)[-2000:]
-
-    def stop(self) -> list[dict[str, Any]]:
-        self.proc.terminate()
-        self.proc.wait(30)
-        self._reader.join(10)
-        return self.records
-
-
-def after(calls: list[dict[str, Any]], first: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in calls if c["n"] > first["n"]]
-
-
-def first(calls: list[dict[str, Any]], **want: Any) -> dict[str, Any] | None:
-    return next((c for c in calls if all(c.get(k) == v for k, v in want.items())), None)
-
-
-def daemon_decisions(daemon: Daemon) -> list[dict[str, Any]]:
-    path = daemon.dir / "decisions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def breaker_spans(daemon: Daemon) -> list[tuple[dict[str, Any], list[str]]]:
@@ -150,8 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     """One daemon and fake server for the module (the breaker test, last, kills the daemon)."""
     python = family_python("otel_v2")
     with FakeOpenAI() as fake:
-        overlay = OVERLAY % {"token": TOKEN, "rate": RATE_PER_MINUTE, "lateness": LATENESS}
-        daemon = Daemon(BASE_CONFIG, workdir=tmp_path_factory.mktemp("agent-e2e"), overlay=overlay)
+        daemon = Daemon(BASE_CONFIG, workdir=tmp_path_factory.mktemp("agent-e2e"), overlay=overlay())
         daemon.start()
         try:
             yield python, daemon, fake
