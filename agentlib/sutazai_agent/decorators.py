@@ -17,13 +17,13 @@ Decorating calls `configure(...)` (with the options given here) and wraps the ag
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import os
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
-from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from sutazai_agent.calls import is_async
@@ -42,6 +42,24 @@ def _span_for(agent: str, method: str | None) -> tuple[str, dict[str, Any], bool
     return f"invoke_agent {agent}", {OPERATION: "invoke_agent", AGENT_NAME: agent}, True
 
 
+@contextlib.contextmanager
+def _call_span(name: str, attributes: dict[str, Any], outermost: bool) -> Iterator[None]:
+    """One call's span; an exception sets its error status and `error.type`, and goes on."""
+    token = _inside_agent.set(True) if outermost else None
+    try:
+        with tracer().start_as_current_span(name, attributes=attributes, record_exception=True,
+                                            set_status_on_exception=False) as span:
+            try:
+                yield
+            except Exception as exc:
+                span.set_attribute("error.type", type(exc).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+                raise
+    finally:
+        if token is not None:
+            _inside_agent.reset(token)
+
+
 def _traced(fn: Callable[..., Any], agent: str, method: str | None, operation: str | None = None,
             attributes: dict[str, Any] | None = None) -> Callable[..., Any]:
     """`fn` with each call in a span: an agent's (`operation` None) or a tool's."""
@@ -50,43 +68,17 @@ def _traced(fn: Callable[..., Any], agent: str, method: str | None, operation: s
             return _span_for(agent, method)
         return f"{operation} {agent}", {OPERATION: operation, **(attributes or {})}, False
 
-    def failed(span: trace.Span, exc: BaseException) -> None:
-        span.set_attribute("error.type", type(exc).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
-
     if is_async(fn):
         @functools.wraps(fn)
         async def traced_async(*args: Any, **kwargs: Any) -> Any:
-            name, attrs, outer = names()
-            token = _inside_agent.set(True) if outer else None
-            try:
-                with tracer().start_as_current_span(name, attributes=attrs, record_exception=True,
-                                                  set_status_on_exception=False) as span:
-                    try:
-                        return await fn(*args, **kwargs)
-                    except Exception as exc:
-                        failed(span, exc)
-                        raise
-            finally:
-                if token is not None:
-                    _inside_agent.reset(token)
+            with _call_span(*names()):
+                return await fn(*args, **kwargs)
         return traced_async
 
     @functools.wraps(fn)
     def traced(*args: Any, **kwargs: Any) -> Any:
-        name, attrs, outer = names()
-        token = _inside_agent.set(True) if outer else None
-        try:
-            with tracer().start_as_current_span(name, attributes=attrs, record_exception=True,
-                                              set_status_on_exception=False) as span:
-                try:
-                    return fn(*args, **kwargs)
-                except Exception as exc:
-                    failed(span, exc)
-                    raise
-        finally:
-            if token is not None:
-                _inside_agent.reset(token)
+        with _call_span(*names()):
+            return fn(*args, **kwargs)
     return traced
 
 
