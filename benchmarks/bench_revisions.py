@@ -15,14 +15,32 @@ bench_pipeline's rows (no backend, the embedded store, Kafka) and each revision'
 `config/default.yaml` (receiver → memory_limiter → genai → redaction → batch → chdb, and the
 triggers and safety pipelines), which measures what a user of the default gets.
 
-    .venv/bin/python -m benchmarks.bench_revisions --base 59f15f1 [--spans 100000 --rounds 2]
+The benchmark learns that every span was delivered by scraping the daemon's `/metrics` every
+20 ms, and a scrape costs the daemon a few ms of CPU (more series, more cost): so the daemon
+CPU reported is less the benchmark's own scrapes, each priced by scraping the idle daemon
+again after the run. The table gives the CPU ratio of every round, so its spread is in view.
+
+On a shared machine CPU time is noisy (±15 % from one round to the next here). `--callgrind`
+adds a second, steady measure for the thinnest pipeline: valgrind's callgrind counts the
+instructions the pipeline executes per span, in process (benchmarks/revision_driver.py: the
+real service, its receiver's gRPC handler called directly; gRPC's transport, the same library
+in both, left out), warm-up round excluded. Instruction counts do not depend on the load.
+
+    .venv/bin/python -m benchmarks.bench_revisions --base 59f15f1 [--spans 100000 --rounds 2] [--callgrind]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import struct
 import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
+
+import psutil
 
 from benchmarks.bench_pipeline import PIPELINES, Backends, overlay
 from benchmarks.bench_soak import default_config
@@ -33,6 +51,9 @@ from testkit.harness import BASE_CONFIG, ROOT, Daemon
 ROWS = ["otlp → batch → file(proto)", "otlp → batch → chdb", "otlp → batch → kafka"]
 DEFAULT_ROW = "config/default.yaml (chdb, triggers, safety)"
 SECTION = "before and after: this checkout against an earlier revision"
+SCRAPE_SAMPLES = 20
+CALLGRIND_ROW = ROWS[0]  # the thinnest pipeline: per-request work shows most there
+CALLGRIND_ROUNDS = 3
 
 
 def worktree(base: str) -> tuple[Path, str]:
@@ -55,17 +76,69 @@ def chdb_stored(daemon: Daemon, spans: int) -> bool:
     return False
 
 
+class Polling:
+    """The delivery check, counting the `/metrics` scrapes it makes (each is CPU of the daemon's)."""
+
+    def __init__(self, daemon: Daemon, check: Callable[[Daemon, int], bool], spans: int) -> None:
+        self.daemon, self.check, self.spans, self.scrapes = daemon, check, spans, 0
+
+    def __call__(self) -> bool:
+        self.scrapes += 1
+        return self.check(self.daemon, self.spans)
+
+    def scrape_cpu(self, samples: int = SCRAPE_SAMPLES) -> float:
+        """The daemon's CPU seconds per scrape, measured on the idle daemon after the run."""
+        assert self.daemon.proc is not None
+        process = psutil.Process(self.daemon.proc.pid)
+        before = process.cpu_times()
+        for _ in range(samples):
+            self.daemon.metrics_text()
+        after = process.cpu_times()
+        return ((after.user + after.system) - (before.user + before.system)) / samples
+
+
+def configuration(row: str, source: Path, backends: Backends) -> tuple[str, str | None, Callable[[Daemon, int], bool]]:
+    """The row's config and overlay for `source`'s code, and how to tell every span was delivered."""
+    if row == DEFAULT_ROW:
+        return default_config(source), None, chdb_stored
+    processors, exporters = PIPELINES[row]
+    return BASE_CONFIG, overlay(processors, exporters, backends.endpoints_for(exporters)), every_exporter_sent
+
+
 def run_row(row: str, source: Path, data: list[bytes], spans: int, concurrency: int,
             backends: Backends) -> Figures:
-    if row == DEFAULT_ROW:
-        config, settings, delivered = default_config(source), None, chdb_stored
-    else:
-        processors, exporters = PIPELINES[row]
-        config, settings = BASE_CONFIG, overlay(processors, exporters, backends.endpoints_for(exporters))
-        delivered = every_exporter_sent
+    config, settings, delivered = configuration(row, source, backends)
     with Daemon(config, overlay=settings, source=source) as daemon:
-        return drive(daemon.proc.pid, f"127.0.0.1:{daemon.ports['grpc']}", data, spans, concurrency, None, row,
-                     lambda: delivered(daemon, spans))
+        polling = Polling(daemon, delivered, spans)
+        figures = drive(daemon.proc.pid, f"127.0.0.1:{daemon.ports['grpc']}", data, spans, concurrency, None, row,
+                        polling)
+        return replace(figures, cpu=figures.cpu - polling.scrapes * polling.scrape_cpu())
+
+
+def instructions_per_span(row: str, source: Path, data: list[bytes], spans: int, backends: Backends) -> float:
+    """Callgrind's instruction count per span of the pipeline in process (revision_driver.py), over
+    the rounds after the first (warm-up: first imports, first allocations)."""
+    config, settings, _ = configuration(row, source, backends)
+    daemon = Daemon(config, overlay=settings, source=source)  # writes the config files; not started
+    payload_file = daemon.dir / "payloads.bin"
+    payload_file.write_bytes(b"".join(struct.pack(">I", len(request)) + request for request in data))
+    payload_file.with_suffix(".spans").write_text(str(spans))
+    sources = [str(daemon.config_path)] + ([str(daemon.dir / "overlay.yaml")] if settings else [])
+    out = daemon.dir / "callgrind.out"
+    subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                    sys.executable, str(ROOT / "benchmarks" / "revision_driver.py"), str(payload_file), *sources,
+                    "--rounds", str(CALLGRIND_ROUNDS), "--callgrind"],
+                   cwd=source, env={**os.environ, "PYTHONPATH": str(source)}, check=True, capture_output=True)
+    rounds = [callgrind_total(daemon.dir / f"callgrind.out.{number}") for number in range(1, CALLGRIND_ROUNDS + 1)]
+    return statistics.mean(rounds[1:]) / spans
+
+
+def callgrind_total(path: Path) -> int:
+    """The instructions one callgrind dump counted."""
+    for line in path.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise ValueError(f"{path}: no totals line")
 
 
 def ratio(after: list[Figures], before: list[Figures], key: str) -> float:
@@ -92,20 +165,29 @@ def measure(base: Path, data: list[bytes], spans: int, concurrency: int, rounds:
     return results
 
 
-def report(results: dict[str, tuple[list[Figures], list[Figures]]], sha: str, head: str, rounds: int) -> str:
+def report(results: dict[str, tuple[list[Figures], list[Figures]]], sha: str, head: str, rounds: int,
+           instructions: dict[str, tuple[float, float]]) -> str:
     rows = []
     for row, (after, before) in results.items():
         base_rate = statistics.median(f.spans / f.delivered for f in before)
         this_rate = statistics.median(f.spans / f.delivered for f in after)
+        per_round = ", ".join(f"{a.cpu_per_1k / b.cpu_per_1k:.2f}" for a, b in zip(after, before))
         rows.append([row, f"{base_rate:,.0f}", f"{this_rate:,.0f}",
                      f"{statistics.median(b.delivered / a.delivered for a, b in zip(after, before)):.2f}",
-                     f"{ratio(after, before, 'cpu_per_1k'):.2f}", f"{ratio(after, before, 'peak_rss'):.2f}"])
-    return "\n".join([
+                     f"{ratio(after, before, 'cpu_per_1k'):.2f} ({per_round})",
+                     f"{statistics.median(b.cpu_per_1k for b in before) * 1000:.2f} ms",
+                     f"{ratio(after, before, 'peak_rss'):.2f}"])
+    lines = [
         f"Base {sha[:12]}, this checkout {head[:12]}; {rounds} rounds per row, the two revisions alternated; "
-        "ratios are this checkout's over the base's (median of the rounds' pairs): above 1 is faster for "
-        "spans/s, below 1 is cheaper for CPU and RSS.", "",
+        "ratios are this checkout's over the base's (median of the rounds' pairs, each round's in brackets): "
+        "above 1 is faster for spans/s, below 1 is cheaper for CPU and RSS. CPU is the daemon's until every "
+        "span was delivered, less the benchmark's own `/metrics` scrapes.", "",
         table(["pipeline", "base delivered spans/s", "this delivered spans/s", "spans/s ratio",
-               "CPU per 1,000 spans ratio", "peak RSS ratio"], rows)])
+               "CPU per 1,000 spans ratio (rounds)", "base CPU per 1,000 spans", "peak RSS ratio"], rows)]
+    for row, (this, base) in instructions.items():
+        lines += ["", f"Instructions per span, in process under callgrind ({row}; warm-up round left out): "
+                  f"base {base:,.0f}, this {this:,.0f}, ratio {this / base:.3f}."]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -117,16 +199,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--callgrind", action="store_true",
+                        help=f"also count instructions per span of {CALLGRIND_ROW} (valgrind; minutes)")
+    parser.add_argument("--callgrind-spans", type=int, default=20_000)
     args = parser.parse_args()
     base, sha = worktree(args.base)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True,
                           text=True).stdout.strip()
     data, spans = payloads(args.spans, args.batch_size, args.seed)
-    body = report(measure(base, data, spans, args.concurrency, args.rounds), sha, head, args.rounds)
+    instructions = {}
+    if args.callgrind:
+        small, small_spans = payloads(args.callgrind_spans, args.batch_size, args.seed)
+        backends = Backends()
+        try:
+            instructions[CALLGRIND_ROW] = (instructions_per_span(CALLGRIND_ROW, ROOT, small, small_spans, backends),
+                                           instructions_per_span(CALLGRIND_ROW, base, small, small_spans, backends))
+        finally:
+            backends.close()
+        print(instructions, flush=True)
+    body = report(measure(base, data, spans, args.concurrency, args.rounds), sha, head, args.rounds, instructions)
     print(body)
     if not args.no_write:
+        flags = " --callgrind" if args.callgrind else ""
         write_section(SECTION, f"python -m benchmarks.bench_revisions --base {args.base} --spans {args.spans} "
-                      f"--rounds {args.rounds}", body)
+                      f"--rounds {args.rounds}{flags}", body)
 
 
 if __name__ == "__main__":
