@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -27,40 +26,26 @@ from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from testkit.trigger_helpers import read_events
 from testkit.webhook_sink import WebhookSink
 from tests.integration.test_safety_inprocess import send_spans
+from tests.integration.test_safety_restart import OVERLAY, breaker
 
-OVERLAY = """
+# Over the restart test's overlay (breaker, webhook, safety state file): the connector
+# checkpointed, episodes that resolve within seconds, and the trigger events kept in a file.
+CHECKPOINTED = """
 extensions:
   file_storage: {{directory: "{{dir}}/state"}}
 connectors:
   triggers:
-    evaluation_interval: 100ms
     allowed_lateness: 500ms
     resolve_after: 2s
-    error_rate_spike: {{min_count: 20, window: 3s}}
     checkpoint: {checkpoint}
 processors:
   safety:
-    state_file: "{{dir}}/safety.json"
-    tick_interval: 100ms
     restored_episodes: keep
-    breakers:
-      checkout_api:
-        failure_threshold: 1
-        timeout: 1s
-        fallback: cached_checkout
-        match: [{{kinds: [error_rate_spike], subject: {{service: checkout}}}}]
 exporters:
   file/events: {{path: "{{dir}}/events.jsonl", flush_interval: 50ms}}
-  webhook:
-    endpoint: {hook}
-    actions: [breaker_open, fallback, breaker_half_open, breaker_close]
-    sending_queue: {{enabled: false}}
-    retry_on_failure: {{initial_interval: 100ms}}
 service:
   extensions: [health_check, debug_api, file_storage]
   pipelines:
-    traces: {{receivers: [otlp], exporters: [triggers]}}
-    events: {{receivers: [triggers], processors: [safety], exporters: [webhook]}}
     events/triggers: {{receivers: [triggers], exporters: [file/events]}}
 """
 FILE_CHECKPOINT = "{storage: file_storage, interval: 200ms}"
@@ -68,14 +53,14 @@ TOPIC = "agentdbg.test.changelog"
 
 
 @pytest.fixture
-def webhook():
-    sink = WebhookSink().start()
-    yield sink
+def webhook_sink():
+    yield (sink := WebhookSink().start())
     sink.stop()
 
 
-def breaker(daemon: Daemon) -> dict[str, Any]:
-    return requests.get(f"http://127.0.0.1:{daemon.ports['debug']}/debug/breakers", timeout=2).json()["checkout_api"]
+def checkpointed_daemon(tmp_path: Path, webhook: WebhookSink, checkpoint: str) -> Daemon:
+    return Daemon(BASE_CONFIG, workdir=tmp_path, overlay=[OVERLAY.format(hook=webhook.url),
+                                                          CHECKPOINTED.format(checkpoint=checkpoint)])
 
 
 def error_events(daemon: Daemon) -> list[dict[str, Any]]:
@@ -124,10 +109,11 @@ def resolve_after_restart(daemon: Daemon, webhook: WebhookSink, episode: str) ->
         assert all(d["state"]["tier"] <= 1 for d in after), "it never stepped down the chain"
 
 
-def test_a_restarted_daemon_resumes_its_open_episode_from_file_storage(tmp_path: Path, webhook: WebhookSink) -> None:
-    daemon = Daemon(BASE_CONFIG, workdir=tmp_path, overlay=OVERLAY.format(hook=webhook.url, checkpoint=FILE_CHECKPOINT))
+def test_a_restarted_daemon_resumes_its_open_episode_from_file_storage(tmp_path: Path, webhook_sink: WebhookSink
+                                                                        ) -> None:
+    daemon = checkpointed_daemon(tmp_path, webhook_sink, FILE_CHECKPOINT)
     episode = open_breaker_then_kill(daemon, lambda: checkpointed_episodes(daemon))
-    resolve_after_restart(daemon, webhook, episode)
+    resolve_after_restart(daemon, webhook_sink, episode)
     wait_until(lambda: checkpointed_episodes(daemon) == [], timeout=10, message="the resolved episode left the file")
 
 
@@ -162,14 +148,15 @@ def kafka_episodes(bootstrap: str) -> list[str]:
             if key.startswith("episodes|error_rate_spike|") and value is not None]
 
 
-def test_a_restarted_daemon_resumes_its_open_episode_from_a_kafka_changelog(tmp_path: Path, webhook: WebhookSink,
+def test_a_restarted_daemon_resumes_its_open_episode_from_a_kafka_changelog(tmp_path: Path,
+                                                                            webhook_sink: WebhookSink,
                                                                             kafka_broker) -> None:
     checkpoint = f"{{kafka: {{brokers: ['{kafka_broker.bootstrap}'], topic: {TOPIC}}}, interval: 200ms}}"
-    daemon = Daemon(BASE_CONFIG, workdir=tmp_path, overlay=OVERLAY.format(hook=webhook.url, checkpoint=checkpoint))
+    daemon = checkpointed_daemon(tmp_path, webhook_sink, checkpoint)
     episode = open_breaker_then_kill(daemon, lambda: kafka_episodes(kafka_broker.bootstrap))
     assert asyncio.run(cleanup_policy(kafka_broker.bootstrap)) == "compact"
     (key,) = [k for k in asyncio.run(changelog(kafka_broker.bootstrap)) if k.startswith("episodes|")]
-    resolve_after_restart(daemon, webhook, episode)
+    resolve_after_restart(daemon, webhook_sink, episode)
     # The resolved episode's key is tombstoned, so the compacted topic forgets it.
     wait_until(lambda: asyncio.run(changelog(kafka_broker.bootstrap))[key] is None, timeout=10,
                message="the resolved episode tombstoned")
