@@ -11,11 +11,11 @@
    publishes normalised spans, with cost and sessions): what the kafka exporter does per batch
    without a key (the wire bytes as they are) and with each `partition_by` family (one request
    per key, holding the family's spans), CPU per span and bytes per span published; beside it the
-   bytes a per-batch partial aggregate per subject would take (the alternative DESIGN.md allows).
-3. The evaluator: the `service` family's detectors (error_rate_spike, performance_degradation,
-   context_overflow, health_snapshot) on its topic's records, observe plus one evaluation per
-   batch, in CPU seconds of this process: spans/s and key updates/s per core (a key update is
-   one subject's spans folded from one batch).
+   bytes a per-batch partial aggregate per subject would take (the alternative to spans).
+3. The evaluator: each family connector of config/evaluator.yaml, its detectors on its topic's
+   records (what the collectors publish), observe plus one evaluation per batch, in CPU seconds
+   of this process: spans/s and key updates/s per core (a key update is one key's spans folded
+   from one batch).
 
     .venv/bin/python -m benchmarks.bench_workers [--spans 60000] [--rounds 2] [--connections 16]
 """
@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 import orjson
 import psutil
+import yaml
 
 from benchmarks.results import table, write_section
 from benchmarks.runner import payloads
@@ -41,23 +42,23 @@ from pipeline.partitioning import KEYS
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.traces import Traces
 from processors.genai import GenAIConfig, GenAIProcessor
-from testkit.harness import BASE_CONFIG, Daemon, metric_value, wait_until
+from testkit.harness import (
+    BASE_CONFIG,
+    ROOT,
+    Daemon,
+    batch_processor,
+    component,
+    metric_value,
+    pipeline_overlay,
+    wait_until,
+)
 from testkit.loadgen import EXPORT
 
 SECTION = "scale-out: workers, keyed publication, evaluator"
 COMMAND = "python -m benchmarks.bench_workers"
-OVERLAY = """
-processors:
-  genai: {}
-  batch: {timeout: 100ms}
-exporters:
-  file: {path: "{dir}/spans.bin", format: proto}
-service:
-  workers: %d
-  pipelines:
-    traces: {receivers: [otlp], processors: [genai, batch], exporters: [file]}
-"""
-SERVICE_FAMILY = ("error_rate_spike", "performance_degradation", "context_overflow", "health_snapshot")
+# otlp → genai → batch → file(proto): the collector's span path, with a file per worker.
+PIPELINE = pipeline_overlay(component("file", path='"{dir}/spans.bin"', format="proto"),
+                            component("genai") + batch_processor("100ms"))
 
 
 # -- 1. workers ------------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def sent(daemon: Daemon) -> tuple[float, list[float]]:
 
 
 def run_workers(count: int, data: list[bytes], spans: int, connections: int) -> dict[str, Any]:
-    with Daemon(BASE_CONFIG, overlay=OVERLAY % count) as daemon:
+    with Daemon(BASE_CONFIG, overlay=[PIPELINE, f"service:\n  workers: {count}\n"]) as daemon:
         if count > 1:
             wait_until(lambda: all(metric_value(daemon.metrics_text(), "agentdbg_worker_up", worker=str(w)) == 1
                                    for w in range(count)), timeout=120, message="every worker up")
@@ -188,28 +189,45 @@ def publication(data: list[bytes], rounds: int) -> list[list[str]]:
 
 # -- 3. the evaluator -----------------------------------------------------------------------------
 
-def evaluator(data: list[bytes], rounds: int) -> list[str]:
-    encoder = RecordEncoder("otlp_proto", "service", 1_000_000)
-    # What the evaluator's receiver hands the connector: one poll's records of a partition, merged.
-    records = [encoder.encode(Traces.from_wire(wire)).records for wire in data]
-    config = TriggersConfig()
-    best, key_updates, spans = float("inf"), 0, 0
-    for _ in range(rounds):
-        detectors = [DETECTORS[name](getattr(config, name)) for name in SERVICE_FAMILY]
-        batches = [Traces.from_wire(b"".join(r.value for r in batch)) for batch in records]
-        key_updates = sum(len({r.key for r in batch}) for batch in records)
-        spans = sum(batch.item_count for batch in batches)
-        now = time.time()
-        started = time.process_time()
-        for n, batch in enumerate(batches):
-            batch.received_at = now + n * 0.01
-            for detector in detectors:
-                detector.observe(batch)
-            for detector in detectors:
-                detector.evaluate(batch.received_at)
-        best = min(best, time.process_time() - started)
-    return ["`service` family (4 detectors), observe + evaluate per batch", f"{spans / best:,.0f}",
-            f"{key_updates / best:,.0f}", f"{len({r.key for batch in records for r in batch})}"]
+def family_detectors() -> dict[str, tuple[str, list[str]]]:
+    """{family connector: (its receiver's key_family, the detectors it runs)}, from the shipped
+    config/evaluator.yaml."""
+    shipped = yaml.safe_load((ROOT / "config" / "evaluator.yaml").read_text())
+    out = {}
+    for pipeline in shipped["service"]["pipelines"].values():
+        receiver, connector = pipeline["receivers"][0], pipeline["exporters"][0]
+        if not connector.startswith("triggers/"):
+            continue  # the events pipeline
+        off = {d for d, block in (shipped["connectors"][connector] or {}).items() if block == {"enabled": False}}
+        out[connector] = (shipped["receivers"][receiver]["key_family"], [d for d in DETECTORS if d not in off])
+    return out
+
+
+def evaluator(data: list[bytes], rounds: int) -> list[list[str]]:
+    """Per family connector: its detectors on its topic's records, one evaluation per batch."""
+    config, rows = TriggersConfig(), []
+    for connector, (family, names) in family_detectors().items():
+        encoder = RecordEncoder("otlp_proto", family, 1_000_000)  # type: ignore[arg-type]
+        # What the receiver hands the connector: one poll's records of a partition, merged.
+        records = [batch for batch in (encoder.encode(Traces.from_wire(wire)).records for wire in data) if batch]
+        best, key_updates, spans = float("inf"), 0, 0
+        for _ in range(rounds):
+            detectors = [DETECTORS[name](getattr(config, name)) for name in names]
+            batches = [Traces.from_wire(b"".join(r.value for r in batch)) for batch in records]
+            key_updates = sum(len({r.key for r in batch}) for batch in records)
+            spans = sum(batch.item_count for batch in batches)
+            now = time.time()
+            started = time.process_time()
+            for n, batch in enumerate(batches):
+                batch.received_at = now + n * 0.01
+                for detector in detectors:
+                    detector.observe(batch)
+                for detector in detectors:
+                    detector.evaluate(batch.received_at)
+            best = min(best, time.process_time() - started)
+        rows.append([f"`{connector}` ({', '.join(names)})", f"{spans:,}", f"{spans / best:,.0f}",
+                     f"{key_updates / best:,.0f}", f"{len({r.key for batch in records for r in batch}):,}"])
+    return rows
 
 
 def main() -> None:
@@ -243,8 +261,8 @@ def main() -> None:
         f"{args.rounds} rounds, in process):",
         table(["publication", "CPU per span", "vs no key", "bytes per span"], publication(data, args.rounds)),
         "Evaluator (in process, CPU time of one core; the receiver's decode and Kafka are not counted):",
-        table(["evaluator", "spans/s per core", "key updates/s per core", "distinct keys"],
-              [evaluator(data, args.rounds)]),
+        table(["evaluator connector (config/evaluator.yaml)", "spans in", "spans/s per core",
+               "key updates/s per core", "distinct keys"], evaluator(data, args.rounds)),
     ])
     write_section(SECTION, COMMAND, body)
     print(body)
