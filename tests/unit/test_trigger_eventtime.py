@@ -69,12 +69,23 @@ def connector(start: float, config: TriggersConfig = CONFIG) -> TriggersConnecto
     return TriggersConnector(settings, config)
 
 
+def manual(target: TriggersConnector) -> ManualClock:
+    clock = target.order.clock
+    assert isinstance(clock, ManualClock)
+    return clock
+
+
+def timeouts(dependency: str, start: float) -> list[Any]:
+    """Five timed-out calls to `dependency` within half a second from `start`: over the limit of 3."""
+    return [span("GET", start=start + i / 10, kind=CLIENT, error=True,
+                 attrs={"peer.service": dependency, "error.type": "ReadTimeout"}) for i in range(5)]
+
+
 async def play(start: float, arrivals: dict[int, list[Traces | Metrics]], until: int = DURATION + 30,
                into: TriggersConnector | None = None, first: int = 1) -> tuple[TriggersConnector, list[dict]]:
     """Deliver each second's batches (received then), evaluating every evaluation_interval."""
     target = into or connector(start + first - 1)
-    clock = target.order.clock
-    assert isinstance(clock, ManualClock)
+    clock = manual(target)
     docs: list[dict] = []
     steps = round(1 / CONFIG.evaluation_interval)
     for t in range(first, until + 1):
@@ -126,16 +137,13 @@ def test_the_events_do_not_depend_on_the_arrival_order() -> None:
 def test_a_batch_later_than_the_allowed_lateness_is_counted_and_left_out() -> None:
     async def run() -> None:
         target = connector(T0)
-        clock = target.order.clock
-        assert isinstance(clock, ManualClock)
-        timeouts = [span("GET", start=T0 + i / 10, kind=CLIENT, error=True,
-                         attrs={"peer.service": "search", "error.type": "ReadTimeout"}) for i in range(5)]
+        clock = manual(target)
         await target.consume(traces(resource("a", [span("ok", start=T0 + 20)]), received_at=T0 + 21))
         await clock.advance_to(T0 + 21)
         assert target.evaluate_due() == []
         # Ended at T0 + 0.5, 20 s before the watermark: too late for the windows, not refused.
         before = late_spans()
-        await target.consume(traces(resource("a", timeouts), received_at=T0 + 21))
+        await target.consume(traces(resource("a", timeouts("search", T0)), received_at=T0 + 21))
         await clock.advance_to(T0 + 40)
         assert [d for d in target.evaluate_due() if d["kind"] == "dependency_failure"] == []
         assert late_spans() == before + 5
@@ -145,13 +153,10 @@ def test_a_batch_later_than_the_allowed_lateness_is_counted_and_left_out() -> No
 def test_a_sender_clock_ahead_of_ours_cannot_make_the_others_late() -> None:
     async def run() -> None:
         target = connector(T0)
-        clock = target.order.clock
-        assert isinstance(clock, ManualClock)
+        clock = manual(target)
         ahead = traces(resource("fast-clock", [span("op", start=T0 + 3600)]), received_at=T0)
         await target.consume(ahead)
-        timeouts = [span("GET", start=T0 - 1 + i / 10, kind=CLIENT, error=True,
-                         attrs={"peer.service": "search", "error.type": "ReadTimeout"}) for i in range(5)]
-        await target.consume(traces(resource("a", timeouts), received_at=T0))
+        await target.consume(traces(resource("a", timeouts("search", T0 - 1)), received_at=T0))
         await clock.advance_to(T0 + 10)
         fired = [d for d in target.evaluate_due() if d["kind"] == "dependency_failure"]
         assert [(d["subject"], d["status"]) for d in fired] == [({"service": "a", "dependency": "search"}, "firing")]
@@ -220,12 +225,9 @@ def test_a_rebalance_restores_and_forgets_only_the_keys_it_is_handed(tmp_path) -
     the revoked ones without tombstoning them (their new owner writes them from now on)."""
     async def run() -> None:
         first = connector(T0)
-        clock = first.order.clock
-        assert isinstance(clock, ManualClock)
+        clock = manual(first)
         for service in ("a", "b"):
-            timeouts = [span("GET", start=T0 + i / 10, kind=CLIENT, error=True,
-                             attrs={"peer.service": "db", "error.type": "ReadTimeout"}) for i in range(5)]
-            await first.consume(traces(resource(service, timeouts), received_at=T0 + 1))
+            await first.consume(traces(resource(service, timeouts("db", T0)), received_at=T0 + 1))
         await clock.advance_to(T0 + 10)
         assert {d["subject"]["service"] for d in first.evaluate_due() if d["status"] == "firing"} == {"a", "b"}
         first.checkpointer = Checkpointer("triggers", FileStore(tmp_path), 64 << 20)
