@@ -39,7 +39,8 @@ def client_requests(family: str) -> list[ExportTraceServiceRequest]:
     return read_proto_records(CORPUS / f"{family}.otlp")
 
 
-def _fill(target: AnyValue, value: Any) -> None:
+def fill(target: AnyValue, value: Any) -> None:
+    """Set `target` to the Python `value` (lists become arrays, dicts kvlists, None leaves it empty)."""
     if isinstance(value, bool):
         target.bool_value = value
     elif isinstance(value, int):
@@ -51,11 +52,11 @@ def _fill(target: AnyValue, value: Any) -> None:
     elif isinstance(value, list):
         target.array_value.SetInParent()
         for item in value:
-            _fill(target.array_value.values.add(), item)
+            fill(target.array_value.values.add(), item)
     elif isinstance(value, dict):
         target.kvlist_value.SetInParent()
         for key, item in value.items():
-            _fill(target.kvlist_value.values.add(key=key).value, item)
+            fill(target.kvlist_value.values.add(key=key).value, item)
     elif value is not None:
         target.string_value = value
 
@@ -81,7 +82,7 @@ def extreme_requests() -> list[ExportTraceServiceRequest]:
     edge = ExportTraceServiceRequest()
     rs = edge.resource_spans.add()
     for i, value in enumerate(EXTREMES):
-        _fill(rs.resource.attributes.add(key=f"r{i}").value, value)
+        fill(rs.resource.attributes.add(key=f"r{i}").value, value)
     scope = rs.scope_spans.add()
     scope.scope.name, scope.scope.version = "edge.scope", "0"
     for i, value in enumerate(EXTREMES):
@@ -89,15 +90,15 @@ def extreme_requests() -> list[ExportTraceServiceRequest]:
                                kind=[0, 5, 6, 2**31 - 1, -(2**31)][i % 5],
                                start_time_unix_nano=[0, 2**64 - 1, T0][i % 3],
                                end_time_unix_nano=[2**64 - 1, 0, T0][i % 3])
-        _fill(span.attributes.add(key="v").value, value)
-        _fill(span.attributes.add(key="v").value, "duplicate wins")  # a key twice: the later value wins
-        _fill(span.attributes.add(key=f"only{i}").value, value)
+        fill(span.attributes.add(key="v").value, value)
+        fill(span.attributes.add(key="v").value, "duplicate wins")  # a key twice: the later value wins
+        fill(span.attributes.add(key=f"only{i}").value, value)
         span.attributes.add(key="unset")  # a KeyValue without a value
         span.status.code, span.status.message = [0, 1, 2, 99, -5][i % 5], "msg" if i % 2 else ""
         event = span.events.add(time_unix_nano=[0, 2**64 - 1][i % 2], name="exception" if i % 3 else "")
-        _fill(event.attributes.add(key="exception.type").value, value)
+        fill(event.attributes.add(key="exception.type").value, value)
         link = span.links.add(trace_id=b"\xab" * (i % 17), span_id=b"\xcd" * 8, trace_state="a=b")
-        _fill(link.attributes.add(key="l").value, value)
+        fill(link.attributes.add(key="l").value, value)
     out.append(edge)
     wide = ExportTraceServiceRequest()
     span = wide.resource_spans.add().scope_spans.add().spans.add(name="wide", trace_id=b"\x01" * 16)

@@ -20,6 +20,7 @@ from pipeline.pdata.anyvalue import any_value_text, format_double
 from pipeline.pdata.spans import SpanColumns
 from pipeline.pdata.traces import Traces
 from testkit.consumers import Recording
+from testkit.native_corpus import fill as _fill
 
 T0 = 1_700_000_000_123_456_789
 
@@ -27,27 +28,6 @@ T0 = 1_700_000_000_123_456_789
 def _set(kv_list, key: str, value) -> None:
     kv = kv_list.add(key=key)
     _fill(kv.value, value)
-
-
-def _fill(target: AnyValue, value) -> None:
-    if isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        target.int_value = value
-    elif isinstance(value, float):
-        target.double_value = value
-    elif isinstance(value, bytes):
-        target.bytes_value = value
-    elif isinstance(value, list):
-        target.array_value.SetInParent()
-        for item in value:
-            _fill(target.array_value.values.add(), item)
-    elif isinstance(value, dict):
-        target.kvlist_value.SetInParent()
-        for key, item in value.items():
-            _set(target.kvlist_value.values, key, item)
-    elif value is not None:
-        target.string_value = value
 
 
 def _span(scope, n: int, **fields):
