@@ -17,15 +17,16 @@ Eager columns (filled by `build`): `trace_id`, `span_id`, `parent_span_id` (raw 
 `trace_state`, `name`, `kind` (int), `start_ns`, `end_ns`, `duration_ns`, `status_code`
 (int), `status_message`, `service` (resource `service.name`), `resource_index` (index
 into `resources` / `resource_services`), `resource_starts` (where each resource's spans
-begin, plus the end: a resource's spans are contiguous), `scope_name`, `scope_version`.
+begin, plus the end: a resource's spans are contiguous), `scope_name`, `scope_version`,
+`resource_attribute_maps` (one `{key: text}` per resource).
 
-Lazy columns (computed on first use, then cached): `spans` (the upb span objects),
-`trace_id_hex` / `span_id_hex` / `parent_span_id_hex`, `kind_name` / `status_name`
-(ClickHouse strings `Server`, `Error` ...), `resource_attribute_maps` (one dict per
-resource) and `resource_attributes` (per span, the same dict object for every span of a
-resource), `span_attributes` (dict[str, str] per span), `events` and `links` (nested
-columns), `attribute(key)` / `attributes(keys)` / `present(key)` (typed values, cached per
-key) and `resource_attribute(key)`.
+Lazy columns (computed on first use, then cached): `message`, `spans` and `resources` (the
+parsed request and its upb objects, for what the columns do not hold; the batch's own parse
+when it has one), `trace_id_hex` / `span_id_hex` / `parent_span_id_hex`, `kind_name` /
+`status_name` (ClickHouse strings `Server`, `Error` ...), `resource_attributes` (per span,
+the same dict object for every span of a resource), `span_attributes` (dict[str, str] per
+span), `events` and `links` (nested columns), `attribute(key)` / `attributes(keys)` /
+`present(key)` (typed values, cached per key) and `resource_attribute(key)`.
 
 One pass over span attributes, shared: converting every span's attributes to Python objects
 is the dominant cost of every reader even in compiled code (one dict and one str per
