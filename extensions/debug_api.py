@@ -44,6 +44,7 @@ ROUTES = RouteTable([
     Route("GET", "/debug/canaries", Role.VIEWER),
     Route("GET", "/debug/decisions", Role.VIEWER),
     Route("GET", "/debug/decisions/stream", Role.VIEWER),  # server-sent events (processors/safety/stream.py)
+    Route("GET", "/debug/inflight", Role.VIEWER),  # open spans (connectors/triggers/live.py)
     Route("GET", "/debug/docs", Role.VIEWER),
     Route("GET", "/debug/docs/openapi.json", Role.VIEWER),
     Route("POST", "/debug/breakers/{name}/reset", Role.OPERATOR),

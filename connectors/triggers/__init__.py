@@ -113,7 +113,7 @@ class TriggersConnector(Connector[Batch]):
         peers = {detector.kind: detector for detector in self.detectors}
         for detector in self.detectors:
             detector.attach(peers)
-        self.live = LiveView(str(self.id), config, self.detectors, self.log)
+        self.live = LiveView(str(self.id), config, self.detectors, self.log, settings.clock)
         self.attribute_keys = tuple(dict.fromkeys(
             (*(k for d in self.detectors for k in d.attribute_keys), *self.live.attribute_keys)))
         # The keys the detectors read typed (SpanAttributeReader): the fan-out in front of the
@@ -155,6 +155,8 @@ class TriggersConnector(Connector[Batch]):
         await asyncio.get_running_loop().run_in_executor(None, self._prepare_detectors)
         if self.config.checkpoint is not None:
             await self._open_checkpoint(host)
+        if host is not None and self.live.enabled:  # None: a unit test's connector on its own
+            host.add_debug_route("inflight", self.live.handle)
         self._task = asyncio.create_task(self._evaluate_loop(), name=f"{self.id}-evaluate")
 
     async def _open_checkpoint(self, host: Host) -> None:

@@ -12,6 +12,9 @@ spans that have not ended. So this part runs beside event time, on the connector
   event-time ones (an episode key of its own, `|live`), and their events are the same
   `agentdbg.trigger/v1` documents.
 
+`GET /debug/inflight` on the debug API (viewer) lists the open spans, the one longest without
+progress first (`?limit=`, 100 by default): where each agent is stuck now.
+
 What it promises when things go wrong: a judge that raises is logged and counted in
 `agentdbg_trigger_detector_errors_total{kind}`, and the other judges and the event-time
 detectors go on; a logs batch it cannot read is counted and left to the other exporters of
@@ -24,21 +27,26 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
+from aiohttp import web
+
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.detectors.base import Detector
 from connectors.triggers.detectors.deadlock import DeadlockDetector
 from connectors.triggers.episodes import Episode, EpisodeTracker
 from connectors.triggers.inflight import InflightSpans
 from connectors.triggers.telemetry import detector_errors, inflight_records, inflight_spans, state_evictions
+from pipeline.clock import SYSTEM_CLOCK, Clock
+from pipeline.pdata.events import rfc3339
 from pipeline.pdata.logs import Logs
 from pipeline.pdata.traces import Traces
 
 
 class LiveView:
     def __init__(self, connector: str, config: TriggersConfig, detectors: Sequence[Detector[Any]],
-                 log: logging.Logger) -> None:
+                 log: logging.Logger, clock: Clock = SYSTEM_CLOCK) -> None:
         self.connector = connector
         self.log = log
+        self.clock = clock
         self.enabled = config.inflight.enabled
         self.inflight = InflightSpans(config.inflight)
         self.judges = [d for d in detectors if isinstance(d, DeadlockDetector)] if self.enabled else []
@@ -86,6 +94,22 @@ class LiveView:
             emitted.extend(self.tracker.update(judge.kind, observations, now))
         self._count()
         return emitted
+
+    # -- the debug API -----------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.Response:
+        """GET /debug/inflight: the open spans, longest without progress first."""
+        try:
+            limit = max(0, int(request.query.get("limit", "100")))
+        except ValueError:
+            return web.json_response({"error": "limit must be a whole number"}, status=400)
+        now = self.clock.time()
+        spans = sorted(self.inflight.spans.values(), key=lambda s: s.progress)
+        return web.json_response({"count": len(spans), "spans": [{
+            "trace_id": s.trace_id.hex(), "span_id": s.span_id.hex(), "parent_span_id": s.parent.hex(),
+            "name": s.name, "service": s.service, "role": s.role, "agent": s.agent, "start": rfc3339(s.start),
+            "open_seconds": round(now - s.start, 3), "since_progress_seconds": round(now - s.progress, 3),
+            "last_heard_seconds_ago": round(now - s.seen, 3), "stopped": s.end is not None,
+        } for s in spans[:limit]]})
 
     def _count(self) -> None:
         table = self.inflight

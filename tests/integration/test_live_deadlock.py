@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 
-from testkit.harness import BASE_CONFIG, ROOT, Daemon
+from testkit.harness import BASE_CONFIG, ROOT, Daemon, wait_until
 from testkit.trigger_helpers import read_events, triggers_overlay, wait_for_events
 
 CLIENTS = ROOT / "tests" / "clients"
@@ -54,8 +55,13 @@ def python(family: str) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[Daemon]:
-    with Daemon(BASE_CONFIG, overlay=[triggers_overlay(TRIGGERS), LOGS]) as running:
+    running = Daemon(BASE_CONFIG, overlay=[triggers_overlay(TRIGGERS), LOGS]).start(wait=False)
+    try:  # a loaded machine can take longer than the harness's 30 s to start it
+        wait_until(running.healthy, timeout=120, interval=0.2, message=f"daemon health (log: {running.log_path})")
         yield running
+    finally:
+        running.stop()
+        running.kill()
 
 
 def start(daemon: Daemon, family: str, script: str, service: str, *args: str, **env: str) -> subprocess.Popen:
@@ -93,7 +99,17 @@ def check_blocked_then_resolved(daemon: Daemon, service: str, done: dict[str, fl
 
 
 def test_partial_span_heartbeats_an_agent_blocked_in_a_tool_call_fires_and_resolves(daemon: Daemon) -> None:
-    done = marks(start(daemon, "partial", "partial_agent", "psp-blocked", "blocked", BLOCK_S="5", **FAST))
+    """While it is blocked, GET /debug/inflight shows where: the agent and its open tool call."""
+    proc = start(daemon, "partial", "partial_agent", "psp-blocked", "blocked", BLOCK_S="5", **FAST)
+    wait_for_events(daemon.dir / "events.jsonl", lambda e: e["kind"] == "deadlock" and e["status"] == "firing"
+                    and e["subject"].get("service") == "psp-blocked", timeout=30)
+    answer = requests.get(f"http://127.0.0.1:{daemon.ports['debug']}/debug/inflight", timeout=10)
+    assert answer.status_code == 200, answer.text
+    open_spans = {s["name"]: s for s in answer.json()["spans"] if s["service"] == "psp-blocked"}
+    agent, tool = open_spans["invoke_agent planner"], open_spans["execute_tool search"]
+    assert (agent["role"], tool["role"], tool["parent_span_id"]) == ("agent", "other", agent["span_id"])
+    assert agent["trace_id"] == tool["trace_id"] and not agent["stopped"]
+    done = marks(proc)
     check_blocked_then_resolved(daemon, "psp-blocked", done)
 
 
@@ -116,7 +132,7 @@ def test_partial_span_heartbeats_no_deadlock_for_busy_quick_or_streaming_agents(
 def test_agentlib_live_spans_an_agent_blocked_in_a_tool_call_is_judged_live(daemon: Daemon) -> None:
     """sutazai_agent.configure installs partial-span-processor with its default timing (first
     heartbeat 5 s after a span starts, checked every 5 s): the block outlasts that."""
-    done = marks(start(daemon, "partial", "partial_agent", "lib-blocked", "agentlib", "blocked", BLOCK_S="12"))
+    done = marks(start(daemon, "partial", "partial_agent", "lib-blocked", "agentlib", "blocked", BLOCK_S="13"))
     check_blocked_then_resolved(daemon, "lib-blocked", done)
 
 
