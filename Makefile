@@ -130,8 +130,12 @@ check: $(STAMP) $(NATIVE)
 	$(BIN)/mypy $(PACKAGES)
 
 # $(OTELCOL): also the real OTLP logs backend of tests/integration/test_logs_otlp_backend.py.
+# Four pytest-xdist workers on two cores: most tests wait on subprocesses (daemons, Kafka,
+# chDB, agent clients). Each worker runs whole modules, heaviest first (tests/conftest.py).
+TEST_WORKERS ?= 4
+
 test: $(STAMP) system-deps $(JAEGER) $(OTELCOL) kafka clients check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # The property-based fuzz tests (tests/fuzz/) with a fresh seed and 25x the suite's budget
 # (HYPOTHESIS_PROFILE=fuzz, defined in tests/conftest.py): measured at about 40 min on this

@@ -27,6 +27,7 @@ from typing import Sequence
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 90.0  # seconds a daemon may take to report healthy (see Daemon.start)
 
 
 def free_port() -> int:
@@ -130,14 +131,17 @@ class Daemon:
 
     def start(self, wait: bool = True, attempts: int = 3) -> "Daemon":
         """Start and wait for health. A free port can be taken by another process between
-        `free_port()` and the daemon's bind; then new ports are picked and it starts again."""
+        `free_port()` and the daemon's bind; then new ports are picked and it starts again.
+        The wait is generous (START_TIMEOUT) because it is not a measurement: under `-n 4` on
+        a loaded 2-core machine a start can take tens of seconds, and a daemon that exits is
+        seen at once (`healthy` polls the process every 50 ms)."""
         for attempt in range(attempts):
             logged = self.log_path.stat().st_size if self.log_path.exists() else 0
             self._launch()
             if not wait:
                 return self
             try:
-                wait_until(self.healthy, timeout=30, message=f"daemon health (log: {self.log_path})")
+                wait_until(self.healthy, timeout=START_TIMEOUT, message=f"daemon health (log: {self.log_path})")
                 return self
             except AssertionError:
                 recent = self.log()[logged:].lower()
@@ -179,7 +183,7 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"daemon did not stop within {timeout}s:\n{self.log()}")
+            raise AssertionError(f"daemon did not stop within {timeout}s:\n{self.log()}") from None
         finally:
             self._log.close()
 

@@ -191,7 +191,7 @@ class KafkaBroker(Pausable):
         self._formatted = True
 
     # -- life cycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 90.0) -> "KafkaBroker":
+    def start(self, timeout: float = 180.0) -> "KafkaBroker":
         config = self._write_config()
         if not self._formatted:
             self._format(config)
@@ -239,7 +239,7 @@ class KafkaBroker(Pausable):
         return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
                 "sasl_plain_username": SCRAM_USER, "sasl_plain_password": SCRAM_PASSWORD}
 
-    def restart(self, hard: bool = False, timeout: float = 90.0) -> None:
+    def restart(self, hard: bool = False, timeout: float = 180.0) -> None:
         """A real bounce on the same ports and log directory: what was acknowledged is kept.
         `hard=True` kills the JVM (SIGKILL), so the next start recovers the log."""
         self._end(hard)

@@ -15,6 +15,46 @@ settings.register_profile("fuzz", max_examples=1000, **_FUZZ_SETTINGS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# The modules that take longest (--durations), in that order: under `-n N` they start first, so
+# no worker is left running one of them alone at the end. Unit tests, short, come last.
+HEAVIEST = ("tests/integration/test_config_cli.py", "tests/integration/test_kafka_real.py",
+            "tests/integration/test_kafka_exporter.py", "tests/integration/test_clickhouse_exporter.py",
+            "tests/integration/test_triggers_daemon.py", "tests/integration/test_hardening_config.py",
+            "tests/integration/test_clickhouse_retry_dedup.py", "tests/fuzz/test_fuzz_decoders.py",
+            "tests/integration/test_clients_logfire.py", "tests/integration/test_jaeger_backend.py",
+            "tests/integration/test_hardening_bind.py", "tests/integration/test_clients_adk.py",
+            "tests/integration/test_route_matrix.py", "tests/integration/test_open_api_refused.py")
+
+
+def _module_rank(nodeid: str) -> int:
+    module = nodeid.split("::", 1)[0]
+    if module in HEAVIEST:
+        return HEAVIEST.index(module)
+    return len(HEAVIEST) + (1 if module.startswith("tests/unit/") else 0)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the heaviest modules first (a stable sort: each module keeps its own order).
+    Every worker sorts alike, as xdist requires; a plain `pytest` run keeps the file order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: _module_rank(item.nodeid))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`-n N` (`make test`): a worker runs whole modules, in the order collected above, so a
+    module's fixtures (its daemon, its Prometheus, ...) start once, not once per worker."""
+    if config.getoption("dist") not in ("load", "loadscope"):
+        return None  # another --dist asked for by name: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid.split("::", 1)[0]
+
+    config.option.loadscopereorder = False
+    return ModuleScheduling(config, log)
+
+
 def require_binary(name: str) -> str:
     """Path of a binary the test needs; under CI a missing one is a failure, not a skip."""
     path = shutil.which(name)
@@ -39,8 +79,9 @@ def require_kafka() -> None:
 
 @pytest.fixture(scope="session")
 def kafka_session_broker():
-    """One real Apache Kafka broker (a KRaft node, testkit/kafka_broker.py) for the whole run: the
-    JVM starts once. Tests use `kafka_broker`, which cleans up after each of them."""
+    """One real Apache Kafka broker (a KRaft node, testkit/kafka_broker.py) for the whole run, or
+    for each xdist worker that runs a Kafka test (tests reset and bounce it, so workers never
+    share one): the JVM starts once. Tests use `kafka_broker`, which cleans up after each."""
     require_kafka()
     from testkit.kafka_broker import KafkaBroker
 
