@@ -138,6 +138,11 @@ class PartitionedState(Protocol):
     """A consumer whose state is kept per subject and whose keyed input comes from Kafka
     partitions (the triggers connector of an evaluator): the state follows the partitions."""
 
+    def partitioned(self) -> None:
+        """Called at build time by the receiver that will feed it: its state is to be restored per
+        assigned partition (`partitions_assigned`), not all of it at start."""
+        ...
+
     async def partitions_assigned(self, owns: SubjectFilter) -> None:
         """Restore the checkpointed state of the subjects `owns` takes: their input is read here now.
         Called before any record of those partitions is delivered."""

@@ -63,14 +63,15 @@ def by_service(cols: SpanColumns) -> Keys:
 
 def by_dependency(cols: SpanColumns) -> Keys:
     keys: Keys = [None] * len(cols)
-    clients = set(compress(range(len(cols)), map(eq, cols.kind, repeat(CLIENT))))
+    clients = list(compress(range(len(cols)), map(eq, cols.kind, repeat(CLIENT))))
     if not clients:
         return keys
+    columns = list(cols.attributes(DEPENDENCY_KEYS).values())  # one pass for the three keys
     services = cols.service
-    for name in reversed(DEPENDENCY_KEYS):  # the first key a span has wins: it is written last
-        for i, value in cols.attribute_rows(name).items():
-            if i in clients and value not in (None, ""):
-                keys[i] = f"{services[i]}{_SEPARATOR}{_text(value)}".encode()
+    for i in clients:
+        target = next((value for column in columns if (value := column[i]) not in (None, "")), None)
+        if target is not None:
+            keys[i] = f"{services[i]}{_SEPARATOR}{_text(target)}".encode()
     return keys
 
 

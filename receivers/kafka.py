@@ -140,6 +140,8 @@ class KafkaReceiver(Receiver):
     def set_partitioned_state(self, owners: list[PartitionedState]) -> None:
         """`pipeline.contracts.PartitionedSource`: only with `key_family` does state follow."""
         self.state_owners = owners if self.config.key_family else []
+        for owner in self.state_owners:
+            owner.partitioned()
 
     async def state_follows(self, partitions: list[TopicPartition], assigned: bool) -> None:
         """Restore (assigned) or checkpoint and forget (revoked) the state of the subjects the

@@ -60,8 +60,7 @@ from connectors.triggers.checkpoint import (
     FileStore,
     Records,
     Store,
-    encode,
-    record_key,
+    encode_records,
 )
 from connectors.triggers.config import TriggersConfig
 from connectors.triggers.detectors.base import Detector
@@ -79,6 +78,7 @@ from connectors.triggers.eventtime import EventOrder, Step
 from connectors.triggers.live import LiveView
 from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
+from pipeline.contracts import SubjectFilter
 from pipeline.errors import PermanentError, Refused
 from pipeline.host import Host
 from pipeline.pdata.batch import Batch
@@ -99,6 +99,24 @@ DETECTORS: dict[str, type[Detector]] = {
     "health_snapshot": HealthSnapshotDetector,
 }
 T = TypeVar("T", Traces, Metrics)
+
+
+def state_subject(kind: str, key: Any) -> dict[str, Any]:
+    """The detector subject a checkpointed state key belongs to (pipeline/partitioning.py places
+    it in a partition): an episode's from its key (`kind|subject_key|qualifier`), a detector's
+    from the key it keeps its windows under; {} when unknown (then it does not move)."""
+    if kind == EPISODES:
+        subject_text = str(key).split("|")[1] if str(key).count("|") else ""
+        return dict(part.split("=", 1) for part in subject_text.split(",") if "=" in part)
+    if kind == "performance_degradation":
+        return PerformanceDegradationDetector.subject_of(key)
+    if kind == "error_rate_spike":
+        return {"service": key}
+    if kind == "dependency_failure":
+        return {"service": key[0], "dependency": key[1]} if key[0] else {"dependency": key[1]}
+    if kind == "cost_budget":
+        return {key[0]: key[1]}
+    return {}
 
 
 class TriggersConnector(Connector[Batch]):
@@ -200,15 +218,33 @@ class TriggersConnector(Connector[Batch]):
             kept = self.records()
             self.checkpointer.forget([record for record in self.checkpointer.last if record not in kept])
 
+    # -- pipeline.contracts.PartitionedState: an evaluator in a consumer group ------------------
+    def partitioned(self) -> None:
+        """Fed by a keyed Kafka receiver: restore per assigned partition, not everything at start."""
+        self.restore_on_start = False
+
+    async def partitions_assigned(self, owns: SubjectFilter) -> None:
+        if self.checkpointer is not None:
+            await self.restore_state(lambda kind, key: owns(state_subject(kind, key)))
+
+    async def partitions_revoked(self, owns: SubjectFilter) -> None:
+        """Checkpoint now (what the next owner restores), then let go of the moved subjects."""
+        await self._checkpoint(force=True)
+        self.drop_state(lambda kind, key: owns(state_subject(kind, key)))
+
+    def state(self) -> dict[str, dict[Any, Any]]:
+        """The whole checkpointable state as JSON values, by detector (and `episodes`, `clock`):
+        taken on the event loop between evaluations, so it is consistent; made of copies, so it
+        can be encoded off the loop (`encode_records`) while the detectors go on."""
+        out: dict[str, dict[Any, Any]] = {CLOCK: {"": self.order.snapshot(self.order.clock.time())},
+                                          EPISODES: self.tracker.snapshot()}
+        for detector in self.detectors:
+            out[detector.kind] = detector.snapshot()
+        return out
+
     def records(self) -> Records:
         """The whole checkpointable state, one encoded record per key."""
-        out: Records = {record_key(CLOCK, ""): encode(self.order.snapshot(self.order.clock.time()))}
-        for key, state in self.tracker.snapshot().items():
-            out[record_key(EPISODES, key)] = encode(state)
-        for detector in self.detectors:
-            for key, state in detector.snapshot().items():
-                out[record_key(detector.kind, key)] = encode(state)
-        return out
+        return encode_records(self.state())
 
     async def _checkpoint(self, force: bool = False) -> None:
         config, checkpointer = self.config.checkpoint, self.checkpointer
@@ -218,7 +254,8 @@ class TriggersConnector(Connector[Batch]):
         if not force and now - self._checkpointed_at < config.interval:
             return
         self._checkpointed_at = now
-        await checkpointer.save(self.records())
+        # Encoding is most of a checkpoint's CPU: in a thread, so the loop (and the spans) go on.
+        await checkpointer.save(await asyncio.to_thread(encode_records, self.state()))
 
     def _prepare_detectors(self) -> None:
         for detector in self.detectors:

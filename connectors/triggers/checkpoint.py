@@ -31,7 +31,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from connectors.triggers.checkpoint_state import key_of, key_text
 from pipeline.component import StrictConfig
-from pipeline.config.units import ByteSize, Duration
+from pipeline.config.units import ByteSize, CommaList, Duration
 from pipeline.private_files import open_private
 from pipeline.telemetry.metrics import REGISTRY
 
@@ -53,7 +53,7 @@ written = Counter("agentdbg_trigger_checkpoint_records",
 class ChangelogConfig(StrictConfig):
     """A Kafka compacted topic (`cleanup.policy=compact`), created when it is missing."""
 
-    brokers: list[str] = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
+    brokers: CommaList = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
     topic: str = "agentdbg.triggers.changelog"
     partitions: PositiveInt = 1
     replication_factor: PositiveInt = 1
@@ -134,6 +134,12 @@ def decode(value: bytes) -> Any:
     if not isinstance(body, dict) or body.get("v") != VERSION:
         raise ValueError(f"checkpoint record of version {body.get('v') if isinstance(body, dict) else '?'}")
     return body["s"]
+
+
+def encode_records(state: dict[str, dict[Any, Any]]) -> Records:
+    """One encoded record per key of `state` (`{detector: {key: JSON value}}`)."""
+    return {record_key(detector, key): encode(value) for detector, keys in state.items()
+            for key, value in keys.items()}
 
 
 def record_key(detector: str, key: Any) -> str:

@@ -56,5 +56,13 @@ def parse_byte_size(value: Any) -> Any:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+def comma_list(value: Any) -> Any:
+    """A list as it is, or a comma-separated string (`${env:KAFKA_BROKERS}`) as its parts."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 Duration = Annotated[NonNegativeFloat, BeforeValidator(parse_duration)]
 ByteSize = Annotated[NonNegativeInt, BeforeValidator(parse_byte_size)]
+CommaList = Annotated[list[str], BeforeValidator(comma_list)]

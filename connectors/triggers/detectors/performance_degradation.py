@@ -288,12 +288,12 @@ class PerformanceDegradationDetector(Detector[PerformanceDegradationConfig]):
         if found is None:
             if len(self._subject_dicts) > 4 * len(self.window.totals) + 1024:
                 self._subject_dicts.clear()  # forget subjects long gone
-            subject = self._subject_of(key)
+            subject = self.subject_of(key)
             found = self._subject_dicts[key] = (subject, f"{self.kind}|{subject_key(subject)}")
         return found
 
     @staticmethod
-    def _subject_of(key: tuple) -> dict[str, Any]:
+    def subject_of(key: tuple) -> dict[str, Any]:
         if key[0] == "tool":
             return {"agent": key[1], "tool": key[2]}
         return {"service": key[1], "span_name": key[2]}
