@@ -58,7 +58,7 @@ class SlidingSums(Generic[K]):
         out: dict[K, list[list[Any]]] = {}
         for start, bucket in self.buckets:
             for key, values in bucket.items():
-                out.setdefault(key, []).append([start, values])
+                out.setdefault(key, []).append([start, list(values)])  # a copy: encoded off the loop
         return out
 
     def load(self, entries: Mapping[K, list[list[Any]]]) -> None:
