@@ -78,6 +78,7 @@ from connectors.triggers.eventtime import EventOrder, Step
 from connectors.triggers.live import LiveView
 from connectors.triggers.telemetry import TriggerMetrics
 from pipeline.component import Connector, Factory, Kind, Settings, Signal
+from pipeline.contracts import SubjectFilter
 from pipeline.errors import PermanentError, Refused
 from pipeline.host import Host
 from pipeline.pdata.batch import Batch
@@ -98,6 +99,24 @@ DETECTORS: dict[str, type[Detector]] = {
     "health_snapshot": HealthSnapshotDetector,
 }
 T = TypeVar("T", Traces, Metrics)
+
+
+def state_subject(kind: str, key: Any) -> dict[str, Any]:
+    """The detector subject a checkpointed state key belongs to (pipeline/partitioning.py places
+    it in a partition): an episode's from its key (`kind|subject_key|qualifier`), a detector's
+    from the key it keeps its windows under; {} when unknown (then it does not move)."""
+    if kind == EPISODES:
+        subject_text = str(key).split("|")[1] if str(key).count("|") else ""
+        return dict(part.split("=", 1) for part in subject_text.split(",") if "=" in part)
+    if kind == "performance_degradation":
+        return PerformanceDegradationDetector.subject_of(key)
+    if kind == "error_rate_spike":
+        return {"service": key}
+    if kind == "dependency_failure":
+        return {"service": key[0], "dependency": key[1]} if key[0] else {"dependency": key[1]}
+    if kind == "cost_budget":
+        return {key[0]: key[1]}
+    return {}
 
 
 class TriggersConnector(Connector[Batch]):
@@ -198,6 +217,20 @@ class TriggersConnector(Connector[Batch]):
         if self.checkpointer is not None:
             kept = self.records()
             self.checkpointer.forget([record for record in self.checkpointer.last if record not in kept])
+
+    # -- pipeline.contracts.PartitionedState: an evaluator in a consumer group ------------------
+    def partitioned(self) -> None:
+        """Fed by a keyed Kafka receiver: restore per assigned partition, not everything at start."""
+        self.restore_on_start = False
+
+    async def partitions_assigned(self, owns: SubjectFilter) -> None:
+        if self.checkpointer is not None:
+            await self.restore_state(lambda kind, key: owns(state_subject(kind, key)))
+
+    async def partitions_revoked(self, owns: SubjectFilter) -> None:
+        """Checkpoint now (what the next owner restores), then let go of the moved subjects."""
+        await self._checkpoint(force=True)
+        self.drop_state(lambda kind, key: owns(state_subject(kind, key)))
 
     def state(self) -> dict[str, dict[Any, Any]]:
         """The whole checkpointable state as JSON values, by detector (and `episodes`, `clock`):

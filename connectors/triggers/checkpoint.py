@@ -31,7 +31,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from connectors.triggers.checkpoint_state import key_of, key_text
 from pipeline.component import StrictConfig
-from pipeline.config.units import ByteSize, Duration
+from pipeline.config.units import ByteSize, CommaList, Duration
 from pipeline.private_files import open_private
 from pipeline.telemetry.metrics import REGISTRY
 
@@ -53,7 +53,7 @@ written = Counter("agentdbg_trigger_checkpoint_records",
 class ChangelogConfig(StrictConfig):
     """A Kafka compacted topic (`cleanup.policy=compact`), created when it is missing."""
 
-    brokers: list[str] = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
+    brokers: CommaList = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
     topic: str = "agentdbg.triggers.changelog"
     partitions: PositiveInt = 1
     replication_factor: PositiveInt = 1
