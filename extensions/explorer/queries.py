@@ -212,32 +212,33 @@ FOLDED = """SELECT transform(Session, upgraded.1, upgraded.2, Session) AS sessio
 FROM {sessions}"""
 UPGRADED = """(SELECT (groupArray(TraceId), groupArray(real))
              FROM (SELECT TraceId, max(Session) AS real FROM {upgrades} GROUP BY TraceId)) AS upgraded"""
-# The page: the newest sessions that pass the filter, with the totals that cost little to merge
-# (sums, min, max) ...
-TOP = """SELECT session, min(Start) AS start_ns, max(End) AS end_ns, sum(Spans) AS spans, sum(Errors) AS errors,
-    sum(TokensIn) AS tokens_in, sum(TokensOut) AS tokens_out, sum(Cost) AS cost{listed},
-    transform(session, {{fired_sessions:Array(String)}}, {{fired_counts:Array(UInt64)}}, toUInt64(0)) AS triggers
+# The page's sessions: the newest that pass the filter, chosen on the last end alone (and the
+# columns the filter asks for) ...
+PAGE_SESSIONS = """SELECT session, min(Start) AS start_ns, max(End) AS end_ns{listed}
 FROM ({folded})
 GROUP BY session
 HAVING {having}
 ORDER BY end_ns DESC, session
 LIMIT {{limit:UInt32}}"""
-# ... and the ones that cost more (array unions, distinct trace counts) for that page's sessions only.
-PAGE = """WITH {upgraded}, page AS ({top})
-SELECT p.session AS session, p.start_ns AS start_ns, p.end_ns AS end_ns, p.spans AS spans, p.errors AS errors,
-    p.tokens_in AS tokens_in, p.tokens_out AS tokens_out, p.cost AS cost, p.triggers AS triggers,
-    m.services AS services, m.agents AS agents, m.traces AS traces
-FROM page AS p
-INNER JOIN (SELECT session, groupUniqArrayArray(Services) AS services, groupUniqArrayArray(Agents) AS agents,
-                   uniqExactMerge(Traces) AS traces
-            FROM ({folded}) WHERE session IN (SELECT session FROM page) GROUP BY session) AS m ON p.session = m.session
+# ... then every total of those sessions only (the array unions and distinct trace counts are
+# the costly merges), in one statement: each read waits for the engine's reader thread.
+PAGE = """WITH {upgraded}
+SELECT session, min(Start) AS start_ns, max(End) AS end_ns, sum(Spans) AS spans, sum(Errors) AS errors,
+    sum(TokensIn) AS tokens_in, sum(TokensOut) AS tokens_out, sum(Cost) AS cost,
+    groupUniqArrayArray(Services) AS services, groupUniqArrayArray(Agents) AS agents,
+    uniqExactMerge(Traces) AS traces, {triggers} AS triggers
+FROM ({folded})
+WHERE session IN (SELECT session FROM ({page}))
+GROUP BY session
 ORDER BY end_ns DESC, session"""
+TRIGGERS = "transform(session, {fired_sessions:Array(String)}, {fired_counts:Array(UInt64)}, toUInt64(0))"
 # The filter's parts, each used only when asked for (so the page needs no array union otherwise).
 WINDOW = "start_ns <= {until:Int64} AND end_ns >= {since:Int64}"
 FILTERS = {"service": ("has(f_services, {service:String})", ", groupUniqArrayArray(Services) AS f_services"),
            "agent": ("has(f_agents, {agent:String})", ", groupUniqArrayArray(Agents) AS f_agents"),
-           "errors": ("errors > 0", ""), "min_cost": ("cost >= {min_cost:Float64}", ""),
-           "has_trigger": ("triggers > 0", "")}
+           "errors": ("f_errors > 0", ", sum(Errors) AS f_errors"),
+           "min_cost": ("f_cost >= {min_cost:Float64}", ", sum(Cost) AS f_cost"),
+           "has_trigger": (TRIGGERS + " > 0", "")}
 EXAMPLES = ("SELECT Id AS id, JSONExtract(Document, 'examples', 'trace_ids', 'Array(String)') AS traces "
             "FROM {events} FINAL WHERE Schema = {{schema:String}} ORDER BY Timestamp DESC, Id LIMIT {{limit:UInt32}}")
 RECHECK_SECONDS = 30.0  # how long a trace found under its own id is taken as its own session
@@ -300,8 +301,9 @@ def page_statement(tables: Tables, where: SessionFilter) -> str:
                                   ("min_cost", where.min_cost > 0), ("has_trigger", where.has_trigger)) if on]
     having = " AND ".join([WINDOW, *(FILTERS[name][0] for name in used)])
     folded = FOLDED.format(sessions=tables.sessions)
-    top = TOP.format(folded=folded, listed="".join(FILTERS[name][1] for name in used), having=having)
-    return PAGE.format(upgraded=UPGRADED.format(upgrades=tables.upgrades), top=top, folded=folded)
+    page = PAGE_SESSIONS.format(folded=folded, listed="".join(FILTERS[name][1] for name in used), having=having)
+    return PAGE.format(upgraded=UPGRADED.format(upgrades=tables.upgrades), page=page, folded=folded,
+                       triggers=TRIGGERS)
 
 
 async def sessions(store: Store, tables: Tables, where: SessionFilter, trigger_limit: int,
@@ -329,10 +331,10 @@ SESSION_TRACES = ("SELECT TraceId, min(Start) AS first, max(End) AS last FROM {s
 
 # The summary's fingerprint of a session view: its rows and those its traces counted under
 # their own ids. Any span stored in (or erased from) the session changes it.
+# One key set (not an OR), so both reads are primary-key ranges.
 SESSION_FINGERPRINT = """SELECT sum(Spans) AS spans, min(Start) AS start, max(End) AS end, count() AS parts
 FROM {sessions}
-WHERE Session = {{id:String}}
-   OR (ByTrace = 1 AND Session IN (SELECT TraceId FROM {session_traces} WHERE Session = {{id:String}}))"""
+WHERE Session IN (SELECT TraceId FROM {session_traces} WHERE Session = {{id:String}} UNION ALL SELECT {{id:String}})"""
 CACHED_SESSIONS = 8  # answers kept: a UI re-reading a few open sessions
 
 

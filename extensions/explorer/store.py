@@ -18,7 +18,11 @@ Reads must not starve the writer (the exporter inserting into the same engine):
   they are the reader session's settings (pipeline/chdb_engine.py `READ_SETTINGS`); for a server,
   `ClickHouseReader.SETTINGS` on every statement. Not the engine's query `priority`: a read
   ranked below the inserts is paused whenever one runs, and under steady ingest one always does
-  (measured: a 15 ms read waited seconds), so reads are kept cheap and few instead;
+  (measured: a 15 ms read waited seconds), so reads are kept cheap and few instead. What they
+  do get is the OS's lowest CPU priority (`os_thread_priority` 19, the nice value of the engine's
+  threads while they run the read): on a saturated machine the scheduler gives ingest's threads
+  first call on the CPU, and a read takes longer rather than taking from ingest; on an idle one
+  nothing changes. The engine honours it only with CAP_SYS_NICE;
 - a `ReadGate` admits a few reads at a time and queues a few more: a read past the queue, or
   one that waited longer than `max_wait` for its turn, is refused at once with `StoreBusy`
   (the API answers 503 with Retry-After) rather than waiting in an unbounded queue. A read
@@ -149,7 +153,7 @@ class ClickHouseReader:
 
     SETTINGS = {"readonly": 2, "max_execution_time": 30, "output_format_json_quote_64bit_integers": 0,
                 "max_threads": 2, "max_memory_usage": 512 << 20, "max_result_rows": 500_000,
-                "result_overflow_mode": "throw"}
+                "result_overflow_mode": "throw", "os_thread_priority": 19}
 
     def __init__(self, endpoint: str, username: str, password: str) -> None:
         self.endpoint = endpoint
