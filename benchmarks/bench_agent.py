@@ -38,7 +38,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from sutazai_agent import CircuitBreaker, Throttle, configure, instrument_agent
 
 from benchmarks.results import table, write_section
-from testkit.agent_process import RATE_PER_MINUTE, TOKEN, AgentRun, after, daemon_decisions, first, overlay
+from testkit.agent_process import (
+    RATE_PER_MINUTE,
+    TOKEN,
+    AgentRun,
+    after,
+    daemon_decisions,
+    first,
+    overlay,
+    start,
+)
 from testkit.fake_openai import FakeOpenAI
 from testkit.harness import BASE_CONFIG, ROOT, Daemon, wait_until
 
@@ -183,7 +192,7 @@ def main() -> None:
     overhead = per_call(args.calls, args.rounds)
     with FakeOpenAI() as fake:
         daemon = Daemon(BASE_CONFIG, workdir=Path(f"/tmp/bench-agent-{int(time.time())}"), overlay=overlay())
-        daemon.start()
+        start(daemon)
         try:
             latency = fallback_latency(daemon, fake, args.runs, args.interval)
             rate, throttled_calls = throttled_rate(daemon, fake, args.throttle_calls)

@@ -118,3 +118,11 @@ def daemon_decisions(daemon: Daemon) -> list[dict[str, Any]]:
 
 def overlay(rate_per_minute: int = RATE_PER_MINUTE) -> str:
     return OVERLAY % {"token": TOKEN, "rate": rate_per_minute, "lateness": LATENESS}
+
+
+def start(daemon: Daemon) -> Daemon:
+    """Start and wait for health, longer than the harness does: on a loaded 2-core machine the
+    first start can take more than its 30 s."""
+    daemon.start(wait=False)
+    wait_until(daemon.healthy, timeout=120, interval=0.2, message=f"daemon health (log: {daemon.log_path})")
+    return daemon

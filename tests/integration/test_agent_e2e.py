@@ -23,7 +23,16 @@ from typing import Any
 import pytest
 import requests
 
-from testkit.agent_process import RATE_PER_MINUTE, TOKEN, AgentRun, after, daemon_decisions, first, overlay
+from testkit.agent_process import (
+    RATE_PER_MINUTE,
+    TOKEN,
+    AgentRun,
+    after,
+    daemon_decisions,
+    first,
+    overlay,
+    start,
+)
 from testkit.fake_openai import FakeOpenAI
 from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from testkit.otlp_spans import attributes as attrs
@@ -53,7 +62,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     python = family_python("otel_v2")
     with FakeOpenAI() as fake:
         daemon = Daemon(BASE_CONFIG, workdir=tmp_path_factory.mktemp("agent-e2e"), overlay=overlay())
-        daemon.start()
+        start(daemon)
         try:
             yield python, daemon, fake
         finally:
