@@ -125,7 +125,7 @@ def resolved(daemon: Daemon) -> int:
 
 def fallback_latency(daemon: Daemon, fake: FakeOpenAI, runs: int, interval: float) -> dict[str, list[float]]:
     agent = AgentRun(CLIENT_PYTHON, daemon, fake, "--model", "llama3", "--interval", str(interval),
-                     "--timeout", "0.5", "--threshold", "1000", "--recovery", "1000")
+                     "--timeout", "0.5", "--threshold", "1000", "--recovery", "2")
     found: dict[str, list[float]] = {"notified": [], "first fallback call": []}
     try:
         agent.wait(lambda calls: first(calls, outcome="ok", feed_connected=True), "the agent connected")

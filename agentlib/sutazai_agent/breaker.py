@@ -75,6 +75,7 @@ class BreakerState:
         self.opened_at = 0.0
         self.probes_out = 0
         self.probe_successes = 0
+        self.remote_failures = 0  # consecutive failures on a tier the daemon chose, above this one
         self.why = "closed: on the primary"
 
     def model(self, tier: int) -> str | None:
@@ -102,6 +103,8 @@ class BreakerState:
                 self._step_up()
         elif route.tier == self.tier:
             self.failures = 0
+        elif route.tier > self.tier:
+            self.remote_failures = 0
 
     def failed(self, route: Route, error: str) -> None:
         now = self.clock.monotonic()
@@ -110,10 +113,15 @@ class BreakerState:
             self.state, self.opened_at = OPEN, now
             self.why = f"open: the probe of {self.model(route.tier) or 'the primary'} failed ({error})"
             return
-        if route.tier > self.tier:  # the daemon's tier fails too: count it here from now on
-            self.tier, self.state, self.opened_at, self.failures = route.tier, OPEN, now, 0
-        if route.tier != self.tier:
+        if route.tier < self.tier:
             return  # a call routed before the last transition: it says nothing of this tier
+        if route.tier > self.tier:  # the daemon's tier: it is this breaker's too once it failed as often
+            self.remote_failures += 1
+            if self.remote_failures < self.failure_threshold:
+                return
+            self.tier, self.state, self.opened_at = route.tier, OPEN, now
+            self.failures, self.remote_failures = self.failure_threshold - 1, 0
+            self.why = f"open: the daemon's {self.model(self.tier)} failed too ({error})"
         self.failures += 1
         if self.failures >= self.failure_threshold and self.tier < len(self.tiers):
             self.tier += 1

@@ -12,7 +12,8 @@ Decorating calls `configure(...)` (with the options given here) and wraps the ag
 - `cost_tracking=True` turns on the installed LLM instrumentations (their spans carry the
   model and token usage the daemon prices); `False` leaves them off.
 - `session_replay=True` asks those instrumentations to record prompts and completions
-  (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`, unless the variable is set), so
+  (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`: `SPAN_AND_EVENT` where
+  opentelemetry-util-genai is installed, else `true`; unless the variable is set), so
   the explorer can replay a session's conversation.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib.util
 import inspect
 import os
 from typing import Any, Callable, Iterator, TypeVar
@@ -82,6 +84,16 @@ def _traced(fn: Callable[..., Any], agent: str, method: str | None, operation: s
     return traced
 
 
+def _capture_value() -> str:
+    """The variable's "on": the GenAI utilities (opentelemetry-util-genai) name a mode, older
+    instrumentations read "true"."""
+    try:
+        found = importlib.util.find_spec("opentelemetry.util.genai") is not None
+    except ModuleNotFoundError:
+        found = False
+    return "SPAN_AND_EVENT" if found else "true"
+
+
 def instrument_agent(trace_all: bool = True, cost_tracking: bool = True, session_replay: bool = True,
                      name: str | None = None, **configure_options: Any) -> Callable[[T], T]:
     """Decorate an agent class or function; see the module docstring. `configure_options` go to
@@ -89,7 +101,7 @@ def instrument_agent(trace_all: bool = True, cost_tracking: bool = True, session
     def decorate(agent: T) -> T:
         agent_name = str(name or getattr(agent, "__name__", "agent"))
         if session_replay:
-            os.environ.setdefault(CAPTURE_CONTENT, "true")
+            os.environ.setdefault(CAPTURE_CONTENT, _capture_value())
         configure_options.setdefault("agent_name", agent_name)
         configure(instrument=cost_tracking, **configure_options)
         if inspect.isclass(agent):

@@ -118,8 +118,13 @@ def test_the_daemons_decision_is_a_floor_and_no_probe_goes_above_it() -> None:
 def test_failures_on_the_daemons_tier_count_from_there() -> None:
     state, _ = machine(threshold=2)
     daemon = Remote(1, "open", "daemon")
-    fail(state, 2, daemon)
-    assert state.route().model == "cache_only"  # tinyllama failed twice too: one tier further
+    fail(state, 1, daemon)
+    assert state.route().model is None  # one hiccup of tinyllama does not pin this agent to it
+    state.succeeded(state.route(daemon))
+    fail(state, 1, daemon)
+    assert state.route().model is None  # the success in between reset the count
+    fail(state, 1, daemon)
+    assert state.route().model == "cache_only"  # tinyllama failed twice in a row: one tier further
 
 
 # -- the guard -------------------------------------------------------------------------------------
