@@ -147,6 +147,8 @@ class Daemon:
                 recent = self.log()[logged:].lower()
                 lost_race = "address already in use" in recent or "cannot listen on" in recent
                 if not lost_race or attempt == attempts - 1:
+                    self.kill()  # a start that failed leaves no daemon behind (no __exit__ runs)
+                    self._log.close()
                     raise
                 self._log.close()
                 self._pick_ports()
