@@ -192,8 +192,8 @@ def main() -> None:
     overhead = per_call(args.calls, args.rounds)
     with FakeOpenAI() as fake:
         daemon = Daemon(BASE_CONFIG, workdir=Path(f"/tmp/bench-agent-{int(time.time())}"), overlay=overlay())
-        start(daemon)
         try:
+            start(daemon)
             latency = fallback_latency(daemon, fake, args.runs, args.interval)
             rate, throttled_calls = throttled_rate(daemon, fake, args.throttle_calls)
             dead = dead_daemon(daemon, fake, args.dead_calls, 0.5)

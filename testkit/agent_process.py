@@ -30,7 +30,7 @@ connectors:
   triggers:
     evaluation_interval: 100ms
     resolve_after: 1s%(lateness)s
-    dependency_failure: {max_timeouts: 3, window: 3s}
+    dependency_failure: {max_timeouts: 1, window: 3s}  # fires at the second timeout
     cost_budget: {budgets: [{match: {service: throttled-agent}, daily: 0.0005}], burn_rate: false}
 processors:
   batch: {timeout: 50ms}
