@@ -38,16 +38,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from sutazai_agent import CircuitBreaker, Throttle, configure, instrument_agent
 
 from benchmarks.results import table, write_section
-from testkit.agent_process import (
-    RATE_PER_MINUTE,
-    TOKEN,
-    AgentRun,
-    after,
-    daemon_decisions,
-    first,
-    overlay,
-    start,
-)
+from testkit import agent_process as kit
 from testkit.fake_openai import FakeOpenAI
 from testkit.harness import BASE_CONFIG, ROOT, Daemon, wait_until
 
@@ -113,26 +104,27 @@ def stamp(text: str) -> float:
 def reset_breaker(daemon: Daemon, run: int) -> None:
     answer = requests.post(f"http://127.0.0.1:{daemon.ports['debug']}/debug/breakers/ollama_model/reset",
                            json={"requested_by": "bench_agent", "reason": f"run {run}"},
-                           headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+                           headers={"Authorization": f"Bearer {kit.TOKEN}"}, timeout=10)
     answer.raise_for_status()
 
 
 def resolved(daemon: Daemon) -> int:
     """How many dependency_failure episodes on ollama have resolved so far."""
-    return sum(1 for d in daemon_decisions(daemon) if d["action"] == "resolve_alert"
+    return sum(1 for d in kit.daemon_decisions(daemon) if d["action"] == "resolve_alert"
                and d["target"].get("kind") == "dependency_failure" and d["target"].get("dependency") == "ollama")
 
 
 def fallback_latency(daemon: Daemon, fake: FakeOpenAI, runs: int, interval: float) -> dict[str, list[float]]:
-    agent = AgentRun(CLIENT_PYTHON, daemon, fake, "--model", "llama3", "--interval", str(interval),
+    agent = kit.AgentRun(CLIENT_PYTHON, daemon, fake, "--model", "llama3", "--interval", str(interval),
                      "--timeout", "0.5", "--threshold", "1000", "--recovery", "2")
     found: dict[str, list[float]] = {"notified": [], "first fallback call": []}
     try:
-        agent.wait(lambda calls: first(calls, outcome="ok", feed_connected=True), "the agent connected")
+        agent.wait(lambda calls: kit.first(calls, outcome="ok", feed_connected=True), "the agent connected")
         for run in range(runs):
             mark = agent.calls()[-1]
             fake.stall["llama3"] = 30.0
-            switched = agent.wait(lambda calls, m=mark: first(after(calls, m), model="tinyllama"), "a fallback call")
+            switched = agent.wait(lambda calls, m=mark: kit.first(kit.after(calls, m), model="tinyllama"),
+                                  "a fallback call")
             [decision] = [r for r in agent.records[::-1] if r["event"] == "decision" and r["action"] == "fallback"
                           and (r["state"] or {}).get("fallback") == "tinyllama"][:1]
             decided = stamp(decision["decided_at"])
@@ -143,34 +135,34 @@ def fallback_latency(daemon: Daemon, fake: FakeOpenAI, runs: int, interval: floa
             wait_until(lambda n=episodes: resolved(daemon) > n, timeout=60,
                        message="the timeouts' episode resolved")  # so that the next run's fires anew
             reset_breaker(daemon, run)
-            agent.wait(lambda calls, s=switched: first(after(calls, s), model="primary", outcome="ok"), "back")
+            agent.wait(lambda calls, s=switched: kit.first(kit.after(calls, s), model="primary", outcome="ok"), "back")
     finally:
         agent.stop()
     return found
 
 
 def throttled_rate(daemon: Daemon, fake: FakeOpenAI, count: int) -> tuple[float, int]:
-    agent = AgentRun(CLIENT_PYTHON, daemon, fake, "--model", "gpt-4o-mini", "--service", "throttled-agent",
+    agent = kit.AgentRun(CLIENT_PYTHON, daemon, fake, "--model", "gpt-4o-mini", "--service", "throttled-agent",
                      "--interval", "0", "--timeout", "5")
     try:
-        start = agent.wait(lambda calls: first(calls, throttled=True), "a throttled call")
-        calls = agent.wait(lambda calls: [c for c in after(calls, start) if c["throttled"]][:count]
-                           if len(after(calls, start)) >= count else None, f"{count} throttled calls", timeout=600)
+        start = agent.wait(lambda calls: kit.first(calls, throttled=True), "a throttled call")
+        calls = agent.wait(lambda calls: [c for c in kit.after(calls, start) if c["throttled"]][:count]
+                           if len(kit.after(calls, start)) >= count else None, f"{count} throttled calls", timeout=600)
     finally:
         agent.stop()
     return (len(calls) - 1) / (calls[-1]["start"] - calls[0]["start"]), len(calls)
 
 
 def dead_daemon(daemon: Daemon, fake: FakeOpenAI, count: int, timeout: float) -> dict[str, Any]:
-    agent = AgentRun(CLIENT_PYTHON, daemon, fake, "--model", "llama3", "--interval", "0.05", "--timeout",
+    agent = kit.AgentRun(CLIENT_PYTHON, daemon, fake, "--model", "llama3", "--interval", "0.05", "--timeout",
                      str(timeout), "--threshold", "5", "--recovery", "1")
     try:
-        agent.wait(lambda calls: first(calls, feed_connected=True), "connected")
+        agent.wait(lambda calls: kit.first(calls, feed_connected=True), "connected")
         daemon.kill()
-        mark = agent.wait(lambda calls: first(calls, feed_connected=False), "disconnected")
+        mark = agent.wait(lambda calls: kit.first(calls, feed_connected=False), "disconnected")
         fake.stall["llama3"] = 30.0
-        calls = agent.wait(lambda calls: after(calls, mark)[:count] if len(after(calls, mark)) >= count else None,
-                           f"{count} calls with the daemon dead")
+        calls = agent.wait(lambda calls: kit.after(calls, mark)[:count] if len(kit.after(calls, mark)) >= count
+                           else None, f"{count} calls with the daemon dead")
     finally:
         agent.stop()
         fake.stall.clear()
@@ -191,9 +183,9 @@ def main() -> None:
 
     overhead = per_call(args.calls, args.rounds)
     with FakeOpenAI() as fake:
-        daemon = Daemon(BASE_CONFIG, workdir=Path(f"/tmp/bench-agent-{int(time.time())}"), overlay=overlay())
+        daemon = Daemon(BASE_CONFIG, workdir=Path(f"/tmp/bench-agent-{int(time.time())}"), overlay=kit.overlay())
         try:
-            start(daemon)
+            kit.start(daemon)
             latency = fallback_latency(daemon, fake, args.runs, args.interval)
             rate, throttled_calls = throttled_rate(daemon, fake, args.throttle_calls)
             dead = dead_daemon(daemon, fake, args.dead_calls, 0.5)
@@ -201,7 +193,7 @@ def main() -> None:
             daemon.stop() if daemon.proc and daemon.proc.poll() is None else None
             daemon.kill()
 
-    decided = RATE_PER_MINUTE / 60
+    decided = kit.RATE_PER_MINUTE / 60
     rows = [[what, f"{pct(v, 0.5) * 1000:.0f}", f"{pct(v, 0.99) * 1000:.0f}", f"{max(v) * 1000:.0f}", len(v)]
             for what, v in latency.items()]
     body = "\n\n".join([
@@ -213,7 +205,7 @@ def main() -> None:
         "(0.5 s here) and the pause has passed:",
         table(["decided_at →", "p50 ms", "p99 ms", "max ms", "runs"], rows),
         table(["throttled rate", "decided rate", "measured / decided", "calls"],
-              [[f"{rate:.2f}/s", f"{decided:.2f}/s ({RATE_PER_MINUTE}/min, burst 1)", f"{rate / decided:.2f}",
+              [[f"{rate:.2f}/s", f"{decided:.2f}/s ({kit.RATE_PER_MINUTE}/min, burst 1)", f"{rate / decided:.2f}",
                 throttled_calls]]),
         table(["daemon SIGKILLed: longest call", "call timeout", "longest / timeout", "calls", "failed (timeouts)",
                "served by"],

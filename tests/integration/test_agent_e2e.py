@@ -23,16 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from testkit.agent_process import (
-    RATE_PER_MINUTE,
-    TOKEN,
-    AgentRun,
-    after,
-    daemon_decisions,
-    first,
-    overlay,
-    start,
-)
+from testkit.agent_process import RATE_PER_MINUTE, TOKEN, AgentRun, after, daemon_decisions, first, overlay, start
 from testkit.fake_openai import FakeOpenAI
 from testkit.harness import BASE_CONFIG, Daemon, wait_until
 from testkit.otlp_spans import attributes as attrs
