@@ -28,7 +28,8 @@ breaker and lift a throttle over the debug API (processors/safety/admin.py).
 
 With `mode: dry_run` decisions are computed and exported but marked `"dry_run": true`.
 Current state: `/debug/breakers`, `/debug/throttles`, `/debug/canaries`,
-`/debug/decisions?since=<RFC 3339>` and `agentdbg_safety_*` gauges.
+`/debug/decisions?since=<RFC 3339>` and `agentdbg_safety_*` gauges; agents follow it on
+`/debug/decisions/stream` (server-sent events of every committed change, processors/safety/stream.py).
 """
 from __future__ import annotations
 
