@@ -110,9 +110,9 @@ def clickhouse_http(tmp_path):
     """
     from testkit.clickhouse_http import ClickHouseHTTP
 
-    server = ClickHouseHTTP(tmp_path / "clickhouse").start()
-    try:
-        yield server
+    server = ClickHouseHTTP(tmp_path / "clickhouse")
+    try:  # a start that times out is stopped too: its process must not outlive the test
+        yield server.start()
     finally:
         server.stop()
 
@@ -122,9 +122,9 @@ def alertmanager():
     """A real Prometheus Alertmanager (testkit/alertmanager.py) on a free loopback port, stopped after the test."""
     from testkit.alertmanager import Alertmanager
 
-    am = Alertmanager(require_binary("prometheus-alertmanager")).start()
+    am = Alertmanager(require_binary("prometheus-alertmanager"))
     try:
-        yield am
+        yield am.start()
     finally:
         am.stop()
 
