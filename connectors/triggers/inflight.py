@@ -9,8 +9,9 @@ and the `triggers` connector reads both (`connectors: triggers: inflight:`):
   open, a log record every `partial.frequency` with `partial.event` = `heartbeat`, and one
   `partial.event` = `stop` when the span ends (only for a span that had a heartbeat). The
   record's trace and span ids are the span's; its body is the span so far as OTLP/JSON
-  `TracesData` (`partial.body.type` = `json/v1`). The body is parsed only the first time a
-  span id is heard of (its name, kind, start, parent, service and GenAI attributes); later
+  `TracesData` (`partial.body.type` = `json/v1`). The body is read only the first time a
+  span id is heard of, with orjson into just the fields this table keeps
+  (connectors/triggers/partial_body.py: name, kind, start, parent, service, GenAI attributes); later
   heartbeats only refresh when it was last heard of, so a steady stream costs a dictionary
   lookup per record.
 - **Logfire pending spans** arrive on the *traces* pipeline: when a span starts, logfire
@@ -41,12 +42,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
-from google.protobuf.message import Message
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import PositiveInt
 
 from connectors.triggers.columnar import positions
-from pipeline import otlp_json
+from connectors.triggers.partial_body import AGENT_NAME, OPERATION, read_open_span
 from pipeline.component import StrictConfig
 from pipeline.config.units import Duration
 from pipeline.pdata.logs import Logs, iter_log_records
@@ -56,7 +55,6 @@ from pipeline.pdata.traces import Traces
 PARTIAL_EVENT = "partial.event"
 SPAN_TYPE = "logfire.span_type"
 PENDING_PARENT = "logfire.pending_parent_id"
-OPERATION, AGENT_NAME = "gen_ai.operation.name", "gen_ai.agent.name"
 SERVER = 2
 AGENT_OPERATIONS = ("invoke_agent", "invoke_workflow")
 LLM_OPERATIONS = ("chat", "text_completion", "generate_content", "embeddings")
@@ -129,19 +127,14 @@ class InflightSpans:
     def _announce(self, body: str, span_id: bytes, now: float) -> OpenSpan | None:
         """The entry of `span_id` from the span in a heartbeat's OTLP/JSON body; None (counted)
         when the body cannot be read or holds another span."""
-        try:
-            message: Message = otlp_json.decode(body.encode(), ExportTraceServiceRequest)
-        except otlp_json.JsonDecodeError:
+        span = read_open_span(body, span_id)
+        if span is None:
             self._count("unreadable")
             return None
-        assert isinstance(message, ExportTraceServiceRequest)
-        cols = Traces.from_message(message, now).columns
-        if span_id not in cols.span_id:
-            self._count("unreadable")
-            return None
-        i = cols.span_id.index(span_id)
-        entry = self._add(cols, i, cols.parent_span_id[i], now)
-        entry.end = cols.end_ns[i] / 1e9 if cols.end_ns[i] else None
+        entry = self._add(OpenSpan(span.trace_id, span_id, span.parent, span.name, span.service,
+                                   role_of(span.operation, span.agent, span.kind), str(span.agent or span.name),
+                                   span.start_ns / 1e9, now, span.start_ns / 1e9), now)
+        entry.end = span.end_ns / 1e9 if span.end_ns else None
         return entry
 
     # -- the traces pipeline: ended spans and logfire's pending spans ----------------------------
@@ -167,7 +160,7 @@ class InflightSpans:
             except ValueError:
                 self._count("unreadable")
                 continue
-            self._add(cols, i, parent if parent.strip(b"\0") else b"", now, span_id=open_id)
+            self._add(self._entry(cols, i, open_id, parent if parent.strip(b"\0") else b"", now), now)
 
     def _ended(self, cols: SpanColumns) -> None:
         """The spans that arrived in a trace with open spans: their open ancestors progressed, and
@@ -197,18 +190,24 @@ class InflightSpans:
             self.arrived.popitem(last=False)
 
     # -- state -----------------------------------------------------------------------------------
-    def _add(self, cols: SpanColumns, i: int, parent: bytes, now: float, span_id: bytes | None = None) -> OpenSpan:
-        span_id = cols.span_id[i] if span_id is None else span_id
+    @staticmethod
+    def _entry(cols: SpanColumns, i: int, span_id: bytes, parent: bytes, now: float) -> OpenSpan:
+        """The entry a logfire placeholder at row `i` announces for its open parent `span_id`."""
+        operation = cols.attribute_rows(OPERATION).get(i)
+        agent = cols.attribute_rows(AGENT_NAME).get(i)
+        start = cols.start_ns[i] / 1e9
+        return OpenSpan(cols.trace_id[i], span_id, parent, cols.name[i], cols.service[i],
+                        role_of(operation, agent, cols.kind[i]), str(agent or cols.name[i]), start, now, start)
+
+    def _add(self, candidate: OpenSpan, now: float) -> OpenSpan:
+        """The entry of `candidate`'s span id: the one held, else `candidate`, added (a child of
+        its parent started)."""
+        span_id = candidate.span_id
         entry = self.spans.get(span_id)
         if entry is None:
-            operation = cols.attribute_rows(OPERATION).get(i)
-            agent = cols.attribute_rows(AGENT_NAME).get(i)
-            start = cols.start_ns[i] / 1e9
-            entry = OpenSpan(cols.trace_id[i], span_id, parent, cols.name[i], cols.service[i],
-                             role_of(operation, agent, cols.kind[i]), str(agent or cols.name[i]), start, now, start)
-            self.spans[span_id] = entry
+            entry = self.spans[span_id] = candidate
             self.by_trace.setdefault(entry.trace_id, set()).add(span_id)
-            self._progressed(parent, start)  # a child started
+            self._progressed(entry.parent, entry.start)  # a child started
             if len(self.spans) > self.config.max_spans:
                 self._evict_oldest("span_limit")
         entry.seen = now

@@ -9,13 +9,22 @@ runs the real processor against the daemon.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from pathlib import Path
 from typing import Any, Callable, cast
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from connectors.triggers import TriggersConnector
 from connectors.triggers.config import TriggersConfig
+from connectors.triggers.inflight import role_of
+from connectors.triggers.partial_body import read_open_span
+from pipeline import otlp_json
 from pipeline.clock import ManualClock
 from pipeline.component import ComponentID, Kind, Settings, Signal
 from pipeline.host import Host
@@ -298,3 +307,50 @@ async def test_a_reload_keeps_the_open_spans_and_the_live_episode(live: Live) ->
     assert resolved["episode"] == fired["episode"]
     (judge,) = [d for d in live.connector.detectors if d.kind == "deadlock"]
     assert judge.inflight is live.connector.live.inflight  # type: ignore[attr-defined]
+
+
+CAPTURED = Path(__file__).resolve().parents[1] / "clients" / "corpus" / "partial_span_processor.jsonl"
+
+
+def captured_records() -> list[LogRecord]:
+    """The log records partial-span-processor 0.0.9 exported for an agent span and its tool call
+    (two heartbeats, two stops; captured from the real processor with an in-memory exporter)."""
+    records = []
+    for line in CAPTURED.read_text().splitlines():
+        got = json.loads(line)
+        record = LogRecord(trace_id=bytes.fromhex(got["trace_id"]), span_id=bytes.fromhex(got["span_id"]),
+                           body=AnyValue(string_value=got["body"]))
+        record.attributes.extend(KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in got["attributes"].items())
+        records.append(record)
+    return records
+
+
+@live_test()
+async def test_a_real_partial_span_processor_body_gives_the_spans_fields(live: Live) -> None:
+    records = captured_records()
+    await live.connector.consume(logs(*records[:2], at=T0))
+    table = live.connector.live.inflight.spans
+    for record in records[:2]:  # what went in: the body as protobuf's OTLP/JSON reader reads it
+        message = otlp_json.decode(record.body.string_value.encode(), ExportTraceServiceRequest)
+        (sent,) = message.resource_spans[0].scope_spans[0].spans
+        entry = table[sent.span_id]
+        attributes = {kv.key: kv.value.string_value for kv in sent.attributes}
+        assert (entry.trace_id, entry.parent, entry.name, entry.start) == (
+            sent.trace_id, sent.parent_span_id, sent.name, sent.start_time_unix_nano / 1e9)
+        assert entry.service == "partial-agent" and entry.end is None
+        operation, agent = attributes["gen_ai.operation.name"], attributes.get("gen_ai.agent.name")
+        assert entry.role == role_of(operation, agent, sent.kind)
+    roles = {entry.name: entry.role for entry in table.values()}
+    assert roles == {"invoke_agent planner": "agent", "execute_tool search": "other"}
+    await live.connector.consume(logs(*records[2:], at=T0 + 1))
+    assert [entry.end is not None for entry in table.values()] == [True, True]
+
+
+def test_a_body_without_the_records_span_or_with_bad_fields_is_not_read() -> None:
+    record = captured_records()[0]
+    assert read_open_span(record.body.string_value, new_span_id()) is None  # another span's body
+    for bad in ('"traceId":"zz', '"startTimeUnixNano":"x', '"kind":"SPAN_KIND_NOPE'):
+        field = bad.split(":")[0]
+        body = re.sub(field + r':"[^"]*', bad, record.body.string_value, count=1)
+        assert body != record.body.string_value and read_open_span(body, record.span_id) is None
+    assert read_open_span(record.body.string_value, record.span_id) is not None
