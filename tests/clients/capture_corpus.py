@@ -16,6 +16,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 from testkit.fake_openai import FakeOpenAI
@@ -32,7 +33,7 @@ SCRIPTS = {
 
 
 def capture(family: str, fake: FakeOpenAI) -> int:
-    with RecordingSink() as sink:
+    with RecordingSink() as sink, tempfile.TemporaryDirectory() as workdir:  # some SDKs write logs to the cwd
         for script in SCRIPTS[family]:
             env = {**os.environ, "FAKE_OPENAI_URL": fake.url, "OTLP_ENDPOINT": sink.url,
                    "SERVICE_NAME": f"corpus-{script}", "SESSION_ID": f"sess-corpus-{script}",
@@ -40,7 +41,7 @@ def capture(family: str, fake: FakeOpenAI) -> int:
             for key in ("VIRTUAL_ENV", "PYTHONHOME"):
                 env.pop(key, None)
             done = subprocess.run([str(VENVS / family / "bin" / "python"), str(CLIENTS / f"{script}.py")],
-                                  env=env, capture_output=True, text=True, timeout=300)
+                                  cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
             if done.returncode != 0:
                 raise SystemExit(f"{script} failed:\n{(done.stdout + done.stderr)[-4000:]}")
         time.sleep(1.0)  # the last batch processor flush
