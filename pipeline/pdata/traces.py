@@ -40,8 +40,10 @@ class Traces(OtlpBatch[ExportTraceServiceRequest]):
     def columns(self) -> SpanColumns:
         """The batch's columnar view, built on first use and shared by every reader."""
         if self._columns is None:
-            # The columns walk the wire bytes (compiled); the message is parsed only if a reader wants upb objects.
-            self._columns = SpanColumns.build(lambda: self.message, self.wire(), self._captured)
+            # The columns walk the wire bytes (compiled). They get the parsed message when the batch
+            # has one (a receiver's parse), else parse on their own if a reader wants upb objects;
+            # never a reference back to the batch, which would make a cycle only the GC frees.
+            self._columns = SpanColumns.build(self._message, self.wire(), self._captured)
         return self._columns
 
     def capture(self, keys: frozenset[str]) -> None:

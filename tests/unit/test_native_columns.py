@@ -7,6 +7,7 @@ protobuf runtime refuses is still refused (the receivers parse first), and the e
 ever answers it with a ValueError."""
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import agentdbg_native as native
@@ -133,3 +134,18 @@ def test_non_utf8_strings_are_a_value_error(key: bytes) -> None:
 def test_truncated_and_malformed_framing_is_a_value_error(body: bytes) -> None:
     with pytest.raises(ValueError):
         read_natively(body)
+
+
+def test_a_batch_and_its_columns_are_freed_without_the_cyclic_gc() -> None:
+    """The columns never hold a reference back to their batch: a dropped batch goes at once
+    (the daemon raises the GC's thresholds, so a cycle would keep batches alive for long)."""
+    wire = fleet_requests(count=1)[0].SerializeToString()
+    gc.collect()
+    gc.disable()
+    try:
+        batch = Traces.from_wire(wire)
+        assert len(batch.columns.span_attributes) == batch.item_count and batch.columns.spans
+        del batch
+        assert gc.collect() == 0  # nothing was left for the collector: refcounting freed it all
+    finally:
+        gc.enable()
