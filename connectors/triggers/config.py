@@ -26,6 +26,8 @@ class TriggersConfig(StrictConfig):
     max_pending_events: PositiveInt = 10000
     # Event time (connectors/triggers/eventtime.py): how late a batch may come, after the latest
     # end time seen, and still be counted in the windows; it delays every event by as much.
+    # 5 s because the OpenTelemetry SDKs' batch span processor exports every 5 s by default
+    # (OTEL_BSP_SCHEDULE_DELAY): one agent's spans routinely arrive that long after another's.
     allowed_lateness: Duration = 5.0
     max_clock_skew: Duration = 300.0
     max_buffered_spans: PositiveInt = 200_000
