@@ -30,6 +30,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
     from extensions.health_check import factory as health_check
     from extensions.oidc import factory as oidc
     from processors.batch import factory as batch
+    from processors.drop_heartbeats import factory as drop_heartbeats
     from processors.genai import factory as genai
     from processors.memory_limiter import factory as memory_limiter
     from processors.redaction import factory as redaction
@@ -40,7 +41,7 @@ def factories() -> dict[Kind, dict[str, Factory]]:
 
     listed = [
         otlp_receiver, kafka_receiver, zipkin_receiver,
-        batch, memory_limiter, safety, genai, redaction,
+        batch, memory_limiter, safety, genai, redaction, drop_heartbeats,
         debug_exporter, file_exporter, kafka_exporter, otlp_exporter, otlphttp_exporter,
         alertmanager_exporter, webhook_exporter, clickhouse_exporter, chdb_exporter, genai_metrics_exporter,
         health_check, debug_api, explorer, bearertokenauth, oidc, file_storage,

@@ -10,6 +10,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from testkit.harness import BASE_CONFIG, ROOT, Daemon, free_port, query_json, wait_until
 from testkit.otlp_logs import SentLog, keys, send_sdk_logs
+from testkit.trigger_helpers import heartbeat_record, logs, new_span_id, span
+
+INFLIGHT = "agentdbg_trigger_inflight_records_total"
 
 CHDB = """
 processors:
@@ -137,8 +140,19 @@ service:
     assert "ORDER BY (ServiceName, TimestampTime, Timestamp)" in ddl and "TTL TimestampTime" in ddl
 
 
+def heartbeats(now: float) -> bytes:
+    """An OTLP/HTTP logs request: a heartbeat and the stop of one open tool span, as
+    partial-span-processor sends them."""
+    tool = span("execute_tool search", span_id=new_span_id(), start=now,
+                attrs={"gen_ai.operation.name": "execute_tool"})
+    tool.end_time_unix_nano = 0
+    records = [heartbeat_record(tool, event, "default-logs", now) for event in ("heartbeat", "stop")]
+    return logs(*records, at=now).message.SerializeToString()
+
+
 def test_config_default_yaml_stores_logs_beside_the_spans(tmp_path):
-    """config/default.yaml as shipped (ports and data directory from its env vars) takes logs."""
+    """config/default.yaml as shipped (ports and data directory from its env vars) takes logs;
+    partial-span heartbeats reach the triggers connector and are not stored."""
     daemon = Daemon((ROOT / "config" / "default.yaml").read_text(), workdir=tmp_path / "daemon")
     daemon.env = {
         "AGENTDBG_DATA_DIR": str(tmp_path / "data"),
@@ -148,11 +162,16 @@ def test_config_default_yaml_stores_logs_beside_the_spans(tmp_path):
         "AGENTDBG_EXPLORER_ENDPOINT": f"127.0.0.1:{free_port()}",
     }
     with daemon:
+        assert post(f"http://127.0.0.1:{daemon.ports['http']}/v1/logs", heartbeats(time.time())) == 200
         sent = send_sdk_logs("http", f"127.0.0.1:{daemon.ports['http']}", count=4, service="default-logs")
         wait_until(lambda: stored_at_least(daemon, len(sent), 2), timeout=30,
                    message="the records and their spans stored")
+        wait_until(lambda: daemon.metric(INFLIGHT, event="stop") >= 1, timeout=30, message="the stop read")
+        assert daemon.metric(INFLIGHT, event="heartbeat") == 1
+        assert daemon.metric("otelcol_processor_incoming_items_total", processor="drop_heartbeats") - daemon.metric(
+            "otelcol_processor_outgoing_items_total", processor="drop_heartbeats") == 2
     path = str(tmp_path / "data" / "chdb")
-    assert keys(stored(query_json(ROWS, "--path", path))) == keys(sent)
+    assert keys(stored(query_json(ROWS, "--path", path))) == keys(sent)  # the SDK's records, no heartbeat
     joined = query_json("SELECT count() AS n FROM otel.otel_logs AS l INNER JOIN otel.otel_traces AS s "
                         "ON l.TraceId = s.TraceId AND l.SpanId = s.SpanId", "--path", path)
     assert joined[0]["n"] == sum(1 for s in sent if s.trace_id)
