@@ -49,7 +49,9 @@ from testkit.loadgen import post_grpc
 from testkit.trigger_helpers import heartbeat_record, logs, new_span_id, read_events, span
 
 SECTION = "live deadlock: block → event, and the heartbeat stream's cost (config/default.yaml)"
+COST_SECTION = "live deadlock: the heartbeat stream's cost (config/default.yaml)"
 CLIENTS = ROOT / "tests" / "clients"
+DEFAULT_CONFIG = ROOT / "config" / "default.yaml"
 PYTHON = ROOT / ".cache" / "clients" / "partial" / "bin" / "python"
 BLOCK_S, LIMIT_S = 15.0, 10.0
 SETUPS = {"partial-span-processor, 1 s heartbeat": ("blocked",),
@@ -217,53 +219,75 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="offered spans/s in the overhead windows")
     parser.add_argument("--window", type=float, default=20.0, help="seconds per overhead window")
     parser.add_argument("--overhead-rounds", type=int, default=2, help="rounds of off / 1 / 100 per request")
+    parser.add_argument("--overhead-only", action="store_true",
+                        help="only part 2 (the heartbeat stream's cost); part 1's section is left as it is")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help="another pipeline file to measure (e.g. an older default.yaml); printed, not written")
     args = parser.parse_args()
     if not PYTHON.exists():
         raise SystemExit("the partial client venv is missing: `make clients` builds it")
     workdir = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    daemon = Daemon((ROOT / "config" / "default.yaml").read_text(), workdir=workdir)
+    daemon = Daemon(args.config.read_text(), workdir=workdir)
     daemon.env = {**default_config_env(daemon, workdir / "data"), "AGENTDBG_EXPLORER_TOKEN": ""}
     daemon.start(wait=False)
     try:
         wait_until(daemon.healthy, timeout=180, interval=0.2, message="daemon health")
-        rows = []
-        for setup in SETUPS:
-            fired, resolved, missed, extra = latencies(daemon, setup, args.agents, args.rounds)
-            within = sum(1 for f in fired if f <= LIMIT_S + 1)
-            rows.append([setup, len(fired) + missed, f"{percentile(fired, 0.5):.2f} s",
-                         f"{percentile(fired, 0.99):.2f} s", f"{within}/{len(fired) + missed}",
-                         f"{percentile(resolved, 0.5):.2f} s", f"{percentile(resolved, 0.99):.2f} s", extra])
-            print(setup, rows[-1], flush=True)
+        rows = [] if args.overhead_only else [latency_row(daemon, setup, args) for setup in SETUPS]
         cost = overhead(daemon, args.open_spans, args.rate, args.window, args.overhead_rounds)
         print(cost, flush=True)
     finally:
         daemon.stop()
         daemon.kill()
-    write_section(SECTION, "python -m benchmarks.bench_live_deadlock " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), "\n\n".join([
-            f"Each agent's tool call blocks for {BLOCK_S:g} s after its LLM call ended; the limit is the "
-            f"product's {LIMIT_S:g} s; {args.agents} agents at once (one service each), {args.rounds} rounds, "
-            "load average of the shared machine left as it was.",
-            table(["heartbeats", "agents", "block → firing p50", "p99", "within 11 s", "return → resolved p50",
-                   "p99", "further episodes"], rows),
-            "A further episode is a second firing of the same agent after its block was resolved: under "
-            "back-pressure (the daemon refusing retryably) partial-span-processor's synchronous export of a "
-            "span's stop holds the agent's own thread in the exporter's retries, so the agent really does not "
-            "progress for a while.",
-            f"Heartbeat stream: the heartbeats of {cost['open']:,} open spans every 1 s (records shaped as "
-            "partial-span-processor's, sent by the benchmark over OTLP/HTTP, 32 requests at a time), beside "
-            f"{cost['rate']:,.0f} spans/s of offered OTLP/gRPC load, in windows of {cost['window']:g} s "
-            f"alternated off / one record per request / 100 per request, {args.overhead_rounds} round(s). Daemon "
-            "CPU per window and its ratio to the windows without heartbeats (mean, then each round; nan: the "
-            "daemon answered a span export of that window in no less than 30 s, so the window was abandoned). "
-            "The records are also stored (otel_logs), as every record of the logs pipeline is.",
-            table(["heartbeats", "records/s counted", "daemon CPU per window", "ratio to off", "each round"],
-                  cost["rows"]),
-            f"One real partial-span-processor client holding 250 spans open (1 s heartbeat) delivers "
-            f"{cost['one_client']:,.1f} heartbeats/s to this pipeline: the processor exports each record in a "
-            "request of its own, from one thread, and waits for each answer; the default logs pipeline "
-            "redacts, batches (with a write-ahead log) and stores every record before it answers.",
-        ]))
+    if args.config != DEFAULT_CONFIG:
+        return
+    command = "python -m benchmarks.bench_live_deadlock " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("overhead_only", "config"))
+    if rows:
+        write_latency(command, args, rows)
+    write_cost(command + (" --overhead-only" if args.overhead_only else ""), args, cost)
+
+
+def latency_row(daemon: Daemon, setup: str, args: argparse.Namespace) -> list[object]:
+    fired, resolved, missed, extra = latencies(daemon, setup, args.agents, args.rounds)
+    within = sum(1 for f in fired if f <= LIMIT_S + 1)
+    row: list[object] = [setup, len(fired) + missed, f"{percentile(fired, 0.5):.2f} s",
+                         f"{percentile(fired, 0.99):.2f} s", f"{within}/{len(fired) + missed}",
+                         f"{percentile(resolved, 0.5):.2f} s", f"{percentile(resolved, 0.99):.2f} s", extra]
+    print(setup, row, flush=True)
+    return row
+
+
+def write_latency(command: str, args: argparse.Namespace, rows: list[list[object]]) -> None:
+    write_section(SECTION, command, "\n\n".join([
+        f"Each agent's tool call blocks for {BLOCK_S:g} s after its LLM call ended; the limit is the "
+        f"product's {LIMIT_S:g} s; {args.agents} agents at once (one service each), {args.rounds} rounds, "
+        "load average of the shared machine left as it was.",
+        table(["heartbeats", "agents", "block → firing p50", "p99", "within 11 s", "return → resolved p50",
+               "p99", "further episodes"], rows),
+        "A further episode is a second firing of the same agent after its block was resolved: under "
+        "back-pressure (the daemon refusing retryably) partial-span-processor's synchronous export of a "
+        "span's stop holds the agent's own thread in the exporter's retries, so the agent really does not "
+        "progress for a while.",
+        f"The heartbeat stream's cost: the section \"{COST_SECTION}\".",
+    ]))
+
+
+def write_cost(command: str, args: argparse.Namespace, cost: dict[str, Any]) -> None:
+    write_section(COST_SECTION, command, "\n\n".join([
+        f"The heartbeats of {cost['open']:,} open spans every 1 s (records shaped as "
+        "partial-span-processor's, sent by the benchmark over OTLP/HTTP, 32 requests at a time), beside "
+        f"{cost['rate']:,.0f} spans/s of offered OTLP/gRPC load, in windows of {cost['window']:g} s "
+        f"alternated off / one record per request / 100 per request, {args.overhead_rounds} round(s). Daemon "
+        "CPU per window and its ratio to the windows without heartbeats (mean, then each round; nan: the "
+        "daemon answered a span export of that window in no less than 30 s, so the window was abandoned). "
+        "On config/default.yaml the records go to the triggers connector through their own logs pipeline "
+        "(memory_limiter and batch only); the storage pipeline drops them before redaction and otel_logs.",
+        table(["heartbeats", "records/s counted", "daemon CPU per window", "ratio to off", "each round"],
+              cost["rows"]),
+        f"One real partial-span-processor client holding 250 spans open (1 s heartbeat) delivers "
+        f"{cost['one_client']:,.1f} heartbeats/s to this pipeline: the processor exports each record in a "
+        "request of its own, from one thread, and waits for each answer.",
+    ]))
 
 
 if __name__ == "__main__":
