@@ -39,13 +39,15 @@ from testkit.trigger_helpers import SdkAgent
 TRIGGERS = """\
       evaluation_interval: 100ms
       resolve_after: 1s
+      allowed_lateness: 300ms
       error_rate_spike: {window: 2s, min_count: 20}
       dependency_failure: {window: 1s}
       cost_budget: {daily_budget: 1.0, monthly_budget: 30.0, burn_window: 2s}
       health_snapshot: {snapshot_interval: 500ms}
 """
 # The database breaker's timeout is well over what a stopped fault takes to resolve (1 s
-# window + 1 s resolve_after), so a half-open breaker closes rather than re-opening a tier down.
+# window + 1 s resolve_after + 0.3 s allowed_lateness: the default 5 s lateness would hold every
+# resolution past the timeout), so a half-open breaker closes rather than re-opening a tier down.
 SAFETY = """\
       tick_interval: 100ms
       breakers:
