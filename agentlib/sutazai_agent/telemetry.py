@@ -10,8 +10,9 @@
   `gen_ai.conversation.id`, unless the span already has its own.
 - Instrumentations: every installed one of `instrumentations.KNOWN` (openai-v2, anthropic, ...).
 - Live spans (`live_spans=True`, the default): when the `partial-span-processor` package is
-  installed, open agent and tool spans (`gen_ai.operation.name` `invoke_agent` / `execute_tool`)
-  send heartbeats (OTLP log records with the span so far) to the same endpoint, so the daemon
+  installed, open agent, tool and model-call spans (`gen_ai.operation.name` `invoke_agent`,
+  `execute_tool`, `chat`, `text_completion`, `generate_content`, `embeddings`) send heartbeats
+  (OTLP log records with the span so far) to the same endpoint, so the daemon
   sees a stuck agent before its span ends. Without the package, nothing happens.
 - Decisions: a `DecisionFeed` of the daemon's debug API (`debug_url`, else `AGENTDBG_DEBUG_URL`,
   else `http://localhost:10205`; `token`, else `AGENTDBG_DEBUG_TOKEN`), which the breakers and
@@ -40,7 +41,11 @@ from sutazai_agent.feed import DecisionFeed
 LOG = logging.getLogger("sutazai_agent")
 AGENT_NAME, AGENT_ID, CONVERSATION_ID = "gen_ai.agent.name", "gen_ai.agent.id", "gen_ai.conversation.id"
 OPERATION = "gen_ai.operation.name"
-LIVE_OPERATIONS = frozenset({"invoke_agent", "execute_tool"})
+# Model calls too: while a long (streaming) LLM call is open, the daemon must see it as the agent's
+# progress, or an agent waiting 30 s on its model would look blocked (deadlock's no-false-positive
+# case). A call shorter than the heartbeat interval sends nothing.
+LIVE_OPERATIONS = frozenset({"invoke_agent", "execute_tool", "chat", "text_completion", "generate_content",
+                             "embeddings"})
 DEFAULT_HTTP = "http://localhost:4318"
 DEFAULT_DEBUG = "http://localhost:10205"
 
@@ -78,7 +83,7 @@ class AgentAttributes(SpanProcessor):
 
 
 class LiveSpans(SpanProcessor):
-    """Hands only agent and tool spans to the heartbeat processor (each LLM call is short)."""
+    """Hands only agent, tool and model-call spans (LIVE_OPERATIONS) to the heartbeat processor."""
 
     def __init__(self, inner: SpanProcessor) -> None:
         self.inner = inner

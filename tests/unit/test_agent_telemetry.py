@@ -104,7 +104,7 @@ class Recording(SpanProcessor):
         self.ended.append(span.name)
 
 
-def test_live_spans_are_only_agent_and_tool_spans() -> None:
+def test_live_spans_are_only_agent_tool_and_model_call_spans() -> None:
     inner = Recording()
     provider = TracerProvider()
     provider.add_span_processor(LiveSpans(inner))
@@ -114,8 +114,10 @@ def test_live_spans_are_only_agent_and_tool_spans() -> None:
             pass
         with tracer.start_as_current_span("execute_tool t", attributes={"gen_ai.operation.name": "execute_tool"}):
             pass
-    assert inner.started == ["invoke_agent a", "execute_tool t"]
-    assert inner.ended == ["execute_tool t", "invoke_agent a"]
+        with tracer.start_as_current_span("GET /weather"):
+            pass
+    assert inner.started == ["invoke_agent a", "chat m", "execute_tool t"]
+    assert inner.ended == ["chat m", "execute_tool t", "invoke_agent a"]
 
 
 def test_the_otlp_http_endpoint_rules(monkeypatch) -> None:
