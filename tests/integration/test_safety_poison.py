@@ -108,6 +108,10 @@ def test_wrong_typed_events_are_dead_lettered_and_the_next_one_is_decided(tmp_pa
         wait_until(lambda: acted(webhook, "alert", {"alertname": "error_rate_high", "severity": "critical",
                                                     "kind": "error_rate_spike", "service": "checkout"}),
                    timeout=60, message="the event produced after the restart was decided")
-        assert restarted.metric("agentdbg_kafka_receiver_malformed_messages_total") == 0
+        # The webhook is called inside the pipeline, before the receiver counts the record as
+        # accepted: wait for the count rather than read it at once.
+        wait_until(lambda: restarted.metric("agentdbg_receiver_accepted_events_total") >= 1, timeout=30,
+                   message="the decided event counted as accepted")
         assert restarted.metric("agentdbg_receiver_accepted_events_total") == 1
+        assert restarted.metric("agentdbg_kafka_receiver_malformed_messages_total") == 0
     assert len(read_records(kafka_broker.bootstrap, "agent.triggers.dlq", 5, timeout=8)) == 4  # and no fifth
