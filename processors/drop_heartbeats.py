@@ -18,14 +18,10 @@ this processor (pipeline/processorhelper.py).
 """
 from __future__ import annotations
 
-from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from pydantic import Field
 
 from pipeline.component import Consumer, Factory, Kind, Processor, Settings, Signal, StrictConfig
-from pipeline.pdata.logs import Logs, iter_log_records, select_log_records
-
-PARTIAL_EVENT = "partial.event"
+from pipeline.pdata.logs import Logs, iter_log_records, partial_event, select_log_records
 
 
 class DropHeartbeatsConfig(StrictConfig):
@@ -39,17 +35,11 @@ class DropHeartbeats(Processor[Logs]):
 
     async def consume(self, batch: Logs) -> None:
         kept = [index for index, (_, _, record) in enumerate(iter_log_records(batch.message))
-                if not self._is_heartbeat(record.attributes)]
+                if partial_event(record) not in self.events]
         if len(kept) == batch.item_count:
             await self.next.consume(batch)  # nothing to drop: the batch as it came (its wire bytes kept)
         elif kept:
             await self.next.consume(select_log_records(batch, kept))
-
-    def _is_heartbeat(self, attributes: RepeatedCompositeFieldContainer[KeyValue]) -> bool:
-        for kv in attributes:
-            if kv.key == PARTIAL_EVENT:
-                return kv.value.string_value in self.events
-        return False
 
 
 factory = Factory("drop_heartbeats", Kind.PROCESSOR, DropHeartbeatsConfig, DropHeartbeats,

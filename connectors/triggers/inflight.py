@@ -48,11 +48,10 @@ from connectors.triggers.columnar import positions
 from connectors.triggers.partial_body import AGENT_NAME, OPERATION, read_open_span
 from pipeline.component import StrictConfig
 from pipeline.config.units import Duration
-from pipeline.pdata.logs import Logs, iter_log_records
+from pipeline.pdata.logs import Logs, iter_log_records, partial_event
 from pipeline.pdata.spans import SpanColumns
 from pipeline.pdata.traces import Traces
 
-PARTIAL_EVENT = "partial.event"
 SPAN_TYPE = "logfire.span_type"
 PENDING_PARENT = "logfire.pending_parent_id"
 SERVER = 2
@@ -107,7 +106,7 @@ class InflightSpans:
     def observe_logs(self, batch: Logs) -> None:
         now = batch.received_at
         for _, _, record in iter_log_records(batch.message):
-            event = next((kv.value.string_value for kv in record.attributes if kv.key == PARTIAL_EVENT), None)
+            event = partial_event(record)
             if event not in ("heartbeat", "stop"):
                 continue
             self._count(str(event))

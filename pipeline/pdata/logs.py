@@ -77,6 +77,20 @@ def iter_log_records(message: ExportLogsServiceRequest) -> Iterator[tuple[Resour
                 yield rl, scope, record
 
 
+# partial-span-processor's log records for open spans carry this attribute: `heartbeat` while the
+# span is open, `stop` once it ended (its producer is the triggers connector's in-flight table,
+# and drop_heartbeats keeps them out of storage: both ask `partial_event`).
+PARTIAL_EVENT = "partial.event"
+
+
+def partial_event(record: LogRecord) -> str | None:
+    """The record's `partial.event` value, or None for a record that is not a partial-span one."""
+    for kv in record.attributes:
+        if kv.key == PARTIAL_EVENT:
+            return kv.value.string_value
+    return None
+
+
 def select_log_records(batch: Logs, indices: set[int] | list[int]) -> Logs:
     """The records of `batch` at `indices` (order of `iter_log_records`), with their resources and scopes."""
     wanted = set(indices)
